@@ -1,0 +1,298 @@
+#!/usr/bin/env node
+// One idempotent setup step that `npm run demo`, `npm test` and `npm run bench` run first.
+//
+// Each step checks a marker (a hash of its inputs) and does nothing when the marker matches, so
+// a second run takes seconds. Every step prints its name and duration; a failing step prints
+// what to do next and exits non-zero. Nothing this script fetches is committed: it lands in
+// node_modules/, .venv/ and .cache/, all ignored by git.
+//
+// Settings (environment variables):
+//   TENSORGUARD_TFJS_VARIANT  cpu | gpu | auto (default auto: gpu when `nvidia-smi -L` lists a GPU)
+//   TENSORGUARD_DATA_DIR      folder with Fashion-MNIST IDX files (default /usr/share/datasets/fashion-mnist)
+//   TENSORGUARD_SKIP_APT=1    never call apt-get (print how to install the dataset instead)
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const quiet = process.argv.includes('--quiet');
+const markers = path.join(root, '.cache', 'setup');
+fs.mkdirSync(markers, { recursive: true });
+
+// The libtensorflow we build against. tfjs-node 4.22 was written for libtensorflow 2.9; the C
+// API it uses is stable, and TF 2.21 passes tfjs-core's suite on it (see docs/native-backend.md).
+// The wheel is platform-tagged for CPython 3.11 but we only take its shared libraries and C
+// headers, so the local Python version does not matter.
+const TF = {
+  cpu: {
+    pkg: 'tensorflow-cpu',
+    version: '2.21.0',
+    file: 'tensorflow_cpu-2.21.0-cp311-cp311-manylinux_2_27_x86_64.whl',
+    sha256: '2b847d217b02ee7731ed91431daf3250daa0196c3c94614d23be27232e6e5b6c',
+    tfjsPackage: '@tensorflow/tfjs-node',
+  },
+  gpu: {
+    // The `tensorflow` wheel on Linux is CUDA-enabled; its CUDA runtime comes from the
+    // nvidia-* wheels (`tensorflow[and-cuda]`) or the host's CUDA install.
+    pkg: 'tensorflow',
+    version: '2.21.0',
+    file: 'tensorflow-2.21.0-cp311-cp311-manylinux_2_27_x86_64.whl',
+    sha256: null, // pinned on first GPU install: see docs/native-backend.md
+    tfjsPackage: '@tensorflow/tfjs-node-gpu',
+  },
+};
+const RAY_REQUIREMENTS = path.join(root, 'ray-cluster', 'requirements.lock');
+const DEFAULT_DATA_DIR = '/usr/share/datasets/fashion-mnist';
+const DATA_FILES = [
+  'train-images-idx3-ubyte',
+  'train-labels-idx1-ubyte',
+  't10k-images-idx3-ubyte',
+  't10k-labels-idx1-ubyte',
+];
+
+class StepError extends Error {
+  constructor(message, hint) {
+    super(message);
+    this.hint = hint;
+  }
+}
+
+function log(line) {
+  if (!quiet) process.stdout.write(line + '\n');
+}
+
+function run(cmd, args, opts = {}) {
+  const res = spawnSync(cmd, args, {
+    cwd: opts.cwd ?? root,
+    env: { ...process.env, ...(opts.env ?? {}) },
+    stdio: opts.capture ? ['ignore', 'pipe', 'pipe'] : ['ignore', quiet ? 'ignore' : 'inherit', 'inherit'],
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  if (res.error) throw new StepError(`could not run ${cmd}: ${res.error.message}`, opts.hint);
+  if (res.status !== 0) {
+    const tail = opts.capture ? `\n${(res.stdout ?? '') + (res.stderr ?? '')}`.slice(-4000) : '';
+    throw new StepError(`\`${cmd} ${args.join(' ')}\` exited with ${res.status}${tail}`, opts.hint);
+  }
+  return res.stdout ?? '';
+}
+
+function hashOf(...parts) {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(fs.existsSync(p) ? fs.readFileSync(p) : `missing:${p}`);
+  return h.digest('hex');
+}
+
+function markerOk(name, value) {
+  const f = path.join(markers, name);
+  return fs.existsSync(f) && fs.readFileSync(f, 'utf8') === value;
+}
+
+function setMarker(name, value) {
+  fs.writeFileSync(path.join(markers, name), value);
+}
+
+async function step(name, fn) {
+  const t0 = performance.now();
+  try {
+    const what = await fn();
+    log(`setup: ${name.padEnd(28)} ${what ?? 'ok'} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+  } catch (err) {
+    const hint = err instanceof StepError && err.hint ? `\n  what to do: ${err.hint}` : '';
+    process.stderr.write(`setup: ${name} FAILED: ${err.message}${hint}\n`);
+    process.exit(1);
+  }
+}
+
+function tfVariant() {
+  const v = (process.env.TENSORGUARD_TFJS_VARIANT ?? 'auto').toLowerCase();
+  if (v === 'cpu' || v === 'gpu') return v;
+  if (v !== 'auto') {
+    throw new StepError(`TENSORGUARD_TFJS_VARIANT=${v} is not one of cpu, gpu, auto`, 'set it to cpu, gpu or auto');
+  }
+  const smi = spawnSync('nvidia-smi', ['-L'], { encoding: 'utf8' });
+  return smi.status === 0 && /GPU \d+/.test(smi.stdout) ? 'gpu' : 'cpu';
+}
+
+// --- npm ---------------------------------------------------------------------------------
+async function npmDeps() {
+  const lock = path.join(root, 'package-lock.json');
+  const want = hashOf(lock, path.join(root, 'package.json'));
+  if (markerOk('npm', want) && fs.existsSync(path.join(root, 'node_modules', '.package-lock.json'))) {
+    return 'up to date';
+  }
+  // Install scripts are run below by us, one by one, so that a held-back or failed native build
+  // is noticed (npm 11 can silently skip install scripts). tfjs-node's own script would try to
+  // download libtensorflow, which is unreachable: the next step builds it from the PyPI wheel.
+  run('npm', ['ci', '--ignore-scripts', '--no-audit', '--no-fund'], {
+    hint: 'check that the npm registry is reachable (npm ping) and that package-lock.json is committed',
+  });
+  setMarker('npm', want);
+  fs.rmSync(path.join(markers, 'tfjs'), { force: true });
+  return 'installed';
+}
+
+// --- native TensorFlow --------------------------------------------------------------------
+function tfjsDir(variant) {
+  return path.join(root, 'node_modules', ...TF[variant].tfjsPackage.split('/'));
+}
+
+function bindingLoads(variant) {
+  const res = spawnSync(
+    process.execPath,
+    ['-e', `const tf=require(${JSON.stringify(TF[variant].tfjsPackage)});process.stdout.write(JSON.stringify({b:tf.getBackend(),v:tf.version['tfjs-node']||tf.version.tfjs}))`],
+    { cwd: root, encoding: 'utf8', env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '2' } },
+  );
+  return res.status === 0 && res.stdout.includes('"b":"tensorflow"');
+}
+
+function fetchWheel(spec) {
+  const dir = path.join(root, '.cache', 'wheels');
+  fs.mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, spec.file);
+  if (!fs.existsSync(file)) {
+    log(`setup:   downloading ${spec.pkg}==${spec.version} from PyPI (about 270 MB, once)`);
+    run(
+      'python3',
+      ['-m', 'pip', 'download', '--no-deps', '--only-binary=:all:', '--python-version', '3.11',
+        '--platform', 'manylinux_2_27_x86_64', '-d', dir, `${spec.pkg}==${spec.version}`],
+      { hint: 'check that PyPI is reachable (python3 -m pip index versions tensorflow-cpu)' },
+    );
+  }
+  if (spec.sha256) {
+    const got = createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+    if (got !== spec.sha256) {
+      fs.rmSync(file);
+      throw new StepError(
+        `${spec.file} has sha256 ${got}, expected ${spec.sha256}`,
+        'the download was corrupted or PyPI served another file; run the setup again',
+      );
+    }
+  }
+  return file;
+}
+
+async function nativeTf() {
+  const variant = tfVariant();
+  const spec = TF[variant];
+  const dir = tfjsDir(variant);
+  if (!fs.existsSync(dir)) {
+    throw new StepError(`${spec.tfjsPackage} is not installed`, 'run `npm ci` and the setup again');
+  }
+  const want = `${variant}:${spec.version}:${spec.sha256}:${hashOf(path.join(dir, 'package.json'))}`;
+  if (markerOk('tfjs', want) && bindingLoads(variant)) return `${variant}, libtensorflow ${spec.version} (up to date)`;
+
+  const wheel = fetchWheel(spec);
+  const deps = path.join(dir, 'deps');
+  fs.rmSync(deps, { recursive: true, force: true });
+  fs.mkdirSync(path.join(deps, 'lib'), { recursive: true });
+  // Only the two shared libraries and the C API headers are taken from the wheel.
+  run('python3', [path.join(root, 'scripts', 'extract-libtensorflow.py'), wheel, deps], {
+    hint: 'the wheel may be damaged: delete .cache/wheels and run the setup again',
+  });
+  const lib = path.join(deps, 'lib');
+  const strip = spawnSync('strip', ['--strip-unneeded', path.join(lib, 'libtensorflow_cc.so.2'), path.join(lib, 'libtensorflow_framework.so.2')]);
+  if (strip.status !== 0) log('setup:   strip not available; keeping unstripped libraries (+200 MB)');
+  // tfjs-node links -ltensorflow and its loader looks for libtensorflow.so.2.9.1.
+  fs.symlinkSync('libtensorflow_cc.so.2', path.join(lib, 'libtensorflow.so'));
+  fs.symlinkSync('libtensorflow_cc.so.2', path.join(lib, 'libtensorflow.so.2'));
+  fs.symlinkSync('libtensorflow_cc.so.2', path.join(lib, 'libtensorflow.so.2.9.1'));
+  fs.symlinkSync('libtensorflow_framework.so.2', path.join(lib, 'libtensorflow_framework.so'));
+
+  // The loader (node-pre-gyp's `find`) picks the highest N-API version the package lists that
+  // this Node supports, so build for exactly that one.
+  const listed = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')).binary.napi_versions;
+  const napi = Math.max(...listed.filter((v) => v <= Number(process.versions.napi)));
+  const nodeGyp = path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
+  const gyp = fs.existsSync(nodeGyp) ? [process.execPath, nodeGyp] : ['npx', 'node-gyp'];
+  const nodedir = fs.existsSync('/usr/include/node/node_api.h') ? ['--nodedir=/usr'] : [];
+  log(`setup:   compiling the ${spec.tfjsPackage} addon against libtensorflow ${spec.version}`);
+  run(
+    gyp[0],
+    [...gyp.slice(1), 'rebuild', ...nodedir, '--module_name=tfjs_binding', `--module_path=${path.join(dir, 'lib', `napi-v${napi}`)}`, `--napi_build_version=${napi}`],
+    { cwd: dir, capture: true, hint: 'install a C++ toolchain and Python 3 (apt-get install g++ make python3), then run the setup again' },
+  );
+  if (!bindingLoads(variant)) {
+    throw new StepError(
+      `${spec.tfjsPackage} was built but does not load the native backend`,
+      'run `node -e "require(\'@tensorflow/tfjs-node\')"` to see the loader error',
+    );
+  }
+  setMarker('tfjs', want);
+  return `${variant}, libtensorflow ${spec.version} (built)`;
+}
+
+// --- Python / Ray -------------------------------------------------------------------------
+async function pythonEnv() {
+  const venv = path.join(root, '.venv');
+  const py = path.join(venv, 'bin', 'python');
+  const want = hashOf(RAY_REQUIREMENTS, path.join(root, 'ray-cluster', 'pyproject.toml'));
+  if (markerOk('venv', want) && fs.existsSync(py)) return 'up to date';
+  if (!fs.existsSync(py)) {
+    run('python3', ['-m', 'venv', venv], {
+      hint: 'install Python 3.10+ with venv support (apt-get install python3-venv)',
+    });
+  }
+  run(py, ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '-r', RAY_REQUIREMENTS], {
+    hint: 'check that PyPI is reachable; the pinned versions are in ray-cluster/requirements.lock',
+  });
+  run(py, ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '--no-deps', '-e', path.join(root, 'ray-cluster')], {
+    hint: 'ray-cluster/pyproject.toml may be broken',
+  });
+  setMarker('venv', want);
+  return 'installed';
+}
+
+// --- dataset ------------------------------------------------------------------------------
+function datasetPresent(dir) {
+  return DATA_FILES.every((f) => fs.existsSync(path.join(dir, f)) || fs.existsSync(path.join(dir, `${f}.gz`)));
+}
+
+async function dataset() {
+  const dir = process.env.TENSORGUARD_DATA_DIR ?? DEFAULT_DATA_DIR;
+  if (datasetPresent(dir)) return dir;
+  if (process.env.TENSORGUARD_DATA_DIR) {
+    throw new StepError(
+      `TENSORGUARD_DATA_DIR=${dir} does not hold the Fashion-MNIST IDX files (${DATA_FILES.join(', ')}, optionally .gz)`,
+      'point TENSORGUARD_DATA_DIR at a folder with those four files, or unset it to use the Debian package',
+    );
+  }
+  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  const hint =
+    'install the Debian package as root: `apt-get update && apt-get install -y dataset-fashion-mnist`, ' +
+    'or set TENSORGUARD_DATA_DIR to a folder with the four Fashion-MNIST IDX files';
+  if (!isRoot || process.env.TENSORGUARD_SKIP_APT === '1') throw new StepError(`Fashion-MNIST not found in ${dir}`, hint);
+  const env = { DEBIAN_FRONTEND: 'noninteractive' };
+  const tryInstall = () =>
+    spawnSync('apt-get', ['install', '-y', '-qq', 'dataset-fashion-mnist'], { env: { ...process.env, ...env }, stdio: 'ignore' }).status === 0;
+  if (!tryInstall()) {
+    run('apt-get', ['update', '-qq'], { env, hint });
+    run('apt-get', ['install', '-y', '-qq', 'dataset-fashion-mnist'], { env, hint });
+  }
+  if (!datasetPresent(dir)) throw new StepError(`dataset-fashion-mnist installed but ${dir} lacks the IDX files`, hint);
+  return `${dir} (installed)`;
+}
+
+// --- TypeScript build ---------------------------------------------------------------------
+async function build() {
+  run(path.join(root, 'node_modules', '.bin', 'tsc'), ['-b'], {
+    capture: true,
+    hint: 'fix the TypeScript errors above (npm run build shows them)',
+  });
+  return 'ok';
+}
+
+if (os.platform() !== 'linux' || os.arch() !== 'x64') {
+  process.stderr.write(`setup: TensorGuard's native backend is set up for Linux x86-64; this is ${os.platform()}-${os.arch()}\n`);
+  process.exit(1);
+}
+const t0 = performance.now();
+await step('npm dependencies', npmDeps);
+await step('native TensorFlow.js', nativeTf);
+await step('Python venv with Ray', pythonEnv);
+await step('Fashion-MNIST', dataset);
+await step('TypeScript build', build);
+log(`setup: done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
