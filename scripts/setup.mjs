@@ -135,6 +135,37 @@ async function npmDeps() {
   return 'installed';
 }
 
+// --- other native addons ------------------------------------------------------------------
+// Each is compiled from source with node-gyp (their prebuilt-binary downloads are unreachable
+// here) and then loaded, so an addon whose install script was held back is caught now.
+const NATIVE_ADDONS = [
+  { pkg: 'better-sqlite3', check: "new (require('better-sqlite3'))(':memory:').prepare('select 1 as x').get().x === 1 || process.exit(1)" },
+];
+
+function nodeGyp() {
+  const bundled = path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
+  const nodedir = fs.existsSync('/usr/include/node/node_api.h') ? ['--nodedir=/usr'] : [];
+  return fs.existsSync(bundled) ? [process.execPath, bundled, ...nodedir] : ['npx', 'node-gyp', ...nodedir];
+}
+
+async function nativeAddons() {
+  const built = [];
+  for (const addon of NATIVE_ADDONS) {
+    const dir = path.join(root, 'node_modules', addon.pkg);
+    const loads = () => spawnSync(process.execPath, ['-e', addon.check], { cwd: root }).status === 0;
+    if (loads()) continue;
+    const gyp = nodeGyp();
+    run(gyp[0], [...gyp.slice(1), 'rebuild', '--release'], {
+      cwd: dir,
+      capture: true,
+      hint: `install a C++ toolchain (apt-get install g++ make python3) and run the setup again; ${addon.pkg} could not be compiled`,
+    });
+    if (!loads()) throw new StepError(`${addon.pkg} was compiled but does not load`, `run node -e "require('${addon.pkg}')" to see why`);
+    built.push(addon.pkg);
+  }
+  return built.length ? `built ${built.join(', ')}` : 'up to date';
+}
+
 // --- native TensorFlow --------------------------------------------------------------------
 function tfjsDir(variant) {
   return path.join(root, 'node_modules', ...TF[variant].tfjsPackage.split('/'));
@@ -206,13 +237,11 @@ async function nativeTf() {
   // this Node supports, so build for exactly that one.
   const listed = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')).binary.napi_versions;
   const napi = Math.max(...listed.filter((v) => v <= Number(process.versions.napi)));
-  const nodeGyp = path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
-  const gyp = fs.existsSync(nodeGyp) ? [process.execPath, nodeGyp] : ['npx', 'node-gyp'];
-  const nodedir = fs.existsSync('/usr/include/node/node_api.h') ? ['--nodedir=/usr'] : [];
+  const gyp = nodeGyp();
   log(`setup:   compiling the ${spec.tfjsPackage} addon against libtensorflow ${spec.version}`);
   run(
     gyp[0],
-    [...gyp.slice(1), 'rebuild', ...nodedir, '--module_name=tfjs_binding', `--module_path=${path.join(dir, 'lib', `napi-v${napi}`)}`, `--napi_build_version=${napi}`],
+    [...gyp.slice(1), 'rebuild', '--module_name=tfjs_binding', `--module_path=${path.join(dir, 'lib', `napi-v${napi}`)}`, `--napi_build_version=${napi}`],
     { cwd: dir, capture: true, hint: 'install a C++ toolchain and Python 3 (apt-get install g++ make python3), then run the setup again' },
   );
   if (!bindingLoads(variant)) {
@@ -291,6 +320,7 @@ if (os.platform() !== 'linux' || os.arch() !== 'x64') {
 }
 const t0 = performance.now();
 await step('npm dependencies', npmDeps);
+await step('native addons', nativeAddons);
 await step('native TensorFlow.js', nativeTf);
 await step('Python venv with Ray', pythonEnv);
 await step('Fashion-MNIST', dataset);
