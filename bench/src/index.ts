@@ -1,1 +1,2 @@
-export {};
+export type { Benchmark, BenchOptions, BenchResult, Row } from './types.js';
+export { formatTable } from './table.js';
