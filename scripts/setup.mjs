@@ -26,24 +26,9 @@ fs.mkdirSync(markers, { recursive: true });
 // API it uses is stable, and TF 2.21 passes tfjs-core's suite on it (see docs/native-backend.md).
 // The wheel is platform-tagged for CPython 3.11 but we only take its shared libraries and C
 // headers, so the local Python version does not matter.
-const TF = {
-  cpu: {
-    pkg: 'tensorflow-cpu',
-    version: '2.21.0',
-    file: 'tensorflow_cpu-2.21.0-cp311-cp311-manylinux_2_27_x86_64.whl',
-    sha256: '2b847d217b02ee7731ed91431daf3250daa0196c3c94614d23be27232e6e5b6c',
-    tfjsPackage: '@tensorflow/tfjs-node',
-  },
-  gpu: {
-    // The `tensorflow` wheel on Linux is CUDA-enabled; its CUDA runtime comes from the
-    // nvidia-* wheels (`tensorflow[and-cuda]`) or the host's CUDA install.
-    pkg: 'tensorflow',
-    version: '2.21.0',
-    file: 'tensorflow-2.21.0-cp311-cp311-manylinux_2_27_x86_64.whl',
-    sha256: null, // pinned on first GPU install: see docs/native-backend.md
-    tfjsPackage: '@tensorflow/tfjs-node-gpu',
-  },
-};
+// Pinned in scripts/pins.json (one source of truth, also read by the tests). The GPU entry's
+// sha256 is null until it is pinned on a CUDA host: see docs/native-backend.md.
+const TF = JSON.parse(fs.readFileSync(path.join(root, 'scripts', 'pins.json'), 'utf8')).libtensorflow;
 const RAY_REQUIREMENTS = path.join(root, 'ray-cluster', 'requirements.lock');
 const DEFAULT_DATA_DIR = '/usr/share/datasets/fashion-mnist';
 const DATA_FILES = [
