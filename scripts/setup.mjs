@@ -96,7 +96,10 @@ function tfVariant() {
   const v = (process.env.TENSORGUARD_TFJS_VARIANT ?? 'auto').toLowerCase();
   if (v === 'cpu' || v === 'gpu') return v;
   if (v !== 'auto') {
-    throw new StepError(`TENSORGUARD_TFJS_VARIANT=${v} is not one of cpu, gpu, auto`, 'set it to cpu, gpu or auto');
+    throw new StepError(
+      `TENSORGUARD_TFJS_VARIANT=${v} is not one of cpu, gpu, auto`,
+      'set it to cpu, gpu or auto',
+    );
   }
   const smi = spawnSync('nvidia-smi', ['-L'], { encoding: 'utf8' });
   return smi.status === 0 && /GPU \d+/.test(smi.stdout) ? 'gpu' : 'cpu';
@@ -124,11 +127,25 @@ async function npmDeps() {
 // Each is compiled from source with node-gyp (their prebuilt-binary downloads are unreachable
 // here) and then loaded, so an addon whose install script was held back is caught now.
 const NATIVE_ADDONS = [
-  { pkg: 'better-sqlite3', check: "new (require('better-sqlite3'))(':memory:').prepare('select 1 as x').get().x === 1 || process.exit(1)" },
+  {
+    pkg: 'better-sqlite3',
+    check:
+      "new (require('better-sqlite3'))(':memory:').prepare('select 1 as x').get().x === 1 || process.exit(1)",
+  },
 ];
 
 function nodeGyp() {
-  const bundled = path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
+  const bundled = path.join(
+    path.dirname(process.execPath),
+    '..',
+    'lib',
+    'node_modules',
+    'npm',
+    'node_modules',
+    'node-gyp',
+    'bin',
+    'node-gyp.js',
+  );
   const nodedir = fs.existsSync('/usr/include/node/node_api.h') ? ['--nodedir=/usr'] : [];
   return fs.existsSync(bundled) ? [process.execPath, bundled, ...nodedir] : ['npx', 'node-gyp', ...nodedir];
 }
@@ -145,7 +162,11 @@ async function nativeAddons() {
       capture: true,
       hint: `install a C++ toolchain (apt-get install g++ make python3) and run the setup again; ${addon.pkg} could not be compiled`,
     });
-    if (!loads()) throw new StepError(`${addon.pkg} was compiled but does not load`, `run node -e "require('${addon.pkg}')" to see why`);
+    if (!loads())
+      throw new StepError(
+        `${addon.pkg} was compiled but does not load`,
+        `run node -e "require('${addon.pkg}')" to see why`,
+      );
     built.push(addon.pkg);
   }
   return built.length ? `built ${built.join(', ')}` : 'up to date';
@@ -159,7 +180,10 @@ function tfjsDir(variant) {
 function bindingLoads(variant) {
   const res = spawnSync(
     process.execPath,
-    ['-e', `const tf=require(${JSON.stringify(TF[variant].tfjsPackage)});process.stdout.write(JSON.stringify({b:tf.getBackend(),v:tf.version['tfjs-node']||tf.version.tfjs}))`],
+    [
+      '-e',
+      `const tf=require(${JSON.stringify(TF[variant].tfjsPackage)});process.stdout.write(JSON.stringify({b:tf.getBackend(),v:tf.version['tfjs-node']||tf.version.tfjs}))`,
+    ],
     { cwd: root, encoding: 'utf8', env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '2' } },
   );
   return res.status === 0 && res.stdout.includes('"b":"tensorflow"');
@@ -173,8 +197,20 @@ function fetchWheel(spec) {
     log(`setup:   downloading ${spec.pkg}==${spec.version} from PyPI (about 270 MB, once)`);
     run(
       'python3',
-      ['-m', 'pip', 'download', '--no-deps', '--only-binary=:all:', '--python-version', '3.11',
-        '--platform', 'manylinux_2_27_x86_64', '-d', dir, `${spec.pkg}==${spec.version}`],
+      [
+        '-m',
+        'pip',
+        'download',
+        '--no-deps',
+        '--only-binary=:all:',
+        '--python-version',
+        '3.11',
+        '--platform',
+        'manylinux_2_27_x86_64',
+        '-d',
+        dir,
+        `${spec.pkg}==${spec.version}`,
+      ],
       { hint: 'check that PyPI is reachable (python3 -m pip index versions tensorflow-cpu)' },
     );
   }
@@ -199,7 +235,8 @@ async function nativeTf() {
     throw new StepError(`${spec.tfjsPackage} is not installed`, 'run `npm ci` and the setup again');
   }
   const want = `${variant}:${spec.version}:${spec.sha256}:${hashOf(path.join(dir, 'package.json'))}`;
-  if (markerOk('tfjs', want) && bindingLoads(variant)) return `${variant}, libtensorflow ${spec.version} (up to date)`;
+  if (markerOk('tfjs', want) && bindingLoads(variant))
+    return `${variant}, libtensorflow ${spec.version} (up to date)`;
 
   const wheel = fetchWheel(spec);
   const deps = path.join(dir, 'deps');
@@ -210,7 +247,11 @@ async function nativeTf() {
     hint: 'the wheel may be damaged: delete .cache/wheels and run the setup again',
   });
   const lib = path.join(deps, 'lib');
-  const strip = spawnSync('strip', ['--strip-unneeded', path.join(lib, 'libtensorflow_cc.so.2'), path.join(lib, 'libtensorflow_framework.so.2')]);
+  const strip = spawnSync('strip', [
+    '--strip-unneeded',
+    path.join(lib, 'libtensorflow_cc.so.2'),
+    path.join(lib, 'libtensorflow_framework.so.2'),
+  ]);
   if (strip.status !== 0) log('setup:   strip not available; keeping unstripped libraries (+200 MB)');
   // tfjs-node links -ltensorflow and its loader looks for libtensorflow.so.2.9.1.
   fs.symlinkSync('libtensorflow_cc.so.2', path.join(lib, 'libtensorflow.so'));
@@ -226,8 +267,18 @@ async function nativeTf() {
   log(`setup:   compiling the ${spec.tfjsPackage} addon against libtensorflow ${spec.version}`);
   run(
     gyp[0],
-    [...gyp.slice(1), 'rebuild', '--module_name=tfjs_binding', `--module_path=${path.join(dir, 'lib', `napi-v${napi}`)}`, `--napi_build_version=${napi}`],
-    { cwd: dir, capture: true, hint: 'install a C++ toolchain and Python 3 (apt-get install g++ make python3), then run the setup again' },
+    [
+      ...gyp.slice(1),
+      'rebuild',
+      '--module_name=tfjs_binding',
+      `--module_path=${path.join(dir, 'lib', `napi-v${napi}`)}`,
+      `--napi_build_version=${napi}`,
+    ],
+    {
+      cwd: dir,
+      capture: true,
+      hint: 'install a C++ toolchain and Python 3 (apt-get install g++ make python3), then run the setup again',
+    },
   );
   if (!bindingLoads(variant)) {
     throw new StepError(
@@ -253,16 +304,31 @@ async function pythonEnv() {
   run(py, ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '-r', RAY_REQUIREMENTS], {
     hint: 'check that PyPI is reachable; the pinned versions are in ray-cluster/requirements.lock',
   });
-  run(py, ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '--no-deps', '-e', path.join(root, 'ray-cluster')], {
-    hint: 'ray-cluster/pyproject.toml may be broken',
-  });
+  run(
+    py,
+    [
+      '-m',
+      'pip',
+      'install',
+      '--quiet',
+      '--disable-pip-version-check',
+      '--no-deps',
+      '-e',
+      path.join(root, 'ray-cluster'),
+    ],
+    {
+      hint: 'ray-cluster/pyproject.toml may be broken',
+    },
+  );
   setMarker('venv', want);
   return 'installed';
 }
 
 // --- dataset ------------------------------------------------------------------------------
 function datasetPresent(dir) {
-  return DATA_FILES.every((f) => fs.existsSync(path.join(dir, f)) || fs.existsSync(path.join(dir, `${f}.gz`)));
+  return DATA_FILES.every(
+    (f) => fs.existsSync(path.join(dir, f)) || fs.existsSync(path.join(dir, `${f}.gz`)),
+  );
 }
 
 async function dataset() {
@@ -278,15 +344,20 @@ async function dataset() {
   const hint =
     'install the Debian package as root: `apt-get update && apt-get install -y dataset-fashion-mnist`, ' +
     'or set TENSORGUARD_DATA_DIR to a folder with the four Fashion-MNIST IDX files';
-  if (!isRoot || process.env.TENSORGUARD_SKIP_APT === '1') throw new StepError(`Fashion-MNIST not found in ${dir}`, hint);
+  if (!isRoot || process.env.TENSORGUARD_SKIP_APT === '1')
+    throw new StepError(`Fashion-MNIST not found in ${dir}`, hint);
   const env = { DEBIAN_FRONTEND: 'noninteractive' };
   const tryInstall = () =>
-    spawnSync('apt-get', ['install', '-y', '-qq', 'dataset-fashion-mnist'], { env: { ...process.env, ...env }, stdio: 'ignore' }).status === 0;
+    spawnSync('apt-get', ['install', '-y', '-qq', 'dataset-fashion-mnist'], {
+      env: { ...process.env, ...env },
+      stdio: 'ignore',
+    }).status === 0;
   if (!tryInstall()) {
     run('apt-get', ['update', '-qq'], { env, hint });
     run('apt-get', ['install', '-y', '-qq', 'dataset-fashion-mnist'], { env, hint });
   }
-  if (!datasetPresent(dir)) throw new StepError(`dataset-fashion-mnist installed but ${dir} lacks the IDX files`, hint);
+  if (!datasetPresent(dir))
+    throw new StepError(`dataset-fashion-mnist installed but ${dir} lacks the IDX files`, hint);
   return `${dir} (installed)`;
 }
 
@@ -300,7 +371,9 @@ async function build() {
 }
 
 if (os.platform() !== 'linux' || os.arch() !== 'x64') {
-  process.stderr.write(`setup: TensorGuard's native backend is set up for Linux x86-64; this is ${os.platform()}-${os.arch()}\n`);
+  process.stderr.write(
+    `setup: TensorGuard's native backend is set up for Linux x86-64; this is ${os.platform()}-${os.arch()}\n`,
+  );
   process.exit(1);
 }
 const t0 = performance.now();

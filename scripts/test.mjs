@@ -18,7 +18,13 @@ const mocha = path.join(root, 'node_modules', '.bin', 'mocha');
 /** @type {{name: string, cmd: string, args: string[], cwd: string, parse: 'mocha'|'pytest'|'check'}[]} */
 const SUITES = [
   { name: 'lint', cmd: 'npm', args: ['run', '--silent', 'lint'], cwd: root, parse: 'check' },
-  { name: 'proto-check', cmd: 'node', args: ['proto/scripts/generate.mjs', '--check'], cwd: root, parse: 'check' },
+  {
+    name: 'proto-check',
+    cmd: 'node',
+    args: ['proto/scripts/generate.mjs', '--check'],
+    cwd: root,
+    parse: 'check',
+  },
   ...['proto', 'dp', 'secure-agg', 'worker-ts', 'driver', 'bench'].map((ws) => ({
     name: ws,
     cmd: mocha,
@@ -27,7 +33,13 @@ const SUITES = [
     parse: 'mocha',
   })),
   { name: 'integration', cmd: mocha, args: [], cwd: path.join(root, 'test'), parse: 'mocha' },
-  { name: 'ray-cluster', cmd: path.join(root, '.venv', 'bin', 'python'), args: ['-m', 'pytest', '-q', '-p', 'no:cacheprovider'], cwd: path.join(root, 'ray-cluster'), parse: 'pytest' },
+  {
+    name: 'ray-cluster',
+    cmd: path.join(root, '.venv', 'bin', 'python'),
+    args: ['-m', 'pytest', '-q', '-p', 'no:cacheprovider'],
+    cwd: path.join(root, 'ray-cluster'),
+    parse: 'pytest',
+  },
   { name: 'helm', cmd: 'bash', args: ['helm/test/check.sh'], cwd: root, parse: 'check' },
 ];
 
@@ -35,7 +47,11 @@ function runSuite(suite) {
   return new Promise((resolve) => {
     const child = spawn(suite.cmd, suite.args, {
       cwd: suite.cwd,
-      env: { ...process.env, FORCE_COLOR: '0', TF_CPP_MIN_LOG_LEVEL: process.env.TF_CPP_MIN_LOG_LEVEL ?? '2' },
+      env: {
+        ...process.env,
+        FORCE_COLOR: '0',
+        TF_CPP_MIN_LOG_LEVEL: process.env.TF_CPP_MIN_LOG_LEVEL ?? '2',
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
@@ -86,7 +102,9 @@ process.stdout.write('\n=== summary ===\n');
 for (const r of rows) {
   passed += r.passed;
   failed += r.failed;
-  process.stdout.write(`${r.name.padEnd(14)} ${String(r.passed).padStart(5)} passed ${String(r.failed).padStart(4)} failed ${r.seconds.toFixed(1).padStart(7)} s\n`);
+  process.stdout.write(
+    `${r.name.padEnd(14)} ${String(r.passed).padStart(5)} passed ${String(r.failed).padStart(4)} failed ${r.seconds.toFixed(1).padStart(7)} s\n`,
+  );
 }
 process.stdout.write(`${passed} passed, ${failed} failed\n`);
 process.exit(failed > 0 ? 1 : 0);

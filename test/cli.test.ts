@@ -8,14 +8,23 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const bin = path.join(root, 'driver', 'dist', 'bin', 'tensorguard.js');
 
 function tensorguard(args: string[], env: NodeJS.ProcessEnv = {}) {
-  return spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 120_000 });
+  return spawnSync(process.execPath, [bin, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+    timeout: 120_000,
+  });
 }
 
 describe('tensorguard CLI', () => {
   it('doctor --json reports the native backend and exits 0 on a set-up machine', () => {
     const res = tensorguard(['doctor', '--json']);
     expect(res.status, res.stderr).to.equal(0);
-    const report = JSON.parse(res.stdout) as { backend: string; tensorflowVersion: string; ray: string; problems: string[] };
+    const report = JSON.parse(res.stdout) as {
+      backend: string;
+      tensorflowVersion: string;
+      ray: string;
+      problems: string[];
+    };
     expect(report.backend).to.equal('tensorflow');
     expect(report.tensorflowVersion).to.match(/^2\.\d+\.\d+$/);
     expect(report.ray).to.match(/^2\.\d+/);

@@ -22,12 +22,16 @@ describe('native TensorFlow backend', () => {
     const before = tf.memory().numTensors;
     // Learn a 3x3 edge filter from its own outputs: the loss must fall by orders of magnitude.
     const x = tf.randomUniform([8, 12, 12, 1], 0, 1, 'float32', 1);
-    const target = tf.tidy(() => tf.conv2d(x as tf.Tensor4D, tf.tensor4d([-1, 0, 1, -2, 0, 2, -1, 0, 1], [3, 3, 1, 1]), 1, 'same'));
+    const target = tf.tidy(() =>
+      tf.conv2d(x as tf.Tensor4D, tf.tensor4d([-1, 0, 1, -2, 0, 2, -1, 0, 1], [3, 3, 1, 1]), 1, 'same'),
+    );
     const init = tf.zeros([3, 3, 1, 1]);
     const w = tf.variable(init, true, 'edge-filter');
     init.dispose();
     const loss = (): number => {
-      const l = tf.tidy(() => tf.mean(tf.square(tf.sub(tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'same'), target))));
+      const l = tf.tidy(() =>
+        tf.mean(tf.square(tf.sub(tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'same'), target))),
+      );
       const v = l.dataSync()[0]!;
       l.dispose();
       return v;
@@ -35,7 +39,9 @@ describe('native TensorFlow backend', () => {
     const first = loss();
     for (let i = 0; i < 200; i++) {
       tf.tidy(() => {
-        const g = tf.grad((v: tf.Tensor) => tf.mean(tf.square(tf.sub(tf.conv2d(x as tf.Tensor4D, v as tf.Tensor4D, 1, 'same'), target))))(w);
+        const g = tf.grad((v: tf.Tensor) =>
+          tf.mean(tf.square(tf.sub(tf.conv2d(x as tf.Tensor4D, v as tf.Tensor4D, 1, 'same'), target))),
+        )(w);
         w.assign(tf.sub(w, tf.mul(g, 0.5)));
       });
     }

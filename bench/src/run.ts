@@ -41,7 +41,9 @@ async function main(argv: string[]): Promise<number> {
     );
     return 2;
   }
-  const mod = (await import(pathToFileURL(path.join(here, 'benchmarks', `${name}.js`)).href)) as { benchmark: Benchmark };
+  const mod = (await import(pathToFileURL(path.join(here, 'benchmarks', `${name}.js`)).href)) as {
+    benchmark: Benchmark;
+  };
   const startedAt = new Date().toISOString();
   const args = argv.filter((a) => a !== name);
   process.stdout.write(`${name}: ${mod.benchmark.description}\n`);
@@ -55,7 +57,14 @@ async function main(argv: string[]): Promise<number> {
   for (const [k, v] of Object.entries(result.summary)) process.stdout.write(`  ${k} = ${v}\n`);
   const out = path.join(root, 'bench', 'results', `${name}.json`);
   fs.mkdirSync(path.dirname(out), { recursive: true });
-  fs.writeFileSync(out, JSON.stringify({ name, machine: machine(), startedAt, rows: result.rows, summary: result.summary }, null, 2) + '\n');
+  fs.writeFileSync(
+    out,
+    JSON.stringify(
+      { name, machine: machine(), startedAt, rows: result.rows, summary: result.summary },
+      null,
+      2,
+    ) + '\n',
+  );
   process.stdout.write(`\nwrote ${path.relative(root, out)}\n`);
   return 0;
 }
@@ -64,7 +73,9 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (err: unknown) => {
-      process.stderr.write(`benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      process.stderr.write(
+        `benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+      );
       process.exit(1);
     },
   );

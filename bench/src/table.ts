@@ -13,7 +13,12 @@ export function formatTable(rows: Row[]): string {
   return [
     line(cols, isNum),
     widths.map((w) => '-'.repeat(w)).join('  '),
-    ...rows.map((r) => line(cols.map((c) => cell(r[c])), isNum)),
+    ...rows.map((r) =>
+      line(
+        cols.map((c) => cell(r[c])),
+        isNum,
+      ),
+    ),
   ].join('\n');
 }
 

@@ -14,7 +14,7 @@ export function helpText(): string {
     'commands:',
     ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
     '',
-    'Run `tensorguard <command> --help` for a command\'s options.',
+    "Run `tensorguard <command> --help` for a command's options.",
   ].join('\n');
 }
 
@@ -27,7 +27,9 @@ export async function runCli(argv: string[], io: Io): Promise<number> {
   }
   const cmd = COMMANDS.find((c) => c.name === name);
   if (!cmd) {
-    io.stderr(`tensorguard: unknown command "${name}"; commands: ${COMMANDS.map((c) => c.name).join(', ')}\n`);
+    io.stderr(
+      `tensorguard: unknown command "${name}"; commands: ${COMMANDS.map((c) => c.name).join(', ')}\n`,
+    );
     return 2;
   }
   if (rest.includes('--help') || rest.includes('-h')) {

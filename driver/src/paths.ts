@@ -10,7 +10,8 @@ export function repoRoot(env: NodeJS.ProcessEnv = process.env): string {
   if (env.TENSORGUARD_ROOT) return path.resolve(env.TENSORGUARD_ROOT);
   let dir = path.dirname(fileURLToPath(import.meta.url));
   for (;;) {
-    if (fs.existsSync(path.join(dir, 'scripts', 'setup.mjs')) && fs.existsSync(path.join(dir, 'driver'))) return dir;
+    if (fs.existsSync(path.join(dir, 'scripts', 'setup.mjs')) && fs.existsSync(path.join(dir, 'driver')))
+      return dir;
     const up = path.dirname(dir);
     if (up === dir) throw new Error('cannot find the TensorGuard repository root; set TENSORGUARD_ROOT');
     dir = up;

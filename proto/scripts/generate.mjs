@@ -24,12 +24,19 @@ function listFiles(dir, base = dir) {
 export function generate(out) {
   const template = fs.readFileSync(path.join(protoDir, 'buf.gen.yaml'), 'utf8');
   const tmpTemplate = path.join(os.tmpdir(), `tg-buf-gen-${process.pid}.yaml`);
-  fs.writeFileSync(tmpTemplate, template.replace('GEN_OUT', out).replace('../node_modules', path.join(root, 'node_modules')));
+  fs.writeFileSync(
+    tmpTemplate,
+    template.replace('GEN_OUT', out).replace('../node_modules', path.join(root, 'node_modules')),
+  );
   try {
-    const res = spawnSync(path.join(root, 'node_modules', '.bin', 'buf'), ['generate', '--template', tmpTemplate], {
-      cwd: protoDir,
-      encoding: 'utf8',
-    });
+    const res = spawnSync(
+      path.join(root, 'node_modules', '.bin', 'buf'),
+      ['generate', '--template', tmpTemplate],
+      {
+        cwd: protoDir,
+        encoding: 'utf8',
+      },
+    );
     if (res.status !== 0) {
       throw new Error(`buf generate failed (${res.status}): ${res.stderr || res.error?.message}`);
     }
@@ -46,7 +53,8 @@ export function diffTrees(a, b) {
   for (const f of fa) if (!fb.has(f)) diffs.push(`only in ${path.relative(root, a)}: ${f}`);
   for (const f of fb) if (!fa.has(f)) diffs.push(`only in ${path.relative(root, b) || b}: ${f}`);
   for (const f of fa) {
-    if (fb.has(f) && !fs.readFileSync(path.join(a, f)).equals(fs.readFileSync(path.join(b, f)))) diffs.push(`differs: ${f}`);
+    if (fb.has(f) && !fs.readFileSync(path.join(a, f)).equals(fs.readFileSync(path.join(b, f))))
+      diffs.push(`differs: ${f}`);
   }
   return diffs;
 }

@@ -9,4 +9,10 @@ export {
   type IdxTensor,
   type LabelledImages,
 } from './data/idx.js';
-export { tanhCnn, toTensors, trainLocal, type LocalTrainOptions, type LocalTrainResult } from './local-train.js';
+export {
+  tanhCnn,
+  toTensors,
+  trainLocal,
+  type LocalTrainOptions,
+  type LocalTrainResult,
+} from './local-train.js';

@@ -43,7 +43,14 @@ export function toTensors(pair: LabelledImages, count: number): { x: tf.Tensor4D
 export function tanhCnn(): tf.Sequential {
   return tf.sequential({
     layers: [
-      tf.layers.conv2d({ inputShape: [28, 28, 1], filters: 16, kernelSize: 8, strides: 2, padding: 'same', activation: 'tanh' }),
+      tf.layers.conv2d({
+        inputShape: [28, 28, 1],
+        filters: 16,
+        kernelSize: 8,
+        strides: 2,
+        padding: 'same',
+        activation: 'tanh',
+      }),
       tf.layers.maxPooling2d({ poolSize: 2, strides: 1 }),
       tf.layers.conv2d({ filters: 32, kernelSize: 4, strides: 2, padding: 'valid', activation: 'tanh' }),
       tf.layers.maxPooling2d({ poolSize: 2, strides: 1 }),
@@ -62,19 +69,29 @@ export async function trainLocal(opts: LocalTrainOptions): Promise<LocalTrainRes
   const { x, y } = toTensors(train, opts.trainExamples ?? 10_000);
   const { x: tx, y: ty } = toTensors(test, opts.testExamples ?? 10_000);
   const model = tanhCnn();
-  model.compile({ optimizer: tf.train.adam(2e-3), loss: tf.losses.softmaxCrossEntropy, metrics: ['accuracy'] });
+  model.compile({
+    optimizer: tf.train.adam(2e-3),
+    loss: tf.losses.softmaxCrossEntropy,
+    metrics: ['accuracy'],
+  });
   const epochs = opts.epochs ?? 1;
   await model.fit(x, y, {
     epochs,
     batchSize: opts.batchSize ?? 64,
     verbose: 0,
     callbacks: {
-      onEpochEnd: (epoch, logs) => log(`epoch ${epoch + 1}/${epochs}: train accuracy ${(logs?.acc ?? 0).toFixed(3)}`),
+      onEpochEnd: (epoch, logs) =>
+        log(`epoch ${epoch + 1}/${epochs}: train accuracy ${(logs?.acc ?? 0).toFixed(3)}`),
     },
   });
   const evalOut = model.evaluate(tx, ty, { batchSize: 500 }) as tf.Scalar[];
   const testAccuracy = (await evalOut[1]!.data())[0]!;
-  const result = { backend: tf.getBackend(), testAccuracy, trainExamples: x.shape[0], seconds: (performance.now() - t0) / 1000 };
+  const result = {
+    backend: tf.getBackend(),
+    testAccuracy,
+    trainExamples: x.shape[0],
+    seconds: (performance.now() - t0) / 1000,
+  };
   tf.dispose([x, y, tx, ty, ...evalOut]);
   model.dispose();
   return result;

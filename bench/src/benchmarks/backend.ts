@@ -5,7 +5,11 @@ import type { Benchmark, Row } from '../types.js';
 
 function cnnParams(): tf.Variable[] {
   const init = (shape: number[], fanIn: number, name: string) =>
-    tf.variable(tf.randomUniform(shape, -Math.sqrt(3 / fanIn), Math.sqrt(3 / fanIn), 'float32', 7), true, name);
+    tf.variable(
+      tf.randomUniform(shape, -Math.sqrt(3 / fanIn), Math.sqrt(3 / fanIn), 'float32', 7),
+      true,
+      name,
+    );
   return [
     init([8, 8, 1, 16], 64, 'c1'),
     tf.variable(tf.zeros([16]), true, 'c1b'),
@@ -39,7 +43,11 @@ async function timeSteps(backend: string, batch: number, steps: number, warmup: 
   const times: number[] = [];
   for (let i = 0; i < warmup + steps; i++) {
     const t0 = performance.now();
-    const loss = opt.minimize(() => tf.losses.softmaxCrossEntropy(y, forward(params, x)) as tf.Scalar, true, params);
+    const loss = opt.minimize(
+      () => tf.losses.softmaxCrossEntropy(y, forward(params, x)) as tf.Scalar,
+      true,
+      params,
+    );
     await loss!.data();
     loss!.dispose();
     if (i >= warmup) times.push(performance.now() - t0);

@@ -25,7 +25,12 @@ export const command: Command = {
     const r = await trainLocal({ dataDir, trainExamples: full ? 60_000 : 10_000, epochs: full ? 3 : 1, log });
     if (json) {
       io.stdout(
-        JSON.stringify({ backend: r.backend, test_accuracy: r.testAccuracy, train_examples: r.trainExamples, seconds: r.seconds }) + '\n',
+        JSON.stringify({
+          backend: r.backend,
+          test_accuracy: r.testAccuracy,
+          train_examples: r.trainExamples,
+          seconds: r.seconds,
+        }) + '\n',
       );
     } else {
       log(`backend ${r.backend}; ${r.trainExamples} training examples in ${r.seconds.toFixed(1)} s`);

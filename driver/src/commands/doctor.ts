@@ -20,9 +20,17 @@ export interface DoctorReport {
   problems: string[];
 }
 
-const DATA_FILES = ['train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte'];
+const DATA_FILES = [
+  'train-images-idx3-ubyte',
+  'train-labels-idx1-ubyte',
+  't10k-images-idx3-ubyte',
+  't10k-labels-idx1-ubyte',
+];
 
-function probeTfjs(root: string, pkg: string): { backend: string; tf: string; tfjs: string } | { error: string } {
+function probeTfjs(
+  root: string,
+  pkg: string,
+): { backend: string; tf: string; tfjs: string } | { error: string } {
   const script = `const tf=require(${JSON.stringify(pkg)});const b=tf.backend();process.stdout.write(JSON.stringify({backend:tf.getBackend(),tf:(b.binding&&b.binding.TF_Version)||null,tfjs:tf.version['tfjs-core']}))`;
   const res = spawnSync(process.execPath, ['-e', script], {
     cwd: root,
@@ -31,7 +39,9 @@ function probeTfjs(root: string, pkg: string): { backend: string; tf: string; tf
     timeout: 60_000,
   });
   if (res.status !== 0) {
-    const msg = (res.stderr || String(res.error ?? '')).split('\n').find((l) => /Error/.test(l)) ?? res.stderr.trim().split('\n')[0];
+    const msg =
+      (res.stderr || String(res.error ?? '')).split('\n').find((l) => /Error/.test(l)) ??
+      res.stderr.trim().split('\n')[0];
     return { error: msg ?? `exit ${res.status}` };
   }
   return JSON.parse(res.stdout) as { backend: string; tf: string; tfjs: string };
@@ -73,7 +83,10 @@ export function doctor(env: NodeJS.ProcessEnv = process.env): DoctorReport {
 
   const dir = env.TENSORGUARD_DATA_DIR ?? '/usr/share/datasets/fashion-mnist';
   const files = DATA_FILES.flatMap((f) =>
-    [f, `${f}.gz`].filter((c) => fs.existsSync(path.join(dir, c))).slice(0, 1).map((c) => path.join(dir, c)),
+    [f, `${f}.gz`]
+      .filter((c) => fs.existsSync(path.join(dir, c)))
+      .slice(0, 1)
+      .map((c) => path.join(dir, c)),
   );
   const found = files.length === DATA_FILES.length;
   if (!found) {

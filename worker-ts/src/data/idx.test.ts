@@ -53,7 +53,10 @@ describe('IDX reader', () => {
   it('refuses a file that is not IDX, and a truncated gzip stream', () => {
     const f = path.join(dir, 'notidx');
     fs.writeFileSync(f, Buffer.from('hello world'));
-    expect(() => readIdxFile(f)).to.throw(DatasetError, 'not an IDX file (magic bytes 68 65 6c 6c should start with 00 00)');
+    expect(() => readIdxFile(f)).to.throw(
+      DatasetError,
+      'not an IDX file (magic bytes 68 65 6c 6c should start with 00 00)',
+    );
     const g = path.join(dir, 'cut.gz');
     const gz = zlib.gzipSync(idx([100], new Array(100).fill(1)));
     fs.writeFileSync(g, gz.subarray(0, gz.length - 10));

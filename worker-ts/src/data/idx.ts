@@ -16,23 +16,38 @@ const UBYTE = 0x08;
 
 /** Parses an IDX buffer. Throws DatasetError naming `file` and the offset of the problem. */
 export function parseIdx(buf: Uint8Array, file: string): IdxTensor {
-  if (buf.length < 4) throw new DatasetError(`${file}: ${buf.length} bytes is too short for an IDX header`, file, { offset: 0 });
-  if (buf[0] !== 0 || buf[1] !== 0) {
-    throw new DatasetError(`${file}: not an IDX file (magic bytes ${hex(buf, 0, 4)} should start with 00 00)`, file, {
+  if (buf.length < 4)
+    throw new DatasetError(`${file}: ${buf.length} bytes is too short for an IDX header`, file, {
       offset: 0,
     });
+  if (buf[0] !== 0 || buf[1] !== 0) {
+    throw new DatasetError(
+      `${file}: not an IDX file (magic bytes ${hex(buf, 0, 4)} should start with 00 00)`,
+      file,
+      {
+        offset: 0,
+      },
+    );
   }
   if (buf[2] !== UBYTE) {
-    throw new DatasetError(`${file}: IDX data type 0x${buf[2]!.toString(16)} is not supported (only 0x08, unsigned byte)`, file, {
-      offset: 2,
-    });
+    throw new DatasetError(
+      `${file}: IDX data type 0x${buf[2]!.toString(16)} is not supported (only 0x08, unsigned byte)`,
+      file,
+      {
+        offset: 2,
+      },
+    );
   }
   const ndim = buf[3]!;
   const headerLen = 4 + 4 * ndim;
   if (ndim === 0 || buf.length < headerLen) {
-    throw new DatasetError(`${file}: truncated IDX header (${ndim} dimensions need ${headerLen} bytes, file has ${buf.length})`, file, {
-      offset: buf.length,
-    });
+    throw new DatasetError(
+      `${file}: truncated IDX header (${ndim} dimensions need ${headerLen} bytes, file has ${buf.length})`,
+      file,
+      {
+        offset: buf.length,
+      },
+    );
   }
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const shape: number[] = [];
@@ -47,9 +62,13 @@ export function parseIdx(buf: Uint8Array, file: string): IdxTensor {
     );
   }
   if (have > count) {
-    throw new DatasetError(`${file}: ${have - count} unexpected trailing bytes after offset ${headerLen + count}`, file, {
-      offset: headerLen + count,
-    });
+    throw new DatasetError(
+      `${file}: ${have - count} unexpected trailing bytes after offset ${headerLen + count}`,
+      file,
+      {
+        offset: headerLen + count,
+      },
+    );
   }
   return { shape, data: buf.subarray(headerLen, headerLen + count) };
 }
@@ -60,13 +79,23 @@ export function readIdxFile(file: string): IdxTensor {
   try {
     raw = fs.readFileSync(file);
   } catch (err) {
-    throw new DatasetError(`${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)})`, file, {}, { cause: err });
+    throw new DatasetError(
+      `${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+      file,
+      {},
+      { cause: err },
+    );
   }
   if (raw[0] === 0x1f && raw[1] === 0x8b) {
     try {
       raw = zlib.gunzipSync(raw);
     } catch (err) {
-      throw new DatasetError(`${file}: gzip stream is corrupt or truncated (${(err as Error).message})`, file, {}, { cause: err });
+      throw new DatasetError(
+        `${file}: gzip stream is corrupt or truncated (${(err as Error).message})`,
+        file,
+        {},
+        { cause: err },
+      );
     }
   }
   return parseIdx(raw, file);
@@ -97,7 +126,11 @@ export function loadImagePair(dir: string, split: 'train' | 't10k'): LabelledIma
   const images = readIdxFile(imagesFile);
   const labels = readIdxFile(labelsFile);
   if (images.shape.length !== 3) {
-    throw new DatasetError(`${imagesFile}: expected 3 dimensions [n, rows, cols], found [${images.shape.join(', ')}]`, imagesFile, { offset: 3 });
+    throw new DatasetError(
+      `${imagesFile}: expected 3 dimensions [n, rows, cols], found [${images.shape.join(', ')}]`,
+      imagesFile,
+      { offset: 3 },
+    );
   }
   if (labels.shape.length !== 1 || labels.shape[0] !== images.shape[0]) {
     throw new DatasetError(
