@@ -36,7 +36,7 @@ const SUITES = [
   {
     name: 'ray-cluster',
     cmd: path.join(root, '.venv', 'bin', 'python'),
-    args: ['-m', 'pytest', '-q', '-p', 'no:cacheprovider'],
+    args: ['-m', 'pytest', '-q', '--color=no', '-p', 'no:cacheprovider'],
     cwd: path.join(root, 'ray-cluster'),
     parse: 'pytest',
   },
