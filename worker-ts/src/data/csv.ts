@@ -1,0 +1,100 @@
+// CSV datasets: a header line naming the columns, then one record per line. One column holds the
+// integer class label (default name `label`); every other column is a numeric feature. No quoting:
+// numeric CSV has no need for it, and a quoted field is reported rather than misread.
+import fs from 'node:fs';
+import type { Dataset } from './dataset.js';
+import { DatasetError } from './errors.js';
+
+export interface CsvOptions {
+  /** Name of the label column (default 'label'). */
+  labelColumn?: string;
+  /** Number of classes; default max label + 1. A label outside [0, numClasses) is an error. */
+  numClasses?: number;
+}
+
+/** Parses CSV text. Throws DatasetError naming `file` and the 1-based line of the first problem. */
+export function parseCsv(text: string, file: string, opts: CsvOptions = {}): Dataset {
+  const labelColumn = opts.labelColumn ?? 'label';
+  const lines = text.split('\n');
+  if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
+  const header = (lines[0] ?? '').replace(/\r$/, '');
+  if (header.trim() === '')
+    throw new DatasetError(`${file}:1: empty file, expected a header line`, file, { line: 1 });
+  const columns = header.split(',').map((c) => c.trim());
+  const labelIdx = columns.indexOf(labelColumn);
+  if (labelIdx < 0) {
+    throw new DatasetError(
+      `${file}:1: no column named '${labelColumn}' in the header (columns: ${columns.join(', ')}); set dataset.labelColumn`,
+      file,
+      { line: 1 },
+    );
+  }
+  const nFeat = columns.length - 1;
+  const n = lines.length - 1;
+  const features = new Float32Array(n * nFeat);
+  const labels = new Int32Array(n);
+  let maxLabel = -1;
+  for (let r = 0; r < n; r++) {
+    const lineNo = r + 2;
+    const line = lines[r + 1]!.replace(/\r$/, '');
+    const cells = line.split(',');
+    if (cells.length !== columns.length) {
+      throw new DatasetError(
+        `${file}:${lineNo}: ${cells.length} fields, the header has ${columns.length} (is the file truncated?)`,
+        file,
+        { line: lineNo },
+      );
+    }
+    let f = 0;
+    for (let c = 0; c < cells.length; c++) {
+      const cell = cells[c]!.trim();
+      const v = cell === '' ? NaN : Number(cell);
+      if (!Number.isFinite(v)) {
+        throw new DatasetError(
+          `${file}:${lineNo}: column '${columns[c]}' is '${cell.slice(0, 20)}', not a finite number`,
+          file,
+          { line: lineNo },
+        );
+      }
+      if (c === labelIdx) {
+        if (!Number.isInteger(v) || v < 0 || (opts.numClasses !== undefined && v >= opts.numClasses)) {
+          throw new DatasetError(
+            `${file}:${lineNo}: label ${cell} is not a class index in [0, ${opts.numClasses ?? 'n'})`,
+            file,
+            { line: lineNo },
+          );
+        }
+        labels[r] = v;
+        maxLabel = Math.max(maxLabel, v);
+      } else {
+        features[r * nFeat + f++] = v;
+      }
+    }
+  }
+  return {
+    size: n,
+    featureShape: [nFeat],
+    dtype: 'float32',
+    features,
+    labels,
+    numClasses: opts.numClasses ?? maxLabel + 1,
+    source: file,
+  };
+}
+
+export function readCsvFile(file: string, opts: CsvOptions = {}): Dataset {
+  return parseCsv(readText(file), file, opts);
+}
+
+export function readText(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new DatasetError(
+      `${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+      file,
+      {},
+      { cause: err },
+    );
+  }
+}

@@ -1,0 +1,117 @@
+// Optimizers on the flat parameter vector, run by the coordinator on the decoded noisy sum. They
+// only post-process the released sum, so they cost no privacy. State is a list of named flat
+// vectors so the checkpoint can store it as safetensors tensors.
+
+export type OptimizerKind = 'sgd' | 'adam';
+
+export interface OptimizerOptions {
+  kind: OptimizerKind;
+  /** Step size (default 0.1 for sgd, 1e-3 for adam). */
+  learningRate: number;
+  /** Heavy-ball momentum for sgd (default 0: plain SGD). */
+  momentum?: number;
+  /** Adam's β1, β2, ε (defaults 0.9, 0.999, 1e-8). */
+  beta1?: number;
+  beta2?: number;
+  epsilon?: number;
+}
+
+export interface Optimizer {
+  readonly kind: OptimizerKind;
+  /** Updates `params` in place with the gradient estimate `grad` (same length). */
+  step(params: Float32Array, grad: Float32Array): void;
+  /** Named state vectors (and the step count) for the checkpoint. */
+  state(): { step: number; slots: Record<string, Float32Array> };
+  load(state: { step: number; slots: Record<string, Float32Array> }): void;
+}
+
+function checkLengths(params: Float32Array, grad: Float32Array): void {
+  if (params.length !== grad.length) {
+    throw new RangeError(`gradient has ${grad.length} entries, parameters ${params.length}`);
+  }
+}
+
+function loadSlot(slots: Record<string, Float32Array>, name: string, size: number): Float32Array {
+  const s = slots[name];
+  if (!s || s.length !== size) {
+    throw new RangeError(`optimizer state '${name}' has ${s?.length ?? 'no'} entries, expected ${size}`);
+  }
+  return Float32Array.from(s);
+}
+
+export class SgdMomentum implements Optimizer {
+  readonly kind = 'sgd';
+  private velocity: Float32Array;
+  private t = 0;
+  constructor(
+    size: number,
+    readonly learningRate: number,
+    readonly momentum = 0,
+  ) {
+    this.velocity = new Float32Array(size);
+  }
+  step(params: Float32Array, grad: Float32Array): void {
+    checkLengths(params, grad);
+    const { learningRate: lr, momentum: mu } = this;
+    const v = this.velocity;
+    for (let i = 0; i < params.length; i++) {
+      v[i] = mu * v[i]! + grad[i]!;
+      params[i] = params[i]! - lr * v[i]!;
+    }
+    this.t++;
+  }
+  state() {
+    return { step: this.t, slots: { velocity: Float32Array.from(this.velocity) } };
+  }
+  load(state: { step: number; slots: Record<string, Float32Array> }): void {
+    this.velocity = loadSlot(state.slots, 'velocity', this.velocity.length);
+    this.t = state.step;
+  }
+}
+
+export class Adam implements Optimizer {
+  readonly kind = 'adam';
+  private m: Float32Array;
+  private v: Float32Array;
+  private t = 0;
+  constructor(
+    size: number,
+    readonly learningRate: number,
+    readonly beta1 = 0.9,
+    readonly beta2 = 0.999,
+    readonly epsilon = 1e-8,
+  ) {
+    this.m = new Float32Array(size);
+    this.v = new Float32Array(size);
+  }
+  step(params: Float32Array, grad: Float32Array): void {
+    checkLengths(params, grad);
+    this.t++;
+    const { learningRate: lr, beta1: b1, beta2: b2, epsilon: eps } = this;
+    const c1 = 1 - b1 ** this.t;
+    const c2 = 1 - b2 ** this.t;
+    for (let i = 0; i < params.length; i++) {
+      const g = grad[i]!;
+      const m = (this.m[i] = b1 * this.m[i]! + (1 - b1) * g);
+      const v = (this.v[i] = b2 * this.v[i]! + (1 - b2) * g * g);
+      params[i] = params[i]! - (lr * (m / c1)) / (Math.sqrt(v / c2) + eps);
+    }
+  }
+  state() {
+    return { step: this.t, slots: { m: Float32Array.from(this.m), v: Float32Array.from(this.v) } };
+  }
+  load(state: { step: number; slots: Record<string, Float32Array> }): void {
+    this.m = loadSlot(state.slots, 'm', this.m.length);
+    this.v = loadSlot(state.slots, 'v', this.v.length);
+    this.t = state.step;
+  }
+}
+
+export function createOptimizer(size: number, opts: OptimizerOptions): Optimizer {
+  switch (opts.kind) {
+    case 'sgd':
+      return new SgdMomentum(size, opts.learningRate, opts.momentum ?? 0);
+    case 'adam':
+      return new Adam(size, opts.learningRate, opts.beta1, opts.beta2, opts.epsilon);
+  }
+}
