@@ -1,1 +1,98 @@
-export {};
+// @tensorguard/secure-agg: the protocol core of secure aggregation (Bonawitz et al. 2017 with the
+// SecAgg+ sparse graph of Bell et al. 2020), fixed-point encoding into Z_2^k, and the HE
+// alternative. Imports neither gRPC nor tfjs; the gRPC service is @tensorguard/secure-agg/service.
+export {
+  SecAggError,
+  ConfigError,
+  StageError,
+  MalformedMessageError,
+  DuplicateMessageError,
+  ThresholdError,
+  DeadlineError,
+  ShareDecryptionError,
+  SharePolicyError,
+  RoundAbortedError,
+  UnavailableError,
+  type SecAggErrorCode,
+  type SecAggErrorFields,
+} from './errors.js';
+export {
+  FIELD_PRIME,
+  FIELD_BYTES,
+  splitSecret,
+  combineShares,
+  lagrangeAtZero,
+  randomFieldElement,
+  type Share,
+} from './shamir.js';
+export {
+  generateKeyPair,
+  publicKeyOf,
+  agree,
+  deriveKey,
+  encryptForPeer,
+  decryptFromPeer,
+  KEY_BYTES,
+  type KeyPair,
+  type KeyPurpose,
+  type RoundContext,
+} from './keys.js';
+export {
+  allocRing,
+  addInto,
+  addMaskInto,
+  expandMask,
+  ringBitsOf,
+  ringToBytes,
+  ringFromBytes,
+  toSigned,
+  words32,
+  type RingBits,
+  type RingVector,
+  type SignedVector,
+} from './masking.js';
+export {
+  planEncoding,
+  encode,
+  encodeIntegers,
+  decode,
+  toIntegers,
+  noiseTailBound,
+  type Encoding,
+  type EncodingOptions,
+} from './encoding.js';
+export {
+  chooseSecAggPlusParams,
+  neighbourGraph,
+  type SecAggPlusOptions,
+  type SecAggPlusParams,
+} from './secagg-plus.js';
+export {
+  compileRound,
+  STAGES,
+  type Stage,
+  type ActiveStage,
+  type RoundParams,
+  type CompiledRound,
+  type AdvertiseKeys,
+  type EncryptedShare,
+  type ShareKeys,
+  type MaskedInput,
+  type RevealedShare,
+  type UnmaskShares,
+  type KeyRoster,
+  type RoundResult,
+} from './messages.js';
+export { RoundParticipant, newSessionId, type ParticipantState } from './participant.js';
+export {
+  AggregatorRound,
+  DEFAULT_DEADLINES_MS,
+  SHARE_CIPHERTEXT_BYTES,
+  type AggregatorRoundOptions,
+  type StageDeadlinesMs,
+} from './round.js';
+export {
+  runRoundInProcess,
+  type InProcessRoundOptions,
+  type InProcessRoundReport,
+} from './in-process.js';

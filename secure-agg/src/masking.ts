@@ -1,0 +1,134 @@
+// Vectors in the ring Z_2^k (k = 32 or 64) and the masks added to them. A mask is the AES-128-CTR
+// keystream under a key derived from a 32-byte seed (HKDF, bound to the round), read as
+// little-endian k-bit words: a PRG whose output is indistinguishable from uniform as long as the
+// seed is secret. Expansion encrypts a zero buffer with node:crypto (OpenSSL, AES-NI) in chunks and
+// adds each chunk into the target through a Uint32Array view, so the only JavaScript per element is
+// one typed-array add (and a carry for k = 64, done on 32-bit halves to avoid BigInt).
+import { createCipheriv } from 'node:crypto';
+import { MalformedMessageError } from './errors.js';
+import { deriveKey, type RoundContext } from './keys.js';
+
+/** Ring width k in bits. */
+export type RingBits = 32 | 64;
+/** A vector in Z_2^k: Uint32Array for k = 32, BigUint64Array for k = 64 (unsigned residues). */
+export type RingVector = Uint32Array | BigUint64Array;
+/** The centred (two's-complement) reading of a ring vector: the exact integer when no overflow. */
+export type SignedVector = Int32Array | BigInt64Array;
+
+if (new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) {
+  // The 64-bit arithmetic below reads BigUint64Array words as (lo, hi) Uint32 pairs.
+  throw new Error('secure-agg needs a little-endian platform');
+}
+
+const CHUNK_BYTES = 1 << 18;
+const ZERO = new Uint8Array(CHUNK_BYTES);
+const ZERO_IV = Buffer.alloc(16);
+
+export function ringBitsOf(v: RingVector): RingBits {
+  return v instanceof Uint32Array ? 32 : 64;
+}
+
+export function allocRing(bits: RingBits, length: number): RingVector {
+  return bits === 32 ? new Uint32Array(length) : new BigUint64Array(length);
+}
+
+/** The vector's storage as 32-bit words (two per element for k = 64, low word first). */
+export function words32(v: RingVector): Uint32Array {
+  return new Uint32Array(v.buffer, v.byteOffset, v.byteLength / 4);
+}
+
+/** Little-endian bytes of a ring vector (a view, no copy). */
+export function ringToBytes(v: RingVector): Uint8Array {
+  return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+}
+
+/**
+ * A ring vector from little-endian bytes (copied, so alignment never matters). Throws
+ * MalformedMessageError unless `bytes` holds exactly `length` words of `bits` bits.
+ */
+export function ringFromBytes(bytes: Uint8Array, bits: RingBits, length: number): RingVector {
+  const expected = (length * bits) / 8;
+  if (bytes.length !== expected) {
+    throw new MalformedMessageError(
+      `a vector of ${length} ${bits}-bit words is ${expected} bytes, got ${bytes.length}`,
+    );
+  }
+  const out = allocRing(bits, length);
+  new Uint8Array(out.buffer).set(bytes);
+  return out;
+}
+
+/** Centred reading: the same bytes as Int32Array / BigInt64Array (no copy). */
+export function toSigned(v: RingVector): SignedVector {
+  return v instanceof Uint32Array
+    ? new Int32Array(v.buffer, v.byteOffset, v.length)
+    : new BigInt64Array(v.buffer, v.byteOffset, v.length);
+}
+
+/** target += sign · other, element-wise in Z_2^k. Both must have the same width and length. */
+export function addInto(target: RingVector, other: RingVector, sign: 1 | -1 = 1): void {
+  if (ringBitsOf(target) !== ringBitsOf(other) || target.length !== other.length) {
+    throw new MalformedMessageError(
+      `cannot add a ${ringBitsOf(other)}-bit vector of length ${other.length} to a ${ringBitsOf(target)}-bit vector of length ${target.length}`,
+    );
+  }
+  addWords(words32(target), words32(other), 0, ringBitsOf(target), sign);
+}
+
+/** t[off..] += sign · m as k-bit little-endian words, m.length words of 32 bits. */
+function addWords(t: Uint32Array, m: Uint32Array, off: number, bits: RingBits, sign: 1 | -1): void {
+  const n = m.length;
+  if (bits === 32) {
+    // Stores into a Uint32Array reduce mod 2^32 (ToUint32), so plain + and - are ring operations.
+    if (sign === 1) for (let i = 0; i < n; i++) t[off + i] = t[off + i]! + m[i]!;
+    else for (let i = 0; i < n; i++) t[off + i] = t[off + i]! - m[i]!;
+    return;
+  }
+  if (sign === 1) {
+    for (let i = 0; i < n; i += 2) {
+      const lo = t[off + i]! + m[i]!;
+      t[off + i] = lo;
+      t[off + i + 1] = t[off + i + 1]! + m[i + 1]! + (lo > 0xffffffff ? 1 : 0);
+    }
+  } else {
+    for (let i = 0; i < n; i += 2) {
+      const lo = t[off + i]! - m[i]!;
+      t[off + i] = lo;
+      t[off + i + 1] = t[off + i + 1]! - m[i + 1]! - (lo < 0 ? 1 : 0);
+    }
+  }
+}
+
+/**
+ * target += sign · PRG(seed), the mask that `seed` expands to in this round. The keystream is
+ * produced and consumed in 256 KiB chunks, so memory stays flat for any length.
+ */
+export function addMaskInto(
+  target: RingVector,
+  seed: Uint8Array,
+  ctx: RoundContext,
+  sign: 1 | -1 = 1,
+): void {
+  const bits = ringBitsOf(target);
+  const t = words32(target);
+  const cipher = createCipheriv('aes-128-ctr', deriveKey(seed, ctx, 'mask-prg', 16), ZERO_IV);
+  const total = t.length * 4;
+  for (let off = 0; off < total; off += CHUNK_BYTES) {
+    const len = Math.min(CHUNK_BYTES, total - off);
+    let ks = cipher.update(len === CHUNK_BYTES ? ZERO : ZERO.subarray(0, len));
+    if (ks.byteOffset % 4 !== 0) ks = Buffer.from(ks); // pooled small buffers may be unaligned
+    addWords(t, new Uint32Array(ks.buffer, ks.byteOffset, len / 4), off / 4, bits, sign);
+  }
+}
+
+/** PRG(seed) as a fresh ring vector (for tests and benchmarks). */
+export function expandMask(
+  seed: Uint8Array,
+  ctx: RoundContext,
+  bits: RingBits,
+  length: number,
+): RingVector {
+  const v = allocRing(bits, length);
+  addMaskInto(v, seed, ctx, 1);
+  return v;
+}
