@@ -6,6 +6,7 @@ the tests through it: `bash helm/test/check.sh`.
 
 import copy
 import os
+import shutil
 import subprocess
 from functools import lru_cache
 from pathlib import Path
@@ -101,3 +102,15 @@ def worker_group(docs, name):
     groups = {g["groupName"]: g for g in rc["spec"]["workerGroupSpecs"]}
     assert name in groups, f"no worker group {name}; groups: {sorted(groups)}"
     return groups[name]
+
+
+def offline_stack(tmp_path):
+    """A copy of the umbrella chart that renders offline: its only dependency is the packaged
+    TensorGuard chart (the kuberay-operator chart cannot be fetched here)."""
+    stack = tmp_path / "tensorguard-stack"
+    shutil.copytree(STACK, stack, ignore=shutil.ignore_patterns("charts"))
+    meta = yaml.safe_load((stack / "Chart.yaml").read_text())
+    meta["dependencies"] = [d for d in meta["dependencies"] if d["name"] == "tensorguard"]
+    (stack / "Chart.yaml").write_text(yaml.safe_dump(meta))
+    helm("package", str(CHART), "--destination", str(stack / "charts"))
+    return stack

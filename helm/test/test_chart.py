@@ -357,6 +357,7 @@ BAD_VALUES = [
     ("bad upscaling mode", ["rayCluster.autoscaling.upscalingMode=Fast"], "at '/rayCluster/autoscaling/upscalingMode': value must be one of"),
     ("bad pull policy", ["image.pullPolicy=Sometimes"], "at '/image/pullPolicy': value must be one of"),
     ("bad NetworkPolicy peer", ["networkPolicy.apiClients[0].podSelectr.x=y"], "additional properties 'podSelectr' not allowed"),
+    ("hostPath volume on Ray pods", ["rayCluster.volumes[0].name=x", "rayCluster.volumes[0].hostPath.path=/"], "at '/rayCluster/volumes/0': 'not' failed"),
     ("bad Ray address", ["server.rayAddress=ray-head:8265"], "at '/server/rayAddress'"),
     ("no Ray at all", ["rayCluster.enabled=false"], "at '/server/rayAddress': minLength: got 0, want 1"),
     # Comparisons between fields, which JSON Schema cannot express, are checked by the
@@ -454,3 +455,13 @@ def test_values_yaml_documents_every_field():
         if not (j >= 0 and lines[j].lstrip().startswith("#")):
             undocumented.append(f)
     assert not undocumented, f"values.yaml fields without a comment: {undocumented}"
+
+
+def test_shared_data_volume_reaches_every_ray_pod():
+    # The aggregator (checkpoints) and the workers (data shards) can land in any Ray pod.
+    for where, spec in pod_specs(render("production")):
+        if not where.startswith("RayCluster"):
+            continue
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert volumes["data"]["persistentVolumeClaim"] == {"claimName": "tensorguard-data"}, where
+        assert {"name": "data", "mountPath": "/data"} in spec["containers"][0]["volumeMounts"], where

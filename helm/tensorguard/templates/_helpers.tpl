@@ -137,6 +137,9 @@ ray.io/cluster: {{ include "tensorguard.rayClusterName" . }}
 - name: home
   emptyDir:
     sizeLimit: 1Gi
+{{- with .Values.rayCluster.volumes }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{- define "tensorguard.rayVolumeMounts" -}}
@@ -144,6 +147,9 @@ ray.io/cluster: {{ include "tensorguard.rayClusterName" . }}
   mountPath: /tmp
 - name: home
   mountPath: /home/tensorguard
+{{- with .Values.rayCluster.volumeMounts }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{/* rayCluster.env as a container env list. */}}
