@@ -2,3 +2,9 @@
 // Domain code converts to and from these at one edge; they are not passed further.
 export * as v1 from './gen/tensorguard/v1/common.js';
 export { ModelVersion, Tensor, PrivacySpent } from './gen/tensorguard/v1/common.js';
+export * as trainingService from './gen/tensorguard/v1/training_service.js';
+export {
+  TrainingServiceService,
+  TrainingServiceClient,
+  type TrainingServiceServer,
+} from './gen/tensorguard/v1/training_service.js';
