@@ -79,10 +79,7 @@ export class DuplicateMessageError extends SecAggError {
 export class ThresholdError extends SecAggError {
   readonly survivors: number;
   readonly threshold: number;
-  constructor(
-    message: string,
-    fields: SecAggErrorFields & { survivors: number; threshold: number },
-  ) {
+  constructor(message: string, fields: SecAggErrorFields & { survivors: number; threshold: number }) {
     super('BELOW_THRESHOLD', message, fields);
     this.survivors = fields.survivors;
     this.threshold = fields.threshold;

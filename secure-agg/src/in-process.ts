@@ -100,8 +100,7 @@ export function runRoundInProcess(options: InProcessRoundOptions): InProcessRoun
     for (const w of workers) {
       if (!alive(w.index, 'UNMASK') || w.state !== 'SUBMITTED') continue;
       const m = timed(w.index, () => w.unmask(survivors));
-      bytesSent[w.index]! +=
-        (m.selfMaskShares.length + m.maskingKeyShares.length) * (32 + 4);
+      bytesSent[w.index]! += (m.selfMaskShares.length + m.maskingKeyShares.length) * (32 + 4);
       server(() => agg.submitUnmask(m));
     }
     server(() => agg.closeStage());

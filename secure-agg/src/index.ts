@@ -91,8 +91,4 @@ export {
   type AggregatorRoundOptions,
   type StageDeadlinesMs,
 } from './round.js';
-export {
-  runRoundInProcess,
-  type InProcessRoundOptions,
-  type InProcessRoundReport,
-} from './in-process.js';
+export { runRoundInProcess, type InProcessRoundOptions, type InProcessRoundReport } from './in-process.js';

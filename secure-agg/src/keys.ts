@@ -102,12 +102,7 @@ function salt(ctx: RoundContext): Buffer {
 }
 
 /** HKDF-SHA256(ikm, salt = session ‖ round, info = purpose), `length` bytes. */
-export function deriveKey(
-  ikm: Uint8Array,
-  ctx: RoundContext,
-  purpose: KeyPurpose,
-  length = 32,
-): Uint8Array {
+export function deriveKey(ikm: Uint8Array, ctx: RoundContext, purpose: KeyPurpose, length = 32): Uint8Array {
   return new Uint8Array(hkdfSync('sha256', ikm, salt(ctx), `tensorguard/secagg/${purpose}`, length));
 }
 

@@ -103,12 +103,7 @@ function addWords(t: Uint32Array, m: Uint32Array, off: number, bits: RingBits, s
  * target += sign · PRG(seed), the mask that `seed` expands to in this round. The keystream is
  * produced and consumed in 256 KiB chunks, so memory stays flat for any length.
  */
-export function addMaskInto(
-  target: RingVector,
-  seed: Uint8Array,
-  ctx: RoundContext,
-  sign: 1 | -1 = 1,
-): void {
+export function addMaskInto(target: RingVector, seed: Uint8Array, ctx: RoundContext, sign: 1 | -1 = 1): void {
   const bits = ringBitsOf(target);
   const t = words32(target);
   const cipher = createCipheriv('aes-128-ctr', deriveKey(seed, ctx, 'mask-prg', 16), ZERO_IV);
@@ -122,12 +117,7 @@ export function addMaskInto(
 }
 
 /** PRG(seed) as a fresh ring vector (for tests and benchmarks). */
-export function expandMask(
-  seed: Uint8Array,
-  ctx: RoundContext,
-  bits: RingBits,
-  length: number,
-): RingVector {
+export function expandMask(seed: Uint8Array, ctx: RoundContext, bits: RingBits, length: number): RingVector {
   const v = allocRing(bits, length);
   addMaskInto(v, seed, ctx, 1);
   return v;

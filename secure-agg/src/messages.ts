@@ -119,8 +119,10 @@ export function compileRound(params: RoundParams): CompiledRound {
   if (new Set(params.members).size !== n) throw new ConfigError('members', 'worker ids must be distinct');
   int('round', params.round, 0, Number.MAX_SAFE_INTEGER);
   int('vectorLength', params.vectorLength, 1, 1 << 28);
-  if (params.bits !== 32 && params.bits !== 64) throw new ConfigError('bits', `must be 32 or 64, got ${String(params.bits)}`);
-  if (params.sessionId.length < 16) throw new ConfigError('sessionId', `must be ≥ 16 bytes, got ${params.sessionId.length}`);
+  if (params.bits !== 32 && params.bits !== 64)
+    throw new ConfigError('bits', `must be 32 or 64, got ${String(params.bits)}`);
+  if (params.sessionId.length < 16)
+    throw new ConfigError('sessionId', `must be ≥ 16 bytes, got ${params.sessionId.length}`);
   const degree = Math.min(params.degree, n - 1);
   int('degree', degree, 1, n - 1);
   if (degree < n - 1 && (degree % 2 !== 0 || degree < 2)) {

@@ -13,7 +13,15 @@ import {
   StageError,
   ThresholdError,
 } from './errors.js';
-import { agree, decryptFromPeer, deriveKey, encryptForPeer, generateKeyPair, KEY_BYTES, type KeyPair } from './keys.js';
+import {
+  agree,
+  decryptFromPeer,
+  deriveKey,
+  encryptForPeer,
+  generateKeyPair,
+  KEY_BYTES,
+  type KeyPair,
+} from './keys.js';
 import { addMaskInto, ringBitsOf, type RingVector } from './masking.js';
 import type {
   AdvertiseKeys,
@@ -31,7 +39,8 @@ import { FIELD_BYTES, randomFieldElement, fieldToBytes, splitSecret } from './sh
  * INIT → ADVERTISED (keys sent) → SHARED (shares sent) → READY (shares received; key setup done)
  * → SUBMITTED (masked input sent) → UNMASKED, or ABORTED from any state.
  */
-export type ParticipantState = 'INIT' | 'ADVERTISED' | 'SHARED' | 'READY' | 'SUBMITTED' | 'UNMASKED' | 'ABORTED';
+export type ParticipantState =
+  'INIT' | 'ADVERTISED' | 'SHARED' | 'READY' | 'SUBMITTED' | 'UNMASKED' | 'ABORTED';
 
 interface HeldShares {
   maskingKey: Uint8Array;
@@ -84,6 +93,18 @@ export class RoundParticipant {
     throw err;
   }
 
+  readonly #channelKeys = new Map<number, Uint8Array>();
+
+  /** The AES-256-GCM key shared with `peer` (HKDF of X25519(c_u, c_peer)), cached per round. */
+  #channelKey(peer: number, peerKey: Uint8Array): Uint8Array {
+    let key = this.#channelKeys.get(peer);
+    if (!key) {
+      key = deriveKey(agree(this.#encryption.privateKey, peerKey), this.round.ctx, 'share-encryption');
+      this.#channelKeys.set(peer, key);
+    }
+    return key;
+  }
+
   /** Stage 1: fresh X25519 public keys for the share channel and for pairwise masks. */
   advertiseKeys(): AdvertiseKeys {
     this.#expect('INIT', 'advertise keys');
@@ -106,24 +127,53 @@ export class RoundParticipant {
     const map = new Map<number, AdvertiseKeys>();
     for (const k of roster) {
       if (!Number.isSafeInteger(k.index) || k.index < 0 || k.index >= this.round.n) {
-        this.#fail(new MalformedMessageError(`roster names index ${k.index}, outside 0..${this.round.n - 1}`, { round: this.round.round }));
+        this.#fail(
+          new MalformedMessageError(`roster names index ${k.index}, outside 0..${this.round.n - 1}`, {
+            round: this.round.round,
+          }),
+        );
       }
-      if (map.has(k.index)) this.#fail(new DuplicateMessageError(`roster lists index ${k.index} twice`, { round: this.round.round }));
+      if (map.has(k.index))
+        this.#fail(
+          new DuplicateMessageError(`roster lists index ${k.index} twice`, { round: this.round.round }),
+        );
       if (k.encryptionKey.length !== KEY_BYTES || k.maskingKey.length !== KEY_BYTES) {
-        this.#fail(new MalformedMessageError(`roster keys of index ${k.index} are not ${KEY_BYTES} bytes`, { round: this.round.round }));
+        this.#fail(
+          new MalformedMessageError(`roster keys of index ${k.index} are not ${KEY_BYTES} bytes`, {
+            round: this.round.round,
+          }),
+        );
       }
       map.set(k.index, k);
     }
     const me = map.get(this.index);
-    if (!me || !Buffer.from(me.maskingKey).equals(this.#masking.publicKey) || !Buffer.from(me.encryptionKey).equals(this.#encryption.publicKey)) {
-      this.#fail(new MalformedMessageError('the roster does not carry this worker’s own keys', { round: this.round.round }));
+    if (
+      !me ||
+      !Buffer.from(me.maskingKey).equals(this.#masking.publicKey) ||
+      !Buffer.from(me.encryptionKey).equals(this.#encryption.publicKey)
+    ) {
+      this.#fail(
+        new MalformedMessageError('the roster does not carry this worker’s own keys', {
+          round: this.round.round,
+        }),
+      );
     }
     if (map.size < this.round.minInputs) {
-      this.#fail(new ThresholdError(`only ${map.size} workers advertised keys; at least ${this.round.minInputs} are required`, { round: this.round.round, survivors: map.size, threshold: this.round.minInputs }));
+      this.#fail(
+        new ThresholdError(
+          `only ${map.size} workers advertised keys; at least ${this.round.minInputs} are required`,
+          { round: this.round.round, survivors: map.size, threshold: this.round.minInputs },
+        ),
+      );
     }
     const holders = this.round.holders[this.index]!.filter((h) => map.has(h));
     if (holders.length < this.round.threshold) {
-      this.#fail(new ThresholdError(`only ${holders.length} of this worker's share holders advertised keys; ${this.round.threshold} are required`, { round: this.round.round, survivors: holders.length, threshold: this.round.threshold }));
+      this.#fail(
+        new ThresholdError(
+          `only ${holders.length} of this worker's share holders advertised keys; ${this.round.threshold} are required`,
+          { round: this.round.round, survivors: holders.length, threshold: this.round.threshold },
+        ),
+      );
     }
     this.#roster = map;
     const xs = holders.map((h) => h + 1);
@@ -136,11 +186,15 @@ export class RoundParticipant {
         this.#ownShares = bundle;
         return;
       }
-      const key = deriveKey(agree(this.#encryption.privateKey, map.get(h)!.encryptionKey), this.round.ctx, 'share-encryption');
+      const key = this.#channelKey(h, map.get(h)!.encryptionKey);
       const plain = new Uint8Array(BUNDLE_BYTES);
       plain.set(bundle.maskingKey, 0);
       plain.set(bundle.selfMask, FIELD_BYTES);
-      shares.push({ from: this.index, to: h, ciphertext: encryptForPeer(key, this.round.ctx, this.index, h, plain) });
+      shares.push({
+        from: this.index,
+        to: h,
+        ciphertext: encryptForPeer(key, this.round.ctx, this.index, h, plain),
+      });
     });
     this.#state = 'SHARED';
     return { index: this.index, shares };
@@ -157,25 +211,52 @@ export class RoundParticipant {
     const mine = new Set(this.round.neighbours[this.index]);
     const held = new Map<number, HeldShares>();
     for (const s of incoming) {
-      if (s.to !== this.index) this.#fail(new MalformedMessageError(`a share addressed to index ${s.to} was delivered to index ${this.index}`, { round: this.round.round }));
-      if (!mine.has(s.from)) this.#fail(new MalformedMessageError(`a share from index ${s.from}, which is not a neighbour`, { round: this.round.round }));
-      if (held.has(s.from)) this.#fail(new DuplicateMessageError(`two shares from index ${s.from}`, { round: this.round.round }));
+      if (s.to !== this.index)
+        this.#fail(
+          new MalformedMessageError(
+            `a share addressed to index ${s.to} was delivered to index ${this.index}`,
+            { round: this.round.round },
+          ),
+        );
+      if (!mine.has(s.from))
+        this.#fail(
+          new MalformedMessageError(`a share from index ${s.from}, which is not a neighbour`, {
+            round: this.round.round,
+          }),
+        );
+      if (held.has(s.from))
+        this.#fail(new DuplicateMessageError(`two shares from index ${s.from}`, { round: this.round.round }));
       const peer = this.#roster.get(s.from);
-      if (!peer) this.#fail(new MalformedMessageError(`a share from index ${s.from}, which did not advertise keys`, { round: this.round.round }));
-      const key = deriveKey(agree(this.#encryption.privateKey, peer.encryptionKey), this.round.ctx, 'share-encryption');
+      if (!peer)
+        this.#fail(
+          new MalformedMessageError(`a share from index ${s.from}, which did not advertise keys`, {
+            round: this.round.round,
+          }),
+        );
+      const key = this.#channelKey(s.from, peer.encryptionKey);
       let plain: Uint8Array;
       try {
         plain = decryptFromPeer(key, this.round.ctx, s.from, this.index, s.ciphertext);
       } catch (err) {
         this.#fail(err as Error);
       }
-      if (plain.length !== BUNDLE_BYTES) this.#fail(new MalformedMessageError(`a share bundle from index ${s.from} has ${plain.length} bytes`, { round: this.round.round }));
+      if (plain.length !== BUNDLE_BYTES)
+        this.#fail(
+          new MalformedMessageError(`a share bundle from index ${s.from} has ${plain.length} bytes`, {
+            round: this.round.round,
+          }),
+        );
       held.set(s.from, { maskingKey: plain.slice(0, FIELD_BYTES), selfMask: plain.slice(FIELD_BYTES) });
     }
     // The graph is symmetric, so the neighbours that shared with this worker are exactly the
     // holders of its own shares that are still in the round.
     if (held.size + 1 < this.round.threshold) {
-      this.#fail(new ThresholdError(`only ${held.size + 1} of this worker's share holders are left after key sharing; ${this.round.threshold} are required`, { round: this.round.round, survivors: held.size + 1, threshold: this.round.threshold }));
+      this.#fail(
+        new ThresholdError(
+          `only ${held.size + 1} of this worker's share holders are left after key sharing; ${this.round.threshold} are required`,
+          { round: this.round.round, survivors: held.size + 1, threshold: this.round.threshold },
+        ),
+      );
     }
     held.set(this.index, this.#ownShares!);
     this.#held = held;
@@ -190,12 +271,19 @@ export class RoundParticipant {
   maskInput(input: RingVector): MaskedInput {
     this.#expect('READY', 'mask the input');
     if (input.length !== this.round.vectorLength || ringBitsOf(input) !== this.round.bits) {
-      throw new MalformedMessageError(`expected a ${this.round.bits}-bit vector of length ${this.round.vectorLength}, got ${ringBitsOf(input)}-bit of length ${input.length}`, { round: this.round.round });
+      throw new MalformedMessageError(
+        `expected a ${this.round.bits}-bit vector of length ${this.round.vectorLength}, got ${ringBitsOf(input)}-bit of length ${input.length}`,
+        { round: this.round.round },
+      );
     }
     const y = input.slice() as RingVector;
     addMaskInto(y, this.#selfMask, this.round.ctx, 1);
     for (const v of this.#maskedWith) {
-      const seed = deriveKey(agree(this.#masking.privateKey, this.#roster.get(v)!.maskingKey), this.round.ctx, 'pairwise-mask');
+      const seed = deriveKey(
+        agree(this.#masking.privateKey, this.#roster.get(v)!.maskingKey),
+        this.round.ctx,
+        'pairwise-mask',
+      );
       addMaskInto(y, seed, this.round.ctx, this.index < v ? 1 : -1);
     }
     this.#state = 'SUBMITTED';
@@ -219,24 +307,48 @@ export class RoundParticipant {
     const key = JSON.stringify([...survivors].sort((a, b) => a - b));
     if (this.#unmaskAnswer) {
       if (this.#unmaskAnswer.survivors === key) return this.#unmaskAnswer.response;
-      throw new SharePolicyError('this worker already answered a different unmask request in this round; answering again could reveal both shares of a peer', { round: this.round.round });
+      throw new SharePolicyError(
+        'this worker already answered a different unmask request in this round; answering again could reveal both shares of a peer',
+        { round: this.round.round },
+      );
     }
-    if (this.#state === 'ABORTED') throw new RoundAbortedError('the round was aborted on this worker', { round: this.round.round });
+    if (this.#state === 'ABORTED')
+      throw new RoundAbortedError('the round was aborted on this worker', { round: this.round.round });
     this.#expect('SUBMITTED', 'unmask');
     const set = new Set<number>();
     for (const s of survivors) {
-      if (!Number.isSafeInteger(s) || s < 0 || s >= this.round.n) this.#fail(new MalformedMessageError(`survivor index ${s} is outside the roster`, { round: this.round.round }));
-      if (set.has(s)) this.#fail(new DuplicateMessageError(`survivor index ${s} listed twice`, { round: this.round.round }));
+      if (!Number.isSafeInteger(s) || s < 0 || s >= this.round.n)
+        this.#fail(
+          new MalformedMessageError(`survivor index ${s} is outside the roster`, { round: this.round.round }),
+        );
+      if (set.has(s))
+        this.#fail(
+          new DuplicateMessageError(`survivor index ${s} listed twice`, { round: this.round.round }),
+        );
       set.add(s);
     }
-    if (!set.has(this.index)) this.#fail(new MalformedMessageError('the survivor set omits this worker, which sent its masked input', { round: this.round.round }));
+    if (!set.has(this.index))
+      this.#fail(
+        new MalformedMessageError('the survivor set omits this worker, which sent its masked input', {
+          round: this.round.round,
+        }),
+      );
     for (const s of set) {
       if (!this.#held.has(s) && this.round.neighbours[this.index]!.includes(s)) {
-        this.#fail(new MalformedMessageError(`survivor ${s} never shared keys with this worker`, { round: this.round.round }));
+        this.#fail(
+          new MalformedMessageError(`survivor ${s} never shared keys with this worker`, {
+            round: this.round.round,
+          }),
+        );
       }
     }
     if (set.size < this.round.minInputs) {
-      this.#fail(new ThresholdError(`only ${set.size} inputs survived; at least ${this.round.minInputs} are required, so nothing is unmasked`, { round: this.round.round, survivors: set.size, threshold: this.round.minInputs }));
+      this.#fail(
+        new ThresholdError(
+          `only ${set.size} inputs survived; at least ${this.round.minInputs} are required, so nothing is unmasked`,
+          { round: this.round.round, survivors: set.size, threshold: this.round.minInputs },
+        ),
+      );
     }
     const selfMaskShares: RevealedShare[] = [];
     const maskingKeyShares: RevealedShare[] = [];

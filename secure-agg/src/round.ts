@@ -16,12 +16,12 @@ import {
   DuplicateMessageError,
   MalformedMessageError,
   RoundAbortedError,
-  SecAggError,
+  type SecAggError,
   StageError,
   ThresholdError,
 } from './errors.js';
 import { agree, deriveKey, KEY_BYTES, publicKeyOf } from './keys.js';
-import { addMaskInto, addInto, allocRing, ringBitsOf, type RingVector } from './masking.js';
+import { addMaskInto, addInto, allocRing, ringBitsOf, words32, type RingVector } from './masking.js';
 import type {
   ActiveStage,
   AdvertiseKeys,
@@ -161,27 +161,42 @@ export class AggregatorRound {
       throw new MalformedMessageError(`index ${index} is not in the roster of ${this.params.n}`, ctx);
     }
     if (this.#stage === 'ABORTED') {
-      throw new RoundAbortedError(`round ${this.params.round} was aborted: ${this.#error?.message}`, { ...ctx, cause: this.#error });
+      throw new RoundAbortedError(`round ${this.params.round} was aborted: ${this.#error?.message}`, {
+        ...ctx,
+        cause: this.#error,
+      });
     }
     if (this.#stage !== stage) {
-      throw new StageError(`round ${this.params.round} is in stage ${this.#stage}; a ${stage} message is not accepted now`, {
-        ...ctx,
-        stage: this.#stage,
-        expected: stage,
-      });
+      throw new StageError(
+        `round ${this.params.round} is in stage ${this.#stage}; a ${stage} message is not accepted now`,
+        {
+          ...ctx,
+          stage: this.#stage,
+          expected: stage,
+        },
+      );
     }
     if (this.#now() > this.#deadline) {
-      throw new DeadlineError(`the ${stage} deadline of round ${this.params.round} has passed`, { ...ctx, stage });
-    }
-    if (!this.expected().has(index)) {
-      throw new StageError(`${ctx.workerId} (index ${index}) dropped out of round ${this.params.round} before ${stage} and cannot rejoin it`, {
+      throw new DeadlineError(`the ${stage} deadline of round ${this.params.round} has passed`, {
         ...ctx,
         stage,
-        expected: 'a participant of the previous stage',
       });
     }
+    if (!this.expected().has(index)) {
+      throw new StageError(
+        `${ctx.workerId} (index ${index}) dropped out of round ${this.params.round} before ${stage} and cannot rejoin it`,
+        {
+          ...ctx,
+          stage,
+          expected: 'a participant of the previous stage',
+        },
+      );
+    }
     if (this.received().has(index)) {
-      throw new DuplicateMessageError(`${ctx.workerId} (index ${index}) already sent its ${stage} message`, { ...ctx, stage });
+      throw new DuplicateMessageError(`${ctx.workerId} (index ${index}) already sent its ${stage} message`, {
+        ...ctx,
+        stage,
+      });
     }
     return ctx;
   }
@@ -207,16 +222,27 @@ export class AggregatorRound {
     const want = new Set(this.params.holders[msg.index]!.filter((h) => h !== msg.index && this.#keys.has(h)));
     const seen = new Set<number>();
     for (const s of msg.shares) {
-      if (s.from !== msg.index) throw new MalformedMessageError(`a share claims sender ${s.from} in ${ctx.workerId}'s message`, ctx);
-      if (!want.has(s.to)) throw new MalformedMessageError(`a share is addressed to index ${s.to}, which is not one of the sender's holders in this round`, ctx);
+      if (s.from !== msg.index)
+        throw new MalformedMessageError(`a share claims sender ${s.from} in ${ctx.workerId}'s message`, ctx);
+      if (!want.has(s.to))
+        throw new MalformedMessageError(
+          `a share is addressed to index ${s.to}, which is not one of the sender's holders in this round`,
+          ctx,
+        );
       if (seen.has(s.to)) throw new DuplicateMessageError(`two shares are addressed to index ${s.to}`, ctx);
       if (s.ciphertext.length !== SHARE_CIPHERTEXT_BYTES) {
-        throw new MalformedMessageError(`a share ciphertext must be ${SHARE_CIPHERTEXT_BYTES} bytes, got ${s.ciphertext.length}`, ctx);
+        throw new MalformedMessageError(
+          `a share ciphertext must be ${SHARE_CIPHERTEXT_BYTES} bytes, got ${s.ciphertext.length}`,
+          ctx,
+        );
       }
       seen.add(s.to);
     }
     if (seen.size !== want.size) {
-      throw new MalformedMessageError(`expected one share for each of ${want.size} holders, got ${seen.size}`, ctx);
+      throw new MalformedMessageError(
+        `expected one share for each of ${want.size} holders, got ${seen.size}`,
+        ctx,
+      );
     }
     this.#shared.set(
       msg.index,
@@ -255,7 +281,10 @@ export class AggregatorRound {
     const same = (got: readonly { owner: number; share: Uint8Array }[], want: number[], kind: string) => {
       const owned = got.map((g) => g.owner).sort((a, b) => a - b);
       if (owned.length !== want.length || owned.some((o, i) => o !== want[i])) {
-        throw new MalformedMessageError(`${kind} shares are for owners [${owned.join(',')}], expected [${want.join(',')}]`, ctx);
+        throw new MalformedMessageError(
+          `${kind} shares are for owners [${owned.join(',')}], expected [${want.join(',')}]`,
+          ctx,
+        );
       }
       for (const g of got) bytesToField(g.share); // throws MalformedMessageError on a bad value
     };
@@ -282,7 +311,7 @@ export class AggregatorRound {
     this.#error = error;
     this.#stage = 'ABORTED';
     this.#inbox = new Map();
-    this.#sum.fill(0 as never);
+    words32(this.#sum).fill(0);
     this.#emit();
   }
 
@@ -344,7 +373,8 @@ export class AggregatorRound {
         this.#requireViable(u2, u2, 'SHARE_KEYS');
         const inbox = new Map<number, EncryptedShare[]>();
         for (const shares of this.#shared.values()) {
-          for (const s of shares) if (u2.has(s.to)) (inbox.get(s.to) ?? inbox.set(s.to, []).get(s.to)!).push(s);
+          for (const s of shares)
+            if (u2.has(s.to)) (inbox.get(s.to) ?? inbox.set(s.to, []).get(s.to)!).push(s);
         }
         this.#inbox = inbox;
         this.#enter('MASKED_INPUT');

@@ -102,7 +102,8 @@ export function chooseSecAggPlusParams(options: SecAggPlusOptions): SecAggPlusPa
   const gamma = fraction('corruptFraction', options.corruptFraction ?? 0);
   const sigma = options.securityBits ?? 40;
   const eta = options.correctnessBits ?? 20;
-  if (!(sigma > 0 && sigma <= 128)) throw new ConfigError('securityBits', `must be in (0, 128], got ${sigma}`);
+  if (!(sigma > 0 && sigma <= 128))
+    throw new ConfigError('securityBits', `must be in (0, 128], got ${sigma}`);
   if (!(eta > 0 && eta <= 128)) throw new ConfigError('correctnessBits', `must be in (0, 128], got ${eta}`);
   const log2n = Math.log2(n);
   const evaluate = (k: number, complete: boolean) => {
@@ -111,7 +112,8 @@ export function chooseSecAggPlusParams(options: SecAggPlusOptions): SecAggPlusPa
     // Raise t until colluders cannot reach it.
     while (t <= holders && gamma > 0 && log2n + log2BinomAtLeast(holders, gamma, t) > -sigma) t++;
     if (t > holders) return undefined;
-    const fail = log2n + log2BinomBelow(holders, 1 - delta, t);
+    // With the complete graph all holder sets coincide: one event, no union bound over workers.
+    const fail = (complete ? 0 : log2n) + log2BinomBelow(holders, 1 - delta, t);
     const disconnect = complete ? -Infinity : 2 * log2n - 1 + k * Math.log2(delta + gamma);
     const collude = gamma > 0 ? log2n + log2BinomAtLeast(holders, gamma, t) : -Infinity;
     const sec = Math.max(disconnect, collude);
