@@ -8,3 +8,9 @@ export {
   TrainingServiceClient,
   type TrainingServiceServer,
 } from './gen/tensorguard/v1/training_service.js';
+export * as secureAggregation from './gen/tensorguard/v1/secure_aggregation.js';
+export {
+  SecureAggregationService,
+  SecureAggregationClient,
+  type SecureAggregationServer,
+} from './gen/tensorguard/v1/secure_aggregation.js';
