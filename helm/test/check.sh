@@ -56,11 +56,11 @@ check() {
   local log="$log_dir/check.log" t=$SECONDS
   last_ok=false
   if "$@" >"$log" 2>&1; then
-    printf 'ok    %-58s %3ss\n' "$name" $((SECONDS - t))
+    printf 'ok    %-64s %3ss\n' "$name" $((SECONDS - t))
     passed=$((passed + 1))
     last_ok=true
   else
-    printf 'FAIL  %-58s %3ss\n' "$name" $((SECONDS - t))
+    printf 'FAIL  %-64s %3ss\n' "$name" $((SECONDS - t))
     sed 's/^/      /' "$log"
     failed+=("$name")
   fi
@@ -84,7 +84,7 @@ go_tool() { # go_tool BINARY MODULE PACKAGE VERSION LDFLAGS
   command -v go >/dev/null || { echo "go is not installed: apt-get install golang-go, or see https://go.dev/doc/install"; return 1; }
   echo "building $bin $version with go install (once; a few minutes on 2 cores)"
   # Run outside any Go module so that nothing in the repository is touched.
-  (cd "$CACHE" && GOBIN="$BIN" GOFLAGS=-mod=mod go install -ldflags "$ldflags" "$pkg@$version")
+  (cd "$CACHE" && GOBIN="$BIN" go install -ldflags "$ldflags" "$pkg@$version")
   [ -x "$BIN/$bin" ]
 }
 

@@ -366,8 +366,9 @@ BAD_VALUES = [
     ("min above max", ["rayCluster.gpuWorkers.enabled=true", "rayCluster.gpuWorkers.minReplicas=3", "rayCluster.gpuWorkers.replicas=3"], "rayCluster.gpuWorkers.minReplicas (3) is greater than maxReplicas (2)"),
     ("GPUs set twice", ["rayCluster.gpuWorkers.enabled=true", "rayCluster.gpuWorkers.resources.limits.nvidia\\.com/gpu=2"], "rayCluster.gpuWorkers.resources.limits sets nvidia.com/gpu; set rayCluster.gpuWorkers.gpusPerWorker instead"),
     ("same group names", ["rayCluster.gpuWorkers.enabled=true", "rayCluster.gpuWorkers.groupName=cpu"], "worker group names must differ"),
+    ("health port = gRPC port", ["tls.enabled=true", "tls.existingSecret=tls", "server.healthPort=50051"], "server.healthPort must differ from server.grpcPort (50051) when tls.enabled is true"),
 ]
-TEMPLATE_CHECKED = {"replicas above max", "min above max", "GPUs set twice", "same group names"}
+TEMPLATE_CHECKED = {"replicas above max", "min above max", "GPUs set twice", "same group names", "health port = gRPC port"}
 
 
 @pytest.mark.parametrize("what,sets,message", BAD_VALUES, ids=[b[0] for b in BAD_VALUES])

@@ -103,6 +103,9 @@ ray.io/cluster: {{ include "tensorguard.rayClusterName" . }}
      change. Included once, from the Deployment template. Note that `helm lint` reports a
      template `fail` only as [INFO]; `helm template`, `install` and `upgrade` stop on it. */}}
 {{- define "tensorguard.validate" -}}
+{{- if and .Values.tls.enabled (eq (int .Values.server.healthPort) (int .Values.server.grpcPort)) -}}
+{{- fail (printf "server.healthPort must differ from server.grpcPort (%d) when tls.enabled is true: the probes need a plaintext port of their own" (int .Values.server.grpcPort)) -}}
+{{- end -}}
 {{- if .Values.rayCluster.enabled -}}
 {{- range $key := list "cpuWorkers" "gpuWorkers" -}}
 {{- $g := index $.Values.rayCluster $key -}}
