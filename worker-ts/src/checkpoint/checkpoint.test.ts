@@ -132,7 +132,7 @@ describe('checkpoint/store', () => {
     saveCheckpoint(dir, contents(2, 2));
     const f = path.join(latestCheckpointDir(dir)!, 'model.safetensors');
     const b = fs.readFileSync(f);
-    b[b.length - 1] ^= 0xff;
+    b[b.length - 1] = b[b.length - 1]! ^ 0xff;
     fs.writeFileSync(f, b);
     const before = snapshot(dir);
     expect(() => loadLatestCheckpoint(dir, { baseModelFingerprint: FP })).to.throw(

@@ -1,0 +1,71 @@
+#!/usr/bin/env node
+// node worker-ts/dist/bin/coordinator.js --config <job.json>
+// stdout: {"type":"listening",...}, one {"type":"metrics",...} per round, then {"type":"done",...}.
+import '../env.js';
+import { parseArgs } from './args.js';
+import { emitLine } from '../metrics.js';
+import { createLogger } from '../logger.js';
+
+const log = createLogger('coordinator');
+
+async function main(): Promise<number> {
+  const args = parseArgs(process.argv.slice(2), ['config']);
+  if (!args.config) throw new Error('usage: coordinator.js --config <job.json>');
+  const tf = await import('@tensorflow/tfjs-node');
+  const { loadRunConfig } = await import('../config.js');
+  const { loadTestSet, loadTrainSet } = await import('../data/load.js');
+  const { prepareModel } = await import('../job.js');
+  const { LoopClippingEngine } = await import('../clipping.js');
+  const { Coordinator } = await import('../coordinator/coordinator.js');
+  const { startServer } = await import('../coordinator/rpc.js');
+  const cfg = loadRunConfig(args.config);
+  const train = loadTrainSet(cfg);
+  const test = loadTestSet(cfg);
+  const prepared = prepareModel(cfg, train);
+  log.info({ model: prepared.def.kind, parameters: prepared.parameters, testRecords: test.size }, 'model ready');
+  const engine = new LoopClippingEngine(tf, prepared.def, prepared.initial);
+  const tx = tf.tensor(test.features, [test.size, ...test.featureShape], test.dtype);
+  const ty = tf.tensor1d(test.labels, 'int32');
+  const coordinator = new Coordinator({
+    config: cfg,
+    ...prepared,
+    evaluate: (p) => {
+      engine.setTrainable(p);
+      return engine.accuracy(tx, ty);
+    },
+    log,
+    emit: emitLine,
+    ...(process.env.TENSORGUARD_JOIN_GRACE_MS ? { joinGraceMs: Number(process.env.TENSORGUARD_JOIN_GRACE_MS) } : {}),
+  });
+  coordinator.resume();
+  const { server, address } = await startServer(coordinator.handlers(), cfg.coordinator?.host ?? '127.0.0.1', cfg.coordinator?.port ?? 0);
+  emitLine({ type: 'listening', address });
+  log.info({ address }, 'listening');
+  const res = await coordinator.run();
+  // Let waiting workers collect the 'done' answer before the server goes away.
+  await new Promise((r) => setTimeout(r, 1500));
+  server.forceShutdown();
+  emitLine({
+    type: 'done',
+    status: res.status,
+    epsilon: res.epsilon,
+    delta: res.delta,
+    test_accuracy: res.testAccuracy,
+    rounds: res.rounds,
+    checkpoint: res.checkpoint,
+    privacy_report: res.privacyReport,
+    stop_reason: res.stopReason,
+    ...(res.error !== undefined ? { error: res.error } : {}),
+  });
+  return res.status === 'succeeded' ? 0 : 1;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+    log.error({ err }, 'coordinator failed to start');
+    emitLine({ type: 'done', status: 'failed', epsilon: null, delta: null, test_accuracy: null, rounds: 0, checkpoint: null, privacy_report: null, error: message });
+    process.exit(1);
+  },
+);

@@ -1,0 +1,56 @@
+#!/usr/bin/env node
+// node worker-ts/dist/bin/worker.js --config <job.json> --worker-index i --aggregator HOST:PORT
+// stdout: one {"type":"metrics",...} line per round; exit 0 when the coordinator says done.
+import '../env.js';
+import { parseArgs } from './args.js';
+import { emitLine } from '../metrics.js';
+import { createLogger } from '../logger.js';
+
+async function main(): Promise<number> {
+  const args = parseArgs(process.argv.slice(2), ['config', 'worker-index', 'aggregator']);
+  const index = Number(args['worker-index'] ?? process.env.TENSORGUARD_WORKER_INDEX);
+  if (!args.config || !args.aggregator || !Number.isInteger(index)) {
+    throw new Error('usage: worker.js --config <job.json> --worker-index <i> --aggregator <host:port>');
+  }
+  const log = createLogger('worker', { workerIndex: index });
+  const tf = await import('@tensorflow/tfjs-node');
+  const { loadRunConfig } = await import('../config.js');
+  const { loadTrainSet } = await import('../data/load.js');
+  const { selectRecords } = await import('../data/dataset.js');
+  const { shardRange } = await import('../data/shard.js');
+  const { prepareModel } = await import('../job.js');
+  const { LoopClippingEngine } = await import('../clipping.js');
+  const { RoundClient } = await import('../round-client.js');
+  const cfg = loadRunConfig(args.config);
+  if (index < 0 || index >= cfg.workers.count) throw new Error(`--worker-index ${index} is outside [0, ${cfg.workers.count})`);
+  const all = loadTrainSet(cfg);
+  const prepared = prepareModel(cfg, all);
+  const { start, end } = shardRange(all.size, cfg.workers.count, index);
+  const shard = selectRecords(all, Int32Array.from({ length: end - start }, (_, i) => start + i));
+  log.info({ records: shard.size, model: prepared.def.kind, parameters: prepared.parameters }, 'shard loaded');
+  const engine = new LoopClippingEngine(tf, prepared.def, prepared.initial);
+  const client = new RoundClient({
+    tf,
+    address: args.aggregator,
+    workerIndex: index,
+    shard,
+    engine,
+    log,
+    emit: emitLine,
+    ...(cfg.testingSamplingSeed !== undefined ? { samplingSeed: cfg.testingSamplingSeed } : {}),
+  });
+  const reason = await client.run();
+  log.info({ reason }, 'job done');
+  client.close();
+  engine.dispose();
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    createLogger('worker').error({ err }, 'worker failed');
+    process.stderr.write(`worker failed: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,172 @@
+// RunConfig: the fields of the validated job spec (driver/src/spec) that the worker and the
+// coordinator use. The driver validates the whole spec with zod before a job starts; this loader
+// re-checks only what these programs read, so worker-ts does not depend on the driver and a
+// hand-written config still fails with a message naming the field.
+import fs from 'node:fs';
+
+export interface RunConfig {
+  name: string;
+  model: {
+    kind: 'mlp' | 'cnn-tanh' | 'transformer-lora';
+    /** mlp: hidden widths (default [128]). */
+    hidden?: number[];
+    /** transformer-lora: safetensors file with the frozen base weights (by parameter name). */
+    baseCheckpoint?: string;
+    /** transformer-lora: which parameters train (name substrings; default ['lora', 'head']). */
+    trainable?: string[];
+    dModel?: number;
+    heads?: number;
+    layers?: number;
+    loraRank?: number;
+    vocabSize?: number;
+    seqLen?: number;
+    /** Seed of the (public) initialisation (default 0). */
+    initSeed?: number;
+  };
+  dataset: {
+    format: 'idx' | 'csv' | 'jsonl';
+    /** File (csv, jsonl) or directory (idx) of the training data; or use `preset`. */
+    path?: string;
+    preset?: 'fashion-mnist';
+    /** Held-out test data (same format); defaults to the preset's test split. */
+    testPath?: string;
+    /** How records are split among workers: contiguous index ranges (default). */
+    sharding?: 'range';
+    /** Use only the first N training / test records (default all). */
+    trainExamples?: number;
+    testExamples?: number;
+    labelColumn?: string;
+    numClasses?: number;
+  };
+  workers: { count: number };
+  privacy: {
+    /** ℓ2 clip norm C of one example's gradient. */
+    clipNorm: number;
+    /** σ: total noise std in the sum is σ·C (with a full quorum of t contributors). */
+    noiseMultiplier: number;
+    delta: number;
+    /** Hard limit: a round that would take ε above it is refused. null: no limit (tests only). */
+    epsilonBudget: number | null;
+    accountant: 'rdp' | 'pld';
+    /** Poisson sampling rate q of every record per round. */
+    samplingRate: number;
+  };
+  secureAggregation: {
+    mode: 'masking' | 'he';
+    /** t: the minimum number of contributors per round, and the noise-share divisor. */
+    threshold: number;
+    /** Ring width (default 'auto'). */
+    bits?: 32 | 64 | 'auto';
+    /** Fixed-point scale, integers per gradient unit (default 2^16). */
+    scale?: number;
+  };
+  optimizer: { kind: 'sgd' | 'adam'; learningRate: number; momentum?: number };
+  rounds: number;
+  evaluation: { everyRounds: number };
+  checkpoint: { dir: string; everyRounds: number };
+  envelope: { maxTrainableParameters: number; maxUpdateBytes: number };
+  /** Deadline of one round's masked-input collection, after which missing workers are dropouts. */
+  roundTimeoutMs: number;
+  /** Coordinator listen address (default 127.0.0.1:0). */
+  coordinator?: { host?: string; port?: number };
+  /** Deterministic sampling seed: tests and benchmarks only (the sampling must be secret). */
+  testingSamplingSeed?: string;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
+    super(`config field '${field}': ${message}`);
+  }
+}
+
+type Obj = Record<string, unknown>;
+
+function obj(v: unknown, field: string): Obj {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ConfigError(field, 'must be an object');
+  return v as Obj;
+}
+function num(o: Obj, key: string, field: string, check: (n: number) => boolean, what: string): number {
+  const v = o[key];
+  if (typeof v !== 'number' || !Number.isFinite(v) || !check(v)) {
+    throw new ConfigError(`${field}.${key}`, `must be ${what}, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+function oneOf<T extends string>(o: Obj, key: string, field: string, values: readonly T[]): T {
+  const v = o[key];
+  if (typeof v !== 'string' || !values.includes(v as T)) {
+    throw new ConfigError(`${field}.${key}`, `must be one of ${values.join(', ')}, got ${JSON.stringify(v)}`);
+  }
+  return v as T;
+}
+const int = (n: number) => Number.isInteger(n) && n >= 1;
+const pos = (n: number) => n > 0;
+
+/** Validates a parsed config object. Throws ConfigError naming the field. */
+export function parseRunConfig(raw: unknown): RunConfig {
+  const c = obj(raw, '(root)');
+  const model = obj(c.model, 'model');
+  oneOf(model, 'kind', 'model', ['mlp', 'cnn-tanh', 'transformer-lora'] as const);
+  const dataset = obj(c.dataset, 'dataset');
+  oneOf(dataset, 'format', 'dataset', ['idx', 'csv', 'jsonl'] as const);
+  if (dataset.path === undefined && dataset.preset === undefined) {
+    throw new ConfigError('dataset.path', "is required unless dataset.preset is 'fashion-mnist'");
+  }
+  const workers = obj(c.workers, 'workers');
+  const count = num(workers, 'count', 'workers', int, 'an integer ≥ 1');
+  const privacy = obj(c.privacy, 'privacy');
+  num(privacy, 'clipNorm', 'privacy', pos, 'a number > 0');
+  if (typeof privacy.noiseMultiplier !== 'number') {
+    throw new ConfigError(
+      'privacy.noiseMultiplier',
+      'is required here (the driver calibrates it from privacy.targetEpsilon before the job starts)',
+    );
+  }
+  num(privacy, 'noiseMultiplier', 'privacy', (n) => n >= 0, 'a number ≥ 0');
+  num(privacy, 'delta', 'privacy', (n) => n > 0 && n < 1, 'in (0, 1)');
+  num(privacy, 'samplingRate', 'privacy', (n) => n > 0 && n <= 1, 'in (0, 1]');
+  if (privacy.epsilonBudget !== null) num(privacy, 'epsilonBudget', 'privacy', pos, 'a number > 0 or null');
+  if (privacy.accountant === undefined) privacy.accountant = 'rdp';
+  oneOf(privacy, 'accountant', 'privacy', ['rdp', 'pld'] as const);
+  const sa = obj(c.secureAggregation, 'secureAggregation');
+  const mode = oneOf(sa, 'mode', 'secureAggregation', ['masking', 'he'] as const);
+  if (mode === 'he') {
+    throw new ConfigError('secureAggregation.mode', "'he' is not implemented by this worker; use 'masking'");
+  }
+  const t = num(sa, 'threshold', 'secureAggregation', int, 'an integer ≥ 1');
+  if (t > count) throw new ConfigError('secureAggregation.threshold', `${t} exceeds workers.count ${count}`);
+  const opt = obj(c.optimizer, 'optimizer');
+  oneOf(opt, 'kind', 'optimizer', ['sgd', 'adam'] as const);
+  num(opt, 'learningRate', 'optimizer', pos, 'a number > 0');
+  num(c, 'rounds', '(root)', int, 'an integer ≥ 1');
+  num(obj(c.evaluation, 'evaluation'), 'everyRounds', 'evaluation', int, 'an integer ≥ 1');
+  const ck = obj(c.checkpoint, 'checkpoint');
+  if (typeof ck.dir !== 'string' || ck.dir === '') throw new ConfigError('checkpoint.dir', 'must be a non-empty path');
+  num(ck, 'everyRounds', 'checkpoint', int, 'an integer ≥ 1');
+  const env = obj(c.envelope, 'envelope');
+  num(env, 'maxTrainableParameters', 'envelope', int, 'an integer ≥ 1');
+  num(env, 'maxUpdateBytes', 'envelope', int, 'an integer ≥ 1');
+  num(c, 'roundTimeoutMs', '(root)', int, 'an integer ≥ 1 (milliseconds)');
+  return c as unknown as RunConfig;
+}
+
+/** Reads and validates a JSON config file. */
+export function loadRunConfig(file: string): RunConfig {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError('(file)', `cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError('(file)', `${file} is not JSON (${(err as Error).message})`);
+  }
+  return parseRunConfig(raw);
+}

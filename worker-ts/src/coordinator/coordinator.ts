@@ -1,0 +1,540 @@
+// The round coordinator, hosted by the aggregator process: membership, the round barrier and
+// stage deadlines, secure aggregation (secure-agg's AggregatorRound), the optimizer over the
+// decoded noisy sum, the privacy ledger and accountant, evaluation and checkpoints.
+//
+// Lifecycle: 'STARTING' → 'RUNNING' → 'DONE' | 'FAILED'. Within RUNNING each round goes through
+// secure-agg's stages; the one step that releases information (closing MASKED_INPUT, after which
+// survivors reveal unmask shares) is preceded by the fsynced ledger append.
+import * as grpc from '@grpc/grpc-js';
+import {
+  AggregatorRound,
+  compileRound,
+  decode,
+  newSessionId,
+  planEncoding,
+  SecAggError,
+  type AdvertiseKeys,
+  type EncodingOptions,
+  type MaskedInput,
+  type RoundParams,
+  type ShareKeys,
+  type UnmaskShares,
+} from '@tensorguard/secure-agg';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { CheckpointError } from '../checkpoint/errors.js';
+import { tensor, type NamedTensor } from '../checkpoint/safetensors.js';
+import { loadLatestCheckpoint, saveCheckpoint } from '../checkpoint/store.js';
+import { writeFileAtomic } from '../checkpoint/atomic.js';
+import type { LoopClippingEngine } from '../clipping.js';
+import type { RunConfig } from '../config.js';
+import type { Logger } from '../logger.js';
+import { PhaseTimer, rounded } from '../metrics.js';
+import { flatten, sizeOf, trainableSpecs, type ModelDef } from '../models/model.js';
+import { shareStdInteger } from '../noise.js';
+import { createOptimizer, type Optimizer } from '../optimizer.js';
+import type { JoinRequest, JoinResponse, NextRoundRequest, NextRoundResponse, RoundOpen, StageRequest } from '../protocol.js';
+import { PrivacyLedger, type LedgerEntry } from './ledger.js';
+import { RdpAccountant } from './privacy.js';
+import { RpcError, type Handler, type Method } from './rpc.js';
+
+export type CoordinatorState = 'STARTING' | 'RUNNING' | 'DONE' | 'FAILED';
+
+export interface CoordinatorOptions {
+  config: RunConfig;
+  def: ModelDef;
+  /** Initial values of every parameter (used when there is no checkpoint to resume). */
+  initial: Record<string, Float32Array>;
+  fingerprint: string;
+  /** Evaluates accuracy of the current trainable vector on the test set. */
+  evaluate: (trainable: Float32Array) => number;
+  engine?: LoopClippingEngine;
+  log: Logger;
+  emit: (line: Record<string, unknown>) => void;
+  /** Wait at most this long for all workers before the first round (default 120 s). */
+  startupTimeoutMs?: number;
+  /** After the first waiting worker, wait this long for the rest before opening with ≥ t (default 3 s). */
+  joinGraceMs?: number;
+  /** Deadlines of the key stages and of unmask (default 15 s each). */
+  stageTimeoutMs?: number;
+}
+
+export interface CoordinatorResult {
+  status: 'succeeded' | 'failed';
+  epsilon: number;
+  delta: number;
+  testAccuracy: number | null;
+  rounds: number;
+  checkpoint: string | null;
+  privacyReport: string;
+  stopReason: string;
+  error?: string;
+}
+
+interface Waiter {
+  req: NextRoundRequest;
+  resolve: (r: NextRoundResponse) => void;
+}
+
+interface LiveRound {
+  r: number;
+  agg: AggregatorRound;
+  members: string[];
+  encoding: EncodingOptions;
+  /** Resolved whenever a stage may be complete. */
+  poke: () => void;
+  stageWaiters: Map<string, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export class Coordinator {
+  state: CoordinatorState = 'STARTING';
+  readonly config: RunConfig;
+  private readonly o: CoordinatorOptions;
+  private readonly specs;
+  params: Float32Array;
+  private optimizer: Optimizer;
+  private readonly ledger: PrivacyLedger;
+  private readonly accountant = new RdpAccountant();
+  private ledgerEntries: LedgerEntry[] = [];
+  /** Round number of the last update applied to `params`. */
+  modelVersion = 0;
+  private nextRound = 1;
+  private readonly shardSizes = new Map<number, number>();
+  private waiting = new Map<string, Waiter>();
+  private live: LiveRound | undefined;
+  private lastCheckpoint: string | null = null;
+  private lastAccuracy: number | null = null;
+  private doneReason = '';
+  private wake: () => void = () => {};
+
+  constructor(o: CoordinatorOptions) {
+    this.o = o;
+    this.config = o.config;
+    this.specs = trainableSpecs(o.def);
+    this.params = flatten(this.specs, o.initial);
+    this.optimizer = createOptimizer(this.params.length, o.config.optimizer);
+    fs.mkdirSync(o.config.checkpoint.dir, { recursive: true });
+    this.ledger = new PrivacyLedger(path.join(o.config.checkpoint.dir, 'privacy-ledger.jsonl'));
+  }
+
+  get delta(): number {
+    return this.config.privacy.delta;
+  }
+  get epsilon(): number {
+    return this.accountant.epsilon(this.delta);
+  }
+  get releasedRounds(): number {
+    return this.accountant.roundCount;
+  }
+
+  /**
+   * Restores from the latest checkpoint and the ledger. The accountant gets every round in the
+   * ledger and in the checkpoint's accountant state (deduplicated by round number), so a round
+   * released after the last checkpoint is counted and none is counted twice. Throws
+   * CheckpointError (naming the file) for a corrupt checkpoint or another base model.
+   */
+  resume(): void {
+    const ck = loadLatestCheckpoint(this.config.checkpoint.dir, { baseModelFingerprint: this.o.fingerprint });
+    this.ledger.repair();
+    this.ledgerEntries = this.ledger.read();
+    const events: LedgerEntry[] = [...this.ledgerEntries];
+    if (ck) {
+      const named: Record<string, Float32Array> = {};
+      for (const s of this.specs) named[s.name] = ck.model[s.name]!.data as Float32Array;
+      this.params = flatten(this.specs, named);
+      const slots: Record<string, Float32Array> = {};
+      for (const [k, t] of Object.entries(ck.optimizer)) if (k !== 'step') slots[k] = t.data as Float32Array;
+      const step = ck.optimizer.step ? Number((ck.optimizer.step.data as Float64Array)[0]) : 0;
+      this.optimizer.load({ step, slots });
+      this.modelVersion = ck.manifest.round;
+      this.lastCheckpoint = ck.dir;
+      const st = ck.manifest.accountant as { events?: LedgerEntry[] } | undefined;
+      for (const e of st?.events ?? []) if (!events.some((x) => x.round === e.round)) events.push(e);
+      this.o.log.info({ checkpoint: ck.dir, round: ck.manifest.round }, 'resumed from checkpoint');
+    }
+    for (const e of events) this.accountant.record(e);
+    const last = Math.max(this.modelVersion, ...events.map((e) => e.round));
+    this.nextRound = last + 1;
+    if (events.length > 0) {
+      this.o.log.info({ releasedRounds: this.accountant.roundCount, epsilon: this.epsilon }, 'privacy ledger replayed');
+    }
+  }
+
+  handlers(): Record<Method, Handler> {
+    return {
+      Join: async (req) => this.join(req as JoinRequest),
+      NextRound: (req) => this.nextRoundFor(req as NextRoundRequest),
+      AdvertiseKeys: (req) => this.stage(req as StageRequest<AdvertiseKeys>, 'ADVERTISE_KEYS'),
+      ShareKeys: (req) => this.stage(req as StageRequest<ShareKeys>, 'SHARE_KEYS'),
+      MaskedInput: (req) => this.stage(req as StageRequest<MaskedInput>, 'MASKED_INPUT'),
+      Unmask: (req) => this.stage(req as StageRequest<UnmaskShares>, 'UNMASK'),
+    };
+  }
+
+  private join(req: JoinRequest): JoinResponse {
+    const n = this.config.workers.count;
+    if (!Number.isInteger(req.workerIndex) || req.workerIndex < 0 || req.workerIndex >= n) {
+      throw new RpcError(grpc.status.INVALID_ARGUMENT, `worker index ${req.workerIndex} is outside [0, ${n})`);
+    }
+    if (!Number.isInteger(req.shardSize) || req.shardSize < 0) {
+      throw new RpcError(grpc.status.INVALID_ARGUMENT, `shardSize must be a non-negative integer`);
+    }
+    this.shardSizes.set(req.workerIndex, req.shardSize);
+    this.o.log.info({ workerId: req.workerId, index: req.workerIndex }, 'worker joined');
+    return { jobName: this.config.name, modelVersion: this.modelVersion };
+  }
+
+  private nextRoundFor(req: NextRoundRequest): Promise<NextRoundResponse> {
+    if (this.state === 'DONE' || this.state === 'FAILED') return Promise.resolve({ kind: 'done', reason: this.doneReason });
+    if (!this.shardSizes.has(req.workerIndex)) {
+      return Promise.reject(new RpcError(grpc.status.FAILED_PRECONDITION, 'call Join first'));
+    }
+    return new Promise((resolve) => {
+      this.waiting.get(req.workerId)?.resolve({ kind: 'wait' });
+      this.waiting.set(req.workerId, { req, resolve });
+      this.wake();
+    });
+  }
+
+  private async stage(req: StageRequest<unknown>, stage: 'ADVERTISE_KEYS' | 'SHARE_KEYS' | 'MASKED_INPUT' | 'UNMASK'): Promise<unknown> {
+    const live = this.live;
+    if (!live || live.r !== req.round) {
+      throw new RpcError(grpc.status.ABORTED, `round ${req.round} is not open (current: ${live?.r ?? 'none'})`);
+    }
+    const index = live.members.indexOf(req.workerId);
+    const msg = req.message as { index?: unknown };
+    if (index < 0 || msg?.index !== index) {
+      throw new RpcError(grpc.status.PERMISSION_DENIED, `${req.workerId} is not member ${String(msg?.index)} of round ${req.round}`);
+    }
+    try {
+      switch (stage) {
+        case 'ADVERTISE_KEYS':
+          live.agg.submitAdvertiseKeys(req.message as AdvertiseKeys);
+          break;
+        case 'SHARE_KEYS':
+          live.agg.submitShareKeys(req.message as ShareKeys);
+          break;
+        case 'MASKED_INPUT':
+          live.agg.submitMaskedInput(req.message as MaskedInput);
+          break;
+        case 'UNMASK':
+          live.agg.submitUnmask(req.message as UnmaskShares);
+          break;
+      }
+    } catch (err) {
+      if (err instanceof SecAggError) throw new RpcError(grpc.status.FAILED_PRECONDITION, err.message);
+      throw err;
+    }
+    const p = new Promise((resolve, reject) => live.stageWaiters.set(`${stage}:${req.workerId}`, { resolve, reject }));
+    live.poke();
+    return p;
+  }
+
+  /** Runs rounds until `rounds` are released, the budget stops training, or a fatal error. */
+  async run(): Promise<CoordinatorResult> {
+    this.state = 'RUNNING';
+    const cfg = this.config;
+    let error: string | undefined;
+    try {
+      let first = true;
+      while (this.releasedRounds < cfg.rounds) {
+        const next = this.accountant.epsilonWith(
+          { samplingRate: cfg.privacy.samplingRate, noiseMultiplier: cfg.privacy.noiseMultiplier, survivors: cfg.secureAggregation.threshold },
+          this.delta,
+        );
+        if (cfg.privacy.epsilonBudget !== null && next > cfg.privacy.epsilonBudget) {
+          this.doneReason = `privacy budget: another round would reach ε = ${next.toFixed(3)} > epsilonBudget ${cfg.privacy.epsilonBudget}`;
+          this.o.log.warn({ epsilon: this.epsilon, next }, 'stopping before the privacy budget would be exceeded');
+          break;
+        }
+        const members = await this.gatherMembers(first);
+        first = false;
+        await this.runRound(members);
+      }
+      if (!this.doneReason) this.doneReason = `completed ${this.releasedRounds} rounds`;
+      this.lastAccuracy = this.o.evaluate(this.params);
+      this.checkpoint();
+      this.state = 'DONE';
+    } catch (err) {
+      error = err instanceof Error ? err.message : String(err);
+      this.doneReason = `failed: ${error}`;
+      this.o.log.error({ err }, 'coordinator failed');
+      this.state = 'FAILED';
+    }
+    for (const w of this.waiting.values()) w.resolve({ kind: 'done', reason: this.doneReason });
+    this.waiting.clear();
+    const report = this.writePrivacyReport();
+    return {
+      status: this.state === 'DONE' ? 'succeeded' : 'failed',
+      epsilon: this.epsilon,
+      delta: this.delta,
+      testAccuracy: this.lastAccuracy,
+      rounds: this.releasedRounds,
+      checkpoint: this.lastCheckpoint,
+      privacyReport: report,
+      stopReason: this.doneReason,
+      ...(error !== undefined ? { error } : {}),
+    };
+  }
+
+  /** Round barrier: all workers waiting, or ≥ max(t, 2) after the grace period. */
+  private async gatherMembers(first: boolean): Promise<Waiter[]> {
+    const n = this.config.workers.count;
+    const need = Math.max(this.config.secureAggregation.threshold, 2);
+    const startedAt = Date.now();
+    let firstSeen: number | undefined;
+    for (;;) {
+      const k = this.waiting.size;
+      if (k > 0 && firstSeen === undefined) firstSeen = Date.now();
+      const grace = first ? (this.o.startupTimeoutMs ?? 120_000) : (this.o.joinGraceMs ?? 3000);
+      const since = first ? startedAt : (firstSeen ?? Date.now());
+      if (k >= n || (k >= need && Date.now() - since >= grace)) {
+        const ws = [...this.waiting.values()].sort((a, b) => a.req.workerIndex - b.req.workerIndex);
+        this.waiting = new Map();
+        return ws;
+      }
+      if (first && Date.now() - startedAt > 4 * (this.o.startupTimeoutMs ?? 120_000)) {
+        throw new Error(`only ${k} of ${n} workers joined; at least ${need} are needed (secureAggregation.threshold)`);
+      }
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+        setTimeout(resolve, 250);
+      });
+    }
+  }
+
+  private encodingOptions(members: number): { enc: EncodingOptions; shareStd: number; sensitivity: number } {
+    const cfg = this.config;
+    const d = this.params.length;
+    const scale = cfg.secureAggregation.scale ?? 2 ** 16;
+    const t = cfg.secureAggregation.threshold;
+    const C = cfg.privacy.clipNorm;
+    const sensitivity = C + Math.sqrt(d) / scale;
+    const shareStd = shareStdInteger(cfg.privacy.noiseMultiplier, sensitivity, scale, t);
+    const maxShard = Math.max(1, ...this.shardSizes.values());
+    const enc: EncodingOptions = {
+      clipNorm: C * maxShard,
+      scale,
+      workers: members,
+      dimension: d,
+      noiseStd: (shareStd / scale) * Math.sqrt(members),
+      bits: cfg.secureAggregation.bits ?? 'auto',
+    };
+    return { enc, shareStd, sensitivity };
+  }
+
+  private async runRound(waiters: Waiter[]): Promise<void> {
+    const cfg = this.config;
+    const r = this.nextRound++;
+    const roundStart = performance.now();
+    const timer = new PhaseTimer({ round: r });
+    const members = waiters.map((w) => w.req.workerId);
+    const t = cfg.secureAggregation.threshold;
+    const holders = members.length;
+    const { enc, shareStd, sensitivity } = this.encodingOptions(members.length);
+    const plan = planEncoding(enc);
+    const params: RoundParams = {
+      sessionId: newSessionId(),
+      round: r,
+      members,
+      vectorLength: this.params.length,
+      bits: plan.bits,
+      threshold: Math.min(holders, Math.max(t, Math.floor(holders / 2) + 1)),
+      degree: holders - 1,
+      graphSeed: randomBytes(16),
+      minInputs: Math.min(t, holders),
+    };
+    const compiled = compileRound(params);
+    const stageMs = this.o.stageTimeoutMs ?? 15_000;
+    const agg = new AggregatorRound(compiled, {
+      deadlinesMs: { ADVERTISE_KEYS: stageMs, SHARE_KEYS: stageMs, MASKED_INPUT: cfg.roundTimeoutMs, UNMASK: stageMs },
+    });
+    let poke: () => void = () => {};
+    const live: LiveRound = { r, agg, members, encoding: enc, poke: () => poke(), stageWaiters: new Map() };
+    this.live = live;
+    waiters.forEach((w, index) => {
+      const open: RoundOpen = {
+        kind: 'round',
+        params,
+        index,
+        encoding: enc,
+        noiseShareStd: shareStd,
+        samplingRate: cfg.privacy.samplingRate,
+        clipNorm: cfg.privacy.clipNorm,
+        modelVersion: this.modelVersion,
+        ...(w.req.haveVersion !== this.modelVersion ? { model: this.params } : {}),
+      };
+      w.resolve(open);
+    });
+    this.o.log.info({ round: r, members }, 'round opened');
+    const answer = (stage: string, f: (id: string) => unknown) => {
+      for (const [key, w] of live.stageWaiters) {
+        if (!key.startsWith(stage + ':')) continue;
+        const id = key.slice(stage.length + 1);
+        try {
+          w.resolve(f(id));
+        } catch (e) {
+          w.reject(e);
+        }
+        live.stageWaiters.delete(key);
+      }
+    };
+    const waitStage = async () => {
+      while (!agg.stageComplete && Date.now() < agg.deadline) {
+        await new Promise<void>((resolve) => {
+          poke = resolve;
+          setTimeout(resolve, Math.max(1, Math.min(200, agg.deadline - Date.now())));
+        });
+      }
+    };
+    const failAll = (err: unknown) => {
+      for (const w of live.stageWaiters.values()) w.reject(new RpcError(grpc.status.ABORTED, err instanceof Error ? err.message : String(err)));
+      live.stageWaiters.clear();
+    };
+    try {
+      await waitStage();
+      agg.closeStage();
+      const roster = agg.keyRoster();
+      answer('ADVERTISE_KEYS', () => roster);
+      await waitStage();
+      agg.closeStage();
+      answer('SHARE_KEYS', (id) => agg.sharesFor(members.indexOf(id)));
+      await timer.time('aggregate', waitStage);
+      // Release point. The survivors' noise shares are what the sum will carry: record the round
+      // with that realised noise, durably, before anyone can learn the sum.
+      const survivors = agg.received().size;
+      if (survivors >= params.minInputs) {
+        const entry: LedgerEntry = {
+          round: r,
+          samplingRate: cfg.privacy.samplingRate,
+          noiseMultiplier: cfg.privacy.noiseMultiplier * Math.sqrt(survivors / t),
+          survivors,
+          quorum: t,
+          configuredNoiseMultiplier: cfg.privacy.noiseMultiplier,
+          time: new Date().toISOString(),
+        };
+        this.ledger.append(entry);
+        this.ledgerEntries.push(entry);
+        this.accountant.record(entry);
+      }
+      agg.closeStage();
+      const surv = agg.survivors();
+      answer('MASKED_INPUT', () => surv);
+      await timer.time('unmask', async () => {
+        await waitStage();
+        agg.closeStage();
+      });
+      const result = agg.result();
+      answer('UNMASK', () => ({ ok: true }));
+      await timer.time('apply', () => {
+        const sum = decode(plan, result.sum);
+        const total = [...this.shardSizes.values()].reduce((a, b) => a + b, 0);
+        const norm = 1 / (cfg.privacy.samplingRate * total);
+        const grad = new Float32Array(sum.length);
+        for (let i = 0; i < sum.length; i++) grad[i] = sum[i]! * norm;
+        this.optimizer.step(this.params, grad);
+        this.modelVersion = r;
+      });
+      void sensitivity;
+      let acc: number | null = null;
+      const released = this.releasedRounds;
+      if (released % cfg.evaluation.everyRounds === 0 || released >= cfg.rounds) {
+        acc = this.o.evaluate(this.params);
+        this.lastAccuracy = acc;
+      }
+      if (released % cfg.checkpoint.everyRounds === 0 && released < cfg.rounds) this.checkpoint();
+      this.o.emit({
+        type: 'metrics',
+        round: released,
+        rounds_total: cfg.rounds,
+        epsilon: this.epsilon,
+        delta: this.delta,
+        eval_accuracy: acc,
+        workers_alive: result.survivors.length,
+        round_seconds: Number(((performance.now() - roundStart) / 1000).toFixed(4)),
+        phase_seconds: rounded(timer.seconds),
+      });
+      this.o.log.info({ round: r, survivors: result.survivors.length, epsilon: this.epsilon }, 'round released and applied');
+    } catch (err) {
+      failAll(err);
+      if (err instanceof SecAggError) {
+        this.o.log.warn({ round: r, err: err.message }, 'round aborted; opening the next one');
+        return;
+      }
+      throw err;
+    } finally {
+      failAll(new Error(`round ${r} is over`));
+      this.live = undefined;
+    }
+  }
+
+  private checkpoint(): void {
+    const cfg = this.config;
+    const model: Record<string, NamedTensor> = {};
+    const named: Record<string, Float32Array> = { ...this.o.initial };
+    let o = 0;
+    for (const s of this.specs) {
+      const n = sizeOf(s.shape);
+      named[s.name] = this.params.subarray(o, o + n);
+      o += n;
+    }
+    for (const p of this.o.def.params) model[p.name] = tensor(Float32Array.from(named[p.name]!), p.shape);
+    const st = this.optimizer.state();
+    const optimizer: Record<string, NamedTensor> = { step: tensor(Float64Array.from([st.step])) };
+    for (const [k, v] of Object.entries(st.slots)) optimizer[k] = tensor(v);
+    this.lastCheckpoint = saveCheckpoint(cfg.checkpoint.dir, {
+      manifest: {
+        round: this.modelVersion,
+        baseModelFingerprint: this.o.fingerprint,
+        model: { kind: this.o.def.kind, trainable: this.specs.map((s) => s.name), parameters: this.params.length },
+        tensors: this.o.def.params.map((p) => ({ name: p.name, shape: p.shape, dtype: 'F32' })),
+        optimizer: { kind: this.optimizer.kind, step: st.step },
+        dp: {
+          clipNorm: cfg.privacy.clipNorm,
+          noiseMultiplier: cfg.privacy.noiseMultiplier,
+          delta: cfg.privacy.delta,
+          samplingRate: cfg.privacy.samplingRate,
+          epsilonBudget: cfg.privacy.epsilonBudget ?? Infinity,
+          accountant: 'rdp',
+        },
+        accountant: { kind: 'rdp-integer-orders', events: this.ledgerEntries },
+        epsilon: this.epsilon,
+      },
+      model,
+      optimizer,
+    });
+  }
+
+  private writePrivacyReport(): string {
+    const file = path.join(this.config.checkpoint.dir, 'privacy-report.json');
+    const cfg = this.config;
+    writeFileAtomic(
+      file,
+      JSON.stringify(
+        {
+          job: cfg.name,
+          epsilon: this.epsilon,
+          delta: this.delta,
+          epsilonBudget: cfg.privacy.epsilonBudget,
+          accountant: 'RDP of the Poisson-subsampled Gaussian, integer orders 2..1024, Balle et al. 2020 conversion',
+          privacyUnit: 'one training record',
+          samplingRate: cfg.privacy.samplingRate,
+          clipNorm: cfg.privacy.clipNorm,
+          noiseMultiplier: cfg.privacy.noiseMultiplier,
+          quorum: cfg.secureAggregation.threshold,
+          noiseRule: 'each worker adds variance σ²Δ²/t; a round with s survivors is accounted at σ·√(s/t)',
+          releasedRounds: this.ledgerEntries,
+          stopReason: this.doneReason,
+        },
+        null,
+        2,
+      ) + '\n',
+    );
+    return file;
+  }
+}
+
+export { CheckpointError };

@@ -1,0 +1,94 @@
+// The coordinator's gRPC service (real gRPC over HTTP/2 via @grpc/grpc-js). Until the
+// secure-agg service's proto lands, messages are encoded with Node's structured-clone codec
+// (v8.serialize: plain objects and typed arrays only, no code or prototypes) and every handler
+// validates what it reads before use. Each stage call is a long poll: it returns when the stage
+// closes (everyone answered or the deadline passed), which is the round barrier.
+import * as grpc from '@grpc/grpc-js';
+import v8 from 'node:v8';
+
+export const SERVICE_NAME = 'tensorguard.worker.v1.RoundService';
+
+export const METHODS = ['Join', 'NextRound', 'AdvertiseKeys', 'ShareKeys', 'MaskedInput', 'Unmask'] as const;
+export type Method = (typeof METHODS)[number];
+
+const encode = (v: unknown): Buffer => v8.serialize(v);
+const decode = (b: Buffer): unknown => v8.deserialize(b);
+
+export const serviceDefinition: grpc.ServiceDefinition = Object.fromEntries(
+  METHODS.map((m) => [
+    m,
+    {
+      path: `/${SERVICE_NAME}/${m}`,
+      requestStream: false,
+      responseStream: false,
+      requestSerialize: encode,
+      requestDeserialize: decode,
+      responseSerialize: encode,
+      responseDeserialize: decode,
+    },
+  ]),
+);
+
+/** Thrown by handlers; carries the gRPC status to answer with. */
+export class RpcError extends Error {
+  constructor(
+    readonly code: grpc.status,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export type Handler = (req: unknown) => Promise<unknown>;
+
+export function startServer(handlers: Record<Method, Handler>, host: string, port: number): Promise<{ server: grpc.Server; address: string }> {
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': 512 * 1024 * 1024, 'grpc.max_send_message_length': 512 * 1024 * 1024 });
+  const impl: grpc.UntypedServiceImplementation = {};
+  for (const m of METHODS) {
+    impl[m] = (call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+      handlers[m](call.request).then(
+        (res) => cb(null, res),
+        (err: unknown) => {
+          const code = err instanceof RpcError ? err.code : grpc.status.INTERNAL;
+          cb({ code, details: err instanceof Error ? err.message : String(err) });
+        },
+      );
+    };
+  }
+  server.addService(serviceDefinition, impl);
+  return new Promise((resolve, reject) => {
+    server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, bound) => {
+      if (err) reject(err);
+      else resolve({ server, address: `${host}:${bound}` });
+    });
+  });
+}
+
+const Client = grpc.makeGenericClientConstructor(serviceDefinition, SERVICE_NAME);
+
+export class RoundServiceClient {
+  private readonly client: grpc.Client & Record<string, unknown>;
+  constructor(address: string) {
+    this.client = new Client(address, grpc.credentials.createInsecure(), {
+      'grpc.max_receive_message_length': 512 * 1024 * 1024,
+      'grpc.max_send_message_length': 512 * 1024 * 1024,
+    }) as grpc.Client & Record<string, unknown>;
+  }
+  /** One call with a deadline (ms from now). Rejects with the grpc ServiceError. */
+  call<T>(method: Method, req: unknown, deadlineMs: number): Promise<T> {
+    const fn = this.client[method] as (
+      req: unknown,
+      md: grpc.Metadata,
+      opts: grpc.CallOptions,
+      cb: (err: grpc.ServiceError | null, res: unknown) => void,
+    ) => void;
+    return new Promise((resolve, reject) => {
+      fn.call(this.client, req, new grpc.Metadata(), { deadline: Date.now() + deadlineMs }, (err, res) =>
+        err ? reject(err) : resolve(res as T),
+      );
+    });
+  }
+  close(): void {
+    this.client.close();
+  }
+}

@@ -1,0 +1,104 @@
+// Builds the model a RunConfig names, its fingerprint, and the operating-envelope check.
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import type { RunConfig } from '../config.js';
+import { CheckpointError } from '../checkpoint/errors.js';
+import { decodeSafetensors } from '../checkpoint/safetensors.js';
+import { cnnTanh } from './cnn-tanh.js';
+import { mlp } from './mlp.js';
+import { initParams, sizeOf, trainableCount, type ModelDef } from './model.js';
+import { transformerLora } from './transformer-lora.js';
+
+export interface DataShape {
+  inputShape: number[];
+  numClasses: number;
+}
+
+export function buildModel(cfg: RunConfig['model'], data: DataShape): ModelDef {
+  switch (cfg.kind) {
+    case 'mlp':
+      return mlp({ inputShape: data.inputShape, numClasses: data.numClasses, ...(cfg.hidden ? { hidden: cfg.hidden } : {}) });
+    case 'cnn-tanh':
+      return cnnTanh({ inputShape: data.inputShape.length === 2 ? [...data.inputShape, 1] : data.inputShape, numClasses: data.numClasses });
+    case 'transformer-lora':
+      return transformerLora({
+        vocabSize: cfg.vocabSize ?? 4096,
+        seqLen: data.inputShape[0]!,
+        numClasses: data.numClasses,
+        ...(cfg.dModel !== undefined ? { dModel: cfg.dModel } : {}),
+        ...(cfg.heads !== undefined ? { heads: cfg.heads } : {}),
+        ...(cfg.layers !== undefined ? { layers: cfg.layers } : {}),
+        ...(cfg.loraRank !== undefined ? { loraRank: cfg.loraRank } : {}),
+        ...(cfg.trainable !== undefined ? { trainable: cfg.trainable } : {}),
+      });
+  }
+}
+
+/**
+ * Initial values of every parameter: the base checkpoint's tensors where given (a base model to
+ * fine-tune), the seeded initialisation elsewhere. Throws CheckpointError when the base file is
+ * unreadable or a tensor it holds has the wrong shape.
+ */
+export function initialValues(def: ModelDef, cfg: RunConfig['model']): Record<string, Float32Array> {
+  const values = initParams(def.params, cfg.initSeed ?? 0);
+  if (cfg.baseCheckpoint) {
+    const file = cfg.baseCheckpoint;
+    let bytes: Buffer;
+    try {
+      bytes = fs.readFileSync(file);
+    } catch (err) {
+      throw new CheckpointError(`${file}: cannot read the base checkpoint (${(err as NodeJS.ErrnoException).code})`, file, { cause: err });
+    }
+    const { tensors } = decodeSafetensors(bytes, file);
+    for (const p of def.params) {
+      const t = tensors[p.name];
+      if (!t) continue;
+      if (t.dtype !== 'F32' || t.shape.join(',') !== p.shape.join(',')) {
+        throw new CheckpointError(
+          `${file}: base tensor '${p.name}' is ${t.dtype}[${t.shape}], the model needs F32[${p.shape}]: wrong base model for this config`,
+          file,
+        );
+      }
+      values[p.name] = t.data as Float32Array;
+    }
+  }
+  return values;
+}
+
+/**
+ * SHA-256 over the architecture (parameter names, shapes, trainable flags, init seed) and the
+ * bytes of the base checkpoint if any. A checkpoint only resumes into a job with the same value.
+ */
+export function modelFingerprint(def: ModelDef, cfg: RunConfig['model']): string {
+  const h = createHash('sha256');
+  h.update(JSON.stringify({ kind: def.kind, params: def.params.map((p) => [p.name, p.shape, p.trainable]), seed: cfg.initSeed ?? 0 }));
+  if (cfg.baseCheckpoint) h.update(fs.readFileSync(cfg.baseCheckpoint));
+  return h.digest('hex');
+}
+
+export class EnvelopeError extends Error {
+  override name = 'EnvelopeError';
+}
+
+/**
+ * The operating envelope, checked before any training: the number of trainable parameters and
+ * the bytes of one masked update (d ring elements of `bits` bits) must fit the configured limits.
+ */
+export function checkEnvelope(def: ModelDef, env: RunConfig['envelope'], ringBits: 32 | 64): { parameters: number; updateBytes: number } {
+  const parameters = trainableCount(def);
+  const updateBytes = (parameters * ringBits) / 8;
+  if (parameters > env.maxTrainableParameters) {
+    throw new EnvelopeError(
+      `model '${def.kind}' has ${parameters} trainable parameters, above envelope.maxTrainableParameters = ${env.maxTrainableParameters}; train fewer layers (model.trainable), a lower LoRA rank, or raise the limit`,
+    );
+  }
+  if (updateBytes > env.maxUpdateBytes) {
+    throw new EnvelopeError(
+      `one masked update is ${updateBytes} bytes (${parameters} × ${ringBits} bits), above envelope.maxUpdateBytes = ${env.maxUpdateBytes}; reduce the trainable parameters or raise the limit`,
+    );
+  }
+  return { parameters, updateBytes };
+}
+
+export { sizeOf, trainableCount };
+export type { ModelDef };

@@ -1,0 +1,164 @@
+// The worker's side of training: join the coordinator, then for each round it is invited to:
+// key setup (secure-agg RoundParticipant) → Poisson-sample the shard → clipped sum → fixed-point
+// encoding with randomized rounding plus the integer noise share → mask → upload → unmask shares.
+// Everything that leaves the worker is a masked vector or a public protocol message.
+import * as grpc from '@grpc/grpc-js';
+import {
+  compileRound,
+  encode,
+  planEncoding,
+  RoundParticipant,
+  type EncryptedShare,
+  type KeyRoster,
+} from '@tensorguard/secure-agg';
+import type { ClippingEngine } from './clipping.js';
+import type { Dataset } from './data/dataset.js';
+import { recordLength } from './data/dataset.js';
+import type { Logger } from './logger.js';
+import { PhaseTimer, rounded } from './metrics.js';
+import type { Tf } from './models/model.js';
+import { gaussianIntegerNoise } from './noise.js';
+import type { JoinResponse, NextRoundResponse, RoundOpen } from './protocol.js';
+import { RoundServiceClient } from './coordinator/rpc.js';
+import { poissonSample, systemRandom, seededRandom, type RandomSource } from './sampling.js';
+
+export interface RoundClientOptions {
+  tf: Tf;
+  address: string;
+  workerIndex: number;
+  shard: Dataset;
+  engine: ClippingEngine;
+  log: Logger;
+  emit: (line: Record<string, unknown>) => void;
+  /** Tests only: deterministic sampling. */
+  samplingSeed?: string;
+  /** Give up when the coordinator is unreachable for this long (default 120 s). */
+  unreachableMs?: number;
+}
+
+const LONG_POLL_MS = 600_000;
+
+function isCode(err: unknown, ...codes: grpc.status[]): boolean {
+  return typeof err === 'object' && err !== null && codes.includes((err as grpc.ServiceError).code);
+}
+
+export class RoundClient {
+  private readonly client: RoundServiceClient;
+  private readonly workerId: string;
+  private version = -1;
+  private readonly random: RandomSource;
+
+  constructor(private readonly o: RoundClientOptions) {
+    this.client = new RoundServiceClient(o.address);
+    this.workerId = `worker-${o.workerIndex}`;
+    this.random = o.samplingSeed !== undefined ? seededRandom(`${o.samplingSeed}/${o.workerIndex}`) : systemRandom;
+  }
+
+  /** Retries UNAVAILABLE (coordinator not up yet, or restarting) until `unreachableMs`. */
+  private async call<T>(method: Parameters<RoundServiceClient['call']>[0], req: unknown, deadlineMs: number): Promise<T> {
+    const giveUp = Date.now() + (this.o.unreachableMs ?? 120_000);
+    for (let delay = 100; ; delay = Math.min(2000, delay * 2)) {
+      try {
+        return await this.client.call<T>(method, req, deadlineMs);
+      } catch (err) {
+        if (!isCode(err, grpc.status.UNAVAILABLE) || Date.now() > giveUp) throw err;
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
+  /** Runs until the coordinator says the job is done. Returns its reason. */
+  async run(): Promise<string> {
+    const joined = await this.call<JoinResponse>(
+      'Join',
+      { workerId: this.workerId, workerIndex: this.o.workerIndex, shardSize: this.o.shard.size },
+      30_000,
+    );
+    this.o.log.info({ job: joined.jobName, modelVersion: joined.modelVersion }, 'joined');
+    for (;;) {
+      let next: NextRoundResponse;
+      try {
+        next = await this.call<NextRoundResponse>(
+          'NextRound',
+          { workerId: this.workerId, workerIndex: this.o.workerIndex, haveVersion: this.version },
+          LONG_POLL_MS,
+        );
+      } catch (err) {
+        if (isCode(err, grpc.status.DEADLINE_EXCEEDED)) continue;
+        if (isCode(err, grpc.status.FAILED_PRECONDITION)) {
+          // The coordinator restarted and forgot us: join again.
+          await this.call('Join', { workerId: this.workerId, workerIndex: this.o.workerIndex, shardSize: this.o.shard.size }, 30_000);
+          continue;
+        }
+        throw err;
+      }
+      if (next.kind === 'done') return next.reason;
+      if (next.kind === 'wait') continue;
+      try {
+        await this.round(next);
+      } catch (err) {
+        if (isCode(err, grpc.status.ABORTED, grpc.status.FAILED_PRECONDITION, grpc.status.PERMISSION_DENIED, grpc.status.DEADLINE_EXCEEDED)) {
+          this.o.log.warn({ round: next.params.round, err: (err as Error).message }, 'round abandoned; waiting for the next');
+          continue;
+        }
+        throw err;
+      }
+    }
+  }
+
+  private async round(open: RoundOpen): Promise<void> {
+    const { tf, engine, shard } = this.o;
+    const r = open.params.round;
+    const timer = new PhaseTimer({ round: r, worker: this.o.workerIndex });
+    let bytes = 0;
+    if (open.model) {
+      engine.setTrainable(open.model);
+      this.version = open.modelVersion;
+    }
+    const compiled = compileRound(open.params);
+    const plan = planEncoding(open.encoding);
+    const me = new RoundParticipant(compiled, open.index);
+    const send = async <T>(method: 'AdvertiseKeys' | 'ShareKeys' | 'MaskedInput' | 'Unmask', message: unknown, size: number, deadline: number) => {
+      bytes += size;
+      return this.call<T>(method, { workerId: this.workerId, round: r, message }, deadline);
+    };
+    const adv = me.advertiseKeys();
+    const roster = await send<KeyRoster>('AdvertiseKeys', adv, 64, 120_000);
+    const sk = me.shareKeys(roster);
+    const incoming = await send<EncryptedShare[]>('ShareKeys', sk, sk.shares.reduce((a, s) => a + s.ciphertext.length + 8, 0), 120_000);
+
+    const indices = await timer.time('sample', () => poissonSample(shard.size, open.samplingRate, this.random));
+    const clipped = await timer.time('clip', () => {
+      const len = recordLength(shard);
+      const B = indices.length;
+      if (B === 0) return new Float32Array(open.params.vectorLength);
+      const feats = shard.dtype === 'float32' ? new Float32Array(B * len) : new Int32Array(B * len);
+      const labels = new Int32Array(B);
+      for (let i = 0; i < B; i++) {
+        const j = indices[i]!;
+        feats.set(shard.features.subarray(j * len, (j + 1) * len), i * len);
+        labels[i] = shard.labels[j]!;
+      }
+      const x = tf.tensor(feats, [B, ...shard.featureShape], shard.dtype);
+      const y = tf.tensor1d(labels, 'int32');
+      try {
+        return engine.clippedSum(x, y, open.clipNorm).sum;
+      } finally {
+        tf.dispose([x, y]);
+      }
+    });
+    const noise = await timer.time('noise', () => gaussianIntegerNoise(clipped.length, open.noiseShareStd));
+    const encoded = await timer.time('encode', () => encode(plan, clipped, noise));
+    const masked = await timer.time('mask', () => me.maskInputWithShares(incoming, encoded));
+    const survivors = await timer.time('upload', () =>
+      send<number[]>('MaskedInput', masked, masked.vector.byteLength, LONG_POLL_MS),
+    );
+    const un = me.unmask(survivors);
+    await send('Unmask', un, (un.selfMaskShares.length + un.maskingKeyShares.length) * 36, 120_000);
+    this.o.emit({ type: 'metrics', round: r, phase_seconds: rounded(timer.seconds), bytes_sent: bytes });
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}
