@@ -1,0 +1,551 @@
+// The aggregator gRPC service. It owns membership and the live rounds; a coordinator (the training
+// loop in the same process) opens rounds with openRound and receives only unmasked sums, through
+// the returned promise and the onSum hook. Each RPC is one stage message; the handler submits it to
+// the round's state machine and answers when the stage closes (all expected workers answered, or the
+// stage deadline fired). Requests are decoded inside the handler so that undecodable bytes get
+// INVALID_ARGUMENT with a reason rather than a generic error, and every domain error is mapped to a
+// status in status.ts. Nothing a client sends can throw out of a handler.
+import {
+  Server,
+  ServerCredentials,
+  status,
+  type sendUnaryData,
+  type ServerUnaryCall,
+  type ServiceDefinition,
+  type UntypedHandleCall,
+} from '@grpc/grpc-js';
+import { secureAggregation as pb, SecureAggregationService } from '@tensorguard/proto';
+import { pino, type Logger } from 'pino';
+import { randomBytes } from 'node:crypto';
+import {
+  AggregatorRound,
+  chooseSecAggPlusParams,
+  compileRound,
+  ConfigError,
+  DEFAULT_DEADLINES_MS,
+  MalformedMessageError,
+  RoundAbortedError,
+  SecAggError,
+  StageError,
+  toSigned,
+  type ActiveStage,
+  type RingBits,
+  type RingVector,
+  type RoundParams,
+  type SecAggPlusOptions,
+  type SignedVector,
+  type Stage,
+  type StageDeadlinesMs,
+} from '../index.js';
+import {
+  advertisedKeysFromProto,
+  advertisedKeysToProto,
+  encryptedShareFromProto,
+  encryptedShareToProto,
+  maskedVectorFromProto,
+  roundOpenToProto,
+  unmaskSharesFromProto,
+  type ModelVersionRef,
+  type RoundOpen,
+} from './convert.js';
+import { toStatus } from './status.js';
+
+/** PEM material for TLS; with clientCa set, clients must present a certificate it signed (mTLS). */
+export interface ServerTlsOptions {
+  certChain: Buffer;
+  privateKey: Buffer;
+  /** CA that signs client certificates; when set, mutual TLS is required. */
+  clientCa?: Buffer;
+}
+
+/** What the coordinator receives for a completed round: the sum and nothing finer. */
+export interface RoundSum {
+  round: number;
+  /** The sum as centred integers: Int32Array for k = 32, BigInt64Array for k = 64. */
+  sum: SignedVector;
+  /** The same sum as ring residues. */
+  ring: RingVector;
+  /** Worker ids whose inputs are in the sum. */
+  survivors: string[];
+  modelVersion: ModelVersionRef | undefined;
+}
+
+export interface AggregatorServerOptions {
+  /** host:port to bind; default '127.0.0.1:0' (an ephemeral port, see `port`). */
+  address?: string;
+  /** TLS (and mTLS with clientCa); default insecure, for loopback only. */
+  tls?: ServerTlsOptions;
+  /** Length d of the vectors summed. */
+  vectorLength: number;
+  /** Ring width k (from planEncoding). */
+  bits: RingBits;
+  /** 'complete' (Bonawitz et al.) or 'secagg+' (sparse graph). Default 'complete'. */
+  mode?: 'complete' | 'secagg+';
+  /** SecAgg+ parameter targets (mode 'secagg+'); workers is the roster size of each round. */
+  secAggPlus?: Omit<SecAggPlusOptions, 'workers'>;
+  /** Threshold for a roster of n in complete mode; default ⌊n/2⌋ + 1 (must exceed n/2). */
+  threshold?: (n: number) => number;
+  /** Fewest inputs a released sum may contain; default ⌊n/2⌋ + 1. */
+  minInputs?: (n: number) => number;
+  /** Stage deadlines in ms; default DEFAULT_DEADLINES_MS. */
+  deadlinesMs?: Partial<StageDeadlinesMs>;
+  /** Largest message accepted or sent, bytes; default the masked vector size plus 1 MiB. */
+  maxMessageBytes?: number;
+  /** Called with every completed round's sum (after the openRound promise resolves). */
+  onSum?: (sum: RoundSum) => void | Promise<void>;
+  /** Called when a round aborts. */
+  onAbort?: (round: number, error: SecAggError) => void;
+  logger?: Logger;
+}
+
+interface LiveRound {
+  agg: AggregatorRound;
+  open: RoundOpen;
+  index: Map<string, number>;
+  lastSeen: Map<number, ActiveStage>;
+  abortedIn: ActiveStage | undefined;
+  timer: NodeJS.Timeout | undefined;
+  settle: { resolve: (s: RoundSum) => void; reject: (e: SecAggError) => void };
+}
+
+const WORKER_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+type Method = keyof typeof SecureAggregationService;
+
+/** A service definition whose requests and responses stay raw bytes, decoded in the handlers. */
+function rawDefinition(): ServiceDefinition {
+  const out: Record<string, unknown> = {};
+  for (const [name, def] of Object.entries(SecureAggregationService)) {
+    out[name] = {
+      ...def,
+      requestDeserialize: (b: Buffer) => b,
+      responseSerialize: (b: Buffer) => b,
+    };
+  }
+  return out as ServiceDefinition;
+}
+
+export class AggregatorServer {
+  readonly #opts: AggregatorServerOptions & { deadlinesMs: StageDeadlinesMs; maxMessageBytes: number };
+  readonly #log: Logger;
+  readonly #server: Server;
+  readonly #sessionId = Uint8Array.from(randomBytes(16));
+  readonly #members = new Map<string, number>(); // id → join time (ms)
+  readonly #rounds = new Map<number, LiveRound>();
+  readonly #roundWaiters = new Set<() => void>();
+  readonly #memberWaiters = new Set<() => void>();
+  #nextRound = 0;
+  #port = 0;
+  #closed = false;
+
+  constructor(options: AggregatorServerOptions) {
+    const vectorBytes = (options.vectorLength * options.bits) / 8;
+    if (!Number.isSafeInteger(options.vectorLength) || options.vectorLength < 1) {
+      throw new ConfigError('vectorLength', `must be an integer ≥ 1, got ${options.vectorLength}`);
+    }
+    if (options.bits !== 32 && options.bits !== 64)
+      throw new ConfigError('bits', `must be 32 or 64, got ${String(options.bits)}`);
+    const maxMessageBytes = options.maxMessageBytes ?? vectorBytes + (1 << 20);
+    if (maxMessageBytes < vectorBytes + 1024) {
+      throw new ConfigError(
+        'maxMessageBytes',
+        `${maxMessageBytes} cannot carry a masked vector of ${vectorBytes} bytes; raise it to at least ${vectorBytes + 1024}`,
+      );
+    }
+    const deadlinesMs = { ...DEFAULT_DEADLINES_MS, ...options.deadlinesMs };
+    for (const [k, v] of Object.entries(deadlinesMs)) {
+      if (!Number.isSafeInteger(v) || v < 1 || v > 2 ** 31)
+        throw new ConfigError(`deadlinesMs.${k}`, `must be an integer in [1, 2^31] ms, got ${v}`);
+    }
+    this.#opts = { ...options, deadlinesMs, maxMessageBytes };
+    this.#log = options.logger ?? pino({ level: 'silent' });
+    this.#server = new Server({
+      'grpc.max_receive_message_length': maxMessageBytes,
+      'grpc.max_send_message_length': maxMessageBytes,
+    });
+    const handlers: Record<Method, UntypedHandleCall> = {
+      join: this.#unary('join', pb.JoinRequest, pb.JoinResponse, (r) => this.#join(r)),
+      awaitRound: this.#unary('awaitRound', pb.AwaitRoundRequest, pb.RoundAnnouncement, (r, c) =>
+        this.#awaitRound(r, c),
+      ),
+      advertiseKeys: this.#unary('advertiseKeys', pb.AdvertiseKeysRequest, pb.AdvertiseKeysResponse, (r) =>
+        this.#advertise(r),
+      ),
+      shareKeys: this.#unary('shareKeys', pb.ShareKeysRequest, pb.ShareKeysResponse, (r) =>
+        this.#shareKeys(r),
+      ),
+      submitMaskedInput: this.#unary(
+        'submitMaskedInput',
+        pb.SubmitMaskedInputRequest,
+        pb.SubmitMaskedInputResponse,
+        (r) => this.#maskedInput(r),
+      ),
+      unmask: this.#unary('unmask', pb.UnmaskRequest, pb.UnmaskResponse, (r) => this.#unmask(r)),
+    };
+    this.#server.addService(rawDefinition(), handlers);
+  }
+
+  /** The bound port (after start). */
+  get port(): number {
+    return this.#port;
+  }
+
+  /** Binds and starts serving; resolves with the bound port. */
+  async start(): Promise<number> {
+    const tls = this.#opts.tls;
+    const creds = tls
+      ? ServerCredentials.createSsl(
+          tls.clientCa ?? null,
+          [{ cert_chain: tls.certChain, private_key: tls.privateKey }],
+          tls.clientCa !== undefined,
+        )
+      : ServerCredentials.createInsecure();
+    this.#port = await new Promise<number>((resolve, reject) =>
+      this.#server.bindAsync(this.#opts.address ?? '127.0.0.1:0', creds, (err, port) =>
+        err ? reject(err) : resolve(port),
+      ),
+    );
+    this.#log.info({ port: this.#port, mode: this.#opts.mode ?? 'complete' }, 'aggregator listening');
+    return this.#port;
+  }
+
+  /** Worker ids currently joined, in join order. */
+  members(): string[] {
+    return [...this.#members.entries()].sort((a, b) => a[1] - b[1]).map(([id]) => id);
+  }
+
+  /** Resolves once at least `count` workers have joined (rejects on abort). */
+  async waitForMembers(count: number, signal?: AbortSignal): Promise<void> {
+    while (this.#members.size < count) {
+      signal?.throwIfAborted();
+      await new Promise<void>((resolve, reject) => {
+        const wake = () => {
+          this.#memberWaiters.delete(wake);
+          resolve();
+        };
+        this.#memberWaiters.add(wake);
+        signal?.addEventListener(
+          'abort',
+          () => {
+            this.#memberWaiters.delete(wake);
+            reject(signal.reason as Error);
+          },
+          { once: true },
+        );
+      });
+    }
+  }
+
+  /**
+   * Opens the next round with the current members (or `members`) and broadcasts it with the model
+   * version. Resolves with the unmasked sum, rejects with the SecAggError that aborted the round
+   * (ThresholdError when too few survived). Rounds may overlap: round r+1 can be opened (its key
+   * setup running) while round r is still collecting inputs.
+   */
+  openRound(options: { modelVersion?: ModelVersionRef; members?: string[] } = {}): Promise<RoundSum> {
+    if (this.#closed) return Promise.reject(new RoundAbortedError('the aggregator is shut down'));
+    const members = options.members ?? this.members();
+    for (const m of members) {
+      if (!this.#members.has(m)) return Promise.reject(new ConfigError('members', `${m} has not joined`));
+    }
+    const n = members.length;
+    let params: RoundParams;
+    try {
+      let threshold: number;
+      let degree = n - 1;
+      if ((this.#opts.mode ?? 'complete') === 'secagg+') {
+        const p = chooseSecAggPlusParams({ ...this.#opts.secAggPlus, workers: n });
+        threshold = p.threshold;
+        degree = p.degree;
+      } else {
+        threshold = this.#opts.threshold?.(n) ?? Math.floor(n / 2) + 1;
+      }
+      params = {
+        sessionId: this.#sessionId,
+        round: this.#nextRound,
+        members,
+        vectorLength: this.#opts.vectorLength,
+        bits: this.#opts.bits,
+        threshold,
+        degree,
+        graphSeed: Uint8Array.from(randomBytes(32)),
+        minInputs: this.#opts.minInputs?.(n) ?? Math.floor(n / 2) + 1,
+      };
+      compileRound(params); // validates before anything is announced
+    } catch (err) {
+      return Promise.reject(err instanceof SecAggError ? err : new ConfigError('round', String(err)));
+    }
+    this.#nextRound++;
+    const agg = new AggregatorRound(compileRound(params), { deadlinesMs: this.#opts.deadlinesMs });
+    return new Promise<RoundSum>((resolve, reject) => {
+      const live: LiveRound = {
+        agg,
+        open: { params, deadlinesMs: this.#opts.deadlinesMs, modelVersion: options.modelVersion },
+        index: new Map(members.map((m, i) => [m, i])),
+        lastSeen: new Map(),
+        abortedIn: undefined,
+        timer: undefined,
+        settle: { resolve, reject },
+      };
+      this.#rounds.set(params.round, live);
+      agg.onTransition((stage) => this.#onTransition(live, stage));
+      this.#arm(live);
+      this.#log.info(
+        { round: params.round, n, threshold: params.threshold, degree: params.degree },
+        'round open',
+      );
+      for (const w of [...this.#roundWaiters]) w();
+    });
+  }
+
+  #arm(live: LiveRound): void {
+    clearTimeout(live.timer);
+    const stage = live.agg.stage;
+    if (stage === 'DONE' || stage === 'ABORTED') return;
+    live.timer = setTimeout(
+      () => this.#close(live, 'deadline'),
+      Math.max(0, live.agg.deadline - Date.now()) + 1,
+    );
+  }
+
+  #close(live: LiveRound, why: 'deadline' | 'complete'): void {
+    const stage = live.agg.stage;
+    if (stage === 'DONE' || stage === 'ABORTED') return;
+    this.#log.debug(
+      { round: live.open.params.round, stage, why, received: live.agg.received().size },
+      'closing stage',
+    );
+    try {
+      live.agg.closeStage();
+    } catch (err) {
+      if (!(err instanceof SecAggError)) {
+        this.#log.error({ err }, 'unexpected error closing a stage');
+        live.agg.abort(new RoundAbortedError(`internal error closing ${stage}`, { cause: err }));
+      }
+      live.abortedIn = stage as ActiveStage;
+    }
+  }
+
+  #onTransition(live: LiveRound, stage: Stage): void {
+    const round = live.open.params.round;
+    this.#arm(live);
+    if (stage === 'DONE') {
+      const r = live.agg.result();
+      const sum: RoundSum = {
+        round,
+        sum: toSigned(r.sum),
+        ring: r.sum,
+        survivors: r.survivorIds,
+        modelVersion: live.open.modelVersion,
+      };
+      this.#log.info({ round, inputs: r.survivors.length }, 'round done');
+      this.#evictSilent(live, 'UNMASK');
+      live.settle.resolve(sum);
+      void Promise.resolve()
+        .then(() => this.#opts.onSum?.(sum))
+        .catch((err: unknown) => this.#log.error({ err, round }, 'onSum failed'));
+    } else if (stage === 'ABORTED') {
+      const err = live.agg.error!;
+      this.#log.warn({ round, reason: err.message }, 'round aborted');
+      this.#evictSilent(live, live.abortedIn ?? 'ADVERTISE_KEYS');
+      live.settle.reject(err);
+      this.#opts.onAbort?.(round, err);
+    }
+    if (stage === 'DONE' || stage === 'ABORTED') {
+      // Keep finished rounds briefly so late callers get a clear answer, then forget them.
+      setTimeout(() => this.#rounds.delete(round), 60_000).unref();
+    }
+  }
+
+  /** Workers that did not answer the last stage they were part of leave the membership. */
+  #evictSilent(live: LiveRound, last: ActiveStage): void {
+    for (const [id, i] of live.index) {
+      if (live.lastSeen.get(i) !== last && this.#members.has(id)) {
+        this.#members.delete(id);
+        this.#log.info({ workerId: id, round: live.open.params.round }, 'worker dropped; it must rejoin');
+      }
+    }
+  }
+
+  #unary<Req, Res>(
+    method: Method,
+    req: { decode(b: Uint8Array): Req },
+    res: { encode(m: Res): { finish(): Uint8Array } },
+    handle: (r: Req, call: ServerUnaryCall<Buffer, Buffer>) => Promise<Res>,
+  ): UntypedHandleCall {
+    return (call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => {
+      let decoded: Req;
+      try {
+        decoded = req.decode(call.request);
+      } catch (err) {
+        callback({
+          code: status.INVALID_ARGUMENT,
+          details: `cannot decode the ${method} request: ${(err as Error).message}`,
+        });
+        return;
+      }
+      handle(decoded, call).then(
+        (r) => callback(null, Buffer.from(res.encode(r).finish())),
+        (err: unknown) => {
+          const s = toStatus(err);
+          if (s.code === status.INTERNAL) this.#log.error({ err, method }, 'handler failed');
+          else this.#log.debug({ method, code: s.code, details: s.details }, 'refused');
+          callback({ code: s.code, details: s.details });
+        },
+      );
+    };
+  }
+
+  #live(round: number, workerId: string): { live: LiveRound; index: number } {
+    const live = this.#rounds.get(round);
+    if (!live)
+      throw new StageError(`round ${round} is not open`, {
+        round,
+        workerId,
+        stage: 'none',
+        expected: 'an open round',
+      });
+    const index = live.index.get(workerId);
+    if (index === undefined) {
+      throw new StageError(`${workerId} is not in the roster of round ${round}`, {
+        round,
+        workerId,
+        stage: live.agg.stage,
+        expected: 'a roster member',
+      });
+    }
+    return { live, index };
+  }
+
+  async #afterStage(live: LiveRound, stage: ActiveStage, index: number): Promise<void> {
+    live.lastSeen.set(index, stage);
+    if (live.agg.stageComplete) this.#close(live, 'complete');
+    if (live.agg.stage === stage) {
+      await new Promise<void>((resolve) => {
+        const off = live.agg.onTransition(() => {
+          off();
+          resolve();
+        });
+      });
+    }
+    if (live.agg.stage === 'ABORTED') {
+      const e = live.agg.error!;
+      throw new RoundAbortedError(`round ${live.open.params.round} aborted: ${e.message}`, {
+        round: live.open.params.round,
+        cause: e,
+      });
+    }
+  }
+
+  async #join(r: pb.JoinRequest): Promise<pb.JoinResponse> {
+    if (!WORKER_ID.test(r.workerId))
+      throw new MalformedMessageError(
+        `worker_id must be 1..128 characters of [A-Za-z0-9._:-], got ${JSON.stringify(r.workerId.slice(0, 140))}`,
+      );
+    if (!this.#members.has(r.workerId)) {
+      this.#members.set(r.workerId, performance.now());
+      this.#log.info({ workerId: r.workerId }, 'worker joined');
+      for (const w of [...this.#memberWaiters]) w();
+    }
+    return { sessionId: Buffer.from(this.#sessionId), nextRound: this.#nextRound };
+  }
+
+  async #awaitRound(
+    r: pb.AwaitRoundRequest,
+    call: ServerUnaryCall<Buffer, Buffer>,
+  ): Promise<pb.RoundAnnouncement> {
+    for (;;) {
+      if (!this.#members.has(r.workerId)) {
+        throw new StageError(`${r.workerId} is not a member; call Join first`, {
+          workerId: r.workerId,
+          stage: 'none',
+          expected: 'a member',
+        });
+      }
+      const found = [...this.#rounds.values()]
+        .filter(
+          (l) =>
+            l.open.params.round >= r.minRound && l.index.has(r.workerId) && l.agg.stage === 'ADVERTISE_KEYS',
+        )
+        .sort((a, b) => a.open.params.round - b.open.params.round)[0];
+      if (found) return roundOpenToProto(found.open);
+      if (this.#closed) throw new RoundAbortedError('the aggregator is shutting down');
+      await new Promise<void>((resolve, reject) => {
+        const wake = () => {
+          this.#roundWaiters.delete(wake);
+          resolve();
+        };
+        this.#roundWaiters.add(wake);
+        call.once('cancelled', () => {
+          this.#roundWaiters.delete(wake);
+          reject(new RoundAbortedError('call cancelled'));
+        });
+      });
+    }
+  }
+
+  async #advertise(r: pb.AdvertiseKeysRequest): Promise<pb.AdvertiseKeysResponse> {
+    const { live, index } = this.#live(r.round, r.workerId);
+    const keys = advertisedKeysFromProto(r.keys);
+    if (keys.index !== index)
+      throw new MalformedMessageError(`keys.index is ${keys.index} but ${r.workerId} has index ${index}`);
+    live.agg.submitAdvertiseKeys(keys);
+    await this.#afterStage(live, 'ADVERTISE_KEYS', index);
+    return { roster: live.agg.keyRoster().map(advertisedKeysToProto) };
+  }
+
+  async #shareKeys(r: pb.ShareKeysRequest): Promise<pb.ShareKeysResponse> {
+    const { live, index } = this.#live(r.round, r.workerId);
+    live.agg.submitShareKeys({ index, shares: r.shares.map(encryptedShareFromProto) });
+    await this.#afterStage(live, 'SHARE_KEYS', index);
+    return { shares: live.agg.sharesFor(index).map(encryptedShareToProto) };
+  }
+
+  async #maskedInput(r: pb.SubmitMaskedInputRequest): Promise<pb.SubmitMaskedInputResponse> {
+    const { live, index } = this.#live(r.round, r.workerId);
+    const p = live.open.params;
+    live.agg.submitMaskedInput({
+      index,
+      vector: maskedVectorFromProto(r.maskedVector, p.bits, p.vectorLength),
+    });
+    await this.#afterStage(live, 'MASKED_INPUT', index);
+    return { survivors: live.agg.survivors() };
+  }
+
+  async #unmask(r: pb.UnmaskRequest): Promise<pb.UnmaskResponse> {
+    const { live, index } = this.#live(r.round, r.workerId);
+    live.agg.submitUnmask(unmaskSharesFromProto(r, index));
+    try {
+      await this.#afterStage(live, 'UNMASK', index);
+    } catch (err) {
+      if (err instanceof RoundAbortedError) return { completed: false, reason: err.message, inputs: 0 };
+      throw err;
+    }
+    return { completed: true, reason: '', inputs: live.agg.survivors().length };
+  }
+
+  /** Aborts live rounds, stops accepting calls and waits (up to graceMs) for calls in flight. */
+  async close(graceMs = 2000): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const live of this.#rounds.values()) {
+      clearTimeout(live.timer);
+      live.agg.abort(new RoundAbortedError('the aggregator is shutting down'));
+    }
+    for (const w of [...this.#roundWaiters]) w();
+    await new Promise<void>((resolve) => {
+      const force = setTimeout(() => {
+        this.#server.forceShutdown();
+        resolve();
+      }, graceMs);
+      this.#server.tryShutdown(() => {
+        clearTimeout(force);
+        resolve();
+      });
+    });
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
