@@ -67,6 +67,8 @@ def test_missing_dependency_blocks_template_even_when_disabled():
 
 def test_umbrella_values_render_through_the_subchart(tmp_path):
     stack = offline_stack(tmp_path)
+    lint = helm("lint", "--strict", str(stack), check=False)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
     docs = [
         d
         for d in yaml.safe_load_all(
