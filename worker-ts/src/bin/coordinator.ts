@@ -35,6 +35,7 @@ async function main(): Promise<number> {
     },
     log,
     emit: emitLine,
+    ...(process.env.TENSORGUARD_STAGE_TIMEOUT_MS ? { stageTimeoutMs: Number(process.env.TENSORGUARD_STAGE_TIMEOUT_MS) } : {}),
     ...(process.env.TENSORGUARD_JOIN_GRACE_MS ? { joinGraceMs: Number(process.env.TENSORGUARD_JOIN_GRACE_MS) } : {}),
   });
   coordinator.resume();

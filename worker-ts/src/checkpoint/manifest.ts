@@ -29,12 +29,13 @@ export interface Manifest {
     noiseMultiplier: number;
     delta: number;
     samplingRate: number;
-    epsilonBudget: number;
+    epsilonBudget: number | null;
     accountant: string;
   };
   /** The accountant's durable state at this checkpoint (see coordinator/privacy.ts). */
   accountant: unknown;
-  epsilon: number;
+  /** ε at dp.delta; null when noise is off (ε = ∞). */
+  epsilon: number | null;
 }
 
 export function sha256Hex(data: Uint8Array | string): string {
@@ -71,6 +72,6 @@ export function parseManifest(text: string, file: string): Manifest {
   need(typeof o.files === 'object' && o.files !== null, 'files');
   need(typeof o.optimizer === 'object' && o.optimizer !== null, 'optimizer');
   need(typeof o.dp === 'object' && o.dp !== null, 'dp');
-  need(typeof o.epsilon === 'number', 'epsilon');
+  need(typeof o.epsilon === 'number' || o.epsilon === null, 'epsilon');
   return o as Manifest;
 }

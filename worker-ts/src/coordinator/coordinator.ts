@@ -439,6 +439,11 @@ export class Coordinator {
         this.modelVersion = r;
       });
       void sensitivity;
+      if (process.env.TENSORGUARD_TEST_CRASH_AFTER_RELEASE === String(this.releasedRounds)) {
+        // Fault injection for the crash-consistency test: die after the sum was released and
+        // applied, before the checkpoint that would have recorded it.
+        process.kill(process.pid, 'SIGKILL');
+      }
       let acc: number | null = null;
       const released = this.releasedRounds;
       if (released % cfg.evaluation.everyRounds === 0 || released >= cfg.rounds) {
@@ -497,11 +502,11 @@ export class Coordinator {
           noiseMultiplier: cfg.privacy.noiseMultiplier,
           delta: cfg.privacy.delta,
           samplingRate: cfg.privacy.samplingRate,
-          epsilonBudget: cfg.privacy.epsilonBudget ?? Infinity,
+          epsilonBudget: cfg.privacy.epsilonBudget,
           accountant: 'rdp',
         },
         accountant: { kind: 'rdp-integer-orders', events: this.ledgerEntries },
-        epsilon: this.epsilon,
+        epsilon: Number.isFinite(this.epsilon) ? this.epsilon : null,
       },
       model,
       optimizer,

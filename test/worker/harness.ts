@@ -1,0 +1,135 @@
+// Spawns the real coordinator and worker programs (from source via tsx) over loopback gRPC.
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const NODE_ARGS = ['--conditions=tensorguard-source', '--import', 'tsx'];
+
+export interface Proc {
+  child: ChildProcess;
+  lines: Record<string, unknown>[];
+  stderr: string[];
+  exited: Promise<number | null>;
+  /** Resolves with the first stdout JSON line matching `pred`. */
+  waitFor(pred: (l: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+}
+
+export function tmpDir(prefix: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+function start(script: string, args: string[], env: Record<string, string> = {}): Proc {
+  const child = spawn(process.execPath, [...NODE_ARGS, path.join(ROOT, 'worker-ts/src/bin', script), ...args], {
+    cwd: ROOT,
+    env: { ...process.env, TF_NUM_INTRAOP_THREADS: '1', TF_NUM_INTEROP_THREADS: '1', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: Record<string, unknown>[] = [];
+  const stderr: string[] = [];
+  const listeners: (() => void)[] = [];
+  let buf = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    buf += d.toString();
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      try {
+        lines.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        stderr.push(`(stdout, not JSON) ${line}`);
+      }
+      listeners.forEach((l) => l());
+    }
+  });
+  child.stderr!.on('data', (d: Buffer) => stderr.push(d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return {
+    child,
+    lines,
+    stderr,
+    exited,
+    waitFor(pred, timeoutMs = 120_000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const hit = lines.find(pred);
+          if (hit) {
+            clearTimeout(timer);
+            resolve(hit);
+            return true;
+          }
+          return false;
+        };
+        const timer = setTimeout(() => reject(new Error(`timed out waiting for a line; stderr tail: ${stderr.join('').slice(-2000)}`)), timeoutMs);
+        if (check()) return;
+        listeners.push(check);
+        void exited.then(() => setTimeout(() => check() || reject(new Error(`process exited (${script}); stderr tail: ${stderr.join('').slice(-2000)}`)), 50));
+      });
+    },
+  };
+}
+
+export function startCoordinator(configFile: string, env: Record<string, string> = {}): Proc {
+  return start('coordinator.ts', ['--config', configFile], env);
+}
+
+export function startWorker(configFile: string, index: number, address: string, env: Record<string, string> = {}): Proc {
+  return start('worker.ts', ['--config', configFile, '--worker-index', String(index), '--aggregator', address], env);
+}
+
+export async function address(coord: Proc): Promise<string> {
+  const l = await coord.waitFor((x) => x.type === 'listening', 60_000);
+  return l.address as string;
+}
+
+export function writeConfig(dir: string, overrides: Record<string, unknown>): string {
+  const cfg = {
+    name: 'test',
+    model: { kind: 'mlp', hidden: [16] },
+    dataset: { format: 'idx', preset: 'fashion-mnist', trainExamples: 300, testExamples: 500 },
+    workers: { count: 3 },
+    privacy: { clipNorm: 1, noiseMultiplier: 1, delta: 1e-5, epsilonBudget: null, accountant: 'rdp', samplingRate: 0.2 },
+    secureAggregation: { mode: 'masking', threshold: 2 },
+    optimizer: { kind: 'sgd', learningRate: 0.5, momentum: 0.5 },
+    rounds: 5,
+    evaluation: { everyRounds: 5 },
+    checkpoint: { dir: path.join(dir, 'ckpt'), everyRounds: 1 },
+    envelope: { maxTrainableParameters: 1_000_000, maxUpdateBytes: 100_000_000 },
+    roundTimeoutMs: 20_000,
+    ...overrides,
+  };
+  const file = path.join(dir, `job-${Math.random().toString(36).slice(2, 8)}.json`);
+  fs.writeFileSync(file, JSON.stringify(cfg, null, 2));
+  return file;
+}
+
+export function snapshot(d: string): Record<string, string> {
+  return Object.fromEntries(
+    fs
+      .readdirSync(d, { recursive: true, withFileTypes: true })
+      .filter((e) => e.isFile())
+      .map((e) => {
+        const p = path.join(e.parentPath, e.name);
+        return [path.relative(d, p), fs.readFileSync(p).toString('base64')];
+      }),
+  );
+}
+
+export function killAll(procs: Proc[]): void {
+  for (const p of procs) if (p.child.exitCode === null && p.child.pid !== undefined) p.child.kill('SIGKILL');
+}
