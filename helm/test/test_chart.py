@@ -466,3 +466,25 @@ def test_shared_data_volume_reaches_every_ray_pod():
         volumes = {v["name"]: v for v in spec["volumes"]}
         assert volumes["data"]["persistentVolumeClaim"] == {"claimName": "tensorguard-data"}, where
         assert {"name": "data", "mountPath": "/data"} in spec["containers"][0]["volumeMounts"], where
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_install_notes_render(value_set, tmp_path):
+    # `helm template` skips NOTES.txt; render it as the body of a YAML block in a copy.
+    import shutil
+
+    chart = tmp_path / "tensorguard"
+    shutil.copytree(CHART, chart)
+    notes = (chart / "templates" / "NOTES.txt").read_text()
+    (chart / "templates" / "NOTES.txt").unlink()
+    (chart / "templates" / "notes.yaml").write_text("notes: |\n" + "".join("  " + l for l in notes.splitlines(True)))
+    out = helm(
+        "template", RELEASE, str(chart), "--namespace", NAMESPACE, "--kube-version", KUBE_VERSIONS[0],
+        "--values", str(CHART / "ci" / f"{value_set}-values.yaml"), "--show-only", "templates/notes.yaml",
+    ).stdout
+    text = yaml.safe_load(out)["notes"]
+    values = yaml.safe_load((CHART / "ci" / f"{value_set}-values.yaml").read_text()) or {}
+    secret = (values.get("apiKeys") or {}).get("existingSecret") or f"{FULLNAME}-api-keys"
+    assert f"create secret generic {secret} " in text
+    assert f"port-forward svc/{HEAD_SVC} 8265:8265" in text
+    assert "tensorguard train job.yaml --address http://127.0.0.1:8265" in text
