@@ -190,7 +190,7 @@ done
 echo "== helm: tests (pytest helm/test)"
 check "pytest helm/test" "$PY" -m pytest -v -p no:cacheprovider --no-header -rfE "$HERE"
 # pytest's per-test lines are worth seeing when they pass too (on failure all was printed).
-$last_ok && sed -n 's/^.*::\(test_[^ ]*\) \(PASSED\|FAILED\|ERROR\|SKIPPED\).*$/      \2  \1/p' "$log_dir/check.log"
+$last_ok && sed -n 's/^.*::\(test_.*\) \(PASSED\|FAILED\|ERROR\|SKIPPED\).*$/      \2  \1/p' "$log_dir/check.log"
 
 echo "helm: ${passed} checks ok, ${#failed[@]} failed ($((SECONDS - T0)) s)"
 if [ ${#failed[@]} -gt 0 ]; then
