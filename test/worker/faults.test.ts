@@ -26,7 +26,18 @@ describe('worker + coordinator: faults', function () {
 
   it('a worker SIGKILLed mid-round: the round completes with the survivors at the smaller realised noise; the restarted worker rejoins', async () => {
     const dir = tmpDir('tg-kill-');
-    const file = writeConfig(dir, { rounds: 7, roundTimeoutMs: 5000, privacy: { clipNorm: 1, noiseMultiplier: 1, delta: 1e-5, epsilonBudget: null, accountant: 'rdp', samplingRate: 0.3 } });
+    const file = writeConfig(dir, {
+      rounds: 7,
+      roundTimeoutMs: 5000,
+      privacy: {
+        clipNorm: 1,
+        noiseMultiplier: 1,
+        delta: 1e-5,
+        epsilonBudget: null,
+        accountant: 'rdp',
+        samplingRate: 0.3,
+      },
+    });
     const coord = startCoordinator(file, FAST);
     procs.push(coord);
     const addr = await address(coord);
@@ -36,7 +47,10 @@ describe('worker + coordinator: faults', function () {
     // Round 3 opens right after round 2's metrics; the worker is inside it (keys or gradient).
     await new Promise((r) => setTimeout(r, 150));
     ws[2]!.child.kill('SIGKILL');
-    const short = await coord.waitFor((l) => l.type === 'metrics' && (l.workers_alive as number) === 2, 60_000);
+    const short = await coord.waitFor(
+      (l) => l.type === 'metrics' && (l.workers_alive as number) === 2,
+      60_000,
+    );
     const restarted = startWorker(file, 2, addr);
     procs.push(restarted);
     const done = await coord.waitFor((l) => l.type === 'done', 180_000);
@@ -44,7 +58,10 @@ describe('worker + coordinator: faults', function () {
     expect(done.rounds).to.equal(7);
     const metrics = coord.lines.filter((l) => l.type === 'metrics');
     const after = metrics.filter((m) => (m.round as number) > (short.round as number));
-    expect(after.some((m) => m.workers_alive === 3), 'the restarted worker took part in a later round').to.equal(true);
+    expect(
+      after.some((m) => m.workers_alive === 3),
+      'the restarted worker took part in a later round',
+    ).to.equal(true);
     expect(restarted.lines.filter((l) => l.type === 'metrics').length).to.be.above(0);
     expect(await restarted.exited).to.equal(0);
 
@@ -61,7 +78,11 @@ describe('worker + coordinator: faults', function () {
   it('the coordinator killed after a round was released, before its checkpoint: after resume ε includes that round', async () => {
     const dir = tmpDir('tg-crash-');
     const port = await freePort();
-    const file = writeConfig(dir, { rounds: 4, coordinator: { host: '127.0.0.1', port }, checkpoint: { dir: path.join(dir, 'ckpt'), everyRounds: 1 } });
+    const file = writeConfig(dir, {
+      rounds: 4,
+      coordinator: { host: '127.0.0.1', port },
+      checkpoint: { dir: path.join(dir, 'ckpt'), everyRounds: 1 },
+    });
     const first = startCoordinator(file, { ...FAST, TENSORGUARD_TEST_CRASH_AFTER_RELEASE: '2' });
     procs.push(first);
     const addr = await address(first);
@@ -72,7 +93,9 @@ describe('worker + coordinator: faults', function () {
     const ck = path.join(dir, 'ckpt');
     // Round 2 was released (ledger) but the newest checkpoint is round 1.
     expect(fs.readFileSync(path.join(ck, 'LATEST'), 'utf8').trim()).to.equal('round-000001');
-    expect(new PrivacyLedger(path.join(ck, 'privacy-ledger.jsonl')).read().map((e) => e.round)).to.deep.equal([1, 2]);
+    expect(new PrivacyLedger(path.join(ck, 'privacy-ledger.jsonl')).read().map((e) => e.round)).to.deep.equal(
+      [1, 2],
+    );
 
     const second = startCoordinator(file, FAST);
     procs.push(second);
@@ -98,7 +121,11 @@ describe('worker + coordinator: faults', function () {
     let file: string;
     before(async () => {
       dir = tmpDir('tg-bad-');
-      file = writeConfig(dir, { rounds: 2, workers: { count: 2 }, secureAggregation: { mode: 'masking', threshold: 2 } });
+      file = writeConfig(dir, {
+        rounds: 2,
+        workers: { count: 2 },
+        secureAggregation: { mode: 'masking', threshold: 2 },
+      });
       const coord = startCoordinator(file, FAST);
       procs.push(coord);
       const addr = await address(coord);
@@ -122,13 +149,20 @@ describe('worker + coordinator: faults', function () {
 
     it('a corrupt checkpoint', async () => {
       const ck = path.join(dir, 'ckpt');
-      const latest = path.join(ck, fs.readFileSync(path.join(ck, 'LATEST'), 'utf8').trim(), 'model.safetensors');
+      const latest = path.join(
+        ck,
+        fs.readFileSync(path.join(ck, 'LATEST'), 'utf8').trim(),
+        'model.safetensors',
+      );
       const original = fs.readFileSync(latest);
       const bad = Buffer.from(original);
       bad[bad.length - 5] = bad[bad.length - 5]! ^ 0x40;
       fs.writeFileSync(latest, bad);
       try {
-        await expectFailure(file, /CheckpointError: .*round-000002\/model\.safetensors: corrupt checkpoint file \(SHA-256/);
+        await expectFailure(
+          file,
+          /CheckpointError: .*round-000002\/model\.safetensors: corrupt checkpoint file \(SHA-256/,
+        );
       } finally {
         fs.writeFileSync(latest, original);
       }
@@ -146,8 +180,14 @@ describe('worker + coordinator: faults', function () {
       fs.writeFileSync(csv, 'a,b,label\n0.1,0.2,0\n0.3,0.4,1\n0.5');
       const cfg = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
       const other = path.join(dir, 'truncated.json');
-      fs.writeFileSync(other, JSON.stringify({ ...cfg, dataset: { format: 'csv', path: csv, testPath: csv } }));
-      await expectFailure(other, /DatasetError: .*train\.csv:4: 1 fields, the header has 3 \(is the file truncated\?\)/);
+      fs.writeFileSync(
+        other,
+        JSON.stringify({ ...cfg, dataset: { format: 'csv', path: csv, testPath: csv } }),
+      );
+      await expectFailure(
+        other,
+        /DatasetError: .*train\.csv:4: 1 fields, the header has 3 \(is the file truncated\?\)/,
+      );
     });
   });
 });

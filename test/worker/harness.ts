@@ -15,7 +15,10 @@ export interface Proc {
   stderr: string[];
   exited: Promise<number | null>;
   /** Resolves with the first stdout JSON line matching `pred`. */
-  waitFor(pred: (l: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  waitFor(
+    pred: (l: Record<string, unknown>) => boolean,
+    timeoutMs?: number,
+  ): Promise<Record<string, unknown>>;
 }
 
 export function tmpDir(prefix: string): string {
@@ -34,11 +37,15 @@ export function freePort(): Promise<number> {
 }
 
 function start(script: string, args: string[], env: Record<string, string> = {}): Proc {
-  const child = spawn(process.execPath, [...NODE_ARGS, path.join(ROOT, 'worker-ts/src/bin', script), ...args], {
-    cwd: ROOT,
-    env: { ...process.env, TF_NUM_INTRAOP_THREADS: '1', TF_NUM_INTEROP_THREADS: '1', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [...NODE_ARGS, path.join(ROOT, 'worker-ts/src/bin', script), ...args],
+    {
+      cwd: ROOT,
+      env: { ...process.env, TF_NUM_INTRAOP_THREADS: '1', TF_NUM_INTEROP_THREADS: '1', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   const lines: Record<string, unknown>[] = [];
   const stderr: string[] = [];
   const listeners: (() => void)[] = [];
@@ -75,10 +82,21 @@ function start(script: string, args: string[], env: Record<string, string> = {})
           }
           return false;
         };
-        const timer = setTimeout(() => reject(new Error(`timed out waiting for a line; stderr tail: ${stderr.join('').slice(-2000)}`)), timeoutMs);
+        const timer = setTimeout(
+          () =>
+            reject(new Error(`timed out waiting for a line; stderr tail: ${stderr.join('').slice(-2000)}`)),
+          timeoutMs,
+        );
         if (check()) return;
         listeners.push(check);
-        void exited.then(() => setTimeout(() => check() || reject(new Error(`process exited (${script}); stderr tail: ${stderr.join('').slice(-2000)}`)), 50));
+        void exited.then(() =>
+          setTimeout(
+            () =>
+              check() ||
+              reject(new Error(`process exited (${script}); stderr tail: ${stderr.join('').slice(-2000)}`)),
+            50,
+          ),
+        );
       });
     },
   };
@@ -88,8 +106,17 @@ export function startCoordinator(configFile: string, env: Record<string, string>
   return start('coordinator.ts', ['--config', configFile], env);
 }
 
-export function startWorker(configFile: string, index: number, address: string, env: Record<string, string> = {}): Proc {
-  return start('worker.ts', ['--config', configFile, '--worker-index', String(index), '--aggregator', address], env);
+export function startWorker(
+  configFile: string,
+  index: number,
+  address: string,
+  env: Record<string, string> = {},
+): Proc {
+  return start(
+    'worker.ts',
+    ['--config', configFile, '--worker-index', String(index), '--aggregator', address],
+    env,
+  );
 }
 
 export async function address(coord: Proc): Promise<string> {
@@ -103,7 +130,14 @@ export function writeConfig(dir: string, overrides: Record<string, unknown>): st
     model: { kind: 'mlp', hidden: [16] },
     dataset: { format: 'idx', preset: 'fashion-mnist', trainExamples: 300, testExamples: 500 },
     workers: { count: 3 },
-    privacy: { clipNorm: 1, noiseMultiplier: 1, delta: 1e-5, epsilonBudget: null, accountant: 'rdp', samplingRate: 0.2 },
+    privacy: {
+      clipNorm: 1,
+      noiseMultiplier: 1,
+      delta: 1e-5,
+      epsilonBudget: null,
+      accountant: 'rdp',
+      samplingRate: 0.2,
+    },
     secureAggregation: { mode: 'masking', threshold: 2 },
     optimizer: { kind: 'sgd', learningRate: 0.5, momentum: 0.5 },
     rounds: 5,

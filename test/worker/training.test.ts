@@ -13,9 +13,20 @@ import {
 } from '@tensorguard/worker';
 import { expect } from 'chai';
 import fs from 'node:fs';
-import { address, killAll, startCoordinator, startWorker, tmpDir, writeConfig, type Proc } from './harness.js';
+import {
+  address,
+  killAll,
+  startCoordinator,
+  startWorker,
+  tmpDir,
+  writeConfig,
+  type Proc,
+} from './harness.js';
 
-async function runJob(config: string, workers: number): Promise<{ coord: Proc; done: Record<string, unknown>; ws: Proc[] }> {
+async function runJob(
+  config: string,
+  workers: number,
+): Promise<{ coord: Proc; done: Record<string, unknown>; ws: Proc[] }> {
   const coord = startCoordinator(config);
   const ws: Proc[] = [];
   try {
@@ -37,7 +48,14 @@ describe('worker + coordinator: training', function () {
   it('3 workers with secure aggregation and no noise equal one process of clipped SGD on the union (5 rounds)', async () => {
     const dir = tmpDir('tg-eq-');
     const overrides = {
-      privacy: { clipNorm: 0.5, noiseMultiplier: 0, delta: 1e-5, epsilonBudget: null, accountant: 'rdp', samplingRate: 1 },
+      privacy: {
+        clipNorm: 0.5,
+        noiseMultiplier: 0,
+        delta: 1e-5,
+        epsilonBudget: null,
+        accountant: 'rdp',
+        samplingRate: 1,
+      },
       dataset: { format: 'idx', preset: 'fashion-mnist', trainExamples: 90, testExamples: 100 },
       checkpoint: { dir: `${dir}/ckpt`, everyRounds: 5 },
     };
@@ -48,7 +66,14 @@ describe('worker + coordinator: training', function () {
     for (const w of ws) {
       const m = w.lines.filter((l) => l.type === 'metrics');
       expect(m).to.have.length(5);
-      expect(Object.keys(m[0]!.phase_seconds as object)).to.have.members(['sample', 'clip', 'noise', 'encode', 'mask', 'upload']);
+      expect(Object.keys(m[0]!.phase_seconds as object)).to.have.members([
+        'sample',
+        'clip',
+        'noise',
+        'encode',
+        'mask',
+        'upload',
+      ]);
     }
 
     // Reference: one process, the same clipped SGD on the union of the shards.
@@ -64,14 +89,20 @@ describe('worker + coordinator: training', function () {
     for (let r = 0; r < 5; r++) {
       engine.setTrainable(params);
       const { sum } = engine.clippedSum(x, y, cfg.privacy.clipNorm);
-      opt.step(params, sum.map((v) => v / train.size));
+      opt.step(
+        params,
+        sum.map((v) => v / train.size),
+      );
     }
     tf.dispose([x, y]);
     engine.dispose();
 
     const ck = loadLatestCheckpoint(cfg.checkpoint.dir, { baseModelFingerprint: prepared.fingerprint })!;
     expect(ck.manifest.round).to.equal(5);
-    const got = flatten(specs, Object.fromEntries(specs.map((s) => [s.name, ck.model[s.name]!.data as Float32Array])));
+    const got = flatten(
+      specs,
+      Object.fromEntries(specs.map((s) => [s.name, ck.model[s.name]!.data as Float32Array])),
+    );
     let maxErr = 0;
     let maxAbs = 0;
     for (let i = 0; i < params.length; i++) {
@@ -89,7 +120,14 @@ describe('worker + coordinator: training', function () {
     const file = writeConfig(dir, {
       model: { kind: 'mlp', hidden: [32] },
       dataset: { format: 'idx', preset: 'fashion-mnist', trainExamples: 1500, testExamples: 1000 },
-      privacy: { clipNorm: 1, noiseMultiplier: 0.8, delta: 1e-5, epsilonBudget: 20, accountant: 'rdp', samplingRate: 0.1 },
+      privacy: {
+        clipNorm: 1,
+        noiseMultiplier: 0.8,
+        delta: 1e-5,
+        epsilonBudget: 20,
+        accountant: 'rdp',
+        samplingRate: 0.1,
+      },
       optimizer: { kind: 'sgd', learningRate: 0.5, momentum: 0.5 },
       rounds: 12,
       evaluation: { everyRounds: 4 },
@@ -98,11 +136,17 @@ describe('worker + coordinator: training', function () {
     const { done, coord } = await runJob(file, 3);
     expect(done.status).to.equal('succeeded');
     expect(done.test_accuracy as number).to.be.above(0.5);
-    expect(done.epsilon as number).to.be.above(0).and.below(20);
+    expect(done.epsilon as number)
+      .to.be.above(0)
+      .and.below(20);
     const metrics = coord.lines.filter((l) => l.type === 'metrics');
     expect(metrics.map((m) => m.round)).to.deep.equal([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
     const eps = metrics.map((m) => m.epsilon as number);
     expect(eps.every((e, i) => i === 0 || e > eps[i - 1]!)).to.equal(true);
-    expect(Object.keys(metrics[0]!.phase_seconds as object)).to.have.members(['aggregate', 'unmask', 'apply']);
+    expect(Object.keys(metrics[0]!.phase_seconds as object)).to.have.members([
+      'aggregate',
+      'unmask',
+      'apply',
+    ]);
   });
 });

@@ -86,7 +86,8 @@ export class ConfigError extends Error {
 type Obj = Record<string, unknown>;
 
 function obj(v: unknown, field: string): Obj {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ConfigError(field, 'must be an object');
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new ConfigError(field, 'must be an object');
   return v as Obj;
 }
 function num(o: Obj, key: string, field: string, check: (n: number) => boolean, what: string): number {
@@ -145,7 +146,8 @@ export function parseRunConfig(raw: unknown): RunConfig {
   num(c, 'rounds', '(root)', int, 'an integer ≥ 1');
   num(obj(c.evaluation, 'evaluation'), 'everyRounds', 'evaluation', int, 'an integer ≥ 1');
   const ck = obj(c.checkpoint, 'checkpoint');
-  if (typeof ck.dir !== 'string' || ck.dir === '') throw new ConfigError('checkpoint.dir', 'must be a non-empty path');
+  if (typeof ck.dir !== 'string' || ck.dir === '')
+    throw new ConfigError('checkpoint.dir', 'must be a non-empty path');
   num(ck, 'everyRounds', 'checkpoint', int, 'an integer ≥ 1');
   const env = obj(c.envelope, 'envelope');
   num(env, 'maxTrainableParameters', 'envelope', int, 'an integer ≥ 1');
@@ -160,7 +162,10 @@ export function loadRunConfig(file: string): RunConfig {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (err) {
-    throw new ConfigError('(file)', `cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    throw new ConfigError(
+      '(file)',
+      `cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+    );
   }
   let raw: unknown;
   try {

@@ -19,19 +19,36 @@ export { poissonSample, seededRandom, systemRandom, type RandomSource } from './
 export { SgdMomentum, Adam, createOptimizer, type Optimizer, type OptimizerOptions } from './optimizer.js';
 export { encodeSafetensors, decodeSafetensors, tensor, type NamedTensor } from './checkpoint/safetensors.js';
 export { CheckpointError } from './checkpoint/errors.js';
-export { saveCheckpoint, loadCheckpoint, loadLatestCheckpoint, latestCheckpointDir } from './checkpoint/store.js';
+export {
+  saveCheckpoint,
+  loadCheckpoint,
+  loadLatestCheckpoint,
+  latestCheckpointDir,
+} from './checkpoint/store.js';
 export { writeFileAtomic } from './checkpoint/atomic.js';
 export type { Manifest } from './checkpoint/manifest.js';
 export { parseRunConfig, loadRunConfig, ConfigError, type RunConfig } from './config.js';
 export { mlp } from './models/mlp.js';
 export { cnnTanh } from './models/cnn-tanh.js';
 export { transformerLora } from './models/transformer-lora.js';
-export { flatten, unflatten, trainableSpecs, trainableCount, type ModelDef, type ParamSpec } from './models/model.js';
+export {
+  flatten,
+  unflatten,
+  trainableSpecs,
+  trainableCount,
+  type ModelDef,
+  type ParamSpec,
+} from './models/model.js';
 export { buildModel, checkEnvelope, EnvelopeError, modelFingerprint } from './models/index.js';
 export { prepareModel, type PreparedModel } from './job.js';
 export { LoopClippingEngine, type ClippingEngine, type ClippedSum } from './clipping.js';
 export { gaussianIntegerNoise, shareStdInteger } from './noise.js';
-export { RdpAccountant, rdpSubsampledGaussian, epsilonFromRdp, type RoundEvent } from './coordinator/privacy.js';
+export {
+  RdpAccountant,
+  rdpSubsampledGaussian,
+  epsilonFromRdp,
+  type RoundEvent,
+} from './coordinator/privacy.js';
 export { PrivacyLedger, type LedgerEntry } from './coordinator/ledger.js';
 export { Coordinator, type CoordinatorOptions, type CoordinatorResult } from './coordinator/coordinator.js';
 export { RoundClient, type RoundClientOptions } from './round-client.js';

@@ -12,10 +12,18 @@ export interface PreparedModel {
   parameters: number;
 }
 
-export function prepareModel(cfg: RunConfig, train: Pick<Dataset, 'featureShape' | 'numClasses'>): PreparedModel {
+export function prepareModel(
+  cfg: RunConfig,
+  train: Pick<Dataset, 'featureShape' | 'numClasses'>,
+): PreparedModel {
   const numClasses = cfg.dataset.numClasses ?? train.numClasses;
   const def = buildModel(cfg.model, { inputShape: train.featureShape, numClasses });
   const bits = cfg.secureAggregation.bits === 32 ? 32 : 64;
   const { parameters } = checkEnvelope(def, cfg.envelope, bits);
-  return { def, initial: initialValues(def, cfg.model), fingerprint: modelFingerprint(def, cfg.model), parameters };
+  return {
+    def,
+    initial: initialValues(def, cfg.model),
+    fingerprint: modelFingerprint(def, cfg.model),
+    parameters,
+  };
 }

@@ -24,8 +24,16 @@ describe('noise shares', () => {
 
   // The realised noise of a securely aggregated sum of zero vectors, through the real protocol.
   function realisedVariance(dropped: number[]): number {
-    const enc = planEncoding({ clipNorm: C, scale, workers: n, dimension: d, noiseStd: (std / scale) * Math.sqrt(n) });
-    const inputs = Array.from({ length: n }, () => encode(enc, new Float32Array(d), gaussianIntegerNoise(d, std)));
+    const enc = planEncoding({
+      clipNorm: C,
+      scale,
+      workers: n,
+      dimension: d,
+      noiseStd: (std / scale) * Math.sqrt(n),
+    });
+    const inputs = Array.from({ length: n }, () =>
+      encode(enc, new Float32Array(d), gaussianIntegerNoise(d, std)),
+    );
     const report = runRoundInProcess({
       params: {
         sessionId: newSessionId(),

@@ -12,7 +12,12 @@ import { randomFillSync } from 'node:crypto';
 const BATCH = 8192;
 
 /** Standard deviation, in integer units, of one worker's share. */
-export function shareStdInteger(noiseMultiplier: number, sensitivity: number, scale: number, quorum: number): number {
+export function shareStdInteger(
+  noiseMultiplier: number,
+  sensitivity: number,
+  scale: number,
+  quorum: number,
+): number {
   if (!(quorum >= 1)) throw new RangeError(`quorum must be ≥ 1, got ${quorum}`);
   return (noiseMultiplier * sensitivity * scale) / Math.sqrt(quorum);
 }

@@ -51,11 +51,16 @@ export class RoundClient {
   constructor(private readonly o: RoundClientOptions) {
     this.client = new RoundServiceClient(o.address);
     this.workerId = `worker-${o.workerIndex}`;
-    this.random = o.samplingSeed !== undefined ? seededRandom(`${o.samplingSeed}/${o.workerIndex}`) : systemRandom;
+    this.random =
+      o.samplingSeed !== undefined ? seededRandom(`${o.samplingSeed}/${o.workerIndex}`) : systemRandom;
   }
 
   /** Retries UNAVAILABLE (coordinator not up yet, or restarting) until `unreachableMs`. */
-  private async call<T>(method: Parameters<RoundServiceClient['call']>[0], req: unknown, deadlineMs: number): Promise<T> {
+  private async call<T>(
+    method: Parameters<RoundServiceClient['call']>[0],
+    req: unknown,
+    deadlineMs: number,
+  ): Promise<T> {
     const giveUp = Date.now() + (this.o.unreachableMs ?? 120_000);
     for (let delay = 100; ; delay = Math.min(2000, delay * 2)) {
       try {
@@ -87,7 +92,11 @@ export class RoundClient {
         if (isCode(err, grpc.status.DEADLINE_EXCEEDED)) continue;
         if (isCode(err, grpc.status.FAILED_PRECONDITION)) {
           // The coordinator restarted and forgot us: join again.
-          await this.call('Join', { workerId: this.workerId, workerIndex: this.o.workerIndex, shardSize: this.o.shard.size }, 30_000);
+          await this.call(
+            'Join',
+            { workerId: this.workerId, workerIndex: this.o.workerIndex, shardSize: this.o.shard.size },
+            30_000,
+          );
           continue;
         }
         throw err;
@@ -97,8 +106,19 @@ export class RoundClient {
       try {
         await this.round(next);
       } catch (err) {
-        if (isCode(err, grpc.status.ABORTED, grpc.status.FAILED_PRECONDITION, grpc.status.PERMISSION_DENIED, grpc.status.DEADLINE_EXCEEDED)) {
-          this.o.log.warn({ round: next.params.round, err: (err as Error).message }, 'round abandoned; waiting for the next');
+        if (
+          isCode(
+            err,
+            grpc.status.ABORTED,
+            grpc.status.FAILED_PRECONDITION,
+            grpc.status.PERMISSION_DENIED,
+            grpc.status.DEADLINE_EXCEEDED,
+          )
+        ) {
+          this.o.log.warn(
+            { round: next.params.round, err: (err as Error).message },
+            'round abandoned; waiting for the next',
+          );
           continue;
         }
         throw err;
@@ -118,16 +138,28 @@ export class RoundClient {
     const compiled = compileRound(open.params);
     const plan = planEncoding(open.encoding);
     const me = new RoundParticipant(compiled, open.index);
-    const send = async <T>(method: 'AdvertiseKeys' | 'ShareKeys' | 'MaskedInput' | 'Unmask', message: unknown, size: number, deadline: number) => {
+    const send = async <T>(
+      method: 'AdvertiseKeys' | 'ShareKeys' | 'MaskedInput' | 'Unmask',
+      message: unknown,
+      size: number,
+      deadline: number,
+    ) => {
       bytes += size;
       return this.call<T>(method, { workerId: this.workerId, round: r, message }, deadline);
     };
     const adv = me.advertiseKeys();
     const roster = await send<KeyRoster>('AdvertiseKeys', adv, 64, 120_000);
     const sk = me.shareKeys(roster);
-    const incoming = await send<EncryptedShare[]>('ShareKeys', sk, sk.shares.reduce((a, s) => a + s.ciphertext.length + 8, 0), 120_000);
+    const incoming = await send<EncryptedShare[]>(
+      'ShareKeys',
+      sk,
+      sk.shares.reduce((a, s) => a + s.ciphertext.length + 8, 0),
+      120_000,
+    );
 
-    const indices = await timer.time('sample', () => poissonSample(shard.size, open.samplingRate, this.random));
+    const indices = await timer.time('sample', () =>
+      poissonSample(shard.size, open.samplingRate, this.random),
+    );
     const clipped = await timer.time('clip', () => {
       const len = recordLength(shard);
       const B = indices.length;

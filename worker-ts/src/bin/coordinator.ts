@@ -22,7 +22,10 @@ async function main(): Promise<number> {
   const train = loadTrainSet(cfg);
   const test = loadTestSet(cfg);
   const prepared = prepareModel(cfg, train);
-  log.info({ model: prepared.def.kind, parameters: prepared.parameters, testRecords: test.size }, 'model ready');
+  log.info(
+    { model: prepared.def.kind, parameters: prepared.parameters, testRecords: test.size },
+    'model ready',
+  );
   const engine = new LoopClippingEngine(tf, prepared.def, prepared.initial);
   const tx = tf.tensor(test.features, [test.size, ...test.featureShape], test.dtype);
   const ty = tf.tensor1d(test.labels, 'int32');
@@ -35,11 +38,19 @@ async function main(): Promise<number> {
     },
     log,
     emit: emitLine,
-    ...(process.env.TENSORGUARD_STAGE_TIMEOUT_MS ? { stageTimeoutMs: Number(process.env.TENSORGUARD_STAGE_TIMEOUT_MS) } : {}),
-    ...(process.env.TENSORGUARD_JOIN_GRACE_MS ? { joinGraceMs: Number(process.env.TENSORGUARD_JOIN_GRACE_MS) } : {}),
+    ...(process.env.TENSORGUARD_STAGE_TIMEOUT_MS
+      ? { stageTimeoutMs: Number(process.env.TENSORGUARD_STAGE_TIMEOUT_MS) }
+      : {}),
+    ...(process.env.TENSORGUARD_JOIN_GRACE_MS
+      ? { joinGraceMs: Number(process.env.TENSORGUARD_JOIN_GRACE_MS) }
+      : {}),
   });
   coordinator.resume();
-  const { server, address } = await startServer(coordinator.handlers(), cfg.coordinator?.host ?? '127.0.0.1', cfg.coordinator?.port ?? 0);
+  const { server, address } = await startServer(
+    coordinator.handlers(),
+    cfg.coordinator?.host ?? '127.0.0.1',
+    cfg.coordinator?.port ?? 0,
+  );
   emitLine({ type: 'listening', address });
   log.info({ address }, 'listening');
   const res = await coordinator.run();
@@ -66,7 +77,17 @@ main().then(
   (err: unknown) => {
     const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
     log.error({ err }, 'coordinator failed to start');
-    emitLine({ type: 'done', status: 'failed', epsilon: null, delta: null, test_accuracy: null, rounds: 0, checkpoint: null, privacy_report: null, error: message });
+    emitLine({
+      type: 'done',
+      status: 'failed',
+      epsilon: null,
+      delta: null,
+      test_accuracy: null,
+      rounds: 0,
+      checkpoint: null,
+      privacy_report: null,
+      error: message,
+    });
     process.exit(1);
   },
 );

@@ -22,12 +22,19 @@ async function main(): Promise<number> {
   const { LoopClippingEngine } = await import('../clipping.js');
   const { RoundClient } = await import('../round-client.js');
   const cfg = loadRunConfig(args.config);
-  if (index < 0 || index >= cfg.workers.count) throw new Error(`--worker-index ${index} is outside [0, ${cfg.workers.count})`);
+  if (index < 0 || index >= cfg.workers.count)
+    throw new Error(`--worker-index ${index} is outside [0, ${cfg.workers.count})`);
   const all = loadTrainSet(cfg);
   const prepared = prepareModel(cfg, all);
   const { start, end } = shardRange(all.size, cfg.workers.count, index);
-  const shard = selectRecords(all, Int32Array.from({ length: end - start }, (_, i) => start + i));
-  log.info({ records: shard.size, model: prepared.def.kind, parameters: prepared.parameters }, 'shard loaded');
+  const shard = selectRecords(
+    all,
+    Int32Array.from({ length: end - start }, (_, i) => start + i),
+  );
+  log.info(
+    { records: shard.size, model: prepared.def.kind, parameters: prepared.parameters },
+    'shard loaded',
+  );
   const engine = new LoopClippingEngine(tf, prepared.def, prepared.initial);
   const client = new RoundClient({
     tf,

@@ -34,7 +34,14 @@ import { PhaseTimer, rounded } from '../metrics.js';
 import { flatten, sizeOf, trainableSpecs, type ModelDef } from '../models/model.js';
 import { shareStdInteger } from '../noise.js';
 import { createOptimizer, type Optimizer } from '../optimizer.js';
-import type { JoinRequest, JoinResponse, NextRoundRequest, NextRoundResponse, RoundOpen, StageRequest } from '../protocol.js';
+import type {
+  JoinRequest,
+  JoinResponse,
+  NextRoundRequest,
+  NextRoundResponse,
+  RoundOpen,
+  StageRequest,
+} from '../protocol.js';
 import { PrivacyLedger, type LedgerEntry } from './ledger.js';
 import { RdpAccountant } from './privacy.js';
 import { RpcError, type Handler, type Method } from './rpc.js';
@@ -87,7 +94,6 @@ interface LiveRound {
   stageWaiters: Map<string, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>;
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class Coordinator {
   state: CoordinatorState = 'STARTING';
@@ -159,7 +165,10 @@ export class Coordinator {
     const last = Math.max(this.modelVersion, ...events.map((e) => e.round));
     this.nextRound = last + 1;
     if (events.length > 0) {
-      this.o.log.info({ releasedRounds: this.accountant.roundCount, epsilon: this.epsilon }, 'privacy ledger replayed');
+      this.o.log.info(
+        { releasedRounds: this.accountant.roundCount, epsilon: this.epsilon },
+        'privacy ledger replayed',
+      );
     }
   }
 
@@ -177,7 +186,10 @@ export class Coordinator {
   private join(req: JoinRequest): JoinResponse {
     const n = this.config.workers.count;
     if (!Number.isInteger(req.workerIndex) || req.workerIndex < 0 || req.workerIndex >= n) {
-      throw new RpcError(grpc.status.INVALID_ARGUMENT, `worker index ${req.workerIndex} is outside [0, ${n})`);
+      throw new RpcError(
+        grpc.status.INVALID_ARGUMENT,
+        `worker index ${req.workerIndex} is outside [0, ${n})`,
+      );
     }
     if (!Number.isInteger(req.shardSize) || req.shardSize < 0) {
       throw new RpcError(grpc.status.INVALID_ARGUMENT, `shardSize must be a non-negative integer`);
@@ -188,7 +200,8 @@ export class Coordinator {
   }
 
   private nextRoundFor(req: NextRoundRequest): Promise<NextRoundResponse> {
-    if (this.state === 'DONE' || this.state === 'FAILED') return Promise.resolve({ kind: 'done', reason: this.doneReason });
+    if (this.state === 'DONE' || this.state === 'FAILED')
+      return Promise.resolve({ kind: 'done', reason: this.doneReason });
     if (!this.shardSizes.has(req.workerIndex)) {
       return Promise.reject(new RpcError(grpc.status.FAILED_PRECONDITION, 'call Join first'));
     }
@@ -199,15 +212,24 @@ export class Coordinator {
     });
   }
 
-  private async stage(req: StageRequest<unknown>, stage: 'ADVERTISE_KEYS' | 'SHARE_KEYS' | 'MASKED_INPUT' | 'UNMASK'): Promise<unknown> {
+  private async stage(
+    req: StageRequest<unknown>,
+    stage: 'ADVERTISE_KEYS' | 'SHARE_KEYS' | 'MASKED_INPUT' | 'UNMASK',
+  ): Promise<unknown> {
     const live = this.live;
     if (!live || live.r !== req.round) {
-      throw new RpcError(grpc.status.ABORTED, `round ${req.round} is not open (current: ${live?.r ?? 'none'})`);
+      throw new RpcError(
+        grpc.status.ABORTED,
+        `round ${req.round} is not open (current: ${live?.r ?? 'none'})`,
+      );
     }
     const index = live.members.indexOf(req.workerId);
     const msg = req.message as { index?: unknown };
     if (index < 0 || msg?.index !== index) {
-      throw new RpcError(grpc.status.PERMISSION_DENIED, `${req.workerId} is not member ${String(msg?.index)} of round ${req.round}`);
+      throw new RpcError(
+        grpc.status.PERMISSION_DENIED,
+        `${req.workerId} is not member ${String(msg?.index)} of round ${req.round}`,
+      );
     }
     try {
       switch (stage) {
@@ -228,7 +250,9 @@ export class Coordinator {
       if (err instanceof SecAggError) throw new RpcError(grpc.status.FAILED_PRECONDITION, err.message);
       throw err;
     }
-    const p = new Promise((resolve, reject) => live.stageWaiters.set(`${stage}:${req.workerId}`, { resolve, reject }));
+    const p = new Promise((resolve, reject) =>
+      live.stageWaiters.set(`${stage}:${req.workerId}`, { resolve, reject }),
+    );
     live.poke();
     return p;
   }
@@ -242,12 +266,19 @@ export class Coordinator {
       let first = true;
       while (this.releasedRounds < cfg.rounds) {
         const next = this.accountant.epsilonWith(
-          { samplingRate: cfg.privacy.samplingRate, noiseMultiplier: cfg.privacy.noiseMultiplier, survivors: cfg.secureAggregation.threshold },
+          {
+            samplingRate: cfg.privacy.samplingRate,
+            noiseMultiplier: cfg.privacy.noiseMultiplier,
+            survivors: cfg.secureAggregation.threshold,
+          },
           this.delta,
         );
         if (cfg.privacy.epsilonBudget !== null && next > cfg.privacy.epsilonBudget) {
           this.doneReason = `privacy budget: another round would reach ε = ${next.toFixed(3)} > epsilonBudget ${cfg.privacy.epsilonBudget}`;
-          this.o.log.warn({ epsilon: this.epsilon, next }, 'stopping before the privacy budget would be exceeded');
+          this.o.log.warn(
+            { epsilon: this.epsilon, next },
+            'stopping before the privacy budget would be exceeded',
+          );
           break;
         }
         const members = await this.gatherMembers(first);
@@ -297,7 +328,9 @@ export class Coordinator {
         return ws;
       }
       if (first && Date.now() - startedAt > 4 * (this.o.startupTimeoutMs ?? 120_000)) {
-        throw new Error(`only ${k} of ${n} workers joined; at least ${need} are needed (secureAggregation.threshold)`);
+        throw new Error(
+          `only ${k} of ${n} workers joined; at least ${need} are needed (secureAggregation.threshold)`,
+        );
       }
       await new Promise<void>((resolve) => {
         this.wake = resolve;
@@ -350,7 +383,12 @@ export class Coordinator {
     const compiled = compileRound(params);
     const stageMs = this.o.stageTimeoutMs ?? 15_000;
     const agg = new AggregatorRound(compiled, {
-      deadlinesMs: { ADVERTISE_KEYS: stageMs, SHARE_KEYS: stageMs, MASKED_INPUT: cfg.roundTimeoutMs, UNMASK: stageMs },
+      deadlinesMs: {
+        ADVERTISE_KEYS: stageMs,
+        SHARE_KEYS: stageMs,
+        MASKED_INPUT: cfg.roundTimeoutMs,
+        UNMASK: stageMs,
+      },
     });
     let poke: () => void = () => {};
     const live: LiveRound = { r, agg, members, encoding: enc, poke: () => poke(), stageWaiters: new Map() };
@@ -391,7 +429,8 @@ export class Coordinator {
       }
     };
     const failAll = (err: unknown) => {
-      for (const w of live.stageWaiters.values()) w.reject(new RpcError(grpc.status.ABORTED, err instanceof Error ? err.message : String(err)));
+      for (const w of live.stageWaiters.values())
+        w.reject(new RpcError(grpc.status.ABORTED, err instanceof Error ? err.message : String(err)));
       live.stageWaiters.clear();
     };
     try {
@@ -462,7 +501,10 @@ export class Coordinator {
         round_seconds: Number(((performance.now() - roundStart) / 1000).toFixed(4)),
         phase_seconds: rounded(timer.seconds),
       });
-      this.o.log.info({ round: r, survivors: result.survivors.length, epsilon: this.epsilon }, 'round released and applied');
+      this.o.log.info(
+        { round: r, survivors: result.survivors.length, epsilon: this.epsilon },
+        'round released and applied',
+      );
     } catch (err) {
       failAll(err);
       if (err instanceof SecAggError) {
@@ -494,7 +536,11 @@ export class Coordinator {
       manifest: {
         round: this.modelVersion,
         baseModelFingerprint: this.o.fingerprint,
-        model: { kind: this.o.def.kind, trainable: this.specs.map((s) => s.name), parameters: this.params.length },
+        model: {
+          kind: this.o.def.kind,
+          trainable: this.specs.map((s) => s.name),
+          parameters: this.params.length,
+        },
         tensors: this.o.def.params.map((p) => ({ name: p.name, shape: p.shape, dtype: 'F32' })),
         optimizer: { kind: this.optimizer.kind, step: st.step },
         dp: {
@@ -524,7 +570,8 @@ export class Coordinator {
           epsilon: this.epsilon,
           delta: this.delta,
           epsilonBudget: cfg.privacy.epsilonBudget,
-          accountant: 'RDP of the Poisson-subsampled Gaussian, integer orders 2..1024, Balle et al. 2020 conversion',
+          accountant:
+            'RDP of the Poisson-subsampled Gaussian, integer orders 2..1024, Balle et al. 2020 conversion',
           privacyUnit: 'one training record',
           samplingRate: cfg.privacy.samplingRate,
           clipNorm: cfg.privacy.clipNorm,

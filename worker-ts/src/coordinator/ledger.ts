@@ -33,14 +33,22 @@ export class PrivacyLedger {
       if (line === '') continue;
       try {
         const e = JSON.parse(line) as LedgerEntry;
-        if (!Number.isInteger(e.round) || typeof e.noiseMultiplier !== 'number' || typeof e.samplingRate !== 'number') {
+        if (
+          !Number.isInteger(e.round) ||
+          typeof e.noiseMultiplier !== 'number' ||
+          typeof e.samplingRate !== 'number'
+        ) {
           throw new Error('missing fields');
         }
         out.push(e);
       } catch (err) {
         const torn = i === lines.length - 1 && !text.endsWith('\n');
         if (torn) break;
-        throw new CheckpointError(`${this.file}:${i + 1}: damaged privacy ledger entry (${(err as Error).message}); refusing to resume without knowing what was released`, this.file, { cause: err });
+        throw new CheckpointError(
+          `${this.file}:${i + 1}: damaged privacy ledger entry (${(err as Error).message}); refusing to resume without knowing what was released`,
+          this.file,
+          { cause: err },
+        );
       }
     }
     return out;

@@ -19,7 +19,18 @@ export interface RoundEvent {
 
 export const RDP_ORDERS: number[] = [
   ...Array.from({ length: 63 }, (_, i) => i + 2),
-  72, 80, 96, 112, 128, 160, 192, 256, 384, 512, 768, 1024,
+  72,
+  80,
+  96,
+  112,
+  128,
+  160,
+  192,
+  256,
+  384,
+  512,
+  768,
+  1024,
 ];
 
 function logAdd(a: number, b: number): number {
@@ -70,7 +81,9 @@ export class RdpAccountant {
   record(e: RoundEvent): void {
     if (this.rounds.has(e.round)) return;
     this.rounds.add(e.round);
-    RDP_ORDERS.forEach((a, i) => (this.rdp[i] = this.rdp[i]! + rdpSubsampledGaussian(e.samplingRate, e.noiseMultiplier, a)));
+    RDP_ORDERS.forEach(
+      (a, i) => (this.rdp[i] = this.rdp[i]! + rdpSubsampledGaussian(e.samplingRate, e.noiseMultiplier, a)),
+    );
   }
 
   get roundCount(): number {
@@ -83,7 +96,9 @@ export class RdpAccountant {
 
   /** ε after also composing `extra` (the budget check for the next round), without recording it. */
   epsilonWith(extra: Omit<RoundEvent, 'round'>, delta: number): number {
-    const rdp = RDP_ORDERS.map((a, i) => this.rdp[i]! + rdpSubsampledGaussian(extra.samplingRate, extra.noiseMultiplier, a));
+    const rdp = RDP_ORDERS.map(
+      (a, i) => this.rdp[i]! + rdpSubsampledGaussian(extra.samplingRate, extra.noiseMultiplier, a),
+    );
     return epsilonFromRdp(rdp, delta);
   }
 }

@@ -41,8 +41,15 @@ export class RpcError extends Error {
 
 export type Handler = (req: unknown) => Promise<unknown>;
 
-export function startServer(handlers: Record<Method, Handler>, host: string, port: number): Promise<{ server: grpc.Server; address: string }> {
-  const server = new grpc.Server({ 'grpc.max_receive_message_length': 512 * 1024 * 1024, 'grpc.max_send_message_length': 512 * 1024 * 1024 });
+export function startServer(
+  handlers: Record<Method, Handler>,
+  host: string,
+  port: number,
+): Promise<{ server: grpc.Server; address: string }> {
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': 512 * 1024 * 1024,
+    'grpc.max_send_message_length': 512 * 1024 * 1024,
+  });
   const impl: grpc.UntypedServiceImplementation = {};
   for (const m of METHODS) {
     impl[m] = (call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {

@@ -8,7 +8,12 @@ import { fashionMnistDir, findIdx, loadImagePair, readIdxFile } from './idx.js';
 import { readJsonlFile } from './jsonl.js';
 import { shardRange } from './shard.js';
 
-function fromImages(images: { shape: number[]; data: Uint8Array }, labels: Uint8Array, limit: number | undefined, source: string): Dataset {
+function fromImages(
+  images: { shape: number[]; data: Uint8Array },
+  labels: Uint8Array,
+  limit: number | undefined,
+  source: string,
+): Dataset {
   const [n0, rows, cols] = images.shape as [number, number, number];
   const n = Math.min(limit ?? n0, n0);
   const len = rows * cols;
@@ -30,7 +35,8 @@ function loadSplit(cfg: RunConfig['dataset'], model: RunConfig['model'], split: 
   const file = split === 'train' ? cfg.path : cfg.testPath;
   if (cfg.format === 'idx') {
     const dir = file ?? (cfg.preset === 'fashion-mnist' ? fashionMnistDir() : undefined);
-    if (!dir) throw new DatasetError(`dataset.${split === 'train' ? 'path' : 'testPath'} is not set`, '(config)');
+    if (!dir)
+      throw new DatasetError(`dataset.${split === 'train' ? 'path' : 'testPath'} is not set`, '(config)');
     const prefix = split === 'train' ? 'train' : 't10k';
     if (file === undefined || fsIsDir(dir)) {
       const pair = loadImagePair(dir, prefix);
@@ -38,19 +44,34 @@ function loadSplit(cfg: RunConfig['dataset'], model: RunConfig['model'], split: 
     }
     // A single images file given: labels next to it with 'images-idx3' → 'labels-idx1'.
     const images = readIdxFile(dir);
-    const labelsFile = findIdx(path.dirname(dir), path.basename(dir).replace('images-idx3', 'labels-idx1').replace(/\.gz$/, ''));
+    const labelsFile = findIdx(
+      path.dirname(dir),
+      path.basename(dir).replace('images-idx3', 'labels-idx1').replace(/\.gz$/, ''),
+    );
     return fromImages(images, readIdxFile(labelsFile).data, limit, dir);
   }
-  if (!file) throw new DatasetError(`dataset.${split === 'train' ? 'path' : 'testPath'} is required for ${cfg.format}`, '(config)');
+  if (!file)
+    throw new DatasetError(
+      `dataset.${split === 'train' ? 'path' : 'testPath'} is required for ${cfg.format}`,
+      '(config)',
+    );
   const ds =
     cfg.format === 'csv'
-      ? readCsvFile(file, { ...(cfg.labelColumn ? { labelColumn: cfg.labelColumn } : {}), ...(cfg.numClasses ? { numClasses: cfg.numClasses } : {}) })
+      ? readCsvFile(file, {
+          ...(cfg.labelColumn ? { labelColumn: cfg.labelColumn } : {}),
+          ...(cfg.numClasses ? { numClasses: cfg.numClasses } : {}),
+        })
       : readJsonlFile(file, {
           vocabSize: model.vocabSize ?? 4096,
           seqLen: model.seqLen ?? 32,
           ...(cfg.numClasses ? { numClasses: cfg.numClasses } : {}),
         });
-  return limit !== undefined && limit < ds.size ? selectRecords(ds, Int32Array.from({ length: limit }, (_, i) => i)) : ds;
+  return limit !== undefined && limit < ds.size
+    ? selectRecords(
+        ds,
+        Int32Array.from({ length: limit }, (_, i) => i),
+      )
+    : ds;
 }
 
 function fsIsDir(p: string): boolean {
@@ -74,5 +95,8 @@ export function loadTestSet(cfg: RunConfig): Dataset {
 export function loadShard(cfg: RunConfig, index: number): Dataset {
   const all = loadTrainSet(cfg);
   const { start, end } = shardRange(all.size, cfg.workers.count, index);
-  return selectRecords(all, Int32Array.from({ length: end - start }, (_, i) => start + i));
+  return selectRecords(
+    all,
+    Int32Array.from({ length: end - start }, (_, i) => start + i),
+  );
 }

@@ -17,9 +17,16 @@ export interface DataShape {
 export function buildModel(cfg: RunConfig['model'], data: DataShape): ModelDef {
   switch (cfg.kind) {
     case 'mlp':
-      return mlp({ inputShape: data.inputShape, numClasses: data.numClasses, ...(cfg.hidden ? { hidden: cfg.hidden } : {}) });
+      return mlp({
+        inputShape: data.inputShape,
+        numClasses: data.numClasses,
+        ...(cfg.hidden ? { hidden: cfg.hidden } : {}),
+      });
     case 'cnn-tanh':
-      return cnnTanh({ inputShape: data.inputShape.length === 2 ? [...data.inputShape, 1] : data.inputShape, numClasses: data.numClasses });
+      return cnnTanh({
+        inputShape: data.inputShape.length === 2 ? [...data.inputShape, 1] : data.inputShape,
+        numClasses: data.numClasses,
+      });
     case 'transformer-lora':
       return transformerLora({
         vocabSize: cfg.vocabSize ?? 4096,
@@ -47,7 +54,11 @@ export function initialValues(def: ModelDef, cfg: RunConfig['model']): Record<st
     try {
       bytes = fs.readFileSync(file);
     } catch (err) {
-      throw new CheckpointError(`${file}: cannot read the base checkpoint (${(err as NodeJS.ErrnoException).code})`, file, { cause: err });
+      throw new CheckpointError(
+        `${file}: cannot read the base checkpoint (${(err as NodeJS.ErrnoException).code})`,
+        file,
+        { cause: err },
+      );
     }
     const { tensors } = decodeSafetensors(bytes, file);
     for (const p of def.params) {
@@ -71,7 +82,13 @@ export function initialValues(def: ModelDef, cfg: RunConfig['model']): Record<st
  */
 export function modelFingerprint(def: ModelDef, cfg: RunConfig['model']): string {
   const h = createHash('sha256');
-  h.update(JSON.stringify({ kind: def.kind, params: def.params.map((p) => [p.name, p.shape, p.trainable]), seed: cfg.initSeed ?? 0 }));
+  h.update(
+    JSON.stringify({
+      kind: def.kind,
+      params: def.params.map((p) => [p.name, p.shape, p.trainable]),
+      seed: cfg.initSeed ?? 0,
+    }),
+  );
   if (cfg.baseCheckpoint) h.update(fs.readFileSync(cfg.baseCheckpoint));
   return h.digest('hex');
 }
@@ -84,7 +101,11 @@ export class EnvelopeError extends Error {
  * The operating envelope, checked before any training: the number of trainable parameters and
  * the bytes of one masked update (d ring elements of `bits` bits) must fit the configured limits.
  */
-export function checkEnvelope(def: ModelDef, env: RunConfig['envelope'], ringBits: 32 | 64): { parameters: number; updateBytes: number } {
+export function checkEnvelope(
+  def: ModelDef,
+  env: RunConfig['envelope'],
+  ringBits: 32 | 64,
+): { parameters: number; updateBytes: number } {
   const parameters = trainableCount(def);
   const updateBytes = (parameters * ringBits) / 8;
   if (parameters > env.maxTrainableParameters) {

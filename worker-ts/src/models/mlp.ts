@@ -17,7 +17,12 @@ export function mlp(opts: MlpOptions): ModelDef {
   const widths = [dIn, ...hidden, opts.numClasses];
   const params: ParamSpec[] = [];
   for (let i = 0; i + 1 < widths.length; i++) {
-    params.push({ name: `dense_${i}.kernel`, shape: [widths[i]!, widths[i + 1]!], init: 'glorot', trainable: true });
+    params.push({
+      name: `dense_${i}.kernel`,
+      shape: [widths[i]!, widths[i + 1]!],
+      init: 'glorot',
+      trainable: true,
+    });
     params.push({ name: `dense_${i}.bias`, shape: [widths[i + 1]!], init: 'zeros', trainable: true });
   }
   return {

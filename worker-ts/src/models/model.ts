@@ -59,7 +59,8 @@ export function flatten(specs: readonly ParamSpec[], named: Record<string, Array
   let o = 0;
   for (const s of specs) {
     const v = named[s.name];
-    if (!v || v.length !== sizeOf(s.shape)) throw new RangeError(`parameter '${s.name}' is missing or has the wrong size`);
+    if (!v || v.length !== sizeOf(s.shape))
+      throw new RangeError(`parameter '${s.name}' is missing or has the wrong size`);
     out.set(v, o);
     o += v.length;
   }

@@ -46,7 +46,10 @@ export function transformerLora(opts: TransformerLoraOptions): ModelDef {
     init,
     trainable: isTrainable(name),
   });
-  const params: ParamSpec[] = [spec('embed.tokens', [opts.vocabSize, d], 'normal'), spec('embed.positions', [T, d], 'normal')];
+  const params: ParamSpec[] = [
+    spec('embed.tokens', [opts.vocabSize, d], 'normal'),
+    spec('embed.positions', [T, d], 'normal'),
+  ];
   for (let l = 0; l < L; l++) {
     const b = `block_${l}`;
     params.push(
@@ -69,7 +72,10 @@ export function transformerLora(opts: TransformerLoraOptions): ModelDef {
     );
   }
   params.push(spec('ln_f.gamma', [d], 'ones'), spec('ln_f.beta', [d], 'zeros'));
-  params.push(spec('head.kernel', [d, opts.numClasses], 'glorot'), spec('head.bias', [opts.numClasses], 'zeros'));
+  params.push(
+    spec('head.kernel', [d, opts.numClasses], 'glorot'),
+    spec('head.bias', [opts.numClasses], 'zeros'),
+  );
   if (!params.some((p) => p.trainable)) {
     throw new RangeError(`model.trainable [${trainable.join(', ')}] matches no parameter`);
   }
