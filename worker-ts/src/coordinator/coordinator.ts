@@ -94,7 +94,6 @@ interface LiveRound {
   stageWaiters: Map<string, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>;
 }
 
-
 export class Coordinator {
   state: CoordinatorState = 'STARTING';
   readonly config: RunConfig;
