@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
+import { CHI2_255_P1E6, chiSquareBytes } from './testing/stats.js';
 import {
   addInto,
   addMaskInto,
@@ -11,18 +12,6 @@ import {
 } from './masking.js';
 
 const ctx = { sessionId: new Uint8Array(16).fill(1), round: 0 };
-
-/** Pearson chi-square statistic of byte frequencies against uniform (255 degrees of freedom). */
-export function chiSquareBytes(bytes: Uint8Array): number {
-  const counts = new Float64Array(256);
-  for (const b of bytes) counts[b]!++;
-  const e = bytes.length / 256;
-  let x = 0;
-  for (const c of counts) x += ((c - e) * (c - e)) / e;
-  return x;
-}
-/** χ²(255) exceeds this with probability about 1e-6 (Wilson–Hilferty: 255·(1 - 2/2295 + 4.753·√(2/2295))³). */
-export const CHI2_255_P1E6 = 377;
 
 describe('masking', () => {
   it('adds and subtracts in Z_2^64 exactly like BigInt arithmetic, carries included', () => {

@@ -12,7 +12,7 @@ import {
 import { encodeIntegers } from './encoding.js';
 import { runRoundInProcess } from './in-process.js';
 import { addInto, allocRing, ringToBytes, type RingBits, type RingVector } from './masking.js';
-import { CHI2_255_P1E6, chiSquareBytes } from './masking.test.js';
+import { CHI2_255_P1E6, chiSquareBytes } from './testing/stats.js';
 import { compileRound, STAGES, type ActiveStage, type RoundParams } from './messages.js';
 import { newSessionId, RoundParticipant } from './participant.js';
 import { AggregatorRound } from './round.js';

@@ -1,0 +1,210 @@
+// Thousands of random and mutated protocol messages against a live aggregator over loopback: every
+// call must end with a deliberate status (never INTERNAL, UNKNOWN or a dropped connection), and
+// the aggregator must still run a correct round afterwards.
+import { Client, credentials, status } from '@grpc/grpc-js';
+import { secureAggregation as pb, SecureAggregationService } from '@tensorguard/proto';
+import { expect } from 'chai';
+import fc from 'fast-check';
+import { compileRound, encodeIntegers, RoundParticipant, toIntegers } from '../index.js';
+import { advertisedKeysToProto, encryptedShareToProto, roundOpenFromProto } from './convert.js';
+import { AggregatorServer, SecureAggClient } from './index.js';
+import { rawCall } from './testing/raw-call.js';
+
+type Method = keyof typeof SecureAggregationService;
+const METHODS = Object.keys(SecureAggregationService) as Method[];
+const ALLOWED = new Set<number>([
+  status.OK,
+  status.INVALID_ARGUMENT,
+  status.FAILED_PRECONDITION,
+  status.ALREADY_EXISTS,
+  status.ABORTED,
+  status.DEADLINE_EXCEEDED,
+  status.NOT_FOUND,
+  status.RESOURCE_EXHAUSTED,
+]);
+
+function mutate(seed: Buffer, rnd: () => number): Buffer {
+  const b = Buffer.from(seed);
+  switch (Math.floor(rnd() * 5)) {
+    case 0: // flip a few bits
+      for (let i = 0, k = 1 + Math.floor(rnd() * 8); i < k && b.length > 0; i++)
+        b[Math.floor(rnd() * b.length)]! ^= 1 << Math.floor(rnd() * 8);
+      return b;
+    case 1: // truncate
+      return b.subarray(0, Math.floor(rnd() * b.length));
+    case 2: {
+      // insert random bytes
+      const at = Math.floor(rnd() * (b.length + 1));
+      const ins = Buffer.from(
+        Array.from({ length: 1 + Math.floor(rnd() * 16) }, () => Math.floor(rnd() * 256)),
+      );
+      return Buffer.concat([b.subarray(0, at), ins, b.subarray(at)]);
+    }
+    case 3: // overwrite a byte with a varint-breaking value
+      if (b.length > 0) b[Math.floor(rnd() * b.length)] = 0xff;
+      return b;
+    default: // duplicate (a repeated field or a second copy of the message)
+      return Buffer.concat([b, b]);
+  }
+}
+
+describe('service fuzz (loopback)', function () {
+  this.timeout(120_000);
+
+  it('thousands of random and mutated messages never crash the aggregator, which then runs a correct round', async () => {
+    const deadlinesMs = { ADVERTISE_KEYS: 700, SHARE_KEYS: 700, MASKED_INPUT: 700, UNMASK: 700 };
+    const server = new AggregatorServer({ vectorLength: 8, bits: 32, deadlinesMs });
+    const port = await server.start();
+    const address = `127.0.0.1:${port}`;
+    const raw = new Client(address, credentials.createInsecure());
+    const codes = new Map<number, number>();
+    const record = (code: number, details: string, what: string) => {
+      codes.set(code, (codes.get(code) ?? 0) + 1);
+      expect(ALLOWED.has(code), `${what}: status ${code} ${details}`).to.equal(true);
+    };
+    try {
+      const enc = <T>(t: { encode(m: T): { finish(): Uint8Array } }, m: T) =>
+        Buffer.from(t.encode(m).finish());
+      for (const id of ['f0', 'f1', 'f2', 'f3'])
+        await rawCall(raw, 'join', enc(pb.JoinRequest, { workerId: id }));
+      const pending = server.openRound({ members: ['f0', 'f1', 'f2', 'f3'] }).catch(() => undefined);
+      const ann = await rawCall(
+        raw,
+        'awaitRound',
+        enc(pb.AwaitRoundRequest, { workerId: 'f0', minRound: 0 }),
+        2000,
+      );
+      const open = roundOpenFromProto(pb.RoundAnnouncement.decode(ann.body!));
+      const round = compileRound(open.params);
+      const ps = [0, 1, 2, 3].map((i) => new RoundParticipant(round, i));
+      const adv = ps.map((p) => p.advertiseKeys());
+      const shares = ps.map((p) => p.shareKeys(adv));
+      // Valid-looking seeds for every method, built from real protocol messages.
+      const seeds: [Method, Buffer][] = [
+        ['join', enc(pb.JoinRequest, { workerId: 'f1' })],
+        ['awaitRound', enc(pb.AwaitRoundRequest, { workerId: 'f2', minRound: 0 })],
+        [
+          'advertiseKeys',
+          enc(pb.AdvertiseKeysRequest, { workerId: 'f1', round: 0, keys: advertisedKeysToProto(adv[1]!) }),
+        ],
+        [
+          'shareKeys',
+          enc(pb.ShareKeysRequest, {
+            workerId: 'f2',
+            round: 0,
+            shares: shares[2]!.shares.map(encryptedShareToProto),
+          }),
+        ],
+        [
+          'submitMaskedInput',
+          enc(pb.SubmitMaskedInputRequest, { workerId: 'f3', round: 0, maskedVector: Buffer.alloc(32, 7) }),
+        ],
+        [
+          'unmask',
+          enc(pb.UnmaskRequest, {
+            workerId: 'f0',
+            round: 0,
+            selfMaskShares: [0, 1, 2, 3].map((o) => ({ owner: o, share: Buffer.alloc(32, o) })),
+            maskingKeyShares: [],
+          }),
+        ],
+      ];
+      let state = 1234567;
+      const rnd = () => {
+        state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+        return state / 4294967296;
+      };
+      const calls: (() => Promise<void>)[] = [];
+      for (let i = 0; i < 1500; i++) {
+        const method = METHODS[Math.floor(rnd() * METHODS.length)]!;
+        const body = Buffer.from(
+          Array.from({ length: Math.floor(rnd() * 600) }, () => Math.floor(rnd() * 256)),
+        );
+        calls.push(async () => {
+          const r = await rawCall(raw, method, body, 150);
+          record(r.code, r.details, `random ${method}`);
+        });
+      }
+      for (let i = 0; i < 1500; i++) {
+        const [method, seed] = seeds[Math.floor(rnd() * seeds.length)]!;
+        const body = rnd() < 0.1 ? seed : mutate(seed, rnd);
+        calls.push(async () => {
+          const r = await rawCall(raw, method, body, 150);
+          record(r.code, r.details, `mutated ${method}`);
+        });
+      }
+      // Structured mutations: valid encodings with hostile field values.
+      fc.assert(
+        fc.property(
+          fc.record({
+            workerId: fc.oneof(fc.constantFrom('f0', 'f1', 'f2', 'f3'), fc.string({ maxLength: 200 })),
+            round: fc.oneof(fc.constant(0), fc.nat()),
+            index: fc.oneof(fc.nat({ max: 5 }), fc.nat()),
+            blob: fc.uint8Array({ maxLength: 120 }),
+          }),
+          ({ workerId, round, index, blob }) => {
+            const b = Buffer.from(blob);
+            const msgs: [Method, Buffer][] = [
+              [
+                'advertiseKeys',
+                enc(pb.AdvertiseKeysRequest, {
+                  workerId,
+                  round,
+                  keys: { index, encryptionKey: b, maskingKey: b },
+                }),
+              ],
+              [
+                'shareKeys',
+                enc(pb.ShareKeysRequest, {
+                  workerId,
+                  round,
+                  shares: [{ fromIndex: index, toIndex: index, ciphertext: b }],
+                }),
+              ],
+              ['submitMaskedInput', enc(pb.SubmitMaskedInputRequest, { workerId, round, maskedVector: b })],
+              [
+                'unmask',
+                enc(pb.UnmaskRequest, {
+                  workerId,
+                  round,
+                  selfMaskShares: [{ owner: index, share: b }],
+                  maskingKeyShares: [{ owner: index, share: b }],
+                }),
+              ],
+            ];
+            for (const [m, body] of msgs) {
+              calls.push(async () => {
+                const r = await rawCall(raw, m, body, 150);
+                record(r.code, r.details, `structured ${m}`);
+              });
+            }
+          },
+        ),
+        { numRuns: 250 },
+      );
+      for (let i = 0; i < calls.length; i += 64) await Promise.all(calls.slice(i, i + 64).map((c) => c()));
+      expect([...codes.values()].reduce((a, b) => a + b, 0)).to.equal(calls.length);
+      expect(calls.length).to.be.at.least(4000);
+      await pending;
+
+      // Still healthy: a fresh round among new workers sums exactly.
+      const clients = ['g0', 'g1', 'g2'].map((id) => new SecureAggClient({ address, workerId: id }));
+      for (const c of clients) await c.join();
+      const r = server.openRound({ members: ['g0', 'g1', 'g2'] });
+      const ro = await clients[0]!.awaitRound(0);
+      await Promise.all(
+        clients.map(async (c, i) =>
+          c.contribute(
+            i === 0 ? ro : await c.awaitRound(ro.params.round),
+            encodeIntegers(32, [i, i, i, i, 1, 1, 1, -i]),
+          ),
+        ),
+      );
+      expect(Array.from(toIntegers((await r).ring))).to.deep.equal([3, 3, 3, 3, 3, 3, 3, -3]);
+      clients.forEach((c) => c.close());
+    } finally {
+      raw.close();
+      await server.close();
+    }
+  });
+});
