@@ -92,3 +92,11 @@ export {
   type StageDeadlinesMs,
 } from './round.js';
 export { runRoundInProcess, type InProcessRoundOptions, type InProcessRoundReport } from './in-process.js';
+export {
+  HeKeyHolder,
+  HeEncryptor,
+  HeAccumulator,
+  HE_MAX_SUM_BOUND,
+  loadSeal,
+  type HeAggregate,
+} from './he.js';
