@@ -1,0 +1,76 @@
+// Examples per second of a whole private round (sample, clip, encode, noise, mask, upload,
+// aggregate, unmask, apply; secure aggregation on) against the bare DP-SGD step (sample + clip)
+// alone, for 1, 2 and 4 workers on this machine, with the per-phase breakdown. The examples of a
+// round are counted as their expectation q·N (the realised batch is private).
+import { fmnistConfig, runJob } from '../job-runner.js';
+import type { Benchmark, Row } from '../types.js';
+
+const WORKER_PHASES = ['sample', 'clip', 'encode', 'noise', 'mask', 'upload'] as const;
+const COORD_PHASES = ['aggregate', 'unmask', 'apply'] as const;
+
+const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
+
+export const benchmark: Benchmark = {
+  description:
+    'tanh CNN on Fashion-MNIST: examples/s of the whole secure-aggregation round vs the bare DP-SGD step, 1/2/4 workers',
+  async run({ quick, root, log }) {
+    const rounds = quick ? 4 : 12;
+    const perWorkerBatch = quick ? 32 : 64;
+    const shard = 2000;
+    const rows: Row[] = [];
+    let ratio4 = NaN;
+    for (const n of [1, 2, 4]) {
+      // Secure aggregation needs ≥ 2 members; the 1-worker row runs 2 workers' worth of data
+      // through one worker's step only, so it shows the bare step at that scale.
+      const workers = Math.max(n, 2);
+      const q = perWorkerBatch / shard;
+      log(`${n} worker(s): ${rounds} rounds, expected batch ${perWorkerBatch} per worker`);
+      const run = await runJob(
+        root,
+        fmnistConfig({
+          dataset: {
+            format: 'idx',
+            preset: 'fashion-mnist',
+            trainExamples: shard * workers,
+            testExamples: 500,
+          },
+          workers: { count: workers },
+          secureAggregation: { mode: 'masking', threshold: workers === 2 ? 2 : 3 },
+          privacy: {
+            clipNorm: 1,
+            noiseMultiplier: 1,
+            delta: 1e-5,
+            epsilonBudget: null,
+            accountant: 'rdp',
+            samplingRate: q,
+          },
+          rounds,
+          evaluation: { everyRounds: 1000 },
+        }),
+        workers,
+        log,
+      );
+      // Skip the first round (warm-up: graph building, first allocation).
+      const cm = run.coordinator.filter((l) => l.type === 'metrics').slice(1);
+      const wm = run.workers.map((w) => w.filter((l) => l.type === 'metrics').slice(1));
+      const phase = (lines: Record<string, unknown>[], p: string) =>
+        mean(lines.map((l) => (l.phase_seconds as Record<string, number>)[p] ?? 0));
+      const worker0 = wm[0]!;
+      const stepSeconds = phase(worker0, 'sample') + phase(worker0, 'clip');
+      const roundSeconds = mean(cm.map((l) => l.round_seconds as number));
+      const examples = perWorkerBatch * workers;
+      const row: Row = {
+        workers: n,
+        step_examples_per_s: Number((perWorkerBatch / stepSeconds).toFixed(1)),
+        round_examples_per_s: n === 1 ? null : Number((examples / roundSeconds).toFixed(1)),
+        round_over_step_time: n === 1 ? null : Number((roundSeconds / stepSeconds).toFixed(3)),
+      };
+      for (const p of WORKER_PHASES) row[p] = Number(mean(wm.map((w) => phase(w, p))).toFixed(4));
+      for (const p of COORD_PHASES) row[p] = Number(phase(cm, p).toFixed(4));
+      row.round_s = Number(roundSeconds.toFixed(3));
+      rows.push(row);
+      if (n === 4) ratio4 = roundSeconds / stepSeconds;
+    }
+    return { rows, summary: { round_over_step_time_4_workers: Number(ratio4.toFixed(3)) } };
+  },
+};
