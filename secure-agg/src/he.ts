@@ -11,11 +11,12 @@
 //
 // node-seal 7 ships WebAssembly that needs exception handling with exnref and Wasm GC (Node ≥ 22);
 // on older runtimes loadSeal throws UnavailableError saying so.
+import type SEALFactory from 'node-seal';
 import { UnavailableError, ConfigError } from './errors.js';
 import { toIntegers, encodeIntegers } from './encoding.js';
 import type { RingBits, RingVector } from './masking.js';
 
-type Seal = Awaited<ReturnType<typeof import('node-seal').default>>;
+type Seal = Awaited<ReturnType<typeof SEALFactory>>;
 
 /** Largest |coordinate of the sum| HE mode decodes exactly (p/2 for the 60-bit plain modulus, rounded down). */
 export const HE_MAX_SUM_BOUND = 2 ** 58;

@@ -79,9 +79,12 @@ export function addInto(target: RingVector, other: RingVector, sign: 1 | -1 = 1)
 function addWords(t: Uint32Array, m: Uint32Array, off: number, bits: RingBits, sign: 1 | -1): void {
   const n = m.length;
   if (bits === 32) {
-    // Stores into a Uint32Array reduce mod 2^32 (ToUint32), so plain + and - are ring operations.
-    if (sign === 1) for (let i = 0; i < n; i++) t[off + i] = t[off + i]! + m[i]!;
-    else for (let i = 0; i < n; i++) t[off + i] = t[off + i]! - m[i]!;
+    // Int32 views keep every value a small integer for V8 (Uint32 words ≥ 2^31 would be boxed as
+    // doubles), and `| 0` is reduction mod 2^32, so this is ring arithmetic at about 2× the speed.
+    const ti = new Int32Array(t.buffer, t.byteOffset + off * 4, n);
+    const mi = new Int32Array(m.buffer, m.byteOffset, n);
+    if (sign === 1) for (let i = 0; i < n; i = (i + 1) | 0) ti[i] = (ti[i]! + mi[i]!) | 0;
+    else for (let i = 0; i < n; i = (i + 1) | 0) ti[i] = (ti[i]! - mi[i]!) | 0;
     return;
   }
   if (sign === 1) {
