@@ -1,10 +1,11 @@
 // The `tensorguard` command line: a dispatcher over driver/src/commands/*.ts.
 import { command as demo } from './commands/demo.js';
 import { command as doctor } from './commands/doctor.js';
+import { command as serve } from './commands/serve.js';
 import { type Command, type Io, UsageError } from './commands/types.js';
 
 /** Every sub-command, in the order `--help` lists them. Commands register here. */
-export const COMMANDS: Command[] = [demo, doctor];
+export const COMMANDS: Command[] = [demo, doctor, serve];
 
 export function helpText(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

@@ -1,0 +1,142 @@
+// Where jobs run. The API server records jobs and turns their metric lines into events; a
+// JobBackend only starts, observes and stops them. RayJobBackend (ray-backend.ts) is the real
+// one; LocalProcessBackend (local-process-backend.ts) runs each job as a local Node process that
+// prints the same metric-line contract, for tests and benchmarks without a Ray cluster.
+
+/** What a backend needs to find a job again, persisted with the job record (JSON). */
+export interface BackendHandle {
+  /** The backend's id (the Ray submission id), shown to users as Job.backendJobId. */
+  backendJobId: string;
+  /** Anything else the backend needs after a server restart (JSON-serialisable). */
+  data: Record<string, unknown>;
+}
+
+export type BackendJobState = 'PENDING' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'STOPPED';
+
+export interface BackendStatus {
+  state: BackendJobState;
+  /** The backend's explanation (Ray's job message), may be empty. */
+  message: string;
+}
+
+/** One line of a job's log with its 0-based index in the whole log. */
+export interface LogLine {
+  index: number;
+  text: string;
+}
+
+export interface SubmitOptions {
+  /** The server's job id; backends use it to name the job (Ray submission id). */
+  jobId: string;
+  /** The validated job document. */
+  spec: Record<string, unknown>;
+  /** Aborted when the client's deadline passes or the call is cancelled. */
+  signal: AbortSignal;
+}
+
+export interface JobBackend {
+  /** Stored with each job: a server started with another backend does not follow it. */
+  readonly name: string;
+  /** Starts a job; throws BackendError. */
+  submit(o: SubmitOptions): Promise<BackendHandle>;
+  status(h: BackendHandle): Promise<BackendStatus>;
+  /**
+   * The job's log lines from index `fromIndex` on, as they appear. Ends once the job is in a
+   * terminal state and every line has been delivered; stops early (without throwing) when
+   * `signal` aborts. Throws BackendError when the backend cannot be reached; the caller retries
+   * from its last index.
+   */
+  follow(h: BackendHandle, fromIndex: number, signal: AbortSignal): AsyncIterable<LogLine>;
+  /** Asks the job to stop; resolves once the request was accepted. Idempotent. */
+  cancel(h: BackendHandle): Promise<void>;
+  /** Releases what the backend owns (a private Ray head, child processes it still waits for). */
+  close(): Promise<void>;
+}
+
+export class BackendError extends Error {
+  override name = 'BackendError';
+  constructor(
+    message: string,
+    /** True when retrying later may succeed (the cluster is unreachable or overloaded). */
+    readonly retryable: boolean,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+// ---- the metric-line contract ----------------------------------------------------------------
+
+/** `{"type":"metrics",...}`: printed by the coordinator after each released round. */
+export interface MetricsLine {
+  type: 'metrics';
+  round: number;
+  roundsTotal: number;
+  epsilon: number;
+  delta: number;
+  evalAccuracy: number | null;
+  evalLoss: number | null;
+  /** Optional per-shard figures: [{shard_id, epsilon, delta, examples, sampling_rate, steps}]. */
+  shards: unknown[] | null;
+}
+
+/** `{"type":"done"|"result",...}`: printed once when the coordinator stops. */
+export interface DoneLine {
+  type: 'done';
+  /** 'succeeded' or 'failed' (anything else is treated as failed). */
+  status: string;
+  epsilon: number | null;
+  delta: number | null;
+  testAccuracy: number | null;
+  rounds: number | null;
+  /** Why it stopped ("completed 10 rounds", "privacy budget: ..."). */
+  stopReason: string;
+  error: string | null;
+}
+
+const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+const str = (v: unknown): string => (typeof v === 'string' ? v : '');
+
+/**
+ * Parses one log line: a MetricsLine or DoneLine, or null for anything else (other log output,
+ * JSON of other types, or a metrics line missing its round). Never throws: logs are untrusted.
+ */
+export function parseMetricLine(text: string): MetricsLine | DoneLine | null {
+  const t = text.trim();
+  if (!t.startsWith('{') || t.length > 1_000_000) return null;
+  let o: Record<string, unknown>;
+  try {
+    const v: unknown = JSON.parse(t);
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) return null;
+    o = v as Record<string, unknown>;
+  } catch {
+    return null;
+  }
+  if (o.type === 'metrics') {
+    const round = num(o.round);
+    if (round === null) return null;
+    return {
+      type: 'metrics',
+      round,
+      roundsTotal: num(o.rounds_total) ?? 0,
+      epsilon: num(o.epsilon) ?? 0,
+      delta: num(o.delta) ?? 0,
+      evalAccuracy: num(o.eval_accuracy),
+      evalLoss: num(o.eval_loss),
+      shards: Array.isArray(o.shards) ? o.shards : null,
+    };
+  }
+  if (o.type === 'done' || o.type === 'result') {
+    return {
+      type: 'done',
+      status: str(o.status) || (o.error ? 'failed' : 'succeeded'),
+      epsilon: num(o.epsilon),
+      delta: num(o.delta),
+      testAccuracy: num(o.test_accuracy),
+      rounds: num(o.rounds),
+      stopReason: str(o.stop_reason),
+      error: typeof o.error === 'string' ? o.error : null,
+    };
+  }
+  return null;
+}

@@ -1,0 +1,458 @@
+// The gRPC edge: TrainingService over @grpc/grpc-js with authentication, per-key rate limits,
+// deadlines, message size limits, request logs, OpenTelemetry spans and metrics, canonical status
+// codes with google.rpc details, plus grpc.health.v1 and server reflection for generic clients.
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { ReflectionService } from '@grpc/reflection';
+import { context, propagation, SpanKind, SpanStatusCode, type TextMapGetter } from '@opentelemetry/api';
+import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { trainingService as pb, TrainingServiceService } from '@tensorguard/proto';
+import { repoRoot } from '../paths.js';
+import type { ApiKeyStore, Scope } from './api-keys.js';
+import type { JobBackend } from './backend.js';
+import { jobEventToProto, jobToProto, listFilterFromProto, privacyReportToProto } from './convert.js';
+import { ApiError } from './errors.js';
+import { EventHub, JobMonitor } from './monitor.js';
+import type { SigningKey } from './privacy-report.js';
+import { RateLimiter, type BucketOptions } from './rate-limit.js';
+import { TrainingService, type CallContext } from './service.js';
+import type { SpecValidator } from './spec.js';
+import type { JobStore } from './store.js';
+import { meter, tracer } from './telemetry.js';
+
+export const SERVICE_NAME = 'tensorguard.v1.TrainingService';
+
+export interface ApiServerOptions {
+  /** host:port; port 0 picks a free one (see ApiServer.port). */
+  listen: string;
+  apiKeys: ApiKeyStore;
+  store: JobStore;
+  backend: JobBackend;
+  validateSpec: SpecValidator;
+  signingKey: SigningKey;
+  logger: Logger;
+  /** PEM material; without it the server listens in plaintext (loopback and tests only). */
+  tls?: { certChain: Buffer; privateKey: Buffer; clientCa?: Buffer };
+  /** Largest request and response message in bytes (default 4 MiB). */
+  maxMessageBytes?: number;
+  /** Default per-key rate limit (default 20 requests/s, burst 40). */
+  rateLimit?: BucketOptions;
+  /** Concurrent WatchJob streams per key (default 1000). */
+  maxStreamsPerKey?: number;
+  /** Upper bound on a unary call's time when the client sets a longer deadline or none (default 60 s). */
+  maxUnaryMs?: number;
+}
+
+export interface ApiServer {
+  /** The bound port. */
+  port: number;
+  service: TrainingService;
+  monitor: JobMonitor;
+  /** Stops accepting calls, ends open streams with UNAVAILABLE, stops following jobs. */
+  close(): Promise<void>;
+}
+
+/** Marks a request whose bytes did not decode; answered INVALID_ARGUMENT by the handler. */
+interface Malformed {
+  __malformed: string;
+}
+const isMalformed = (v: unknown): v is Malformed =>
+  typeof v === 'object' && v !== null && '__malformed' in (v as Record<string, unknown>);
+
+/**
+ * The generated service definition with deserializers that never throw: grpc-js answers a
+ * request it cannot decode with INTERNAL, but it is the client's fault (INVALID_ARGUMENT).
+ */
+function tolerantDefinition(): grpc.ServiceDefinition {
+  const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const [name, def] of Object.entries(TrainingServiceService)) {
+    const d = def as grpc.MethodDefinition<unknown, unknown>;
+    out[name] = {
+      ...d,
+      requestDeserialize: (buf: Buffer) => {
+        try {
+          return d.requestDeserialize(buf);
+        } catch (err) {
+          return { __malformed: (err as Error).message };
+        }
+      },
+    };
+  }
+  return out as grpc.ServiceDefinition;
+}
+
+const metadataGetter: TextMapGetter<grpc.Metadata> = {
+  keys: (m) => Object.keys(m.getMap()),
+  get: (m, k) => {
+    const v = m.get(k);
+    return v.length === 0 ? undefined : v.map(String);
+  },
+};
+
+const rpcDuration = meter.createHistogram('rpc.server.duration', {
+  description: 'Duration of TrainingService calls (streams: until they end)',
+  unit: 'ms',
+});
+const activeStreams = meter.createUpDownCounter('tensorguard.api.active_streams', {
+  description: 'Open WatchJob streams',
+});
+const eventsSent = meter.createCounter('tensorguard.api.events_sent', {
+  description: 'Job events sent on streams',
+});
+
+type AnyCall = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>;
+
+/** Aborted on client cancel, deadline, or after `capMs` (the server's bound). */
+function callSignal(call: AnyCall, capMs: number | null): { signal: AbortSignal; dispose: () => void } {
+  const ctl = new AbortController();
+  const onCancel = () =>
+    ctl.abort(new ApiError('CANCELLED', 'the call was cancelled or its deadline passed'));
+  call.on('cancelled', onCancel);
+  const deadline = call.getDeadline();
+  const dl = deadline instanceof Date ? deadline.getTime() : Number(deadline);
+  let ms = Number.isFinite(dl) ? Math.max(0, dl - Date.now()) : Infinity;
+  if (capMs !== null) ms = Math.min(ms, capMs);
+  const timer = Number.isFinite(ms)
+    ? setTimeout(
+        () => ctl.abort(new ApiError('DEADLINE_EXCEEDED', `deadline of ${Math.round(ms)} ms passed`)),
+        ms,
+      )
+    : null;
+  return {
+    signal: ctl.signal,
+    dispose: () => {
+      if (timer) clearTimeout(timer);
+      call.removeListener('cancelled', onCancel);
+    },
+  };
+}
+
+function protoDefinitions(): protoLoader.PackageDefinition {
+  const protoRoot = path.join(repoRoot(), 'proto');
+  return protoLoader.loadSync(
+    [path.join(protoRoot, 'tensorguard', 'v1', 'training_service.proto'), healthProtoPath],
+    { includeDirs: [protoRoot, path.dirname(healthProtoPath)] },
+  );
+}
+
+export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
+  const log = o.logger;
+  const maxMessageBytes = o.maxMessageBytes ?? 4 * 1024 * 1024;
+  const limiter = new RateLimiter(o.rateLimit ?? { perSecond: 20, burst: 40 });
+  const maxStreams = o.maxStreamsPerKey ?? 1000;
+  const maxUnaryMs = o.maxUnaryMs ?? 60_000;
+  const streamsByKey = new Map<string, number>();
+  const openStreams = new Set<{ end: (err: ApiError) => void }>();
+
+  const hub = new EventHub();
+  const monitor = new JobMonitor(o.store, o.backend, hub, log.child({ component: 'monitor' }));
+  const service = new TrainingService({
+    store: o.store,
+    backend: o.backend,
+    monitor,
+    validateSpec: o.validateSpec,
+    signingKey: o.signingKey,
+  });
+
+  interface Authed {
+    tenant: string;
+    keyId: string;
+  }
+
+  async function authorize(call: AnyCall, scope: Scope): Promise<Authed> {
+    const values = call.metadata.get('authorization');
+    if (values.length > 1) throw new ApiError('UNAUTHENTICATED', 'send exactly one authorization header');
+    const res = await o.apiKeys.authenticate(values[0] === undefined ? undefined : String(values[0]));
+    if (!res.ok) {
+      const why = {
+        missing: 'missing API key: send metadata "authorization: Bearer <key>"',
+        malformed: 'malformed authorization metadata: expected "Bearer <key>"',
+        unknown: 'API key not recognised',
+        revoked: 'API key revoked; ask the operator for a new one',
+      }[res.reason];
+      throw new ApiError('UNAUTHENTICATED', why, {
+        errorInfo: { reason: `API_KEY_${res.reason.toUpperCase()}`, domain: 'tensorguard.dev', metadata: {} },
+      });
+    }
+    const e = res.entry;
+    if (!e.scopes.includes(scope)) {
+      throw new ApiError('PERMISSION_DENIED', `API key "${e.id}" lacks the scope ${scope}`, {
+        errorInfo: { reason: 'MISSING_SCOPE', domain: 'tensorguard.dev', metadata: { scope } },
+      });
+    }
+    const waitMs = limiter.take(e.id, e.rateLimit);
+    if (waitMs > 0) {
+      throw new ApiError(
+        'RESOURCE_EXHAUSTED',
+        `rate limit of API key "${e.id}" exceeded; retry in ${waitMs} ms`,
+        {
+          retryDelayMs: waitMs,
+          errorInfo: { reason: 'RATE_LIMITED', domain: 'tensorguard.dev', metadata: {} },
+        },
+      );
+    }
+    return { tenant: e.tenant, keyId: e.id };
+  }
+
+  function observe(method: string, call: AnyCall) {
+    const start = performance.now();
+    const parent = propagation.extract(context.active(), call.metadata, metadataGetter);
+    const span = tracer.startSpan(
+      `${SERVICE_NAME}/${method}`,
+      {
+        kind: SpanKind.SERVER,
+        attributes: { 'rpc.system': 'grpc', 'rpc.service': SERVICE_NAME, 'rpc.method': method },
+      },
+      parent,
+    );
+    let tenant = '';
+    let keyId = '';
+    return {
+      setCaller(a: Authed) {
+        tenant = a.tenant;
+        keyId = a.keyId;
+        span.setAttribute('tensorguard.tenant', tenant);
+      },
+      finish(err: ApiError | null, extra: Record<string, unknown> = {}) {
+        const latencyMs = performance.now() - start;
+        const code = err ? err.code : 'OK';
+        span.setAttribute('rpc.grpc.status_code', err ? err.grpcCode : 0);
+        if (err) span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
+        span.end();
+        rpcDuration.record(latencyMs, {
+          'rpc.method': method,
+          'rpc.grpc.status_code': err ? err.grpcCode : 0,
+        });
+        const fields = { method, code, latencyMs: Number(latencyMs.toFixed(2)), tenant, keyId, ...extra };
+        if (err?.code === 'INTERNAL') log.error({ ...fields, err: err.cause ?? err }, 'request failed');
+        else log.info(fields, 'request');
+      },
+    };
+  }
+
+  function unary<Req, Res>(
+    method: string,
+    scope: Scope,
+    fn: (ctx: CallContext, req: Req) => Promise<Res> | Res,
+  ): grpc.handleUnaryCall<Req, Res> {
+    return (call, callback) => {
+      const obs = observe(method, call as AnyCall);
+      const { signal, dispose } = callSignal(call as AnyCall, maxUnaryMs);
+      const run = async (): Promise<Res> => {
+        const who = await authorize(call as AnyCall, scope);
+        obs.setCaller(who);
+        if (isMalformed(call.request)) {
+          throw ApiError.invalidArgument([
+            { field: '(message)', description: `does not decode: ${call.request.__malformed}` },
+          ]);
+        }
+        const ctx = { tenant: who.tenant, signal };
+        // The handler runs until done, but the answer honours the deadline.
+        return await Promise.race([
+          Promise.resolve(fn(ctx, call.request)),
+          new Promise<never>((_, reject) => {
+            const fail = () =>
+              reject(
+                signal.reason instanceof ApiError ? signal.reason : new ApiError('CANCELLED', 'cancelled'),
+              );
+            if (signal.aborted) fail();
+            else signal.addEventListener('abort', fail, { once: true });
+          }),
+        ]);
+      };
+      run().then(
+        (res) => {
+          dispose();
+          obs.finish(null);
+          callback(null, res);
+        },
+        (err: unknown) => {
+          dispose();
+          const e = ApiError.from(err);
+          obs.finish(e);
+          callback(e.toServiceError() as grpc.ServiceError);
+        },
+      );
+    };
+  }
+
+  const watchJob: grpc.handleServerStreamingCall<pb.WatchJobRequest, pb.WatchJobResponse> = (call) => {
+    const obs = observe('WatchJob', call as AnyCall);
+    const { signal, dispose } = callSignal(call as AnyCall, null);
+    let sent = 0;
+    let ended = false;
+    let keyId = '';
+    const handle = {
+      end: (err: ApiError) => {
+        if (ended) return;
+        ended = true;
+        openStreams.delete(handle);
+        if (keyId) streamsByKey.set(keyId, (streamsByKey.get(keyId) ?? 1) - 1);
+        dispose();
+        obs.finish(err.code === 'CANCELLED' && call.cancelled ? null : err, { eventsSent: sent });
+        // grpc-js turns an 'error' event on a server stream into the call's status.
+        if (!call.cancelled) call.emit('error', Object.assign(new Error(err.message), err.toServiceError()));
+      },
+    };
+    const run = async () => {
+      const who = await authorize(call as AnyCall, 'jobs.read');
+      obs.setCaller(who);
+      if (isMalformed(call.request)) {
+        throw ApiError.invalidArgument([
+          { field: '(message)', description: `does not decode: ${call.request.__malformed}` },
+        ]);
+      }
+      const open = streamsByKey.get(who.keyId) ?? 0;
+      if (open >= maxStreams) {
+        throw new ApiError(
+          'RESOURCE_EXHAUSTED',
+          `API key "${who.keyId}" has ${open} open WatchJob streams (limit ${maxStreams})`,
+        );
+      }
+      keyId = who.keyId;
+      streamsByKey.set(keyId, open + 1);
+      openStreams.add(handle);
+      activeStreams.add(1);
+      try {
+        const ctx = { tenant: who.tenant, signal };
+        for await (const e of service.watch(ctx, call.request.jobId, call.request.afterEventId)) {
+          if (ended) return;
+          if (!call.write({ event: jobEventToProto(e) })) {
+            await new Promise<void>((resolve) => {
+              const done = () => {
+                call.removeListener('drain', done);
+                signal.removeEventListener('abort', done);
+                resolve();
+              };
+              call.on('drain', done);
+              signal.addEventListener('abort', done, { once: true });
+            });
+          }
+          sent += 1;
+          eventsSent.add(1);
+        }
+      } finally {
+        activeStreams.add(-1);
+      }
+    };
+    run().then(
+      () => {
+        if (ended) return;
+        if (signal.aborted)
+          return handle.end(
+            signal.reason instanceof ApiError ? signal.reason : new ApiError('CANCELLED', 'cancelled'),
+          );
+        ended = true;
+        openStreams.delete(handle);
+        if (keyId) streamsByKey.set(keyId, (streamsByKey.get(keyId) ?? 1) - 1);
+        dispose();
+        obs.finish(null, { eventsSent: sent });
+        call.end();
+      },
+      (err: unknown) => handle.end(ApiError.from(err)),
+    );
+  };
+
+  const handlers: pb.TrainingServiceServer = {
+    submitJob: unary('SubmitJob', 'jobs.write', async (ctx, req: pb.SubmitJobRequest) => {
+      const res = await service.submit(ctx, {
+        requestId: req.requestId,
+        spec: req.spec,
+        validateOnly: req.validateOnly,
+      });
+      return { job: res.job ? jobToProto(res.job) : undefined, created: res.created };
+    }),
+    getJob: unary('GetJob', 'jobs.read', (ctx, req: pb.GetJobRequest) => ({
+      job: jobToProto(service.get(ctx, req.jobId)),
+    })),
+    listJobs: unary('ListJobs', 'jobs.read', (ctx, req: pb.ListJobsRequest) => {
+      const { filter, unknownStates } = listFilterFromProto(req);
+      if (unknownStates.length > 0) {
+        throw ApiError.invalidArgument(
+          req.states
+            .map((s, i) => ({ s, i }))
+            .filter(({ s }) => unknownStates.includes(s))
+            .map(({ s, i }) => ({
+              field: `states[${i}]`,
+              description: `unknown job state ${s}; use JOB_STATE_QUEUED, _RUNNING, _SUCCEEDED, _FAILED or _CANCELLED`,
+            })),
+        );
+      }
+      const res = service.list(ctx, { pageSize: req.pageSize, pageToken: req.pageToken, filter });
+      return { jobs: res.jobs.map(jobToProto), nextPageToken: res.nextPageToken };
+    }),
+    cancelJob: unary('CancelJob', 'jobs.write', async (ctx, req: pb.CancelJobRequest) => ({
+      job: jobToProto(await service.cancel(ctx, req.jobId, req.reason)),
+    })),
+    watchJob: watchJob,
+    getPrivacyReport: unary(
+      'GetPrivacyReport',
+      'jobs.read',
+      async (ctx, req: pb.GetPrivacyReportRequest) => ({
+        report: privacyReportToProto(await service.privacyReport(ctx, req.jobId)),
+      }),
+    ),
+  };
+
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': maxMessageBytes,
+    'grpc.max_send_message_length': maxMessageBytes,
+    'grpc.max_concurrent_streams': 2000,
+    'grpc.keepalive_time_ms': 60_000,
+    'grpc.keepalive_timeout_ms': 20_000,
+    'grpc.http2.min_ping_interval_without_data_ms': 10_000,
+  });
+  server.addService(tolerantDefinition(), handlers as unknown as grpc.UntypedServiceImplementation);
+  const health = new HealthImplementation({ '': 'NOT_SERVING', [SERVICE_NAME]: 'NOT_SERVING' });
+  health.addToServer(server);
+  new ReflectionService(protoDefinitions()).addToServer(server);
+
+  const creds = o.tls
+    ? grpc.ServerCredentials.createSsl(
+        o.tls.clientCa ?? null,
+        [{ cert_chain: o.tls.certChain, private_key: o.tls.privateKey }],
+        o.tls.clientCa !== undefined,
+      )
+    : grpc.ServerCredentials.createInsecure();
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(o.listen, creds, (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  monitor.resumeAll();
+  health.setStatus('', 'SERVING');
+  health.setStatus(SERVICE_NAME, 'SERVING');
+
+  let closing: Promise<void> | undefined;
+  return {
+    port,
+    service,
+    monitor,
+    close() {
+      closing ??= (async () => {
+        health.setStatus('', 'NOT_SERVING');
+        health.setStatus(SERVICE_NAME, 'NOT_SERVING');
+        for (const s of [...openStreams]) {
+          s.end(
+            new ApiError(
+              'UNAVAILABLE',
+              'the server is shutting down; reconnect and resume with after_event_id',
+            ),
+          );
+        }
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(() => {
+            server.forceShutdown();
+            resolve();
+          }, 5000);
+          server.tryShutdown(() => {
+            clearTimeout(t);
+            resolve();
+          });
+        });
+        await monitor.close();
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,335 @@
+// TrainingService in domain terms: validation, tenancy, idempotency, pagination and the
+// privacy report. server.ts adapts it to gRPC (auth, limits, logging, status codes).
+import crypto from 'node:crypto';
+import { epsilonSchedule, loadRdp } from './accounting.js';
+import { BackendError, type JobBackend } from './backend.js';
+import {
+  isTerminal,
+  type JobEvent,
+  type JobState,
+  type ListJobsFilter,
+  type PrivacyReport,
+} from './domain.js';
+import { ApiError } from './errors.js';
+import type { JobMonitor } from './monitor.js';
+import { canonicalJson, signReport, type SigningKey } from './privacy-report.js';
+import { specDocument, type SpecValidator } from './spec.js';
+import type { FieldViolation } from './status-details.js';
+import type { JobRecord, JobStore, ListCursor } from './store.js';
+
+export interface CallContext {
+  tenant: string;
+  /** Aborted when the call's deadline passes or the client cancels. */
+  signal: AbortSignal;
+}
+
+export const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
+export const JOB_ID_RE = /^job-[a-z2-7]{26}$/;
+export const DEFAULT_PAGE_SIZE = 50;
+export const MAX_PAGE_SIZE = 500;
+
+export interface ServiceOptions {
+  store: JobStore;
+  backend: JobBackend;
+  monitor: JobMonitor;
+  validateSpec: SpecValidator;
+  signingKey: SigningKey;
+  now?: () => number;
+}
+
+type Obj = Record<string, unknown>;
+const obj = (v: unknown): Obj => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Obj) : {});
+const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+
+function checkJobId(jobId: string, field = 'job_id'): void {
+  if (!JOB_ID_RE.test(jobId)) {
+    throw ApiError.invalidArgument([
+      { field, description: 'must look like "job-" + 26 characters from [a-z2-7]' },
+    ]);
+  }
+}
+
+/** Page tokens: base64url JSON of the last row and a digest of the filter it belongs to. */
+function encodePageToken(c: ListCursor, filterDigest: string): string {
+  return Buffer.from(JSON.stringify({ v: 1, t: c.createTimeMs, j: c.jobId, f: filterDigest })).toString(
+    'base64url',
+  );
+}
+
+function decodePageToken(token: string, filterDigest: string): ListCursor {
+  const bad = (why: string) => ApiError.invalidArgument([{ field: 'page_token', description: why }]);
+  let o: Obj;
+  try {
+    o = obj(JSON.parse(Buffer.from(token, 'base64url').toString('utf8')));
+  } catch {
+    throw bad('is not a token this server issued; pass next_page_token from the previous response unchanged');
+  }
+  if (o.v !== 1 || typeof o.t !== 'number' || typeof o.j !== 'string' || typeof o.f !== 'string') {
+    throw bad('is not a token this server issued; pass next_page_token from the previous response unchanged');
+  }
+  if (o.f !== filterDigest)
+    throw bad('was issued for different filters; repeat the filters of the first page');
+  return { createTimeMs: o.t, jobId: o.j };
+}
+
+export class TrainingService {
+  constructor(private readonly o: ServiceOptions) {}
+
+  private owned(ctx: CallContext, jobId: string): JobRecord {
+    checkJobId(jobId);
+    const r = this.o.store.get(jobId);
+    // Another tenant's job is indistinguishable from a missing one: no existence oracle.
+    if (!r || r.tenant !== ctx.tenant) throw new ApiError('NOT_FOUND', `job ${jobId} not found`);
+    return r;
+  }
+
+  async submit(
+    ctx: CallContext,
+    req: {
+      requestId: string;
+      spec: { document?: Obj | undefined; yaml?: string | undefined } | undefined;
+      validateOnly: boolean;
+    },
+  ): Promise<{ job: JobRecord | null; created: boolean }> {
+    const violations: FieldViolation[] = [];
+    if (!REQUEST_ID_RE.test(req.requestId)) {
+      violations.push({
+        field: 'request_id',
+        description: 'is required: 1 to 128 characters from [A-Za-z0-9._:-] (a UUID per logical submission)',
+      });
+    }
+    const d = specDocument(req.spec);
+    let valid: { spec: Obj; name: string; rounds: number } | null = null;
+    if ('violation' in d) violations.push(d.violation);
+    else {
+      const res = this.o.validateSpec(d.doc);
+      if (res.ok) valid = res;
+      else {
+        for (const i of res.issues) {
+          violations.push({
+            field: i.path === '' ? d.prefix : `${d.prefix}.${i.path}`,
+            description: i.message,
+          });
+        }
+      }
+    }
+    if (violations.length > 0 || valid === null)
+      throw ApiError.invalidArgument(violations, 'SubmitJob request');
+    await this.checkBudget(
+      valid.spec,
+      valid.rounds,
+      'document' in (req.spec ?? {}) ? 'spec.document' : 'spec.yaml',
+    );
+    if (req.validateOnly) return { job: null, created: false };
+
+    const privacy = obj(valid.spec.privacy);
+    const { record, created, conflict } = this.o.store.createJob({
+      tenant: ctx.tenant,
+      requestId: req.requestId,
+      requestHash: crypto.createHash('sha256').update(canonicalJson(valid.spec)).digest('hex'),
+      displayName: valid.name,
+      roundsTotal: valid.rounds,
+      accountant: typeof privacy.accountant === 'string' ? privacy.accountant : 'rdp',
+      delta: num(privacy.delta) ?? 0,
+      spec: valid.spec,
+      backend: this.o.backend.name,
+    });
+    if (conflict) {
+      throw new ApiError(
+        'ALREADY_EXISTS',
+        `request_id "${req.requestId}" was already used for a different job spec (job ${record.jobId}); ` +
+          'use a new request_id for a new job',
+        {
+          errorInfo: {
+            reason: 'REQUEST_ID_REUSED',
+            domain: 'tensorguard.dev',
+            metadata: { job_id: record.jobId },
+          },
+        },
+      );
+    }
+    if (!created) return { job: record, created: false };
+    try {
+      const h = await this.o.backend.submit({ jobId: record.jobId, spec: valid.spec, signal: ctx.signal });
+      this.o.store.setBackendHandle(record.jobId, h.backendJobId, h.data);
+    } catch (err) {
+      // Not committed: a retry with the same request_id submits afresh.
+      this.o.store.deleteJob(record.jobId);
+      if (ctx.signal.aborted)
+        throw new ApiError('DEADLINE_EXCEEDED', 'the deadline passed while submitting the job');
+      if (err instanceof BackendError) {
+        throw new ApiError(
+          err.retryable ? 'UNAVAILABLE' : 'FAILED_PRECONDITION',
+          `the cluster did not accept the job: ${err.message}`,
+          {},
+          { cause: err },
+        );
+      }
+      throw err;
+    }
+    this.o.monitor.follow(record.jobId);
+    return { job: this.o.store.get(record.jobId)!, created: true };
+  }
+
+  /** FAILED_PRECONDITION when the planned rounds would spend more than privacy.epsilonBudget. */
+  private async checkBudget(spec: Obj, rounds: number, prefix: string): Promise<void> {
+    const p = obj(spec.privacy);
+    const budget = num(p.epsilonBudget);
+    const q = num(p.samplingRate);
+    const sigma = num(p.noiseMultiplier);
+    const delta = num(p.delta);
+    if (budget === null || q === null || sigma === null || delta === null) return;
+    const eps =
+      (await epsilonSchedule({ samplingRate: q, noiseMultiplier: sigma, delta, rounds })).at(-1) ?? 0;
+    if (eps > budget) {
+      throw new ApiError(
+        'FAILED_PRECONDITION',
+        `privacy budget exhausted: ${rounds} rounds at samplingRate ${q} and noiseMultiplier ${sigma} reach ` +
+          `ε = ${eps.toFixed(4)} at δ = ${delta}, above privacy.epsilonBudget ${budget}; lower rounds or ` +
+          'samplingRate, or raise noiseMultiplier',
+        {
+          preconditionFailure: [
+            {
+              type: 'PRIVACY_BUDGET',
+              subject: `${prefix}.privacy.epsilonBudget`,
+              description: `planned ε ${eps.toFixed(4)} > budget ${budget}`,
+            },
+          ],
+        },
+      );
+    }
+  }
+
+  get(ctx: CallContext, jobId: string): JobRecord {
+    return this.owned(ctx, jobId);
+  }
+
+  list(
+    ctx: CallContext,
+    req: { pageSize: number; pageToken: string; filter: ListJobsFilter },
+  ): { jobs: JobRecord[]; nextPageToken: string } {
+    const f = req.filter;
+    if (f.createTimeFromMs !== null && f.createTimeToMs !== null && f.createTimeFromMs > f.createTimeToMs) {
+      throw ApiError.invalidArgument([
+        { field: 'create_time_from', description: 'must not be after create_time_to' },
+      ]);
+    }
+    // Sizes above the maximum are coerced to it (AIP-158), not refused.
+    const size = req.pageSize === 0 ? DEFAULT_PAGE_SIZE : Math.min(req.pageSize, MAX_PAGE_SIZE);
+    const digest = crypto
+      .createHash('sha256')
+      .update(canonicalJson({ ...f, states: [...f.states].sort() }))
+      .digest('base64url')
+      .slice(0, 16);
+    const cursor = req.pageToken === '' ? null : decodePageToken(req.pageToken, digest);
+    const { jobs, more } = this.o.store.list(ctx.tenant, f, size, cursor);
+    const last = jobs.at(-1);
+    return {
+      jobs,
+      nextPageToken:
+        more && last ? encodePageToken({ createTimeMs: last.createTimeMs, jobId: last.jobId }, digest) : '',
+    };
+  }
+
+  async cancel(ctx: CallContext, jobId: string, reason: string): Promise<JobRecord> {
+    if (reason.length > 1024) {
+      throw ApiError.invalidArgument([{ field: 'reason', description: 'must be at most 1024 characters' }]);
+    }
+    const r = this.owned(ctx, jobId);
+    if (r.state === 'CANCELLED') return r;
+    if (isTerminal(r.state)) {
+      throw new ApiError(
+        'FAILED_PRECONDITION',
+        `job ${jobId} already ${r.state.toLowerCase()}; it cannot be cancelled`,
+        {
+          preconditionFailure: [{ type: 'JOB_STATE', subject: jobId, description: `job is ${r.state}` }],
+        },
+      );
+    }
+    try {
+      await this.o.monitor.cancel(r, reason || 'cancelled by request');
+    } catch (err) {
+      if (err instanceof BackendError) {
+        throw new ApiError(
+          'UNAVAILABLE',
+          `the cluster did not accept the cancellation: ${err.message}`,
+          {},
+          { cause: err },
+        );
+      }
+      throw err;
+    }
+    return this.o.store.get(jobId)!;
+  }
+
+  /**
+   * The job's events after `afterEventId`, in order, waiting for new ones; ends after the
+   * terminal state event (at once when resuming after it) or when ctx.signal aborts.
+   */
+  async *watch(ctx: CallContext, jobId: string, afterEventId: number): AsyncGenerator<JobEvent> {
+    this.owned(ctx, jobId);
+    let last = afterEventId;
+    while (!ctx.signal.aborted) {
+      const events = this.o.store.eventsAfter(jobId, last, 256);
+      for (const e of events) {
+        yield e;
+        last = e.eventId;
+        if (e.type === 'state_changed' && isTerminal(e.state)) return;
+      }
+      if (events.length === 0) {
+        const r = this.o.store.get(jobId)!;
+        if (isTerminal(r.state) && last >= r.lastEventId) return;
+        // No await between the read above and registering the waiter: no wake-up is missed.
+        await this.o.monitor.hub.wait(jobId, ctx.signal);
+      }
+    }
+  }
+
+  async privacyReport(ctx: CallContext, jobId: string): Promise<PrivacyReport> {
+    const r = this.owned(ctx, jobId);
+    const spec = r.spec;
+    const p = obj(spec.privacy);
+    const { RDP_ORDERS } = await loadRdp();
+    const delta = r.privacySpent.delta || (num(p.delta) ?? 0);
+    const q = num(p.samplingRate) ?? 0;
+    const workers = num(obj(spec.workers).count) ?? 0;
+    const reported = Array.isArray(r.privacy.shards) ? (r.privacy.shards as unknown[]).map(obj) : null;
+    const shards = reported
+      ? reported.map((s, i) => ({
+          shardId: typeof s.shard_id === 'string' ? s.shard_id : `shard-${i}`,
+          epsilon: num(s.epsilon) ?? r.privacySpent.epsilon,
+          delta: num(s.delta) ?? delta,
+          examples: num(s.examples) ?? 0,
+          samplingRate: num(s.sampling_rate) ?? q,
+          steps: num(s.steps) ?? r.roundsCompleted,
+        }))
+      : [];
+    const state: JobState = r.state;
+    return signReport(
+      {
+        jobId: r.jobId,
+        tenant: r.tenant,
+        state,
+        generateTimeMs: (this.o.now ?? Date.now)(),
+        epsilon: r.privacySpent.epsilon,
+        delta,
+        epsilonBudget: num(p.epsilonBudget) ?? 0,
+        roundsCompleted: r.roundsCompleted,
+        parameters: {
+          accountant: r.privacySpent.accountant || 'rdp',
+          mechanism: 'poisson_subsampled_gaussian',
+          noiseMultiplier: num(p.noiseMultiplier) ?? 0,
+          clipNorm: num(p.clipNorm) ?? 0,
+          samplingRate: q,
+          steps: r.roundsCompleted,
+          delta,
+          orders: r.privacySpent.accountant === 'pld' ? [] : RDP_ORDERS,
+          minContributors: num(obj(spec.secureAggregation).threshold) ?? 0,
+          numWorkers: workers,
+        },
+        shards,
+      },
+      this.o.signingKey,
+    );
+  }
+}

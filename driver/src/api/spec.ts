@@ -1,0 +1,74 @@
+// Validation of job documents arriving through the API: the driver's job-spec schema, the same
+// one `tensorguard train` uses, so a bad field gets the same path and message either way.
+import YAML from 'yaml';
+import { z } from 'zod';
+import type { FieldViolation } from './status-details.js';
+
+export interface SpecIssue {
+  /** Dot path inside the job document, e.g. `privacy.delta` ('' = the document itself). */
+  path: string;
+  message: string;
+}
+
+export type SpecResult =
+  | { ok: true; spec: Record<string, unknown>; name: string; rounds: number }
+  | { ok: false; issues: SpecIssue[] };
+
+/** Validates a parsed job document and applies defaults. */
+export type SpecValidator = (doc: unknown) => SpecResult;
+
+/** The job document of a request: parsed YAML or the Struct, with the field prefix for errors. */
+export function specDocument(
+  spec: { document?: Record<string, unknown> | undefined; yaml?: string | undefined } | undefined,
+): { doc: unknown; prefix: string } | { violation: FieldViolation } {
+  if (spec === undefined) return { violation: { field: 'spec', description: 'is required' } };
+  if (spec.document !== undefined) return { doc: spec.document, prefix: 'spec.document' };
+  if (spec.yaml !== undefined) {
+    try {
+      return { doc: YAML.parse(spec.yaml, { maxAliasCount: 100 }) as unknown, prefix: 'spec.yaml' };
+    } catch (err) {
+      return {
+        violation: { field: 'spec.yaml', description: `is not valid YAML: ${(err as Error).message}` },
+      };
+    }
+  }
+  return { violation: { field: 'spec', description: 'must set document or yaml' } };
+}
+
+/**
+ * Interim validator, used until the driver's job-spec schema (driver/src/spec) is wired in:
+ * checks the fields the API itself reads (name, rounds, privacy, workers, evaluation) and
+ * passes the rest through for the cluster to check. Reports every bad field at once.
+ */
+export const interimSpecValidator: SpecValidator = (doc) => {
+  const res = interimSchema.safeParse(doc);
+  if (!res.success) {
+    return {
+      ok: false,
+      issues: res.error.issues.map((i) => ({ path: i.path.map(String).join('.'), message: i.message })),
+    };
+  }
+  return {
+    ok: true,
+    spec: res.data as Record<string, unknown>,
+    name: res.data.name,
+    rounds: res.data.rounds,
+  };
+};
+
+const interimSchema = z.looseObject({
+  name: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1-64 characters from [A-Za-z0-9._-]'),
+  rounds: z.number().int().min(1, 'must be an integer ≥ 1').max(1_000_000),
+  workers: z.looseObject({ count: z.number().int().min(1, 'must be an integer ≥ 1').max(1024) }),
+  privacy: z.looseObject({
+    clipNorm: z.number().positive('must be a number > 0'),
+    noiseMultiplier: z.number().min(0, 'must be a number ≥ 0'),
+    delta: z.number().gt(0, 'must be in (0, 1)').lt(1, 'must be in (0, 1)'),
+    samplingRate: z.number().gt(0, 'must be in (0, 1]').max(1, 'must be in (0, 1]'),
+    epsilonBudget: z.number().positive('must be a number > 0 or null').nullable().default(null),
+    accountant: z.enum(['rdp', 'pld']).default('rdp'),
+  }),
+  evaluation: z
+    .looseObject({ everyRounds: z.number().int().min(1, 'must be an integer ≥ 1') })
+    .default({ everyRounds: 1 }),
+});

@@ -1,0 +1,282 @@
+// `tensorguard serve`: the gRPC TrainingService for other services (docs/api.md).
+import fs from 'node:fs';
+import path from 'node:path';
+import { pino } from 'pino';
+import { ApiKeyStore, generateKey, hashKeyScrypt, hashKeySha256 } from '../api/api-keys.js';
+import type { JobBackend } from '../api/backend.js';
+import { LocalProcessBackend } from '../api/local-process-backend.js';
+import { loadOrCreateSigningKey } from '../api/privacy-report.js';
+import { startApiServer } from '../api/server.js';
+import { interimSpecValidator } from '../api/spec.js';
+import { JobStore } from '../api/store.js';
+import { startTelemetry } from '../api/telemetry.js';
+import { type Command, type Io, UsageError } from './types.js';
+
+const usage = `usage: tensorguard serve --listen HOST:PORT --api-keys FILE [options]
+       tensorguard serve --hash-key [--scrypt]     (reads a key on stdin, prints its hash)
+       tensorguard serve --generate-key            (prints a new key and its hash)
+
+Serves tensorguard.v1.TrainingService over gRPC, with grpc.health.v1 and server reflection.
+
+options:
+  --listen HOST:PORT        address to listen on (required; port 0 picks one, printed at start)
+  --api-keys FILE           YAML file of hashed API keys and their tenants (required; docs/api.md);
+                            re-read on SIGHUP
+  --address RAY_URL         Ray cluster to submit to (default: a private local Ray head)
+  --db PATH                 job database (SQLite; default .tensorguard/api/jobs.db). One server per file
+  --signing-key FILE        Ed25519 key (PKCS#8 PEM) that signs privacy reports; created when missing
+                            (default: signing-key.pem next to --db)
+  --tls-cert FILE           PEM certificate chain; with --tls-key enables TLS
+  --tls-key FILE            PEM private key
+  --tls-client-ca FILE      PEM CA bundle: require client certificates signed by it (mutual TLS)
+  --max-message-bytes N     largest request/response message (default 4194304)
+  --rate-limit N            default requests per second per API key (default 20)
+  --rate-burst N            default burst per API key (default 40)
+  --backend ray|local-process
+                            where jobs run (default ray). local-process runs each job as a local Node
+                            process printing synthetic rounds: for tests and benchmarks only
+  --local-round-ms N        local-process: milliseconds per round (default 200)
+  --log-level LEVEL         pino level (default info)
+
+Environment: OTEL_EXPORTER_OTLP_ENDPOINT switches on OpenTelemetry export (OTLP/gRPC).`;
+
+interface Opts {
+  listen?: string;
+  apiKeys?: string;
+  address?: string;
+  db: string;
+  signingKey?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsClientCa?: string;
+  maxMessageBytes: number;
+  rateLimit: number;
+  rateBurst: number;
+  backend: 'ray' | 'local-process';
+  localRoundMs: number;
+  logLevel: string;
+  hashKey: boolean;
+  scrypt: boolean;
+  generateKey: boolean;
+}
+
+function positiveInt(flag: string, v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag} must be a positive integer, got "${v}"`);
+  return n;
+}
+
+export function parseServeArgs(args: string[], cwd: string): Opts {
+  const o: Opts = {
+    db: path.join(cwd, '.tensorguard', 'api', 'jobs.db'),
+    maxMessageBytes: 4 * 1024 * 1024,
+    rateLimit: 20,
+    rateBurst: 40,
+    backend: 'ray',
+    localRoundMs: 200,
+    logLevel: 'info',
+    hashKey: false,
+    scrypt: false,
+    generateKey: false,
+  };
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    const value = (): string => {
+      const v = args[++i];
+      if (v === undefined || v.startsWith('--')) throw new UsageError(`${a} needs a value`);
+      return v;
+    };
+    switch (a) {
+      case '--listen':
+        o.listen = value();
+        if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(o.listen)) {
+          throw new UsageError(`--listen must be HOST:PORT, got "${o.listen}"`);
+        }
+        break;
+      case '--api-keys':
+        o.apiKeys = path.resolve(cwd, value());
+        break;
+      case '--address':
+        o.address = value();
+        break;
+      case '--db':
+        o.db = path.resolve(cwd, value());
+        break;
+      case '--signing-key':
+        o.signingKey = path.resolve(cwd, value());
+        break;
+      case '--tls-cert':
+        o.tlsCert = path.resolve(cwd, value());
+        break;
+      case '--tls-key':
+        o.tlsKey = path.resolve(cwd, value());
+        break;
+      case '--tls-client-ca':
+        o.tlsClientCa = path.resolve(cwd, value());
+        break;
+      case '--max-message-bytes':
+        o.maxMessageBytes = positiveInt(a, value());
+        break;
+      case '--rate-limit':
+        o.rateLimit = positiveInt(a, value());
+        break;
+      case '--rate-burst':
+        o.rateBurst = positiveInt(a, value());
+        break;
+      case '--backend': {
+        const b = value();
+        if (b !== 'ray' && b !== 'local-process')
+          throw new UsageError(`--backend must be ray or local-process, got "${b}"`);
+        o.backend = b;
+        break;
+      }
+      case '--local-round-ms':
+        o.localRoundMs = positiveInt(a, value());
+        break;
+      case '--log-level':
+        o.logLevel = value();
+        break;
+      case '--hash-key':
+        o.hashKey = true;
+        break;
+      case '--scrypt':
+        o.scrypt = true;
+        break;
+      case '--generate-key':
+        o.generateKey = true;
+        break;
+      default:
+        throw new UsageError(`unknown option ${a}`);
+    }
+  }
+  if (o.hashKey || o.generateKey) return o;
+  if (!o.listen) throw new UsageError('--listen HOST:PORT is required');
+  if (!o.apiKeys) throw new UsageError('--api-keys FILE is required');
+  if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) {
+    throw new UsageError('--tls-cert and --tls-key go together');
+  }
+  if (o.tlsClientCa && !o.tlsCert) throw new UsageError('--tls-client-ca needs --tls-cert and --tls-key');
+  if (o.backend === 'local-process' && o.address)
+    throw new UsageError('--address applies to --backend ray only');
+  return o;
+}
+
+async function readStdin(signal: AbortSignal): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) {
+    signal.throwIfAborted();
+    chunks.push(c as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8').trim();
+}
+
+function readPem(file: string, what: string): Buffer {
+  try {
+    return fs.readFileSync(file);
+  } catch (err) {
+    throw new UsageError(
+      `cannot read ${what} ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+    );
+  }
+}
+
+async function makeBackend(o: Opts, io: Io): Promise<JobBackend> {
+  if (o.backend === 'local-process') {
+    return new LocalProcessBackend({
+      workDir: path.join(path.dirname(o.db), 'local-jobs'),
+      roundMs: o.localRoundMs,
+    });
+  }
+  const { createRayJobBackend } = await import('../api/ray-backend.js');
+  return createRayJobBackend({ address: o.address ?? null, env: io.env, signal: io.signal });
+}
+
+export const command: Command = {
+  name: 'serve',
+  summary: 'serve the gRPC TrainingService API (submit, watch, cancel jobs; privacy reports)',
+  usage,
+  async run(args, io) {
+    const o = parseServeArgs(args, io.cwd);
+    if (o.generateKey) {
+      const key = generateKey();
+      io.stdout(`key:  ${key}\nhash: ${o.scrypt ? await hashKeyScrypt(key) : hashKeySha256(key)}\n`);
+      return 0;
+    }
+    if (o.hashKey) {
+      const key = await readStdin(io.signal);
+      if (key === '') throw new UsageError('--hash-key reads the key on stdin; got nothing');
+      io.stdout(`${o.scrypt ? await hashKeyScrypt(key) : hashKeySha256(key)}\n`);
+      return 0;
+    }
+    const log = pino({ level: o.logLevel, base: { service: 'tensorguard-api' } });
+    const telemetry = await startTelemetry(io.env);
+    const apiKeys = new ApiKeyStore(o.apiKeys!);
+    const { key: signingKey, created } = loadOrCreateSigningKey(
+      o.signingKey ?? path.join(path.dirname(o.db), 'signing-key.pem'),
+    );
+    const store = new JobStore(o.db);
+    const backend = await makeBackend(o, io);
+    const tls = o.tlsCert
+      ? {
+          certChain: readPem(o.tlsCert, 'TLS certificate'),
+          privateKey: readPem(o.tlsKey!, 'TLS key'),
+          ...(o.tlsClientCa ? { clientCa: readPem(o.tlsClientCa, 'client CA bundle') } : {}),
+        }
+      : undefined;
+    const server = await startApiServer({
+      listen: o.listen!,
+      apiKeys,
+      store,
+      backend,
+      validateSpec: interimSpecValidator,
+      signingKey,
+      logger: log,
+      ...(tls ? { tls } : {}),
+      maxMessageBytes: o.maxMessageBytes,
+      rateLimit: { perSecond: o.rateLimit, burst: o.rateBurst },
+    });
+    const host = o.listen!.slice(0, o.listen!.lastIndexOf(':'));
+    if (!tls && !/^(127\.|localhost$|\[::1\]$)/.test(host)) {
+      log.warn(
+        { listen: o.listen },
+        'listening WITHOUT TLS on a non-loopback address: API keys travel in clear',
+      );
+    }
+    const onHup = () => {
+      try {
+        apiKeys.reload();
+        log.info({ keys: apiKeys.size }, 'API keys reloaded');
+      } catch (err) {
+        log.error({ err: (err as Error).message }, 'API key file rejected; keeping the previous keys');
+      }
+    };
+    process.on('SIGHUP', onHup);
+    log.info(
+      {
+        port: server.port,
+        backend: backend.name,
+        db: o.db,
+        tls: tls ? (tls.clientCa ? 'mutual' : 'server') : 'off',
+        signingKeyId: signingKey.keyId,
+        signingKeyCreated: created,
+        telemetry: telemetry.enabled,
+      },
+      'TrainingService listening',
+    );
+    // One machine-readable line on stdout for scripts and tests that start the server.
+    io.stdout(
+      JSON.stringify({ type: 'listening', port: server.port, signing_key_id: signingKey.keyId }) + '\n',
+    );
+    await new Promise<void>((resolve) => {
+      if (io.signal.aborted) resolve();
+      else io.signal.addEventListener('abort', () => resolve(), { once: true });
+    });
+    log.info('shutting down');
+    process.removeListener('SIGHUP', onHup);
+    await server.close();
+    await backend.close();
+    store.close();
+    await telemetry.shutdown();
+    return 0;
+  },
+};
