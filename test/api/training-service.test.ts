@@ -14,6 +14,7 @@ import {
   client,
   jobDocument,
   keyFile,
+  root,
   type Client,
   type ServerProcess,
   startServer,
@@ -406,18 +407,8 @@ describe('TrainingService (tensorguard serve, local-process backend)', function 
     expect(status.status).to.equal(1); // SERVING
     h.close();
     const reflProto = path.join(
-      path.dirname(protoPath),
-      '..',
-      '..',
-      '..',
-      '@grpc',
-      'reflection',
-      'build',
-      'proto',
-      'grpc',
-      'reflection',
-      'v1',
-      'reflection.proto',
+      root,
+      'node_modules/@grpc/reflection/build/proto/grpc/reflection/v1/reflection.proto',
     );
     const reflDef = grpc.loadPackageDefinition(protoLoader.loadSync(reflProto)) as unknown as {
       grpc: { reflection: { v1: { ServerReflection: grpc.ServiceClientConstructor } } };
