@@ -1,0 +1,206 @@
+"""The supervisor actors: each starts one Node child, forwards its output, publishes its metrics,
+dies when the child dies (so Ray restarts it, up to max_restarts) and never outlives... nor lets
+the child outlive the actor."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import threading
+import time
+import uuid
+from typing import Any, Optional
+
+import ray
+
+from .launch import Launch, child_env, write_config
+from .metrics import ActorMetrics
+from .node_process import NodeProcess
+
+NAMESPACE = "tensorguard"
+
+
+def aggregator_name(job_id: str) -> str:
+    return f"tg-{job_id}-aggregator"
+
+
+def worker_name(job_id: str, index: int) -> str:
+    return f"tg-{job_id}-worker-{index}"
+
+
+class ChildExitedError(RuntimeError):
+    """The Node child exited before it produced what was asked for."""
+
+
+class _Supervisor:
+    """Shared body of both actors. Lifecycle: STARTING → RUNNING → FINISHED | (process exit)."""
+
+    role = "worker"
+
+    def __init__(self, job_id: str, config: dict, launch: Launch, index: Optional[int]):
+        self.job_id = job_id
+        self.index = index
+        self.generation = uuid.uuid4().hex
+        self._cond = threading.Condition()
+        self._events: list[dict] = []
+        self._done: Optional[dict] = None
+        self._address: Optional[str] = None
+        self._exit_code: Optional[int] = None
+        self._stopping = False
+        self.state = "STARTING"
+        label = "aggregator" if index is None else str(index)
+        self._metrics = ActorMetrics(job_id, label)
+        ctx = ray.get_runtime_context()
+        cpus = ctx.get_assigned_resources().get("CPU", 1.0)
+        gpu_ids = [str(g) for g in ctx.get_accelerator_ids().get("GPU", [])]
+        name = "aggregator" if index is None else f"worker-{index}"
+        self._config_path = write_config(config, job_id, name)
+        argv = [launch.node, self._program(launch), "--config", self._config_path]
+        argv += self._extra_args()
+        env = child_env(os.environ, job_id=job_id, role=self.role, worker_index=index,
+                        cpus=cpus, gpu_ids=gpu_ids)
+        self._child = NodeProcess(argv, env, self._on_line, self._on_exit)
+        atexit.register(self._child.kill, 1.0)
+        pid = self._child.start()
+        self.state = "RUNNING"
+        print(f"tensorguard: started {self.role} {label} of job {job_id}: pid {pid} "
+              f"(generation {self.generation[:8]})", flush=True)
+
+    # -- subclass hooks
+    def _program(self, launch: Launch) -> str:
+        raise NotImplementedError
+
+    def _extra_args(self) -> list[str]:
+        return []
+
+    def _finished_ok(self, code: int) -> bool:
+        raise NotImplementedError
+
+    # -- child callbacks (reader / waiter threads)
+    def _on_line(self, stream: str, line: str, parsed: Optional[dict]) -> None:
+        # Printed from the actor process so that Ray files it under this actor (dashboard, job
+        # logs with the actor's prefix).
+        print(line, file=sys.stdout if stream == "stdout" else sys.stderr, flush=True)
+        if parsed is None:
+            return
+        self._metrics.observe(parsed)
+        with self._cond:
+            kind = parsed["type"]
+            if kind == "listening" and isinstance(parsed.get("address"), str):
+                self._address = parsed["address"]
+            elif kind == "done":
+                self._done = parsed
+            self._events.append(parsed)
+            self._cond.notify_all()
+
+    def _on_exit(self, code: int) -> None:
+        with self._cond:
+            self._exit_code = code
+            self._cond.notify_all()
+            if self._stopping:
+                return
+            if self._finished_ok(code):
+                self.state = "FINISHED"
+                return
+        print(f"tensorguard: the {self.role} child (pid {self._child.pid}) of job {self.job_id} "
+              f"exited with {code}; exiting the actor so that Ray restarts it", file=sys.stderr,
+              flush=True)
+        self._child.kill(0.5)  # its process group may still hold grandchildren
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+
+    # -- actor methods
+    def info(self) -> dict:
+        return {
+            "role": self.role,
+            "index": self.index,
+            "pid": self._child.pid,
+            "actor_pid": os.getpid(),
+            "generation": self.generation,
+            "state": self.state,
+            "exit_code": self._exit_code,
+        }
+
+    def events(self, since: int = 0, timeout_s: float = 5.0) -> dict:
+        """Long poll: the child's contract lines after index ``since`` (waits up to timeout_s for
+        one). ``generation`` changes when Ray restarted the actor: then indexes start again."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while (len(self._events) <= since and self._exit_code is None
+                   and (left := deadline - time.monotonic()) > 0):
+                self._cond.wait(left)
+            return {
+                "generation": self.generation,
+                "events": self._events[since:],
+                "next": len(self._events),
+                "exit_code": self._exit_code,
+            }
+
+    def stop(self) -> None:
+        """Kills the child's process group; the actor stays until ray.kill."""
+        with self._cond:
+            self._stopping = True
+            self.state = "FINISHED"
+        self._child.kill()
+        try:
+            os.unlink(self._config_path)
+        except OSError:
+            pass
+
+
+class AggregatorSupervisor(_Supervisor):
+    role = "aggregator"
+
+    def __init__(self, job_id: str, config: dict, launch: Launch):
+        super().__init__(job_id, config, launch, None)
+
+    def _program(self, launch: Launch) -> str:
+        return launch.coordinator_js
+
+    def _finished_ok(self, code: int) -> bool:
+        # A coordinator that printed its done line has finished the job, whatever the outcome
+        # (a failed job must not be retried by restarting it).
+        return self._done is not None
+
+    def address(self, timeout_s: float = 120.0) -> str:
+        """The coordinator's gRPC address, once it printed its listening line."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while self._address is None:
+                if self._exit_code is not None:
+                    raise ChildExitedError(
+                        f"the coordinator exited with {self._exit_code} before listening"
+                        + (f": {self._done.get('error')}" if self._done else "")
+                    )
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"the coordinator did not listen within {timeout_s}s")
+                self._cond.wait(left)
+            return self._address
+
+
+class WorkerSupervisor(_Supervisor):
+    role = "worker"
+
+    def __init__(self, job_id: str, config: dict, launch: Launch, index: int,
+                 address_timeout_s: float = 120.0):
+        # Asked on every (re)start: a restarted aggregator listens on a new port.
+        agg = ray.get_actor(aggregator_name(job_id), namespace=NAMESPACE)
+        self._aggregator = ray.get(agg.address.remote(address_timeout_s))
+        super().__init__(job_id, config, launch, index)
+
+    def _program(self, launch: Launch) -> str:
+        return launch.worker_js
+
+    def _extra_args(self) -> list[str]:
+        return ["--worker-index", str(self.index), "--aggregator", self._aggregator]
+
+    def _finished_ok(self, code: int) -> bool:
+        return code == 0
+
+
+def remote_classes() -> tuple[Any, Any]:
+    """The ray.remote actor classes (made lazily so importing needs no Ray runtime)."""
+    return ray.remote(AggregatorSupervisor), ray.remote(WorkerSupervisor)

@@ -1,0 +1,193 @@
+"""The job controller run by the entrypoint: placement group, actors, progress, result, cleanup.
+
+Policy (what the outcome is) is decided from the coordinator's done line; this module only acts:
+it places and starts the actors, relays progress, and tears everything down on every exit path.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Callable, Optional
+
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError
+from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from .actors import NAMESPACE, aggregator_name, remote_classes, worker_name
+from .launch import Launch
+from .spec import RaySpec, parse_ray_spec
+
+
+class ResourcesUnavailableError(RuntimeError):
+    """The placement group was not placed in time: the cluster lacks the resources."""
+
+
+class JobFailedError(RuntimeError):
+    """The job could not run to a done line (e.g. the aggregator died beyond max_restarts)."""
+
+
+def _bundles(rs: RaySpec) -> list[dict[str, float]]:
+    worker: dict[str, float] = {"CPU": rs.cpus_per_worker}
+    if rs.gpus_per_worker > 0:
+        worker["GPU"] = rs.gpus_per_worker
+    return [{"CPU": rs.coordinator_cpus}] + [dict(worker) for _ in range(rs.worker_count)]
+
+
+def _place(rs: RaySpec, timeout_s: float):
+    bundles = _bundles(rs)
+    pg = placement_group(bundles, strategy=rs.placement_strategy, name=f"tg-{rs.job_id}-pg")
+    if pg.wait(timeout_seconds=timeout_s):
+        return pg
+    remove_placement_group(pg)
+    need = {k: sum(b.get(k, 0) for b in bundles) for k in ("CPU", "GPU")}
+    have = ray.cluster_resources()
+    free = ray.available_resources()
+    raise ResourcesUnavailableError(
+        f"the cluster cannot place the job within {timeout_s:g}s: it needs "
+        f"{rs.worker_count} worker bundles of {bundles[1]} plus a coordinator bundle of "
+        f"{bundles[0]} ({rs.placement_strategy}), in all CPU {need['CPU']:g}, GPU {need['GPU']:g}; "
+        f"the cluster has CPU {have.get('CPU', 0):g} (free {free.get('CPU', 0):g}), "
+        f"GPU {have.get('GPU', 0):g} (free {free.get('GPU', 0):g}). Lower workers.count, "
+        "workers.cpusPerWorker or workers.gpusPerWorker, add nodes, or wait longer "
+        "(TENSORGUARD_PLACEMENT_TIMEOUT_S)."
+    )
+
+
+def _progress_line(m: dict) -> dict:
+    keep = ("round", "rounds_total", "epsilon", "delta", "eval_accuracy", "workers_alive",
+            "round_seconds", "phase_seconds")
+    return {"type": "progress", **{k: m.get(k) for k in keep if k in m}}
+
+
+def run_job(spec: dict, job_id: str, launch: Launch, *, placement_timeout_s: float = 60.0,
+            listen_timeout_s: float = 180.0, emit: Callable[[dict], None],
+            on_started: Optional[Callable[[dict], None]] = None) -> dict:
+    """Runs one job on the connected Ray cluster and returns its result line (a dict with
+    "type": "result"). ``emit`` gets each progress line as it happens. Raises SpecError,
+    ResourcesUnavailableError, LaunchError or JobFailedError; kills every actor it started and
+    removes the placement group on every exit path (exceptions and KeyboardInterrupt included).
+    """
+    rs = parse_ray_spec(spec, job_id)
+    Aggregator, Worker = remote_classes()
+    actors: list[Any] = []
+    pg = None
+    t0 = time.monotonic()
+    try:
+        pg = _place(rs, placement_timeout_s)
+
+        def opts(bundle: int, name: str, cpus: float, gpus: float) -> dict:
+            return dict(
+                name=name,
+                namespace=NAMESPACE,
+                num_cpus=cpus,
+                num_gpus=gpus,
+                max_restarts=rs.max_restarts,
+                # Calls are idempotent reads (info, events, address): retry them on a restart.
+                max_task_retries=-1,
+                max_concurrency=8,
+                scheduling_strategy=PlacementGroupSchedulingStrategy(
+                    placement_group=pg, placement_group_bundle_index=bundle
+                ),
+            )
+
+        agg = Aggregator.options(**opts(0, aggregator_name(job_id), rs.coordinator_cpus, 0)).remote(
+            job_id, spec, launch
+        )
+        actors.append(agg)
+        try:
+            address = ray.get(agg.address.remote(listen_timeout_s))
+        except RayActorError as err:
+            raise JobFailedError(f"the aggregator actor died before listening: {err}") from err
+        workers = [
+            Worker.options(
+                **opts(i + 1, worker_name(job_id, i), rs.cpus_per_worker, rs.gpus_per_worker)
+            ).remote(job_id, spec, launch, i)
+            for i in range(rs.worker_count)
+        ]
+        actors.extend(workers)
+        if on_started is not None:
+            on_started({"aggregator": address, "actors": [aggregator_name(job_id)]
+                        + [worker_name(job_id, i) for i in range(rs.worker_count)]})
+        done = _follow(agg, emit)
+        result = {
+            "type": "result",
+            "job_id": job_id,
+            "status": done.get("status", "failed"),
+            "epsilon": done.get("epsilon"),
+            "delta": done.get("delta"),
+            "test_accuracy": done.get("test_accuracy"),
+            "rounds": done.get("rounds"),
+            "checkpoint": done.get("checkpoint"),
+            "privacy_report": done.get("privacy_report"),
+            "wall_seconds": round(time.monotonic() - t0, 3),
+        }
+        for k in ("error", "stop_reason"):
+            if done.get(k) is not None:
+                result[k] = done[k]
+        if result["status"] not in ("succeeded", "failed"):
+            result["error"] = f"unknown status {result['status']!r} in the coordinator's done line"
+            result["status"] = "failed"
+        return result
+    finally:
+        _teardown(actors, pg)
+
+
+def _follow(agg: Any, emit: Callable[[dict], None]) -> dict:
+    """Relays the coordinator's metrics as progress lines until its done line."""
+    since, generation = 0, None
+    while True:
+        try:
+            batch = ray.get(agg.events.remote(since, 5.0), timeout=60)
+        except GetTimeoutError:
+            continue
+        except RayActorError as err:
+            raise JobFailedError(
+                f"the aggregator actor died and was not restarted (workers.maxRestarts "
+                f"exhausted?): {err}"
+            ) from err
+        if batch["generation"] != generation:
+            # A restarted aggregator: its event indexes start again from 0.
+            if generation is not None and since > 0:
+                since = 0
+                generation = batch["generation"]
+                continue
+            generation = batch["generation"]
+        for line in batch["events"]:
+            if line.get("type") == "metrics":
+                emit(_progress_line(line))
+            elif line.get("type") == "done":
+                return line
+        since = batch["next"]
+        if batch["exit_code"] is not None and not batch["events"]:
+            # Exited without a done line: the actor is exiting too and Ray restarts it; wait
+            # for the next generation (or the RayActorError when restarts are used up).
+            time.sleep(0.5)
+
+
+def _teardown(actors: list[Any], pg: Any) -> None:
+    stops = []
+    for a in actors:
+        try:
+            stops.append(a.stop.remote())
+        except Exception:  # noqa: BLE001 - best effort, ray.kill below is the backstop
+            pass
+    try:
+        ray.wait(stops, num_returns=len(stops), timeout=15)
+    except Exception:  # noqa: BLE001
+        pass
+    for a in actors:
+        try:
+            ray.kill(a, no_restart=True)
+        except Exception:  # noqa: BLE001
+            pass
+    if pg is not None:
+        try:
+            remove_placement_group(pg)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def format_line(obj: dict) -> str:
+    return json.dumps(obj, separators=(",", ":"), default=str)
