@@ -1,0 +1,360 @@
+// Layer constructors. Parametric layers (dense, conv2d, embedding, layerNorm, groupNorm,
+// loraDense) report their linear pieces as sites; the rest are parameter-free and need no rule.
+// Every parameter is `<layer name>.<local name>`; names must be unique within a model.
+import tf, { type Tensor, type Tensor4D } from './tf.js';
+import type { ForwardContext, Layer, ParamInit, ParamSpec } from './layer.js';
+
+const glorot = (fanIn: number, fanOut: number): ParamInit => ({ uniform: Math.sqrt(6 / (fanIn + fanOut)) });
+
+const spec = (name: string, shape: number[], trainable: boolean, init: ParamInit): ParamSpec => ({
+  name,
+  shape,
+  trainable,
+  init,
+});
+
+/** x [B, ..., Din] · W [Din, Dout] without materialising a broadcast weight. */
+function matMulLast(x: Tensor, w: Tensor): Tensor {
+  if (x.rank === 2) return tf.matMul(x, w);
+  const din = x.shape[x.rank - 1]!;
+  const out = tf.matMul(tf.reshape(x, [-1, din]), w);
+  return tf.reshape(out, [...x.shape.slice(0, -1), w.shape[1]!]);
+}
+
+export interface DenseOptions {
+  inputDim: number;
+  units: number;
+  /** Adds a bias (default true). */
+  useBias?: boolean;
+  /** Whether the kernel and bias train (default true). */
+  trainable?: boolean;
+}
+
+/** z = x·W + b on the last axis; x is [B, Din] or a sequence [B, T, Din]. */
+export function dense(name: string, o: DenseOptions): Layer {
+  const w = `${name}.kernel`;
+  const b = o.useBias === false ? null : `${name}.bias`;
+  const trainable = o.trainable ?? true;
+  const params = [spec(w, [o.inputDim, o.units], trainable, glorot(o.inputDim, o.units))];
+  if (b) params.push(spec(b, [o.units], trainable, 'zeros'));
+  return {
+    kind: 'dense',
+    name,
+    params,
+    children: [],
+    forward(x, ctx) {
+      let z = matMulLast(x, ctx.param(w));
+      if (b) z = tf.add(z, ctx.param(b));
+      return ctx.site(this, { rule: 'linear', input: x, weight: w, bias: b }, z);
+    },
+  };
+}
+
+export interface Conv2DOptions {
+  inChannels: number;
+  filters: number;
+  kernelSize: number | [number, number];
+  /** Default 1. */
+  strides?: number | [number, number];
+  /** Default 'valid'. */
+  padding?: 'same' | 'valid';
+  /** Default true. */
+  useBias?: boolean;
+  /** Default true. */
+  trainable?: boolean;
+}
+
+const pair = (v: number | [number, number]): [number, number] => (typeof v === 'number' ? [v, v] : v);
+
+/** 2-D convolution, NHWC input, kernel [kh, kw, Cin, Cout]. */
+export function conv2d(name: string, o: Conv2DOptions): Layer {
+  const [kh, kw] = pair(o.kernelSize);
+  const strides = pair(o.strides ?? 1);
+  const padding = o.padding ?? 'valid';
+  const w = `${name}.kernel`;
+  const b = o.useBias === false ? null : `${name}.bias`;
+  const trainable = o.trainable ?? true;
+  const params = [
+    spec(w, [kh, kw, o.inChannels, o.filters], trainable, glorot(kh * kw * o.inChannels, kh * kw * o.filters)),
+  ];
+  if (b) params.push(spec(b, [o.filters], trainable, 'zeros'));
+  return {
+    kind: 'conv2d',
+    name,
+    params,
+    children: [],
+    forward(x, ctx) {
+      let z: Tensor = tf.conv2d(x as Tensor4D, ctx.param(w) as Tensor4D, strides, padding);
+      if (b) z = tf.add(z, ctx.param(b));
+      const site = { rule: 'conv2d', input: x, weight: w, bias: b, kernelSize: [kh, kw], strides, padding } as const;
+      return ctx.site(this, site, z);
+    },
+  };
+}
+
+export interface EmbeddingOptions {
+  vocabSize: number;
+  dim: number;
+  /** Default true. */
+  trainable?: boolean;
+  /** Standard deviation of the initial rows (default 0.02). */
+  initStddev?: number;
+}
+
+/** Row lookup: int32 indices [B] or [B, T] → [B, D] or [B, T, D]. */
+export function embedding(name: string, o: EmbeddingOptions): Layer {
+  const w = `${name}.embeddings`;
+  return {
+    kind: 'embedding',
+    name,
+    params: [spec(w, [o.vocabSize, o.dim], o.trainable ?? true, { normal: o.initStddev ?? 0.02 })],
+    children: [],
+    forward(x, ctx) {
+      const z = tf.gather(ctx.param(w), x.dtype === 'int32' ? x : tf.cast(x, 'int32'));
+      return ctx.site(this, { rule: 'embedding', indices: x, weight: w }, z);
+    },
+  };
+}
+
+export interface NormOptions {
+  /** Channels (the last axis). */
+  dim: number;
+  /** Default 1e-5. */
+  epsilon?: number;
+  /** Default true. */
+  trainable?: boolean;
+}
+
+function affine(layer: Layer, ctx: ForwardContext, xhat: Tensor, gain: string, bias: string): Tensor {
+  const z = tf.add(tf.mul(xhat, ctx.param(gain)), ctx.param(bias));
+  return ctx.site(layer, { rule: 'affine', normalized: xhat, gain, bias }, z);
+}
+
+/** Layer normalisation over the last axis with a per-channel gain and bias. */
+export function layerNorm(name: string, o: NormOptions): Layer {
+  const g = `${name}.gamma`;
+  const b = `${name}.beta`;
+  const eps = o.epsilon ?? 1e-5;
+  const trainable = o.trainable ?? true;
+  return {
+    kind: 'layerNorm',
+    name,
+    params: [spec(g, [o.dim], trainable, 'ones'), spec(b, [o.dim], trainable, 'zeros')],
+    children: [],
+    forward(x, ctx) {
+      const { mean, variance } = tf.moments(x, -1, true);
+      const xhat = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps)));
+      return affine(this, ctx, xhat, g, b);
+    },
+  };
+}
+
+export interface GroupNormOptions extends NormOptions {
+  /** Groups; must divide `dim`. */
+  groups: number;
+}
+
+/** Group normalisation (Wu & He 2018) of [B, ..., C] over the non-batch axes of each channel group. */
+export function groupNorm(name: string, o: GroupNormOptions): Layer {
+  if (o.dim % o.groups !== 0) throw new RangeError(`groupNorm "${name}": groups ${o.groups} must divide dim ${o.dim}`);
+  const g = `${name}.gamma`;
+  const b = `${name}.beta`;
+  const eps = o.epsilon ?? 1e-5;
+  const trainable = o.trainable ?? true;
+  return {
+    kind: 'groupNorm',
+    name,
+    params: [spec(g, [o.dim], trainable, 'ones'), spec(b, [o.dim], trainable, 'zeros')],
+    children: [],
+    forward(x, ctx) {
+      const B = x.shape[0]!;
+      const grouped = tf.reshape(x, [B, -1, o.groups, o.dim / o.groups]);
+      const { mean, variance } = tf.moments(grouped, [1, 3], true);
+      const xhat = tf.reshape(tf.mul(tf.sub(grouped, mean), tf.rsqrt(tf.add(variance, eps))), x.shape);
+      return affine(this, ctx, xhat, g, b);
+    },
+  };
+}
+
+export interface LoraDenseOptions {
+  inputDim: number;
+  units: number;
+  /** Adapter rank r. */
+  rank: number;
+  /** Scaling α; the adapter output is multiplied by α/r (default α = r, i.e. scale 1). */
+  alpha?: number;
+  /** Base bias (frozen like the base kernel; default true). */
+  useBias?: boolean;
+  /** Standard deviation of A's initial entries (default 1/√r as in Hu et al.; B starts at zero). */
+  initStddev?: number;
+}
+
+/**
+ * A dense layer with a frozen base and a trainable low-rank adapter (Hu et al. 2021):
+ * y = x·W₀ + b₀ + (α/r)·(x·A)·B with A [Din, r] and B [r, Dout]. Each adapter matrix is its own
+ * linear site: A's input is x and output u = x·A; B's input is u and output v = u·B.
+ */
+export function loraDense(name: string, o: LoraDenseOptions): Layer {
+  const w0 = `${name}.kernel`;
+  const b0 = o.useBias === false ? null : `${name}.bias`;
+  const a = `${name}.lora_a`;
+  const bb = `${name}.lora_b`;
+  const scale = (o.alpha ?? o.rank) / o.rank;
+  const params = [spec(w0, [o.inputDim, o.units], false, glorot(o.inputDim, o.units))];
+  if (b0) params.push(spec(b0, [o.units], false, 'zeros'));
+  params.push(
+    spec(a, [o.inputDim, o.rank], true, { normal: o.initStddev ?? 1 / Math.sqrt(o.rank) }),
+    spec(bb, [o.rank, o.units], true, 'zeros'),
+  );
+  return {
+    kind: 'loraDense',
+    name,
+    params,
+    children: [],
+    forward(x, ctx) {
+      let base = matMulLast(x, ctx.param(w0));
+      if (b0) base = tf.add(base, ctx.param(b0));
+      base = ctx.site(this, { rule: 'linear', input: x, weight: w0, bias: b0 }, base);
+      const u = ctx.site(this, { rule: 'linear', input: x, weight: a, bias: null }, matMulLast(x, ctx.param(a)));
+      const v = ctx.site(this, { rule: 'linear', input: u, weight: bb, bias: null }, matMulLast(u, ctx.param(bb)));
+      return tf.add(base, scale === 1 ? v : tf.mul(v, scale));
+    },
+  };
+}
+
+// ---- parameter-free layers --------------------------------------------------------------
+
+function fn(kind: string, name: string, f: (x: Tensor) => Tensor): Layer {
+  return { kind, name, params: [], children: [], forward: (x) => f(x) };
+}
+
+const GELU_C = Math.sqrt(2 / Math.PI);
+
+/** GELU, tanh approximation (Hendrycks & Gimpel 2016), as in BERT and GPT-2. */
+export function gelu(x: Tensor): Tensor {
+  const inner = tf.mul(tf.add(x, tf.mul(tf.pow(x, 3), 0.044715)), GELU_C);
+  return tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(inner), 1));
+}
+
+export type ActivationKind = 'tanh' | 'relu' | 'gelu';
+
+export function activation(kind: ActivationKind, name: string = kind): Layer {
+  const f = kind === 'tanh' ? tf.tanh : kind === 'relu' ? tf.relu : gelu;
+  return fn('activation', name, (x) => f(x));
+}
+
+export interface PoolOptions {
+  poolSize: number | [number, number];
+  /** Default = poolSize. */
+  strides?: number | [number, number];
+  /** Default 'valid'. */
+  padding?: 'same' | 'valid';
+}
+
+export function maxPool(name: string, o: PoolOptions): Layer {
+  return fn('maxPool', name, (x) =>
+    tf.maxPool(x as Tensor4D, pair(o.poolSize), pair(o.strides ?? o.poolSize), o.padding ?? 'valid'),
+  );
+}
+
+export function avgPool(name: string, o: PoolOptions): Layer {
+  return fn('avgPool', name, (x) =>
+    tf.avgPool(x as Tensor4D, pair(o.poolSize), pair(o.strides ?? o.poolSize), o.padding ?? 'valid'),
+  );
+}
+
+/** [B, ...] → [B, prod(...)]. */
+export function flatten(name = 'flatten'): Layer {
+  return fn('flatten', name, (x) => tf.reshape(x, [x.shape[0]!, -1]));
+}
+
+/** Mean over the sequence axis: [B, T, D] → [B, D]. */
+export function meanPool(name = 'meanPool'): Layer {
+  return fn('meanPool', name, (x) => tf.mean(x, 1));
+}
+
+/** Runs layers in order. */
+export function sequential(name: string, layers: Layer[]): Layer {
+  return {
+    kind: 'sequential',
+    name,
+    params: [],
+    children: layers,
+    forward: (x, ctx) => layers.reduce((h, l) => l.forward(h, ctx), x),
+  };
+}
+
+/** x + f(x) for the layers f in order (a residual connection). */
+export function residual(name: string, layers: Layer[]): Layer {
+  return {
+    kind: 'residual',
+    name,
+    params: [],
+    children: layers,
+    forward: (x, ctx) => tf.add(x, layers.reduce((h, l) => l.forward(h, ctx), x)),
+  };
+}
+
+export interface AttentionOptions {
+  dim: number;
+  heads: number;
+  /** LoRA adapters on the q, k, v and output projections (frozen base); plain dense layers when absent. */
+  lora?: { rank: number; alpha?: number };
+  /** Whether plain projections train (default true; ignored with LoRA, whose base is frozen). */
+  trainable?: boolean;
+}
+
+/**
+ * Multi-head softmax self-attention on [B, T, D] (Vaswani et al. 2017, no mask) built from four
+ * projection layers; the softmax part has no parameters, so the projections are its only sites.
+ */
+export function multiHeadAttention(name: string, o: AttentionOptions): Layer {
+  if (o.dim % o.heads !== 0) throw new RangeError(`attention "${name}": heads ${o.heads} must divide dim ${o.dim}`);
+  const proj = (p: string): Layer =>
+    o.lora
+      ? loraDense(`${name}.${p}`, { inputDim: o.dim, units: o.dim, rank: o.lora.rank, alpha: o.lora.alpha })
+      : dense(`${name}.${p}`, { inputDim: o.dim, units: o.dim, trainable: o.trainable });
+  const [q, k, v, out] = [proj('q'), proj('k'), proj('v'), proj('o')] as const;
+  const dh = o.dim / o.heads;
+  return {
+    kind: 'multiHeadAttention',
+    name,
+    params: [],
+    children: [q, k, v, out],
+    forward(x, ctx) {
+      const [B, T] = [x.shape[0]!, x.shape[1]!];
+      const heads = (t: Tensor) => tf.transpose(tf.reshape(t, [B, T, o.heads, dh]), [0, 2, 1, 3]);
+      const qh = heads(q.forward(x, ctx));
+      const kh = heads(k.forward(x, ctx));
+      const vh = heads(v.forward(x, ctx));
+      const scores = tf.softmax(tf.mul(tf.matMul(qh, kh, false, true), 1 / Math.sqrt(dh)));
+      const mixed = tf.reshape(tf.transpose(tf.matMul(scores, vh), [0, 2, 1, 3]), [B, T, o.dim]);
+      return out.forward(mixed, ctx);
+    },
+  };
+}
+
+export interface TokenEmbeddingOptions {
+  vocabSize: number;
+  seqLen: number;
+  dim: number;
+  /** Whether token and position tables train (default true). */
+  trainable?: boolean;
+}
+
+/** Token embedding plus a learned position embedding (itself an embedding of 0..T-1). */
+export function tokenAndPositionEmbedding(name: string, o: TokenEmbeddingOptions): Layer {
+  const tok = embedding(`${name}.tokens`, { vocabSize: o.vocabSize, dim: o.dim, trainable: o.trainable });
+  const pos = embedding(`${name}.positions`, { vocabSize: o.seqLen, dim: o.dim, trainable: o.trainable });
+  return {
+    kind: 'tokenAndPositionEmbedding',
+    name,
+    params: [],
+    children: [tok, pos],
+    forward(x, ctx) {
+      const [B, T] = [x.shape[0]!, x.shape[1]!];
+      const positions = tf.tile(tf.reshape(tf.range(0, T, 1, 'int32'), [1, T]), [B, 1]);
+      return tf.add(tok.forward(x, ctx), pos.forward(positions, ctx));
+    },
+  };
+}
