@@ -5,6 +5,7 @@ import { pino } from 'pino';
 import { ApiKeyStore, generateKey, hashKeyScrypt, hashKeySha256 } from '../api/api-keys.js';
 import type { JobBackend } from '../api/backend.js';
 import { LocalProcessBackend } from '../api/local-process-backend.js';
+import { SimulatedBackend } from '../api/simulated-backend.js';
 import { loadOrCreateSigningKey } from '../api/privacy-report.js';
 import { startApiServer } from '../api/server.js';
 import { interimSpecValidator } from '../api/spec.js';
@@ -32,10 +33,11 @@ options:
   --max-message-bytes N     largest request/response message (default 4194304)
   --rate-limit N            default requests per second per API key (default 20)
   --rate-burst N            default burst per API key (default 40)
-  --backend ray|local-process
+  --backend ray|local-process|simulated
                             where jobs run (default ray). local-process runs each job as a local Node
-                            process printing synthetic rounds: for tests and benchmarks only
-  --local-round-ms N        local-process: milliseconds per round (default 200)
+                            process printing synthetic rounds (tests); simulated runs them as timers in
+                            the server (load benchmarks). Neither trains anything
+  --local-round-ms N        local-process and simulated: milliseconds per round (default 200)
   --log-level LEVEL         pino level (default info)
 
 Environment: OTEL_EXPORTER_OTLP_ENDPOINT switches on OpenTelemetry export (OTLP/gRPC).`;
@@ -52,7 +54,7 @@ interface Opts {
   maxMessageBytes: number;
   rateLimit: number;
   rateBurst: number;
-  backend: 'ray' | 'local-process';
+  backend: 'ray' | 'local-process' | 'simulated';
   localRoundMs: number;
   logLevel: string;
   hashKey: boolean;
@@ -125,8 +127,9 @@ export function parseServeArgs(args: string[], cwd: string): Opts {
         break;
       case '--backend': {
         const b = value();
-        if (b !== 'ray' && b !== 'local-process')
-          throw new UsageError(`--backend must be ray or local-process, got "${b}"`);
+        if (b !== 'ray' && b !== 'local-process' && b !== 'simulated') {
+          throw new UsageError(`--backend must be ray, local-process or simulated, got "${b}"`);
+        }
         o.backend = b;
         break;
       }
@@ -187,6 +190,7 @@ async function makeBackend(o: Opts, io: Io): Promise<JobBackend> {
       roundMs: o.localRoundMs,
     });
   }
+  if (o.backend === 'simulated') return new SimulatedBackend(o.localRoundMs);
   const { createRayJobBackend } = await import('../api/ray-backend.js');
   return createRayJobBackend({ address: o.address ?? null, env: io.env, signal: io.signal });
 }

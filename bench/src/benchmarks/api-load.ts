@@ -1,0 +1,239 @@
+// Load on the TrainingService over loopback: a real `tensorguard serve` process (built, from
+// driver/dist) with the in-process simulated backend, so that the API server is what is
+// measured; 200 concurrent WatchJob streams, 50 submissions per second and 50 GetJob calls per
+// second for a bounded time. Every stream's event ids are checked for gaps and compared with
+// the job's last event id at the end: events_dropped counts anything missing.
+import * as grpc from '@grpc/grpc-js';
+import { trainingService as pb, TrainingServiceClient } from '@tensorguard/proto';
+import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Benchmark, Row } from '../types.js';
+
+const KEY = `tg_bench_${crypto.randomBytes(16).toString('hex')}`;
+
+const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+};
+
+function doc(rounds: number, name: string) {
+  return {
+    name,
+    rounds,
+    workers: { count: 2 },
+    privacy: { clipNorm: 1, noiseMultiplier: 1.1, delta: 1e-5, samplingRate: 0.01, epsilonBudget: null },
+  };
+}
+
+export const benchmark: Benchmark = {
+  description:
+    'TrainingService over loopback (simulated backend): 200 WatchJob streams + 50 submissions/s + 50 GetJob/s; unary latency, dropped events',
+  async run({ quick, root, log }) {
+    const durationS = quick ? 8 : 30;
+    const roundMs = 100;
+    const streams = 200;
+    const watchedJobs = 20;
+    const submitsPerS = 50;
+    const getsPerS = 50;
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tg-bench-api-'));
+    fs.writeFileSync(
+      path.join(dir, 'keys.yaml'),
+      `keys:\n  - id: bench\n    tenant: bench\n    hash: sha256:${crypto.createHash('sha256').update(KEY).digest('hex')}\n`,
+    );
+    const bin = path.join(root, 'driver', 'dist', 'bin', 'tensorguard.js');
+    const child = spawn(
+      process.execPath,
+      [
+        bin,
+        'serve',
+        '--listen',
+        '127.0.0.1:0',
+        '--api-keys',
+        path.join(dir, 'keys.yaml'),
+        '--db',
+        path.join(dir, 'jobs.db'),
+        '--backend',
+        'simulated',
+        '--local-round-ms',
+        String(roundMs),
+        '--rate-limit',
+        '100000',
+        '--rate-burst',
+        '100000',
+        '--log-level',
+        'warn',
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    try {
+      const port = await new Promise<number>((resolve, reject) => {
+        let out = '';
+        child.stdout!.on('data', (d: Buffer) => {
+          out += d.toString();
+          const m = /"port":(\d+)/.exec(out);
+          if (m) resolve(Number(m[1]));
+        });
+        child.once('exit', (c) => reject(new Error(`server exited with ${c}`)));
+      });
+      const md = new grpc.Metadata();
+      md.set('authorization', `Bearer ${KEY}`);
+      // Several channels, as several client processes would have.
+      const clients = Array.from(
+        { length: 4 },
+        () => new TrainingServiceClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure()),
+      );
+      const unary = <Res>(
+        f: (
+          c: InstanceType<typeof TrainingServiceClient>,
+          cb: (e: grpc.ServiceError | null, r: Res) => void,
+        ) => void,
+        i: number,
+      ) =>
+        new Promise<{ ms: number; res: Res }>((resolve, reject) => {
+          const t0 = performance.now();
+          f(clients[i % clients.length]!, (e, r) =>
+            e ? reject(e) : resolve({ ms: performance.now() - t0, res: r }),
+          );
+        });
+      const deadline = () => ({ deadline: Date.now() + 10_000 });
+
+      log(`submitting ${watchedJobs} long jobs and opening ${streams} WatchJob streams`);
+      const rounds = Math.ceil((durationS * 1000) / roundMs);
+      const watched: string[] = [];
+      for (let i = 0; i < watchedJobs; i++) {
+        const { res } = await unary<pb.SubmitJobResponse>(
+          (c, cb) =>
+            c.submitJob(
+              { requestId: `w-${i}`, spec: { document: doc(rounds, `w${i}`) }, validateOnly: false },
+              md,
+              deadline(),
+              cb,
+            ),
+          i,
+        );
+        watched.push(res.job!.jobId);
+      }
+      let gaps = 0;
+      let received = 0;
+      let streamErrors = 0;
+      const streamDone: Promise<{ jobId: string; last: number }>[] = [];
+      for (let s = 0; s < streams; s++) {
+        const jobId = watched[s % watchedJobs]!;
+        streamDone.push(
+          new Promise((resolve) => {
+            let last = 0;
+            const st = clients[s % clients.length]!.watchJob({ jobId, afterEventId: 0 }, md);
+            st.on('data', (r: pb.WatchJobResponse) => {
+              if (r.event!.eventId !== last + 1) gaps += 1;
+              last = r.event!.eventId;
+              received += 1;
+            });
+            st.on('error', () => {
+              streamErrors += 1;
+              resolve({ jobId, last });
+            });
+            st.on('end', () => resolve({ jobId, last }));
+          }),
+        );
+      }
+
+      log(`${durationS} s of ${submitsPerS} submissions/s and ${getsPerS} GetJob/s`);
+      const submitMs: number[] = [];
+      const getMs: number[] = [];
+      let errors = 0;
+      const pending: Promise<void>[] = [];
+      const t0 = performance.now();
+      let n = 0;
+      while (performance.now() - t0 < durationS * 1000) {
+        const tick = performance.now();
+        for (let k = 0; k < submitsPerS / 10; k++, n++) {
+          const i = n;
+          pending.push(
+            unary<pb.SubmitJobResponse>(
+              (c, cb) =>
+                c.submitJob(
+                  { requestId: `s-${i}`, spec: { document: doc(3, `s${i}`) }, validateOnly: false },
+                  md,
+                  deadline(),
+                  cb,
+                ),
+              i,
+            ).then(
+              (r) => void submitMs.push(r.ms),
+              () => void (errors += 1),
+            ),
+          );
+          const jobId = watched[i % watchedJobs]!;
+          pending.push(
+            unary<pb.GetJobResponse>((c, cb) => c.getJob({ jobId }, md, deadline(), cb), i).then(
+              (r) => void getMs.push(r.ms),
+              () => void (errors += 1),
+            ),
+          );
+        }
+        const wait = 100 - (performance.now() - tick);
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      }
+      const elapsedS = (performance.now() - t0) / 1000;
+      await Promise.all(pending);
+      log('waiting for the watched jobs to finish');
+      const ends = await Promise.all(streamDone);
+      let dropped = 0;
+      const finalLast = new Map<string, number>();
+      for (const jobId of watched) {
+        const { res } = await unary<pb.GetJobResponse>((c, cb) => c.getJob({ jobId }, md, deadline(), cb), 0);
+        finalLast.set(jobId, res.job!.lastEventId);
+      }
+      for (const e of ends) dropped += finalLast.get(e.jobId)! - e.last;
+      dropped += gaps;
+      for (const c of clients) c.close();
+      const all = [...submitMs, ...getMs];
+      const rows: Row[] = [
+        {
+          call: 'SubmitJob',
+          calls: submitMs.length,
+          per_s: submitMs.length / elapsedS,
+          p50_ms: pct(submitMs, 50),
+          p99_ms: pct(submitMs, 99),
+          max_ms: pct(submitMs, 100),
+        },
+        {
+          call: 'GetJob',
+          calls: getMs.length,
+          per_s: getMs.length / elapsedS,
+          p50_ms: pct(getMs, 50),
+          p99_ms: pct(getMs, 99),
+          max_ms: pct(getMs, 100),
+        },
+        {
+          call: 'WatchJob',
+          calls: streams,
+          per_s: received / elapsedS,
+          p50_ms: null,
+          p99_ms: null,
+          max_ms: null,
+        },
+      ];
+      log(`events received ${received}, stream errors ${streamErrors}, unary errors ${errors}`);
+      return {
+        rows,
+        summary: {
+          unary_p50_ms: pct(all, 50),
+          unary_p99_ms: pct(all, 99),
+          events_dropped: dropped,
+          events_delivered: received,
+          unary_errors: errors,
+          stream_errors: streamErrors,
+          submissions_per_s: submitMs.length / elapsedS,
+        },
+      };
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  },
+};
