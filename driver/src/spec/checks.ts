@@ -1,0 +1,60 @@
+// Rules that span fields. They read the raw document defensively (any field may be missing or of
+// the wrong type) so that they run next to zod's per-field checks: a spec with a bad clipNorm and
+// both noiseMultiplier and targetEpsilon set gets both errors at once.
+import type { SpecIssue } from './errors.js';
+
+type Obj = Record<string, unknown>;
+const obj = (v: unknown): Obj | undefined =>
+  typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Obj) : undefined;
+const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+
+export function crossFieldIssues(raw: unknown): SpecIssue[] {
+  const out: SpecIssue[] = [];
+  const spec = obj(raw);
+  if (!spec) return out;
+  const dataset = obj(spec.dataset);
+  if (dataset) {
+    if ((dataset.path === undefined) === (dataset.preset === undefined)) {
+      out.push({
+        path: 'dataset.path',
+        message: "set exactly one of dataset.path and dataset.preset ('fashion-mnist')",
+      });
+    }
+    if (dataset.preset === 'fashion-mnist' && (dataset.format === 'csv' || dataset.format === 'jsonl')) {
+      out.push({ path: 'dataset.format', message: "preset 'fashion-mnist' needs format 'idx'" });
+    }
+  }
+  const privacy = obj(spec.privacy);
+  if (privacy) {
+    if ((privacy.noiseMultiplier === undefined) === (privacy.targetEpsilon === undefined)) {
+      out.push({
+        path: 'privacy.noiseMultiplier',
+        message: 'set exactly one of privacy.noiseMultiplier and privacy.targetEpsilon',
+      });
+    }
+    if ((privacy.samplingRate === undefined) === (privacy.expectedBatchSize === undefined)) {
+      out.push({
+        path: 'privacy.samplingRate',
+        message: 'set exactly one of privacy.samplingRate and privacy.expectedBatchSize',
+      });
+    }
+    const target = num(privacy.targetEpsilon);
+    const budget = num(privacy.epsilonBudget);
+    if (target !== undefined && budget !== undefined && target > budget) {
+      out.push({
+        path: 'privacy.targetEpsilon',
+        message: `${target} exceeds privacy.epsilonBudget ${budget}`,
+      });
+    }
+  }
+  const sa = obj(spec.secureAggregation);
+  const count = num(obj(spec.workers)?.count);
+  const t = num(sa?.threshold);
+  if (t !== undefined && count !== undefined && Number.isInteger(t) && t > count) {
+    out.push({ path: 'secureAggregation.threshold', message: `${t} exceeds workers.count ${count}` });
+  }
+  if (sa?.mode === 'he') {
+    out.push({ path: 'secureAggregation.mode', message: "'he' is not implemented yet; use 'masking'" });
+  }
+  return out;
+}

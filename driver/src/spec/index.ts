@@ -1,0 +1,9 @@
+export { jobSpecSchema, type JobSpec, type JobSpecInput } from './schema.js';
+export { JobSpecError, formatIssues, type SpecIssue } from './errors.js';
+export { loadJobSpec, parseJobSpec, validateJobSpec, resolvePaths, type ValidationResult } from './parse.js';
+export {
+  resolveRunConfig,
+  calibrateNoiseMultiplier,
+  type ResolveOptions,
+  type RunConfigJson,
+} from './resolve.js';

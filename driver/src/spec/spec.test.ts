@@ -1,0 +1,264 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { expect } from 'chai';
+import { JobSpecError, loadJobSpec, parseJobSpec, resolveRunConfig, validateJobSpec } from './index.js';
+import { validSpecInput } from './testing.js';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- mutations write bad values on purpose
+type Mutate = (s: any) => void;
+
+/** Each bad spec: a mutation of a valid one, and exactly the lines the user must see. */
+const BAD: [string, Mutate, string[]][] = [
+  ['missing name', (s) => delete s.name, ['name: is required (string)']],
+  [
+    'bad name',
+    (s) => (s.name = 'Fashion DP'),
+    ["name: must be 1-40 lowercase letters, digits or '-', starting with a letter or digit"],
+  ],
+  [
+    'unknown top-level field (a typo)',
+    (s) => (s.round = 3),
+    [
+      'round: unknown field (allowed: name, model, dataset, workers, coordinator, privacy, secureAggregation, optimizer, rounds, evaluation, checkpoint, envelope, roundTimeoutMs)',
+    ],
+  ],
+  [
+    'unknown model kind',
+    (s) => (s.model = { kind: 'rnn' }),
+    ["model.kind: must be one of 'mlp', 'cnn-tanh', 'transformer-lora', got 'rnn'"],
+  ],
+  ['empty mlp hidden', (s) => (s.model = { kind: 'mlp', hidden: [] }), ['model.hidden: must have at least 1 item(s)']],
+  [
+    'fractional mlp width',
+    (s) => (s.model = { kind: 'mlp', hidden: [64.5] }),
+    ['model.hidden[0]: must be an integer, got 64.5'],
+  ],
+  [
+    'unknown field of the chosen model kind',
+    (s) => (s.model = { kind: 'mlp', hiden: [3] }),
+    ['model.hiden: unknown field (allowed: kind, hidden, baseCheckpoint, trainable, initSeed)'],
+  ],
+  [
+    'bad trainable',
+    (s) => (s.model = { kind: 'transformer-lora', trainable: 'all' }),
+    ["model.trainable: must be 'lora' or a list of parameter-name substrings, got 'all'"],
+  ],
+  [
+    'dataset format',
+    (s) => (s.dataset.format = 'parquet'),
+    ["dataset.format: must be one of 'idx', 'csv', 'jsonl', got 'parquet'"],
+  ],
+  [
+    'neither dataset path nor preset',
+    (s) => (s.dataset = { format: 'csv' }),
+    ["dataset.path: set exactly one of dataset.path and dataset.preset ('fashion-mnist')"],
+  ],
+  [
+    'both dataset path and preset',
+    (s) => (s.dataset.path = '/data'),
+    ["dataset.path: set exactly one of dataset.path and dataset.preset ('fashion-mnist')"],
+  ],
+  ['preset with csv', (s) => (s.dataset.format = 'csv'), ["dataset.format: preset 'fashion-mnist' needs format 'idx'"]],
+  [
+    'sharding',
+    (s) => (s.dataset.sharding = 'random'),
+    ["dataset.sharding: must be one of 'contiguous', 'files', got 'random'"],
+  ],
+  ['no workers', (s) => (s.workers.count = 0), ['workers.count: must be ≥ 1, got 0']],
+  ['too many workers', (s) => (s.workers.count = 1000), ['workers.count: must be ≤ 256, got 1000']],
+  ['worker count as a string', (s) => (s.workers.count = '3'), ["workers.count: must be a number, got string '3'"]],
+  ['zero CPUs', (s) => (s.workers.cpusPerWorker = 0), ['workers.cpusPerWorker: must be > 0, got 0']],
+  ['negative GPUs', (s) => (s.workers.gpusPerWorker = -1), ['workers.gpusPerWorker: must be ≥ 0, got -1']],
+  [
+    'placement strategy',
+    (s) => (s.workers.placementStrategy = 'STRICT_PACK'),
+    ["workers.placementStrategy: must be one of 'PACK', 'SPREAD', got 'STRICT_PACK'"],
+  ],
+  ['fractional maxRestarts', (s) => (s.workers.maxRestarts = 1.5), ['workers.maxRestarts: must be an integer, got 1.5']],
+  ['zero clip norm', (s) => (s.privacy.clipNorm = 0), ['privacy.clipNorm: must be > 0, got 0']],
+  [
+    'noise multiplier and target ε',
+    (s) => (s.privacy.targetEpsilon = 3),
+    ['privacy.noiseMultiplier: set exactly one of privacy.noiseMultiplier and privacy.targetEpsilon'],
+  ],
+  [
+    'neither noise multiplier nor target ε',
+    (s) => delete s.privacy.noiseMultiplier,
+    ['privacy.noiseMultiplier: set exactly one of privacy.noiseMultiplier and privacy.targetEpsilon'],
+  ],
+  [
+    'target ε above the budget',
+    (s) => {
+      delete s.privacy.noiseMultiplier;
+      s.privacy.targetEpsilon = 9;
+    },
+    ['privacy.targetEpsilon: 9 exceeds privacy.epsilonBudget 8'],
+  ],
+  ['δ = 1', (s) => (s.privacy.delta = 1), ['privacy.delta: must be < 1, got 1']],
+  ['no ε budget', (s) => delete s.privacy.epsilonBudget, ['privacy.epsilonBudget: is required (number)']],
+  [
+    'accountant',
+    (s) => (s.privacy.accountant = 'gdp'),
+    ["privacy.accountant: must be one of 'rdp', 'pld', got 'gdp'"],
+  ],
+  [
+    'sampling rate and batch size',
+    (s) => (s.privacy.expectedBatchSize = 256),
+    ['privacy.samplingRate: set exactly one of privacy.samplingRate and privacy.expectedBatchSize'],
+  ],
+  ['sampling rate above 1', (s) => (s.privacy.samplingRate = 1.5), ['privacy.samplingRate: must be ≤ 1, got 1.5']],
+  [
+    'homomorphic mode',
+    (s) => (s.secureAggregation = { mode: 'he' }),
+    ["secureAggregation.mode: 'he' is not implemented yet; use 'masking'"],
+  ],
+  [
+    'threshold above the worker count',
+    (s) => (s.secureAggregation = { threshold: 5 }),
+    ['secureAggregation.threshold: 5 exceeds workers.count 3'],
+  ],
+  [
+    'threshold neither fraction nor count',
+    (s) => (s.secureAggregation = { threshold: 1.5 }),
+    ['secureAggregation.threshold: must be a fraction in (0, 1) or an integer count ≥ 1'],
+  ],
+  [
+    'ring width',
+    (s) => (s.secureAggregation = { bits: 16 }),
+    ["secureAggregation.bits: must be one of 32, 64, 'auto', got 16"],
+  ],
+  [
+    'optimizer kind',
+    (s) => (s.optimizer = { kind: 'rmsprop', learningRate: 0.1 }),
+    ["optimizer.kind: must be one of 'sgd', 'adam', got 'rmsprop'"],
+  ],
+  ['no learning rate', (s) => (s.optimizer = { kind: 'adam' }), ['optimizer.learningRate: is required (number)']],
+  ['momentum 1', (s) => (s.optimizer.momentum = 1), ['optimizer.momentum: must be < 1, got 1']],
+  ['fractional rounds', (s) => (s.rounds = 2.5), ['rounds: must be an integer, got 2.5']],
+  ['evaluation every 0 rounds', (s) => (s.evaluation = { everyRounds: 0 }), ['evaluation.everyRounds: must be ≥ 1, got 0']],
+  ['empty checkpoint dir', (s) => (s.checkpoint = { dir: '' }), ['checkpoint.dir: must not be empty']],
+  ['negative update envelope', (s) => (s.envelope = { maxUpdateBytes: -1 }), ['envelope.maxUpdateBytes: must be ≥ 1, got -1']],
+  ['round timeout with a unit', (s) => (s.roundTimeoutMs = '2m'), ["roundTimeoutMs: must be a number, got string '2m'"]],
+  ['privacy not an object', (s) => (s.privacy = 5), ['privacy: must be an object, got number 5']],
+  [
+    'every bad field at once',
+    (s) => {
+      s.workers.count = 0;
+      s.privacy.clipNorm = -1;
+      s.rounds = 0;
+      s.privacy.targetEpsilon = 1;
+    },
+    [
+      'workers.count: must be ≥ 1, got 0',
+      'privacy.clipNorm: must be > 0, got -1',
+      'rounds: must be ≥ 1, got 0',
+      'privacy.noiseMultiplier: set exactly one of privacy.noiseMultiplier and privacy.targetEpsilon',
+    ],
+  ],
+];
+
+describe('job spec', () => {
+  it('accepts the valid spec and fills in every default', () => {
+    const spec = parseJobSpec(validSpecInput());
+    expect(spec.workers).to.deep.equal({
+      count: 3,
+      cpusPerWorker: 0.5,
+      gpusPerWorker: 0,
+      placementStrategy: 'PACK',
+      maxRestarts: 3,
+    });
+    expect(spec.secureAggregation).to.deep.equal({ mode: 'masking', threshold: 0.5, bits: 'auto' });
+    expect(spec.privacy.delta).to.equal(1e-5);
+    expect(spec.roundTimeoutMs).to.equal(120_000);
+    expect(spec.checkpoint).to.deep.equal({ everyRounds: 10 });
+  });
+
+  describe(`${BAD.length} bad specs, each with exactly the expected messages`, () => {
+    for (const [name, mutate, expected] of BAD) {
+      it(name, () => {
+        const doc = validSpecInput();
+        mutate(doc);
+        const r = validateJobSpec(doc);
+        expect(r.ok).to.equal(false);
+        if (r.ok) return;
+        expect(r.issues.map((i) => `${i.path}: ${i.message}`)).to.deep.equal(expected);
+      });
+    }
+  });
+
+  it('JobSpecError lists every problem with its path', () => {
+    const doc = validSpecInput() as Record<string, unknown>;
+    doc.rounds = 0;
+    doc.name = '';
+    try {
+      parseJobSpec(doc);
+      expect.fail('no error');
+    } catch (err) {
+      expect(err).to.be.instanceOf(JobSpecError);
+      expect((err as Error).message).to.equal(
+        [
+          'invalid job spec (2 problems):',
+          "  - name: must be 1-40 lowercase letters, digits or '-', starting with a letter or digit",
+          '  - rounds: must be ≥ 1, got 0',
+        ].join('\n'),
+      );
+    }
+  });
+
+  it('loads YAML, resolving relative paths against the file', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tg-spec-'));
+    try {
+      const file = path.join(dir, 'job.yaml');
+      fs.writeFileSync(
+        file,
+        [
+          'name: csv-job',
+          'model: { kind: mlp, hidden: [16] }',
+          'dataset: { format: csv, path: data/train.csv, testPath: data/test.csv }',
+          'workers: { count: 2 }',
+          'privacy: { clipNorm: 1, noiseMultiplier: 1, epsilonBudget: null, samplingRate: 0.1 }',
+          'optimizer: { kind: adam, learningRate: 0.001 }',
+          'rounds: 3',
+          'checkpoint: { dir: ckpt }',
+        ].join('\n'),
+      );
+      const spec = loadJobSpec(file);
+      expect(spec.dataset.path).to.equal(path.join(dir, 'data/train.csv'));
+      expect(spec.checkpoint.dir).to.equal(path.join(dir, 'ckpt'));
+      expect(spec.privacy.epsilonBudget).to.equal(null);
+      fs.writeFileSync(file, 'name: [unclosed');
+      expect(() => loadJobSpec(file)).to.throw(JobSpecError, /is not valid YAML\/JSON/);
+      expect(() => loadJobSpec(path.join(dir, 'nope.yaml'))).to.throw(JobSpecError, /cannot read the file \(ENOENT\)/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('resolves the threshold count, the sampling rate and the checkpoint folder', async () => {
+    const doc = validSpecInput();
+    doc.privacy = { clipNorm: 1, noiseMultiplier: 1, epsilonBudget: 8, expectedBatchSize: 600 };
+    doc.secureAggregation = { threshold: 0.67 };
+    const cfg = await resolveRunConfig(parseJobSpec(doc), { jobId: 'j-1', dataDir: '/data' });
+    expect(cfg.secureAggregation.threshold).to.equal(3); // ceil(0.67 · 3)
+    expect(cfg.privacy.samplingRate).to.equal(0.01); // 600 of Fashion-MNIST's 60000
+    expect(cfg.checkpoint.dir).to.equal('/data/jobs/j-1/checkpoints');
+    expect(cfg).to.not.have.nested.property('privacy.expectedBatchSize');
+  });
+
+  it('calibrates σ for a target ε with the coordinator accountant', async function () {
+    this.timeout(60_000);
+    const doc = validSpecInput();
+    doc.privacy = { clipNorm: 1, targetEpsilon: 2, epsilonBudget: 8, samplingRate: 0.01 };
+    doc.rounds = 50;
+    const cfg = await resolveRunConfig(parseJobSpec(doc), { jobId: 'j', dataDir: '/d' });
+    const { RdpAccountant } = await import('@tensorguard/worker');
+    const eps = (sigma: number) => {
+      const acc = new RdpAccountant();
+      for (let r = 1; r <= 50; r++) acc.record({ round: r, samplingRate: 0.01, noiseMultiplier: sigma, survivors: 1 });
+      return acc.epsilon(1e-5);
+    };
+    expect(eps(cfg.privacy.noiseMultiplier)).to.be.at.most(2);
+    expect(eps(cfg.privacy.noiseMultiplier * 0.99)).to.be.above(2);
+  });
+});
