@@ -61,20 +61,32 @@ function compileOptions(o: ClippingOptions): CompiledOptions {
     throw new InvalidClippingOptionsError('maxChunkSize', `must be an integer ≥ 1, got ${chunk}`);
   const clipMethod = o.clipMethod ?? 'bookkeeping';
   if (clipMethod !== 'bookkeeping' && clipMethod !== 'second-pass')
-    throw new InvalidClippingOptionsError('clipMethod', `must be 'bookkeeping' or 'second-pass', got ${String(clipMethod)}`);
-  return { clipNorm: o.clipNorm, maxChunkSize: chunk, clipMethod, normMethod: compileNormMethod(o.normMethod) };
+    throw new InvalidClippingOptionsError(
+      'clipMethod',
+      `must be 'bookkeeping' or 'second-pass', got ${String(clipMethod)}`,
+    );
+  return {
+    clipNorm: o.clipNorm,
+    maxChunkSize: chunk,
+    clipMethod,
+    normMethod: compileNormMethod(o.normMethod),
+  };
 }
 
 function compileNormMethod(m: NormMethod | undefined): NormMethod {
   const v = m ?? 'auto';
   if (v !== 'auto' && v !== 'ghost' && v !== 'instantiate')
-    throw new InvalidClippingOptionsError('normMethod', `must be 'auto', 'ghost' or 'instantiate', got ${String(v)}`);
+    throw new InvalidClippingOptionsError(
+      'normMethod',
+      `must be 'auto', 'ghost' or 'instantiate', got ${String(v)}`,
+    );
   return v;
 }
 
 function checkBatch(x: Tensor, labels: Tensor): number {
   const B = x.shape[0];
-  if (B === undefined || B < 1) throw new InvalidClippingOptionsError('x', 'needs a leading batch axis with ≥ 1 example');
+  if (B === undefined || B < 1)
+    throw new InvalidClippingOptionsError('x', 'needs a leading batch axis with ≥ 1 example');
   if (labels.shape[0] !== B)
     throw new InvalidClippingOptionsError('labels', `has ${labels.shape[0]} examples but x has ${B}`);
   return B;
@@ -131,7 +143,9 @@ function planFor(model: DpModel, x: Tensor): Plan {
           covered.set(p, layer.name);
         }
         if (z.shape[0] !== x.shape[0])
-          throw new ClippingEngineError(`layer "${layer.name}" reported a site whose output has no leading batch axis`);
+          throw new ClippingEngineError(
+            `layer "${layer.name}" reported a site whose output has no leading batch axis`,
+          );
         probeShapes.push([...z.shape]);
         return z;
       },
@@ -209,7 +223,12 @@ class NormsState implements PerSampleNorms {
  * int32 [B]. Processes the whole batch at once (dpSgdStep chunks). Throws UnsupportedLayerError
  * for a trainable layer without a rule, InvalidClippingOptionsError for mismatched batches.
  */
-export function perSampleNorms(model: DpModel, x: Tensor, labels: Tensor, options: NormOptions = {}): PerSampleNorms {
+export function perSampleNorms(
+  model: DpModel,
+  x: Tensor,
+  labels: Tensor,
+  options: NormOptions = {},
+): PerSampleNorms {
   const method = compileNormMethod(options.normMethod);
   assertSupported(model);
   const B = checkBatch(x, labels);
@@ -237,7 +256,15 @@ export function perSampleNorms(model: DpModel, x: Tensor, labels: Tensor, option
     });
     held.push(...outputGrads.map((g) => tf.keep(g)));
     sites.forEach((site, k) =>
-      rules.push(siteGrad(site, outputGrads[k]!, (p) => model.isTrainable(p), (p) => model.spec(p).shape, method)),
+      rules.push(
+        siteGrad(
+          site,
+          outputGrads[k]!,
+          (p) => model.isTrainable(p),
+          (p) => model.spec(p).shape,
+          method,
+        ),
+      ),
     );
     const norms = tf.tidy(() => tf.keep(tf.sqrt(tf.relu(tf.addN(rules.map((r) => r.sqNorms))))));
     return new NormsState(norms, B, model, x, labels, rules, held);
@@ -279,7 +306,8 @@ export function clipAndAccumulate(
   clipNorm: number,
   clipMethod: ClipMethod = 'bookkeeping',
 ): ClippedSum {
-  if (!(norms instanceof NormsState)) throw new InvalidClippingOptionsError('norms', 'must come from perSampleNorms()');
+  if (!(norms instanceof NormsState))
+    throw new InvalidClippingOptionsError('norms', 'must come from perSampleNorms()');
   const { clipNorm: C } = compileOptions({ clipNorm, clipMethod });
   const st = norms;
   return scoped(() => {
@@ -362,7 +390,10 @@ export function dpSgdStep(model: DpModel, x: Tensor, labels: Tensor, options: Cl
 }
 
 /** The clipped sum as one flat [P] vector, parameters in `names` order (default: the map's order). */
-export function flattenSum(sum: ReadonlyMap<string, Tensor>, names: readonly string[] = [...sum.keys()]): Tensor {
+export function flattenSum(
+  sum: ReadonlyMap<string, Tensor>,
+  names: readonly string[] = [...sum.keys()],
+): Tensor {
   return tf.tidy(() => tf.concat(names.map((n) => tf.reshape(sum.get(n)!, [-1]))));
 }
 
@@ -403,7 +434,10 @@ export function dpSgdStepCentral(
     const total = names.reduce((a, n) => a + step.sum.get(n)!.size, 0);
     const xi = options.noise(total);
     if (xi.length !== total)
-      throw new InvalidClippingOptionsError('noise', `returned ${xi.length} samples, ${total} were asked for`);
+      throw new InvalidClippingOptionsError(
+        'noise',
+        `returned ${xi.length} samples, ${total} were asked for`,
+      );
     const scale = 1 / (denom ?? step.batchSize);
     let o = 0;
     const gradient = new Map<string, Tensor>();

@@ -1,6 +1,7 @@
 // @tensorguard/dp/tfjs: per-sample gradient clipping for DP-SGD on TensorFlow.js, without a
 // per-example loop. See README.md in this folder for the method and how to add a layer.
 export { default as tf, tfjsVariant } from './tf.js';
+export type { Tensor } from './tf.js';
 export { ClippingEngineError, InvalidClippingOptionsError, UnsupportedLayerError } from './errors.js';
 export type { ForwardContext, Layer, ParamInit, ParamSpec, Site, SiteRule } from './layer.js';
 export { walkLayers } from './layer.js';

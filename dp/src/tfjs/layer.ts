@@ -29,7 +29,12 @@ export interface ParamSpec {
  * skipped by the engine.
  */
 export type Site =
-  | { readonly rule: 'linear'; readonly input: Tensor; readonly weight: string | null; readonly bias: string | null }
+  | {
+      readonly rule: 'linear';
+      readonly input: Tensor;
+      readonly weight: string | null;
+      readonly bias: string | null;
+    }
   | {
       readonly rule: 'conv2d';
       readonly input: Tensor;
@@ -40,7 +45,12 @@ export type Site =
       readonly padding: 'same' | 'valid';
     }
   | { readonly rule: 'embedding'; readonly indices: Tensor; readonly weight: string }
-  | { readonly rule: 'affine'; readonly normalized: Tensor; readonly gain: string | null; readonly bias: string | null };
+  | {
+      readonly rule: 'affine';
+      readonly normalized: Tensor;
+      readonly gain: string | null;
+      readonly bias: string | null;
+    };
 
 export type SiteRule = Site['rule'];
 

@@ -75,7 +75,12 @@ export function conv2d(name: string, o: Conv2DOptions): Layer {
   const b = o.useBias === false ? null : `${name}.bias`;
   const trainable = o.trainable ?? true;
   const params = [
-    spec(w, [kh, kw, o.inChannels, o.filters], trainable, glorot(kh * kw * o.inChannels, kh * kw * o.filters)),
+    spec(
+      w,
+      [kh, kw, o.inChannels, o.filters],
+      trainable,
+      glorot(kh * kw * o.inChannels, kh * kw * o.filters),
+    ),
   ];
   if (b) params.push(spec(b, [o.filters], trainable, 'zeros'));
   return {
@@ -86,7 +91,15 @@ export function conv2d(name: string, o: Conv2DOptions): Layer {
     forward(x, ctx) {
       let z: Tensor = tf.conv2d(x as Tensor4D, ctx.param(w) as Tensor4D, strides, padding);
       if (b) z = tf.add(z, ctx.param(b));
-      const site = { rule: 'conv2d', input: x, weight: w, bias: b, kernelSize: [kh, kw], strides, padding } as const;
+      const site = {
+        rule: 'conv2d',
+        input: x,
+        weight: w,
+        bias: b,
+        kernelSize: [kh, kw],
+        strides,
+        padding,
+      } as const;
       return ctx.site(this, site, z);
     },
   };
@@ -156,7 +169,8 @@ export interface GroupNormOptions extends NormOptions {
 
 /** Group normalisation (Wu & He 2018) of [B, ..., C] over the non-batch axes of each channel group. */
 export function groupNorm(name: string, o: GroupNormOptions): Layer {
-  if (o.dim % o.groups !== 0) throw new RangeError(`groupNorm "${name}": groups ${o.groups} must divide dim ${o.dim}`);
+  if (o.dim % o.groups !== 0)
+    throw new RangeError(`groupNorm "${name}": groups ${o.groups} must divide dim ${o.dim}`);
   const g = `${name}.gamma`;
   const b = `${name}.beta`;
   const eps = o.epsilon ?? 1e-5;
@@ -215,8 +229,16 @@ export function loraDense(name: string, o: LoraDenseOptions): Layer {
       let base = matMulLast(x, ctx.param(w0));
       if (b0) base = tf.add(base, ctx.param(b0));
       base = ctx.site(this, { rule: 'linear', input: x, weight: w0, bias: b0 }, base);
-      const u = ctx.site(this, { rule: 'linear', input: x, weight: a, bias: null }, matMulLast(x, ctx.param(a)));
-      const v = ctx.site(this, { rule: 'linear', input: u, weight: bb, bias: null }, matMulLast(u, ctx.param(bb)));
+      const u = ctx.site(
+        this,
+        { rule: 'linear', input: x, weight: a, bias: null },
+        matMulLast(x, ctx.param(a)),
+      );
+      const v = ctx.site(
+        this,
+        { rule: 'linear', input: u, weight: bb, bias: null },
+        matMulLast(u, ctx.param(bb)),
+      );
       return tf.add(base, scale === 1 ? v : tf.mul(v, scale));
     },
   };
@@ -291,7 +313,11 @@ export function residual(name: string, layers: Layer[]): Layer {
     name,
     params: [],
     children: layers,
-    forward: (x, ctx) => tf.add(x, layers.reduce((h, l) => l.forward(h, ctx), x)),
+    forward: (x, ctx) =>
+      tf.add(
+        x,
+        layers.reduce((h, l) => l.forward(h, ctx), x),
+      ),
   };
 }
 
@@ -309,7 +335,8 @@ export interface AttentionOptions {
  * projection layers; the softmax part has no parameters, so the projections are its only sites.
  */
 export function multiHeadAttention(name: string, o: AttentionOptions): Layer {
-  if (o.dim % o.heads !== 0) throw new RangeError(`attention "${name}": heads ${o.heads} must divide dim ${o.dim}`);
+  if (o.dim % o.heads !== 0)
+    throw new RangeError(`attention "${name}": heads ${o.heads} must divide dim ${o.dim}`);
   const proj = (p: string): Layer =>
     o.lora
       ? loraDense(`${name}.${p}`, { inputDim: o.dim, units: o.dim, rank: o.lora.rank, alpha: o.lora.alpha })

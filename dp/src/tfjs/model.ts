@@ -31,7 +31,8 @@ export class DpModel {
     let seed = options.seed ?? 0;
     for (const layer of walkLayers(layers)) {
       for (const p of layer.params) {
-        if (this.specs.has(p.name)) throw new RangeError(`duplicate parameter name "${p.name}" (layer "${layer.name}")`);
+        if (this.specs.has(p.name))
+          throw new RangeError(`duplicate parameter name "${p.name}" (layer "${layer.name}")`);
         this.specs.set(p.name, { ...p });
         this.owner.set(p.name, layer);
         this.values.set(p.name, tf.keep(initialise(p, seed++)));
@@ -79,7 +80,9 @@ export class DpModel {
   setParam(name: string, value: Tensor): void {
     const s = this.spec(name);
     if (value.shape.join(',') !== s.shape.join(','))
-      throw new RangeError(`parameter "${name}" has shape [${s.shape.join(', ')}], got [${value.shape.join(', ')}]`);
+      throw new RangeError(
+        `parameter "${name}" has shape [${s.shape.join(', ')}], got [${value.shape.join(', ')}]`,
+      );
     const old = this.values.get(name)!;
     this.values.set(name, tf.keep(tf.clone(value)));
     old.dispose();

@@ -95,6 +95,10 @@ export function transformerEncoder(o: TransformerOptions): Layer[] {
       ]),
     );
   }
-  layers.push(layerNorm('ln_f', { dim: d }), meanPool(), dense('head', { inputDim: d, units: o.classes ?? 2 }));
+  layers.push(
+    layerNorm('ln_f', { dim: d }),
+    meanPool(),
+    dense('head', { inputDim: d, units: o.classes ?? 2 }),
+  );
   return layers;
 }

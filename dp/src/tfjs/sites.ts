@@ -28,7 +28,12 @@ export interface SiteGrad {
  * gradients aᵀz costs O(B·T·Din·Dout) time and O(B·Din·Dout) memory; ghost wins on memory
  * exactly when 2T² < Din·Dout, which is Li et al.'s and Bu et al.'s layer-wise criterion.
  */
-export function chooseLinearMethod(T: number, din: number, dout: number, requested: NormMethod): 'ghost' | 'instantiate' {
+export function chooseLinearMethod(
+  T: number,
+  din: number,
+  dout: number,
+  requested: NormMethod,
+): 'ghost' | 'instantiate' {
   if (requested !== 'auto') return requested;
   return 2 * T * T < din * dout ? 'ghost' : 'instantiate';
 }
@@ -152,7 +157,12 @@ export function im2col(
     for (let i = 0; i < kh; i++)
       for (let j = 0; j < kw; j++)
         slices.push(
-          tf.stridedSlice(xp, [0, i, j, 0], [B, i + (ho - 1) * sh + 1, j + (wo - 1) * sw + 1, C], [1, sh, sw, 1]),
+          tf.stridedSlice(
+            xp,
+            [0, i, j, 0],
+            [B, i + (ho - 1) * sh + 1, j + (wo - 1) * sw + 1, C],
+            [1, sh, sw, 1],
+          ),
         );
     return tf.reshape(tf.stack(slices, 3), [B, ho * wo, kh * kw * C]);
   });
@@ -177,7 +187,12 @@ export function siteGrad(
       const patches = im2col(site.input, site.kernelSize, site.strides, site.padding);
       const [kh, kw] = site.kernelSize;
       const cin = site.input.shape[3]!;
-      const rule = linearRule(patches, z, live(site.weight), live(site.bias), method, [kh, kw, cin, z.shape[3]!]);
+      const rule = linearRule(patches, z, live(site.weight), live(site.bias), method, [
+        kh,
+        kw,
+        cin,
+        z.shape[3]!,
+      ]);
       return { ...rule, dispose: () => (rule.dispose(), patches.dispose()) };
     }
     case 'embedding':
@@ -211,8 +226,15 @@ function embeddingRule(indices: Tensor, z: Tensor, weight: string, V: number, me
       // Rows of example i land in segment i·T + (first position of that row in example i).
       const eq = tf.equal(tf.expandDims(idx, 2), tf.expandDims(idx, 1));
       const first = tf.argMax(tf.cast(eq, 'int32'), 2); // [B, T]: first position with the same row
-      const seg = tf.add(first, tf.reshape(tf.mul(tf.range(0, B, 1, 'int32'), T), [B, 1]));
-      const per = tf.unsortedSegmentSum(tf.reshape(z3, [B * T, D]), tf.reshape(seg, [B * T]) as Tensor1D, B * T);
+      const seg = tf.add(
+        first,
+        tf.reshape(tf.mul(tf.range(0, B, 1, 'int32'), tf.scalar(T, 'int32')), [B, 1]),
+      );
+      const per = tf.unsortedSegmentSum(
+        tf.reshape(z3, [B * T, D]),
+        tf.reshape(seg, [B * T]) as Tensor1D,
+        B * T,
+      );
       return tf.keep(tf.sum(tf.reshape(tf.square(per), [B, T * D]), 1));
     }
     const same = tf.cast(tf.equal(tf.expandDims(idx, 2), tf.expandDims(idx, 1)), 'float32');
@@ -256,7 +278,9 @@ function affineRule(xhat: Tensor, z: Tensor, gain: string | null, bias: string |
     sqNorms,
     method: 'outer',
     weightedSum: (w) =>
-      tf.tidy(() => held.map(([n, g]) => [n, tf.keep(tf.reshape(tf.matMul(rowWeights(w), g), [C]))] as [string, Tensor])),
+      tf.tidy(() =>
+        held.map(([n, g]) => [n, tf.keep(tf.reshape(tf.matMul(rowWeights(w), g), [C]))] as [string, Tensor]),
+      ),
     dispose: () => (tf.dispose(held.map(([, t]) => t)), sqNorms.dispose()),
   };
 }

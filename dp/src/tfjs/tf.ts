@@ -5,8 +5,9 @@
 // TensorFlow's thread pools (TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS) are likewise fixed
 // by the first import in the process.
 import { createRequire } from 'node:module';
+import type * as TfjsNode from '@tensorflow/tfjs-node';
 
-type Tfjs = typeof import('@tensorflow/tfjs-node');
+type Tfjs = typeof TfjsNode;
 
 /** Which native binding to load, from TENSORGUARD_TFJS_VARIANT ('gpu' or anything else for CPU). */
 export const tfjsVariant: 'cpu' | 'gpu' = process.env.TENSORGUARD_TFJS_VARIANT === 'gpu' ? 'gpu' : 'cpu';
@@ -18,10 +19,10 @@ const tf: Tfjs = require(
 ) as Tfjs;
 
 export default tf;
-export type Tensor = import('@tensorflow/tfjs-node').Tensor;
-export type Tensor4D = import('@tensorflow/tfjs-node').Tensor4D;
-export type Tensor1D = import('@tensorflow/tfjs-node').Tensor1D;
-export type Scalar = import('@tensorflow/tfjs-node').Scalar;
+export type Tensor = TfjsNode.Tensor;
+export type Tensor4D = TfjsNode.Tensor4D;
+export type Tensor1D = TfjsNode.Tensor1D;
+export type Scalar = TfjsNode.Scalar;
 
 /**
  * Runs f in a tf.tidy scope that disposes every tensor f creates except those it tf.keep()s, and
