@@ -1,7 +1,7 @@
 // Helpers for the API integration tests: a real `tensorguard serve` process on loopback, API key
 // files, job specs, and clients generated from the same .proto (@tensorguard/proto).
 import * as grpc from '@grpc/grpc-js';
-import { trainingService as pb, TrainingServiceClient } from '@tensorguard/proto';
+import { type trainingService as pb, TrainingServiceClient } from '@tensorguard/proto';
 import { type ChildProcess, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';

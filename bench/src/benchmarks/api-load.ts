@@ -4,7 +4,7 @@
 // second for a bounded time. Every stream's event ids are checked for gaps and compared with
 // the job's last event id at the end: events_dropped counts anything missing.
 import * as grpc from '@grpc/grpc-js';
-import { trainingService as pb, TrainingServiceClient } from '@tensorguard/proto';
+import { type trainingService as pb, TrainingServiceClient } from '@tensorguard/proto';
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';

@@ -4,10 +4,11 @@
 // the accountant, this loads only worker-ts's privacy module, by file. One place to change then.
 import fs from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { RdpAccountant } from '@tensorguard/worker';
 
 export interface RdpModule {
   RDP_ORDERS: number[];
-  RdpAccountant: typeof import('@tensorguard/worker').RdpAccountant;
+  RdpAccountant: typeof RdpAccountant;
 }
 
 let loaded: Promise<RdpModule> | undefined;

@@ -8,7 +8,7 @@ import { context, propagation, SpanKind, SpanStatusCode, type TextMapGetter } fr
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { trainingService as pb, TrainingServiceService } from '@tensorguard/proto';
+import { type trainingService as pb, TrainingServiceService } from '@tensorguard/proto';
 import { repoRoot } from '../paths.js';
 import type { ApiKeyStore, Scope } from './api-keys.js';
 import type { JobBackend } from './backend.js';
