@@ -23,8 +23,13 @@ function doc(rounds: number, name: string) {
   return {
     name,
     rounds,
+    model: { kind: 'mlp', hidden: [16] },
+    dataset: { format: 'idx', preset: 'fashion-mnist' },
     workers: { count: 2 },
     privacy: { clipNorm: 1, noiseMultiplier: 1.1, delta: 1e-5, samplingRate: 0.01, epsilonBudget: null },
+    secureAggregation: { mode: 'masking', threshold: 2 },
+    optimizer: { kind: 'sgd', learningRate: 0.1 },
+    evaluation: { everyRounds: 5 },
   };
 }
 

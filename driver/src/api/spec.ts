@@ -2,6 +2,7 @@
 // one `tensorguard train` uses, so a bad field gets the same path and message either way.
 import YAML from 'yaml';
 import { z } from 'zod';
+import { validateJobSpec } from '../spec/index.js';
 import type { FieldViolation } from './status-details.js';
 
 export interface SpecIssue {
@@ -72,3 +73,11 @@ const interimSchema = z.looseObject({
     .looseObject({ everyRounds: z.number().int().min(1, 'must be an integer ≥ 1') })
     .default({ everyRounds: 1 }),
 });
+
+/** The driver's job-spec schema (driver/src/spec), the one `tensorguard train` uses. */
+export const driverSpecValidator: SpecValidator = (doc) => {
+  const res = validateJobSpec(doc);
+  if (!res.ok) return { ok: false, issues: res.issues };
+  const spec = JSON.parse(JSON.stringify(res.spec)) as Record<string, unknown>;
+  return { ok: true, spec, name: res.spec.name, rounds: res.spec.rounds };
+};

@@ -8,7 +8,7 @@ import { LocalProcessBackend } from '../api/local-process-backend.js';
 import { SimulatedBackend } from '../api/simulated-backend.js';
 import { loadOrCreateSigningKey } from '../api/privacy-report.js';
 import { startApiServer } from '../api/server.js';
-import { interimSpecValidator } from '../api/spec.js';
+import { driverSpecValidator } from '../api/spec.js';
 import { JobStore } from '../api/store.js';
 import { startTelemetry } from '../api/telemetry.js';
 import { type Command, type Io, UsageError } from './types.js';
@@ -232,7 +232,7 @@ export const command: Command = {
       apiKeys,
       store,
       backend,
-      validateSpec: interimSpecValidator,
+      validateSpec: driverSpecValidator,
       signingKey,
       logger: log,
       ...(tls ? { tls } : {}),
