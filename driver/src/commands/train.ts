@@ -1,0 +1,143 @@
+import { repoRoot, venvPython } from '../paths.js';
+import { findCluster } from '../ray/cluster.js';
+import type { RayJobsClient } from '../ray/jobs-client.js';
+import { followJob, newJobId, submitTrainingJob, waitTerminal, type ProgressLine } from '../ray/job.js';
+import { LocalHead, stateDir, writeClusterFile } from '../ray/local-head.js';
+import { JobSpecError } from '../spec/errors.js';
+import { loadJobSpec } from '../spec/parse.js';
+import { resolveRunConfig } from '../spec/resolve.js';
+import { parseArgs, progressText, resultText, str, withRayErrors } from './job-common.js';
+import { type Command, UsageError } from './types.js';
+
+export const command: Command = {
+  name: 'train',
+  summary: 'run a DP training job on Ray (a private local head when no address is given)',
+  usage: [
+    'usage: tensorguard train <spec.yaml|json> [--address URL] [--json] [--detach] [--num-cpus N]',
+    '',
+    'Validates the job spec (every bad field is listed; nothing is submitted), submits it to the',
+    'Ray cluster and shows a live progress line: round of total, ε spent of the budget, eval',
+    'accuracy, round time, ETA. Ctrl-C stops the job. Exit 0 when the job succeeded, 1 when it',
+    'failed, 2 for a bad spec or arguments.',
+    '',
+    '  --address URL  Ray dashboard URL (default: RAY_ADDRESS, else a private local head that is',
+    '                 stopped when train ends; RAY_AUTH_TOKEN is sent when set)',
+    '  --json         print the result as one JSON line (progress goes to stderr)',
+    '  --detach       print the job id and return; a local head stays up for later',
+    '                 `tensorguard status|logs|stop <id>` (its address is in .tensorguard/cluster.json)',
+    '  --num-cpus N   logical CPUs of the local head (default 4)',
+  ].join('\n'),
+  run: async (args, io) => {
+    const p = parseArgs(args, { booleans: ['json', 'detach'], values: ['address', 'num-cpus'] });
+    if (p.positional.length !== 1) throw new UsageError('expected one job spec file');
+    const numCpus = str(p.flags, 'num-cpus');
+    if (numCpus !== undefined && !(Number(numCpus) > 0)) throw new UsageError('--num-cpus must be a number > 0');
+    const json = p.flags.json === true;
+    const detach = p.flags.detach === true;
+    const root = repoRoot(io.env);
+
+    let spec;
+    try {
+      spec = loadJobSpec(p.positional[0]!);
+    } catch (err) {
+      if (err instanceof JobSpecError) {
+        io.stderr(`tensorguard train: ${err.message}\n`);
+        return 2;
+      }
+      throw err;
+    }
+    const jobId = newJobId(spec.name);
+    let config;
+    try {
+      config = await resolveRunConfig(spec, { jobId, dataDir: io.env.TENSORGUARD_DATA_DIR ?? stateDir(root) });
+    } catch (err) {
+      if (err instanceof JobSpecError) {
+        io.stderr(`tensorguard train: ${err.message}\n`);
+        return 2;
+      }
+      throw err;
+    }
+
+    return withRayErrors(io, 'train', async () => {
+      const target = findCluster({ address: str(p.flags, 'address') }, io.env, root);
+      let head: LocalHead | undefined;
+      let client: RayJobsClient;
+      if (target && target.source !== 'cluster file') {
+        client = target.client;
+      } else {
+        io.stderr('starting a private local Ray head…\n');
+        head = await LocalHead.start({
+          root,
+          detach,
+          signal: io.signal,
+          ...(numCpus ? { numCpus: Number(numCpus) } : {}),
+        });
+        client = head.client();
+        if (detach) writeClusterFile(root, head.info);
+        io.stderr(`Ray dashboard: ${head.info.dashboardUrl}\n`);
+      }
+      try {
+        const local = head !== undefined;
+        await submitTrainingJob(client, config, {
+          jobId,
+          root,
+          python: local ? venvPython(root) : (io.env.TENSORGUARD_RAY_PYTHON ?? 'python'),
+          ...(local ? { node: process.execPath } : {}),
+          env: io.env,
+        });
+        if (detach) {
+          if (json) io.stdout(JSON.stringify({ job_id: jobId, dashboard_url: client.address }) + '\n');
+          else io.stdout(`${jobId}\n`);
+          return 0;
+        }
+        io.stderr(`submitted job ${jobId} (tensorguard status ${jobId})\n`);
+        return await follow(client, jobId, spec.privacy.epsilonBudget, json, io);
+      } finally {
+        if (head && !detach) await head.close();
+      }
+    });
+  },
+};
+
+async function follow(
+  client: RayJobsClient,
+  jobId: string,
+  budget: number | null,
+  json: boolean,
+  io: Parameters<Command['run']>[1],
+): Promise<number> {
+  const tty = (process.stderr.isTTY ?? false) && !json;
+  let lastAcc: number | null = null;
+  const logTail: string[] = [];
+  const onProgress = (pl: ProgressLine) => {
+    if (pl.eval_accuracy !== null) lastAcc = pl.eval_accuracy;
+    const text = progressText(pl, budget, lastAcc);
+    io.stderr(tty ? `\r\x1b[2K${text}` : `${text}\n`);
+  };
+  const { details, result } = await followJob(client, jobId, {
+    signal: io.signal,
+    onProgress,
+    onLog: (line) => {
+      logTail.push(line);
+      if (logTail.length > 40) logTail.shift();
+    },
+  });
+  if (tty) io.stderr('\n');
+  if (io.signal.aborted) {
+    io.stderr(`stopping job ${jobId}…\n`);
+    await client.stop(jobId).catch(() => false);
+    const d = await waitTerminal(client, jobId, 30_000);
+    io.stderr(`job ${jobId}: ${d.status}\n`);
+    return 130;
+  }
+  if (json) {
+    io.stdout(JSON.stringify(result ?? { type: 'result', job_id: jobId, status: 'failed', error: details.message }) + '\n');
+  } else if (result) {
+    io.stdout(resultText(result) + '\n');
+  } else {
+    io.stdout(`job ${jobId} ended ${details.status}: ${details.message ?? ''}\n`);
+  }
+  const ok = details.status === 'SUCCEEDED' && result?.status === 'succeeded';
+  if (!ok && !json) io.stderr(`last log lines:\n${logTail.slice(-20).join('\n')}\n`);
+  return ok ? 0 : 1;
+}
