@@ -5,6 +5,7 @@ These are the reference values the TypeScript accountants are tested against
 
     python3 -m venv .venv-bench && .venv-bench/bin/pip install dp-accounting==0.6.0
     .venv-bench/bin/python dp/scripts/gen_reference.py
+    node_modules/.bin/prettier --write dp/test-vectors   # the repo's JSON style; values unchanged
 
 The RDP grid uses dp_accounting's default orders (fractional 1.1..10.9, integers 11..63, and
 128, 256, 512, 1024). "epsilon" is dp_accounting's improved conversion (its `compute_epsilon`,

@@ -2,12 +2,7 @@
 // RdpAccountant (fast, the one the training loop and the budget checks use) and PldAccountant
 // (tighter, slower; for reports). Both serialize to JSON and back exactly.
 import { InvalidArgumentError, InvalidStateError, UnsupportedEventError } from './errors.js';
-import {
-  type DpEvent,
-  dpEventFromJSON,
-  effectiveNoiseMultiplier,
-  rdpOfDiscreteEvent,
-} from './mechanisms.js';
+import { type DpEvent, dpEventFromJSON, effectiveNoiseMultiplier, rdpOfDiscreteEvent } from './mechanisms.js';
 import {
   type PldPair,
   DEFAULT_PLD_DISCRETIZATION,
@@ -233,7 +228,9 @@ export class RdpAccountant implements PrivacyAccountant {
       throw new InvalidStateError('not an RdpAccountant state (expected type "rdp", version 1)');
     }
     if (v.neighboringRelation !== 'add-or-remove-one' && v.neighboringRelation !== 'replace-one') {
-      throw new InvalidStateError(`neighboringRelation: unknown value ${JSON.stringify(v.neighboringRelation)}`);
+      throw new InvalidStateError(
+        `neighboringRelation: unknown value ${JSON.stringify(v.neighboringRelation)}`,
+      );
     }
     if (!Array.isArray(v.orders) || !Array.isArray(v.rdp) || v.orders.length !== v.rdp.length) {
       throw new InvalidStateError('orders and rdp must be arrays of the same length');
@@ -247,7 +244,9 @@ export class RdpAccountant implements PrivacyAccountant {
     v.rdp.forEach((r, i) => {
       const x = r === 'Infinity' ? Infinity : r;
       if (typeof x !== 'number' || Number.isNaN(x) || x < 0) {
-        throw new InvalidStateError(`rdp[${i}]: expected a number >= 0 or "Infinity", got ${JSON.stringify(r)}`);
+        throw new InvalidStateError(
+          `rdp[${i}]: expected a number >= 0 or "Infinity", got ${JSON.stringify(r)}`,
+        );
       }
       acc.curve[i] = x;
     });
@@ -404,13 +403,17 @@ export class PldAccountant implements PrivacyAccountant {
       throw new InvalidStateError('not a PldAccountant state (expected type "pld", version 1, events)');
     }
     if (typeof v.discretization !== 'number' || !(v.discretization > 0)) {
-      throw new InvalidStateError(`discretization: expected a number > 0, got ${JSON.stringify(v.discretization)}`);
+      throw new InvalidStateError(
+        `discretization: expected a number > 0, got ${JSON.stringify(v.discretization)}`,
+      );
     }
     const acc = new PldAccountant({ discretization: v.discretization });
     v.events.forEach((e, i) => {
       const count = (e as { count?: unknown }).count;
       if (typeof count !== 'number' || !Number.isSafeInteger(count) || count < 0) {
-        throw new InvalidStateError(`events[${i}].count: expected an integer >= 0, got ${JSON.stringify(count)}`);
+        throw new InvalidStateError(
+          `events[${i}].count: expected an integer >= 0, got ${JSON.stringify(count)}`,
+        );
       }
       acc.compose(dpEventFromJSON((e as { event?: unknown }).event, `events[${i}].event`), count);
     });

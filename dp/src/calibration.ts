@@ -2,7 +2,12 @@
 import { PldAccountant, RdpAccountant } from './accountant.js';
 import { CalibrationError } from './errors.js';
 import { gaussianEvent, poissonSampledEvent } from './mechanisms.js';
-import { type RdpConversion, epsilonFromRdp, rdpPoissonSubsampledGaussian, DEFAULT_RDP_ORDERS } from './rdp.js';
+import {
+  type RdpConversion,
+  epsilonFromRdp,
+  rdpPoissonSubsampledGaussian,
+  DEFAULT_RDP_ORDERS,
+} from './rdp.js';
 import { requireCount, requireDelta, requirePositive, requireProbability } from './validation.js';
 
 /** Which accountant a calibration uses. */
@@ -40,7 +45,9 @@ export function computeEpsilon(setting: TrainingPrivacySetting & { noiseMultipli
     );
     return pld.compose(event, setting.steps).epsilon(setting.delta);
   }
-  return new RdpAccountant().compose(event, setting.steps).epsilon(setting.delta, setting.conversion ?? 'improved');
+  return new RdpAccountant()
+    .compose(event, setting.steps)
+    .epsilon(setting.delta, setting.conversion ?? 'improved');
 }
 
 /**

@@ -105,7 +105,10 @@ export class DistributedAccountant {
     this.delta = options.delta;
     this.conversion = options.conversion ?? 'improved';
     if (this.conversion !== 'improved' && this.conversion !== 'classic') {
-      throw new InvalidArgumentError('conversion', `conversion must be 'improved' or 'classic', got ${String(this.conversion)}`);
+      throw new InvalidArgumentError(
+        'conversion',
+        `conversion must be 'improved' or 'classic', got ${String(this.conversion)}`,
+      );
     }
     this.rdp = new RdpAccountant({ orders: options.orders ?? DEFAULT_RDP_ORDERS });
     this.orders = this.rdp.orders;
@@ -187,7 +190,8 @@ export class DistributedAccountant {
       if (e > worst || worstShard === undefined) [worst, worstShard] = [e, shard];
     }
     for (const [shard, e] of touched) {
-      if (!this.curves.has(shard) && (e > worst || worstShard === undefined)) [worst, worstShard] = [e, shard];
+      if (!this.curves.has(shard) && (e > worst || worstShard === undefined))
+        [worst, worstShard] = [e, shard];
     }
     return { epsilon: worst, shard: worstShard };
   }
@@ -263,7 +267,9 @@ export class DistributedAccountant {
   static fromJSON(value: unknown): DistributedAccountant {
     const v = value as Partial<DistributedAccountantState> | null;
     if (!v || v.type !== 'distributed-rdp' || v.version !== 1) {
-      throw new InvalidStateError('not a DistributedAccountant state (expected type "distributed-rdp", version 1)');
+      throw new InvalidStateError(
+        'not a DistributedAccountant state (expected type "distributed-rdp", version 1)',
+      );
     }
     let acc: DistributedAccountant;
     try {
@@ -274,10 +280,14 @@ export class DistributedAccountant {
         orders: v.orders as number[],
       });
     } catch (err) {
-      throw new InvalidStateError(`distributed accountant settings: ${(err as Error).message}`, { cause: err });
+      throw new InvalidStateError(`distributed accountant settings: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
     if (v.lastRound !== null && !(typeof v.lastRound === 'number' && Number.isSafeInteger(v.lastRound))) {
-      throw new InvalidStateError(`lastRound: expected an integer or null, got ${JSON.stringify(v.lastRound)}`);
+      throw new InvalidStateError(
+        `lastRound: expected an integer or null, got ${JSON.stringify(v.lastRound)}`,
+      );
     }
     acc.last = v.lastRound ?? null;
     for (const [id, curve] of Object.entries(v.shards ?? {})) {

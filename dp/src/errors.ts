@@ -3,11 +3,7 @@
 
 /** Closed set of error codes, one per subclass. */
 export type DpErrorCode =
-  | 'INVALID_ARGUMENT'
-  | 'UNSUPPORTED_EVENT'
-  | 'BUDGET_EXCEEDED'
-  | 'CALIBRATION_FAILED'
-  | 'INVALID_STATE';
+  'INVALID_ARGUMENT' | 'UNSUPPORTED_EVENT' | 'BUDGET_EXCEEDED' | 'CALIBRATION_FAILED' | 'INVALID_STATE';
 
 /** Base class of every error thrown by @tensorguard/dp. */
 export class DpError extends Error {

@@ -98,8 +98,4 @@ export {
   exactVariance,
   type ExactVariance,
 } from './discrete-gaussian.js';
-export {
-  runPrivacyCommand,
-  PRIVACY_USAGE,
-  type PrivacyCommandResult,
-} from './privacy-cli.js';
+export { runPrivacyCommand, PRIVACY_USAGE, type PrivacyCommandResult } from './privacy-cli.js';

@@ -6,12 +6,7 @@
 // scaling by 1/granularity and randomized rounding; their RDP curves are in rdpOfDiscreteEvent.
 import { InvalidArgumentError, InvalidStateError } from './errors.js';
 import { rdpPoissonSubsampledGeneric } from './rdp.js';
-import {
-  requireCount,
-  requireNonNegative,
-  requirePositive,
-  requireProbability,
-} from './validation.js';
+import { requireCount, requireNonNegative, requirePositive, requireProbability } from './validation.js';
 
 /** The Gaussian mechanism on the whole dataset: noise std = noiseMultiplier × L2 sensitivity. */
 export interface GaussianEvent {
@@ -227,9 +222,7 @@ export function distributedDiscreteGaussianEvent(
 }
 
 /** A distributed Skellam release; fields as in DiscreteNoiseParams (`beta` defaults to 0). */
-export function skellamEvent(
-  params: Omit<DiscreteNoiseParams, 'beta'> & { beta?: number },
-): SkellamEvent {
+export function skellamEvent(params: Omit<DiscreteNoiseParams, 'beta'> & { beta?: number }): SkellamEvent {
   return Object.freeze({ kind: 'skellam', ...discreteParams(params) });
 }
 

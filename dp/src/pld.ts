@@ -156,12 +156,7 @@ function logSumExpWeighted(p: Float64Array, t: number): number {
 }
 
 /** [lo, hi] index range holding all but `tail` of the count-fold composition (Chernoff bound). */
-function chernoffWindow(
-  p: Float64Array,
-  count: number,
-  tail: number,
-  fullMax: number,
-): [number, number] {
+function chernoffWindow(p: Float64Array, count: number, tail: number, fullMax: number): [number, number] {
   if (tail <= 0) return [0, fullMax];
   let lo = 0;
   let hi = fullMax;
@@ -288,12 +283,7 @@ export function subsampledGaussianPld(
     const e = Math.exp(eps);
     return (1 - e * (1 - q)) * normalCdf(x / s) - q * e * normalCdf((x - 1) / s);
   };
-  const add = connectTheDots(
-    h,
-    Math.floor(-lossRemove(xHi) / h),
-    Math.ceil(lossAddMax / h),
-    deltaAdd,
-  );
+  const add = connectTheDots(h, Math.floor(-lossRemove(xHi) / h), Math.ceil(lossAddMax / h), deltaAdd);
   return { remove, add };
 }
 

@@ -171,7 +171,9 @@ export function runPrivacyCommand(argv: string[]): PrivacyCommandResult {
       delta,
       accountant,
       ...(accountant === 'rdp' ? { conversion } : {}),
-      ...(datasetSize !== undefined ? { dataset_size: datasetSize, batch_size: batchSize!, epochs: epochs! } : {}),
+      ...(datasetSize !== undefined
+        ? { dataset_size: datasetSize, batch_size: batchSize!, epochs: epochs! }
+        : {}),
     };
     let sigma: number;
     let epsilon: number;

@@ -179,10 +179,7 @@ function logAWorInt(q: number, sigma: number, alpha: number): number {
   const logQ = Math.log(q);
   let logA = 0;
   const logF2m1 = func(2) + Math.log1p(-Math.exp(-func(2)));
-  const first =
-    2 * logQ +
-    logBinomial(alpha, 2) +
-    Math.min(Math.log(4) + logF2m1, func(2) + Math.log(2));
+  const first = 2 * logQ + logBinomial(alpha, 2) + Math.min(Math.log(4) + logF2m1, func(2) + Math.log(2));
   if (alpha <= WOR_MAX_EXACT_ALPHA) {
     const deltas = forwardDiffs(cgf, alpha);
     for (let i = 2; i <= alpha; i++) {

@@ -34,16 +34,7 @@ function sinPi(x: number): number {
 
 // Stirling series for log Γ(x), x >= 15: terms B_{2k} / (2k (2k-1) x^{2k-1}) up to k = 8; the
 // first omitted term is below 1e-19 there.
-const STIRLING = [
-  1 / 12,
-  -1 / 360,
-  1 / 1260,
-  -1 / 1680,
-  1 / 1188,
-  -691 / 360360,
-  1 / 156,
-  -3617 / 122400,
-];
+const STIRLING = [1 / 12, -1 / 360, 1 / 1260, -1 / 1680, 1 / 1188, -691 / 360360, 1 / 156, -3617 / 122400];
 
 function lgammaLarge(x: number): number {
   const inv = 1 / x;
