@@ -61,7 +61,11 @@ function duration(s: number): string {
 }
 
 /** "round 3/10 · ε 0.75 of 8 · eval acc 0.812 · 1.20 s/round · ETA 8s" */
-export function progressText(p: ProgressLine, budget: number | null | undefined, lastAccuracy?: number | null): string {
+export function progressText(
+  p: ProgressLine,
+  budget: number | null | undefined,
+  lastAccuracy?: number | null,
+): string {
   const acc = p.eval_accuracy ?? lastAccuracy ?? null;
   const eta = (p.rounds_total - p.round) * p.round_seconds;
   return [

@@ -31,7 +31,8 @@ export const command: Command = {
     const p = parseArgs(args, { booleans: ['json', 'detach'], values: ['address', 'num-cpus'] });
     if (p.positional.length !== 1) throw new UsageError('expected one job spec file');
     const numCpus = str(p.flags, 'num-cpus');
-    if (numCpus !== undefined && !(Number(numCpus) > 0)) throw new UsageError('--num-cpus must be a number > 0');
+    if (numCpus !== undefined && !(Number(numCpus) > 0))
+      throw new UsageError('--num-cpus must be a number > 0');
     const json = p.flags.json === true;
     const detach = p.flags.detach === true;
     const root = repoRoot(io.env);
@@ -49,7 +50,10 @@ export const command: Command = {
     const jobId = newJobId(spec.name);
     let config;
     try {
-      config = await resolveRunConfig(spec, { jobId, dataDir: io.env.TENSORGUARD_DATA_DIR ?? stateDir(root) });
+      config = await resolveRunConfig(spec, {
+        jobId,
+        dataDir: io.env.TENSORGUARD_STATE_DIR ?? stateDir(root),
+      });
     } catch (err) {
       if (err instanceof JobSpecError) {
         io.stderr(`tensorguard train: ${err.message}\n`);
@@ -131,7 +135,10 @@ async function follow(
     return 130;
   }
   if (json) {
-    io.stdout(JSON.stringify(result ?? { type: 'result', job_id: jobId, status: 'failed', error: details.message }) + '\n');
+    io.stdout(
+      JSON.stringify(result ?? { type: 'result', job_id: jobId, status: 'failed', error: details.message }) +
+        '\n',
+    );
   } else if (result) {
     io.stdout(resultText(result) + '\n');
   } else {

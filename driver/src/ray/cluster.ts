@@ -27,10 +27,16 @@ export function findCluster(
 ): ClusterTarget | undefined {
   const token = env.RAY_AUTH_TOKEN;
   if (flags.address) {
-    return { client: new RayJobsClient({ address: dashboardUrl(flags.address), token }), source: '--address' };
+    return {
+      client: new RayJobsClient({ address: dashboardUrl(flags.address), token }),
+      source: '--address',
+    };
   }
   if (env.RAY_ADDRESS) {
-    return { client: new RayJobsClient({ address: dashboardUrl(env.RAY_ADDRESS), token }), source: 'RAY_ADDRESS' };
+    return {
+      client: new RayJobsClient({ address: dashboardUrl(env.RAY_ADDRESS), token }),
+      source: 'RAY_ADDRESS',
+    };
   }
   const info = readClusterFile(root);
   if (info) {

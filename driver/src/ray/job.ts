@@ -125,7 +125,11 @@ export interface FollowResult {
  * polling the logs) and reports progress. Returns early, without stopping the job, when `signal`
  * aborts (the caller decides whether to stop it).
  */
-export async function followJob(client: RayJobsClient, id: string, o: FollowOptions = {}): Promise<FollowResult> {
+export async function followJob(
+  client: RayJobsClient,
+  id: string,
+  o: FollowOptions = {},
+): Promise<FollowResult> {
   let result: ResultLine | undefined;
   let seen = 0; // lines already handled, for the polling fallback
   const handle = (line: string) => {
@@ -137,9 +141,9 @@ export async function followJob(client: RayJobsClient, id: string, o: FollowOpti
   };
   try {
     for await (const line of lines(client.tail(id, o.signal))) handle(line);
-  } catch (err) {
-    if (o.signal?.aborted) throw err;
-    // The socket failed: poll the full logs instead, handling only the lines not seen yet.
+  } catch {
+    // Aborted (handled below), or the socket failed: then poll the full logs instead, handling
+    // only the lines not seen yet.
   }
   for (;;) {
     const details = await client.status(id);
@@ -157,7 +161,11 @@ export async function followJob(client: RayJobsClient, id: string, o: FollowOpti
 }
 
 /** Waits until the job reaches a terminal status (or the deadline); returns the last details. */
-export async function waitTerminal(client: RayJobsClient, id: string, timeoutMs: number): Promise<RayJobDetails> {
+export async function waitTerminal(
+  client: RayJobsClient,
+  id: string,
+  timeoutMs: number,
+): Promise<RayJobDetails> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const d = await client.status(id);

@@ -111,7 +111,11 @@ describe('ray/RayJobsClient', () => {
 
   it('reports an unreachable cluster with its cause', async () => {
     const c = new RayJobsClient({ address: 'http://127.0.0.1:1', attempts: 2 });
-    const err = await expectReject(c.version(), RayUnavailableError, /Ray at http:\/\/127.0.0.1:1 is unavailable/);
+    const err = await expectReject(
+      c.version(),
+      RayUnavailableError,
+      /Ray at http:\/\/127.0.0.1:1 is unavailable/,
+    );
     expect((err.cause as NodeJS.ErrnoException).code).to.equal('ECONNREFUSED');
   });
 });

@@ -51,7 +51,14 @@ interface HttpResult {
   body: string;
 }
 
-const RETRYABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'EAI_AGAIN']);
+const RETRYABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'EAI_AGAIN',
+]);
 
 export class RayJobsClient {
   readonly address: string;
@@ -91,11 +98,15 @@ export class RayJobsClient {
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+          res.on('end', () =>
+            resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }),
+          );
           res.on('error', reject);
         },
       );
-      req.on('timeout', () => req.destroy(Object.assign(new Error(`no answer in ${this.timeoutMs} ms`), { code: 'ETIMEDOUT' })));
+      req.on('timeout', () =>
+        req.destroy(Object.assign(new Error(`no answer in ${this.timeoutMs} ms`), { code: 'ETIMEDOUT' })),
+      );
       req.on('error', reject);
       req.end(data);
     });
@@ -121,14 +132,17 @@ export class RayJobsClient {
       if (attempt < this.attempts) await new Promise((r) => setTimeout(r, 250 * 2 ** (attempt - 1)));
     }
     if (last instanceof RayHttpError) {
-      throw new RayUnavailableError(this.address, `${last.status} after ${this.attempts} attempts`, { cause: last });
+      throw new RayUnavailableError(this.address, `${last.status} after ${this.attempts} attempts`, {
+        cause: last,
+      });
     }
     throw new RayUnavailableError(this.address, (last as Error).message, { cause: last });
   }
 
   private async json<T>(method: string, path: string, body?: unknown, notFoundId?: string): Promise<T> {
     const res = await this.request(method, path, body);
-    if (res.status === 404 && notFoundId !== undefined) throw new RayJobNotFoundError(notFoundId, this.address);
+    if (res.status === 404 && notFoundId !== undefined)
+      throw new RayJobNotFoundError(notFoundId, this.address);
     if (res.status < 200 || res.status >= 300) throw new RayHttpError(method, path, res.status, res.body);
     return JSON.parse(res.body) as T;
   }

@@ -94,7 +94,9 @@ export class LocalHead {
   static async start(opts: LocalHeadOptions): Promise<LocalHead> {
     const ray = path.join(opts.root, '.venv', 'bin', 'ray');
     if (!fs.existsSync(ray)) {
-      throw new RayHeadError(`${ray} does not exist: run \`node scripts/setup.mjs\` to create the .venv with Ray`);
+      throw new RayHeadError(
+        `${ray} does not exist: run \`node scripts/setup.mjs\` to create the .venv with Ray`,
+      );
     }
     // Short path: Ray's unix socket paths must stay under 108 bytes.
     const tempDir = fs.mkdtempSync(path.join('/tmp', 'tg-ray-'));
@@ -168,7 +170,12 @@ export class LocalHead {
   }
 
   private async waitReady(timeoutMs: number, signal?: AbortSignal): Promise<void> {
-    const client = new RayJobsClient({ address: this.info.dashboardUrl, token: this.info.token, attempts: 1, timeoutMs: 3000 });
+    const client = new RayJobsClient({
+      address: this.info.dashboardUrl,
+      token: this.info.token,
+      attempts: 1,
+      timeoutMs: 3000,
+    });
     const deadline = Date.now() + timeoutMs;
     let exited: number | null = null;
     this.child.once('exit', (code) => (exited = code ?? -1));
@@ -294,4 +301,3 @@ export function readClusterFile(root: string): ClusterInfo | undefined {
   }
   return info;
 }
-

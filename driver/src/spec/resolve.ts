@@ -11,7 +11,8 @@ const PRESET_TRAIN_RECORDS = { 'fashion-mnist': 60_000 } as const;
 export interface ResolveOptions {
   /** The job id (the Ray submission id). */
   jobId: string;
-  /** Parent of the default checkpoint folder `<dataDir>/jobs/<jobId>/checkpoints`. */
+  /** Parent of the default checkpoint folder `<dataDir>/jobs/<jobId>/checkpoints`
+   *  (`tensorguard train`: TENSORGUARD_STATE_DIR, default <repo>/.tensorguard). */
   dataDir: string;
 }
 

@@ -28,7 +28,11 @@ const BAD: [string, Mutate, string[]][] = [
     (s) => (s.model = { kind: 'rnn' }),
     ["model.kind: must be one of 'mlp', 'cnn-tanh', 'transformer-lora', got 'rnn'"],
   ],
-  ['empty mlp hidden', (s) => (s.model = { kind: 'mlp', hidden: [] }), ['model.hidden: must have at least 1 item(s)']],
+  [
+    'empty mlp hidden',
+    (s) => (s.model = { kind: 'mlp', hidden: [] }),
+    ['model.hidden: must have at least 1 item(s)'],
+  ],
   [
     'fractional mlp width',
     (s) => (s.model = { kind: 'mlp', hidden: [64.5] }),
@@ -59,7 +63,11 @@ const BAD: [string, Mutate, string[]][] = [
     (s) => (s.dataset.path = '/data'),
     ["dataset.path: set exactly one of dataset.path and dataset.preset ('fashion-mnist')"],
   ],
-  ['preset with csv', (s) => (s.dataset.format = 'csv'), ["dataset.format: preset 'fashion-mnist' needs format 'idx'"]],
+  [
+    'preset with csv',
+    (s) => (s.dataset.format = 'csv'),
+    ["dataset.format: preset 'fashion-mnist' needs format 'idx'"],
+  ],
   [
     'sharding',
     (s) => (s.dataset.sharding = 'random'),
@@ -67,7 +75,11 @@ const BAD: [string, Mutate, string[]][] = [
   ],
   ['no workers', (s) => (s.workers.count = 0), ['workers.count: must be ≥ 1, got 0']],
   ['too many workers', (s) => (s.workers.count = 1000), ['workers.count: must be ≤ 256, got 1000']],
-  ['worker count as a string', (s) => (s.workers.count = '3'), ["workers.count: must be a number, got string '3'"]],
+  [
+    'worker count as a string',
+    (s) => (s.workers.count = '3'),
+    ["workers.count: must be a number, got string '3'"],
+  ],
   ['zero CPUs', (s) => (s.workers.cpusPerWorker = 0), ['workers.cpusPerWorker: must be > 0, got 0']],
   ['negative GPUs', (s) => (s.workers.gpusPerWorker = -1), ['workers.gpusPerWorker: must be ≥ 0, got -1']],
   [
@@ -75,7 +87,11 @@ const BAD: [string, Mutate, string[]][] = [
     (s) => (s.workers.placementStrategy = 'STRICT_PACK'),
     ["workers.placementStrategy: must be one of 'PACK', 'SPREAD', got 'STRICT_PACK'"],
   ],
-  ['fractional maxRestarts', (s) => (s.workers.maxRestarts = 1.5), ['workers.maxRestarts: must be an integer, got 1.5']],
+  [
+    'fractional maxRestarts',
+    (s) => (s.workers.maxRestarts = 1.5),
+    ['workers.maxRestarts: must be an integer, got 1.5'],
+  ],
   ['zero clip norm', (s) => (s.privacy.clipNorm = 0), ['privacy.clipNorm: must be > 0, got 0']],
   [
     'noise multiplier and target ε',
@@ -107,7 +123,11 @@ const BAD: [string, Mutate, string[]][] = [
     (s) => (s.privacy.expectedBatchSize = 256),
     ['privacy.samplingRate: set exactly one of privacy.samplingRate and privacy.expectedBatchSize'],
   ],
-  ['sampling rate above 1', (s) => (s.privacy.samplingRate = 1.5), ['privacy.samplingRate: must be ≤ 1, got 1.5']],
+  [
+    'sampling rate above 1',
+    (s) => (s.privacy.samplingRate = 1.5),
+    ['privacy.samplingRate: must be ≤ 1, got 1.5'],
+  ],
   [
     'homomorphic mode',
     (s) => (s.secureAggregation = { mode: 'he' }),
@@ -133,13 +153,29 @@ const BAD: [string, Mutate, string[]][] = [
     (s) => (s.optimizer = { kind: 'rmsprop', learningRate: 0.1 }),
     ["optimizer.kind: must be one of 'sgd', 'adam', got 'rmsprop'"],
   ],
-  ['no learning rate', (s) => (s.optimizer = { kind: 'adam' }), ['optimizer.learningRate: is required (number)']],
+  [
+    'no learning rate',
+    (s) => (s.optimizer = { kind: 'adam' }),
+    ['optimizer.learningRate: is required (number)'],
+  ],
   ['momentum 1', (s) => (s.optimizer.momentum = 1), ['optimizer.momentum: must be < 1, got 1']],
   ['fractional rounds', (s) => (s.rounds = 2.5), ['rounds: must be an integer, got 2.5']],
-  ['evaluation every 0 rounds', (s) => (s.evaluation = { everyRounds: 0 }), ['evaluation.everyRounds: must be ≥ 1, got 0']],
+  [
+    'evaluation every 0 rounds',
+    (s) => (s.evaluation = { everyRounds: 0 }),
+    ['evaluation.everyRounds: must be ≥ 1, got 0'],
+  ],
   ['empty checkpoint dir', (s) => (s.checkpoint = { dir: '' }), ['checkpoint.dir: must not be empty']],
-  ['negative update envelope', (s) => (s.envelope = { maxUpdateBytes: -1 }), ['envelope.maxUpdateBytes: must be ≥ 1, got -1']],
-  ['round timeout with a unit', (s) => (s.roundTimeoutMs = '2m'), ["roundTimeoutMs: must be a number, got string '2m'"]],
+  [
+    'negative update envelope',
+    (s) => (s.envelope = { maxUpdateBytes: -1 }),
+    ['envelope.maxUpdateBytes: must be ≥ 1, got -1'],
+  ],
+  [
+    'round timeout with a unit',
+    (s) => (s.roundTimeoutMs = '2m'),
+    ["roundTimeoutMs: must be a number, got string '2m'"],
+  ],
   ['privacy not an object', (s) => (s.privacy = 5), ['privacy: must be an object, got number 5']],
   [
     'every bad field at once',
@@ -229,7 +265,10 @@ describe('job spec', () => {
       expect(spec.privacy.epsilonBudget).to.equal(null);
       fs.writeFileSync(file, 'name: [unclosed');
       expect(() => loadJobSpec(file)).to.throw(JobSpecError, /is not valid YAML\/JSON/);
-      expect(() => loadJobSpec(path.join(dir, 'nope.yaml'))).to.throw(JobSpecError, /cannot read the file \(ENOENT\)/);
+      expect(() => loadJobSpec(path.join(dir, 'nope.yaml'))).to.throw(
+        JobSpecError,
+        /cannot read the file \(ENOENT\)/,
+      );
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
@@ -255,7 +294,8 @@ describe('job spec', () => {
     const { RdpAccountant } = await import('@tensorguard/worker');
     const eps = (sigma: number) => {
       const acc = new RdpAccountant();
-      for (let r = 1; r <= 50; r++) acc.record({ round: r, samplingRate: 0.01, noiseMultiplier: sigma, survivors: 1 });
+      for (let r = 1; r <= 50; r++)
+        acc.record({ round: r, samplingRate: 0.01, noiseMultiplier: sigma, survivors: 1 });
       return acc.epsilon(1e-5);
     };
     expect(eps(cfg.privacy.noiseMultiplier)).to.be.at.most(2);
