@@ -39,7 +39,9 @@ export const command: Command = {
         j.start_time ? new Date(j.start_time).toISOString().replace(/\.\d+Z$/, 'Z') : '–',
         j.metadata?.tensorguard_name ?? '–',
       ]);
-      const widths = [0, 1, 2].map((i) => Math.max(...rows.map((r) => r[i]!.length), ['JOB ID', 'STATUS', 'STARTED'][i]!.length));
+      const widths = [0, 1, 2].map((i) =>
+        Math.max(...rows.map((r) => r[i]!.length), ['JOB ID', 'STATUS', 'STARTED'][i]!.length),
+      );
       const line = (r: string[]) => r.map((c, i) => (i < 3 ? c.padEnd(widths[i]!) : c)).join('  ') + '\n';
       io.stdout(line(['JOB ID', 'STATUS', 'STARTED', 'NAME']));
       for (const r of rows) io.stdout(line(r));
