@@ -10,6 +10,7 @@ import {
   InvalidClippingOptionsError,
   UnsupportedLayerError,
   activation,
+  chooseLinearMethod,
   avgPool,
   clipAndAccumulate,
   conv2d,
@@ -162,6 +163,21 @@ describe('per-sample clipping equals a batch-of-one loop', function () {
     });
   }
 
+  it('conv2d with more filters than kernel taps (per-example gradients from im2col patches)', () => {
+    const c = build(
+      [
+        conv2d('c', { inChannels: 3, filters: 6, kernelSize: 2, strides: [1, 2], padding: 'same' }),
+        activation('relu'),
+        flatten(),
+        dense('fc', { inputDim: 4 * 2 * 6, units: 3 }),
+      ],
+      tf.randomNormal([4, 4, 4, 3], 0, 1, 'float32', 25),
+      labels(4, 3, 26),
+    );
+    expectMatchesReference(c, { normMethod: 'instantiate' }, ['instantiate', 'outer']);
+    dispose(c);
+  });
+
   for (const method of ['ghost', 'instantiate'] as NormMethod[]) {
     it(`embedding with repeated tokens in an example, ${method} norms`, () => {
       const c = build(
@@ -254,7 +270,7 @@ describe('per-sample clipping equals a batch-of-one loop', function () {
 
   it('the tanh CNN of Papernot et al. 2020 on 28×28×1', () => {
     const c = build(tanhCnn(), tf.randomNormal([4, 28, 28, 1], 0, 1, 'float32', 15), labels(4, 10, 16), 2);
-    // conv1: 2·196² ≥ 64·16 → instantiate; conv2: 2·25² < 512·32 → ghost.
+    // conv1: 2·196² ≥ 64·16 → instantiate; conv2: 2·25² < 256·32 → ghost.
     expectMatchesReference(c, {}, ['instantiate', 'ghost', 'outer', 'outer']);
     dispose(c);
   });
@@ -291,6 +307,14 @@ describe('per-sample clipping equals a batch-of-one loop', function () {
     );
     expectMatchesReference(c);
     dispose(c);
+  });
+
+  it('auto picks ghost where the Gram matrices are smaller than a per-example gradient (2T² < Din·Dout)', () => {
+    expect(chooseLinearMethod(512, 4096, 4096, 'auto')).to.equal('ghost');
+    expect(chooseLinearMethod(4096, 1024, 1024, 'auto')).to.equal('instantiate');
+    expect(chooseLinearMethod(32, 64, 8, 'auto')).to.equal('instantiate');
+    expect(chooseLinearMethod(25, 256, 32, 'auto')).to.equal('ghost');
+    expect(chooseLinearMethod(25, 256, 32, 'instantiate')).to.equal('instantiate');
   });
 
   it('property: random dense/sequence shapes and norm methods', () => {

@@ -1,0 +1,274 @@
+// The DP-SGD gradient step of @tensorguard/dp/tfjs (per-sample clipping without a per-example
+// loop) against the non-private step of the same model, and against Opacus on the same models,
+// batch and thread count: the tanh CNN of Papernot et al. 2020 on 28×28×1 and a 2-block
+// transformer encoder with LoRA adapters on the attention projections (frozen base).
+//
+// Each measured step is the whole gradient step plus an optimizer-free SGD update (W -= lr·g),
+// ending with a read of one value so that all work has finished. DP and non-private steps are
+// interleaved so that load from other processes hits both alike; times are medians. Memory is
+// the peak of tf.memory().numBytes during one step above the level before it (tensor bytes held
+// by tfjs; TensorFlow's own scratch inside a kernel is not seen), from tf.profile.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Benchmark, Row } from '../types.js';
+
+import type * as DpTfjsModule from '@tensorguard/dp/tfjs';
+import type { DpModel, Tensor } from '@tensorguard/dp/tfjs';
+
+// Loaded dynamically in run(): TensorFlow's thread pools must be configured before it loads.
+type DpTfjs = typeof DpTfjsModule;
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+const round = (v: number, digits = 1) => Number(v.toFixed(digits));
+
+interface Workload {
+  name: 'cnn' | 'transformer';
+  model: DpModel;
+  x: Tensor;
+  y: Tensor;
+}
+
+type Variant = 'non-private' | 'dp book-keeping' | 'dp second pass' | 'dp book-keeping, chunks of 64';
+
+function makeWorkloads(dp: DpTfjs, batch: number): Workload[] {
+  const { tf } = dp;
+  return [
+    {
+      name: 'cnn',
+      model: new dp.DpModel(dp.tanhCnn(), { seed: 1 }),
+      x: tf.randomUniform([batch, 28, 28, 1], 0, 1, 'float32', 3),
+      y: tf.randomUniform([batch], 0, 10, 'int32', 4),
+    },
+    {
+      name: 'transformer',
+      model: new dp.DpModel(
+        dp.transformerEncoder({
+          vocabSize: 1000,
+          seqLen: 32,
+          dim: 64,
+          heads: 4,
+          blocks: 2,
+          lora: { rank: 8, alpha: 16 },
+        }),
+        { seed: 2 },
+      ),
+      x: tf.randomUniform([batch, 32], 0, 1000, 'int32', 5),
+      y: tf.randomUniform([batch], 0, 2, 'int32', 6),
+    },
+  ];
+}
+
+/** One step of a variant, update included; returns when all work is done. */
+function stepFn(dp: DpTfjs, w: Workload, variant: Variant): () => void {
+  const { tf } = dp;
+  const lr = 1e-3;
+  const B = w.x.shape[0]!;
+  const apply = (grads: Map<string, Tensor>, scale: number) => {
+    for (const [n, g] of grads) {
+      const next = tf.tidy(() => tf.sub(w.model.getParam(n), tf.mul(g, lr * scale)));
+      w.model.setParam(n, next);
+      next.dispose();
+    }
+    w.model.getParam(w.model.trainableNames[0]!).dataSync();
+  };
+  if (variant === 'non-private')
+    return () => {
+      const g = dp.paramGrads(w.model, w.x, w.y);
+      apply(g, 1 / B);
+      tf.dispose([...g.values()]);
+    };
+  const options = {
+    clipNorm: 1,
+    clipMethod: variant === 'dp second pass' ? ('second-pass' as const) : ('bookkeeping' as const),
+    maxChunkSize: variant === 'dp book-keeping, chunks of 64' ? 64 : undefined,
+  };
+  return () => {
+    const s = dp.dpSgdStep(w.model, w.x, w.y, options);
+    apply(s.sum, 1 / B);
+    s.dispose();
+  };
+}
+
+async function peakBytes(dp: DpTfjs, step: () => void): Promise<number> {
+  const before = dp.tf.memory().numBytes;
+  const info = await dp.tf.profile(() => step());
+  return Math.max(0, info.peakBytes - before);
+}
+
+interface OpacusResult {
+  model: string;
+  mode: string;
+  ms_per_step?: number;
+  examples_per_s?: number;
+  error?: string;
+}
+
+function runOpacus(root: string, threads: number, batch: number, steps: number, log: (l: string) => void) {
+  const python = path.join(root, '.venv-bench', 'bin', 'python');
+  const script = path.join(root, 'dp', 'scripts', 'opacus_bench.py');
+  if (!fs.existsSync(python))
+    return { error: `no ${python}: create it and pip install torch opacus (see dp/src/tfjs/README.md)` };
+  log(`Opacus: ${python} ${path.relative(root, script)} --threads ${threads}`);
+  const r = spawnSync(
+    python,
+    [script, '--threads', String(threads), '--batch', String(batch), '--steps', String(steps)],
+    { encoding: 'utf8', maxBuffer: 1 << 24, env: { ...process.env, OMP_NUM_THREADS: String(threads) } },
+  );
+  if (r.status !== 0) return { error: `opacus_bench.py exited ${r.status}: ${(r.stderr ?? '').slice(-500)}` };
+  const parsed = JSON.parse(r.stdout) as { torch: string; opacus: string; results: OpacusResult[] };
+  return parsed;
+}
+
+/** ε after 100,000 Poisson-sampled Gaussian steps, if the accounting module offers an RdpAccountant. */
+async function accountantMs(): Promise<{ perStepMs: number; countMs: number; epsilon: number } | null> {
+  const mod = (await import('@tensorguard/dp')) as Record<string, unknown>;
+  const Acc = mod.RdpAccountant as
+    (new () => { compose(e: unknown, n?: number): unknown; epsilon(d: number): number }) | undefined;
+  const poisson = mod.poissonSampledEvent as ((q: number, e: unknown) => unknown) | undefined;
+  const gaussian = mod.gaussianEvent as ((s: number) => unknown) | undefined;
+  if (!Acc || !poisson || !gaussian) return null;
+  const event = poisson(256 / 60000, gaussian(1.1));
+  // 100k identical steps composed at once (the accountant multiplies the curve by the count)...
+  let t0 = performance.now();
+  const a = new Acc();
+  a.compose(event, 100_000);
+  const epsilon = a.epsilon(1e-5);
+  const countMs = performance.now() - t0;
+  // ...and one compose call per step, as a training loop makes them (1000 calls, scaled).
+  t0 = performance.now();
+  const b = new Acc();
+  for (let i = 0; i < 1000; i++) b.compose(event);
+  b.epsilon(1e-5);
+  return { perStepMs: (performance.now() - t0) * 100, countMs, epsilon };
+}
+
+export const benchmark: Benchmark = {
+  description:
+    'DP-SGD step (per-sample clipping, book-keeping) vs non-private step and Opacus: tanh CNN 28×28 and LoRA transformer, batch 256',
+  async run({ quick, root, log, args }) {
+    const threads = os.cpus().length;
+    // TensorFlow reads its thread-pool sizes once, when the native binding loads: set them first.
+    process.env.TF_NUM_INTRAOP_THREADS ??= String(threads);
+    process.env.TF_NUM_INTEROP_THREADS ??= '1';
+    process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
+    const dp: DpTfjs = await import('@tensorguard/dp/tfjs');
+    const batch = 256;
+    const steps = quick ? 4 : 15;
+    const warmup = 2;
+    const rows: Row[] = [];
+    const summary: Record<string, number> = {};
+    const variants: Variant[] = [
+      'non-private',
+      'dp book-keeping',
+      'dp second pass',
+      'dp book-keeping, chunks of 64',
+    ];
+    const perModel: Record<string, { np: number; dp: number; npMem: number; dpMem: number }> = {};
+    const only = args.find((a) => a.startsWith('--only='))?.slice('--only='.length);
+    for (const w of makeWorkloads(dp, batch).filter((wl) => !only || wl.name === only)) {
+      const fns = variants.map((v) => stepFn(dp, w, v));
+      for (const f of fns) for (let i = 0; i < warmup; i++) f();
+      const times: number[][] = variants.map(() => []);
+      const cpu: number[][] = variants.map(() => []);
+      log(
+        `${w.name}: ${steps} interleaved steps of each variant (intra-op threads ${process.env.TF_NUM_INTRAOP_THREADS})`,
+      );
+      for (let i = 0; i < steps; i++)
+        fns.forEach((f, k) => {
+          const c0 = process.cpuUsage();
+          const t0 = performance.now();
+          f();
+          times[k]!.push(performance.now() - t0);
+          const c = process.cpuUsage(c0);
+          cpu[k]!.push((c.user + c.system) / 1000);
+        });
+      const mems: number[] = [];
+      for (const f of fns) mems.push(await peakBytes(dp, f));
+      const npMs = median(times[0]!);
+      variants.forEach((v, k) => {
+        const ms = median(times[k]!);
+        rows.push({
+          model: w.name,
+          variant: v,
+          ms_per_step: round(ms),
+          examples_per_s: round((batch / ms) * 1000),
+          time_vs_nonprivate: round(ms / npMs, 3),
+          cpu_ms_per_step: round(median(cpu[k]!)),
+          peak_tensor_mb: round(mems[k]! / 2 ** 20, 2),
+          memory_vs_nonprivate: round(mems[k]! / mems[0]!, 3),
+        });
+      });
+      perModel[w.name] = { np: npMs, dp: median(times[1]!), npMem: mems[0]!, dpMem: mems[1]! };
+      w.model.dispose();
+      dp.tf.dispose([w.x, w.y]);
+    }
+    const names = Object.keys(perModel);
+    for (const n of names) {
+      const m = perModel[n]!;
+      summary[`dp_over_nonprivate_time_${n}`] = round(m.dp / m.np, 3);
+      summary[`dp_over_nonprivate_memory_${n}`] = round(m.dpMem / m.npMem, 3);
+    }
+    summary.dp_over_nonprivate_time = Math.max(...names.map((n) => summary[`dp_over_nonprivate_time_${n}`]!));
+    summary.dp_over_nonprivate_memory = Math.max(
+      ...names.map((n) => summary[`dp_over_nonprivate_memory_${n}`]!),
+    );
+
+    const opacus = args.includes('--no-opacus')
+      ? { error: 'skipped (--no-opacus)' }
+      : runOpacus(root, threads, batch, quick ? 3 : 8, log);
+    if ('error' in opacus) {
+      log(`Opacus not run: ${opacus.error}`);
+      rows.push({ model: 'opacus', variant: String(opacus.error) });
+    } else {
+      const ratios: number[] = [];
+      for (const r of opacus.results) {
+        rows.push({
+          model: r.model,
+          variant: `opacus ${r.mode} (torch ${opacus.torch}, opacus ${opacus.opacus})`,
+          ms_per_step: r.ms_per_step === undefined ? null : round(r.ms_per_step),
+          examples_per_s: r.examples_per_s === undefined ? null : round(r.examples_per_s),
+          time_vs_nonprivate: null,
+          peak_tensor_mb: null,
+          memory_vs_nonprivate: null,
+          ...(r.error ? { error: r.error } : {}),
+        });
+      }
+      for (const n of names) {
+        // Against the faster of Opacus' two private modes (per-sample hooks, ghost clipping).
+        const best = Math.max(
+          ...opacus.results
+            .filter((r) => r.model === n && r.mode !== 'nonprivate')
+            .map((r) => r.examples_per_s ?? 0),
+        );
+        const ours = (batch / perModel[n]!.dp) * 1000;
+        if (best > 0) {
+          summary[`ours_over_opacus_throughput_${n}`] = round(ours / best, 2);
+          ratios.push(ours / best);
+        }
+      }
+      if (ratios.length) summary.ours_over_opacus_throughput = round(Math.min(...ratios), 2);
+    }
+
+    const acc = await accountantMs();
+    if (acc) {
+      summary.accountant_ms_100k_steps = round(acc.countMs, 2);
+      rows.push({
+        model: 'accountant',
+        variant: `RdpAccountant compose(event, 100000) + ε (ε=${acc.epsilon.toFixed(3)} at δ=1e-5, q=256/60000, σ=1.1)`,
+        ms_per_step: round(acc.countMs, 2),
+      });
+      rows.push({
+        model: 'accountant',
+        variant: '100000 × compose(event) + ε, extrapolated from 1000 calls',
+        ms_per_step: round(acc.perStepMs, 0),
+      });
+    } else log('accountant_ms_100k_steps omitted: @tensorguard/dp exports no RdpAccountant yet');
+    return { rows, summary };
+  },
+};
