@@ -9,14 +9,18 @@
 // coordinate of the true sum satisfies |Σ| < p/2 (≈ 2^59), which planEncoding's bound checks via
 // `heMaxSumBound`. Additions cost about one bit of noise budget per doubling of n.
 //
-// node-seal 7 ships WebAssembly that needs exception handling with exnref and Wasm GC (Node ≥ 22);
-// on older runtimes loadSeal throws UnavailableError saying so.
-import type SEALFactory from 'node-seal';
-import { UnavailableError, ConfigError } from './errors.js';
-import { toIntegers, encodeIntegers } from './encoding.js';
-import type { RingBits, RingVector } from './masking.js';
+// node-seal 6.x (pinned at 6.0.3: its WebAssembly runs on Node 20; 7.x needs exnref exception
+// handling and Wasm GC, i.e. Node ≥ 22) exposes factory functions rather than classes
+// (`seal.CipherText()`, not `new seal.Ciphertext()`), `saveArray`/`loadArray` for bytes,
+// `Evaluator.add(a, b, destination)` and `BatchEncoder.decodeBigInt(plain, signed)`. Vectors go
+// in and out through Int32Array / BigInt64Array views, never through doubles, so 64-bit sums above
+// 2^53 stay exact.
+import type { SEALLibrary } from 'node-seal/implementation/seal.js';
+import { ConfigError, MalformedMessageError, UnavailableError } from './errors.js';
+import { allocRing, toSigned, type RingBits, type RingVector } from './masking.js';
 
-type Seal = Awaited<ReturnType<typeof SEALFactory>>;
+type Seal = SEALLibrary;
+type Ctx = ReturnType<Seal['Context']>;
 
 /** Largest |coordinate of the sum| HE mode decodes exactly (p/2 for the 60-bit plain modulus, rounded down). */
 export const HE_MAX_SUM_BOUND = 2 ** 58;
@@ -24,16 +28,22 @@ const N = 4096;
 
 let sealPromise: Promise<Seal> | undefined;
 
-/** Loads node-seal once; throws UnavailableError when this runtime cannot run its WebAssembly. */
+/**
+ * Loads node-seal's WebAssembly once per process (about 30 ms). Throws UnavailableError, with the
+ * loader's error as `cause`, when the module cannot be imported or instantiated.
+ */
 export async function loadSeal(): Promise<Seal> {
   sealPromise ??= (async () => {
     try {
-      const { default: SEAL } = await import('node-seal');
-      return await SEAL();
+      // node-seal ships a CommonJS bundle whose module.exports is the factory; its .d.ts declares
+      // it as an ES default export, so TypeScript (NodeNext) types the default as the namespace.
+      const mod: { default: unknown } = await import('node-seal');
+      const factory = mod.default as () => Promise<Seal>;
+      return await factory();
     } catch (cause) {
       sealPromise = undefined;
       throw new UnavailableError(
-        `node-seal could not start on Node ${process.version}: its WebAssembly needs exception handling with exnref and Wasm GC (Node ≥ 22); use masking mode or a newer Node`,
+        `node-seal could not start on Node ${process.version} (${cause instanceof Error ? cause.message : String(cause)}); check that node-seal 6.x is installed in secure-agg, or use masking mode`,
         { cause },
       );
     }
@@ -41,16 +51,15 @@ export async function loadSeal(): Promise<Seal> {
   return sealPromise;
 }
 
-function context(seal: Seal) {
-  const parms = new seal.EncryptionParameters(seal.SchemeType.bfv);
+function context(seal: Seal): Ctx {
+  const parms = seal.EncryptionParameters(seal.SchemeType.bfv);
   parms.setPolyModulusDegree(N);
-  parms.setCoeffModulus(seal.CoeffModulus.BFVDefault(N, seal.SecLevelType.tc128));
+  parms.setCoeffModulus(seal.CoeffModulus.BFVDefault(N, seal.SecurityLevel.tc128));
   parms.setPlainModulus(seal.PlainModulus.Batching(N, 60));
-  return new seal.SEALContext(parms, true, seal.SecLevelType.tc128);
-}
-
-function toBytes(x: unknown): Uint8Array {
-  return x instanceof Uint8Array ? x : Uint8Array.from(x as ArrayLike<number>);
+  const ctx = seal.Context(parms, true, seal.SecurityLevel.tc128);
+  parms.delete();
+  if (!ctx.parametersSet()) throw new ConfigError('he', `SEAL refused the BFV parameters: ${ctx.toHuman()}`);
+  return ctx;
 }
 
 /** An aggregate ciphertext: the encrypted sum of `inputs` vectors, one ciphertext per N slots. */
@@ -64,26 +73,33 @@ export interface HeAggregate {
 /** The only holder of the secret key. It decrypts aggregates of at least `minInputs` inputs. */
 export class HeKeyHolder {
   readonly #seal: Seal;
-  readonly #ctx: ReturnType<typeof context>;
+  readonly #ctx: Ctx;
   readonly publicKey: Uint8Array;
   readonly minInputs: number;
-  readonly #kg: InstanceType<Seal['KeyGenerator']>;
+  readonly #kg: ReturnType<Seal['KeyGenerator']>;
 
   private constructor(seal: Seal, minInputs: number) {
     this.#seal = seal;
     this.#ctx = context(seal);
-    this.#kg = new seal.KeyGenerator(this.#ctx);
-    this.publicKey = toBytes(this.#kg.createPublicKey().saveToArray(seal.ComprModeType.zstd));
+    this.#kg = seal.KeyGenerator(this.#ctx);
+    const pk = this.#kg.createPublicKey();
+    this.publicKey = pk.saveArray(seal.ComprModeType.zstd);
+    pk.delete();
     this.minInputs = minInputs;
   }
 
+  /** Generates a fresh key pair. Throws ConfigError unless minInputs ≥ 1, UnavailableError as loadSeal. */
   static async create(minInputs: number): Promise<HeKeyHolder> {
     if (!Number.isSafeInteger(minInputs) || minInputs < 1)
       throw new ConfigError('minInputs', `must be ≥ 1, got ${minInputs}`);
     return new HeKeyHolder(await loadSeal(), minInputs);
   }
 
-  /** Decrypts an aggregate to the ring sum. Refuses aggregates of fewer than minInputs inputs. */
+  /**
+   * Decrypts an aggregate to the ring sum (the true sum mod 2^bits, exact while |Σ| < 2^58).
+   * Throws ConfigError for aggregates of fewer than minInputs inputs or with the wrong number of
+   * ciphertexts; SEAL's own error for a ciphertext that is not valid under these parameters.
+   */
   decryptSum(agg: HeAggregate): RingVector {
     if (agg.inputs < this.minInputs) {
       throw new ConfigError(
@@ -91,57 +107,77 @@ export class HeKeyHolder {
         `the key holder decrypts only sums of ≥ ${this.minInputs} inputs, got ${agg.inputs}`,
       );
     }
+    const want = Math.ceil(agg.length / N);
+    if (agg.chunks.length !== want) {
+      throw new ConfigError(
+        'chunks',
+        `expected ${want} ciphertexts for ${agg.length} values, got ${agg.chunks.length}`,
+      );
+    }
     const seal = this.#seal;
-    const dec = new seal.Decryptor(this.#ctx, this.#kg.secretKey());
-    const be = new seal.BatchEncoder(this.#ctx);
-    const out = new Float64Array(agg.length);
-    agg.chunks.forEach((c, k) => {
-      const ct = new seal.Ciphertext();
-      ct.loadFromArray(this.#ctx, c);
-      const pt = new seal.Plaintext();
-      dec.decrypt(ct, pt);
-      const vals = be.decodeBigInt64(pt) as BigInt64Array;
-      for (let i = 0; i < N && k * N + i < agg.length; i++) out[k * N + i] = Number(vals[i]!);
-      ct.delete();
-      pt.delete();
-    });
-    dec.delete();
-    be.delete();
-    return encodeIntegers(agg.bits, out);
+    const sk = this.#kg.secretKey();
+    const dec = seal.Decryptor(this.#ctx, sk);
+    const be = seal.BatchEncoder(this.#ctx);
+    const ct = seal.CipherText();
+    const pt = seal.PlainText();
+    const out = allocRing(agg.bits, agg.length);
+    const signed = toSigned(out);
+    try {
+      agg.chunks.forEach((c, k) => {
+        ct.loadArray(this.#ctx, c);
+        dec.decrypt(ct, pt);
+        const vals = (be.decodeBigInt(pt, true) as BigInt64Array).subarray(
+          0,
+          Math.min(N, agg.length - k * N),
+        );
+        if (signed instanceof BigInt64Array) signed.set(vals, k * N);
+        else for (let i = 0; i < vals.length; i++) signed[k * N + i] = Number(BigInt.asIntN(32, vals[i]!));
+      });
+    } finally {
+      for (const o of [ct, pt, dec, be, sk]) o.delete();
+    }
+    return out;
   }
 }
 
 /** Worker side: encrypts an encoded vector under the key holder's public key. */
 export class HeEncryptor {
   readonly #seal: Seal;
-  readonly #ctx: ReturnType<typeof context>;
-  readonly #enc: InstanceType<Seal['Encryptor']>;
-  readonly #be: InstanceType<Seal['BatchEncoder']>;
+  readonly #ctx: Ctx;
+  readonly #enc: ReturnType<Seal['Encryptor']>;
+  readonly #be: ReturnType<Seal['BatchEncoder']>;
 
   private constructor(seal: Seal, publicKey: Uint8Array) {
     this.#seal = seal;
     this.#ctx = context(seal);
-    const pk = new seal.PublicKey();
-    pk.loadFromArray(this.#ctx, publicKey);
-    this.#enc = new seal.Encryptor(this.#ctx, pk);
-    this.#be = new seal.BatchEncoder(this.#ctx);
+    const pk = seal.PublicKey();
+    pk.loadArray(this.#ctx, publicKey);
+    this.#enc = seal.Encryptor(this.#ctx, pk);
+    pk.delete();
+    this.#be = seal.BatchEncoder(this.#ctx);
   }
 
+  /** Throws SEAL's error when `publicKey` is not a key for these parameters, UnavailableError as loadSeal. */
   static async create(publicKey: Uint8Array): Promise<HeEncryptor> {
     return new HeEncryptor(await loadSeal(), publicKey);
   }
 
+  /**
+   * Encrypts the centred reading of `v` (a 32-bit ring vector as Int32 values, a 64-bit one as
+   * Int64), one zstd-compressed ciphertext per N values.
+   */
   encrypt(v: RingVector): Uint8Array[] {
-    const ints = toIntegers(v);
+    const signed = toSigned(v);
     const chunks: Uint8Array[] = [];
-    for (let off = 0; off < ints.length; off += N) {
-      const slot = new BigInt64Array(N);
-      for (let i = 0; i < N && off + i < ints.length; i++) slot[i] = BigInt(ints[off + i]!);
-      const pt = new this.#seal.Plaintext();
-      this.#be.encode(slot, pt);
-      const ct = new this.#seal.Ciphertext();
-      this.#enc.encrypt(pt, ct);
-      chunks.push(toBytes(ct.saveToArray(this.#seal.ComprModeType.zstd)));
+    const pt = this.#seal.PlainText();
+    const ct = this.#seal.CipherText();
+    try {
+      for (let off = 0; off < signed.length; off += N) {
+        this.#be.encode(signed.subarray(off, Math.min(off + N, signed.length)), pt);
+        this.#enc.encrypt(pt, ct);
+        chunks.push(ct.saveArray(this.#seal.ComprModeType.zstd));
+      }
+    } finally {
       pt.delete();
       ct.delete();
     }
@@ -152,9 +188,9 @@ export class HeEncryptor {
 /** Aggregator side: adds ciphertexts; never holds a key that could decrypt them. */
 export class HeAccumulator {
   readonly #seal: Seal;
-  readonly #ctx: ReturnType<typeof context>;
-  readonly #ev: InstanceType<Seal['Evaluator']>;
-  #acc: InstanceType<Seal['Ciphertext']>[] = [];
+  readonly #ctx: Ctx;
+  readonly #ev: ReturnType<Seal['Evaluator']>;
+  #acc: ReturnType<Seal['CipherText']>[] = [];
   #inputs = 0;
   readonly length: number;
   readonly bits: RingBits;
@@ -162,7 +198,7 @@ export class HeAccumulator {
   private constructor(seal: Seal, length: number, bits: RingBits) {
     this.#seal = seal;
     this.#ctx = context(seal);
-    this.#ev = new seal.Evaluator(this.#ctx);
+    this.#ev = seal.Evaluator(this.#ctx);
     this.length = length;
     this.bits = bits;
   }
@@ -171,25 +207,44 @@ export class HeAccumulator {
     return new HeAccumulator(await loadSeal(), length, bits);
   }
 
+  /**
+   * Adds one worker's ciphertexts. Throws ConfigError for the wrong number of chunks and
+   * MalformedMessageError for bytes that are not a ciphertext under these parameters; either way
+   * the running sum is unchanged.
+   */
   add(chunks: readonly Uint8Array[]): void {
     const want = Math.ceil(this.length / N);
     if (chunks.length !== want)
       throw new ConfigError('chunks', `expected ${want} ciphertexts, got ${chunks.length}`);
+    // Load every chunk before adding any, so that a bad chunk leaves the running sum untouched.
+    const loaded: ReturnType<Seal['CipherText']>[] = [];
     chunks.forEach((c, k) => {
-      const ct = new this.#seal.Ciphertext();
-      ct.loadFromArray(this.#ctx, c);
-      if (this.#inputs === 0) this.#acc.push(ct);
-      else {
-        this.#ev.addInplace(this.#acc[k]!, ct);
-        ct.delete();
+      const ct = this.#seal.CipherText();
+      loaded.push(ct);
+      try {
+        ct.loadArray(this.#ctx, c);
+      } catch (cause) {
+        for (const l of loaded) l.delete();
+        throw new MalformedMessageError(
+          `ciphertext ${k} of ${want} is not a BFV ciphertext for these parameters (${cause instanceof Error ? cause.message : String(cause)})`,
+          { cause },
+        );
       }
     });
+    if (this.#inputs === 0) this.#acc = loaded;
+    else {
+      loaded.forEach((ct, k) => {
+        const acc = this.#acc[k]!;
+        this.#ev.add(acc, ct, acc);
+        ct.delete();
+      });
+    }
     this.#inputs++;
   }
 
   result(): HeAggregate {
     return {
-      chunks: this.#acc.map((c) => toBytes(c.saveToArray(this.#seal.ComprModeType.zstd))),
+      chunks: this.#acc.map((c) => c.saveArray(this.#seal.ComprModeType.zstd)),
       inputs: this.#inputs,
       length: this.length,
       bits: this.bits,
