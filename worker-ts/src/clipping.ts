@@ -2,10 +2,19 @@
 // each clipped to ℓ2 norm C, summed. The result's norm is at most C × batch and, what the
 // privacy analysis needs, adding or removing one record changes it by at most C.
 //
-// This is the reference engine: one tf.grads call per example (a batch-of-one loop), which is
-// exact for every layer type. @tensorguard/dp/tfjs provides the fast book-keeping engine for its
-// DP layers; `ClippingEngine` is the seam where it plugs in.
-import type { ModelDef, Tensor, Tf } from './models/model.js';
+// DpClippingEngine is @tensorguard/dp/tfjs's engine (probes, ghost norms and book-keeping: one
+// forward and one backward pass per chunk, no per-example loop) behind the `ClippingEngine`
+// seam. The batch-of-one loop in clipping-reference.ts is the reference the tests compare with.
+import {
+  DpModel,
+  assertSupported,
+  dpSgdStep,
+  flattenSum,
+  tf,
+  type ClipMethod,
+  type NormMethod,
+} from '@tensorguard/dp/tfjs';
+import type { ModelDef, Tensor } from './models/model.js';
 import { sizeOf, trainableSpecs } from './models/model.js';
 
 export interface ClippedSum {
@@ -24,99 +33,116 @@ export interface ClippingEngine {
   dispose(): void;
 }
 
-/** Per-example cross-entropy of integer labels, summed: the loss every engine differentiates. */
-export function crossEntropySum(tf: Tf, logits: Tensor, labels: Tensor): Tensor {
-  const logp = tf.logSoftmax(logits);
-  const oneHot = tf.oneHot(labels.toInt(), logits.shape[1]!);
-  return tf.neg(tf.sum(tf.mul(oneHot, logp)));
+export interface DpClippingEngineOptions {
+  /**
+   * Examples per chunk (default 256): traced activations and output gradients live for one chunk,
+   * so this bounds memory; the clipped sum does not depend on it beyond float rounding.
+   */
+  maxChunkSize?: number;
+  /** dp's clipped-sum method (default 'bookkeeping'). */
+  clipMethod?: ClipMethod;
+  /** dp's per-site norm method (default 'auto'). */
+  normMethod?: NormMethod;
 }
 
-export class LoopClippingEngine implements ClippingEngine {
-  private trainable: Tensor[] = [];
-  private readonly frozen: Record<string, Tensor> = {};
+/**
+ * Per-sample clipping with dp's engine on the model's DP layers. Builds a `DpModel` from
+ * `def.layers` with `def`'s trainable flags and `initial` values. Throws dp's
+ * UnsupportedLayerError (naming the layer) up front for a trainable layer it cannot clip exactly.
+ */
+export class DpClippingEngine implements ClippingEngine {
+  private readonly model: DpModel;
   private readonly specs;
+  private readonly names: string[];
 
   constructor(
-    private readonly tf: Tf,
     private readonly def: ModelDef,
     initial: Record<string, Float32Array>,
+    private readonly options: DpClippingEngineOptions = {},
   ) {
-    this.specs = trainableSpecs(def);
-    for (const p of def.params) {
-      if (!p.trainable) this.frozen[p.name] = tf.keep(tf.tensor(initial[p.name]!, p.shape));
+    this.model = new DpModel(def.layers);
+    try {
+      const trainable = new Set(def.params.filter((p) => p.trainable).map((p) => p.name));
+      this.model.setTrainable((n) => trainable.has(n), true);
+      this.model.setTrainable((n) => !trainable.has(n), false);
+      for (const p of def.params) this.set(p.name, initial[p.name]!, p.shape);
+      assertSupported(this.model);
+    } catch (err) {
+      this.model.dispose();
+      throw err;
     }
-    this.trainable = this.specs.map((s) => tf.keep(tf.tensor(initial[s.name]!, s.shape)));
+    this.specs = trainableSpecs(def);
+    this.names = this.specs.map((s) => s.name);
+    const order = this.model.trainableNames.join(',');
+    if (order !== this.names.join(','))
+      throw new Error(
+        `internal: trainable order differs between the model (${order}) and its parameter list`,
+      );
+  }
+
+  private set(name: string, value: Float32Array, shape: readonly number[]): void {
+    const t = tf.tensor(value, [...shape]);
+    try {
+      this.model.setParam(name, t);
+    } finally {
+      t.dispose();
+    }
   }
 
   setTrainable(flat: Float32Array): void {
-    const tf = this.tf;
-    tf.dispose(this.trainable);
     let o = 0;
-    this.trainable = this.specs.map((s) => {
+    for (const s of this.specs) {
       const n = sizeOf(s.shape);
-      const t = tf.keep(tf.tensor(flat.subarray(o, o + n), s.shape));
+      this.set(s.name, flat.subarray(o, o + n), s.shape);
       o += n;
-      return t;
-    });
-  }
-
-  /** All parameters by name (trainable ones current), for evaluation. */
-  named(): Record<string, Tensor> {
-    const out: Record<string, Tensor> = { ...this.frozen };
-    this.specs.forEach((s, i) => (out[s.name] = this.trainable[i]!));
-    return out;
+    }
+    if (o !== flat.length)
+      throw new RangeError(`trainable vector has ${flat.length} entries, the model ${o}`);
   }
 
   clippedSum(x: Tensor, labels: Tensor, clipNorm: number): ClippedSum {
-    const tf = this.tf;
-    const B = x.shape[0]!;
-    const P = this.specs.reduce((a, s) => a + sizeOf(s.shape), 0);
-    let clipped = 0;
-    const acc = tf.tidy(() => {
-      let total = tf.zeros([P]);
-      for (let i = 0; i < B; i++) {
-        const next = tf.tidy(() => {
-          const xi = x.slice(i, 1);
-          const yi = labels.slice(i, 1);
-          const f = (...ps: Tensor[]) => {
-            const named: Record<string, Tensor> = { ...this.frozen };
-            this.specs.forEach((s, j) => (named[s.name] = ps[j]!));
-            return crossEntropySum(tf, this.def.forward(tf, named, xi), yi) as never;
-          };
-          const grads = tf.grads(f)(this.trainable);
-          const g = tf.concat(grads.map((t) => t.reshape([-1])));
-          const norm = tf.norm(g).dataSync()[0]!;
-          if (norm > clipNorm) clipped++;
-          const factor = Math.min(1, clipNorm / (norm + 1e-12));
-          return tf.add(total, tf.mul(g, factor));
-        });
-        tf.dispose(total);
-        total = tf.keep(next);
-      }
-      return total;
+    const step = dpSgdStep(this.model, x, labels, {
+      clipNorm,
+      maxChunkSize: this.options.maxChunkSize ?? 256,
+      ...(this.options.clipMethod ? { clipMethod: this.options.clipMethod } : {}),
+      ...(this.options.normMethod ? { normMethod: this.options.normMethod } : {}),
     });
-    const sum = acc.dataSync() as Float32Array;
-    acc.dispose();
-    return { sum: Float32Array.from(sum), batchSize: B, clipped };
+    try {
+      const flat = flattenSum(step.sum, this.names);
+      try {
+        const sum = flat.dataSync() as Float32Array;
+        // The count stays on this worker (diagnostics); it is never sent anywhere.
+        const clipped = step.clippedCount.dataSync()[0]!;
+        return { sum: Float32Array.from(sum), batchSize: step.batchSize, clipped };
+      } finally {
+        flat.dispose();
+      }
+    } finally {
+      step.dispose();
+    }
   }
 
-  /** Accuracy on a labelled set, in batches. */
+  /** Accuracy on a labelled set, in batches (the coordinator's evaluation). */
   accuracy(x: Tensor, labels: Tensor, batch = 1000): number {
-    const tf = this.tf;
     const n = x.shape[0]!;
     let correct = 0;
     for (let s = 0; s < n; s += batch) {
-      const c = tf.tidy(() => {
-        const k = Math.min(batch, n - s);
-        const logits = this.def.forward(tf, this.named(), x.slice(s, k));
-        return tf.sum(tf.equal(tf.argMax(logits, 1), labels.slice(s, k).toInt())).dataSync()[0]!;
+      const k = Math.min(batch, n - s);
+      correct += tf.tidy(() => {
+        const logits = this.model.forward(tf.slice(x, s, k));
+        const hits = tf.equal(tf.argMax(logits, 1), tf.cast(tf.slice(labels, s, k), 'int32'));
+        return tf.sum(tf.cast(hits, 'int32')).dataSync()[0]!;
       });
-      correct += c;
     }
     return n === 0 ? 0 : correct / n;
   }
 
+  /** The model kind, for logs. */
+  get kind(): string {
+    return this.def.kind;
+  }
+
   dispose(): void {
-    this.tf.dispose([...this.trainable, ...Object.values(this.frozen)]);
+    this.model.dispose();
   }
 }

@@ -34,6 +34,8 @@ export { transformerLora } from './models/transformer-lora.js';
 export {
   flatten,
   unflatten,
+  initParams,
+  modelFromLayers,
   trainableSpecs,
   trainableCount,
   type ModelDef,
@@ -41,7 +43,13 @@ export {
 } from './models/model.js';
 export { buildModel, checkEnvelope, EnvelopeError, modelFingerprint } from './models/index.js';
 export { prepareModel, type PreparedModel } from './job.js';
-export { LoopClippingEngine, type ClippingEngine, type ClippedSum } from './clipping.js';
+export {
+  DpClippingEngine,
+  type ClippingEngine,
+  type ClippedSum,
+  type DpClippingEngineOptions,
+} from './clipping.js';
+export { LoopClippingEngine } from './clipping-reference.js';
 export { gaussianIntegerNoise, shareStdInteger } from './noise.js';
 export {
   RdpAccountant,

@@ -11,11 +11,11 @@ const log = createLogger('coordinator');
 async function main(): Promise<number> {
   const args = parseArgs(process.argv.slice(2), ['config']);
   if (!args.config) throw new Error('usage: coordinator.js --config <job.json>');
-  const tf = await import('@tensorflow/tfjs-node');
+  const { tf } = await import('@tensorguard/dp/tfjs');
   const { loadRunConfig } = await import('../config.js');
   const { loadTestSet, loadTrainSet } = await import('../data/load.js');
   const { prepareModel } = await import('../job.js');
-  const { LoopClippingEngine } = await import('../clipping.js');
+  const { DpClippingEngine } = await import('../clipping.js');
   const { Coordinator } = await import('../coordinator/coordinator.js');
   const { startServer } = await import('../coordinator/rpc.js');
   const cfg = loadRunConfig(args.config);
@@ -26,7 +26,7 @@ async function main(): Promise<number> {
     { model: prepared.def.kind, parameters: prepared.parameters, testRecords: test.size },
     'model ready',
   );
-  const engine = new LoopClippingEngine(tf, prepared.def, prepared.initial);
+  const engine = new DpClippingEngine(prepared.def, prepared.initial);
   const tx = tf.tensor(test.features, [test.size, ...test.featureShape], test.dtype);
   const ty = tf.tensor1d(test.labels, 'int32');
   const coordinator = new Coordinator({

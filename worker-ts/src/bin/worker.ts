@@ -13,13 +13,13 @@ async function main(): Promise<number> {
     throw new Error('usage: worker.js --config <job.json> --worker-index <i> --aggregator <host:port>');
   }
   const log = createLogger('worker', { workerIndex: index });
-  const tf = await import('@tensorflow/tfjs-node');
+  const { tf } = await import('@tensorguard/dp/tfjs');
   const { loadRunConfig } = await import('../config.js');
   const { loadTrainSet } = await import('../data/load.js');
   const { selectRecords } = await import('../data/dataset.js');
   const { shardRange } = await import('../data/shard.js');
   const { prepareModel } = await import('../job.js');
-  const { LoopClippingEngine } = await import('../clipping.js');
+  const { DpClippingEngine } = await import('../clipping.js');
   const { RoundClient } = await import('../round-client.js');
   const cfg = loadRunConfig(args.config);
   if (index < 0 || index >= cfg.workers.count)
@@ -35,7 +35,7 @@ async function main(): Promise<number> {
     { records: shard.size, model: prepared.def.kind, parameters: prepared.parameters },
     'shard loaded',
   );
-  const engine = new LoopClippingEngine(tf, prepared.def, prepared.initial);
+  const engine = new DpClippingEngine(prepared.def, prepared.initial);
   const client = new RoundClient({
     tf,
     address: args.aggregator,

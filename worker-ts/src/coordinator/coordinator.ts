@@ -27,7 +27,6 @@ import { CheckpointError } from '../checkpoint/errors.js';
 import { tensor, type NamedTensor } from '../checkpoint/safetensors.js';
 import { loadLatestCheckpoint, saveCheckpoint } from '../checkpoint/store.js';
 import { writeFileAtomic } from '../checkpoint/atomic.js';
-import type { LoopClippingEngine } from '../clipping.js';
 import type { RunConfig } from '../config.js';
 import type { Logger } from '../logger.js';
 import { PhaseTimer, rounded } from '../metrics.js';
@@ -56,7 +55,6 @@ export interface CoordinatorOptions {
   fingerprint: string;
   /** Evaluates accuracy of the current trainable vector on the test set. */
   evaluate: (trainable: Float32Array) => number;
-  engine?: LoopClippingEngine;
   log: Logger;
   emit: (line: Record<string, unknown>) => void;
   /** Wait at most this long for all workers before the first round (default 120 s). */

@@ -1,4 +1,5 @@
-import type { ModelDef, ParamSpec } from './model.js';
+import { activation, dense, flatten, type Layer } from '@tensorguard/dp/tfjs';
+import { modelFromLayers, type ModelDef } from './model.js';
 
 export interface MlpOptions {
   inputShape: number[];
@@ -9,36 +10,22 @@ export interface MlpOptions {
   activation?: 'tanh' | 'relu';
 }
 
-/** Dense → activation → … → Dense (logits). */
+/** Flatten → Dense → activation → … → Dense (logits), from dp's DP layers. */
 export function mlp(opts: MlpOptions): ModelDef {
   const hidden = opts.hidden ?? [128];
   const act = opts.activation ?? 'tanh';
   const dIn = opts.inputShape.reduce((a, b) => a * b, 1);
   const widths = [dIn, ...hidden, opts.numClasses];
-  const params: ParamSpec[] = [];
+  const layers: Layer[] = [flatten()];
   for (let i = 0; i + 1 < widths.length; i++) {
-    params.push({
-      name: `dense_${i}.kernel`,
-      shape: [widths[i]!, widths[i + 1]!],
-      init: 'glorot',
-      trainable: true,
-    });
-    params.push({ name: `dense_${i}.bias`, shape: [widths[i + 1]!], init: 'zeros', trainable: true });
+    layers.push(dense(`dense_${i}`, { inputDim: widths[i]!, units: widths[i + 1]! }));
+    if (i + 2 < widths.length) layers.push(activation(act, `${act}_${i}`));
   }
-  return {
+  return modelFromLayers({
     kind: 'mlp',
     inputShape: opts.inputShape,
     inputDtype: 'float32',
     numClasses: opts.numClasses,
-    params,
-    layers: ['Dense'],
-    forward(tf, p, x) {
-      let h = x.reshape([x.shape[0]!, dIn]);
-      for (let i = 0; i + 1 < widths.length; i++) {
-        h = tf.add(tf.matMul(h, p[`dense_${i}.kernel`]!), p[`dense_${i}.bias`]!);
-        if (i + 2 < widths.length) h = act === 'tanh' ? tf.tanh(h) : tf.relu(h);
-      }
-      return h;
-    },
-  };
+    layers,
+  });
 }

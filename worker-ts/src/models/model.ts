@@ -1,8 +1,10 @@
-// A model here is a list of named parameters and a pure forward function over them. Keeping the
-// parameters outside tf.layers lets the coordinator own one flat Float32 vector of the trainable
+// A model here is a tree of @tensorguard/dp/tfjs DP layers plus the list of its named parameters.
+// The layers are what the per-sample clipping engine understands (every trainable piece reports
+// a site); the parameter list lets the coordinator own one flat Float32 vector of the trainable
 // parameters (what is aggregated, optimised and checkpointed), while frozen parameters (a base
 // model under LoRA) stay on the side and never leave a worker in an update.
 import type * as tfTypes from '@tensorflow/tfjs-node';
+import { walkLayers, type Layer, type ParamInit } from '@tensorguard/dp/tfjs';
 
 export type Tf = typeof tfTypes;
 export type Tensor = tfTypes.Tensor;
@@ -10,8 +12,8 @@ export type Tensor = tfTypes.Tensor;
 export interface ParamSpec {
   name: string;
   shape: number[];
-  /** Initialisation: Glorot-uniform, zeros, ones, or N(0, 0.02²) (embeddings). */
-  init: 'glorot' | 'zeros' | 'ones' | 'normal';
+  /** Initialisation, as the DP layer declares it (Glorot-uniform layers give `{ uniform: limit }`). */
+  init: ParamInit;
   trainable: boolean;
 }
 
@@ -21,11 +23,58 @@ export interface ModelDef {
   inputShape: number[];
   inputDtype: 'float32' | 'int32';
   numClasses: number;
+  /** Every parameter of `layers`, in layer order, with this job's trainable flags. */
   params: ParamSpec[];
-  /** Logits [batch, numClasses] from features [batch, ...inputShape]. */
+  /** The model as DP layers (what the clipping engine traces). */
+  layers: Layer[];
+  /** Logits [batch, numClasses] from features [batch, ...inputShape], parameters from `p`. */
   forward(tf: Tf, p: Record<string, Tensor>, x: Tensor): Tensor;
-  /** Layer types used, for the per-sample clipping engine's support check. */
-  layers: string[];
+}
+
+/**
+ * A ModelDef from DP layers. `trainable` decides which parameters train (default: what each
+ * layer declares); `forward` runs the same layers with parameters read from a name → tensor map,
+ * so the batch-of-one reference engine and the fast engine evaluate one definition.
+ */
+export function modelFromLayers(o: {
+  kind: string;
+  inputShape: number[];
+  inputDtype: 'float32' | 'int32';
+  numClasses: number;
+  layers: Layer[];
+  trainable?: (name: string, declared: boolean) => boolean;
+}): ModelDef {
+  const params: ParamSpec[] = [];
+  for (const layer of walkLayers(o.layers)) {
+    for (const p of layer.params) {
+      params.push({
+        name: p.name,
+        shape: [...p.shape],
+        init: p.init,
+        trainable: o.trainable ? o.trainable(p.name, p.trainable) : p.trainable,
+      });
+    }
+  }
+  const layers = o.layers;
+  return {
+    kind: o.kind,
+    inputShape: o.inputShape,
+    inputDtype: o.inputDtype,
+    numClasses: o.numClasses,
+    params,
+    layers,
+    forward(_tf, p, x) {
+      const ctx = {
+        param: (n: string) => {
+          const t = p[n];
+          if (!t) throw new RangeError(`parameter '${n}' has no value`);
+          return t;
+        },
+        site: (_l: Layer, _s: unknown, z: Tensor) => z,
+      };
+      return layers.reduce((h, l) => l.forward(h, ctx), x);
+    },
+  };
 }
 
 export function sizeOf(shape: readonly number[]): number {
@@ -68,8 +117,9 @@ export function flatten(specs: readonly ParamSpec[], named: Record<string, Array
 }
 
 /**
- * Deterministic initial values from a seed (xorshift128+ → uniform; Box-Muller → normal). This is
- * model initialisation, not DP noise: it is public and need not be cryptographic.
+ * Deterministic initial values from a seed (xorshift128+ → uniform; Box-Muller → normal), following
+ * each parameter's declared init. This is model initialisation, not DP noise: it is public and need
+ * not be cryptographic, but it must be identical in every process of a job.
  */
 export function initParams(specs: readonly ParamSpec[], seed: number): Record<string, Float32Array> {
   let s0 = (seed ^ 0x9e3779b9) >>> 0 || 1;
@@ -88,19 +138,16 @@ export function initParams(specs: readonly ParamSpec[], seed: number): Record<st
   for (const p of specs) {
     const n = sizeOf(p.shape);
     const v = new Float32Array(n);
-    if (p.init === 'ones') v.fill(1);
-    else if (p.init === 'glorot') {
-      const fanIn = p.shape.length > 1 ? sizeOf(p.shape.slice(0, -1)) : p.shape[0]!;
-      const fanOut = p.shape[p.shape.length - 1]!;
-      const recept = p.shape.length === 4 ? p.shape[0]! * p.shape[1]! : 1;
-      const fi = p.shape.length === 4 ? recept * p.shape[2]! : fanIn;
-      const fo = p.shape.length === 4 ? recept * fanOut : fanOut;
-      const limit = Math.sqrt(6 / (fi + fo));
-      for (let i = 0; i < n; i++) v[i] = (2 * next() - 1) * limit;
-    } else if (p.init === 'normal') {
+    const init = p.init;
+    if (init === 'ones') v.fill(1);
+    else if (init === 'zeros') {
+      // already zero
+    } else if ('uniform' in init) {
+      for (let i = 0; i < n; i++) v[i] = (2 * next() - 1) * init.uniform;
+    } else {
       for (let i = 0; i < n; i++) {
         const u = Math.max(next(), 1e-12);
-        v[i] = 0.02 * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * next());
+        v[i] = init.normal * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * next());
       }
     }
     out[p.name] = v;

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-node';
 import { expect } from 'chai';
-import { LoopClippingEngine } from '../clipping.js';
+import { LoopClippingEngine } from '../clipping-reference.js';
 import { parseRunConfig } from '../config.js';
 import { cnnTanh } from './cnn-tanh.js';
 import { checkEnvelope, EnvelopeError } from './index.js';
@@ -25,15 +25,15 @@ describe('models', () => {
     });
     const trainable = def.params.filter((p) => p.trainable).map((p) => p.name);
     expect(trainable).to.deep.equal([
-      'block_0.attn.lora_q.a',
-      'block_0.attn.lora_q.b',
-      'block_0.attn.lora_v.a',
-      'block_0.attn.lora_v.b',
+      'block_0.attn.q.lora_a',
+      'block_0.attn.q.lora_b',
+      'block_0.attn.v.lora_a',
+      'block_0.attn.v.lora_b',
       'head.kernel',
       'head.bias',
     ]);
     const init = initParams(def.params, 1);
-    expect(init['block_0.attn.lora_q.b']!.every((v) => v === 0)).to.equal(true);
+    expect(init['block_0.attn.q.lora_b']!.every((v) => v === 0)).to.equal(true);
     const engine = new LoopClippingEngine(tf, def, init);
     const x = tf.tensor2d(
       [

@@ -1,4 +1,14 @@
-import type { ModelDef, ParamSpec, Tensor, Tf } from './model.js';
+import {
+  activation,
+  dense,
+  layerNorm,
+  loraDense,
+  tf,
+  tokenAndPositionEmbedding,
+  type Layer,
+  type Tensor,
+} from '@tensorguard/dp/tfjs';
+import { modelFromLayers, type ModelDef } from './model.js';
 
 export interface TransformerLoraOptions {
   vocabSize: number;
@@ -17,17 +27,22 @@ export interface TransformerLoraOptions {
   /** LoRA scaling α (default 2r; the adapter output is multiplied by α/r). */
   loraAlpha?: number;
   /**
-   * Which parameters train: name prefixes or substrings. Default ['lora', 'head']: the LoRA
-   * adapters and the classifier head train, the base model is frozen.
+   * Which parameters train: name substrings. Default ['lora', 'head']: the LoRA adapters and the
+   * classifier head train, the base model is frozen.
    */
   trainable?: string[];
 }
 
 /**
  * A small pre-LayerNorm encoder (token + learned position embeddings, multi-head self-attention,
- * GELU-free tanh feed-forward to keep the op set small) classifying from the [CLS] position,
- * with LoRA adapters (Hu et al. 2021: W + (α/r)·A·B, A Gaussian-initialised, B zero) on the query
- * and value projections of every block. Padding positions (id 0) are masked out of attention.
+ * tanh feed-forward) classifying from the [CLS] position, with LoRA adapters (Hu et al. 2021:
+ * W + (α/r)·A·B, A Gaussian-initialised, B zero) on the query and value projections of every
+ * block. Padding positions (id 0) are masked out of attention.
+ *
+ * Every parametric piece is one of dp's DP layers (`tokenAndPositionEmbedding`, `layerNorm`,
+ * `loraDense`, `dense`), so the per-sample clipping engine handles it; the glue (padding mask,
+ * attention softmax, residuals, [CLS] pooling) lives in one parameter-free composite layer,
+ * which is why dp's own `transformerEncoder` (no padding mask, mean pooling) is not used as is.
  */
 export function transformerLora(opts: TransformerLoraOptions): ModelDef {
   const d = opts.dModel ?? 64;
@@ -36,93 +51,81 @@ export function transformerLora(opts: TransformerLoraOptions): ModelDef {
   const ff = opts.ffDim ?? 4 * d;
   const L = opts.layers ?? 2;
   const r = opts.loraRank ?? 4;
-  const scaleLora = (opts.loraAlpha ?? 2 * r) / r;
+  const alpha = opts.loraAlpha ?? 2 * r;
   const T = opts.seqLen;
   const trainable = opts.trainable ?? ['lora', 'head'];
-  const isTrainable = (name: string) => trainable.some((t) => name.includes(t));
-  const spec = (name: string, shape: number[], init: ParamSpec['init']): ParamSpec => ({
-    name,
-    shape,
-    init,
-    trainable: isTrainable(name),
-  });
-  const params: ParamSpec[] = [
-    spec('embed.tokens', [opts.vocabSize, d], 'normal'),
-    spec('embed.positions', [T, d], 'normal'),
-  ];
-  for (let l = 0; l < L; l++) {
+  const dh = d / heads;
+
+  const embed = tokenAndPositionEmbedding('embed', { vocabSize: opts.vocabSize, seqLen: T, dim: d });
+  const blocks = Array.from({ length: L }, (_, l) => {
     const b = `block_${l}`;
-    params.push(
-      spec(`${b}.ln_1.gamma`, [d], 'ones'),
-      spec(`${b}.ln_1.beta`, [d], 'zeros'),
-      spec(`${b}.attn.wq`, [d, d], 'glorot'),
-      spec(`${b}.attn.wk`, [d, d], 'glorot'),
-      spec(`${b}.attn.wv`, [d, d], 'glorot'),
-      spec(`${b}.attn.wo`, [d, d], 'glorot'),
-      spec(`${b}.attn.lora_q.a`, [d, r], 'normal'),
-      spec(`${b}.attn.lora_q.b`, [r, d], 'zeros'),
-      spec(`${b}.attn.lora_v.a`, [d, r], 'normal'),
-      spec(`${b}.attn.lora_v.b`, [r, d], 'zeros'),
-      spec(`${b}.ln_2.gamma`, [d], 'ones'),
-      spec(`${b}.ln_2.beta`, [d], 'zeros'),
-      spec(`${b}.ff.w1`, [d, ff], 'glorot'),
-      spec(`${b}.ff.b1`, [ff], 'zeros'),
-      spec(`${b}.ff.w2`, [ff, d], 'glorot'),
-      spec(`${b}.ff.b2`, [d], 'zeros'),
-    );
-  }
-  params.push(spec('ln_f.gamma', [d], 'ones'), spec('ln_f.beta', [d], 'zeros'));
-  params.push(
-    spec('head.kernel', [d, opts.numClasses], 'glorot'),
-    spec('head.bias', [opts.numClasses], 'zeros'),
-  );
-  if (!params.some((p) => p.trainable)) {
-    throw new RangeError(`model.trainable [${trainable.join(', ')}] matches no parameter`);
-  }
+    const lora = (p: string) =>
+      loraDense(`${b}.attn.${p}`, {
+        inputDim: d,
+        units: d,
+        rank: r,
+        alpha,
+        useBias: false,
+        initStddev: 0.02,
+      });
+    return {
+      ln1: layerNorm(`${b}.ln_1`, { dim: d }),
+      q: lora('q'),
+      k: dense(`${b}.attn.k`, { inputDim: d, units: d, useBias: false }),
+      v: lora('v'),
+      o: dense(`${b}.attn.o`, { inputDim: d, units: d, useBias: false }),
+      ln2: layerNorm(`${b}.ln_2`, { dim: d }),
+      ff1: dense(`${b}.ff.1`, { inputDim: d, units: ff }),
+      act: activation('tanh', `${b}.ff.tanh`),
+      ff2: dense(`${b}.ff.2`, { inputDim: ff, units: d }),
+    };
+  });
+  const lnF = layerNorm('ln_f', { dim: d });
+  const head = dense('head', { inputDim: d, units: opts.numClasses });
+  const children: Layer[] = [embed, ...blocks.flatMap((b) => Object.values(b)), lnF, head];
 
-  const layerNorm = (tf: Tf, x: Tensor, g: Tensor, b: Tensor) => {
-    const { mean, variance } = tf.moments(x, -1, true);
-    return tf.add(tf.mul(tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, 1e-5))), g), b);
+  const encoder: Layer = {
+    kind: 'transformerLoraEncoder',
+    name: 'encoder',
+    params: [],
+    children,
+    forward(x, ctx) {
+      const B = x.shape[0]!;
+      const ids = tf.cast(tf.reshape(x, [B, T]), 'int32');
+      let h = embed.forward(ids, ctx);
+      // Additive mask: −1e9 on padded keys.
+      const keyMask = tf.reshape(tf.mul(tf.sub(1, tf.cast(tf.notEqual(ids, 0), 'float32')), -1e9), [
+        B,
+        1,
+        1,
+        T,
+      ]);
+      const split = (t: Tensor) => tf.transpose(tf.reshape(t, [B, T, heads, dh]), [0, 2, 1, 3]);
+      for (const b of blocks) {
+        const a = b.ln1.forward(h, ctx);
+        const q = split(b.q.forward(a, ctx));
+        const k = split(b.k.forward(a, ctx));
+        const v = split(b.v.forward(a, ctx));
+        const scores = tf.add(tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(dh)), keyMask);
+        const mixed = tf.reshape(tf.transpose(tf.matMul(tf.softmax(scores, -1), v), [0, 2, 1, 3]), [B, T, d]);
+        h = tf.add(h, b.o.forward(mixed, ctx));
+        const m = b.ln2.forward(h, ctx);
+        h = tf.add(h, b.ff2.forward(b.act.forward(b.ff1.forward(m, ctx), ctx), ctx));
+      }
+      const cls = tf.reshape(tf.slice(lnF.forward(h, ctx), [0, 0, 0], [B, 1, d]), [B, d]);
+      return head.forward(cls, ctx);
+    },
   };
-  const dense3 = (tf: Tf, x: Tensor, w: Tensor) => {
-    const [B, S, D] = x.shape as [number, number, number];
-    return tf.matMul(x.reshape([B * S, D]), w).reshape([B, S, w.shape[1]!]);
-  };
-
-  return {
+  const def = modelFromLayers({
     kind: 'transformer-lora',
     inputShape: [T],
     inputDtype: 'int32',
     numClasses: opts.numClasses,
-    params,
-    layers: ['Embedding', 'LayerNorm', 'LoRA', 'Dense'],
-    forward(tf, p, x) {
-      const B = x.shape[0]!;
-      const ids = x.reshape([B, T]).toInt();
-      let h = tf.add(tf.gather(p['embed.tokens']!, ids), p['embed.positions']!.expandDims(0));
-      // Additive mask: −1e9 on padded keys.
-      const keyMask = tf.mul(tf.sub(1, tf.notEqual(ids, 0).toFloat()), -1e9).reshape([B, 1, 1, T]);
-      const dh = d / heads;
-      const split = (t: Tensor) => t.reshape([B, T, heads, dh]).transpose([0, 2, 1, 3]);
-      for (let l = 0; l < L; l++) {
-        const b = `block_${l}`;
-        const a = layerNorm(tf, h, p[`${b}.ln_1.gamma`]!, p[`${b}.ln_1.beta`]!);
-        const lora = (name: string) =>
-          tf.mul(dense3(tf, dense3(tf, a, p[`${b}.attn.${name}.a`]!), p[`${b}.attn.${name}.b`]!), scaleLora);
-        const q = split(tf.add(dense3(tf, a, p[`${b}.attn.wq`]!), lora('lora_q')));
-        const k = split(dense3(tf, a, p[`${b}.attn.wk`]!));
-        const v = split(tf.add(dense3(tf, a, p[`${b}.attn.wv`]!), lora('lora_v')));
-        const scores = tf.add(tf.div(tf.matMul(q, k, false, true), Math.sqrt(dh)), keyMask);
-        const ctx = tf.matMul(tf.softmax(scores, -1), v).transpose([0, 2, 1, 3]).reshape([B, T, d]);
-        h = tf.add(h, dense3(tf, ctx, p[`${b}.attn.wo`]!));
-        const m = layerNorm(tf, h, p[`${b}.ln_2.gamma`]!, p[`${b}.ln_2.beta`]!);
-        const f = tf.tanh(tf.add(dense3(tf, m, p[`${b}.ff.w1`]!), p[`${b}.ff.b1`]!));
-        h = tf.add(h, tf.add(dense3(tf, f, p[`${b}.ff.w2`]!), p[`${b}.ff.b2`]!));
-      }
-      const cls = layerNorm(tf, h, p['ln_f.gamma']!, p['ln_f.beta']!)
-        .slice([0, 0, 0], [B, 1, d])
-        .reshape([B, d]);
-      return tf.add(tf.matMul(cls, p['head.kernel']!), p['head.bias']!);
-    },
-  };
+    layers: [encoder],
+    trainable: (name) => trainable.some((t) => name.includes(t)),
+  });
+  if (!def.params.some((p) => p.trainable)) {
+    throw new RangeError(`model.trainable [${trainable.join(', ')}] matches no parameter`);
+  }
+  return def;
 }
