@@ -62,6 +62,8 @@ export function jobDocument(over: Record<string, unknown> = {}): Record<string, 
 
 export interface ServerProcess {
   port: number;
+  /** The plaintext health listener's port (--health-listen), else null. */
+  healthPort: number | null;
   address: string;
   signingKeyId: string;
   child: ChildProcess;
@@ -72,8 +74,15 @@ export interface ServerProcess {
   kill(): Promise<void>;
 }
 
-/** Starts `tensorguard serve` (from source under tsx) and waits for its listening line. */
-export async function startServer(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ServerProcess> {
+/**
+ * Starts `tensorguard serve` (from source under tsx) and waits for its listening line (30 s by
+ * default; a server that starts a private Ray head needs longer).
+ */
+export async function startServer(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  startTimeoutMs = 30_000,
+): Promise<ServerProcess> {
   const child = spawn(
     process.execPath,
     [
@@ -89,25 +98,31 @@ export async function startServer(args: string[], env: NodeJS.ProcessEnv = {}): 
   let out = '';
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const listening = await new Promise<{ port: number; signing_key_id: string }>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start in 30 s:\n${err}`)), 30_000);
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      for (const line of out.split('\n')) {
-        if (line.startsWith('{"type":"listening"')) {
-          clearTimeout(timer);
-          resolve(JSON.parse(line) as { port: number; signing_key_id: string });
+  const listening = await new Promise<{ port: number; health_port?: number; signing_key_id: string }>(
+    (resolve, reject) => {
+      const timer = setTimeout(() => {
+        child.kill('SIGTERM');
+        reject(new Error(`server did not start in ${startTimeoutMs} ms:\n${err}`));
+      }, startTimeoutMs);
+      child.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        for (const line of out.split('\n')) {
+          if (line.startsWith('{"type":"listening"')) {
+            clearTimeout(timer);
+            resolve(JSON.parse(line) as { port: number; health_port?: number; signing_key_id: string });
+          }
         }
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`server exited with ${code}:\n${err}`));
-    });
-  });
+      });
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`server exited with ${code}:\n${err}`));
+      });
+    },
+  );
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return {
     port: listening.port,
+    healthPort: listening.health_port ?? null,
     address: `127.0.0.1:${listening.port}`,
     signingKeyId: listening.signing_key_id,
     child,

@@ -51,6 +51,12 @@ export interface JobBackend {
   cancel(h: BackendHandle): Promise<void>;
   /** Releases what the backend owns (a private Ray head, child processes it still waits for). */
   close(): Promise<void>;
+  /**
+   * Which of this backend's log lines carry the contract, and what they say. Default
+   * `parseMetricLine` (the coordinator's own `metrics` / `done` lines); a Ray job's log relays
+   * them as the entrypoint's `progress` / `result` lines among other processes' output.
+   */
+  parseLine?(text: string): MetricsLine | DoneLine | null;
 }
 
 export class BackendError extends Error {
@@ -72,8 +78,9 @@ export interface MetricsLine {
   type: 'metrics';
   round: number;
   roundsTotal: number;
-  epsilon: number;
-  delta: number;
+  /** null when the line has none (the previous value stands). */
+  epsilon: number | null;
+  delta: number | null;
   evalAccuracy: number | null;
   evalLoss: number | null;
   /** Optional per-shard figures: [{shard_id, epsilon, delta, examples, sampling_rate, steps}]. */
@@ -100,8 +107,13 @@ const str = (v: unknown): string => (typeof v === 'string' ? v : '');
 /**
  * Parses one log line: a MetricsLine or DoneLine, or null for anything else (other log output,
  * JSON of other types, or a metrics line missing its round). Never throws: logs are untrusted.
+ * `metricsType` names the per-round line: `metrics` as the coordinator prints it, `progress` as
+ * the Ray entrypoint relays it (same fields).
  */
-export function parseMetricLine(text: string): MetricsLine | DoneLine | null {
+export function parseMetricLine(
+  text: string,
+  metricsType: 'metrics' | 'progress' = 'metrics',
+): MetricsLine | DoneLine | null {
   const t = text.trim();
   if (!t.startsWith('{') || t.length > 1_000_000) return null;
   let o: Record<string, unknown>;
@@ -112,15 +124,15 @@ export function parseMetricLine(text: string): MetricsLine | DoneLine | null {
   } catch {
     return null;
   }
-  if (o.type === 'metrics') {
+  if (o.type === metricsType) {
     const round = num(o.round);
     if (round === null) return null;
     return {
       type: 'metrics',
       round,
       roundsTotal: num(o.rounds_total) ?? 0,
-      epsilon: num(o.epsilon) ?? 0,
-      delta: num(o.delta) ?? 0,
+      epsilon: num(o.epsilon),
+      delta: num(o.delta),
       evalAccuracy: num(o.eval_accuracy),
       evalLoss: num(o.eval_loss),
       shards: Array.isArray(o.shards) ? o.shards : null,

@@ -108,11 +108,22 @@ export class JobMonitor {
     return events.length > 0;
   }
 
-  /** Cancels through the backend, records CANCELLED and stops following. */
+  /**
+   * Stops following, cancels through the backend and records CANCELLED. Following stops first:
+   * a stopped job's last lines (Ray's entrypoint reports "failed: stopped") must not turn the
+   * cancellation into FAILED. When the backend refuses, following resumes and the error is thrown.
+   */
   async cancel(record: JobRecord, reason: string): Promise<void> {
-    if (record.backendJobId !== '') await this.backend.cancel(handleOf(record));
+    const loop = this.loops.get(record.jobId);
+    loop?.ctl.abort();
+    await loop?.done;
+    try {
+      if (record.backendJobId !== '') await this.backend.cancel(handleOf(record));
+    } catch (err) {
+      this.follow(record.jobId);
+      throw err;
+    }
     this.transition(record.jobId, 'CANCELLED', reason);
-    this.loops.get(record.jobId)?.ctl.abort();
   }
 
   private async run(jobId: string, signal: AbortSignal): Promise<void> {
@@ -155,12 +166,17 @@ export class JobMonitor {
   private async followOnce(rec: JobRecord, signal: AbortSignal): Promise<void> {
     const jobId = rec.jobId;
     let state = rec.state;
+    let epsilon = rec.privacySpent.epsilon;
+    let delta = rec.privacySpent.delta;
+    const parse = this.backend.parseLine
+      ? (t: string) => this.backend.parseLine!(t)
+      : (t: string) => parseMetricLine(t);
     if (state === 'QUEUED' && (await this.backend.status(handleOf(rec))).state === 'RUNNING') {
       this.transition(jobId, 'RUNNING', '');
       state = 'RUNNING';
     }
     for await (const line of this.backend.follow(handleOf(rec), rec.logCursor, signal)) {
-      const m = parseMetricLine(line.text);
+      const m = parse(line.text);
       if (m === null) continue;
       const kinds: JobEventKind[] = [];
       const update: JobUpdate = { logCursor: line.index + 1 };
@@ -169,11 +185,13 @@ export class JobMonitor {
         state = 'RUNNING';
       }
       if (m.type === 'metrics') {
-        const privacySpent = { epsilon: m.epsilon, delta: m.delta, accountant: rec.privacySpent.accountant };
+        epsilon = m.epsilon ?? epsilon;
+        delta = m.delta ?? delta;
+        const privacySpent = { epsilon, delta, accountant: rec.privacySpent.accountant };
         kinds.push({ type: 'round_progress', round: m.round, roundsTotal: m.roundsTotal, privacySpent });
         update.roundsCompleted = m.round;
-        update.epsilon = m.epsilon;
-        update.delta = m.delta;
+        update.epsilon = epsilon;
+        update.delta = delta;
         if (m.shards) update.privacy = { ...rec.privacy, shards: m.shards };
         if (m.evalAccuracy !== null) {
           kinds.push({ type: 'eval_metrics', round: m.round, accuracy: m.evalAccuracy, loss: m.evalLoss });

@@ -18,7 +18,7 @@ import { EventHub, JobMonitor } from './monitor.js';
 import type { SigningKey } from './privacy-report.js';
 import { RateLimiter, type BucketOptions } from './rate-limit.js';
 import { TrainingService, type CallContext } from './service.js';
-import type { SpecValidator } from './spec.js';
+import type { SpecResolver, SpecValidator } from './spec.js';
 import type { JobStore } from './store.js';
 import { meter, tracer } from './telemetry.js';
 
@@ -31,10 +31,17 @@ export interface ApiServerOptions {
   store: JobStore;
   backend: JobBackend;
   validateSpec: SpecValidator;
+  /** Resolves derived spec parameters after validation (driverSpecResolver); default none. */
+  resolveSpec?: SpecResolver;
   signingKey: SigningKey;
   logger: Logger;
   /** PEM material; without it the server listens in plaintext (loopback and tests only). */
   tls?: { certChain: Buffer; privateKey: Buffer; clientCa?: Buffer };
+  /**
+   * host:port of a second, plaintext listener that serves only grpc.health.v1 (the same health
+   * states), for probes that cannot speak TLS (the kubelet's gRPC probes). Default: none.
+   */
+  healthListen?: string;
   /** Largest request and response message in bytes (default 4 MiB). */
   maxMessageBytes?: number;
   /** Default per-key rate limit (default 20 requests/s, burst 40). */
@@ -48,6 +55,8 @@ export interface ApiServerOptions {
 export interface ApiServer {
   /** The bound port. */
   port: number;
+  /** The bound port of the plaintext health listener (healthListen), else null. */
+  healthPort: number | null;
   service: TrainingService;
   monitor: JobMonitor;
   /** Stops accepting calls, ends open streams with UNAVAILABLE, stops following jobs. */
@@ -153,6 +162,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
     backend: o.backend,
     monitor,
     validateSpec: o.validateSpec,
+    ...(o.resolveSpec ? { resolveSpec: o.resolveSpec } : {}),
     signingKey: o.signingKey,
   });
 
@@ -419,6 +429,27 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(o.listen, creds, (err, p) => (err ? reject(err) : resolve(p))),
   );
+  // Health only, plaintext, same states: a probe learns whether the server serves and nothing
+  // else (no TrainingService, no reflection), so it needs neither TLS nor an API key.
+  let healthServer: grpc.Server | null = null;
+  let healthPort: number | null = null;
+  if (o.healthListen !== undefined) {
+    healthServer = new grpc.Server({ 'grpc.max_receive_message_length': 64 * 1024 });
+    health.addToServer(healthServer);
+    try {
+      healthPort = await new Promise<number>((resolve, reject) =>
+        healthServer!.bindAsync(o.healthListen!, grpc.ServerCredentials.createInsecure(), (err, p) =>
+          err ? reject(err) : resolve(p),
+        ),
+      );
+    } catch (err) {
+      server.forceShutdown();
+      healthServer.forceShutdown();
+      throw new Error(`cannot listen on ${o.healthListen} (--health-listen): ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+  }
   monitor.resumeAll();
   health.setStatus('', 'SERVING');
   health.setStatus(SERVICE_NAME, 'SERVING');
@@ -426,6 +457,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
   let closing: Promise<void> | undefined;
   return {
     port,
+    healthPort,
     service,
     monitor,
     close() {
@@ -451,6 +483,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
           });
         });
         await monitor.close();
+        healthServer?.forceShutdown();
       })();
       return closing;
     },

@@ -13,7 +13,7 @@ import {
 import { ApiError } from './errors.js';
 import type { JobMonitor } from './monitor.js';
 import { canonicalJson, signReport, type SigningKey } from './privacy-report.js';
-import { specDocument, type SpecValidator } from './spec.js';
+import { specDocument, type SpecResolver, type SpecValidator } from './spec.js';
 import type { FieldViolation } from './status-details.js';
 import type { JobRecord, JobStore, ListCursor } from './store.js';
 
@@ -33,6 +33,8 @@ export interface ServiceOptions {
   backend: JobBackend;
   monitor: JobMonitor;
   validateSpec: SpecValidator;
+  /** Resolves derived parameters after validation (default: none, the document as validated). */
+  resolveSpec?: SpecResolver;
   signingKey: SigningKey;
   now?: () => number;
 }
@@ -115,11 +117,21 @@ export class TrainingService {
     }
     if (violations.length > 0 || valid === null)
       throw ApiError.invalidArgument(violations, 'SubmitJob request');
-    await this.checkBudget(
-      valid.spec,
-      valid.rounds,
-      'document' in (req.spec ?? {}) ? 'spec.document' : 'spec.yaml',
-    );
+    const prefix = 'document' in (req.spec ?? {}) ? 'spec.document' : 'spec.yaml';
+    if (this.o.resolveSpec) {
+      const res = await this.o.resolveSpec(valid.spec);
+      if (!res.ok) {
+        throw ApiError.invalidArgument(
+          res.issues.map((i) => ({
+            field: i.path === '' ? prefix : `${prefix}.${i.path}`,
+            description: i.message,
+          })),
+          'SubmitJob request',
+        );
+      }
+      valid = res;
+    }
+    await this.checkBudget(valid.spec, valid.rounds, prefix);
     if (req.validateOnly) return { job: null, created: false };
 
     const privacy = obj(valid.spec.privacy);

@@ -2,7 +2,7 @@
 // one `tensorguard train` uses, so a bad field gets the same path and message either way.
 import YAML from 'yaml';
 import { z } from 'zod';
-import { validateJobSpec } from '../spec/index.js';
+import { JobSpecError, parseJobSpec, resolveRunConfig, validateJobSpec } from '../spec/index.js';
 import type { FieldViolation } from './status-details.js';
 
 export interface SpecIssue {
@@ -17,6 +17,12 @@ export type SpecResult =
 
 /** Validates a parsed job document and applies defaults. */
 export type SpecValidator = (doc: unknown) => SpecResult;
+
+/**
+ * Decides, once per submission, what needs a choice before a job starts (σ calibrated from a
+ * target ε, q from an expected batch size), on a document the validator accepted.
+ */
+export type SpecResolver = (spec: Record<string, unknown>) => Promise<SpecResult>;
 
 /** The job document of a request: parsed YAML or the Struct, with the field prefix for errors. */
 export function specDocument(
@@ -80,4 +86,34 @@ export const driverSpecValidator: SpecValidator = (doc) => {
   if (!res.ok) return { ok: false, issues: res.issues };
   const spec = JSON.parse(JSON.stringify(res.spec)) as Record<string, unknown>;
   return { ok: true, spec, name: res.spec.name, rounds: res.spec.rounds };
+};
+
+/**
+ * Resolves a validated job document as `tensorguard train` does (`resolveRunConfig`): σ from
+ * `privacy.targetEpsilon`, q from `privacy.expectedBatchSize`. The document kept with the job is
+ * the resolved one (`noiseMultiplier` and `samplingRate` in place of the target and batch size),
+ * so that the budget check, GetJob and the privacy report state the parameters the job runs with.
+ * A value that cannot be derived is a spec issue (INVALID_ARGUMENT), not a cluster error.
+ */
+export const driverSpecResolver: SpecResolver = async (doc) => {
+  let spec;
+  try {
+    spec = parseJobSpec(doc);
+    // jobId and dataDir only place checkpoints; the backend resolves again with the real ones.
+    const cfg = await resolveRunConfig(spec, { jobId: 'validation', dataDir: '/' });
+    const { targetEpsilon: _t, expectedBatchSize: _b, ...privacy } = spec.privacy;
+    const resolved = {
+      ...spec,
+      privacy: {
+        ...privacy,
+        noiseMultiplier: cfg.privacy.noiseMultiplier,
+        samplingRate: cfg.privacy.samplingRate,
+      },
+    };
+    const out = JSON.parse(JSON.stringify(resolved)) as Record<string, unknown>;
+    return { ok: true, spec: out, name: spec.name, rounds: spec.rounds };
+  } catch (err) {
+    if (err instanceof JobSpecError) return { ok: false, issues: err.issues };
+    throw err;
+  }
 };

@@ -6,7 +6,7 @@ import { metrics, trace } from '@opentelemetry/api';
 export const tracer = trace.getTracer('@tensorguard/driver/api');
 export const meter = metrics.getMeter('@tensorguard/driver/api');
 
-/** The SDK packages this needs; not installed by default (see docs/api.md, "Observability"). */
+/** The SDK packages this needs (driver dependencies; see docs/api.md, "Observability"). */
 export const OTEL_SDK_PACKAGES = [
   '@opentelemetry/sdk-node',
   '@opentelemetry/exporter-trace-otlp-grpc',
@@ -52,9 +52,9 @@ export async function startTelemetry(
   env.OTEL_SERVICE_NAME ??= serviceName;
   const sdk = new sdkNode.NodeSDK({
     traceExporter: new traceExp.OTLPTraceExporter(),
-    metricReader: new sdkMetrics.PeriodicExportingMetricReader({
-      exporter: new metricExp.OTLPMetricExporter(),
-    }),
+    metricReaders: [
+      new sdkMetrics.PeriodicExportingMetricReader({ exporter: new metricExp.OTLPMetricExporter() }),
+    ],
   });
   sdk.start();
   return { enabled: true, shutdown: () => sdk.shutdown() };

@@ -7,8 +7,10 @@ import type { JobBackend } from '../api/backend.js';
 import { LocalProcessBackend } from '../api/local-process-backend.js';
 import { SimulatedBackend } from '../api/simulated-backend.js';
 import { loadOrCreateSigningKey } from '../api/privacy-report.js';
+import { createRayJobBackend, RayJobBackend } from '../api/ray-backend.js';
 import { startApiServer } from '../api/server.js';
-import { driverSpecValidator } from '../api/spec.js';
+import { driverSpecResolver, driverSpecValidator } from '../api/spec.js';
+import { RayError } from '../ray/errors.js';
 import { JobStore } from '../api/store.js';
 import { startTelemetry } from '../api/telemetry.js';
 import { type Command, type Io, UsageError } from './types.js';
@@ -23,13 +25,17 @@ options:
   --listen HOST:PORT        address to listen on (required; port 0 picks one, printed at start)
   --api-keys FILE           YAML file of hashed API keys and their tenants (required; docs/api.md);
                             re-read on SIGHUP
-  --address RAY_URL         Ray cluster to submit to (default: a private local Ray head)
+  --address RAY_URL         Ray dashboard URL to submit to (default: RAY_ADDRESS, else a private local
+                            Ray head that serve starts and stops; jobs outlive a restart only on a
+                            cluster that outlives the server)
   --db PATH                 job database (SQLite; default .tensorguard/api/jobs.db). One server per file
   --signing-key FILE        Ed25519 key (PKCS#8 PEM) that signs privacy reports; created when missing
                             (default: signing-key.pem next to --db)
   --tls-cert FILE           PEM certificate chain; with --tls-key enables TLS
   --tls-key FILE            PEM private key
   --tls-client-ca FILE      PEM CA bundle: require client certificates signed by it (mutual TLS)
+  --health-listen HOST:PORT also serve grpc.health.v1 alone, in plaintext, on this address (for
+                            probes that cannot speak TLS, e.g. the kubelet's gRPC probes)
   --max-message-bytes N     largest request/response message (default 4194304)
   --rate-limit N            default requests per second per API key (default 20)
   --rate-burst N            default burst per API key (default 40)
@@ -38,9 +44,15 @@ options:
                             process printing synthetic rounds (tests); simulated runs them as timers in
                             the server (load benchmarks). Neither trains anything
   --local-round-ms N        local-process and simulated: milliseconds per round (default 200)
-  --log-level LEVEL         pino level (default info)
+  --log-level LEVEL         trace, debug, info, warn, error, fatal or silent (default:
+                            TENSORGUARD_LOG_LEVEL, else info)
 
-Environment: OTEL_EXPORTER_OTLP_ENDPOINT switches on OpenTelemetry export (OTLP/gRPC).`;
+Environment: TENSORGUARD_LOG_LEVEL (default of --log-level); RAY_ADDRESS (default of --address) and
+RAY_AUTH_TOKEN (sent to that cluster); OTEL_EXPORTER_OTLP_ENDPOINT switches on OpenTelemetry export
+(OTLP/gRPC; the SDK reads the other OTEL_* variables).`;
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
 
 interface Opts {
   listen?: string;
@@ -51,6 +63,7 @@ interface Opts {
   tlsCert?: string;
   tlsKey?: string;
   tlsClientCa?: string;
+  healthListen?: string;
   maxMessageBytes: number;
   rateLimit: number;
   rateBurst: number;
@@ -68,7 +81,11 @@ function positiveInt(flag: string, v: string): number {
   return n;
 }
 
-export function parseServeArgs(args: string[], cwd: string): Opts {
+export function parseServeArgs(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}): Opts {
+  const envLevel = env.TENSORGUARD_LOG_LEVEL;
+  if (envLevel !== undefined && envLevel !== '' && !LOG_LEVELS.includes(envLevel)) {
+    throw new UsageError(`TENSORGUARD_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${envLevel}"`);
+  }
   const o: Opts = {
     db: path.join(cwd, '.tensorguard', 'api', 'jobs.db'),
     maxMessageBytes: 4 * 1024 * 1024,
@@ -76,7 +93,7 @@ export function parseServeArgs(args: string[], cwd: string): Opts {
     rateBurst: 40,
     backend: 'ray',
     localRoundMs: 200,
-    logLevel: 'info',
+    logLevel: envLevel || 'info',
     hashKey: false,
     scrypt: false,
     generateKey: false,
@@ -91,8 +108,12 @@ export function parseServeArgs(args: string[], cwd: string): Opts {
     switch (a) {
       case '--listen':
         o.listen = value();
-        if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(o.listen)) {
-          throw new UsageError(`--listen must be HOST:PORT, got "${o.listen}"`);
+        if (!HOST_PORT.test(o.listen)) throw new UsageError(`--listen must be HOST:PORT, got "${o.listen}"`);
+        break;
+      case '--health-listen':
+        o.healthListen = value();
+        if (!HOST_PORT.test(o.healthListen)) {
+          throw new UsageError(`--health-listen must be HOST:PORT, got "${o.healthListen}"`);
         }
         break;
       case '--api-keys':
@@ -138,6 +159,9 @@ export function parseServeArgs(args: string[], cwd: string): Opts {
         break;
       case '--log-level':
         o.logLevel = value();
+        if (!LOG_LEVELS.includes(o.logLevel)) {
+          throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got "${o.logLevel}"`);
+        }
         break;
       case '--hash-key':
         o.hashKey = true;
@@ -159,8 +183,12 @@ export function parseServeArgs(args: string[], cwd: string): Opts {
     throw new UsageError('--tls-cert and --tls-key go together');
   }
   if (o.tlsClientCa && !o.tlsCert) throw new UsageError('--tls-client-ca needs --tls-cert and --tls-key');
-  if (o.backend === 'local-process' && o.address)
-    throw new UsageError('--address applies to --backend ray only');
+  if (o.backend !== 'ray' && o.address) throw new UsageError('--address applies to --backend ray only');
+  if (o.address !== undefined && !/^https?:\/\/[^/]/.test(o.address)) {
+    throw new UsageError(
+      `--address must be the Ray dashboard URL http://HOST:PORT (default port 8265), got "${o.address}"`,
+    );
+  }
   return o;
 }
 
@@ -191,8 +219,15 @@ async function makeBackend(o: Opts, io: Io): Promise<JobBackend> {
     });
   }
   if (o.backend === 'simulated') return new SimulatedBackend(o.localRoundMs);
-  const { createRayJobBackend } = await import('../api/ray-backend.js');
-  return createRayJobBackend({ address: o.address ?? null, env: io.env, signal: io.signal });
+  try {
+    return await createRayJobBackend({ address: o.address ?? null, env: io.env, signal: io.signal });
+  } catch (err) {
+    // A RAY_ADDRESS that is not a dashboard URL is a usage error like a bad --address.
+    if (err instanceof RayError && !o.address && io.env.RAY_ADDRESS) {
+      throw new UsageError(`RAY_ADDRESS: ${err.message}`);
+    }
+    throw err;
+  }
 }
 
 export const command: Command = {
@@ -200,7 +235,7 @@ export const command: Command = {
   summary: 'serve the gRPC TrainingService API (submit, watch, cancel jobs; privacy reports)',
   usage,
   async run(args, io) {
-    const o = parseServeArgs(args, io.cwd);
+    const o = parseServeArgs(args, io.cwd, io.env);
     if (o.generateKey) {
       const key = generateKey();
       io.stdout(`key:  ${key}\nhash: ${o.scrypt ? await hashKeyScrypt(key) : hashKeySha256(key)}\n`);
@@ -233,9 +268,11 @@ export const command: Command = {
       store,
       backend,
       validateSpec: driverSpecValidator,
+      resolveSpec: driverSpecResolver,
       signingKey,
       logger: log,
       ...(tls ? { tls } : {}),
+      ...(o.healthListen ? { healthListen: o.healthListen } : {}),
       maxMessageBytes: o.maxMessageBytes,
       rateLimit: { perSecond: o.rateLimit, burst: o.rateBurst },
     });
@@ -258,7 +295,11 @@ export const command: Command = {
     log.info(
       {
         port: server.port,
+        healthPort: server.healthPort,
         backend: backend.name,
+        ...(backend instanceof RayJobBackend
+          ? { rayDashboard: backend.address, rayHeadPgid: backend.head?.info.pgid ?? null }
+          : {}),
         db: o.db,
         tls: tls ? (tls.clientCa ? 'mutual' : 'server') : 'off',
         signingKeyId: signingKey.keyId,
@@ -269,7 +310,12 @@ export const command: Command = {
     );
     // One machine-readable line on stdout for scripts and tests that start the server.
     io.stdout(
-      JSON.stringify({ type: 'listening', port: server.port, signing_key_id: signingKey.keyId }) + '\n',
+      JSON.stringify({
+        type: 'listening',
+        port: server.port,
+        ...(server.healthPort !== null ? { health_port: server.healthPort } : {}),
+        signing_key_id: signingKey.keyId,
+      }) + '\n',
     );
     await new Promise<void>((resolve) => {
       if (io.signal.aborted) resolve();
