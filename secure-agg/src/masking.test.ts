@@ -2,8 +2,10 @@ import { expect } from 'chai';
 import fc from 'fast-check';
 import { CHI2_255_P1E6, chiSquareBytes } from './testing/stats.js';
 import {
+  DEFAULT_RING_ADD_PATH,
   addInto,
   addMaskInto,
+  allocRing,
   expandMask,
   ringFromBytes,
   ringToBytes,
@@ -61,6 +63,76 @@ describe('masking', () => {
   it('expanded masks look uniform (byte chi-square)', () => {
     const m = expandMask(new Uint8Array(32).fill(2), ctx, 32, 1 << 16);
     expect(chiSquareBytes(ringToBytes(m))).to.be.below(CHI2_255_P1E6);
+  });
+
+  describe('the SIMD path equals the scalar reference', () => {
+    // Lengths: short ones (below one 16-byte vector, odd counts of words), and long ones crossing
+    // 32 KiB kernel chunks (8192 32-bit or 4096 64-bit words per chunk), none rounded to the SIMD
+    // width. Targets sit at a random element offset inside a larger buffer, as views do.
+    const lengths = fc.oneof(fc.integer({ min: 0, max: 40 }), fc.integer({ min: 4000, max: 20_000 }));
+    const bitsArb = fc.constantFrom(32 as const, 64 as const);
+    const signArb = fc.constantFrom(1 as const, -1 as const);
+    const randomRing = (bits: 32 | 64, length: number, offset: number, fill: number) => {
+      const whole = allocRing(bits, length + offset);
+      const w = words32(whole);
+      for (let i = 0, x = fill | 1; i < w.length; i++) {
+        x = Math.imul(x ^ (x >>> 15), 0x2c1b3c6d) + 0x297a2d39; // cheap mixing, not crypto
+        w[i] = x ^ (x >>> 12);
+      }
+      return whole.subarray(offset) as typeof whole;
+    };
+    const bytesOf = (v: Uint32Array | BigUint64Array) => Buffer.from(ringToBytes(v));
+
+    it('is the default on this runtime', () => {
+      expect(DEFAULT_RING_ADD_PATH).to.equal('simd');
+    });
+
+    it('addInto, for random lengths, both widths and both signs', () => {
+      fc.assert(
+        fc.property(
+          bitsArb,
+          lengths,
+          signArb,
+          fc.integer({ min: 0, max: 3 }),
+          fc.integer(),
+          (bits, n, sign, offset, fill) => {
+            const t = randomRing(bits, n, offset, fill);
+            const m = randomRing(bits, n, 3 - offset, ~fill);
+            const fast = t.slice();
+            const ref = t.slice();
+            addInto(fast, m, sign, 'simd');
+            addInto(ref, m, sign, 'scalar');
+            expect(bytesOf(fast).equals(bytesOf(ref))).to.equal(true);
+            expect(bytesOf(m).equals(bytesOf(randomRing(bits, n, 3 - offset, ~fill)))).to.equal(true); // m untouched
+          },
+        ),
+        { numRuns: 150 },
+      );
+    });
+
+    it('addMaskInto, for random lengths, both widths and both signs', () => {
+      fc.assert(
+        fc.property(
+          bitsArb,
+          lengths,
+          signArb,
+          fc.integer({ min: 0, max: 3 }),
+          fc.uint8Array({ minLength: 32, maxLength: 32 }),
+          (bits, n, sign, offset, seed) => {
+            const t = randomRing(bits, n, offset, n);
+            const fast = t;
+            const ref = t.slice();
+            addMaskInto(fast, seed, ctx, sign, 'simd');
+            addMaskInto(ref, seed, ctx, sign, 'scalar');
+            expect(bytesOf(fast).equals(bytesOf(ref))).to.equal(true);
+            // neither path wrote into the words before the view
+            const prefix = (v: Uint32Array | BigUint64Array) => Buffer.from(v.buffer, 0, v.byteOffset);
+            expect(prefix(fast).equals(prefix(randomRing(bits, n, offset, n)))).to.equal(true);
+          },
+        ),
+        { numRuns: 150 },
+      );
+    });
   });
 
   it('round-trips bytes and refuses a wrong length', () => {

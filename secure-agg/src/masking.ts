@@ -1,12 +1,17 @@
 // Vectors in the ring Z_2^k (k = 32 or 64) and the masks added to them. A mask is the AES-128-CTR
 // keystream under a key derived from a 32-byte seed (HKDF, bound to the round), read as
 // little-endian k-bit words: a PRG whose output is indistinguishable from uniform as long as the
-// seed is secret. Expansion encrypts a zero buffer with node:crypto (OpenSSL, AES-NI) in chunks and
-// adds each chunk into the target through a Uint32Array view, so the only JavaScript per element is
-// one typed-array add (and a carry for k = 64, done on 32-bit halves to avoid BigInt).
+// seed is secret. Expansion encrypts a zero buffer with node:crypto (OpenSSL, AES-NI) in 32 KiB
+// chunks and adds each chunk into the target with a WebAssembly SIMD kernel (ring-kernel.ts);
+// the scalar JavaScript loop is the reference and the fallback.
+//
+// Why 32 KiB: node:crypto allocates a fresh output buffer on every `update`; at 256 KiB those come
+// from mmap and each one page-faults in (half the CPU time was the kernel's), while 32 KiB reuses
+// malloc'd memory and keeps keystream, target chunk and kernel memory in L2.
 import { createCipheriv } from 'node:crypto';
 import { MalformedMessageError } from './errors.js';
 import { deriveKey, type RoundContext } from './keys.js';
+import { KERNEL_CHUNK_BYTES, KERNEL_STEP_BYTES, ringKernel } from './ring-kernel.js';
 
 /** Ring width k in bits. */
 export type RingBits = 32 | 64;
@@ -20,7 +25,14 @@ if (new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) {
   throw new Error('secure-agg needs a little-endian platform');
 }
 
-const CHUNK_BYTES = 1 << 18;
+/** How ring additions run: the WebAssembly SIMD kernel, or the scalar reference loop. */
+export type RingAddPath = 'simd' | 'scalar';
+
+const KERNEL = ringKernel();
+/** The path used unless a caller asks otherwise: SIMD wherever the runtime has it. */
+export const DEFAULT_RING_ADD_PATH: RingAddPath = KERNEL ? 'simd' : 'scalar';
+
+const CHUNK_BYTES = KERNEL_CHUNK_BYTES;
 const ZERO = new Uint8Array(CHUNK_BYTES);
 const ZERO_IV = Buffer.alloc(16);
 
@@ -65,18 +77,65 @@ export function toSigned(v: RingVector): SignedVector {
     : new BigInt64Array(v.buffer, v.byteOffset, v.length);
 }
 
-/** target += sign · other, element-wise in Z_2^k. Both must have the same width and length. */
-export function addInto(target: RingVector, other: RingVector, sign: 1 | -1 = 1): void {
+/**
+ * target += sign · other, element-wise in Z_2^k. Both must have the same width and length
+ * (MalformedMessageError otherwise). `path` is for tests and benchmarks.
+ */
+export function addInto(
+  target: RingVector,
+  other: RingVector,
+  sign: 1 | -1 = 1,
+  path: RingAddPath = DEFAULT_RING_ADD_PATH,
+): void {
   if (ringBitsOf(target) !== ringBitsOf(other) || target.length !== other.length) {
     throw new MalformedMessageError(
       `cannot add a ${ringBitsOf(other)}-bit vector of length ${other.length} to a ${ringBitsOf(target)}-bit vector of length ${target.length}`,
     );
   }
-  addWords(words32(target), words32(other), 0, ringBitsOf(target), sign);
+  const t = words32(target);
+  const m = words32(other);
+  const bits = ringBitsOf(target);
+  if (path === 'scalar' || !KERNEL) addWordsScalar(t, m, 0, bits, sign);
+  else {
+    const mBytes = ringToBytes(other);
+    for (let off = 0; off < mBytes.length; off += CHUNK_BYTES) {
+      addWordsSimd(t, mBytes.subarray(off, off + CHUNK_BYTES), off / 4, bits, sign);
+    }
+  }
 }
 
-/** t[off..] += sign · m as k-bit little-endian words, m.length words of 32 bits. */
-function addWords(t: Uint32Array, m: Uint32Array, off: number, bits: RingBits, sign: 1 | -1): void {
+/**
+ * t[off..] += sign · m, where m is little-endian k-bit words as bytes (any alignment), at most
+ * KERNEL_CHUNK_BYTES of them and `off` counts 32-bit words: copy both into the kernel's memory,
+ * add there, copy the target back.
+ */
+function addWordsSimd(t: Uint32Array, m: Uint8Array, off: number, bits: RingBits, sign: 1 | -1): void {
+  const k = KERNEL!;
+  const mem = kernelBytes!;
+  const len = m.length;
+  const tBytes = new Uint8Array(t.buffer, t.byteOffset + off * 4, len);
+  mem.set(tBytes, 0);
+  mem.set(m, CHUNK_BYTES);
+  // Round up to whole loop steps; the padding lanes hold stale bytes and are never copied back.
+  const padded = Math.ceil(len / KERNEL_STEP_BYTES) * KERNEL_STEP_BYTES;
+  if (bits === 32) (sign === 1 ? k.add32 : k.sub32)(0, CHUNK_BYTES, padded);
+  else (sign === 1 ? k.add64 : k.sub64)(0, CHUNK_BYTES, padded);
+  tBytes.set(mem.subarray(0, len));
+}
+
+const kernelBytes = KERNEL ? new Uint8Array(KERNEL.memory.buffer) : undefined;
+
+/**
+ * The reference: t[off..] += sign · m as k-bit little-endian words, m.length words of 32 bits.
+ * Exported for the property test that pins the SIMD path to it.
+ */
+export function addWordsScalar(
+  t: Uint32Array,
+  m: Uint32Array,
+  off: number,
+  bits: RingBits,
+  sign: 1 | -1,
+): void {
   const n = m.length;
   if (bits === 32) {
     // Int32 views keep every value a small integer for V8 (Uint32 words ≥ 2^31 would be boxed as
@@ -104,18 +163,29 @@ function addWords(t: Uint32Array, m: Uint32Array, off: number, bits: RingBits, s
 
 /**
  * target += sign · PRG(seed), the mask that `seed` expands to in this round. The keystream is
- * produced and consumed in 256 KiB chunks, so memory stays flat for any length.
+ * produced and consumed in 32 KiB chunks, so memory stays flat for any length. `path` is for tests
+ * and benchmarks; both paths give the same bits.
  */
-export function addMaskInto(target: RingVector, seed: Uint8Array, ctx: RoundContext, sign: 1 | -1 = 1): void {
+export function addMaskInto(
+  target: RingVector,
+  seed: Uint8Array,
+  ctx: RoundContext,
+  sign: 1 | -1 = 1,
+  path: RingAddPath = DEFAULT_RING_ADD_PATH,
+): void {
   const bits = ringBitsOf(target);
   const t = words32(target);
   const cipher = createCipheriv('aes-128-ctr', deriveKey(seed, ctx, 'mask-prg', 16), ZERO_IV);
   const total = t.length * 4;
+  const simd = path === 'simd' && KERNEL !== null;
   for (let off = 0; off < total; off += CHUNK_BYTES) {
     const len = Math.min(CHUNK_BYTES, total - off);
     let ks = cipher.update(len === CHUNK_BYTES ? ZERO : ZERO.subarray(0, len));
-    if (ks.byteOffset % 4 !== 0) ks = Buffer.from(ks); // pooled small buffers may be unaligned
-    addWords(t, new Uint32Array(ks.buffer, ks.byteOffset, len / 4), off / 4, bits, sign);
+    if (simd) addWordsSimd(t, ks, off / 4, bits, sign);
+    else {
+      if (ks.byteOffset % 4 !== 0) ks = Buffer.from(ks); // pooled small buffers may be unaligned
+      addWordsScalar(t, new Uint32Array(ks.buffer, ks.byteOffset, len / 4), off / 4, bits, sign);
+    }
   }
 }
 
