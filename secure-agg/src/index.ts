@@ -41,6 +41,7 @@ export {
   allocRing,
   addInto,
   addMaskInto,
+  addMasksInto,
   DEFAULT_RING_ADD_PATH,
   expandMask,
   ringBitsOf,
@@ -50,6 +51,7 @@ export {
   words32,
   type RingAddPath,
   type RingBits,
+  type SignedMask,
   type RingVector,
   type SignedVector,
 } from './masking.js';

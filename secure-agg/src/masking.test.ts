@@ -5,6 +5,7 @@ import {
   DEFAULT_RING_ADD_PATH,
   addInto,
   addMaskInto,
+  addMasksInto,
   allocRing,
   expandMask,
   ringFromBytes,
@@ -131,6 +132,28 @@ describe('masking', () => {
           },
         ),
         { numRuns: 150 },
+      );
+    });
+    it('addMasksInto (one pass for many masks) equals addMaskInto on the reference, mask by mask', () => {
+      fc.assert(
+        fc.property(
+          bitsArb,
+          lengths,
+          fc.array(fc.tuple(fc.uint8Array({ minLength: 32, maxLength: 32 }), signArb), { maxLength: 5 }),
+          (bits, n, masks) => {
+            const fast = randomRing(bits, n, 1, n);
+            const ref = fast.slice();
+            addMasksInto(
+              fast,
+              masks.map(([seed, sign]) => ({ seed, sign })),
+              ctx,
+              'simd',
+            );
+            for (const [seed, sign] of masks) addMaskInto(ref, seed, ctx, sign, 'scalar');
+            expect(bytesOf(fast).equals(bytesOf(ref))).to.equal(true);
+          },
+        ),
+        { numRuns: 100 },
       );
     });
   });

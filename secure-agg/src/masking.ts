@@ -6,8 +6,8 @@
 // the scalar JavaScript loop is the reference and the fallback.
 //
 // Why 32 KiB: node:crypto allocates a fresh output buffer on every `update`; at 256 KiB those come
-// from mmap and each one page-faults in (half the CPU time was the kernel's), while 32 KiB reuses
-// malloc'd memory and keeps keystream, target chunk and kernel memory in L2.
+// from mmap and page-fault in (system time was up to half the CPU time in some profiles), while
+// 32 KiB reuses malloc'd memory and keeps keystream, target chunk and kernel memory in L2.
 import { createCipheriv } from 'node:crypto';
 import { MalformedMessageError } from './errors.js';
 import { deriveKey, type RoundContext } from './keys.js';
@@ -161,6 +161,12 @@ export function addWordsScalar(
   }
 }
 
+/** One mask to add: PRG(seed) with a sign (+1 adds, −1 subtracts). */
+export interface SignedMask {
+  seed: Uint8Array;
+  sign: 1 | -1;
+}
+
 /**
  * target += sign · PRG(seed), the mask that `seed` expands to in this round. The keystream is
  * produced and consumed in 32 KiB chunks, so memory stays flat for any length. `path` is for tests
@@ -173,19 +179,54 @@ export function addMaskInto(
   sign: 1 | -1 = 1,
   path: RingAddPath = DEFAULT_RING_ADD_PATH,
 ): void {
+  addMasksInto(target, [{ seed, sign }], ctx, path);
+}
+
+/**
+ * target += Σ sign_i · PRG(seed_i): a worker's self mask and pairwise masks, or what the aggregator
+ * removes, in one pass. On the SIMD path each 32 KiB chunk of the target is copied into the
+ * kernel's memory once, receives every mask's keystream for that chunk, and is copied back once,
+ * instead of once per mask. The result is the same as calling addMaskInto for each mask.
+ */
+export function addMasksInto(
+  target: RingVector,
+  masks: readonly SignedMask[],
+  ctx: RoundContext,
+  path: RingAddPath = DEFAULT_RING_ADD_PATH,
+): void {
   const bits = ringBitsOf(target);
   const t = words32(target);
-  const cipher = createCipheriv('aes-128-ctr', deriveKey(seed, ctx, 'mask-prg', 16), ZERO_IV);
   const total = t.length * 4;
-  const simd = path === 'simd' && KERNEL !== null;
+  const ciphers = masks.map((m) =>
+    createCipheriv('aes-128-ctr', deriveKey(m.seed, ctx, 'mask-prg', 16), ZERO_IV),
+  );
+  if (path === 'scalar' || !KERNEL) {
+    masks.forEach((m, i) => {
+      for (let off = 0; off < total; off += CHUNK_BYTES) {
+        const len = Math.min(CHUNK_BYTES, total - off);
+        let ks = ciphers[i]!.update(len === CHUNK_BYTES ? ZERO : ZERO.subarray(0, len));
+        if (ks.byteOffset % 4 !== 0) ks = Buffer.from(ks); // pooled small buffers may be unaligned
+        addWordsScalar(t, new Uint32Array(ks.buffer, ks.byteOffset, len / 4), off / 4, bits, m.sign);
+      }
+    });
+    return;
+  }
+  const k = KERNEL;
+  const mem = kernelBytes!;
+  const add = bits === 32 ? k.add32 : k.add64;
+  const sub = bits === 32 ? k.sub32 : k.sub64;
   for (let off = 0; off < total; off += CHUNK_BYTES) {
     const len = Math.min(CHUNK_BYTES, total - off);
-    let ks = cipher.update(len === CHUNK_BYTES ? ZERO : ZERO.subarray(0, len));
-    if (simd) addWordsSimd(t, ks, off / 4, bits, sign);
-    else {
-      if (ks.byteOffset % 4 !== 0) ks = Buffer.from(ks); // pooled small buffers may be unaligned
-      addWordsScalar(t, new Uint32Array(ks.buffer, ks.byteOffset, len / 4), off / 4, bits, sign);
-    }
+    const zero = len === CHUNK_BYTES ? ZERO : ZERO.subarray(0, len);
+    // Round up to whole loop steps; the padding lanes hold stale bytes and are never copied back.
+    const padded = Math.ceil(len / KERNEL_STEP_BYTES) * KERNEL_STEP_BYTES;
+    const tBytes = new Uint8Array(t.buffer, t.byteOffset + off, len);
+    mem.set(tBytes, 0);
+    masks.forEach((m, i) => {
+      mem.set(ciphers[i]!.update(zero), CHUNK_BYTES);
+      (m.sign === 1 ? add : sub)(0, CHUNK_BYTES, padded);
+    });
+    tBytes.set(mem.subarray(0, len));
   }
 }
 

@@ -22,7 +22,7 @@ import {
   KEY_BYTES,
   type KeyPair,
 } from './keys.js';
-import { addMaskInto, ringBitsOf, type RingVector } from './masking.js';
+import { addMasksInto, ringBitsOf, type RingVector, type SignedMask } from './masking.js';
 import type {
   AdvertiseKeys,
   CompiledRound,
@@ -277,15 +277,16 @@ export class RoundParticipant {
       );
     }
     const y = input.slice() as RingVector;
-    addMaskInto(y, this.#selfMask, this.round.ctx, 1);
+    const masks: SignedMask[] = [{ seed: this.#selfMask, sign: 1 }];
     for (const v of this.#maskedWith) {
       const seed = deriveKey(
         agree(this.#masking.privateKey, this.#roster.get(v)!.maskingKey),
         this.round.ctx,
         'pairwise-mask',
       );
-      addMaskInto(y, seed, this.round.ctx, this.index < v ? 1 : -1);
+      masks.push({ seed, sign: this.index < v ? 1 : -1 });
     }
+    addMasksInto(y, masks, this.round.ctx); // one pass over y for all of them
     this.#state = 'SUBMITTED';
     return { index: this.index, vector: y };
   }

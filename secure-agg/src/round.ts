@@ -21,7 +21,15 @@ import {
   ThresholdError,
 } from './errors.js';
 import { agree, deriveKey, KEY_BYTES, publicKeyOf } from './keys.js';
-import { addMaskInto, addInto, allocRing, ringBitsOf, words32, type RingVector } from './masking.js';
+import {
+  addMasksInto,
+  addInto,
+  allocRing,
+  ringBitsOf,
+  words32,
+  type RingVector,
+  type SignedMask,
+} from './masking.js';
 import type {
   ActiveStage,
   AdvertiseKeys,
@@ -422,10 +430,10 @@ export class AggregatorRound {
       }
       return out;
     };
+    const masks: SignedMask[] = []; // removed from the sum in one pass once all are known
     for (const u of this.#secretsToRebuild()) {
       if (this.#inputs.has(u)) {
-        const seed = combineShares(sharesOf(u, 'selfMaskShares'), threshold);
-        addMaskInto(sum, seed, ctx, -1);
+        masks.push({ seed: combineShares(sharesOf(u, 'selfMaskShares'), threshold), sign: -1 });
         continue;
       }
       const sk = combineShares(sharesOf(u, 'maskingKeyShares'), threshold);
@@ -441,9 +449,10 @@ export class AggregatorRound {
         if (!this.#inputs.has(v)) continue;
         const seed = deriveKey(agree(sk, this.#keys.get(v)!.maskingKey), ctx, 'pairwise-mask');
         // v added +PRG(s_uv) if v < u, else -PRG(s_uv); remove it.
-        addMaskInto(sum, seed, ctx, v < u ? -1 : 1);
+        masks.push({ seed, sign: v < u ? -1 : 1 });
       }
     }
+    addMasksInto(sum, masks, ctx);
     const survivors = this.survivors();
     this.#result = {
       round,
