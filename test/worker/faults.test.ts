@@ -1,7 +1,7 @@
 // Faults with real processes: a worker SIGKILLed mid-round, the coordinator killed between a
 // round's release and its checkpoint, and bad inputs (corrupt checkpoint, wrong base model,
 // truncated dataset) that must fail clearly without touching the previous checkpoint.
-import { PrivacyLedger, RdpAccountant } from '@tensorguard/worker';
+import { JobAccountant, PrivacyLedger } from '@tensorguard/worker';
 import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -72,6 +72,9 @@ describe('worker + coordinator: faults', function () {
     expect(two.length).to.be.at.least(1);
     // t = 2: each worker adds σ²Δ²/2, so 2 survivors realise σ, 3 survivors σ·√1.5.
     for (const e of two) expect(e.noiseMultiplier).to.be.closeTo(1, 1e-12);
+    // Per-shard accounting: a round charges only the shards whose sums it contains.
+    for (const e of ledger) expect(e.shards).to.have.length(e.survivors);
+    expect(two.some((e) => !e.shards!.includes(2))).to.equal(true);
     for (const e of three) expect(e.noiseMultiplier).to.be.closeTo(Math.sqrt(1.5), 1e-12);
   });
 
@@ -104,15 +107,16 @@ describe('worker + coordinator: faults', function () {
     expect(done.rounds).to.equal(4);
     const ledger = new PrivacyLedger(path.join(ck, 'privacy-ledger.jsonl')).read();
     expect(ledger.map((e) => e.round)).to.deep.equal([1, 2, 3, 4]);
-    const acc = new RdpAccountant();
+    const fresh = () => new JobAccountant({ kind: 'rdp', delta: 1e-5, shardCount: 3 });
+    const acc = fresh();
     for (const e of ledger) acc.record(e);
-    expect(done.epsilon).to.be.closeTo(acc.epsilon(1e-5), 1e-12);
+    expect(done.epsilon).to.be.closeTo(acc.epsilon(), 1e-12);
     // The resumed coordinator's first round is the third release: ε already includes round 2.
     const firstAfter = second.lines.find((l) => l.type === 'metrics')!;
     expect(firstAfter.round).to.equal(3);
-    const three = new RdpAccountant();
+    const three = fresh();
     ledger.slice(0, 3).forEach((e) => three.record(e));
-    expect(firstAfter.epsilon).to.be.closeTo(three.epsilon(1e-5), 1e-12);
+    expect(firstAfter.epsilon).to.be.closeTo(three.epsilon(), 1e-12);
     expect(await Promise.all(ws.map((w) => w.exited))).to.deep.equal([0, 0, 0]);
   });
 

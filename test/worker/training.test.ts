@@ -11,6 +11,7 @@ import {
   trainableSpecs,
   SgdMomentum,
 } from '@tensorguard/worker';
+import { calibrateNoiseMultiplier } from '@tensorguard/dp';
 import { expect } from 'chai';
 import fs from 'node:fs';
 import {
@@ -148,5 +149,59 @@ describe('worker + coordinator: training', function () {
       'unmask',
       'apply',
     ]);
+  });
+
+  it('a job calibrated for ε (pld) with a full quorum ends at the target without passing it; a smaller budget stops it before a round would pass', async () => {
+    const dir = tmpDir('tg-cal-');
+    const target = 1.5;
+    const setting = { samplingRate: 0.2, steps: 4, delta: 1e-5, accountant: 'pld' as const };
+    const sigma = calibrateNoiseMultiplier({ ...setting, targetEpsilon: target });
+    const privacy = {
+      clipNorm: 1,
+      noiseMultiplier: sigma,
+      delta: 1e-5,
+      accountant: 'pld',
+      samplingRate: 0.2,
+    };
+    const base = {
+      rounds: 4,
+      secureAggregation: { mode: 'masking', threshold: 3 },
+      dataset: { format: 'idx', preset: 'fashion-mnist', trainExamples: 150, testExamples: 100 },
+    };
+    const full = await runJob(
+      writeConfig(dir, {
+        ...base,
+        privacy: { ...privacy, epsilonBudget: target },
+        checkpoint: { dir: `${dir}/a`, everyRounds: 2 },
+      }),
+      3,
+    );
+    expect(full.done.status).to.equal('succeeded');
+    expect(full.done.rounds).to.equal(4);
+    expect(full.done.epsilon as number).to.be.at.most(target);
+    expect(full.done.epsilon as number).to.be.above(target * 0.999);
+    const report = JSON.parse(fs.readFileSync(full.done.privacy_report as string, 'utf8')) as Record<
+      string,
+      unknown
+    >;
+    expect(report.accountant as string).to.match(/PLD/);
+    expect(report.epsilonRdp as number).to.be.above(report.epsilon as number);
+    expect(report.epsilonIntegerMechanism as number).to.be.above(0);
+
+    const budget = 1.2;
+    const cut = await runJob(
+      writeConfig(dir, {
+        ...base,
+        privacy: { ...privacy, epsilonBudget: budget },
+        checkpoint: { dir: `${dir}/b`, everyRounds: 2 },
+      }),
+      3,
+    );
+    expect(cut.done.status).to.equal('succeeded');
+    expect(cut.done.rounds).to.be.below(4);
+    expect(cut.done.epsilon as number).to.be.at.most(budget);
+    expect(cut.done.stop_reason as string).to.match(
+      /^privacy budget: another round would reach ε = [\d.]+ > epsilonBudget 1\.2$/,
+    );
   });
 });

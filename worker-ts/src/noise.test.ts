@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { encode, planEncoding, runRoundInProcess, decode, newSessionId } from '@tensorguard/secure-agg';
-import { gaussianIntegerNoise, shareStdInteger } from './noise.js';
+import { integerNoiseShare, shareStdInteger } from './noise.js';
 
 function variance(v: ArrayLike<number>): number {
   let m = 0;
@@ -32,7 +32,7 @@ describe('noise shares', () => {
       noiseStd: (std / scale) * Math.sqrt(n),
     });
     const inputs = Array.from({ length: n }, () =>
-      encode(enc, new Float32Array(d), gaussianIntegerNoise(d, std)),
+      encode(enc, new Float32Array(d), integerNoiseShare(d, std)),
     );
     const report = runRoundInProcess({
       params: {
@@ -63,7 +63,7 @@ describe('noise shares', () => {
     expect(v / ((n / t) * (sigma * delta) ** 2)).to.be.within(0.96, 1.04);
   });
   it('is integer-valued and centred', () => {
-    const z = gaussianIntegerNoise(10_001, 5);
+    const z = integerNoiseShare(10_001, 5);
     expect(z.every((x) => Number.isInteger(x))).to.equal(true);
     expect(Math.abs(z.reduce((a, b) => a + b, 0) / z.length)).to.be.below(0.3);
   });

@@ -4,12 +4,14 @@
 // units (× scale²). Any s ≥ t contributors then carry variance s·σ²Δ²/t ≥ σ²Δ², and the
 // accountant records the realised multiplier σ·√(s/t) of the survivors.
 //
-// The sampler is a rounded Gaussian whose uniforms come from node:crypto (53-bit uniforms,
-// Box-Muller). Rounding to integers only adds variance (≤ 1/12 per coordinate in integer units,
-// negligible at scale 2^16), never removes it, and tfjs / Math.random are never used for noise.
-import { randomFillSync } from 'node:crypto';
+// The sampler is @tensorguard/dp's exact discrete Gaussian N_Z(0, std²) (Canonne, Kamath, Steinke
+// 2020) driven by node:crypto bits: every probability is an exact rational, so there is no
+// floating-point surface (Mironov 2012). Its variance parameter is std² rounded up (never less
+// noise than asked for). tfjs and Math.random are never used for noise.
+import { DiscreteGaussianSampler } from '@tensorguard/dp';
 
-const BATCH = 8192;
+/** The largest share std the exact sampler accepts (dp's DiscreteGaussianSampler: σ < 2^20). */
+export const MAX_SHARE_STD = 2 ** 20;
 
 /** Standard deviation, in integer units, of one worker's share. */
 export function shareStdInteger(
@@ -22,27 +24,13 @@ export function shareStdInteger(
   return (noiseMultiplier * sensitivity * scale) / Math.sqrt(quorum);
 }
 
-/** d integers, each round(N(0, std²)), from the system CSPRNG. */
-export function gaussianIntegerNoise(d: number, std: number): Float64Array {
-  const out = new Float64Array(d);
-  if (std === 0) return out;
-  const words = new Uint32Array(BATCH);
-  let w = BATCH;
-  const uniform = () => {
-    if (w + 2 > BATCH) {
-      randomFillSync(words);
-      w = 0;
-    }
-    // 53-bit uniform in (0, 1]: 27 + 26 bits.
-    const hi = words[w++]! >>> 5;
-    const lo = words[w++]! >>> 6;
-    return (hi * 67108864 + lo + 1) / 9007199254740992;
-  };
-  for (let i = 0; i < d; i += 2) {
-    const r = Math.sqrt(-2 * Math.log(uniform())) * std;
-    const theta = 2 * Math.PI * uniform();
-    out[i] = Math.round(r * Math.cos(theta));
-    if (i + 1 < d) out[i + 1] = Math.round(r * Math.sin(theta));
-  }
-  return out;
+/**
+ * d integers, i.i.d. N_Z(0, std²) (exact discrete Gaussian, CSPRNG). std = 0 gives zeros. Throws
+ * RangeError for std outside [0, 2^20): the coordinator refuses such a job before it starts.
+ */
+export function integerNoiseShare(d: number, std: number): Float64Array {
+  if (std === 0) return new Float64Array(d);
+  if (!(std > 0 && std < MAX_SHARE_STD))
+    throw new RangeError(`noise share std ${std} integer units is outside (0, 2^20)`);
+  return new DiscreteGaussianSampler(std).sampleBatch(d);
 }

@@ -17,7 +17,7 @@ import { recordLength } from './data/dataset.js';
 import type { Logger } from './logger.js';
 import { PhaseTimer, rounded } from './metrics.js';
 import type { Tf } from './models/model.js';
-import { gaussianIntegerNoise } from './noise.js';
+import { integerNoiseShare } from './noise.js';
 import type { JoinResponse, NextRoundResponse, RoundOpen } from './protocol.js';
 import { RoundServiceClient } from './coordinator/rpc.js';
 import { poissonSample, systemRandom, seededRandom, type RandomSource } from './sampling.js';
@@ -179,7 +179,7 @@ export class RoundClient {
         tf.dispose([x, y]);
       }
     });
-    const noise = await timer.time('noise', () => gaussianIntegerNoise(clipped.length, open.noiseShareStd));
+    const noise = await timer.time('noise', () => integerNoiseShare(clipped.length, open.noiseShareStd));
     const encoded = await timer.time('encode', () => encode(plan, clipped, noise));
     const masked = await timer.time('mask', () => me.maskInputWithShares(incoming, encoded));
     const survivors = await timer.time('upload', () =>

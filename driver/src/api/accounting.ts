@@ -1,54 +1,81 @@
-// ε of planned rounds, for the submit-time budget check and the local-process job. The RDP
-// accountant lives in worker-ts (the coordinator's), whose package entry point also loads
-// libtensorflow (~3 s, ~450 MB): far too heavy for the API server. Until @tensorguard/dp exports
-// the accountant, this loads only worker-ts's privacy module, by file. One place to change then.
-import fs from 'node:fs';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import type { RdpAccountant } from '@tensorguard/worker';
+// ε of planned rounds, for the submit-time budget check and the local-process job, from
+// @tensorguard/dp: the same accountants (and the same events) as the coordinator's, whose main
+// entry is pure TypeScript (no libtensorflow), so the API server can load it cheaply.
+import {
+  DEFAULT_RDP_ORDERS,
+  RdpAccountant,
+  computeEpsilon,
+  epsilonFromRdp,
+  gaussianEvent,
+  poissonSampledEvent,
+  type AccountantKind,
+} from '@tensorguard/dp';
 
 export interface RdpModule {
+  /** The RDP orders the accountant evaluates (dp_accounting's defaults). */
   RDP_ORDERS: number[];
   RdpAccountant: typeof RdpAccountant;
 }
 
-let loaded: Promise<RdpModule> | undefined;
-
-/** Loads worker-ts's RDP accountant module (source under tsx, compiled otherwise); cached. */
+/** The RDP accountant and its orders (kept async for callers written against a lazy load). */
 export function loadRdp(): Promise<RdpModule> {
-  loaded ??= (async () => {
-    const here = fileURLToPath(import.meta.url);
-    const fromSource = here.endsWith('.ts');
-    const url = new URL(
-      fromSource
-        ? '../../../worker-ts/src/coordinator/privacy.ts'
-        : '../../../worker-ts/dist/coordinator/privacy.js',
-      import.meta.url,
-    );
-    if (!fs.existsSync(url)) {
-      throw new Error(`the RDP accountant module is missing at ${fileURLToPath(url)}; run \`npm run build\``);
-    }
-    return (await import(pathToFileURL(fileURLToPath(url)).href)) as RdpModule;
-  })();
-  return loaded;
+  return Promise.resolve({ RDP_ORDERS: [...DEFAULT_RDP_ORDERS], RdpAccountant });
 }
 
 export interface PlanParameters {
   /** q: Poisson sampling rate per round. */
   samplingRate: number;
-  /** σ: noise multiplier with a full quorum. */
+  /**
+   * σ: the noise multiplier each round is accounted at (the configured one, which the
+   * coordinator records when t contributors survive; more survivors only add noise).
+   */
   noiseMultiplier: number;
   delta: number;
   rounds: number;
+  /** Default 'rdp'. */
+  accountant?: AccountantKind;
 }
 
-/** ε after each of rounds 1..rounds (index r-1), composing the same mechanism every round. */
+/**
+ * ε after each of rounds 1..rounds (index r-1), composing the same Poisson-subsampled Gaussian
+ * every round. RDP: one curve, rescaled per round. PLD: one composition per round (slow for many
+ * rounds; use `plannedEpsilon` when only the final value is needed).
+ */
 export async function epsilonSchedule(p: PlanParameters): Promise<number[]> {
-  const { RdpAccountant } = await loadRdp();
-  const acc = new RdpAccountant();
+  if (p.rounds < 1) return [];
+  if (p.noiseMultiplier === 0) return Array.from({ length: p.rounds }, () => Infinity);
+  if ((p.accountant ?? 'rdp') === 'pld') {
+    return Array.from({ length: p.rounds }, (_, i) => plannedEpsilonSync({ ...p, rounds: i + 1 }));
+  }
+  const curve = new RdpAccountant().rdpOf(
+    poissonSampledEvent(p.samplingRate, gaussianEvent(p.noiseMultiplier)),
+  );
   const out: number[] = [];
   for (let r = 1; r <= p.rounds; r++) {
-    acc.record({ round: r, samplingRate: p.samplingRate, noiseMultiplier: p.noiseMultiplier, survivors: 1 });
-    out.push(acc.epsilon(p.delta));
+    out.push(
+      epsilonFromRdp(
+        DEFAULT_RDP_ORDERS,
+        curve.map((v) => v * r),
+        p.delta,
+        'improved',
+      ).epsilon,
+    );
   }
   return out;
+}
+
+function plannedEpsilonSync(p: PlanParameters): number {
+  if (p.noiseMultiplier === 0) return Infinity;
+  return computeEpsilon({
+    samplingRate: p.samplingRate,
+    steps: p.rounds,
+    delta: p.delta,
+    noiseMultiplier: p.noiseMultiplier,
+    accountant: p.accountant ?? 'rdp',
+  });
+}
+
+/** ε after all `rounds` (the budget check), with the chosen accountant. */
+export async function plannedEpsilon(p: PlanParameters): Promise<number> {
+  return plannedEpsilonSync(p);
 }

@@ -55,6 +55,7 @@ export async function resolveRunConfig(spec: JobSpec, opts: ResolveOptions): Pro
       delta: privacy.delta,
       samplingRate,
       rounds: spec.rounds,
+      accountant: privacy.accountant,
     });
   }
   const t = spec.secureAggregation.threshold;
@@ -87,40 +88,43 @@ export async function resolveRunConfig(spec: JobSpec, opts: ResolveOptions): Pro
 }
 
 /**
- * The smallest σ (to 0.1 %) whose RDP ε after `rounds` Poisson-subsampled Gaussian steps at rate
- * `samplingRate` is at most `targetEpsilon` at `delta`, with worker-ts's accountant (the one the
- * coordinator uses, so the job's own ε reaches but does not exceed the target with a full quorum).
+ * The smallest σ (to 1e-4 relative, rounded up) whose ε after `rounds` Poisson-subsampled
+ * Gaussian steps at rate `samplingRate` is at most `targetEpsilon` at `delta`, with
+ * @tensorguard/dp's calibration and the job's accountant ('rdp' default, or 'pld'): the same
+ * accountant and event the coordinator records a round with (at the configured σ when t
+ * contributors survive), so the job's own ε reaches but does not exceed the target with a full
+ * quorum of t. Throws JobSpecError naming privacy.targetEpsilon when no σ ≤ 10⁴ reaches it.
  */
 export async function calibrateNoiseMultiplier(o: {
   targetEpsilon: number;
   delta: number;
   samplingRate: number;
   rounds: number;
+  accountant?: 'rdp' | 'pld';
 }): Promise<number> {
-  process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
-  // Loaded on demand: the worker package's index also loads libtensorflow.
-  const { RdpAccountant } = await import('@tensorguard/worker');
-  const eps = (sigma: number) => {
-    const acc = new RdpAccountant();
-    for (let r = 1; r <= o.rounds; r++) {
-      acc.record({ round: r, samplingRate: o.samplingRate, noiseMultiplier: sigma, survivors: 1 });
-    }
-    return acc.epsilon(o.delta);
+  const dp = await import('@tensorguard/dp');
+  const setting = {
+    samplingRate: o.samplingRate,
+    steps: o.rounds,
+    delta: o.delta,
+    accountant: o.accountant ?? 'rdp',
   };
-  let lo = 0.05;
-  let hi = 1;
-  while (eps(hi) > o.targetEpsilon) {
-    hi *= 2;
-    if (hi > 1e4) {
+  let sigma: number;
+  try {
+    sigma = dp.calibrateNoiseMultiplier({ ...setting, targetEpsilon: o.targetEpsilon });
+  } catch (err) {
+    if (err instanceof dp.CalibrationError) {
       throw new JobSpecError([
         { path: 'privacy.targetEpsilon', message: `${o.targetEpsilon} cannot be reached with σ ≤ 10000` },
       ]);
     }
+    throw err;
   }
-  while ((hi - lo) / hi > 1e-3) {
-    const mid = (lo + hi) / 2;
-    if (eps(mid) > o.targetEpsilon) lo = mid;
-    else hi = mid;
+  // Printed configs carry 4 decimals: round up, never down (a smaller σ could pass the target).
+  const step = (x: number) => Number(x.toFixed(4));
+  let rounded = step(Math.ceil(sigma * 1e4) / 1e4);
+  while (dp.computeEpsilon({ ...setting, noiseMultiplier: rounded }) > o.targetEpsilon) {
+    rounded = step(rounded + 1e-4);
   }
-  return Number(hi.toFixed(4));
+  return rounded;
 }

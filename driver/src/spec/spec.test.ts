@@ -285,20 +285,23 @@ describe('job spec', () => {
     expect(cfg).to.not.have.nested.property('privacy.expectedBatchSize');
   });
 
-  it('calibrates σ for a target ε with the coordinator accountant', async function () {
-    this.timeout(60_000);
-    const doc = validSpecInput();
-    doc.privacy = { clipNorm: 1, targetEpsilon: 2, epsilonBudget: 8, samplingRate: 0.01 };
-    doc.rounds = 50;
-    const cfg = await resolveRunConfig(parseJobSpec(doc), { jobId: 'j', dataDir: '/d' });
-    const { RdpAccountant } = await import('@tensorguard/worker');
-    const eps = (sigma: number) => {
-      const acc = new RdpAccountant();
-      for (let r = 1; r <= 50; r++)
-        acc.record({ round: r, samplingRate: 0.01, noiseMultiplier: sigma, survivors: 1 });
-      return acc.epsilon(1e-5);
-    };
-    expect(eps(cfg.privacy.noiseMultiplier)).to.be.at.most(2);
-    expect(eps(cfg.privacy.noiseMultiplier * 0.99)).to.be.above(2);
-  });
+  for (const accountant of ['rdp', 'pld'] as const) {
+    it(`calibrates σ for a target ε with the coordinator's accountant (${accountant})`, async function () {
+      this.timeout(60_000);
+      const doc = validSpecInput();
+      doc.privacy = { clipNorm: 1, targetEpsilon: 2, epsilonBudget: 8, samplingRate: 0.01, accountant };
+      doc.rounds = 50;
+      const cfg = await resolveRunConfig(parseJobSpec(doc), { jobId: 'j', dataDir: '/d' });
+      // What the coordinator records for 50 rounds with t survivors (worker-ts JobAccountant).
+      const { JobAccountant } = await import('@tensorguard/worker');
+      const eps = (sigma: number) => {
+        const acc = new JobAccountant({ kind: accountant, delta: 1e-5, shardCount: 3 });
+        for (let r = 1; r <= 50; r++)
+          acc.record({ round: r, samplingRate: 0.01, noiseMultiplier: sigma, survivors: 2 });
+        return acc.epsilon();
+      };
+      expect(eps(cfg.privacy.noiseMultiplier)).to.be.at.most(2);
+      expect(eps(cfg.privacy.noiseMultiplier * 0.999)).to.be.above(2);
+    });
+  }
 });

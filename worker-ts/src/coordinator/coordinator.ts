@@ -20,6 +20,13 @@ import {
   type ShareKeys,
   type UnmaskShares,
 } from '@tensorguard/secure-agg';
+import {
+  distributedDiscreteGaussianEvent,
+  nonPrivateEvent,
+  poissonSampledEvent,
+  realizedNoiseMultiplier,
+  type DpEvent,
+} from '@tensorguard/dp';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -27,11 +34,11 @@ import { CheckpointError } from '../checkpoint/errors.js';
 import { tensor, type NamedTensor } from '../checkpoint/safetensors.js';
 import { loadLatestCheckpoint, saveCheckpoint } from '../checkpoint/store.js';
 import { writeFileAtomic } from '../checkpoint/atomic.js';
-import type { RunConfig } from '../config.js';
+import { ConfigError, type RunConfig } from '../config.js';
 import type { Logger } from '../logger.js';
 import { PhaseTimer, rounded } from '../metrics.js';
 import { flatten, sizeOf, trainableSpecs, type ModelDef } from '../models/model.js';
-import { shareStdInteger } from '../noise.js';
+import { MAX_SHARE_STD, shareStdInteger } from '../noise.js';
 import { createOptimizer, type Optimizer } from '../optimizer.js';
 import type {
   JoinRequest,
@@ -42,7 +49,7 @@ import type {
   StageRequest,
 } from '../protocol.js';
 import { PrivacyLedger, type LedgerEntry } from './ledger.js';
-import { RdpAccountant } from './privacy.js';
+import { integerMechanismEpsilon, JobAccountant } from './privacy.js';
 import { RpcError, type Handler, type Method } from './rpc.js';
 
 export type CoordinatorState = 'STARTING' | 'RUNNING' | 'DONE' | 'FAILED';
@@ -100,7 +107,7 @@ export class Coordinator {
   params: Float32Array;
   private optimizer: Optimizer;
   private readonly ledger: PrivacyLedger;
-  private readonly accountant = new RdpAccountant();
+  private readonly accountant: JobAccountant;
   private ledgerEntries: LedgerEntry[] = [];
   /** Round number of the last update applied to `params`. */
   modelVersion = 0;
@@ -111,6 +118,8 @@ export class Coordinator {
   private lastCheckpoint: string | null = null;
   private lastAccuracy: number | null = null;
   private doneReason = '';
+  /** Set when a round was refused at its release point because it would pass the budget. */
+  private budgetStop = false;
   private wake: () => void = () => {};
 
   constructor(o: CoordinatorOptions) {
@@ -121,13 +130,25 @@ export class Coordinator {
     this.optimizer = createOptimizer(this.params.length, o.config.optimizer);
     fs.mkdirSync(o.config.checkpoint.dir, { recursive: true });
     this.ledger = new PrivacyLedger(path.join(o.config.checkpoint.dir, 'privacy-ledger.jsonl'));
+    this.accountant = new JobAccountant({
+      kind: o.config.privacy.accountant,
+      delta: o.config.privacy.delta,
+      shardCount: o.config.workers.count,
+    });
+    const { shareStd } = this.encodingOptions(o.config.workers.count);
+    if (!(shareStd < MAX_SHARE_STD)) {
+      throw new ConfigError(
+        'secureAggregation.scale',
+        `each worker's noise share would have std ${shareStd.toExponential(3)} integer units (σ·Δ·scale/√t), above the exact discrete Gaussian sampler's limit 2^20; lower secureAggregation.scale (e.g. to ${2 ** Math.floor(Math.log2((o.config.secureAggregation.scale ?? 2 ** 16) * (MAX_SHARE_STD / shareStd)))})`,
+      );
+    }
   }
 
   get delta(): number {
     return this.config.privacy.delta;
   }
   get epsilon(): number {
-    return this.accountant.epsilon(this.delta);
+    return this.accountant.epsilon();
   }
   get releasedRounds(): number {
     return this.accountant.roundCount;
@@ -158,6 +179,7 @@ export class Coordinator {
       for (const e of st?.events ?? []) if (!events.some((x) => x.round === e.round)) events.push(e);
       this.o.log.info({ checkpoint: ck.dir, round: ck.manifest.round }, 'resumed from checkpoint');
     }
+    events.sort((a, b) => a.round - b.round);
     for (const e of events) this.accountant.record(e);
     const last = Math.max(this.modelVersion, ...events.map((e) => e.round));
     this.nextRound = last + 1;
@@ -262,14 +284,13 @@ export class Coordinator {
     try {
       let first = true;
       while (this.releasedRounds < cfg.rounds) {
-        const next = this.accountant.epsilonWith(
-          {
-            samplingRate: cfg.privacy.samplingRate,
-            noiseMultiplier: cfg.privacy.noiseMultiplier,
-            survivors: cfg.secureAggregation.threshold,
-          },
-          this.delta,
-        );
+        // Before the round opens: the worst case it may release, t survivors from every shard
+        // (the realised multiplier is then σ). The release point checks the actual round again.
+        const next = this.accountant.epsilonAfter({
+          samplingRate: cfg.privacy.samplingRate,
+          noiseMultiplier: cfg.privacy.noiseMultiplier,
+          survivors: cfg.secureAggregation.threshold,
+        });
         if (cfg.privacy.epsilonBudget !== null && next > cfg.privacy.epsilonBudget) {
           this.doneReason = `privacy budget: another round would reach ε = ${next.toFixed(3)} > epsilonBudget ${cfg.privacy.epsilonBudget}`;
           this.o.log.warn(
@@ -281,6 +302,7 @@ export class Coordinator {
         const members = await this.gatherMembers(first);
         first = false;
         await this.runRound(members);
+        if (this.budgetStop) break;
       }
       if (!this.doneReason) this.doneReason = `completed ${this.releasedRounds} rounds`;
       this.lastAccuracy = this.o.evaluate(this.params);
@@ -441,15 +463,51 @@ export class Coordinator {
       await timer.time('aggregate', waitStage);
       // Release point. The survivors' noise shares are what the sum will carry: record the round
       // with that realised noise, durably, before anyone can learn the sum.
-      const survivors = agg.received().size;
+      const received = [...agg.received()].sort((a, b) => a - b);
+      const survivors = received.length;
       if (survivors >= params.minInputs) {
+        const shards = received.map((i) => waiters[i]!.req.workerIndex);
+        const realised = realizedNoiseMultiplier(cfg.privacy.noiseMultiplier, survivors, t);
+        const budget = cfg.privacy.epsilonBudget;
+        if (budget !== null) {
+          const after = this.accountant.epsilonAfter({
+            samplingRate: cfg.privacy.samplingRate,
+            noiseMultiplier: realised,
+            survivors,
+            shards,
+          });
+          if (after > budget) {
+            // Nothing has been released yet: the masked inputs are useless without unmask shares.
+            this.doneReason = `privacy budget: releasing round ${r} would reach ε = ${after.toFixed(3)} > epsilonBudget ${budget}`;
+            this.budgetStop = true;
+            this.o.log.warn({ round: r, epsilon: this.epsilon, next: after }, 'round refused before release');
+            return;
+          }
+        }
+        const d = this.params.length;
+        const scale = enc.scale;
+        const integerEvent: DpEvent =
+          shareStd >= 0.5
+            ? poissonSampledEvent(
+                cfg.privacy.samplingRate,
+                distributedDiscreteGaussianEvent({
+                  l2ClipNorm: cfg.privacy.clipNorm,
+                  granularity: 1 / scale,
+                  dimension: d,
+                  localStddev: shareStd,
+                  contributors: survivors,
+                }),
+              )
+            : nonPrivateEvent();
         const entry: LedgerEntry = {
           round: r,
           samplingRate: cfg.privacy.samplingRate,
-          noiseMultiplier: cfg.privacy.noiseMultiplier * Math.sqrt(survivors / t),
+          noiseMultiplier: realised,
           survivors,
+          shards,
           quorum: t,
           configuredNoiseMultiplier: cfg.privacy.noiseMultiplier,
+          integerEvent,
           time: new Date().toISOString(),
         };
         this.ledger.append(entry);
@@ -546,9 +604,9 @@ export class Coordinator {
           delta: cfg.privacy.delta,
           samplingRate: cfg.privacy.samplingRate,
           epsilonBudget: cfg.privacy.epsilonBudget,
-          accountant: 'rdp',
+          accountant: cfg.privacy.accountant,
         },
-        accountant: { kind: 'rdp-integer-orders', events: this.ledgerEntries },
+        accountant: { kind: `dp-${cfg.privacy.accountant}-per-shard`, events: this.ledgerEntries },
         epsilon: Number.isFinite(this.epsilon) ? this.epsilon : null,
       },
       model,
@@ -567,8 +625,11 @@ export class Coordinator {
           epsilon: this.epsilon,
           delta: this.delta,
           epsilonBudget: cfg.privacy.epsilonBudget,
-          accountant:
-            'RDP of the Poisson-subsampled Gaussian, integer orders 2..1024, Balle et al. 2020 conversion',
+          accountant: this.accountant.describe(),
+          epsilonRdp: this.accountant.rdpEpsilon(),
+          epsilonIntegerMechanism: integerMechanismEpsilon(this.ledgerEntries, this.delta, cfg.workers.count),
+          integerMechanism:
+            "each worker adds exact discrete Gaussian noise N_Z(0, (σΔs)²/t) (dp's CSPRNG sampler); epsilonIntegerMechanism is dp's RDP bound for the Poisson-subsampled distributed discrete Gaussian (Kairouz, Liu, Steinke 2021; Zhu & Wang 2019 subsampling), looser than the Gaussian accounting above",
           privacyUnit: 'one training record',
           samplingRate: cfg.privacy.samplingRate,
           clipNorm: cfg.privacy.clipNorm,

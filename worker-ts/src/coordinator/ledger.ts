@@ -10,12 +10,18 @@
 import fs from 'node:fs';
 import { appendLineDurable, writeFileAtomic } from '../checkpoint/atomic.js';
 import { CheckpointError } from '../checkpoint/errors.js';
+import type { DpEvent } from '@tensorguard/dp';
 import type { RoundEvent } from './privacy.js';
 
 export interface LedgerEntry extends RoundEvent {
   /** Configured quorum t and noise multiplier σ, for the privacy report. */
   quorum: number;
   configuredNoiseMultiplier: number;
+  /**
+   * The integer mechanism as run (dp's Poisson-sampled distributed discrete Gaussian event, or a
+   * non-private event without noise), for the report's rigorous integer bound.
+   */
+  integerEvent?: DpEvent;
   time: string;
 }
 

@@ -1,10 +1,31 @@
-// Privacy accounting for the coordinator: the RDP of the Poisson-subsampled Gaussian mechanism
-// at integer orders (Mironov, Talwar, Zhang 2019, Section 3.3: exact for integer α), composed
-// over rounds with each round's realised noise multiplier, and converted to (ε, δ) with the
-// improved conversion of Balle et al. 2020 (the one dp_accounting's RdpAccountant uses).
+// The coordinator's privacy accounting, on @tensorguard/dp's accountants. A record lives on one
+// worker's shard and a round touches it only through that shard's Poisson sample, so every shard
+// has its own ledger and the job's ε is the worst shard's (parallel composition; docs/privacy.md).
 //
-// This is the coordinator's own implementation while @tensorguard/dp's accountant lands; the
-// events and the ledger format are independent of which accountant computes ε.
+//   - 'rdp' (default): dp's DistributedAccountant (one RDP curve per shard, dp_accounting's
+//     orders and improved conversion);
+//   - 'pld': dp's PldAccountant per shard (tighter, slower: one PLD composition per distinct
+//     history, cached), with the RDP ledger kept beside it for the report.
+//
+// The event of a released round is the Poisson-subsampled Gaussian at the *realised* noise
+// multiplier (σ·√(S/t) for S surviving contributors, relative to the rounding-inflated
+// sensitivity), the same event the driver calibrates σ with, so a job whose every round has t
+// survivors ends at the calibrated target. The exact integer mechanism (distributed discrete
+// Gaussian) is recorded in the ledger too and reported beside it (see worker-ts/README.md).
+//
+// This module only accounts; the policy (refuse a round before it would pass the budget) is in
+// the coordinator, which calls `epsilonAfter` before a round opens and again before the sum is
+// released.
+import {
+  DistributedAccountant,
+  PldAccountant,
+  gaussianEvent,
+  nonPrivateEvent,
+  poissonSampledEvent,
+  type DpEvent,
+} from '@tensorguard/dp';
+
+export type AccountantKind = 'rdp' | 'pld';
 
 /** One released round as the accountant sees it. */
 export interface RoundEvent {
@@ -15,90 +36,171 @@ export interface RoundEvent {
   noiseMultiplier: number;
   /** Contributors whose noise shares are in the sum. */
   survivors: number;
+  /**
+   * Shards (worker indices) whose clipped sums are in the released sum. Absent (ledgers written
+   * before per-shard accounting): every shard, which can only over-count.
+   */
+  shards?: number[];
 }
 
-export const RDP_ORDERS: number[] = [
-  ...Array.from({ length: 63 }, (_, i) => i + 2),
-  72,
-  80,
-  96,
-  112,
-  128,
-  160,
-  192,
-  256,
-  384,
-  512,
-  768,
-  1024,
-];
-
-function logAdd(a: number, b: number): number {
-  if (a === -Infinity) return b;
-  if (b === -Infinity) return a;
-  const m = Math.max(a, b);
-  return m + Math.log1p(Math.exp(-Math.abs(a - b)));
+/** The event one shard's records go through in a round. */
+export function roundEvent(e: Pick<RoundEvent, 'samplingRate' | 'noiseMultiplier'>): DpEvent {
+  // No noise: nothing bounds the loss, whatever the sampling (dp composes it as ε = ∞).
+  if (e.noiseMultiplier === 0) return nonPrivateEvent();
+  return poissonSampledEvent(e.samplingRate, gaussianEvent(e.noiseMultiplier));
 }
 
-const lgammaCache: number[] = [0, 0];
-function logFactorial(n: number): number {
-  for (let i = lgammaCache.length; i <= n; i++) lgammaCache[i] = lgammaCache[i - 1]! + Math.log(i);
-  return lgammaCache[n]!;
+export interface JobAccountantOptions {
+  kind: AccountantKind;
+  /** δ at which ε is reported. */
+  delta: number;
+  /** Shards of the job (workers.count); shard ids are worker indices. */
+  shardCount: number;
 }
 
-/** RDP ε(α) of one subsampled Gaussian step (rate q, multiplier σ) at integer order α ≥ 2. */
-export function rdpSubsampledGaussian(q: number, sigma: number, alpha: number): number {
-  if (sigma === 0) return Infinity;
-  if (q === 0) return 0;
-  if (q === 1) return alpha / (2 * sigma * sigma);
-  let logA = -Infinity;
-  const lq = Math.log(q);
-  const l1q = Math.log1p(-q);
-  for (let k = 0; k <= alpha; k++) {
-    const logBinom = logFactorial(alpha) - logFactorial(k) - logFactorial(alpha - k);
-    logA = logAdd(logA, logBinom + k * lq + (alpha - k) * l1q + (k * k - k) / (2 * sigma * sigma));
+/**
+ * Per-shard privacy ledger of a job. Rounds are recorded once each, in increasing round order;
+ * recording a round again is a no-op. Throws dp's errors for invalid events.
+ */
+export class JobAccountant {
+  readonly kind: AccountantKind;
+  readonly delta: number;
+  private readonly shardCount: number;
+  private readonly rdp: DistributedAccountant;
+  private readonly recorded = new Set<number>();
+  /** pld: per shard, distinct event → count. */
+  private readonly histories = new Map<string, Map<string, { event: DpEvent; count: number }>>();
+  private readonly pldCache = new Map<string, number>();
+  /**
+   * Shards that took part in a round without noise (σ = 0: tests of exactness only). Their ε is
+   * infinite; dp's ledgers refuse such rounds, so they are tracked here.
+   */
+  private readonly nonPrivate = new Set<string>();
+
+  constructor(o: JobAccountantOptions) {
+    this.kind = o.kind;
+    this.delta = o.delta;
+    this.shardCount = o.shardCount;
+    // The budget is the coordinator's policy (checked with epsilonAfter); the ledger itself must
+    // be able to replay whatever was released, so it gets no budget of its own.
+    this.rdp = new DistributedAccountant({ epsilonBudget: Number.MAX_VALUE, delta: o.delta });
   }
-  return logA / (alpha - 1);
-}
 
-/** ε at δ from RDP values at RDP_ORDERS (Balle et al. 2020, Theorem 21). */
-export function epsilonFromRdp(rdp: readonly number[], delta: number): number {
-  let best = Infinity;
-  RDP_ORDERS.forEach((a, i) => {
-    const r = rdp[i]!;
-    if (!Number.isFinite(r)) return;
-    const eps = r + Math.log1p(-1 / a) - (Math.log(delta) + Math.log(a)) / (a - 1);
-    if (eps < best) best = eps;
-  });
-  return Math.max(0, best);
-}
-
-export class RdpAccountant {
-  private rdp: number[] = RDP_ORDERS.map(() => 0);
-  private readonly rounds = new Set<number>();
-
-  /** Adds a released round; a round already recorded is ignored (no double counting). */
-  record(e: RoundEvent): void {
-    if (this.rounds.has(e.round)) return;
-    this.rounds.add(e.round);
-    RDP_ORDERS.forEach(
-      (a, i) => (this.rdp[i] = this.rdp[i]! + rdpSubsampledGaussian(e.samplingRate, e.noiseMultiplier, a)),
-    );
+  private shardsOf(e: Pick<RoundEvent, 'shards'>): string[] {
+    const ids = e.shards ?? Array.from({ length: this.shardCount }, (_, i) => i);
+    return ids.map(String);
   }
 
   get roundCount(): number {
-    return this.rounds.size;
+    return this.recorded.size;
   }
 
-  epsilon(delta: number): number {
-    return epsilonFromRdp(this.rdp, delta);
+  has(round: number): boolean {
+    return this.recorded.has(round);
   }
 
-  /** ε after also composing `extra` (the budget check for the next round), without recording it. */
-  epsilonWith(extra: Omit<RoundEvent, 'round'>, delta: number): number {
-    const rdp = RDP_ORDERS.map(
-      (a, i) => this.rdp[i]! + rdpSubsampledGaussian(extra.samplingRate, extra.noiseMultiplier, a),
-    );
-    return epsilonFromRdp(rdp, delta);
+  /** Adds a released round; returns false (and changes nothing) if it is already recorded. */
+  record(e: RoundEvent): boolean {
+    if (this.recorded.has(e.round)) return false;
+    const event = roundEvent(e);
+    const shards = this.shardsOf(e);
+    if (e.noiseMultiplier === 0) {
+      for (const s of shards) this.nonPrivate.add(s);
+      this.recorded.add(e.round);
+      return true;
+    }
+    this.rdp.recordRound({ round: e.round, shards: shards.map((shard) => ({ shard, event })) });
+    if (this.kind === 'pld') {
+      const key = JSON.stringify(event);
+      for (const s of shards) {
+        let h = this.histories.get(s);
+        if (!h) this.histories.set(s, (h = new Map()));
+        const cur = h.get(key);
+        h.set(key, { event, count: (cur?.count ?? 0) + 1 });
+      }
+    }
+    this.recorded.add(e.round);
+    return true;
   }
+
+  private pldEpsilon(h: ReadonlyMap<string, { event: DpEvent; count: number }>): number {
+    const sig = JSON.stringify([...h].sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => [k, v.count]));
+    let eps = this.pldCache.get(sig);
+    if (eps === undefined) {
+      const acc = new PldAccountant();
+      for (const { event, count } of h.values()) acc.compose(event, count);
+      eps = acc.epsilon(this.delta);
+      this.pldCache.set(sig, eps);
+    }
+    return eps;
+  }
+
+  /** ε of the job so far with the configured accountant (0 before the first round). */
+  epsilon(): number {
+    if (this.nonPrivate.size > 0) return Infinity;
+    if (this.kind === 'rdp') return this.rdp.epsilon();
+    let eps = 0;
+    for (const h of this.histories.values()) eps = Math.max(eps, this.pldEpsilon(h));
+    return eps;
+  }
+
+  /** ε of the job with the RDP ledger, whatever the configured accountant (for reports). */
+  rdpEpsilon(): number {
+    return this.nonPrivate.size > 0 ? Infinity : this.rdp.epsilon();
+  }
+
+  /** ε the job would have after also recording `e` (not recorded). */
+  epsilonAfter(e: Omit<RoundEvent, 'round'>): number {
+    if (e.noiseMultiplier === 0 || this.nonPrivate.size > 0) return Infinity;
+    const event = roundEvent(e);
+    const shards = this.shardsOf(e);
+    if (this.kind === 'rdp') {
+      const round = (this.rdp.lastRound ?? -1) + 1;
+      return this.rdp.epsilonAfter({ round, shards: shards.map((shard) => ({ shard, event })) }).epsilon;
+    }
+    const key = JSON.stringify(event);
+    let eps = 0;
+    const touched = new Set(shards);
+    for (const [s, h] of this.histories) if (!touched.has(s)) eps = Math.max(eps, this.pldEpsilon(h));
+    for (const s of touched) {
+      const h = new Map(this.histories.get(s) ?? []);
+      h.set(key, { event, count: (h.get(key)?.count ?? 0) + 1 });
+      eps = Math.max(eps, this.pldEpsilon(h));
+    }
+    return eps;
+  }
+
+  /** What computes ε, for the privacy report. */
+  describe(): string {
+    return this.kind === 'pld'
+      ? 'per-shard PLD (dp PldAccountant: connect-the-dots, grid 1e-4) of the Poisson-subsampled Gaussian at the realised noise multiplier; job ε = max over shards'
+      : "per-shard RDP (dp DistributedAccountant: dp_accounting's orders, improved conversion) of the Poisson-subsampled Gaussian at the realised noise multiplier; job ε = max over shards";
+  }
+
+  /** The RDP ledger's exact state (checkpoint manifests). */
+  toJSON(): unknown {
+    return { kind: this.kind, delta: this.delta, rdp: this.rdp.toJSON() };
+  }
+}
+
+/**
+ * ε (RDP, max over shards) of the integer mechanism the workers actually run, from the ledger's
+ * `integerEvent`s: Poisson-subsampled distributed discrete Gaussian with the rounding-inflated
+ * sensitivity (Kairouz, Liu, Steinke 2021), subsampled with dp's generic bound (Zhu & Wang 2019).
+ * A rigorous bound for the integers, looser than the Gaussian accounting (the generic subsampling
+ * bound); reported beside it. null when some round has no integer event (an older ledger).
+ */
+export function integerMechanismEpsilon(
+  entries: readonly (RoundEvent & { integerEvent?: DpEvent })[],
+  delta: number,
+  shardCount: number,
+): number | null {
+  const acc = new DistributedAccountant({ epsilonBudget: Number.MAX_VALUE, delta });
+  for (const e of [...entries].sort((a, b) => a.round - b.round)) {
+    if (!e.integerEvent) return null;
+    if (e.integerEvent.kind === 'non-private') return Infinity;
+    const shards = (e.shards ?? Array.from({ length: shardCount }, (_, i) => i)).map(String);
+    acc.recordRound({ round: e.round, shards: shards.map((shard) => ({ shard, event: e.integerEvent! })) });
+  }
+  return acc.epsilon();
 }
