@@ -30,8 +30,14 @@ export interface RunConfig {
     preset?: 'fashion-mnist';
     /** Held-out test data (same format); defaults to the preset's test split. */
     testPath?: string;
-    /** How records are split among workers: contiguous index ranges (default). */
-    sharding?: 'range';
+    /**
+     * How records are split among workers (the driver's job spec names): 'contiguous' (default)
+     * gives worker i the i-th of N balanced index ranges of the whole training set; 'files' makes
+     * `path` a directory of .csv (format csv) or .jsonl (format jsonl) files and gives worker i the
+     * files i, i+N, i+2N, ... in name order, and no other. 'range' is read as 'contiguous' (older
+     * configs).
+     */
+    sharding?: 'contiguous' | 'files' | 'range';
     /** Use only the first N training / test records (default all). */
     trainExamples?: number;
     testExamples?: number;
@@ -119,6 +125,31 @@ export function parseRunConfig(raw: unknown): RunConfig {
   }
   const workers = obj(c.workers, 'workers');
   const count = num(workers, 'count', 'workers', int, 'an integer ≥ 1');
+  if (dataset.sharding === undefined || dataset.sharding === 'range') dataset.sharding = 'contiguous';
+  const sharding = oneOf(dataset, 'sharding', 'dataset', ['contiguous', 'files'] as const);
+  if (sharding === 'files') {
+    if (dataset.format === 'idx') {
+      throw new ConfigError(
+        'dataset.sharding',
+        "'files' needs format csv or jsonl with dataset.path a directory of such files; IDX is one file per split: use sharding 'contiguous'",
+      );
+    }
+    if (typeof dataset.path !== 'string') {
+      throw new ConfigError('dataset.path', "must be a directory of data files with sharding 'files'");
+    }
+    if (dataset.numClasses === undefined) {
+      throw new ConfigError(
+        'dataset.numClasses',
+        "is required with sharding 'files': each worker reads only its own files, so the class count cannot be inferred consistently",
+      );
+    }
+    if (dataset.trainExamples !== undefined) {
+      throw new ConfigError(
+        'dataset.trainExamples',
+        "applies to sharding 'contiguous' only; with 'files', choose the files instead",
+      );
+    }
+  }
   const privacy = obj(c.privacy, 'privacy');
   num(privacy, 'clipNorm', 'privacy', pos, 'a number > 0');
   if (typeof privacy.noiseMultiplier !== 'number') {

@@ -14,7 +14,14 @@ export { parseJsonl, readJsonlFile, type JsonlOptions } from './data/jsonl.js';
 export { tokenize, fnv1a32, PAD_ID, CLS_ID, type TokenizerOptions } from './data/tokenizer.js';
 export { shardRange, shardFiles } from './data/shard.js';
 export { selectRecords, recordLength, type Dataset } from './data/dataset.js';
-export { loadTrainSet, loadTestSet, loadShard } from './data/load.js';
+export {
+  loadTrainSet,
+  loadTestSet,
+  loadShard,
+  loadTrainSchema,
+  listDataFiles,
+  concatDatasets,
+} from './data/load.js';
 export { poissonSample, seededRandom, systemRandom, type RandomSource } from './sampling.js';
 export { SgdMomentum, Adam, createOptimizer, type Optimizer, type OptimizerOptions } from './optimizer.js';
 export { encodeSafetensors, decodeSafetensors, tensor, type NamedTensor } from './checkpoint/safetensors.js';
@@ -50,11 +57,13 @@ export {
   type DpClippingEngineOptions,
 } from './clipping.js';
 export { LoopClippingEngine } from './clipping-reference.js';
-export { gaussianIntegerNoise, shareStdInteger } from './noise.js';
+export { integerNoiseShare, shareStdInteger, MAX_SHARE_STD } from './noise.js';
 export {
-  RdpAccountant,
-  rdpSubsampledGaussian,
-  epsilonFromRdp,
+  JobAccountant,
+  integerMechanismEpsilon,
+  roundEvent,
+  type AccountantKind,
+  type JobAccountantOptions,
   type RoundEvent,
 } from './coordinator/privacy.js';
 export { PrivacyLedger, type LedgerEntry } from './coordinator/ledger.js';

@@ -9,7 +9,13 @@ export const benchmark: Benchmark = {
   description:
     'Fashion-MNIST, 4 workers, secure aggregation, tanh CNN, ε ≤ 3 at δ = 1e-5 (target accuracy ≥ 0.86)',
   async run({ quick, root, log }) {
-    // Full: 60000 records, q = 2048/60000 (batch 2048 as in Papernot et al.), σ = 2.0.
+    // Full: the published end-to-end tanh CNN setting for Fashion-MNIST (Papernot et al. 2020;
+    // Tramèr & Boneh 2021, whose ε = 3 baseline uses the same model): expected batch 2048
+    // (q = 2048/60000), clip 0.1, SGD lr 4 with momentum 0.9 on the mean clipped gradient, 40
+    // epochs = 1172 steps, σ = 2.0: ε = 2.86 at δ = 1e-5 (RDP, improved conversion), within
+    // the budget of 3. threshold = workers, so that a full round carries exactly σ (with t < n
+    // every round would carry σ·√(n/t), more noise than the published runs); a dropout then
+    // aborts that round unreleased and the next one opens.
     // Quick: 8000 records, q = 0.02, 30 rounds.
     const full = {
       dataset: { format: 'idx', preset: 'fashion-mnist' },
@@ -21,8 +27,9 @@ export const benchmark: Benchmark = {
         accountant: 'rdp',
         samplingRate: 2048 / 60000,
       },
+      secureAggregation: { mode: 'masking', threshold: 4 },
       optimizer: { kind: 'sgd', learningRate: 4, momentum: 0.9 },
-      rounds: 1000,
+      rounds: Math.ceil((40 * 60000) / 2048),
       evaluation: { everyRounds: 50 },
     };
     const short = {

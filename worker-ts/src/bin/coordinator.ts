@@ -13,13 +13,13 @@ async function main(): Promise<number> {
   if (!args.config) throw new Error('usage: coordinator.js --config <job.json>');
   const { tf } = await import('@tensorguard/dp/tfjs');
   const { loadRunConfig } = await import('../config.js');
-  const { loadTestSet, loadTrainSet } = await import('../data/load.js');
+  const { loadTestSet, loadTrainSchema } = await import('../data/load.js');
   const { prepareModel } = await import('../job.js');
   const { DpClippingEngine } = await import('../clipping.js');
   const { Coordinator } = await import('../coordinator/coordinator.js');
   const { startServer } = await import('../coordinator/rpc.js');
   const cfg = loadRunConfig(args.config);
-  const train = loadTrainSet(cfg);
+  const train = loadTrainSchema(cfg);
   const test = loadTestSet(cfg);
   const prepared = prepareModel(cfg, train);
   log.info(

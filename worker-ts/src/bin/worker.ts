@@ -15,22 +15,15 @@ async function main(): Promise<number> {
   const log = createLogger('worker', { workerIndex: index });
   const { tf } = await import('@tensorguard/dp/tfjs');
   const { loadRunConfig } = await import('../config.js');
-  const { loadTrainSet } = await import('../data/load.js');
-  const { selectRecords } = await import('../data/dataset.js');
-  const { shardRange } = await import('../data/shard.js');
+  const { loadShard } = await import('../data/load.js');
   const { prepareModel } = await import('../job.js');
   const { DpClippingEngine } = await import('../clipping.js');
   const { RoundClient } = await import('../round-client.js');
   const cfg = loadRunConfig(args.config);
   if (index < 0 || index >= cfg.workers.count)
     throw new Error(`--worker-index ${index} is outside [0, ${cfg.workers.count})`);
-  const all = loadTrainSet(cfg);
-  const prepared = prepareModel(cfg, all);
-  const { start, end } = shardRange(all.size, cfg.workers.count, index);
-  const shard = selectRecords(
-    all,
-    Int32Array.from({ length: end - start }, (_, i) => start + i),
-  );
+  const shard = loadShard(cfg, index);
+  const prepared = prepareModel(cfg, shard);
   log.info(
     { records: shard.size, model: prepared.def.kind, parameters: prepared.parameters },
     'shard loaded',

@@ -2,11 +2,11 @@
 import path from 'node:path';
 import type { RunConfig } from '../config.js';
 import { readCsvFile } from './csv.js';
-import { selectRecords, type Dataset } from './dataset.js';
+import { recordLength, selectRecords, type Dataset } from './dataset.js';
 import { DatasetError } from './errors.js';
 import { fashionMnistDir, findIdx, loadImagePair, readIdxFile } from './idx.js';
 import { readJsonlFile } from './jsonl.js';
-import { shardRange } from './shard.js';
+import { shardFiles, shardRange } from './shard.js';
 
 function fromImages(
   images: { shape: number[]; data: Uint8Array },
@@ -81,7 +81,7 @@ function fsIsDir(p: string): boolean {
     return false;
   }
 }
-import { statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 
 export function loadTrainSet(cfg: RunConfig): Dataset {
   return loadSplit(cfg.dataset, cfg.model, 'train');
@@ -91,12 +91,100 @@ export function loadTestSet(cfg: RunConfig): Dataset {
   return loadSplit(cfg.dataset, cfg.model, 'test');
 }
 
-/** Worker `index`'s shard of the training set (contiguous record range). */
+/**
+ * Worker `index`'s shard of the training set. 'contiguous': its balanced index range of the whole
+ * set. 'files': only its files (i mod N, name order) of the directory `dataset.path`, read and
+ * concatenated; no other file is opened. Throws DatasetError naming the file or directory.
+ */
 export function loadShard(cfg: RunConfig, index: number): Dataset {
+  if (cfg.dataset.sharding === 'files') {
+    const files = shardFiles(listDataFiles(cfg), cfg.workers.count, index);
+    if (files.length === 0) {
+      throw new DatasetError(
+        `${cfg.dataset.path}: worker ${index} of ${cfg.workers.count} gets no file; give at least ${cfg.workers.count} .${extensionOf(cfg)} files or use sharding 'contiguous'`,
+        cfg.dataset.path!,
+      );
+    }
+    return concatDatasets(
+      files.map((f) => readFile(cfg, f)),
+      cfg.dataset.numClasses!,
+      files.join(', '),
+    );
+  }
   const all = loadTrainSet(cfg);
   const { start, end } = shardRange(all.size, cfg.workers.count, index);
   return selectRecords(
     all,
     Int32Array.from({ length: end - start }, (_, i) => start + i),
   );
+}
+
+/**
+ * What the coordinator needs of the training data (record shape and classes). With sharding
+ * 'files' it reads only the first file, since the coordinator trains on no shard.
+ */
+export function loadTrainSchema(cfg: RunConfig): Pick<Dataset, 'featureShape' | 'numClasses' | 'size'> {
+  if (cfg.dataset.sharding !== 'files') return loadTrainSet(cfg);
+  const first = listDataFiles(cfg)[0]!;
+  const ds = readFile(cfg, first);
+  return { featureShape: ds.featureShape, numClasses: cfg.dataset.numClasses!, size: ds.size };
+}
+
+const extensionOf = (cfg: RunConfig) => (cfg.dataset.format === 'csv' ? 'csv' : 'jsonl');
+
+/** The data files of a 'files' dataset, in name order. */
+export function listDataFiles(cfg: RunConfig): string[] {
+  const dir = cfg.dataset.path!;
+  const ext = '.' + extensionOf(cfg);
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch (err) {
+    throw new DatasetError(
+      `${dir}: cannot list the data directory (${(err as NodeJS.ErrnoException).code ?? String(err)}); with sharding 'files' dataset.path must be a directory`,
+      dir,
+      undefined,
+      { cause: err },
+    );
+  }
+  const files = names.filter((n) => n.endsWith(ext)).sort();
+  if (files.length === 0) throw new DatasetError(`${dir}: no ${ext} files in the data directory`, dir);
+  return files.map((n) => path.join(dir, n));
+}
+
+function readFile(cfg: RunConfig, file: string): Dataset {
+  return cfg.dataset.format === 'csv'
+    ? readCsvFile(file, {
+        ...(cfg.dataset.labelColumn ? { labelColumn: cfg.dataset.labelColumn } : {}),
+        ...(cfg.dataset.numClasses ? { numClasses: cfg.dataset.numClasses } : {}),
+      })
+    : readJsonlFile(file, {
+        vocabSize: cfg.model.vocabSize ?? 4096,
+        seqLen: cfg.model.seqLen ?? 32,
+        ...(cfg.dataset.numClasses ? { numClasses: cfg.dataset.numClasses } : {}),
+      });
+}
+
+/** Records of several files of one dataset, in order. Throws DatasetError when shapes differ. */
+export function concatDatasets(parts: readonly Dataset[], numClasses: number, source: string): Dataset {
+  const first = parts[0]!;
+  for (const p of parts) {
+    if (p.featureShape.join(',') !== first.featureShape.join(',') || p.dtype !== first.dtype) {
+      throw new DatasetError(
+        `${p.source}: records have shape ${p.dtype}[${p.featureShape}], but ${first.source} has ${first.dtype}[${first.featureShape}]; every file of a dataset needs the same columns`,
+        p.source,
+      );
+    }
+  }
+  const size = parts.reduce((a, p) => a + p.size, 0);
+  const len = recordLength(first);
+  const features = first.dtype === 'float32' ? new Float32Array(size * len) : new Int32Array(size * len);
+  const labels = new Int32Array(size);
+  let o = 0;
+  for (const p of parts) {
+    features.set(p.features, o * len);
+    labels.set(p.labels, o);
+    o += p.size;
+  }
+  return { size, featureShape: first.featureShape, dtype: first.dtype, features, labels, numClasses, source };
 }

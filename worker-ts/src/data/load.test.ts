@@ -1,0 +1,93 @@
+import { expect } from 'chai';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ConfigError, parseRunConfig } from '../config.js';
+import { DatasetError } from './errors.js';
+import { loadShard, loadTrainSchema } from './load.js';
+
+function config(dataset: Record<string, unknown>, workers = 2): Record<string, unknown> {
+  return {
+    name: 't',
+    model: { kind: 'mlp' },
+    dataset,
+    workers: { count: workers },
+    privacy: { clipNorm: 1, noiseMultiplier: 1, delta: 1e-5, epsilonBudget: null, samplingRate: 0.1 },
+    secureAggregation: { mode: 'masking', threshold: 1 },
+    optimizer: { kind: 'sgd', learningRate: 0.1 },
+    rounds: 1,
+    evaluation: { everyRounds: 1 },
+    checkpoint: { dir: '/tmp/x', everyRounds: 1 },
+    envelope: { maxTrainableParameters: 1e6, maxUpdateBytes: 1e9 },
+    roundTimeoutMs: 1000,
+  };
+}
+
+describe('data/load: sharding', () => {
+  let dir: string;
+  before(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tg-files-'));
+    // part-0..4: file k holds records whose first feature is 10k, 10k+1.
+    for (let k = 0; k < 5; k++) {
+      fs.writeFileSync(
+        path.join(dir, `part-${k}.csv`),
+        `x,y,label\n${10 * k},0,${k % 3}\n${10 * k + 1},0,1\n`,
+      );
+    }
+    fs.writeFileSync(path.join(dir, 'README.txt'), 'not data');
+  });
+
+  it("'files': worker i reads only files i mod N, in name order", () => {
+    const cfg = parseRunConfig(config({ format: 'csv', path: dir, sharding: 'files', numClasses: 3 }));
+    const firstFeature = (ds: { features: ArrayLike<number>; size: number }) =>
+      Array.from({ length: ds.size }, (_, i) => ds.features[2 * i]);
+    const w0 = loadShard(cfg, 0);
+    const w1 = loadShard(cfg, 1);
+    expect(firstFeature(w0)).to.deep.equal([0, 1, 20, 21, 40, 41]);
+    expect(firstFeature(w1)).to.deep.equal([10, 11, 30, 31]);
+    expect(w0.numClasses).to.equal(3);
+    expect(loadTrainSchema(cfg)).to.deep.include({ featureShape: [2], numClasses: 3 });
+  });
+
+  it("'files': a damaged file fails only the worker that owns it, naming the file", () => {
+    const bad = fs.mkdtempSync(path.join(os.tmpdir(), 'tg-files-'));
+    fs.writeFileSync(path.join(bad, 'a.csv'), 'x,label\n1,0\n');
+    fs.writeFileSync(path.join(bad, 'b.csv'), 'x,label\n1,0\n2\n');
+    const cfg = parseRunConfig(config({ format: 'csv', path: bad, sharding: 'files', numClasses: 2 }));
+    expect(loadShard(cfg, 0).size).to.equal(1);
+    expect(() => loadShard(cfg, 1)).to.throw(DatasetError, `${path.join(bad, 'b.csv')}:3`);
+    const three = parseRunConfig(config({ format: 'csv', path: bad, sharding: 'files', numClasses: 2 }, 3));
+    expect(() => loadShard(three, 2)).to.throw(DatasetError, 'worker 2 of 3 gets no file');
+  });
+
+  it("'contiguous' is the default and 'range' its alias", () => {
+    const a = parseRunConfig(config({ format: 'idx', preset: 'fashion-mnist' }));
+    const b = parseRunConfig(config({ format: 'idx', preset: 'fashion-mnist', sharding: 'range' }));
+    expect(a.dataset.sharding).to.equal('contiguous');
+    expect(b.dataset.sharding).to.equal('contiguous');
+  });
+
+  it("refuses 'files' where it cannot work, saying what to do", () => {
+    const cases: [Record<string, unknown>, string][] = [
+      [
+        { format: 'idx', preset: 'fashion-mnist', sharding: 'files' },
+        "config field 'dataset.sharding': 'files' needs format csv or jsonl with dataset.path a directory of such files; IDX is one file per split: use sharding 'contiguous'",
+      ],
+      [
+        { format: 'csv', path: dir, sharding: 'files' },
+        "config field 'dataset.numClasses': is required with sharding 'files'",
+      ],
+      [
+        { format: 'csv', path: dir, sharding: 'files', numClasses: 3, trainExamples: 5 },
+        "config field 'dataset.trainExamples': applies to sharding 'contiguous' only",
+      ],
+      [
+        { format: 'csv', path: dir, sharding: 'rows' },
+        'config field \'dataset.sharding\': must be one of contiguous, files, got "rows"',
+      ],
+    ];
+    for (const [dataset, message] of cases) {
+      expect(() => parseRunConfig(config(dataset))).to.throw(ConfigError, message);
+    }
+  });
+});
