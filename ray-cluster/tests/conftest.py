@@ -34,7 +34,14 @@ def ray_head():
 
 @pytest.fixture()
 def fixture_launch():
-    """The contract's fixture Node programs (tests/fixtures), standing in for worker-ts/dist."""
+    """The contract's fixture Node programs (tests/fixtures), standing in for worker-ts/dist.
+
+    Kept on purpose for these supervisor-level tests: they pin the contract itself (a round needs
+    every worker index, so a rejoin is counted exactly, `joins` in the report; a failing
+    coordinator on demand with roundTimeoutMs 1; the child's environment printed as a log line),
+    they start in milliseconds without libtensorflow, and they do not depend on worker-ts being
+    built or on its internals changing. The real programs run end to end in test/ray/ (driver →
+    Ray → coordinator and workers, kills and rejoins included)."""
     from tensorguard_ray import Launch
 
     return Launch(

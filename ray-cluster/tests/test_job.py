@@ -1,5 +1,6 @@
-"""run_job against a real private Ray head, with the contract's fixture Node programs (the real
-worker-ts programs replace them later; see fixtures/).
+"""run_job against a real private Ray head, with the contract's fixture Node programs
+(tests/fixtures, see conftest.fixture_launch for why they are kept here). The same scenarios run
+with the real worker-ts programs in test/ray/train.test.ts.
 
 One module-scoped head serves every test: starting one costs ~15 s on this machine.
 """
