@@ -187,7 +187,8 @@ describe('tensorguard serve: the settings the Helm chart uses', function () {
     // A cluster that does not answer yet (it may start after the server): serve starts and
     // reports the address it will use.
     const s = await startServer(args, { RAY_ADDRESS: 'http://127.0.0.1:9' });
-    expect(s.logs()).to.include('"backend":"ray","rayDashboard":"http://127.0.0.1:9","rayHeadPgid":null');
     expect(await s.stop()).to.equal(0);
+    // (after the exit: pino writes the start-up line asynchronously)
+    expect(s.logs()).to.include('"backend":"ray","rayDashboard":"http://127.0.0.1:9","rayHeadPgid":null');
   });
 });

@@ -61,6 +61,14 @@ const STATE: Record<RayJobDetails['status'], BackendJobState> = {
   STOPPED: 'STOPPED',
 };
 
+/**
+ * Ray's job message carries up to 20,000 characters of the entrypoint's last output (the spec
+ * JSON among it); the job's message keeps its head (what happened) and tail (the error).
+ */
+function shorten(message: string, max = 2000): string {
+  return message.length <= max ? message : `${message.slice(0, 400)} … ${message.slice(-(max - 400))}`;
+}
+
 /** A Ray client error as a BackendError: retryable only when the cluster could not be reached. */
 function backendError(err: unknown, what: string): BackendError {
   if (err instanceof BackendError) return err;
@@ -179,7 +187,7 @@ export class RayJobBackend implements JobBackend {
   async status(h: BackendHandle): Promise<BackendStatus> {
     try {
       const d = await this.details(h);
-      return { state: STATE[d.status], message: d.message ?? '' };
+      return { state: STATE[d.status], message: shorten(d.message ?? '') };
     } catch (err) {
       if (err instanceof BackendError && !err.retryable) return { state: 'FAILED', message: err.message };
       throw err;
