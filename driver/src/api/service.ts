@@ -1,7 +1,7 @@
 // TrainingService in domain terms: validation, tenancy, idempotency, pagination and the
 // privacy report. server.ts adapts it to gRPC (auth, limits, logging, status codes).
 import crypto from 'node:crypto';
-import { epsilonSchedule, loadRdp } from './accounting.js';
+import { loadRdp, plannedEpsilon } from './accounting.js';
 import { BackendError, type JobBackend } from './backend.js';
 import {
   isTerminal,
@@ -191,8 +191,8 @@ export class TrainingService {
     const sigma = num(p.noiseMultiplier);
     const delta = num(p.delta);
     if (budget === null || q === null || sigma === null || delta === null) return;
-    const eps =
-      (await epsilonSchedule({ samplingRate: q, noiseMultiplier: sigma, delta, rounds })).at(-1) ?? 0;
+    const accountant = p.accountant === 'pld' ? 'pld' : 'rdp';
+    const eps = await plannedEpsilon({ samplingRate: q, noiseMultiplier: sigma, delta, rounds, accountant });
     if (eps > budget) {
       throw new ApiError(
         'FAILED_PRECONDITION',
