@@ -61,6 +61,20 @@ export function initialValues(def: ModelDef, cfg: RunConfig['model']): Record<st
       );
     }
     const { tensors } = decodeSafetensors(bytes, file);
+    // Frozen parameters come only from the base: one it lacks would silently train on a random
+    // initialisation. Trainable ones it lacks (new adapters, a new head) start from the seed.
+    const missing = def.params.filter((p) => !p.trainable && !(p.name in tensors)).map((p) => p.name);
+    const matched = def.params.filter((p) => p.name in tensors).length;
+    if (missing.length > 0 || matched === 0) {
+      const names = missing.length ? missing : def.params.map((p) => p.name);
+      throw new CheckpointError(
+        `${file}: the base checkpoint lacks ${missing.length ? 'the frozen' : "every one of the model's"} ` +
+          `parameter(s) ${names.slice(0, 5).join(', ')}${names.length > 5 ? ` and ${names.length - 5} more` : ''} ` +
+          `(it holds ${Object.keys(tensors).slice(0, 5).join(', ') || 'no tensors'}${Object.keys(tensors).length > 5 ? ', ...' : ''}): ` +
+          'wrong base model for this config, or a checkpoint saved with other parameter names',
+        file,
+      );
+    }
     for (const p of def.params) {
       const t = tensors[p.name];
       if (!t) continue;

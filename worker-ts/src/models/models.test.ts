@@ -1,9 +1,14 @@
 import * as tf from '@tensorflow/tfjs-node';
 import { expect } from 'chai';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { CheckpointError } from '../checkpoint/errors.js';
+import { encodeSafetensors, tensor } from '../checkpoint/safetensors.js';
 import { LoopClippingEngine } from '../clipping-reference.js';
 import { parseRunConfig } from '../config.js';
 import { cnnTanh } from './cnn-tanh.js';
-import { checkEnvelope, EnvelopeError } from './index.js';
+import { checkEnvelope, EnvelopeError, initialValues } from './index.js';
 import { initParams, trainableCount } from './model.js';
 import { mlp } from './mlp.js';
 import { transformerLora } from './transformer-lora.js';
@@ -106,6 +111,46 @@ describe('config', () => {
   it('names the bad field', () => {
     expect(() => parseRunConfig({ model: { kind: 'resnet' } })).to.throw(
       'config field \'model.kind\': must be one of mlp, cnn-tanh, transformer-lora, got "resnet"',
+    );
+  });
+});
+
+describe('base checkpoints', () => {
+  const cfg = {
+    kind: 'transformer-lora' as const,
+    vocabSize: 50,
+    seqLen: 8,
+    dModel: 16,
+    heads: 2,
+    layers: 1,
+    loraRank: 2,
+  };
+  const def = transformerLora({ ...cfg, numClasses: 3 });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tg-base-'));
+  const write = (names: string[]): string => {
+    const init = initParams(def.params, 7);
+    const file = path.join(dir, `${names.length}.safetensors`);
+    const ts = Object.fromEntries(
+      names.map((n) => [n, tensor(init[n]!, def.params.find((p) => p.name === n)!.shape)]),
+    );
+    fs.writeFileSync(file, encodeSafetensors(ts));
+    return file;
+  };
+
+  it('loads the frozen weights and seeds what the base lacks among the trainable ones', () => {
+    const frozen = def.params.filter((p) => !p.trainable).map((p) => p.name);
+    const file = write(frozen);
+    const values = initialValues(def, { ...cfg, baseCheckpoint: file });
+    const base = initParams(def.params, 7);
+    for (const n of frozen) expect(Array.from(values[n]!)).to.deep.equal(Array.from(base[n]!));
+  });
+
+  it('refuses a base that lacks a frozen parameter, naming it, instead of training on noise', () => {
+    const frozen = def.params.filter((p) => !p.trainable).map((p) => p.name);
+    const file = write(frozen.slice(1));
+    expect(() => initialValues(def, { ...cfg, baseCheckpoint: file })).to.throw(
+      CheckpointError,
+      `lacks the frozen parameter(s) ${frozen[0]}`,
     );
   });
 });
