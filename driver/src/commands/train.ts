@@ -1,13 +1,21 @@
 import { repoRoot, venvPython } from '../paths.js';
 import { findCluster } from '../ray/cluster.js';
-import type { RayJobsClient } from '../ray/jobs-client.js';
-import { followJob, newJobId, submitTrainingJob, waitTerminal, type ProgressLine } from '../ray/job.js';
+import type { RayJobDetails, RayJobsClient } from '../ray/jobs-client.js';
+import {
+  followJob,
+  newJobId,
+  submitTrainingJob,
+  waitTerminal,
+  type ProgressLine,
+  type ResultLine,
+} from '../ray/job.js';
 import { LocalHead, stateDir, writeClusterFile } from '../ray/local-head.js';
 import { JobSpecError } from '../spec/errors.js';
 import { loadJobSpec } from '../spec/parse.js';
 import { resolveRunConfig } from '../spec/resolve.js';
+import type { JobSpec } from '../spec/schema.js';
 import { parseArgs, progressText, resultText, str, withRayErrors } from './job-common.js';
-import { type Command, UsageError } from './types.js';
+import { type Command, type Io, UsageError } from './types.js';
 
 export const command: Command = {
   name: 'train',
@@ -35,7 +43,7 @@ export const command: Command = {
       throw new UsageError('--num-cpus must be a number > 0');
     const json = p.flags.json === true;
     const detach = p.flags.detach === true;
-    const root = repoRoot(io.env);
+    const address = str(p.flags, 'address');
 
     let spec;
     try {
@@ -47,76 +55,147 @@ export const command: Command = {
       }
       throw err;
     }
-    const jobId = newJobId(spec.name);
-    let config;
-    try {
-      config = await resolveRunConfig(spec, {
-        jobId,
-        dataDir: io.env.TENSORGUARD_STATE_DIR ?? stateDir(root),
-      });
-    } catch (err) {
-      if (err instanceof JobSpecError) {
-        io.stderr(`tensorguard train: ${err.message}\n`);
-        return 2;
-      }
-      throw err;
-    }
-
-    return withRayErrors(io, 'train', async () => {
-      const target = findCluster({ address: str(p.flags, 'address') }, io.env, root);
-      let head: LocalHead | undefined;
-      let client: RayJobsClient;
-      if (target && target.source !== 'cluster file') {
-        client = target.client;
-      } else {
-        io.stderr('starting a private local Ray head…\n');
-        head = await LocalHead.start({
-          root,
-          detach,
-          signal: io.signal,
-          ...(numCpus ? { numCpus: Number(numCpus) } : {}),
-        });
-        client = head.client();
-        if (detach) writeClusterFile(root, head.info);
-        io.stderr(`Ray dashboard: ${head.info.dashboardUrl}\n`);
-      }
-      try {
-        const local = head !== undefined;
-        await submitTrainingJob(client, config, {
-          jobId,
-          root,
-          python: local ? venvPython(root) : (io.env.TENSORGUARD_RAY_PYTHON ?? 'python'),
-          ...(local ? { node: process.execPath } : {}),
-          env: io.env,
-        });
-        if (detach) {
-          if (json) io.stdout(JSON.stringify({ job_id: jobId, dashboard_url: client.address }) + '\n');
-          else io.stdout(`${jobId}\n`);
-          return 0;
-        }
-        io.stderr(`submitted job ${jobId} (tensorguard status ${jobId})\n`);
-        return await follow(client, jobId, spec.privacy.epsilonBudget, json, io);
-      } finally {
-        if (head && !detach) await head.close();
-      }
-    });
+    return runJobSpec(
+      spec,
+      {
+        command: 'train',
+        json,
+        detach,
+        ...(address !== undefined ? { address } : {}),
+        ...(numCpus !== undefined ? { numCpus: Number(numCpus) } : {}),
+        report: ({ jobId, details, result }) => {
+          if (json) {
+            io.stdout(
+              JSON.stringify(
+                result ?? { type: 'result', job_id: jobId, status: 'failed', error: details.message },
+              ) + '\n',
+            );
+          } else if (result) {
+            io.stdout(resultText(result) + '\n');
+          } else {
+            io.stdout(`job ${jobId} ended ${details.status}: ${details.message ?? ''}\n`);
+          }
+        },
+      },
+      io,
+    );
   },
 };
+
+/** How `runJobSpec` ended, for the caller to print. */
+export interface JobEnd {
+  jobId: string;
+  details: RayJobDetails;
+  /** The entrypoint's result line, when the job printed one. */
+  result?: ResultLine;
+  /** Ray says SUCCEEDED and the result says succeeded. */
+  ok: boolean;
+}
+
+export interface RunJobSpecOptions {
+  /** The sub-command, for messages (`tensorguard <command>: …`). */
+  command: string;
+  /** Dashboard URL; default RAY_ADDRESS, else a private local head. */
+  address?: string;
+  /** Logical CPUs of a private local head (default 4). */
+  numCpus?: number;
+  /** Print the job id and return; a local head stays up. */
+  detach?: boolean;
+  /** Machine-readable output: progress lines are plain lines (never a TTY status line). */
+  json: boolean;
+  /** After submission: where the job and its live metrics can be seen. */
+  onSubmitted?: (s: { jobId: string; dashboardUrl: string; metricsUrl?: string }) => void;
+  /** Every round's progress line, after the progress text is shown. */
+  onProgress?: (p: ProgressLine) => void;
+  /** Prints the outcome of a job that ran to the end (not after Ctrl-C or with `detach`). */
+  report: (end: JobEnd) => void;
+}
+
+/**
+ * `tensorguard train`'s whole path for a validated spec: resolve it (σ, sampling rate, threshold,
+ * checkpoint dir), find the cluster or start a private local head, submit, show the live progress
+ * line and follow the job to its end; Ctrl-C stops the job. `demo` runs its built-in spec through
+ * here. Returns the exit code: 0 succeeded, 1 failed (or a Ray error), 2 a spec that cannot be
+ * resolved, 130 after Ctrl-C.
+ */
+export async function runJobSpec(spec: JobSpec, o: RunJobSpecOptions, io: Io): Promise<number> {
+  const root = repoRoot(io.env);
+  const jobId = newJobId(spec.name);
+  let config;
+  try {
+    config = await resolveRunConfig(spec, {
+      jobId,
+      dataDir: io.env.TENSORGUARD_STATE_DIR ?? stateDir(root),
+    });
+  } catch (err) {
+    if (err instanceof JobSpecError) {
+      io.stderr(`tensorguard ${o.command}: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const detach = o.detach === true;
+
+  return withRayErrors(io, o.command, async () => {
+    const target = findCluster({ address: o.address }, io.env, root);
+    let head: LocalHead | undefined;
+    let client: RayJobsClient;
+    if (target && target.source !== 'cluster file') {
+      client = target.client;
+    } else {
+      io.stderr('starting a private local Ray head…\n');
+      head = await LocalHead.start({
+        root,
+        detach,
+        signal: io.signal,
+        ...(o.numCpus !== undefined ? { numCpus: o.numCpus } : {}),
+      });
+      client = head.client();
+      if (detach) writeClusterFile(root, head.info);
+      io.stderr(`Ray dashboard: ${head.info.dashboardUrl}\n`);
+    }
+    try {
+      const local = head !== undefined;
+      await submitTrainingJob(client, config, {
+        jobId,
+        root,
+        python: local ? venvPython(root) : (io.env.TENSORGUARD_RAY_PYTHON ?? 'python'),
+        ...(local ? { node: process.execPath } : {}),
+        env: io.env,
+      });
+      if (detach) {
+        if (o.json) io.stdout(JSON.stringify({ job_id: jobId, dashboard_url: client.address }) + '\n');
+        else io.stdout(`${jobId}\n`);
+        return 0;
+      }
+      io.stderr(`submitted job ${jobId} (tensorguard status ${jobId})\n`);
+      o.onSubmitted?.({
+        jobId,
+        dashboardUrl: client.address,
+        ...(head ? { metricsUrl: `http://127.0.0.1:${head.info.metricsPort}/metrics` } : {}),
+      });
+      return await follow(client, jobId, spec.privacy.epsilonBudget, o, io);
+    } finally {
+      if (head && !detach) await head.close();
+    }
+  });
+}
 
 async function follow(
   client: RayJobsClient,
   jobId: string,
   budget: number | null,
-  json: boolean,
-  io: Parameters<Command['run']>[1],
+  o: RunJobSpecOptions,
+  io: Io,
 ): Promise<number> {
-  const tty = (process.stderr.isTTY ?? false) && !json;
+  const tty = (process.stderr.isTTY ?? false) && !o.json;
   let lastAcc: number | null = null;
   const logTail: string[] = [];
   const onProgress = (pl: ProgressLine) => {
     if (pl.eval_accuracy !== null) lastAcc = pl.eval_accuracy;
     const text = progressText(pl, budget, lastAcc);
     io.stderr(tty ? `\r\x1b[2K${text}` : `${text}\n`);
+    o.onProgress?.(pl);
   };
   const { details, result } = await followJob(client, jobId, {
     signal: io.signal,
@@ -134,17 +213,8 @@ async function follow(
     io.stderr(`job ${jobId}: ${d.status}\n`);
     return 130;
   }
-  if (json) {
-    io.stdout(
-      JSON.stringify(result ?? { type: 'result', job_id: jobId, status: 'failed', error: details.message }) +
-        '\n',
-    );
-  } else if (result) {
-    io.stdout(resultText(result) + '\n');
-  } else {
-    io.stdout(`job ${jobId} ended ${details.status}: ${details.message ?? ''}\n`);
-  }
   const ok = details.status === 'SUCCEEDED' && result?.status === 'succeeded';
-  if (!ok && !json) io.stderr(`last log lines:\n${logTail.slice(-20).join('\n')}\n`);
+  o.report({ jobId, details, ...(result ? { result } : {}), ok });
+  if (!ok && !o.json) io.stderr(`last log lines:\n${logTail.slice(-20).join('\n')}\n`);
   return ok ? 0 : 1;
 }

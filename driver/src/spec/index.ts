@@ -7,3 +7,4 @@ export {
   type ResolveOptions,
   type RunConfigJson,
 } from './resolve.js';
+export { DEMO_WORKERS, demoSpec, demoSpecInput } from './demo.js';
