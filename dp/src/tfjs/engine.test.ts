@@ -178,6 +178,23 @@ describe('per-sample clipping equals a batch-of-one loop', function () {
     dispose(c);
   });
 
+  it('conv2d whose output is 1×1 (outer-product norm on the patches)', () => {
+    // A 3×3 kernel over a 3×3 input with valid padding: one output position per filter, so the
+    // norm is the outer-product one and the clipped sum reweights the patches.
+    const c = build(
+      [
+        conv2d('c', { inChannels: 2, filters: 3, kernelSize: 3, padding: 'valid' }),
+        activation('tanh'),
+        flatten(),
+        dense('fc', { inputDim: 3, units: 2 }),
+      ],
+      tf.randomNormal([4, 3, 3, 2], 0, 1, 'float32', 31),
+      labels(4, 2, 32),
+    );
+    expectMatchesReference(c, {}, ['outer', 'outer']);
+    dispose(c);
+  });
+
   for (const method of ['ghost', 'instantiate'] as NormMethod[]) {
     it(`embedding with repeated tokens in an example, ${method} norms`, () => {
       const c = build(

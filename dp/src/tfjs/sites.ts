@@ -293,8 +293,9 @@ export function siteGrad(
           ? (g: Tensor) => tf.reshape(g, [kh, kw, cin, cout])
           : (g: Tensor) => tf.transpose(tf.reshape(g, [cin, kh, kw, cout]), [1, 2, 0, 3]);
       const rule = linearRule(patches, patches.shape[2]!, z, weight, live(site.bias), method, toKernel);
-      if (rule.method !== 'ghost') {
-        // Instantiated (or bias-only): the clipped sum no longer needs the patches.
+      if (rule.method === 'instantiate' || rule.method === 'none') {
+        // Instantiated (or bias-only): the clipped sum no longer needs the patches. Ghost and
+        // outer-product norms (a 1×1 output) reweight the patches in weightedSum: keep them.
         patches.dispose();
         return rule;
       }
