@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
-import { LocalHead } from '@tensorguard/driver';
+import { demoSpecInput, LocalHead } from '@tensorguard/driver';
 import {
   aliveActorNames,
   cli,
@@ -165,6 +165,33 @@ describe('ray: tensorguard train end to end (real coordinator and workers)', fun
         expect(nodeProcesses(id).size).to.equal(0);
       });
     }
+
+    it("runs the demo's spec shape (4 workers, threshold 4, σ calibrated for ε = 3) through train", async () => {
+      // `tensorguard demo` is this spec with 20,000 records and 150 rounds (a minute or more here);
+      // the same shape, smaller, must resolve, place and finish within its budget.
+      const input = demoSpecInput(false) as unknown as Record<string, Record<string, unknown>>;
+      const file = path.join(dir, 'demo-shape.json');
+      fs.writeFileSync(
+        file,
+        JSON.stringify({
+          ...input,
+          dataset: { ...input.dataset, trainExamples: 2000, testExamples: 200 },
+          privacy: { ...input.privacy, expectedBatchSize: 128 },
+          rounds: 6,
+          evaluation: { everyRounds: 3 },
+          checkpoint: { dir: path.join(dir, 'ckpt-demo'), everyRounds: 3 },
+        }),
+      );
+      const run = cli(['train', file, '--json'], env);
+      expect(await run.done, `${run.stdout}\n${run.stderr.slice(-3000)}`).to.equal(0);
+      const result = lastJson(run.stdout);
+      expect(result).to.include({ status: 'succeeded', rounds: 6, delta: 1e-5 });
+      // Every round had all 4 workers (threshold 4), so ε reaches the target without passing it.
+      expect(result.epsilon).to.be.within(2.9, 3);
+      const report = readJson<PrivacyReport>(result.privacy_report);
+      expect(report.releasedRounds.map((r) => r.survivors)).to.deep.equal([4, 4, 4, 4, 4, 4]);
+      expect(result.checkpoint).to.equal(path.join(dir, 'ckpt-demo', 'round-000006'));
+    });
 
     it('keeps the job running when the driver is killed, and `status` reattaches', async () => {
       const run = cli(['train', writeSpec(dir, 'orphaned', { rounds: 150 })], env);
