@@ -23,6 +23,30 @@ export function crossFieldIssues(raw: unknown): SpecIssue[] {
     if (dataset.preset === 'fashion-mnist' && (dataset.format === 'csv' || dataset.format === 'jsonl')) {
       out.push({ path: 'dataset.format', message: "preset 'fashion-mnist' needs format 'idx'" });
     }
+    // The worker's own rules for 'files' (worker-ts/src/config.ts), checked here too so that such a
+    // spec exits 2 before submission instead of failing inside the job.
+    if (dataset.sharding === 'files') {
+      if (dataset.format === 'idx') {
+        out.push({
+          path: 'dataset.sharding',
+          message:
+            "'files' needs format csv or jsonl with dataset.path a directory of such files; IDX is one file per split: use 'contiguous'",
+        });
+      }
+      if (dataset.numClasses === undefined) {
+        out.push({
+          path: 'dataset.numClasses',
+          message:
+            "is required with sharding 'files' (each worker reads only its own files, so the class count cannot be inferred)",
+        });
+      }
+      if (dataset.trainExamples !== undefined) {
+        out.push({
+          path: 'dataset.trainExamples',
+          message: "applies to sharding 'contiguous' only; with 'files', choose the files instead",
+        });
+      }
+    }
   }
   const privacy = obj(spec.privacy);
   if (privacy) {

@@ -69,6 +69,18 @@ const BAD: [string, Mutate, string[]][] = [
     ["dataset.format: preset 'fashion-mnist' needs format 'idx'"],
   ],
   [
+    "sharding 'files' of IDX, without numClasses, with trainExamples",
+    (s) => {
+      s.dataset.sharding = 'files';
+      s.dataset.trainExamples = 100;
+    },
+    [
+      "dataset.sharding: 'files' needs format csv or jsonl with dataset.path a directory of such files; IDX is one file per split: use 'contiguous'",
+      "dataset.numClasses: is required with sharding 'files' (each worker reads only its own files, so the class count cannot be inferred)",
+      "dataset.trainExamples: applies to sharding 'contiguous' only; with 'files', choose the files instead",
+    ],
+  ],
+  [
     'sharding',
     (s) => (s.dataset.sharding = 'random'),
     ["dataset.sharding: must be one of 'contiguous', 'files', got 'random'"],
