@@ -28,11 +28,13 @@ const SUITES = [
   ...['proto', 'dp', 'secure-agg', 'worker-ts', 'driver', 'bench'].map((ws) => ({
     name: ws,
     cmd: mocha,
-    args: [],
+    // Specs are given here, not in .mocharc.json: mocha adds a config's spec to any file named
+    // on the command line, so `npx mocha path/one.test.ts` would run everything.
+    args: ['src/**/*.test.ts'],
     cwd: path.join(root, ws),
     parse: 'mocha',
   })),
-  { name: 'integration', cmd: mocha, args: [], cwd: path.join(root, 'test'), parse: 'mocha' },
+  { name: 'integration', cmd: mocha, args: ['**/*.test.ts'], cwd: path.join(root, 'test'), parse: 'mocha' },
   {
     name: 'ray-cluster',
     cmd: path.join(root, '.venv', 'bin', 'python'),

@@ -3,9 +3,7 @@
 // programs under Ray actors) and turns the entrypoint's progress/result lines into events.
 // First on the private Ray head that serve starts and stops; then on a head the test owns, so
 // that jobs outlive a serve restart (re-attached, nothing lost or repeated) and can be cancelled.
-// About 3 minutes (two Ray heads, three jobs). Alone: `cd test && npx mocha --no-config
-// --node-option conditions=tensorguard-source --node-option import=tsx --timeout 300000
-// api/ray-backend.test.ts` (without --no-config, .mocharc.json's spec glob adds every test).
+// About 3 minutes (two Ray heads, three jobs). Alone: `cd test && npx mocha api/ray-backend.test.ts`.
 import * as grpc from '@grpc/grpc-js';
 import { trainingService as pb } from '@tensorguard/proto';
 import { expect } from 'chai';
