@@ -5,10 +5,14 @@ import '../env.js';
 import { parseArgs } from './args.js';
 import { emitLine } from '../metrics.js';
 import { createLogger } from '../logger.js';
+import { startTelemetry, type Telemetry } from '../telemetry.js';
 
 const log = createLogger('coordinator');
 
+let telemetry: Telemetry | undefined;
+
 async function main(): Promise<number> {
+  telemetry = await startTelemetry(process.env, 'tensorguard-coordinator');
   const args = parseArgs(process.argv.slice(2), ['config']);
   if (!args.config) throw new Error('usage: coordinator.js --config <job.json>');
   const { tf } = await import('@tensorguard/dp/tfjs');
@@ -73,7 +77,10 @@ async function main(): Promise<number> {
 }
 
 main().then(
-  (code) => process.exit(code),
+  async (code) => {
+    await telemetry?.shutdown();
+    process.exit(code);
+  },
   (err: unknown) => {
     const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
     log.error({ err }, 'coordinator failed to start');

@@ -5,8 +5,12 @@ import '../env.js';
 import { parseArgs } from './args.js';
 import { emitLine } from '../metrics.js';
 import { createLogger } from '../logger.js';
+import { startTelemetry, type Telemetry } from '../telemetry.js';
+
+let telemetry: Telemetry | undefined;
 
 async function main(): Promise<number> {
+  telemetry = await startTelemetry(process.env, 'tensorguard-worker');
   const args = parseArgs(process.argv.slice(2), ['config', 'worker-index', 'aggregator']);
   const index = Number(args['worker-index'] ?? process.env.TENSORGUARD_WORKER_INDEX);
   if (!args.config || !args.aggregator || !Number.isInteger(index)) {
@@ -47,7 +51,10 @@ async function main(): Promise<number> {
 }
 
 main().then(
-  (code) => process.exit(code),
+  async (code) => {
+    await telemetry?.shutdown();
+    process.exit(code);
+  },
   (err: unknown) => {
     createLogger('worker').error({ err }, 'worker failed');
     process.stderr.write(`worker failed: ${err instanceof Error ? err.message : String(err)}\n`);
