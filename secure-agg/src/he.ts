@@ -250,4 +250,16 @@ export class HeAccumulator {
       bits: this.bits,
     };
   }
+
+  /**
+   * Frees the running sum's ciphertexts and the evaluator in node-seal's WebAssembly heap, which
+   * the JavaScript garbage collector does not reclaim; a coordinator that makes one accumulator per
+   * round calls it when the round ends. The accumulator is unusable afterwards.
+   */
+  dispose(): void {
+    for (const c of this.#acc) c.delete();
+    this.#acc = [];
+    this.#ev.delete();
+    this.#ctx.delete();
+  }
 }

@@ -65,6 +65,11 @@ export interface RunConfig {
     bits?: 32 | 64 | 'auto';
     /** Fixed-point scale, integers per gradient unit (default 2^16). */
     scale?: number;
+    /**
+     * HE mode only: HOST:PORT of a running key holder (`bin/key-holder.js`) to use. Default: the
+     * coordinator starts its own key holder as a child process on loopback.
+     */
+    keyHolder?: string;
   };
   optimizer: { kind: 'sgd' | 'adam'; learningRate: number; momentum?: number };
   rounds: number;
@@ -166,11 +171,28 @@ export function parseRunConfig(raw: unknown): RunConfig {
   oneOf(privacy, 'accountant', 'privacy', ['rdp', 'pld'] as const);
   const sa = obj(c.secureAggregation, 'secureAggregation');
   const mode = oneOf(sa, 'mode', 'secureAggregation', ['masking', 'he'] as const);
-  if (mode === 'he') {
-    throw new ConfigError('secureAggregation.mode', "'he' is not implemented by this worker; use 'masking'");
-  }
   const t = num(sa, 'threshold', 'secureAggregation', int, 'an integer ≥ 1');
   if (t > count) throw new ConfigError('secureAggregation.threshold', `${t} exceeds workers.count ${count}`);
+  if (mode === 'he' && t < 2) {
+    throw new ConfigError(
+      'secureAggregation.threshold',
+      "must be ≥ 2 with mode 'he': the key holder never decrypts a single worker's ciphertext",
+    );
+  }
+  if (sa.keyHolder !== undefined) {
+    if (mode !== 'he') {
+      throw new ConfigError(
+        'secureAggregation.keyHolder',
+        "applies to mode 'he' only; remove it or set mode 'he'",
+      );
+    }
+    if (typeof sa.keyHolder !== 'string' || !/^(\[[0-9a-fA-F:]+\]|[^\s:[\]]+):\d{1,5}$/.test(sa.keyHolder)) {
+      throw new ConfigError(
+        'secureAggregation.keyHolder',
+        `must be HOST:PORT of a running key holder, got ${JSON.stringify(sa.keyHolder)}`,
+      );
+    }
+  }
   const opt = obj(c.optimizer, 'optimizer');
   oneOf(opt, 'kind', 'optimizer', ['sgd', 'adam'] as const);
   num(opt, 'learningRate', 'optimizer', pos, 'a number > 0');

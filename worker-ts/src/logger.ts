@@ -2,7 +2,10 @@
 // never passes data, gradients, keys or per-example statistics to the logger in the first place.
 import { pino, destination, type Logger } from 'pino';
 
-export function createLogger(role: 'worker' | 'coordinator', bindings: Record<string, unknown> = {}): Logger {
+export function createLogger(
+  role: 'worker' | 'coordinator' | 'key-holder',
+  bindings: Record<string, unknown> = {},
+): Logger {
   return pino(
     {
       name: `tensorguard-${role}`,

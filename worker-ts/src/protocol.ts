@@ -32,6 +32,19 @@ export interface RoundOpen {
   modelVersion: number;
   /** The trainable parameters when the worker's version differs. */
   model?: Float32Array;
+  /**
+   * Present in HE mode: encrypt the encoded vector (plus its count slot) under this key and send
+   * it with EncryptedInput instead of the masking stages. `params` then only supplies the round,
+   * members, vector length and ring width.
+   */
+  he?: { publicKey: Uint8Array; keyId: string };
+}
+
+/** HE mode: one worker's contribution, one BFV ciphertext per 4096 values (he/contribution.ts). */
+export interface EncryptedInput {
+  index: number;
+  keyId: string;
+  chunks: Uint8Array[];
 }
 
 export type NextRoundResponse = RoundOpen | { kind: 'done'; reason: string } | { kind: 'wait' };

@@ -1,15 +1,20 @@
 // The worker's side of training: join the coordinator, then for each round it is invited to:
 // key setup (secure-agg RoundParticipant) → Poisson-sample the shard → clipped sum → fixed-point
 // encoding with randomized rounding plus the integer noise share → mask → upload → unmask shares.
-// Everything that leaves the worker is a masked vector or a public protocol message.
+// In HE mode the key setup and unmask stages go away and "mask" is encryption of the same encoded
+// vector (plus its count slot) under the key holder's public key.
+// Everything that leaves the worker is a masked vector, ciphertexts or a public protocol message.
 import * as grpc from '@grpc/grpc-js';
 import {
   compileRound,
   encode,
+  HeEncryptor,
   planEncoding,
   RoundParticipant,
   type EncryptedShare,
+  type Encoding,
   type KeyRoster,
+  type RingVector,
 } from '@tensorguard/secure-agg';
 import type { ClippingEngine } from './clipping.js';
 import type { Dataset } from './data/dataset.js';
@@ -18,7 +23,8 @@ import type { Logger } from './logger.js';
 import { PhaseTimer, rounded } from './metrics.js';
 import type { Tf } from './models/model.js';
 import { integerNoiseShare } from './noise.js';
-import type { JoinResponse, NextRoundResponse, RoundOpen } from './protocol.js';
+import { withCountSlot } from './he/contribution.js';
+import type { EncryptedInput, JoinResponse, NextRoundResponse, RoundOpen } from './protocol.js';
 import { RoundServiceClient } from './coordinator/rpc.js';
 import { poissonSample, systemRandom, seededRandom, type RandomSource } from './sampling.js';
 
@@ -47,6 +53,8 @@ export class RoundClient {
   private readonly workerId: string;
   private version = -1;
   private readonly random: RandomSource;
+  /** HE mode: the encryptor for the key holder's current public key. */
+  private encryptor: { keyId: string; enc: HeEncryptor } | undefined;
 
   constructor(private readonly o: RoundClientOptions) {
     this.client = new RoundServiceClient(o.address);
@@ -127,19 +135,16 @@ export class RoundClient {
   }
 
   private async round(open: RoundOpen): Promise<void> {
-    const { tf, engine, shard } = this.o;
     const r = open.params.round;
     const timer = new PhaseTimer({ round: r, worker: this.o.workerIndex });
     let bytes = 0;
     if (open.model) {
-      engine.setTrainable(open.model);
+      this.o.engine.setTrainable(open.model);
       this.version = open.modelVersion;
     }
-    const compiled = compileRound(open.params);
     const plan = planEncoding(open.encoding);
-    const me = new RoundParticipant(compiled, open.index);
     const send = async <T>(
-      method: 'AdvertiseKeys' | 'ShareKeys' | 'MaskedInput' | 'Unmask',
+      method: 'AdvertiseKeys' | 'ShareKeys' | 'MaskedInput' | 'Unmask' | 'EncryptedInput',
       message: unknown,
       size: number,
       deadline: number,
@@ -147,16 +152,47 @@ export class RoundClient {
       bytes += size;
       return this.call<T>(method, { workerId: this.workerId, round: r, message }, deadline);
     };
-    const adv = me.advertiseKeys();
-    const roster = await send<KeyRoster>('AdvertiseKeys', adv, 64, 120_000);
-    const sk = me.shareKeys(roster);
-    const incoming = await send<EncryptedShare[]>(
-      'ShareKeys',
-      sk,
-      sk.shares.reduce((a, s) => a + s.ciphertext.length + 8, 0),
-      120_000,
-    );
+    if (open.he) {
+      const { publicKey, keyId } = open.he;
+      if (this.encryptor?.keyId !== keyId)
+        this.encryptor = { keyId, enc: await HeEncryptor.create(publicKey) };
+      const enc = this.encryptor.enc;
+      const encoded = await this.encodedUpdate(open, plan, timer);
+      const chunks = await timer.time('mask', () => enc.encrypt(withCountSlot(encoded)));
+      const message: EncryptedInput = { index: open.index, keyId, chunks };
+      await timer.time('upload', () =>
+        send<string[]>(
+          'EncryptedInput',
+          message,
+          chunks.reduce((a, c) => a + c.byteLength, 0),
+          LONG_POLL_MS,
+        ),
+      );
+    } else {
+      const me = new RoundParticipant(compileRound(open.params), open.index);
+      const adv = me.advertiseKeys();
+      const roster = await send<KeyRoster>('AdvertiseKeys', adv, 64, 120_000);
+      const sk = me.shareKeys(roster);
+      const incoming = await send<EncryptedShare[]>(
+        'ShareKeys',
+        sk,
+        sk.shares.reduce((a, s) => a + s.ciphertext.length + 8, 0),
+        120_000,
+      );
+      const encoded = await this.encodedUpdate(open, plan, timer);
+      const masked = await timer.time('mask', () => me.maskInputWithShares(incoming, encoded));
+      const survivors = await timer.time('upload', () =>
+        send<number[]>('MaskedInput', masked, masked.vector.byteLength, LONG_POLL_MS),
+      );
+      const un = me.unmask(survivors);
+      await send('Unmask', un, (un.selfMaskShares.length + un.maskingKeyShares.length) * 36, 120_000);
+    }
+    this.o.emit({ type: 'metrics', round: r, phase_seconds: rounded(timer.seconds), bytes_sent: bytes });
+  }
 
+  /** Poisson sample → clipped sum → fixed-point encoding plus the integer noise share. */
+  private async encodedUpdate(open: RoundOpen, plan: Encoding, timer: PhaseTimer): Promise<RingVector> {
+    const { tf, engine, shard } = this.o;
     const indices = await timer.time('sample', () =>
       poissonSample(shard.size, open.samplingRate, this.random),
     );
@@ -180,14 +216,7 @@ export class RoundClient {
       }
     });
     const noise = await timer.time('noise', () => integerNoiseShare(clipped.length, open.noiseShareStd));
-    const encoded = await timer.time('encode', () => encode(plan, clipped, noise));
-    const masked = await timer.time('mask', () => me.maskInputWithShares(incoming, encoded));
-    const survivors = await timer.time('upload', () =>
-      send<number[]>('MaskedInput', masked, masked.vector.byteLength, LONG_POLL_MS),
-    );
-    const un = me.unmask(survivors);
-    await send('Unmask', un, (un.selfMaskShares.length + un.maskingKeyShares.length) * 36, 120_000);
-    this.o.emit({ type: 'metrics', round: r, phase_seconds: rounded(timer.seconds), bytes_sent: bytes });
+    return timer.time('encode', () => encode(plan, clipped, noise));
   }
 
   close(): void {

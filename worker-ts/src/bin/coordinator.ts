@@ -1,7 +1,13 @@
 #!/usr/bin/env node
 // node worker-ts/dist/bin/coordinator.js --config <job.json>
 // stdout: {"type":"listening",...}, one {"type":"metrics",...} per round, then {"type":"done",...}.
+// With secureAggregation.mode 'he' it uses the key holder at secureAggregation.keyHolder, or starts
+// one (bin/key-holder) as its child on loopback; the child's stdout does not reach this stdout.
 import '../env.js';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { RunConfig } from '../config.js';
+import type { HeKeyHolderLink } from '../coordinator/coordinator.js';
 import { parseArgs } from './args.js';
 import { emitLine } from '../metrics.js';
 import { createLogger } from '../logger.js';
@@ -30,6 +36,8 @@ async function main(): Promise<number> {
     { model: prepared.def.kind, parameters: prepared.parameters, testRecords: test.size },
     'model ready',
   );
+  const keyHolder =
+    cfg.secureAggregation.mode === 'he' ? await connectKeyHolder(args.config, cfg) : undefined;
   const engine = new DpClippingEngine(prepared.def, prepared.initial);
   const tx = tf.tensor(test.features, [test.size, ...test.featureShape], test.dtype);
   const ty = tf.tensor1d(test.labels, 'int32');
@@ -42,6 +50,7 @@ async function main(): Promise<number> {
     },
     log,
     emit: emitLine,
+    ...(keyHolder ? { keyHolder: keyHolder.link } : {}),
     ...(process.env.TENSORGUARD_STAGE_TIMEOUT_MS
       ? { stageTimeoutMs: Number(process.env.TENSORGUARD_STAGE_TIMEOUT_MS) }
       : {}),
@@ -61,6 +70,7 @@ async function main(): Promise<number> {
   // Let waiting workers collect the 'done' answer before the server goes away.
   await new Promise((r) => setTimeout(r, 1500));
   server.forceShutdown();
+  await keyHolder?.close();
   emitLine({
     type: 'done',
     status: res.status,
@@ -74,6 +84,52 @@ async function main(): Promise<number> {
     ...(res.error !== undefined ? { error: res.error } : {}),
   });
   return res.status === 'succeeded' ? 0 : 1;
+}
+
+/**
+ * The HE key holder: the configured one, or a child started here. Checks that it decrypts sums of
+ * as few contributions as the job's threshold allows (otherwise a round the job may release would
+ * be refused).
+ */
+async function connectKeyHolder(
+  configFile: string,
+  cfg: RunConfig,
+): Promise<{ link: HeKeyHolderLink; close: () => Promise<void> }> {
+  const { KeyHolderClient } = await import('../he/key-holder.js');
+  const { spawnKeyHolder } = await import('../he/spawn.js');
+  let address = cfg.secureAggregation.keyHolder;
+  let stopChild = async () => {};
+  if (address === undefined) {
+    const here = fileURLToPath(import.meta.url);
+    const child = await spawnKeyHolder(
+      path.join(path.dirname(here), `key-holder${path.extname(here)}`),
+      path.resolve(configFile),
+    );
+    address = child.address;
+    stopChild = child.close;
+    log.info({ keyHolder: address, pid: child.child.pid }, 'started the HE key holder');
+  }
+  const client = new KeyHolderClient(address);
+  const pk = await client.publicKey();
+  const t = cfg.secureAggregation.threshold;
+  if (pk.minInputs > t) {
+    throw new Error(
+      `the key holder at ${address} decrypts only sums of ≥ ${pk.minInputs} contributions, more than secureAggregation.threshold ${t}; start it with this job's config`,
+    );
+  }
+  log.info({ keyHolder: address, keyId: pk.keyId, minInputs: pk.minInputs }, 'HE key holder ready');
+  return {
+    link: {
+      address,
+      publicKey: pk.publicKey,
+      keyId: pk.keyId,
+      decryptSum: (req) => client.decryptSum(req),
+    },
+    close: async () => {
+      client.close();
+      await stopChild();
+    },
+  };
 }
 
 main().then(

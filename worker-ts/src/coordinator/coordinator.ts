@@ -3,19 +3,23 @@
 // decoded noisy sum, the privacy ledger and accountant, evaluation and checkpoints.
 //
 // Lifecycle: 'STARTING' → 'RUNNING' → 'DONE' | 'FAILED'. Within RUNNING each round goes through
-// secure-agg's stages; the one step that releases information (closing MASKED_INPUT, after which
-// survivors reveal unmask shares) is preceded by the fsynced ledger append.
+// secure-agg's stages (masking) or HeRound's (HE mode: encrypted inputs summed here, the sum
+// decrypted by the separate key holder); the one step that releases information (closing
+// MASKED_INPUT, after which survivors reveal unmask shares; in HE mode, asking the key holder to
+// decrypt) is preceded by the fsynced ledger append.
 import * as grpc from '@grpc/grpc-js';
 import {
   AggregatorRound,
   compileRound,
   decode,
+  HE_MAX_SUM_BOUND,
   newSessionId,
   planEncoding,
   SecAggError,
   type AdvertiseKeys,
   type EncodingOptions,
   type MaskedInput,
+  type RingVector,
   type RoundParams,
   type ShareKeys,
   type UnmaskShares,
@@ -40,7 +44,9 @@ import { PhaseTimer, rounded } from '../metrics.js';
 import { flatten, sizeOf, trainableSpecs, type ModelDef } from '../models/model.js';
 import { MAX_SHARE_STD, shareStdInteger } from '../noise.js';
 import { createOptimizer, type Optimizer } from '../optimizer.js';
+import type { DecryptSumRequest } from '../he/key-holder.js';
 import type {
+  EncryptedInput,
   JoinRequest,
   JoinResponse,
   NextRoundRequest,
@@ -48,6 +54,7 @@ import type {
   RoundOpen,
   StageRequest,
 } from '../protocol.js';
+import { HeRound } from './he-round.js';
 import { PrivacyLedger, type LedgerEntry } from './ledger.js';
 import { integerMechanismEpsilon, JobAccountant } from './privacy.js';
 import { RpcError, type Handler, type Method } from './rpc.js';
@@ -70,6 +77,17 @@ export interface CoordinatorOptions {
   joinGraceMs?: number;
   /** Deadlines of the key stages and of unmask (default 15 s each). */
   stageTimeoutMs?: number;
+  /** Required with secureAggregation.mode 'he': the key holder that decrypts the round sums. */
+  keyHolder?: HeKeyHolderLink;
+}
+
+/** The coordinator's view of the HE key holder (he/key-holder.ts's KeyHolderClient). */
+export interface HeKeyHolderLink {
+  readonly address: string;
+  readonly publicKey: Uint8Array;
+  readonly keyId: string;
+  /** The decrypted ring sum without the count slot; rejects when the key holder refuses. */
+  decryptSum(req: DecryptSumRequest): Promise<RingVector>;
 }
 
 export interface CoordinatorResult {
@@ -91,7 +109,10 @@ interface Waiter {
 
 interface LiveRound {
   r: number;
-  agg: AggregatorRound;
+  /** Masking mode. */
+  agg?: AggregatorRound;
+  /** HE mode. */
+  he?: HeRound;
   members: string[];
   encoding: EncodingOptions;
   /** Resolved whenever a stage may be complete. */
@@ -128,6 +149,12 @@ export class Coordinator {
     this.specs = trainableSpecs(o.def);
     this.params = flatten(this.specs, o.initial);
     this.optimizer = createOptimizer(this.params.length, o.config.optimizer);
+    if (o.config.secureAggregation.mode === 'he' && !o.keyHolder) {
+      throw new ConfigError(
+        'secureAggregation.mode',
+        "'he' needs a key holder; pass CoordinatorOptions.keyHolder",
+      );
+    }
     fs.mkdirSync(o.config.checkpoint.dir, { recursive: true });
     this.ledger = new PrivacyLedger(path.join(o.config.checkpoint.dir, 'privacy-ledger.jsonl'));
     this.accountant = new JobAccountant({
@@ -199,6 +226,7 @@ export class Coordinator {
       ShareKeys: (req) => this.stage(req as StageRequest<ShareKeys>, 'SHARE_KEYS'),
       MaskedInput: (req) => this.stage(req as StageRequest<MaskedInput>, 'MASKED_INPUT'),
       Unmask: (req) => this.stage(req as StageRequest<UnmaskShares>, 'UNMASK'),
+      EncryptedInput: (req) => this.stage(req as StageRequest<EncryptedInput>, 'ENCRYPTED_INPUT'),
     };
   }
 
@@ -233,7 +261,7 @@ export class Coordinator {
 
   private async stage(
     req: StageRequest<unknown>,
-    stage: 'ADVERTISE_KEYS' | 'SHARE_KEYS' | 'MASKED_INPUT' | 'UNMASK',
+    stage: 'ADVERTISE_KEYS' | 'SHARE_KEYS' | 'MASKED_INPUT' | 'UNMASK' | 'ENCRYPTED_INPUT',
   ): Promise<unknown> {
     const live = this.live;
     if (!live || live.r !== req.round) {
@@ -250,19 +278,29 @@ export class Coordinator {
         `${req.workerId} is not member ${String(msg?.index)} of round ${req.round}`,
       );
     }
+    const mode = this.config.secureAggregation.mode;
+    if ((stage === 'ENCRYPTED_INPUT') !== (mode === 'he')) {
+      throw new RpcError(
+        grpc.status.FAILED_PRECONDITION,
+        `round ${req.round} uses secureAggregation.mode '${mode}'; ${stage} does not belong to it`,
+      );
+    }
     try {
       switch (stage) {
         case 'ADVERTISE_KEYS':
-          live.agg.submitAdvertiseKeys(req.message as AdvertiseKeys);
+          live.agg!.submitAdvertiseKeys(req.message as AdvertiseKeys);
           break;
         case 'SHARE_KEYS':
-          live.agg.submitShareKeys(req.message as ShareKeys);
+          live.agg!.submitShareKeys(req.message as ShareKeys);
           break;
         case 'MASKED_INPUT':
-          live.agg.submitMaskedInput(req.message as MaskedInput);
+          live.agg!.submitMaskedInput(req.message as MaskedInput);
           break;
         case 'UNMASK':
-          live.agg.submitUnmask(req.message as UnmaskShares);
+          live.agg!.submitUnmask(req.message as UnmaskShares);
+          break;
+        case 'ENCRYPTED_INPUT':
+          live.he!.submit(req.message as EncryptedInput);
           break;
       }
     } catch (err) {
@@ -386,7 +424,7 @@ export class Coordinator {
     const members = waiters.map((w) => w.req.workerId);
     const t = cfg.secureAggregation.threshold;
     const holders = members.length;
-    const { enc, shareStd, sensitivity } = this.encodingOptions(members.length);
+    const { enc, shareStd } = this.encodingOptions(members.length);
     const plan = planEncoding(enc);
     const params: RoundParams = {
       sessionId: newSessionId(),
@@ -399,18 +437,48 @@ export class Coordinator {
       graphSeed: randomBytes(16),
       minInputs: Math.min(t, holders),
     };
-    const compiled = compileRound(params);
-    const stageMs = this.o.stageTimeoutMs ?? 15_000;
-    const agg = new AggregatorRound(compiled, {
-      deadlinesMs: {
-        ADVERTISE_KEYS: stageMs,
-        SHARE_KEYS: stageMs,
-        MASKED_INPUT: cfg.roundTimeoutMs,
-        UNMASK: stageMs,
-      },
-    });
+    const keyHolder = this.o.keyHolder;
+    let he: HeRound | undefined;
+    let agg: AggregatorRound | undefined;
+    if (cfg.secureAggregation.mode === 'he') {
+      if (!keyHolder)
+        throw new Error("secureAggregation.mode 'he' needs a key holder (CoordinatorOptions.keyHolder)");
+      if (plan.bits === 64 && plan.sumBound >= HE_MAX_SUM_BOUND) {
+        throw new ConfigError(
+          'secureAggregation.scale',
+          `in HE mode the sum must stay below 2^58 in integer units, but it can reach ${plan.sumBound.toExponential(3)}; lower secureAggregation.scale or privacy.clipNorm`,
+        );
+      }
+      he = await HeRound.create({
+        round: r,
+        members,
+        minInputs: params.minInputs,
+        length: this.params.length + 1,
+        bits: plan.bits,
+        keyId: keyHolder.keyId,
+        deadlineMs: cfg.roundTimeoutMs,
+      });
+    } else {
+      const stageMs = this.o.stageTimeoutMs ?? 15_000;
+      agg = new AggregatorRound(compileRound(params), {
+        deadlinesMs: {
+          ADVERTISE_KEYS: stageMs,
+          SHARE_KEYS: stageMs,
+          MASKED_INPUT: cfg.roundTimeoutMs,
+          UNMASK: stageMs,
+        },
+      });
+    }
     let poke: () => void = () => {};
-    const live: LiveRound = { r, agg, members, encoding: enc, poke: () => poke(), stageWaiters: new Map() };
+    const live: LiveRound = {
+      r,
+      ...(agg ? { agg } : {}),
+      ...(he ? { he } : {}),
+      members,
+      encoding: enc,
+      poke: () => poke(),
+      stageWaiters: new Map(),
+    };
     this.live = live;
     waiters.forEach((w, index) => {
       const open: RoundOpen = {
@@ -423,10 +491,11 @@ export class Coordinator {
         clipNorm: cfg.privacy.clipNorm,
         modelVersion: this.modelVersion,
         ...(w.req.haveVersion !== this.modelVersion ? { model: this.params } : {}),
+        ...(he && keyHolder ? { he: { publicKey: keyHolder.publicKey, keyId: keyHolder.keyId } } : {}),
       };
       w.resolve(open);
     });
-    this.o.log.info({ round: r, members }, 'round opened');
+    this.o.log.info({ round: r, members, mode: cfg.secureAggregation.mode }, 'round opened');
     const answer = (stage: string, f: (id: string) => unknown) => {
       for (const [key, w] of live.stageWaiters) {
         if (!key.startsWith(stage + ':')) continue;
@@ -439,11 +508,11 @@ export class Coordinator {
         live.stageWaiters.delete(key);
       }
     };
-    const waitStage = async () => {
-      while (!agg.stageComplete && Date.now() < agg.deadline) {
+    const waitUntil = async (s: { stageComplete: boolean; deadline: number }) => {
+      while (!s.stageComplete && Date.now() < s.deadline) {
         await new Promise<void>((resolve) => {
           poke = resolve;
-          setTimeout(resolve, Math.max(1, Math.min(200, agg.deadline - Date.now())));
+          setTimeout(resolve, Math.max(1, Math.min(200, s.deadline - Date.now())));
         });
       }
     };
@@ -453,111 +522,90 @@ export class Coordinator {
       live.stageWaiters.clear();
     };
     try {
-      await waitStage();
-      agg.closeStage();
-      const roster = agg.keyRoster();
-      answer('ADVERTISE_KEYS', () => roster);
-      await waitStage();
-      agg.closeStage();
-      answer('SHARE_KEYS', (id) => agg.sharesFor(members.indexOf(id)));
-      await timer.time('aggregate', waitStage);
-      // Release point. The survivors' noise shares are what the sum will carry: record the round
-      // with that realised noise, durably, before anyone can learn the sum.
-      const received = [...agg.received()].sort((a, b) => a - b);
-      const survivors = received.length;
-      if (survivors >= params.minInputs) {
-        const shards = received.map((i) => waiters[i]!.req.workerIndex);
-        const realised = realizedNoiseMultiplier(cfg.privacy.noiseMultiplier, survivors, t);
-        const budget = cfg.privacy.epsilonBudget;
-        if (budget !== null) {
-          const after = this.accountant.epsilonAfter({
-            samplingRate: cfg.privacy.samplingRate,
-            noiseMultiplier: realised,
-            survivors,
-            shards,
-          });
-          if (after > budget) {
-            // Nothing has been released yet: the masked inputs are useless without unmask shares.
-            this.doneReason = `privacy budget: releasing round ${r} would reach ε = ${after.toFixed(3)} > epsilonBudget ${budget}`;
-            this.budgetStop = true;
-            this.o.log.warn({ round: r, epsilon: this.epsilon, next: after }, 'round refused before release');
-            return;
+      let released: { sum: RingVector; survivors: number } | undefined;
+      if (he) {
+        // HE: one input stage. The sum builds up as ciphertexts arrive; dropouts do not contribute.
+        await timer.time('aggregate', () => waitUntil(he));
+        const received = he.close(); // ThresholdError below minInputs: nothing is decrypted
+        // Release point: record the round with the survivors' noise, durably, before the key
+        // holder decrypts the sum.
+        if (!this.recordRelease(r, received, waiters, shareStd, enc.scale)) return;
+        const contributors = received.map((i) => members[i]!);
+        answer('ENCRYPTED_INPUT', () => contributors);
+        const sum = await timer.time('unmask', async () => {
+          try {
+            return await keyHolder!.decryptSum({ round: r, contributors, aggregate: he.aggregate() });
+          } catch (err) {
+            // Not a round abort: without the key holder no later round can be released either.
+            throw new Error(
+              `the key holder at ${keyHolder!.address} did not decrypt round ${r}: ${err instanceof Error ? err.message : String(err)}`,
+              { cause: err },
+            );
           }
+        });
+        he.done();
+        released = { sum, survivors: received.length };
+      } else {
+        const a = agg!;
+        await waitUntil(a);
+        a.closeStage();
+        const roster = a.keyRoster();
+        answer('ADVERTISE_KEYS', () => roster);
+        await waitUntil(a);
+        a.closeStage();
+        answer('SHARE_KEYS', (id) => a.sharesFor(members.indexOf(id)));
+        await timer.time('aggregate', () => waitUntil(a));
+        // Release point. The survivors' noise shares are what the sum will carry: record the round
+        // with that realised noise, durably, before anyone can learn the sum.
+        const received = [...a.received()].sort((x, y) => x - y);
+        if (received.length >= params.minInputs) {
+          if (!this.recordRelease(r, received, waiters, shareStd, enc.scale)) return;
         }
-        const d = this.params.length;
-        const scale = enc.scale;
-        const integerEvent: DpEvent =
-          shareStd >= 0.5
-            ? poissonSampledEvent(
-                cfg.privacy.samplingRate,
-                distributedDiscreteGaussianEvent({
-                  l2ClipNorm: cfg.privacy.clipNorm,
-                  granularity: 1 / scale,
-                  dimension: d,
-                  localStddev: shareStd,
-                  contributors: survivors,
-                }),
-              )
-            : nonPrivateEvent();
-        const entry: LedgerEntry = {
-          round: r,
-          samplingRate: cfg.privacy.samplingRate,
-          noiseMultiplier: realised,
-          survivors,
-          shards,
-          quorum: t,
-          configuredNoiseMultiplier: cfg.privacy.noiseMultiplier,
-          integerEvent,
-          time: new Date().toISOString(),
-        };
-        this.ledger.append(entry);
-        this.ledgerEntries.push(entry);
-        this.accountant.record(entry);
+        a.closeStage();
+        const surv = a.survivors();
+        answer('MASKED_INPUT', () => surv);
+        await timer.time('unmask', async () => {
+          await waitUntil(a);
+          a.closeStage();
+        });
+        const result = a.result();
+        answer('UNMASK', () => ({ ok: true }));
+        released = { sum: result.sum, survivors: result.survivors.length };
       }
-      agg.closeStage();
-      const surv = agg.survivors();
-      answer('MASKED_INPUT', () => surv);
-      await timer.time('unmask', async () => {
-        await waitStage();
-        agg.closeStage();
-      });
-      const result = agg.result();
-      answer('UNMASK', () => ({ ok: true }));
       await timer.time('apply', () => {
-        const sum = decode(plan, result.sum);
-        const total = [...this.shardSizes.values()].reduce((a, b) => a + b, 0);
+        const sum = decode(plan, released.sum);
+        const total = [...this.shardSizes.values()].reduce((x, y) => x + y, 0);
         const norm = 1 / (cfg.privacy.samplingRate * total);
         const grad = new Float32Array(sum.length);
         for (let i = 0; i < sum.length; i++) grad[i] = sum[i]! * norm;
         this.optimizer.step(this.params, grad);
         this.modelVersion = r;
       });
-      void sensitivity;
       if (process.env.TENSORGUARD_TEST_CRASH_AFTER_RELEASE === String(this.releasedRounds)) {
         // Fault injection for the crash-consistency test: die after the sum was released and
         // applied, before the checkpoint that would have recorded it.
         process.kill(process.pid, 'SIGKILL');
       }
       let acc: number | null = null;
-      const released = this.releasedRounds;
-      if (released % cfg.evaluation.everyRounds === 0 || released >= cfg.rounds) {
+      const count = this.releasedRounds;
+      if (count % cfg.evaluation.everyRounds === 0 || count >= cfg.rounds) {
         acc = this.o.evaluate(this.params);
         this.lastAccuracy = acc;
       }
-      if (released % cfg.checkpoint.everyRounds === 0 && released < cfg.rounds) this.checkpoint();
+      if (count % cfg.checkpoint.everyRounds === 0 && count < cfg.rounds) this.checkpoint();
       this.o.emit({
         type: 'metrics',
-        round: released,
+        round: count,
         rounds_total: cfg.rounds,
         epsilon: this.epsilon,
         delta: this.delta,
         eval_accuracy: acc,
-        workers_alive: result.survivors.length,
+        workers_alive: released.survivors,
         round_seconds: Number(((performance.now() - roundStart) / 1000).toFixed(4)),
         phase_seconds: rounded(timer.seconds),
       });
       this.o.log.info(
-        { round: r, survivors: result.survivors.length, epsilon: this.epsilon },
+        { round: r, survivors: released.survivors, epsilon: this.epsilon },
         'round released and applied',
       );
     } catch (err) {
@@ -569,8 +617,74 @@ export class Coordinator {
       throw err;
     } finally {
       failAll(new Error(`round ${r} is over`));
+      he?.dispose();
       this.live = undefined;
     }
+  }
+
+  /**
+   * The release point's bookkeeping: checks the round as it will be released (member indices
+   * `received`) against the budget, then appends it to the ledger (fsync) and the accountant.
+   * Returns false, and sets the budget stop, when releasing it would pass privacy.epsilonBudget;
+   * nothing has been released then (masked inputs without unmask shares, or ciphertexts the key
+   * holder was never asked to decrypt, are useless).
+   */
+  private recordRelease(
+    r: number,
+    received: number[],
+    waiters: Waiter[],
+    shareStd: number,
+    scale: number,
+  ): boolean {
+    const cfg = this.config;
+    const t = cfg.secureAggregation.threshold;
+    const survivors = received.length;
+    const shards = received.map((i) => waiters[i]!.req.workerIndex);
+    const realised = realizedNoiseMultiplier(cfg.privacy.noiseMultiplier, survivors, t);
+    const budget = cfg.privacy.epsilonBudget;
+    if (budget !== null) {
+      const after = this.accountant.epsilonAfter({
+        samplingRate: cfg.privacy.samplingRate,
+        noiseMultiplier: realised,
+        survivors,
+        shards,
+      });
+      if (after > budget) {
+        this.doneReason = `privacy budget: releasing round ${r} would reach ε = ${after.toFixed(3)} > epsilonBudget ${budget}`;
+        this.budgetStop = true;
+        this.o.log.warn({ round: r, epsilon: this.epsilon, next: after }, 'round refused before release');
+        return false;
+      }
+    }
+    const d = this.params.length;
+    const integerEvent: DpEvent =
+      shareStd >= 0.5
+        ? poissonSampledEvent(
+            cfg.privacy.samplingRate,
+            distributedDiscreteGaussianEvent({
+              l2ClipNorm: cfg.privacy.clipNorm,
+              granularity: 1 / scale,
+              dimension: d,
+              localStddev: shareStd,
+              contributors: survivors,
+            }),
+          )
+        : nonPrivateEvent();
+    const entry: LedgerEntry = {
+      round: r,
+      samplingRate: cfg.privacy.samplingRate,
+      noiseMultiplier: realised,
+      survivors,
+      shards,
+      quorum: t,
+      configuredNoiseMultiplier: cfg.privacy.noiseMultiplier,
+      integerEvent,
+      time: new Date().toISOString(),
+    };
+    this.ledger.append(entry);
+    this.ledgerEntries.push(entry);
+    this.accountant.record(entry);
+    return true;
   }
 
   private checkpoint(): void {
