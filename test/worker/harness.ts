@@ -1,4 +1,5 @@
 // Spawns the real coordinator and worker programs (from source via tsx) over loopback gRPC.
+import { expect } from 'chai';
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -119,6 +120,11 @@ export function startWorker(
   );
 }
 
+/** The HE key holder (bin/key-holder), listening on loopback. */
+export function startKeyHolder(configFile: string, env: Record<string, string> = {}): Proc {
+  return start('key-holder.ts', ['--config', configFile, '--listen', '127.0.0.1:0'], env);
+}
+
 export async function address(coord: Proc): Promise<string> {
   const l = await coord.waitFor((x) => x.type === 'listening', 60_000);
   return l.address as string;
@@ -166,4 +172,28 @@ export function snapshot(d: string): Record<string, string> {
 
 export function killAll(procs: Proc[]): void {
   for (const p of procs) if (p.child.exitCode === null && p.child.pid !== undefined) p.child.kill('SIGKILL');
+}
+
+/**
+ * Runs a job to its end: the coordinator and `workers` workers of `config`; expects every worker
+ * to exit 0 and the coordinator to exit as its done line says.
+ */
+export async function runJob(
+  config: string,
+  workers: number,
+  env: Record<string, string> = {},
+): Promise<{ coord: Proc; done: Record<string, unknown>; ws: Proc[] }> {
+  const coord = startCoordinator(config, env);
+  const ws: Proc[] = [];
+  try {
+    const addr = await address(coord);
+    for (let i = 0; i < workers; i++) ws.push(startWorker(config, i, addr));
+    const done = await coord.waitFor((l) => l.type === 'done', 240_000);
+    const codes = await Promise.all(ws.map((w) => w.exited));
+    expect(codes).to.deep.equal(ws.map(() => 0));
+    expect(await coord.exited).to.equal(done.status === 'succeeded' ? 0 : 1);
+    return { coord, done, ws };
+  } finally {
+    killAll([coord, ...ws]);
+  }
 }

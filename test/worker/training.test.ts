@@ -1,47 +1,10 @@
 // Multi-process training over real gRPC: equivalence with single-process clipped SGD, and a
 // short noisy training run whose test accuracy must rise well above chance.
-import * as tf from '@tensorflow/tfjs-node';
-import {
-  LoopClippingEngine,
-  flatten,
-  loadLatestCheckpoint,
-  loadTrainSet,
-  parseRunConfig,
-  prepareModel,
-  trainableSpecs,
-  SgdMomentum,
-} from '@tensorguard/worker';
 import { calibrateNoiseMultiplier } from '@tensorguard/dp';
 import { expect } from 'chai';
 import fs from 'node:fs';
-import {
-  address,
-  killAll,
-  startCoordinator,
-  startWorker,
-  tmpDir,
-  writeConfig,
-  type Proc,
-} from './harness.js';
-
-async function runJob(
-  config: string,
-  workers: number,
-): Promise<{ coord: Proc; done: Record<string, unknown>; ws: Proc[] }> {
-  const coord = startCoordinator(config);
-  const ws: Proc[] = [];
-  try {
-    const addr = await address(coord);
-    for (let i = 0; i < workers; i++) ws.push(startWorker(config, i, addr));
-    const done = await coord.waitFor((l) => l.type === 'done', 240_000);
-    const codes = await Promise.all(ws.map((w) => w.exited));
-    expect(codes).to.deep.equal(ws.map(() => 0));
-    expect(await coord.exited).to.equal(done.status === 'succeeded' ? 0 : 1);
-    return { coord, done, ws };
-  } finally {
-    killAll([coord, ...ws]);
-  }
-}
+import { runJob, tmpDir, writeConfig } from './harness.js';
+import { checkpointParams, clippedSgdReference, maxDiff } from './reference.js';
 
 describe('worker + coordinator: training', function () {
   this.timeout(300_000);
@@ -78,38 +41,10 @@ describe('worker + coordinator: training', function () {
     }
 
     // Reference: one process, the same clipped SGD on the union of the shards.
-    const cfg = parseRunConfig(JSON.parse(fs.readFileSync(file, 'utf8')));
-    const train = loadTrainSet(cfg);
-    const prepared = prepareModel(cfg, train);
-    const specs = trainableSpecs(prepared.def);
-    const params = flatten(specs, prepared.initial);
-    const engine = new LoopClippingEngine(tf, prepared.def, prepared.initial);
-    const opt = new SgdMomentum(params.length, cfg.optimizer.learningRate, cfg.optimizer.momentum);
-    const x = tf.tensor(train.features, [train.size, ...train.featureShape]);
-    const y = tf.tensor1d(train.labels, 'int32');
-    for (let r = 0; r < 5; r++) {
-      engine.setTrainable(params);
-      const { sum } = engine.clippedSum(x, y, cfg.privacy.clipNorm);
-      opt.step(
-        params,
-        sum.map((v) => v / train.size),
-      );
-    }
-    tf.dispose([x, y]);
-    engine.dispose();
-
-    const ck = loadLatestCheckpoint(cfg.checkpoint.dir, { baseModelFingerprint: prepared.fingerprint })!;
-    expect(ck.manifest.round).to.equal(5);
-    const got = flatten(
-      specs,
-      Object.fromEntries(specs.map((s) => [s.name, ck.model[s.name]!.data as Float32Array])),
-    );
-    let maxErr = 0;
-    let maxAbs = 0;
-    for (let i = 0; i < params.length; i++) {
-      maxErr = Math.max(maxErr, Math.abs(got[i]! - params[i]!));
-      maxAbs = Math.max(maxAbs, Math.abs(params[i]!));
-    }
+    const params = clippedSgdReference(file, 5);
+    const ck = checkpointParams(file);
+    expect(ck.round).to.equal(5);
+    const { maxErr, maxAbs } = maxDiff(ck.params, params);
     // Fixed point at scale 2^16 with randomized rounding: per step ≤ 3 workers × 2^-16 / 90 per
     // coordinate, amplified by momentum over 5 steps; float32 summation order adds ~1e-7.
     expect(maxErr).to.be.below(2e-5);

@@ -67,7 +67,12 @@ export {
   type RoundEvent,
 } from './coordinator/privacy.js';
 export { PrivacyLedger, type LedgerEntry } from './coordinator/ledger.js';
-export { Coordinator, type CoordinatorOptions, type CoordinatorResult } from './coordinator/coordinator.js';
+export {
+  Coordinator,
+  type CoordinatorOptions,
+  type CoordinatorResult,
+  type HeKeyHolderLink,
+} from './coordinator/coordinator.js';
 export { RoundClient, type RoundClientOptions } from './round-client.js';
 export {
   tanhCnn,
@@ -76,3 +81,14 @@ export {
   type LocalTrainOptions,
   type LocalTrainResult,
 } from './local-train.js';
+export {
+  KeyHolderClient,
+  KeyHolderService,
+  KEY_HOLDER_SERVICE,
+  keyIdOf,
+  type DecryptSumRequest,
+  type PublicKeyResponse,
+} from './he/key-holder.js';
+export { withCountSlot, splitCountSlot } from './he/contribution.js';
+export { spawnKeyHolder, type SpawnedKeyHolder } from './he/spawn.js';
+export { HeRound, type HeRoundOptions, type HeRoundStage } from './coordinator/he-round.js';
