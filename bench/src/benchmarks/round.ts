@@ -2,6 +2,11 @@
 // aggregate, unmask, apply; secure aggregation on) against the bare DP-SGD step (sample + clip)
 // alone, for 1, 2 and 4 workers on this machine, with the per-phase breakdown. The examples of a
 // round are counted as their expectation q·N (the realised batch is private).
+//
+// The same job then runs in HE mode (secureAggregation.mode 'he', 2 and 4 workers): 'mask' is the
+// workers' BFV encryption, 'aggregate' the coordinator's wait for and homomorphic sum of the
+// ciphertexts, 'unmask' the key holder's decryption. he_over_masking_round_time answers "how much
+// cheaper is masking" for a whole round.
 import { fmnistConfig, runJob } from '../job-runner.js';
 import type { Benchmark, Row } from '../types.js';
 
@@ -12,19 +17,28 @@ const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.l
 
 export const benchmark: Benchmark = {
   description:
-    'tanh CNN on Fashion-MNIST: examples/s of the whole secure-aggregation round vs the bare DP-SGD step, 1/2/4 workers',
+    'tanh CNN on Fashion-MNIST: examples/s of the whole secure-aggregation round vs the bare DP-SGD step, 1/2/4 workers, masking and HE',
   async run({ quick, root, log }) {
     const rounds = quick ? 4 : 12;
     const perWorkerBatch = quick ? 32 : 64;
     const shard = 2000;
     const rows: Row[] = [];
     let ratio4 = NaN;
-    for (const n of [1, 2, 4]) {
+    const maskingRound = new Map<number, number>();
+    let heOverMasking4 = NaN;
+    const runs: { n: number; mode: 'masking' | 'he' }[] = [
+      { n: 1, mode: 'masking' },
+      { n: 2, mode: 'masking' },
+      { n: 4, mode: 'masking' },
+      { n: 2, mode: 'he' },
+      { n: 4, mode: 'he' },
+    ];
+    for (const { n, mode } of runs) {
       // Secure aggregation needs ≥ 2 members; the 1-worker row runs 2 workers' worth of data
       // through one worker's step only, so it shows the bare step at that scale.
       const workers = Math.max(n, 2);
       const q = perWorkerBatch / shard;
-      log(`${n} worker(s): ${rounds} rounds, expected batch ${perWorkerBatch} per worker`);
+      log(`${n} worker(s), ${mode}: ${rounds} rounds, expected batch ${perWorkerBatch} per worker`);
       const run = await runJob(
         root,
         fmnistConfig({
@@ -35,7 +49,7 @@ export const benchmark: Benchmark = {
             testExamples: 500,
           },
           workers: { count: workers },
-          secureAggregation: { mode: 'masking', threshold: workers === 2 ? 2 : 3 },
+          secureAggregation: { mode, threshold: workers === 2 ? 2 : 3 },
           privacy: {
             clipNorm: 1,
             noiseMultiplier: 1,
@@ -60,6 +74,7 @@ export const benchmark: Benchmark = {
       const roundSeconds = mean(cm.map((l) => l.round_seconds as number));
       const examples = perWorkerBatch * workers;
       const row: Row = {
+        mode,
         workers: n,
         step_examples_per_s: Number((perWorkerBatch / stepSeconds).toFixed(1)),
         round_examples_per_s: n === 1 ? null : Number((examples / roundSeconds).toFixed(1)),
@@ -68,9 +83,21 @@ export const benchmark: Benchmark = {
       for (const p of WORKER_PHASES) row[p] = Number(mean(wm.map((w) => phase(w, p))).toFixed(4));
       for (const p of COORD_PHASES) row[p] = Number(phase(cm, p).toFixed(4));
       row.round_s = Number(roundSeconds.toFixed(3));
+      const masking = maskingRound.get(n);
+      row.he_over_masking_round_time =
+        mode === 'he' && masking !== undefined ? Number((roundSeconds / masking).toFixed(3)) : null;
+      row.bytes_sent_per_worker = Math.round(mean(worker0.map((l) => l.bytes_sent as number)));
       rows.push(row);
-      if (n === 4) ratio4 = roundSeconds / stepSeconds;
+      if (mode === 'masking') maskingRound.set(n, roundSeconds);
+      if (n === 4 && mode === 'masking') ratio4 = roundSeconds / stepSeconds;
+      if (n === 4 && mode === 'he' && masking !== undefined) heOverMasking4 = roundSeconds / masking;
     }
-    return { rows, summary: { round_over_step_time_4_workers: Number(ratio4.toFixed(3)) } };
+    return {
+      rows,
+      summary: {
+        round_over_step_time_4_workers: Number(ratio4.toFixed(3)),
+        he_over_masking_round_time_4_workers: Number(heOverMasking4.toFixed(3)),
+      },
+    };
   },
 };
