@@ -441,23 +441,29 @@ export class Coordinator {
     let he: HeRound | undefined;
     let agg: AggregatorRound | undefined;
     if (cfg.secureAggregation.mode === 'he') {
-      if (!keyHolder)
-        throw new Error("secureAggregation.mode 'he' needs a key holder (CoordinatorOptions.keyHolder)");
-      if (plan.bits === 64 && plan.sumBound >= HE_MAX_SUM_BOUND) {
-        throw new ConfigError(
-          'secureAggregation.scale',
-          `in HE mode the sum must stay below 2^58 in integer units, but it can reach ${plan.sumBound.toExponential(3)}; lower secureAggregation.scale or privacy.clipNorm`,
-        );
+      try {
+        if (!keyHolder)
+          throw new Error("secureAggregation.mode 'he' needs a key holder (CoordinatorOptions.keyHolder)");
+        if (plan.bits === 64 && plan.sumBound >= HE_MAX_SUM_BOUND) {
+          throw new ConfigError(
+            'secureAggregation.scale',
+            `in HE mode the sum must stay below 2^58 in integer units, but it can reach ${plan.sumBound.toExponential(3)}; lower secureAggregation.scale or privacy.clipNorm`,
+          );
+        }
+        he = await HeRound.create({
+          round: r,
+          members,
+          minInputs: params.minInputs,
+          length: this.params.length + 1,
+          bits: plan.bits,
+          keyId: keyHolder.keyId,
+          deadlineMs: cfg.roundTimeoutMs,
+        });
+      } catch (err) {
+        // Fatal for the job: hand the members back so that run() tells them it is over.
+        for (const w of waiters) this.waiting.set(w.req.workerId, w);
+        throw err;
       }
-      he = await HeRound.create({
-        round: r,
-        members,
-        minInputs: params.minInputs,
-        length: this.params.length + 1,
-        bits: plan.bits,
-        keyId: keyHolder.keyId,
-        deadlineMs: cfg.roundTimeoutMs,
-      });
     } else {
       const stageMs = this.o.stageTimeoutMs ?? 15_000;
       agg = new AggregatorRound(compileRound(params), {
