@@ -77,8 +77,20 @@ export function crossFieldIssues(raw: unknown): SpecIssue[] {
   if (t !== undefined && count !== undefined && Number.isInteger(t) && t > count) {
     out.push({ path: 'secureAggregation.threshold', message: `${t} exceeds workers.count ${count}` });
   }
-  if (sa?.mode === 'he') {
-    out.push({ path: 'secureAggregation.mode', message: "'he' is not implemented yet; use 'masking'" });
+  if (sa?.mode === 'he' && t !== undefined && count !== undefined) {
+    const tCount = Number.isInteger(t) ? t : Math.ceil(t * count);
+    if (tCount < 2) {
+      out.push({
+        path: 'secureAggregation.threshold',
+        message: `resolves to ${tCount}; mode 'he' needs at least 2 (the key holder never decrypts one worker's ciphertext)`,
+      });
+    }
+  }
+  if (sa?.keyHolder !== undefined && sa.mode !== 'he') {
+    out.push({
+      path: 'secureAggregation.keyHolder',
+      message: "applies to mode 'he' only; remove it or set mode 'he'",
+    });
   }
   return out;
 }

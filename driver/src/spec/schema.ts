@@ -120,6 +120,17 @@ export const secureAggregationSchema = z.strictObject({
     .default(0.5),
   /** Ring width in bits. Default 'auto' (the smallest with a proven no-overflow bound). */
   bits: z.union([z.literal(32), z.literal(64), z.literal('auto')]).default('auto'),
+  /**
+   * mode 'he' only: HOST:PORT of a running key holder (`worker-ts/dist/bin/key-holder.js`), so
+   * that the secret key lives outside the coordinator's machine. Default: the coordinator starts
+   * one as a child process on loopback (separation in code only; see docs/secure-aggregation.md).
+   */
+  keyHolder: z
+    .string()
+    .regex(/^(\[[0-9a-fA-F:]+\]|[^\s:[\]]+):\d{1,5}$/, {
+      message: 'must be HOST:PORT of a running key holder',
+    })
+    .optional(),
 });
 
 export const optimizerSchema = z.discriminatedUnion('kind', [

@@ -141,9 +141,21 @@ const BAD: [string, Mutate, string[]][] = [
     ['privacy.samplingRate: must be ≤ 1, got 1.5'],
   ],
   [
-    'homomorphic mode',
-    (s) => (s.secureAggregation = { mode: 'he' }),
-    ["secureAggregation.mode: 'he' is not implemented yet; use 'masking'"],
+    'homomorphic mode with a threshold of one worker',
+    (s) => (s.secureAggregation = { mode: 'he', threshold: 0.2 }),
+    [
+      "secureAggregation.threshold: resolves to 1; mode 'he' needs at least 2 (the key holder never decrypts one worker's ciphertext)",
+    ],
+  ],
+  [
+    'a key holder without homomorphic mode',
+    (s) => (s.secureAggregation = { keyHolder: '10.0.0.7:7000' }),
+    ["secureAggregation.keyHolder: applies to mode 'he' only; remove it or set mode 'he'"],
+  ],
+  [
+    'a key holder that is not HOST:PORT',
+    (s) => (s.secureAggregation = { mode: 'he', keyHolder: 'http://keys' }),
+    ['secureAggregation.keyHolder: must be HOST:PORT of a running key holder'],
   ],
   [
     'threshold above the worker count',
@@ -284,6 +296,13 @@ describe('job spec', () => {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('resolves a homomorphic-mode spec with its key holder for the worker', async () => {
+    const doc = validSpecInput();
+    doc.secureAggregation = { mode: 'he', threshold: 0.6, keyHolder: 'keys.internal:7000' };
+    const cfg = await resolveRunConfig(parseJobSpec(doc), { jobId: 'j-2', dataDir: '/data' });
+    expect(cfg.secureAggregation).to.include({ mode: 'he', threshold: 2, keyHolder: 'keys.internal:7000' });
   });
 
   it('resolves the threshold count, the sampling rate and the checkpoint folder', async () => {
