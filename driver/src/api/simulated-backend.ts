@@ -74,9 +74,15 @@ export class SimulatedBackend implements JobBackend {
         i += 1;
       }
       if (j.state !== 'RUNNING') return;
+      // One abort listener per wait, removed on wake-up: a long job must not pile them up.
       await new Promise<void>((resolve) => {
-        j.wake.add(resolve);
-        signal.addEventListener('abort', () => resolve(), { once: true });
+        const done = () => {
+          j.wake.delete(done);
+          signal.removeEventListener('abort', done);
+          resolve();
+        };
+        j.wake.add(done);
+        signal.addEventListener('abort', done, { once: true });
       });
     }
   }
