@@ -41,6 +41,7 @@ export {
   allocRing,
   addInto,
   addMaskInto,
+  addMasksFrom,
   addMasksInto,
   DEFAULT_RING_ADD_PATH,
   expandMask,

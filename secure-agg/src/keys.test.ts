@@ -1,3 +1,4 @@
+import { createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync } from 'node:crypto';
 import { expect } from 'chai';
 import { ShareDecryptionError } from './errors.js';
 import { agree, decryptFromPeer, deriveKey, encryptForPeer, generateKeyPair, publicKeyOf } from './keys.js';
@@ -15,6 +16,25 @@ describe('keys', () => {
       );
       expect(BigInt('0x' + Buffer.from(a.privateKey).toString('hex')) < FIELD_PRIME).to.equal(true);
       expect(Buffer.from(publicKeyOf(a.privateKey)).equals(a.publicKey)).to.equal(true);
+    }
+  });
+
+  it('raw keys imported as JWK agree with the DER (PKCS#8 / SPKI) reference', () => {
+    const PKCS8 = Buffer.from('302e020100300506032b656e04220420', 'hex');
+    const SPKI = Buffer.from('302a300506032b656e032100', 'hex');
+    const raw = (k: ReturnType<typeof generateKeyPairSync>['publicKey'], type: 'spki' | 'pkcs8') =>
+      Uint8Array.from(k.export({ format: 'der', type }).subarray(-32));
+    for (let i = 0; i < 20; i++) {
+      const a = generateKeyPairSync('x25519');
+      const b = generateKeyPairSync('x25519');
+      const aPriv = raw(a.privateKey, 'pkcs8');
+      const bPub = raw(b.publicKey, 'spki');
+      expect(Buffer.from(publicKeyOf(aPriv)).equals(raw(a.publicKey, 'spki'))).to.equal(true);
+      const reference = diffieHellman({
+        privateKey: createPrivateKey({ key: Buffer.concat([PKCS8, aPriv]), format: 'der', type: 'pkcs8' }),
+        publicKey: createPublicKey({ key: Buffer.concat([SPKI, bPub]), format: 'der', type: 'spki' }),
+      });
+      expect(Buffer.from(agree(aPriv, bPub)).equals(reference)).to.equal(true);
     }
   });
 

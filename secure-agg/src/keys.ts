@@ -17,8 +17,6 @@ import { FIELD_PRIME } from './shamir.js';
 
 /** Bytes of an X25519 public or private key. */
 export const KEY_BYTES = 32;
-const PKCS8_X25519 = Buffer.from('302e020100300506032b656e04220420', 'hex');
-const SPKI_X25519 = Buffer.from('302a300506032b656e032100', 'hex');
 const GCM_NONCE_BYTES = 12;
 const GCM_TAG_BYTES = 16;
 
@@ -39,6 +37,11 @@ export interface KeyPair {
 
 const keyObjects = new WeakMap<Uint8Array, KeyObject>();
 
+// Raw keys are imported as JWK, not DER: Node hands a JWK OKP key straight to
+// EVP_PKEY_new_raw_*_key, while DER goes through OpenSSL 3's generic decoder, which costs about
+// 12× as much for a private key and 10× for a public one (548 vs 43 µs, 128 vs 11 µs on the
+// benchmark machine). With some 150 imports per round of 8 that was a fifth of the round.
+
 function privateKeyObject(raw: Uint8Array): KeyObject {
   // Cached per key buffer: a worker agrees with every neighbour using the same private key.
   const cached = keyObjects.get(raw);
@@ -46,26 +49,25 @@ function privateKeyObject(raw: Uint8Array): KeyObject {
   if (raw.length !== KEY_BYTES) {
     throw new MalformedMessageError(`an X25519 private key is ${KEY_BYTES} bytes, got ${raw.length}`);
   }
-  const key = createPrivateKey({
-    key: Buffer.concat([PKCS8_X25519, raw]),
-    format: 'der',
-    type: 'pkcs8',
-  });
+  // Node requires `x` to be a string but derives the public half from `d`.
+  const d = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('base64url');
+  const key = createPrivateKey({ key: { kty: 'OKP', crv: 'X25519', d, x: '' }, format: 'jwk' });
   keyObjects.set(raw, key);
   return key;
 }
 
-function publicKeyObject(raw: Uint8Array) {
+function publicKeyObject(raw: Uint8Array): KeyObject {
   if (raw.length !== KEY_BYTES) {
     throw new MalformedMessageError(`an X25519 public key is ${KEY_BYTES} bytes, got ${raw.length}`);
   }
-  return createPublicKey({ key: Buffer.concat([SPKI_X25519, raw]), format: 'der', type: 'spki' });
+  const x = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('base64url');
+  return createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x }, format: 'jwk' });
 }
 
 /** The public key that belongs to a raw private scalar. */
 export function publicKeyOf(privateKey: Uint8Array): Uint8Array {
-  const spki = createPublicKey(privateKeyObject(privateKey)).export({ format: 'der', type: 'spki' });
-  return Uint8Array.from(spki.subarray(spki.length - KEY_BYTES));
+  const { x } = privateKeyObject(privateKey).export({ format: 'jwk' });
+  return Uint8Array.from(Buffer.from(x!, 'base64url'));
 }
 
 /** A fresh X25519 key pair whose private scalar is a valid Shamir secret (< p). */

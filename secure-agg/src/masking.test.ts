@@ -5,6 +5,7 @@ import {
   DEFAULT_RING_ADD_PATH,
   addInto,
   addMaskInto,
+  addMasksFrom,
   addMasksInto,
   allocRing,
   expandMask,
@@ -154,6 +155,37 @@ describe('masking', () => {
           },
         ),
         { numRuns: 100 },
+      );
+    });
+    it('addMasksFrom (source to a fresh target) equals copy-then-addMaskInto on the reference, source untouched', () => {
+      fc.assert(
+        fc.property(
+          bitsArb,
+          lengths,
+          fc.integer({ min: 0, max: 3 }),
+          fc.array(fc.tuple(fc.uint8Array({ minLength: 32, maxLength: 32 }), signArb), { maxLength: 5 }),
+          fc.constantFrom<'simd' | 'scalar'>('simd', 'scalar'),
+          (bits, n, offset, masks, path) => {
+            const source = randomRing(bits, n, offset, n);
+            const before = Buffer.from(bytesOf(source));
+            const out = allocRing(bits, n);
+            addMasksFrom(
+              out,
+              source,
+              masks.map(([seed, sign]) => ({ seed, sign })),
+              ctx,
+              path,
+            );
+            const ref = source.slice();
+            for (const [seed, sign] of masks) addMaskInto(ref, seed, ctx, sign, 'scalar');
+            expect(bytesOf(out).equals(bytesOf(ref))).to.equal(true);
+            expect(bytesOf(source).equals(before)).to.equal(true);
+          },
+        ),
+        { numRuns: 100 },
+      );
+      expect(() => addMasksFrom(allocRing(32, 3), allocRing(64, 3), [], ctx)).to.throw(
+        'cannot mask a 64-bit vector of length 3 into a 32-bit vector of length 3',
       );
     });
   });

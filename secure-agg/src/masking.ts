@@ -194,13 +194,35 @@ export function addMasksInto(
   ctx: RoundContext,
   path: RingAddPath = DEFAULT_RING_ADD_PATH,
 ): void {
+  addMasksFrom(target, target, masks, ctx, path);
+}
+
+/**
+ * target = source + Σ sign_i · PRG(seed_i), leaving `source` untouched: a worker masks its input
+ * straight into the outgoing vector, without first copying the input (a whole-vector pass, 4 MB
+ * at d = 1e6). `source` may be `target`. Throws MalformedMessageError unless both have the same
+ * width and length.
+ */
+export function addMasksFrom(
+  target: RingVector,
+  source: RingVector,
+  masks: readonly SignedMask[],
+  ctx: RoundContext,
+  path: RingAddPath = DEFAULT_RING_ADD_PATH,
+): void {
   const bits = ringBitsOf(target);
+  if (ringBitsOf(source) !== bits || source.length !== target.length) {
+    throw new MalformedMessageError(
+      `cannot mask a ${ringBitsOf(source)}-bit vector of length ${source.length} into a ${bits}-bit vector of length ${target.length}`,
+    );
+  }
   const t = words32(target);
   const total = t.length * 4;
   const ciphers = masks.map((m) =>
     createCipheriv('aes-128-ctr', deriveKey(m.seed, ctx, 'mask-prg', 16), ZERO_IV),
   );
   if (path === 'scalar' || !KERNEL) {
+    if (source !== target) t.set(words32(source));
     masks.forEach((m, i) => {
       for (let off = 0; off < total; off += CHUNK_BYTES) {
         const len = Math.min(CHUNK_BYTES, total - off);
@@ -220,13 +242,12 @@ export function addMasksInto(
     const zero = len === CHUNK_BYTES ? ZERO : ZERO.subarray(0, len);
     // Round up to whole loop steps; the padding lanes hold stale bytes and are never copied back.
     const padded = Math.ceil(len / KERNEL_STEP_BYTES) * KERNEL_STEP_BYTES;
-    const tBytes = new Uint8Array(t.buffer, t.byteOffset + off, len);
-    mem.set(tBytes, 0);
+    mem.set(new Uint8Array(source.buffer, source.byteOffset + off, len), 0);
     masks.forEach((m, i) => {
       mem.set(ciphers[i]!.update(zero), CHUNK_BYTES);
       (m.sign === 1 ? add : sub)(0, CHUNK_BYTES, padded);
     });
-    tBytes.set(mem.subarray(0, len));
+    new Uint8Array(t.buffer, t.byteOffset + off, len).set(mem.subarray(0, len));
   }
 }
 

@@ -22,7 +22,7 @@ import {
   KEY_BYTES,
   type KeyPair,
 } from './keys.js';
-import { addMasksInto, ringBitsOf, type RingVector, type SignedMask } from './masking.js';
+import { addMasksFrom, allocRing, ringBitsOf, type RingVector, type SignedMask } from './masking.js';
 import type {
   AdvertiseKeys,
   CompiledRound,
@@ -276,7 +276,7 @@ export class RoundParticipant {
         { round: this.round.round },
       );
     }
-    const y = input.slice() as RingVector;
+    const y = allocRing(this.round.bits, input.length);
     const masks: SignedMask[] = [{ seed: this.#selfMask, sign: 1 }];
     for (const v of this.#maskedWith) {
       const seed = deriveKey(
@@ -286,7 +286,7 @@ export class RoundParticipant {
       );
       masks.push({ seed, sign: this.index < v ? 1 : -1 });
     }
-    addMasksInto(y, masks, this.round.ctx); // one pass over y for all of them
+    addMasksFrom(y, input, masks, this.round.ctx); // one pass, input to y, for all of them
     this.#state = 'SUBMITTED';
     return { index: this.index, vector: y };
   }

@@ -10,7 +10,6 @@
 // owns the timer and calls closeStage; `deadline` tells it when). Closing checks that enough
 // survived; if not, the round aborts with a ThresholdError and nothing is ever unmasked. The round
 // holds only the running sum of masked inputs, never an individual unmasked vector.
-import { diffieHellman, generateKeyPairSync, createPublicKey } from 'node:crypto';
 import {
   DeadlineError,
   DuplicateMessageError,
@@ -20,7 +19,7 @@ import {
   StageError,
   ThresholdError,
 } from './errors.js';
-import { agree, deriveKey, KEY_BYTES, publicKeyOf } from './keys.js';
+import { agree, deriveKey, generateKeyPair, KEY_BYTES, publicKeyOf } from './keys.js';
 import {
   addMasksInto,
   addInto,
@@ -65,18 +64,14 @@ export interface AggregatorRoundOptions {
 export const SHARE_CIPHERTEXT_BYTES = 12 + 2 * FIELD_BYTES + 16;
 
 // A throwaway key to test advertised public keys: X25519 with a small-order point fails.
-const probeKey = generateKeyPairSync('x25519').privateKey;
-const SPKI_X25519 = Buffer.from('302a300506032b656e032100', 'hex');
+const probeKey = generateKeyPair().privateKey;
 
 function checkPublicKey(raw: Uint8Array, what: string, ctx: { round: number; workerId: string }): void {
   if (raw.length !== KEY_BYTES) {
     throw new MalformedMessageError(`${what} must be ${KEY_BYTES} bytes, got ${raw.length}`, ctx);
   }
   try {
-    diffieHellman({
-      privateKey: probeKey,
-      publicKey: createPublicKey({ key: Buffer.concat([SPKI_X25519, raw]), format: 'der', type: 'spki' }),
-    });
+    agree(probeKey, raw);
   } catch (cause) {
     throw new MalformedMessageError(`${what} is not a usable X25519 public key`, { ...ctx, cause });
   }
