@@ -16,8 +16,8 @@ export interface SiteGrad {
   readonly sqNorms: Tensor;
   /** How the weight norm was computed (for diagnostics and tests). */
   readonly method: 'outer' | 'ghost' | 'instantiate' | 'none';
-  /** Σᵢ wᵢ·gᵢ per trainable parameter, w of shape [B]. Tensors are new (caller owns them). */
-  weightedSum(w: Tensor): [string, Tensor][];
+  /** Σᵢ wᵢ·gᵢ per trainable parameter, for weights w [B]. Tensors are new (caller owns them). */
+  weightedSum(w: ClipWeights): [string, Tensor][];
   /** Frees what the rule held between the norm and the clip phases. */
   dispose(): void;
 }
@@ -43,7 +43,36 @@ export function chooseLinearMethod(
 }
 
 const sumSq = (t: Tensor, axes: number[]) => tf.sum(tf.square(t), axes);
-const rowWeights = (w: Tensor) => tf.reshape(w, [1, -1]);
+
+/**
+ * t with the given shape, without a Reshape op when it already has it. Each tfjs-node op costs
+ * ~50–80 µs of fixed overhead (a Reshape also uploads its shape tensor); on the tanh CNN the rules'
+ * ~100 small ops were a third of the DP step's overhead. The result may be t itself: use it as
+ * an op input only, never keep or dispose it.
+ */
+function view(t: Tensor, shape: number[]): Tensor {
+  return t.rank === shape.length && t.shape.every((d, i) => d === shape[i]) ? t : tf.reshape(t, shape);
+}
+
+/** Σ of the non-null parts, or zeros when there are none (a rule with nothing trainable). */
+const sumParts = (B: number, parts: Tensor[]): Tensor =>
+  parts.length === 0 ? tf.zeros([B]) : parts.length === 1 ? parts[0]! : tf.addN(parts);
+
+/** The clipping weights wᵢ [B] in the layouts the rules broadcast them in, made once per clip. */
+export interface ClipWeights {
+  readonly w: Tensor;
+  /** [1, B]: Σᵢ wᵢ·rowᵢ as one matmul. */
+  readonly row: Tensor;
+  /** [B, 1]: rows of a [B, n] view scaled by wᵢ. */
+  readonly col: Tensor;
+  /** [B, 1, 1]: a [B, T, n] tensor scaled per example. */
+  readonly col3: Tensor;
+}
+
+export function clipWeights(w: Tensor): ClipWeights {
+  const B = w.shape[0]!;
+  return { w, row: tf.reshape(w, [1, B]), col: tf.reshape(w, [B, 1]), col3: tf.reshape(w, [B, 1, 1]) };
+}
 
 /** Linear rule for a [B, T, Din] input and [B, T, Dout] output gradient (T = 1 for 2-D input). */
 function linearRule(
@@ -57,61 +86,77 @@ function linearRule(
   const B = z.shape[0]!;
   const dout = z.shape[z.rank - 1]!;
   const T = z.size / (B * dout);
-  const input = () => tf.reshape(a, [B, T, din]);
   const held: Tensor[] = [];
   let chosen: SiteGrad['method'] = 'none';
   let instantiated: Tensor | null = null;
   let biasSums: Tensor | null = null;
   const sqNorms = tf.tidy(() => {
-    const z3 = tf.reshape(z, [B, T, dout]);
-    let sq: Tensor = tf.zeros([B]);
-    if (weight) {
-      if (T === 1) {
+    const parts: Tensor[] = [];
+    if (T === 1) {
+      // ‖aᵢ zᵢᵀ‖²_F = ‖aᵢ‖²·‖zᵢ‖² (Goodfellow 2015); the bias gradient is zᵢ itself.
+      const zz = sumSq(view(z, [B, dout]), [1]);
+      if (weight) {
         chosen = 'outer';
-        // ‖aᵢ zᵢᵀ‖²_F = ‖aᵢ‖²·‖zᵢ‖² (Goodfellow 2015).
-        sq = tf.mul(sumSq(input(), [1, 2]), sumSq(z3, [1, 2]));
-      } else if (chooseLinearMethod(T, din, dout, method) === 'ghost') {
-        chosen = 'ghost';
-        const a3 = input();
-        sq = tf.sum(tf.mul(tf.matMul(a3, a3, false, true), tf.matMul(z3, z3, false, true)), [1, 2]);
-      } else {
-        chosen = 'instantiate';
-        const g = tf.keep(tf.matMul(input(), z3, true, false));
-        held.push(g);
-        instantiated = g;
-        sq = sumSq(g, [1, 2]);
+        parts.push(tf.mul(sumSq(view(a, [B, din]), [1]), zz));
+      }
+      if (bias) parts.push(zz);
+    } else {
+      const z3 = view(z, [B, T, dout]);
+      if (weight) {
+        const a3 = view(a, [B, T, din]);
+        if (chooseLinearMethod(T, din, dout, method) === 'ghost') {
+          chosen = 'ghost';
+          parts.push(tf.sum(tf.mul(tf.matMul(a3, a3, false, true), tf.matMul(z3, z3, false, true)), [1, 2]));
+        } else {
+          chosen = 'instantiate';
+          const g = tf.keep(tf.matMul(a3, z3, true, false));
+          held.push(g);
+          instantiated = g;
+          parts.push(sumSq(g, [1, 2]));
+        }
+      }
+      if (bias) {
+        const bs = tf.keep(tf.sum(z3, 1));
+        held.push(bs);
+        biasSums = bs;
+        parts.push(sumSq(bs, [1]));
       }
     }
-    if (bias) {
-      const bs = tf.keep(T === 1 ? tf.reshape(z3, [B, dout]) : tf.sum(z3, 1));
-      held.push(bs);
-      biasSums = bs;
-      sq = tf.add(sq, sumSq(bs, [1]));
-    }
-    return tf.keep(sq);
+    return tf.keep(sumParts(B, parts));
   });
   held.push(sqNorms);
   return {
     sqNorms,
     method: chosen,
-    weightedSum(w) {
+    weightedSum(cw) {
       return tf.tidy(() => {
         const out: [string, Tensor][] = [];
+        // Per-example reweighting of a [B·T, n] view of t (T = 1: one broadcast mul, no reshapes).
+        const reweight = (t: Tensor, n: number) =>
+          T === 1 ? tf.mul(view(t, [B, n]), cw.col) : view(tf.mul(view(t, [B, T, n]), cw.col3), [B * T, n]);
+        let zw: Tensor | null = null;
         if (weight) {
           let g: Tensor;
           if (instantiated) {
-            g = tf.matMul(rowWeights(w), tf.reshape(instantiated, [B, din * dout]));
-          } else {
+            g = view(tf.matMul(cw.row, view(instantiated, [B, din * dout])), [din, dout]);
+          } else if (din <= dout) {
             // Reweight whichever side is narrower, then one [Din, B·T]·[B·T, Dout] matmul.
-            const wb = tf.reshape(w, [B, 1, 1]);
-            const a3 = input();
-            const z3 = tf.reshape(z, [B, T, dout]);
-            const [aw, zw] = din <= dout ? [tf.mul(a3, wb), z3] : [a3, tf.mul(z3, wb)];
-            g = tf.matMul(tf.reshape(aw, [B * T, din]), tf.reshape(zw, [B * T, dout]), true, false);
+            g = tf.matMul(reweight(a, din), view(z, [B * T, dout]), true, false);
+          } else {
+            zw = reweight(z, dout);
+            g = tf.matMul(view(a, [B * T, din]), zw, true, false);
           }
-          out.push([weight, tf.reshape(g, [din, dout])]);
+          out.push([weight, g]);
         }
-        if (bias && biasSums) out.push([bias, tf.reshape(tf.matMul(rowWeights(w), biasSums), [dout])]);
+        if (bias) {
+          const b =
+            T === 1
+              ? zw
+                ? tf.sum(zw, 0)
+                : view(tf.matMul(cw.row, view(z, [B, dout])), [dout])
+              : view(tf.matMul(cw.row, biasSums!), [dout]);
+          out.push([bias, b]);
+        }
         return out.map(([n, t]) => [n, tf.keep(t)] as [string, Tensor]);
       });
     },
@@ -164,14 +209,17 @@ function im2colUnordered(
     const [B, C] = [x.shape[0]!, x.shape[3]!];
     const K = kh * kw * C;
     const x4 = x as Tensor4D;
-    if (C === 1) {
-      const eye = tf.reshape(tf.eye(K), [kh, kw, 1, K]) as Tensor4D;
+    // [kh, kw, C, kh·kw] with a 1 at (i, j, c, i·kw + j): with C = 1 the K×K identity for a plain
+    // conv, else the depthwise one-hot kernel. Built in JS: one upload instead of four ops.
+    const taps = kh * kw;
+    const hot = new Float32Array(taps * C * taps);
+    for (let t = 0; t < taps; t++) for (let c = 0; c < C; c++) hot[(t * C + c) * taps + t] = 1;
+    const oneHot = tf.tensor4d(hot, [kh, kw, C, taps]);
+    if (C === 1)
       return {
-        patches: tf.reshape(tf.conv2d(x4, eye, [strides[0], strides[1]], padding), [B, -1, K]),
+        patches: tf.reshape(tf.conv2d(x4, oneHot, [strides[0], strides[1]], padding), [B, -1, K]),
         order: 'khkwc',
       };
-    }
-    const oneHot = tf.tile(tf.reshape(tf.eye(kh * kw), [kh, kw, 1, kh * kw]), [1, 1, C, 1]) as Tensor4D;
     return {
       patches: tf.reshape(tf.depthwiseConv2d(x4, oneHot, [strides[0], strides[1]], padding), [B, -1, K]),
       order: 'ckhkw',
@@ -293,47 +341,46 @@ function convRule(
   let biasSums: Tensor | null = null;
   const sqNorms = tf.tidy(() => {
     const z3 = tf.reshape(z, [B, T, cout]);
-    let sq: Tensor = tf.zeros([B]);
+    const parts: Tensor[] = [];
     if (weight) {
       const patches = () => im2colUnordered(x, site.kernelSize, site.strides, site.padding).patches;
       if (T === 1) {
         chosen = 'outer';
         // ‖aᵢ zᵢᵀ‖²_F = ‖aᵢ‖²·‖zᵢ‖² (Goodfellow 2015); the patch order does not matter.
-        sq = tf.mul(sumSq(patches(), [1, 2]), sumSq(z3, [1, 2]));
+        parts.push(tf.mul(sumSq(patches(), [1, 2]), sumSq(z3, [1, 2])));
       } else if (chooseLinearMethod(T, din, cout, method) === 'ghost') {
         chosen = 'ghost';
         const a3 = patches();
-        sq = tf.sum(tf.mul(tf.matMul(a3, a3, false, true), tf.matMul(z3, z3, false, true)), [1, 2]);
+        parts.push(tf.sum(tf.mul(tf.matMul(a3, a3, false, true), tf.matMul(z3, z3, false, true)), [1, 2]));
       } else {
         chosen = 'instantiate';
         if (cin * cout <= kh * kw) {
           // [kh·kw, B, Cin·Cout]: reducing the outer axis first is ~3× faster than both at once.
           const g = perExampleConvGrads(x, z, site.kernelSize, site.strides, site.padding);
-          sq = tf.sum(tf.sum(tf.square(g), 0), 1);
-        } else sq = sumSq(tf.matMul(patches(), z3, true, false), [1, 2]);
+          parts.push(tf.sum(tf.sum(tf.square(g), 0), 1));
+        } else parts.push(sumSq(tf.matMul(patches(), z3, true, false), [1, 2]));
       }
     }
     if (bias) {
       biasSums = tf.keep(tf.sum(z3, 1));
-      sq = tf.add(sq, sumSq(biasSums, [1]));
+      parts.push(sumSq(biasSums, [1]));
     }
-    return tf.keep(sq);
+    return tf.keep(sumParts(B, parts));
   });
   return {
     sqNorms,
     method: chosen,
-    weightedSum(w) {
+    weightedSum(cw) {
       return tf.tidy(() => {
         const out: [string, Tensor][] = [];
         if (weight) {
           // The filter gradient is bilinear in (x, z): reweight the smaller of the two. Done on a
           // [B, n] view, as TensorFlow's row broadcast over a 4-D tensor is several times slower.
-          const reweight = (t: Tensor) =>
-            tf.reshape(tf.mul(tf.reshape(t, [B, -1]), tf.reshape(w, [B, 1])), t.shape);
+          const reweight = (t: Tensor) => tf.reshape(tf.mul(tf.reshape(t, [B, -1]), cw.col), t.shape);
           const [xw, zw] = x.size <= z.size ? [reweight(x), z] : [x, reweight(z)];
           out.push([weight, convFilterGrad(xw, zw, site)]);
         }
-        if (bias && biasSums) out.push([bias, tf.reshape(tf.matMul(rowWeights(w), biasSums), [cout])]);
+        if (bias && biasSums) out.push([bias, tf.reshape(tf.matMul(cw.row, biasSums), [cout])]);
         return out.map(([n, t]) => [n, tf.keep(t)] as [string, Tensor]);
       });
     },
@@ -435,9 +482,9 @@ function embeddingRule(indices: Tensor, z: Tensor, weight: string, V: number, me
   return {
     sqNorms,
     method: chosen,
-    weightedSum(w) {
+    weightedSum(cw) {
       return tf.tidy(() => {
-        const zw = tf.reshape(tf.mul(tf.reshape(z, [B, T, D]), tf.reshape(w, [B, 1, 1])), [B * T, D]);
+        const zw = tf.reshape(tf.mul(tf.reshape(z, [B, T, D]), cw.col3), [B * T, D]);
         const ids = tf.reshape(tf.cast(indices, 'int32'), [B * T]);
         return [[weight, tf.keep(tf.unsortedSegmentSum(zw, ids as Tensor1D, V))]];
       });
@@ -453,25 +500,25 @@ function affineRule(xhat: Tensor, z: Tensor, gain: string | null, bias: string |
   const held: [string, Tensor][] = [];
   const sqNorms = tf.tidy(() => {
     const z3 = tf.reshape(z, [B, -1, C]);
-    let sq: Tensor = tf.zeros([B]);
+    const parts: Tensor[] = [];
     if (gain) {
       const g = tf.keep(tf.sum(tf.mul(z3, tf.reshape(xhat, [B, -1, C])), 1));
       held.push([gain, g]);
-      sq = tf.add(sq, sumSq(g, [1]));
+      parts.push(sumSq(g, [1]));
     }
     if (bias) {
       const b = tf.keep(tf.sum(z3, 1));
       held.push([bias, b]);
-      sq = tf.add(sq, sumSq(b, [1]));
+      parts.push(sumSq(b, [1]));
     }
-    return tf.keep(sq);
+    return tf.keep(sumParts(B, parts));
   });
   return {
     sqNorms,
     method: 'outer',
-    weightedSum: (w) =>
+    weightedSum: (cw) =>
       tf.tidy(() =>
-        held.map(([n, g]) => [n, tf.keep(tf.reshape(tf.matMul(rowWeights(w), g), [C]))] as [string, Tensor]),
+        held.map(([n, g]) => [n, tf.keep(tf.reshape(tf.matMul(cw.row, g), [C]))] as [string, Tensor]),
       ),
     dispose: () => (tf.dispose(held.map(([, t]) => t)), sqNorms.dispose()),
   };
