@@ -1,8 +1,56 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
 import { ConfigError, MalformedMessageError } from './errors.js';
-import { decode, encode, encodeIntegers, noiseTailBound, planEncoding, toIntegers } from './encoding.js';
-import { addInto, allocRing } from './masking.js';
+import {
+  decode,
+  encode,
+  encodeIntegers,
+  encodeWithCoins,
+  noiseTailBound,
+  planEncoding,
+  toIntegers,
+  type Encoding,
+} from './encoding.js';
+import { addInto, allocRing, words32, type RingVector } from './masking.js';
+
+/** The rounding loop as first written (one coin per coordinate, coins drawn 16384 at a time). */
+function encodeReference(
+  encoding: Encoding,
+  values: ArrayLike<number>,
+  integerNoise: ArrayLike<number> | undefined,
+  fillCoins: (buf: Uint32Array) => void,
+): RingVector {
+  const out = allocRing(encoding.bits, values.length);
+  const w = words32(out);
+  const rand = new Uint32Array(16384);
+  for (let i = 0; i < values.length; i++) {
+    const j = i % rand.length;
+    if (j === 0) fillCoins(rand);
+    const v = values[i]! * encoding.scale;
+    const f = Math.floor(v);
+    let q = f + (rand[j]! < (v - f) * 4294967296 ? 1 : 0);
+    if (integerNoise) q += integerNoise[i]!;
+    if (encoding.bits === 32) w[i] = q;
+    else {
+      w[2 * i] = q;
+      w[2 * i + 1] = Math.floor(q / 4294967296);
+    }
+  }
+  return out;
+}
+
+/** A deterministic coin source (xorshift32), so two encoders can be fed the same coins. */
+function coins(seed: number): (buf: Uint32Array) => void {
+  let x = seed | 1;
+  return (buf) => {
+    for (let i = 0; i < buf.length; i++) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      buf[i] = x >>> 0;
+    }
+  };
+}
 
 describe('encoding', () => {
   it('chooses 32 bits when the bound fits and 64 when it does not', () => {
@@ -52,6 +100,34 @@ describe('encoding', () => {
         },
       ),
       { numRuns: 100 },
+    );
+  });
+
+  it('the branch-free rounding loop equals the reference loop bit for bit, given the same coins', () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom(32 as const, 64 as const),
+        fc.oneof(fc.integer({ min: 1, max: 50 }), fc.integer({ min: 16000, max: 40000 })),
+        fc.boolean(),
+        fc.integer(),
+        fc.constantFrom(1, 3.5, 2 ** 20),
+        (bits, d, withNoise, seed, scale) => {
+          const enc = planEncoding({ clipNorm: 1, scale, workers: 2, dimension: d, bits: 64 });
+          const plan = { ...enc, bits };
+          const values = new Float64Array(d);
+          const noise = withNoise ? new Float64Array(d) : undefined;
+          let x = seed | 1;
+          for (let i = 0; i < d; i++) {
+            x = Math.imul(x ^ (x >>> 15), 0x2c1b3c6d) + 0x297a2d39;
+            values[i] = (((x >>> 0) % 2001) - 1000) / (1000 * Math.sqrt(d)); // ‖x‖₂ ≤ 1
+            if (noise) noise[i] = ((x >>> 0) % 41) - 20;
+          }
+          const fast = encodeWithCoins(plan, values, noise, coins(seed));
+          const ref = encodeReference(plan, values, noise, coins(seed));
+          expect(Buffer.from(words32(fast).buffer).equals(Buffer.from(words32(ref).buffer))).to.equal(true);
+        },
+      ),
+      { numRuns: 60 },
     );
   });
 
