@@ -88,13 +88,33 @@ function expectCompleteStream(events: pb.JobEvent[], rounds: number): void {
 describe('TrainingService on the Ray backend (real Ray, real training)', function () {
   this.timeout(400_000);
   let dir: string;
+  // Every server and folder a test makes is cleaned up even when an assertion fails mid-test.
+  const servers: ServerProcess[] = [];
+  const dirs: string[] = [];
+  const serve = async (...a: Parameters<typeof startServer>): Promise<ServerProcess> => {
+    const s = await startServer(...a);
+    servers.push(s);
+    return s;
+  };
+  const scratch = (prefix: string): string => {
+    const d = tmpDir(prefix);
+    dirs.push(d);
+    return d;
+  };
   before(() => {
-    dir = tmpDir('ray');
+    dir = scratch('ray');
   });
-  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  afterEach(async () => {
+    for (const s of servers.splice(0)) {
+      if (s.child.exitCode === null && s.child.signalCode === null) await s.kill();
+    }
+  });
+  after(() => {
+    for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+  });
 
   it('runs a job on the private head serve starts: events, ε, eval metrics, a signed report', async () => {
-    const server = await startServer(serveArgs(dir), {}, 180_000);
+    const server = await serve(serveArgs(dir), {}, 180_000);
     const c = client(server.address);
     let pgid = 0;
     try {
@@ -159,9 +179,9 @@ describe('TrainingService on the Ray backend (real Ray, real training)', functio
     });
 
     it('re-attaches running jobs after a restart (SIGKILL): every event once, in order', async () => {
-      const sub = tmpDir('ray-restart');
+      const sub = scratch('ray-restart');
       const args = serveArgs(sub);
-      const s1 = await startServer(args, env);
+      const s1 = await serve(args, env);
       const c1 = client(s1.address);
       const { job } = await call(
         c1,
@@ -196,7 +216,7 @@ describe('TrainingService on the Ray backend (real Ray, real training)', functio
       expect((await ray.status(job!.jobId)).status).to.equal('RUNNING');
       await sleep(1000);
 
-      const s2 = await startServer(args, env);
+      const s2 = await serve(args, env);
       const c2 = client(s2.address);
       try {
         const rest = await watch(c2, { jobId: job!.jobId, afterEventId: got.at(-1)!.eventId }, md);
@@ -214,8 +234,8 @@ describe('TrainingService on the Ray backend (real Ray, real training)', functio
     });
 
     it('CancelJob stops the Ray job; the server leaves a given cluster running', async () => {
-      const sub = tmpDir('ray-cancel');
-      const server: ServerProcess = await startServer(serveArgs(sub), env);
+      const sub = scratch('ray-cancel');
+      const server: ServerProcess = await serve(serveArgs(sub), env);
       // Rounds of this small job take milliseconds: enough of them that it is still running when
       // the cancellation arrives (no ε budget, tests only; σ high so ε stays small anyway).
       const longJob = rayJob('cancelled', 100_000, sub);
