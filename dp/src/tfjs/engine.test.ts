@@ -6,6 +6,7 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
 import {
+  ClippingEngineError,
   DpModel,
   InvalidClippingOptionsError,
   UnsupportedLayerError,
@@ -480,6 +481,33 @@ describe('refusals and resource hygiene', function () {
       UnsupportedLayerError,
       'layer "my_bilinear"',
     );
+    model.dispose();
+    tf.dispose([x, y]);
+  });
+
+  it('refuses a site whose output does not reach the loss, naming the layer, without leaking', () => {
+    // Reports z = x·W but returns x: the engine differentiates w.r.t. the reported outputs, so
+    // the kernel would silently get no gradient.
+    const dead: Layer = {
+      kind: 'dense',
+      name: 'dead',
+      params: [{ name: 'dead.kernel', shape: [3, 3], trainable: true, init: 'ones' }],
+      children: [],
+      forward(x, ctx) {
+        ctx.site(
+          this,
+          { rule: 'linear', input: x, weight: 'dead.kernel', bias: null },
+          tf.matMul(x, ctx.param('dead.kernel')),
+        );
+        return x;
+      },
+    };
+    const model = new DpModel([dead, dense('out', { inputDim: 3, units: 2 })]);
+    const x = tf.ones([2, 3]);
+    const y = tf.tensor1d([0, 1], 'int32');
+    const before = tf.memory().numTensors;
+    expect(() => dpSgdStep(model, x, y, { clipNorm: 1 })).to.throw(ClippingEngineError, 'layer "dead"');
+    expect(tf.memory().numTensors).to.equal(before);
     model.dispose();
     tf.dispose([x, y]);
   });

@@ -245,16 +245,18 @@ export function perSampleNorms(
       // ~1 ms of the tanh CNN's step). As with probes, the backward pass covers only the nodes
       // downstream of a site: no weight gradients, and nothing before the first site.
       const outputs: Tensor[] = [];
+      const owners: string[] = [];
       const xs: Tensor[] = [x];
       const { value, grads } = tf.engine().gradients(() => {
         const ctx: ForwardContext = {
           param: (n) => model.getParam(n),
-          site(_layer, site, z) {
+          site(layer, site, z) {
             if (liveParams(model, site).length === 0) return z;
             const [kept, t] = keepSite(site);
             sites.push(kept);
             held.push(t);
             outputs.push(z);
+            owners.push(layer.name);
             return z;
           },
         };
@@ -268,8 +270,13 @@ export function perSampleNorms(
         return loss;
       }, xs);
       value.dispose();
-      // A site whose output does not reach the loss has a zero output gradient.
-      return outputs.map((_, k) => grads[k] ?? tf.zeros(plan.probeShapes[k]!));
+      const dead = outputs.findIndex((_, k) => !grads[k]);
+      if (dead >= 0)
+        throw new ClippingEngineError(
+          `layer "${owners[dead]}" reported a site whose output does not reach the loss: ` +
+            'a layer must use the tensor ctx.site() returns in place of its output',
+        );
+      return grads;
     });
     held.push(...outputGrads.map((g) => tf.keep(g)));
     sites.forEach((site, k) =>
