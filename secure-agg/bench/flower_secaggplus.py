@@ -7,6 +7,11 @@ runRoundInProcess, and prints one JSON line per configuration:
     {"n":..., "d":..., "dropout":..., "round_ms":..., "worker_ms":...}
 Usage: python flower_secaggplus.py N D DROPOUT [N D DROPOUT ...]
 Only Flower's public primitives are called; the orchestration mirrors its workflow.
+Tested with flwr==1.42.0 (flwr.supercore.primitives needs a recent release).
+
+The clients' float vectors are drawn before the clock starts: generating inputs is not part of
+any protocol (TensorGuard's benchmark builds its inputs outside the round too). Quantization is
+inside the round, as TensorGuard's encoding is inside its.
 """
 
 import json
@@ -47,6 +52,7 @@ def run_round(n: int, d: int, dropout: float) -> dict:
     rng = np.random.default_rng(0)
     t = n // 2 + 1
     dropped = set(range(n - int(round(dropout * n)), n))  # drop before sending masked vectors
+    params = [rng.standard_normal(d).astype(np.float32) for _ in range(n)]
     cpu = [0.0] * n
     t_round = time.perf_counter()
 
@@ -78,7 +84,6 @@ def run_round(n: int, d: int, dropout: float) -> dict:
     for i in range(n):
         timed(i, lambda: share(i))
     # Stage 3: collect masked vectors.
-    params = [rng.standard_normal(d).astype(np.float32) for _ in range(n)]
     total = None
 
     def mask(i):

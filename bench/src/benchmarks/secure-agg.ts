@@ -1,5 +1,6 @@
 // Secure aggregation: round latency and per-worker CPU of TensorGuard's masking protocol (in one
-// process, all parties on one core, like the Flower script it is compared with), mask expansion
+// process, all parties on one core, like the Flower script it is compared with; each worker's
+// encoding of its float vector is inside the round, as Flower's quantization is), mask expansion
 // throughput (both ring widths, SIMD kernel vs scalar reference; best, median and per CPU-second,
 // since the machine's cores are shared), bytes on the wire per worker, Flower's SecAgg+ primitives
 // at the same n and d, and HE (node-seal 6 BFV) vs masking.
@@ -11,12 +12,14 @@ import {
   addMaskInto,
   allocRing,
   DEFAULT_RING_ADD_PATH,
+  encode,
   encodeIntegers,
   HeAccumulator,
   HeEncryptor,
   HeKeyHolder,
   loadSeal,
   newSessionId,
+  planEncoding,
   runRoundInProcess,
   SHARE_CIPHERTEXT_BYTES,
   type ActiveStage,
@@ -39,6 +42,32 @@ function inputs(n: number, d: number): RingVector[] {
       v.set((one as Uint32Array).subarray(0, Math.min(one.length, d - off)), off);
     return v;
   });
+}
+
+/**
+ * n float vectors of length d (standard normals, as in the Flower script, from a fixed seed) and
+ * the encoding plan for them: 32-bit ring, clip norm their ℓ2 norm, and the largest power-of-two
+ * scale whose sum of n cannot overflow. Random values matter: with a pattern of short binary
+ * fractions every coordinate would round exactly and the rounding coin would never be needed.
+ */
+function floatInputs(n: number, d: number) {
+  const x = new Float32Array(d);
+  let state = 0x9e3779b9;
+  const uniform = () => {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    return ((state >>> 0) + 0.5) / 4294967296;
+  };
+  let sq = 0;
+  for (let i = 0; i < d; i++) {
+    x[i] = Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform()); // Box-Muller
+    sq += x[i]! * x[i]!;
+  }
+  const clipNorm = Math.sqrt(sq) * (1 + 1e-7);
+  const scale = 2 ** Math.floor(Math.log2(2 ** 30 / (n * (clipNorm + 1))));
+  const plan = planEncoding({ clipNorm, scale, workers: n, dimension: d, bits: 32 });
+  return { plan, values: Array.from({ length: n }, () => x.slice()) };
 }
 
 /** Exact protobuf bytes a worker sends in one round of the complete graph with n workers. */
@@ -137,7 +166,7 @@ function flower(
   const py = path.join(root, '.venv-bench', 'bin', 'python');
   if (!fs.existsSync(py)) {
     log(
-      'Flower skipped: .venv-bench is missing (python3 -m venv .venv-bench && .venv-bench/bin/pip install flwr)',
+      'Flower skipped: .venv-bench is missing (python3 -m venv .venv-bench && .venv-bench/bin/pip install flwr==1.42.0)',
     );
     return out;
   }
@@ -258,6 +287,7 @@ export const benchmark: Benchmark = {
           dropout: drop,
           round_ms: null,
           worker_ms: null,
+          encode_ms: null,
           flower_round_ms: null,
           speedup_vs_flower: null,
           bytes_vs_plain: null,
@@ -266,12 +296,22 @@ export const benchmark: Benchmark = {
         continue;
       }
       log(`masking n=${n} d=${d} dropout=${drop}`);
-      const vs = inputs(n, d);
+      const { plan, values } = floatInputs(n, d);
       const dropped = Math.round(drop * n);
       const dropBefore = new Map<number, ActiveStage>();
       for (let i = n - dropped; i < n; i++) dropBefore.set(i, 'MASKED_INPUT');
       const t = Math.floor(n / 2) + 1;
       const t0 = performance.now();
+      // Encoding (randomized rounding into Z_2^32) is part of the round, as Flower's quantization
+      // is part of its; dropped workers never get to it, as in Flower.
+      const encodeMs = values.map(() => 0);
+      const vs = values.map((x, i) => {
+        if (i >= n - dropped) return allocRing(32, 0);
+        const e0 = performance.now();
+        const v = encode(plan, x);
+        encodeMs[i] = performance.now() - e0;
+        return v;
+      });
       const rep = runRoundInProcess({
         params: {
           sessionId: newSessionId(),
@@ -290,7 +330,8 @@ export const benchmark: Benchmark = {
       const roundMs = performance.now() - t0;
       if (rep.error) throw rep.error;
       const surv = rep.result!.survivors;
-      const workerMs = surv.reduce((s, i) => s + rep.workerMs[i]!, 0) / surv.length;
+      const workerMs = surv.reduce((s, i) => s + rep.workerMs[i]! + encodeMs[i]!, 0) / surv.length;
+      const meanEncodeMs = surv.reduce((s, i) => s + encodeMs[i]!, 0) / surv.length;
       const bytes = wireBytesPerWorker(n, d) / (4 * d);
       const f = fl.get(`${n}/${d}/${drop}`);
       const speedup = f ? f.round_ms / roundMs : null;
@@ -305,6 +346,7 @@ export const benchmark: Benchmark = {
         dropout: drop,
         round_ms: roundMs,
         worker_ms: workerMs,
+        encode_ms: meanEncodeMs,
         flower_round_ms: f?.round_ms ?? null,
         speedup_vs_flower: speedup,
         bytes_vs_plain: bytes,
