@@ -26,8 +26,8 @@ fs.mkdirSync(markers, { recursive: true });
 // API it uses is stable, and TF 2.21 passes tfjs-core's suite on it (see docs/native-backend.md).
 // The wheel is platform-tagged for CPython 3.11 but we only take its shared libraries and C
 // headers, so the local Python version does not matter.
-// Pinned in scripts/pins.json (one source of truth, also read by the tests). The GPU entry's
-// sha256 is null until it is pinned on a CUDA host: see docs/native-backend.md.
+// Pinned in scripts/pins.json (one source of truth, also read by the tests), both variants with
+// their wheel's sha256.
 const TF = JSON.parse(fs.readFileSync(path.join(root, 'scripts', 'pins.json'), 'utf8')).libtensorflow;
 const RAY_REQUIREMENTS = path.join(root, 'ray-cluster', 'requirements.lock');
 const DEFAULT_DATA_DIR = '/usr/share/datasets/fashion-mnist';
@@ -235,8 +235,13 @@ async function nativeTf() {
     throw new StepError(`${spec.tfjsPackage} is not installed`, 'run `npm ci` and the setup again');
   }
   const want = `${variant}:${spec.version}:${spec.sha256}:${hashOf(path.join(dir, 'package.json'))}`;
-  if (markerOk('tfjs', want) && bindingLoads(variant))
+  // The programs load the variant built here (dp/src/tfjs/tf.ts reads this record) unless
+  // TENSORGUARD_TFJS_VARIANT says cpu or gpu.
+  const record = () => fs.writeFileSync(path.join(markers, 'tfjs-variant'), variant + '\n');
+  if (markerOk('tfjs', want) && bindingLoads(variant)) {
+    record();
     return `${variant}, libtensorflow ${spec.version} (up to date)`;
+  }
 
   const wheel = fetchWheel(spec);
   const deps = path.join(dir, 'deps');
@@ -287,6 +292,7 @@ async function nativeTf() {
     );
   }
   setMarker('tfjs', want);
+  record();
   return `${variant}, libtensorflow ${spec.version} (built)`;
 }
 

@@ -4,7 +4,8 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as tf from '@tensorflow/tfjs-node';
+import type * as Tf from '@tensorflow/tfjs-node';
+import { tf } from '@tensorguard/dp/tfjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const pins = JSON.parse(fs.readFileSync(path.join(root, 'scripts', 'pins.json'), 'utf8')) as {
@@ -23,14 +24,14 @@ describe('native TensorFlow backend', () => {
     // Learn a 3x3 edge filter from its own outputs: the loss must fall by orders of magnitude.
     const x = tf.randomUniform([8, 12, 12, 1], 0, 1, 'float32', 1);
     const target = tf.tidy(() =>
-      tf.conv2d(x as tf.Tensor4D, tf.tensor4d([-1, 0, 1, -2, 0, 2, -1, 0, 1], [3, 3, 1, 1]), 1, 'same'),
+      tf.conv2d(x as Tf.Tensor4D, tf.tensor4d([-1, 0, 1, -2, 0, 2, -1, 0, 1], [3, 3, 1, 1]), 1, 'same'),
     );
     const init = tf.zeros([3, 3, 1, 1]);
     const w = tf.variable(init, true, 'edge-filter');
     init.dispose();
     const loss = (): number => {
       const l = tf.tidy(() =>
-        tf.mean(tf.square(tf.sub(tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'same'), target))),
+        tf.mean(tf.square(tf.sub(tf.conv2d(x as Tf.Tensor4D, w as Tf.Tensor4D, 1, 'same'), target))),
       );
       const v = l.dataSync()[0]!;
       l.dispose();
@@ -39,8 +40,8 @@ describe('native TensorFlow backend', () => {
     const first = loss();
     for (let i = 0; i < 200; i++) {
       tf.tidy(() => {
-        const g = tf.grad((v: tf.Tensor) =>
-          tf.mean(tf.square(tf.sub(tf.conv2d(x as tf.Tensor4D, v as tf.Tensor4D, 1, 'same'), target))),
+        const g = tf.grad((v: Tf.Tensor) =>
+          tf.mean(tf.square(tf.sub(tf.conv2d(x as Tf.Tensor4D, v as Tf.Tensor4D, 1, 'same'), target))),
         )(w);
         w.assign(tf.sub(w, tf.mul(g, 0.5)));
       });

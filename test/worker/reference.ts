@@ -1,6 +1,6 @@
 // Ground truth for the equivalence tests: one process of the same clipped SGD on the union of the
 // workers' shards (batch-of-one clipping loop), and the parameters of a job's newest checkpoint.
-import * as tf from '@tensorflow/tfjs-node';
+import { tf } from '@tensorguard/dp/tfjs';
 import {
   LoopClippingEngine,
   flatten,

@@ -1,7 +1,8 @@
 // A plain (non-private) single-process training run on Fashion-MNIST with the native backend.
 // Used by the quick-start before a Ray cluster is involved and by the backend benchmark as the
 // reference model; the private, distributed path lives in the worker and the coordinator.
-import * as tf from '@tensorflow/tfjs-node';
+import type * as Tf from '@tensorflow/tfjs-node';
+import { tf } from '@tensorguard/dp/tfjs';
 import { loadImagePair, type LabelledImages } from './data/idx.js';
 
 export interface LocalTrainOptions {
@@ -26,21 +27,21 @@ export interface LocalTrainResult {
 }
 
 /** Images as a [n, 28, 28, 1] float tensor in [0, 1] and one-hot labels. */
-export function toTensors(pair: LabelledImages, count: number): { x: tf.Tensor4D; y: tf.Tensor2D } {
+export function toTensors(pair: LabelledImages, count: number): { x: Tf.Tensor4D; y: Tf.Tensor2D } {
   const [n0, rows, cols] = pair.images.shape as [number, number, number];
   const n = Math.min(count, n0);
   return tf.tidy(() => {
     const x = tf
       .tensor4d(pair.images.data.subarray(0, n * rows * cols), [n, rows, cols, 1], 'int32')
       .toFloat()
-      .div(255) as tf.Tensor4D;
-    const y = tf.oneHot(tf.tensor1d(pair.labels.subarray(0, n), 'int32'), 10).toFloat() as tf.Tensor2D;
+      .div(255) as Tf.Tensor4D;
+    const y = tf.oneHot(tf.tensor1d(pair.labels.subarray(0, n), 'int32'), 10).toFloat() as Tf.Tensor2D;
     return { x, y };
   });
 }
 
 /** The tanh CNN of Papernot et al. 2020 ("Tempered sigmoid activations"), as tf.layers. */
-export function tanhCnn(): tf.Sequential {
+export function tanhCnn(): Tf.Sequential {
   return tf.sequential({
     layers: [
       tf.layers.conv2d({
@@ -84,7 +85,7 @@ export async function trainLocal(opts: LocalTrainOptions): Promise<LocalTrainRes
         log(`epoch ${epoch + 1}/${epochs}: train accuracy ${(logs?.acc ?? 0).toFixed(3)}`),
     },
   });
-  const evalOut = model.evaluate(tx, ty, { batchSize: 500 }) as tf.Scalar[];
+  const evalOut = model.evaluate(tx, ty, { batchSize: 500 }) as Tf.Scalar[];
   const testAccuracy = (await evalOut[1]!.data())[0]!;
   const result = {
     backend: tf.getBackend(),

@@ -1,9 +1,10 @@
 // A DP-free training step of the tanh CNN (Papernot et al. 2020) on the native backend vs the
 // pure-JS backend, same model, batch and data, in one process.
-import * as tf from '@tensorflow/tfjs-node';
+import type * as Tf from '@tensorflow/tfjs-node';
+import { tf } from '@tensorguard/dp/tfjs';
 import type { Benchmark, Row } from '../types.js';
 
-function cnnParams(): tf.Variable[] {
+function cnnParams(): Tf.Variable[] {
   const init = (shape: number[], fanIn: number, name: string) =>
     tf.variable(
       tf.randomUniform(shape, -Math.sqrt(3 / fanIn), Math.sqrt(3 / fanIn), 'float32', 7),
@@ -22,29 +23,29 @@ function cnnParams(): tf.Variable[] {
   ];
 }
 
-function forward(p: tf.Variable[], x: tf.Tensor4D): tf.Tensor2D {
+function forward(p: Tf.Variable[], x: Tf.Tensor4D): Tf.Tensor2D {
   const [c1, c1b, c2, c2b, d1, d1b, d2, d2b] = p;
-  let h = tf.tanh(tf.add(tf.conv2d(x, c1 as tf.Tensor4D, 2, 'same'), c1b!)) as tf.Tensor4D;
+  let h = tf.tanh(tf.add(tf.conv2d(x, c1 as Tf.Tensor4D, 2, 'same'), c1b!)) as Tf.Tensor4D;
   h = tf.maxPool(h, 2, 1, 'valid');
-  h = tf.tanh(tf.add(tf.conv2d(h, c2 as tf.Tensor4D, 2, 'valid'), c2b!)) as tf.Tensor4D;
+  h = tf.tanh(tf.add(tf.conv2d(h, c2 as Tf.Tensor4D, 2, 'valid'), c2b!)) as Tf.Tensor4D;
   h = tf.maxPool(h, 2, 1, 'valid');
-  const f = tf.reshape(h, [x.shape[0], -1]) as tf.Tensor2D;
-  const z = tf.tanh(tf.add(tf.matMul(f, d1 as tf.Tensor2D), d1b!));
-  return tf.add(tf.matMul(z, d2 as tf.Tensor2D), d2b!) as tf.Tensor2D;
+  const f = tf.reshape(h, [x.shape[0], -1]) as Tf.Tensor2D;
+  const z = tf.tanh(tf.add(tf.matMul(f, d1 as Tf.Tensor2D), d1b!));
+  return tf.add(tf.matMul(z, d2 as Tf.Tensor2D), d2b!) as Tf.Tensor2D;
 }
 
 async function timeSteps(backend: string, batch: number, steps: number, warmup: number): Promise<number[]> {
   await tf.setBackend(backend);
   await tf.ready();
   const params = cnnParams();
-  const x = tf.randomUniform([batch, 28, 28, 1], 0, 1, 'float32', 3) as tf.Tensor4D;
-  const y = tf.oneHot(tf.randomUniform([batch], 0, 10, 'int32', 5) as tf.Tensor1D, 10);
+  const x = tf.randomUniform([batch, 28, 28, 1], 0, 1, 'float32', 3) as Tf.Tensor4D;
+  const y = tf.oneHot(tf.randomUniform([batch], 0, 10, 'int32', 5) as Tf.Tensor1D, 10);
   const opt = tf.train.sgd(0.05);
   const times: number[] = [];
   for (let i = 0; i < warmup + steps; i++) {
     const t0 = performance.now();
     const loss = opt.minimize(
-      () => tf.losses.softmaxCrossEntropy(y, forward(params, x)) as tf.Scalar,
+      () => tf.losses.softmaxCrossEntropy(y, forward(params, x)) as Tf.Scalar,
       true,
       params,
     );

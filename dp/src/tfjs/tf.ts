@@ -1,16 +1,37 @@
 // The one place that loads TensorFlow.js, so that the native binding can be switched without
-// touching the engine: TENSORGUARD_TFJS_VARIANT=gpu loads @tensorflow/tfjs-node-gpu (CUDA),
-// anything else @tensorflow/tfjs-node (CPU). Both packages expose the same API, so the CPU
-// package's types describe either. The choice is read once, when this module is first imported;
+// touching the engine: the `gpu` variant loads @tensorflow/tfjs-node-gpu (CUDA), `cpu`
+// @tensorflow/tfjs-node. Both packages expose the same API, so the CPU package's types describe
+// either. The variant is TENSORGUARD_TFJS_VARIANT when it says cpu or gpu, else the one the setup
+// step built (it writes <repo>/.cache/setup/tfjs-variant; with `auto` it picks gpu on a host where
+// nvidia-smi lists a device), else cpu. It is read once, when this module is first imported;
 // TensorFlow's thread pools (TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS) are likewise fixed
 // by the first import in the process.
+import fs from 'node:fs';
 import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type * as TfjsNode from '@tensorflow/tfjs-node';
 
 type Tfjs = typeof TfjsNode;
 
-/** Which native binding to load, from TENSORGUARD_TFJS_VARIANT ('gpu' or anything else for CPU). */
-export const tfjsVariant: 'cpu' | 'gpu' = process.env.TENSORGUARD_TFJS_VARIANT === 'gpu' ? 'gpu' : 'cpu';
+/** The variant the setup step built, from its record in the repository (src/ and dist/ alike). */
+function builtVariant(): string | undefined {
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+  try {
+    return fs.readFileSync(path.join(root, '.cache', 'setup', 'tfjs-variant'), 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+function resolveVariant(): 'cpu' | 'gpu' {
+  const asked = (process.env.TENSORGUARD_TFJS_VARIANT ?? '').toLowerCase();
+  if (asked === 'cpu' || asked === 'gpu') return asked;
+  return builtVariant() === 'gpu' ? 'gpu' : 'cpu';
+}
+
+/** Which native binding is loaded: see the comment at the top. */
+export const tfjsVariant: 'cpu' | 'gpu' = resolveVariant();
 
 const require = createRequire(import.meta.url);
 

@@ -57,8 +57,16 @@ export function doctor(env: NodeJS.ProcessEnv = process.env): DoctorReport {
   const root = repoRoot(env);
   const problems: string[] = [];
   const devices = gpus();
-  const variant = (env.TENSORGUARD_TFJS_VARIANT ?? 'auto').toLowerCase();
-  const useGpu = variant === 'gpu' || (variant === 'auto' && devices.length > 0);
+  // As dp/src/tfjs/tf.ts decides: the variable when it says cpu or gpu, else what setup built.
+  let variant = (env.TENSORGUARD_TFJS_VARIANT ?? 'auto').toLowerCase();
+  if (variant !== 'cpu' && variant !== 'gpu') {
+    try {
+      variant = fs.readFileSync(path.join(root, '.cache', 'setup', 'tfjs-variant'), 'utf8').trim();
+    } catch {
+      variant = devices.length > 0 ? 'gpu' : 'cpu';
+    }
+  }
+  const useGpu = variant === 'gpu';
   const tfjsPackage = useGpu ? '@tensorflow/tfjs-node-gpu' : '@tensorflow/tfjs-node';
   const tf = probeTfjs(root, tfjsPackage);
   if ('error' in tf) {
