@@ -76,6 +76,19 @@ describe('shamir', () => {
     );
   });
 
+  it('reconstructs correctly when Lagrange coefficients are reused, across more point sets than are kept', () => {
+    const xs = Array.from({ length: 20 }, (_, i) => i + 1);
+    // 12 holder sets (more than the 8 kept), each used for several secrets, interleaved.
+    const sets = Array.from({ length: 12 }, (_, k) => xs.slice(k, k + 7));
+    for (let round = 0; round < 3; round++) {
+      for (const set of [...sets, ...sets.slice().reverse()]) {
+        const secret = fieldToBytes(randomFieldElement());
+        const shares = splitSecret(secret, xs, 7).filter((sh) => set.includes(sh.x));
+        expect(Buffer.from(combineShares(shares, 7)).equals(secret)).to.equal(true);
+      }
+    }
+  });
+
   it('refuses to reconstruct from fewer than t shares, naming how many are missing', () => {
     const shares = splitSecret(fieldToBytes(42n), [1, 2, 3, 4, 5], 3);
     expect(() => combineShares(shares.slice(0, 2), 3))
