@@ -1,6 +1,6 @@
 // The DP-SGD gradient phases for DpModel:
-//   perSampleNorms     one forward pass with a zero probe added at every trainable site, one
-//                      backward pass w.r.t. the probes only (so no weight gradients are formed),
+//   perSampleNorms     one forward pass, one backward pass w.r.t. the trainable sites' outputs
+//                      only (the probe method: no weight gradients are formed),
 //                      then each site's rule turns (input, output gradient) into ‖gᵢ‖² per example;
 //   clipAndAccumulate  weights wᵢ = C / max(‖gᵢ‖, C), then Σᵢ wᵢ·gᵢ per parameter, by book-keeping
 //                      (reusing the traced inputs and output gradients: one matmul per site) or by
@@ -106,7 +106,7 @@ export function assertSupported(model: DpModel): void {
 // ---- tracing plan ---------------------------------------------------------------------------
 
 interface Plan {
-  probeShapes: number[][];
+  siteShapes: number[][];
 }
 
 const plans = new WeakMap<DpModel, Map<string, Plan>>();
@@ -114,7 +114,7 @@ const plans = new WeakMap<DpModel, Map<string, Plan>>();
 const liveParams = (model: DpModel, site: Site) => siteParams(site).filter((p) => model.isTrainable(p));
 
 /**
- * Probe shapes for this input shape, from one untraced forward pass (cached per model, input
+ * Site output shapes for this input shape, from one untraced forward pass (cached per model, input
  * shape and trainable set). Also checks that every trainable parameter is read by exactly one
  * site: a trainable parameter outside every site would get no gradient (the layer does not
  * implement its rule), one in two sites would have a wrong norm (weight tying is not supported).
@@ -125,7 +125,7 @@ function planFor(model: DpModel, x: Tensor): Plan {
   if (!byKey) plans.set(model, (byKey = new Map()));
   const cached = byKey.get(key);
   if (cached) return cached;
-  const probeShapes: number[][] = [];
+  const siteShapes: number[][] = [];
   const covered = new Map<string, string>();
   tf.tidy(() => {
     model.forward(x, {
@@ -146,7 +146,7 @@ function planFor(model: DpModel, x: Tensor): Plan {
           throw new ClippingEngineError(
             `layer "${layer.name}" reported a site whose output has no leading batch axis`,
           );
-        probeShapes.push([...z.shape]);
+        siteShapes.push([...z.shape]);
         return z;
       },
     });
@@ -157,7 +157,7 @@ function planFor(model: DpModel, x: Tensor): Plan {
       throw new UnsupportedLayerError(owner.name, owner.kind, SUPPORTED_LAYER_KINDS);
     }
   }
-  const plan = { probeShapes };
+  const plan = { siteShapes };
   byKey.set(key, plan);
   return plan;
 }
@@ -218,8 +218,8 @@ class NormsState implements PerSampleNorms {
 
 /**
  * Per-example gradient norms of Σᵢ CE(f(xᵢ), yᵢ) w.r.t. the model's trainable parameters, without a
- * per-example loop: one forward pass with zero probes at every trainable site, one backward pass
- * w.r.t. the probes, then a per-site rule (see sites.ts). x is the model input [B, ...], labels
+ * per-example loop: one forward pass, one backward pass w.r.t. the outputs of the trainable
+ * sites, then a per-site rule (see sites.ts). x is the model input [B, ...], labels
  * int32 [B]. Processes the whole batch at once (dpSgdStep chunks). Throws UnsupportedLayerError
  * for a trainable layer without a rule, InvalidClippingOptionsError for mismatched batches.
  */
@@ -261,10 +261,10 @@ export function perSampleNorms(
           },
         };
         const loss = crossEntropySum(model.forward(x, ctx), labels);
-        if (outputs.length !== plan.probeShapes.length)
+        if (outputs.length !== plan.siteShapes.length)
           throw new ClippingEngineError(
             `the traced forward pass reported ${outputs.length} sites, the planning pass ` +
-              `${plan.probeShapes.length}: a layer's sites must not depend on the input's values`,
+              `${plan.siteShapes.length}: a layer's sites must not depend on the input's values`,
           );
         xs.splice(0, xs.length, ...outputs);
         return loss;

@@ -1,7 +1,7 @@
 // The small functional model API the engine understands: layers own explicit parameter specs,
 // read parameter values from a context, and report every trainable linear piece of their
 // computation as a *site* (the piece's input, its parameters, and its pre-activation output).
-// A site is where the engine adds a zero probe during tracing; the probe's gradient is the
+// A site's output is what the engine differentiates against while tracing; its gradient is the
 // per-example output gradient the per-sample rules in sites.ts need.
 import type { Tensor } from './tf.js';
 
@@ -59,7 +59,7 @@ export interface ForwardContext {
   param(name: string): Tensor;
   /**
    * Reports a site with its pre-activation output and returns the tensor the layer must use in
-   * its place (the output itself, or the output plus a zero probe while the engine traces).
+   * its place (today always the output itself; the engine differentiates w.r.t. it).
    */
   site(layer: Layer, site: Site, output: Tensor): Tensor;
 }

@@ -1,6 +1,6 @@
 // A model: ordered layers plus the current value of every parameter. Values are plain tensors
 // owned by the model (replaced with setParam, freed with dispose); the engine reads them through
-// a ForwardContext, which is how it substitutes probes or differentiable parameter arguments.
+// a ForwardContext, which is how it records sites or substitutes differentiable parameter arguments.
 import tf, { type Tensor } from './tf.js';
 import { type ForwardContext, type Layer, type ParamInit, type ParamSpec, walkLayers } from './layer.js';
 

@@ -1,10 +1,10 @@
 // Per-sample gradient rules, one per site kind. Each rule gets a site's recorded input and the
-// per-example gradient of the loss w.r.t. the site's pre-activation output z (from the probes),
-// and returns (1) each example's squared gradient norm over the site's trainable parameters and
-// (2) a function that forms Σᵢ wᵢ·gᵢ for per-example weights w — the book-keeping clipped sum
-// (Bu et al. 2022): the weight gradient is one matmul of the reweighted activations and output
-// gradients, so per-example gradients are never formed unless instantiation was the cheaper way
-// to get the norms, in which case they are reused.
+// per-example gradient of the loss w.r.t. the site's pre-activation output z (the engine's one
+// backward pass), and returns (1) each example's squared gradient norm over the site's trainable
+// parameters and (2) a function that forms Σᵢ wᵢ·gᵢ for per-example weights w — the book-keeping
+// clipped sum (Bu et al. 2022): the weight gradient is one matmul (a conv: one filter-gradient
+// op) of the reweighted activations and output gradients, so per-example gradients are never
+// formed unless instantiation was the cheaper way to get the norms (dense sites then reuse them).
 import tf, { type Tensor, type Tensor1D, type Tensor4D } from './tf.js';
 import type { Site } from './layer.js';
 
@@ -282,7 +282,7 @@ export function im2colBySlices(
 }
 
 /**
- * Builds the rule for one traced site. `z` is the per-example output gradient (the probe's
+ * Builds the rule for one traced site. `z` is the per-example output gradient (the site output's
  * gradient); `trainable` says which of the site's parameters count.
  */
 export function siteGrad(
