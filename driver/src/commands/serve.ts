@@ -248,7 +248,7 @@ export const command: Command = {
       return 0;
     }
     const log = pino({ level: o.logLevel, base: { service: 'tensorguard-api' } });
-    const telemetry = await startTelemetry(io.env);
+    const telemetry = await startTelemetry(io.env, 'tensorguard-api');
     const apiKeys = new ApiKeyStore(o.apiKeys!);
     const { key: signingKey, created } = loadOrCreateSigningKey(
       o.signingKey ?? path.join(path.dirname(o.db), 'signing-key.pem'),
