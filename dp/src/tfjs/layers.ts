@@ -374,6 +374,50 @@ export interface AttentionOptions {
 }
 
 /**
+ * The q, k and v projections of LoRA attention, exactly as three loraDense layers compute them
+ * (the same sites, parameters and values), with the six matmuls that read x (three frozen bases,
+ * three adapters A) fused into one x·[W₀q | W₀k | W₀v | Aq | Ak | Av] (+ [b₀q | b₀k | b₀v | 0])
+ * split into its pieces. The backward pass then forms x's gradient with one matmul (the split's
+ * gradient is a concat) instead of six matmuls and five adds.
+ */
+function fusedLoraQkv(
+  x: Tensor,
+  ctx: ForwardContext,
+  layers: readonly Layer[],
+  dim: number,
+  lora: { rank: number; alpha?: number },
+): Tensor[] {
+  const r = lora.rank;
+  const scale = (lora.alpha ?? r) / r;
+  const names = layers.map((l) => ({
+    w0: `${l.name}.kernel`,
+    b0: `${l.name}.bias`,
+    a: `${l.name}.lora_a`,
+    bb: `${l.name}.lora_b`,
+  }));
+  const w = tf.concat([...names.map((n) => ctx.param(n.w0)), ...names.map((n) => ctx.param(n.a))], 1);
+  const b = tf.concat([...names.map((n) => ctx.param(n.b0)), tf.zeros([layers.length * r])]);
+  const width = layers.length * (dim + r);
+  const y = tf.reshape(tf.add(tf.matMul(tf.reshape(x, [-1, dim]), w), b), [...x.shape.slice(0, -1), width]);
+  const parts = tf.split(y, [...layers.map(() => dim), ...layers.map(() => r)], -1);
+  return layers.map((layer, i) => {
+    const n = names[i]!;
+    const base = ctx.site(layer, { rule: 'linear', input: x, weight: n.w0, bias: n.b0 }, parts[i]!);
+    const u = ctx.site(
+      layer,
+      { rule: 'linear', input: x, weight: n.a, bias: null },
+      parts[layers.length + i]!,
+    );
+    const v = ctx.site(
+      layer,
+      { rule: 'linear', input: u, weight: n.bb, bias: null },
+      matMulLast(u, ctx.param(n.bb)),
+    );
+    return tf.add(base, scale === 1 ? v : tf.mul(v, scale));
+  });
+}
+
+/**
  * Multi-head softmax self-attention on [B, T, D] (Vaswani et al. 2017, no mask) built from four
  * projection layers; the softmax part has no parameters, so the projections are its only sites.
  */
@@ -394,10 +438,13 @@ export function multiHeadAttention(name: string, o: AttentionOptions): Layer {
     forward(x, ctx) {
       const [B, T] = [x.shape[0]!, x.shape[1]!];
       const heads = (t: Tensor) => tf.transpose(tf.reshape(t, [B, T, o.heads, dh]), [0, 2, 1, 3]);
+      const [qp, kp, vp] = o.lora
+        ? fusedLoraQkv(x, ctx, [q, k, v], o.dim, o.lora)
+        : [q, k, v].map((l) => l.forward(x, ctx));
       // (q/√dh)·kᵀ rather than (q·kᵀ)/√dh: the scale touches [B, T, D], not [B, heads, T, T].
-      const qh = heads(tf.mul(q.forward(x, ctx), 1 / Math.sqrt(dh)));
-      const kh = heads(k.forward(x, ctx));
-      const vh = heads(v.forward(x, ctx));
+      const qh = heads(tf.mul(qp!, 1 / Math.sqrt(dh)));
+      const kh = heads(kp!);
+      const vh = heads(vp!);
       const scores = tf.softmax(tf.matMul(qh, kh, false, true));
       const mixed = tf.reshape(tf.transpose(tf.matMul(scores, vh), [0, 2, 1, 3]), [B, T, o.dim]);
       return out.forward(mixed, ctx);
