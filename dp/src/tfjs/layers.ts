@@ -229,9 +229,19 @@ export interface LoraDenseOptions {
 }
 
 /**
+ * The adapter's up-projection (α/r)·u·B as the linear site with input (α/r)·u and weight B: the
+ * scale is applied to the rank-r u, not to the [.., Dout] output (the same values; bit for bit
+ * when α/r is a power of two), and the site's per-example gradient (α/r)·uᵢᵀzᵢ is B's.
+ */
+function loraUp(layer: Layer, ctx: ForwardContext, u: Tensor, weight: string, scale: number): Tensor {
+  const input = scale === 1 ? u : tf.mul(u, scale);
+  return ctx.site(layer, { rule: 'linear', input, weight, bias: null }, matMulLast(input, ctx.param(weight)));
+}
+
+/**
  * A dense layer with a frozen base and a trainable low-rank adapter (Hu et al. 2021):
  * y = x·W₀ + b₀ + (α/r)·(x·A)·B with A [Din, r] and B [r, Dout]. Each adapter matrix is its own
- * linear site: A's input is x and output u = x·A; B's input is u and output v = u·B.
+ * linear site: A's input is x and output u = x·A; B's input is (α/r)·u and output (α/r)·u·B.
  */
 export function loraDense(name: string, o: LoraDenseOptions): Layer {
   const w0 = `${name}.kernel`;
@@ -259,12 +269,7 @@ export function loraDense(name: string, o: LoraDenseOptions): Layer {
         { rule: 'linear', input: x, weight: a, bias: null },
         matMulLast(x, ctx.param(a)),
       );
-      const v = ctx.site(
-        this,
-        { rule: 'linear', input: u, weight: bb, bias: null },
-        matMulLast(u, ctx.param(bb)),
-      );
-      return tf.add(base, scale === 1 ? v : tf.mul(v, scale));
+      return tf.add(base, loraUp(this, ctx, u, bb, scale));
     },
   };
 }
@@ -408,12 +413,8 @@ function fusedLoraQkv(
       { rule: 'linear', input: x, weight: n.a, bias: null },
       parts[layers.length + i]!,
     );
-    const v = ctx.site(
-      layer,
-      { rule: 'linear', input: u, weight: n.bb, bias: null },
-      matMulLast(u, ctx.param(n.bb)),
-    );
-    return tf.add(base, scale === 1 ? v : tf.mul(v, scale));
+    const v = loraUp(layer, ctx, u, n.bb, scale);
+    return tf.add(base, v);
   });
 }
 
