@@ -2,11 +2,12 @@
 // files, job specs, and clients generated from the same .proto (@tensorguard/proto).
 import * as grpc from '@grpc/grpc-js';
 import { type trainingService as pb, TrainingServiceClient } from '@tensorguard/proto';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, type ChildProcessByStdio, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -74,16 +75,12 @@ export interface ServerProcess {
   kill(): Promise<void>;
 }
 
-/**
- * Starts `tensorguard serve` (from source under tsx) and waits for its listening line (30 s by
- * default; a server that starts a private Ray head needs longer).
- */
-export async function startServer(
+/** `tensorguard serve <args>` from the TypeScript sources, stdout and stderr piped. */
+export function spawnServe(
   args: string[],
   env: NodeJS.ProcessEnv = {},
-  startTimeoutMs = 30_000,
-): Promise<ServerProcess> {
-  const child = spawn(
+): ChildProcessByStdio<null, Readable, Readable> {
+  return spawn(
     process.execPath,
     [
       '--conditions=tensorguard-source',
@@ -95,6 +92,18 @@ export async function startServer(
     ],
     { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
+}
+
+/**
+ * Starts `tensorguard serve` (from source under tsx) and waits for its listening line (30 s by
+ * default; a server that starts a private Ray head needs longer).
+ */
+export async function startServer(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  startTimeoutMs = 30_000,
+): Promise<ServerProcess> {
+  const child = spawnServe(args, env);
   let out = '';
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));

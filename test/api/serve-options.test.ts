@@ -4,10 +4,10 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { expect } from 'chai';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { bearer, call, client, keyFile, root, startServer, tmpDir } from './helpers.js';
+import { bearer, call, client, keyFile, spawnServe, startServer, tmpDir } from './helpers.js';
 
 const KEY = 'tg_serve_options_test_key_0123456789';
 
@@ -36,18 +36,7 @@ const check = (h: HealthClient, service = '') =>
 
 /** Runs `tensorguard serve ...` to its exit; for the flags refused before anything starts. */
 function serveExit(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stderr: string }> {
-  const child = spawn(
-    process.execPath,
-    [
-      '--conditions=tensorguard-source',
-      '--import',
-      'tsx',
-      path.join(root, 'driver/src/bin/tensorguard.ts'),
-      'serve',
-      ...args,
-    ],
-    { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+  const child = spawnServe(args, env);
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   child.stdout.resume();
