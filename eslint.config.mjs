@@ -9,6 +9,8 @@ export default tseslint.config(
       '**/node_modules/**',
       '**/dist/**',
       '.venv/**',
+      '.venv-bench/**',
+      '.tensorguard/**',
       '.cache/**',
       'proto/src/gen/**',
       'bench/results/**',
