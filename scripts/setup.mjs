@@ -172,6 +172,42 @@ async function nativeAddons() {
   return built.length ? `built ${built.join(', ')}` : 'up to date';
 }
 
+// --- secure-agg's native mask kernel -------------------------------------------------------
+// One C file (AES instructions + Node-API), compiled with the system's C compiler; no node-gyp is
+// needed since a Node-API addon links against nothing. Optional: without a compiler or Node's
+// headers, masking runs on node:crypto + WebAssembly (the same bits, several times slower).
+const MASK_KERNEL_SRC = path.join(root, 'secure-agg', 'native', 'mask_kernel.c');
+const MASK_KERNEL_OUT = path.join(root, 'secure-agg', 'build', 'mask_kernel.node');
+
+function nodeIncludeDir() {
+  const dirs = [path.join(path.dirname(process.execPath), '..', 'include', 'node'), '/usr/include/node'];
+  return dirs.find((d) => fs.existsSync(path.join(d, 'node_api.h')));
+}
+
+async function maskKernel() {
+  const want = hashOf(MASK_KERNEL_SRC);
+  if (markerOk('mask-kernel', want) && fs.existsSync(MASK_KERNEL_OUT)) return 'up to date';
+  const include = nodeIncludeDir();
+  const cc = ['cc', 'gcc', 'clang'].find((c) => spawnSync(c, ['--version']).status === 0);
+  if (!include || !cc) {
+    return `skipped (${!cc ? 'no C compiler' : 'no Node-API headers (node_api.h)'}); masking uses node:crypto + WebAssembly`;
+  }
+  fs.mkdirSync(path.dirname(MASK_KERNEL_OUT), { recursive: true });
+  const tmp = `${MASK_KERNEL_OUT}.tmp`;
+  run(cc, ['-O3', '-shared', '-fPIC', '-std=c11', `-I${include}`, MASK_KERNEL_SRC, '-o', tmp], {
+    capture: true,
+    hint: 'install a C compiler (apt-get install gcc) or delete secure-agg/build to use the JavaScript path',
+  });
+  fs.renameSync(tmp, MASK_KERNEL_OUT);
+  const probe = spawnSync(process.execPath, ['-p', `require(${JSON.stringify(MASK_KERNEL_OUT)}).path()`], {
+    encoding: 'utf8',
+  });
+  if (probe.status !== 0)
+    throw new StepError(`the mask kernel was compiled but does not load: ${probe.stderr.slice(-500)}`);
+  setMarker('mask-kernel', want);
+  return `built (${probe.stdout.trim()})`;
+}
+
 // --- native TensorFlow --------------------------------------------------------------------
 function tfjsDir(variant) {
   return path.join(root, 'node_modules', ...TF[variant].tfjsPackage.split('/'));
@@ -385,6 +421,7 @@ if (os.platform() !== 'linux' || os.arch() !== 'x64') {
 const t0 = performance.now();
 await step('npm dependencies', npmDeps);
 await step('native addons', nativeAddons);
+await step('secure-agg mask kernel', maskKernel);
 await step('native TensorFlow.js', nativeTf);
 await step('Python venv with Ray', pythonEnv);
 await step('Fashion-MNIST', dataset);

@@ -1,10 +1,12 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
+import { createCipheriv } from 'node:crypto';
 import { ConfigError, MalformedMessageError } from './errors.js';
 import {
   decode,
   encode,
   encodeIntegers,
+  encodeNative,
   encodeWithCoins,
   noiseTailBound,
   planEncoding,
@@ -12,6 +14,7 @@ import {
   type Encoding,
 } from './encoding.js';
 import { addInto, allocRing, words32, type RingVector } from './masking.js';
+import { nativeKernel } from './native-kernel.js';
 
 /** The rounding loop as first written (one coin per coordinate, coins drawn 16384 at a time). */
 function encodeReference(
@@ -130,6 +133,63 @@ describe('encoding', () => {
       { numRuns: 60 },
     );
   });
+
+  // The native kernel (where setup built it; `npm test` runs setup first, so here it is).
+  (nativeKernel() ? it : it.skip)(
+    'the native encoder equals the JavaScript loop bit for bit, given the AES-CTR coins it draws',
+    () => {
+      const aesCoins = (key: Uint8Array) => {
+        const c = createCipheriv('aes-128-ctr', key, Buffer.alloc(16));
+        return (buf: Uint32Array) => {
+          const ks = c.update(Buffer.alloc(buf.byteLength));
+          new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength).set(ks);
+        };
+      };
+      fc.assert(
+        fc.property(
+          fc.constantFrom(32 as const, 64 as const),
+          fc.oneof(fc.integer({ min: 1, max: 50 }), fc.integer({ min: 4000, max: 40000 })),
+          fc.boolean(),
+          fc.boolean(),
+          fc.uint8Array({ minLength: 16, maxLength: 16 }),
+          fc.constantFrom(1, 3.5, 2 ** 20),
+          (bits, d, f32, withNoise, key, scale) => {
+            const enc = planEncoding({ clipNorm: 1, scale, workers: 2, dimension: d, bits: 64 });
+            const plan = { ...enc, bits };
+            const values = f32 ? new Float32Array(d) : new Float64Array(d);
+            const noise = withNoise ? new Float64Array(d) : undefined;
+            let x = key[0]! | (key[1]! << 8) | 1;
+            for (let i = 0; i < d; i++) {
+              x = Math.imul(x ^ (x >>> 15), 0x2c1b3c6d) + 0x297a2d39;
+              values[i] = (((x >>> 0) % 2001) - 1000) / (1001 * Math.sqrt(d)); // ‖x‖₂ < 1
+              if (noise) noise[i] = ((x >>> 0) % 41) - 20;
+            }
+            const native = encodeNative(plan, values, noise, key);
+            const ref = encodeWithCoins(plan, values, noise, aesCoins(key));
+            expect(Buffer.from(words32(native).buffer).equals(Buffer.from(words32(ref).buffer))).to.equal(
+              true,
+            );
+          },
+        ),
+        { numRuns: 60 },
+      );
+      const enc = planEncoding({ clipNorm: 1, scale: 2 ** 10, workers: 2, dimension: 2, bits: 64 });
+      const key = new Uint8Array(16);
+      expect(() => encodeNative(enc, new Float32Array([1, 1]), undefined, key)).to.throw(
+        MalformedMessageError,
+        'exceeds the clip norm 1',
+      );
+      expect(() => encodeNative(enc, new Float64Array([0, NaN]), undefined, key)).to.throw(
+        'value 1 is not finite (NaN)',
+      );
+      expect(() => encodeNative(enc, new Float32Array([0]), undefined, key)).to.throw(
+        'expected a vector of length 2, got 1',
+      );
+      expect(() => encodeNative(enc, new Float32Array(2), new Float64Array(1), key)).to.throw(
+        'expected noise of length 2, got 1',
+      );
+    },
+  );
 
   it('randomized rounding is unbiased and stays within one unit', () => {
     const enc = planEncoding({ clipNorm: 1000, scale: 1, workers: 1, dimension: 20000 });

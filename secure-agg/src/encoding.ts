@@ -13,9 +13,14 @@
 // union-bounded over the d coordinates so that P[any coordinate overflows] ≤ δ. The smallest k in
 // {32, 64} with n·(s·C + 1) + a < 2^(k-1) is chosen; if none fits, the configuration is refused
 // with the numbers in the message.
-import { randomFillSync } from 'node:crypto';
+//
+// Where the native kernel is built (native-kernel.ts), `encode` runs the same arithmetic there,
+// with its coins from AES-128-CTR under a fresh 128-bit key from node:crypto (a CTR-DRBG-style
+// generator: OpenSSL's own RAND_bytes is AES-CTR based) instead of from randomFillSync directly.
+import { randomBytes, randomFillSync } from 'node:crypto';
 import { ConfigError, MalformedMessageError } from './errors.js';
 import { allocRing, ringBitsOf, words32, type RingBits, type RingVector } from './masking.js';
+import { nativeKernel } from './native-kernel.js';
 
 /** User options for the encoding; all real quantities are in the units of the gradient. */
 export interface EncodingOptions {
@@ -147,7 +152,62 @@ export function encode(
   values: ArrayLike<number>,
   integerNoise?: ArrayLike<number>,
 ): RingVector {
+  const native = nativeKernel();
+  if (
+    native &&
+    (values instanceof Float32Array || values instanceof Float64Array) &&
+    (integerNoise === undefined || integerNoise instanceof Float64Array)
+  ) {
+    return encodeNative(encoding, values, integerNoise, randomBytes(16));
+  }
   return encodeWithCoins(encoding, values, integerNoise, randomFillSync);
+}
+
+/**
+ * encode in the native kernel with the rounding coins AES-128-CTR(key) (one little-endian 32-bit
+ * word per coordinate, in order); exported so that tests can pin it to encodeWithCoins with the
+ * same coins. Throws like encode, and Error where the native kernel is not available.
+ */
+export function encodeNative(
+  encoding: Encoding,
+  values: Float32Array | Float64Array,
+  integerNoise: Float64Array | undefined,
+  key: Uint8Array,
+): RingVector {
+  const native = nativeKernel();
+  if (!native) throw new Error('the native mask kernel is not built (npm run setup builds it)');
+  checkInput(encoding, values, integerNoise, native.sumSquares(values));
+  const out = allocRing(encoding.bits, encoding.dimension);
+  native.encode(values, integerNoise ?? null, encoding.scale, out, encoding.bits, key);
+  return out;
+}
+
+/** Length, finiteness and norm checks; `sq` is Σ x² (non-finite when some value is). */
+function checkInput(
+  encoding: Encoding,
+  values: ArrayLike<number>,
+  integerNoise: ArrayLike<number> | undefined,
+  sq: number,
+): void {
+  const d = encoding.dimension;
+  if (values.length !== d) {
+    throw new MalformedMessageError(`expected a vector of length ${d}, got ${values.length}`);
+  }
+  if (integerNoise && integerNoise.length !== d) {
+    throw new MalformedMessageError(`expected noise of length ${d}, got ${integerNoise.length}`);
+  }
+  // NaN and ±Infinity make the sum non-finite, so the per-value check runs only then.
+  if (!Number.isFinite(sq)) {
+    for (let i = 0; i < d; i++) {
+      const x = values[i]!;
+      if (!Number.isFinite(x)) throw new MalformedMessageError(`value ${i} is not finite (${x})`);
+    }
+  }
+  if (Math.sqrt(sq) > encoding.clipNorm * (1 + 1e-6)) {
+    throw new MalformedMessageError(
+      `the vector's ℓ2 norm ${Math.sqrt(sq)} exceeds the clip norm ${encoding.clipNorm}; clip before encoding`,
+    );
+  }
 }
 
 /**
@@ -162,29 +222,12 @@ export function encodeWithCoins(
   fillCoins: (buf: Uint32Array) => void,
 ): RingVector {
   const d = encoding.dimension;
-  if (values.length !== d) {
-    throw new MalformedMessageError(`expected a vector of length ${d}, got ${values.length}`);
-  }
-  if (integerNoise && integerNoise.length !== d) {
-    throw new MalformedMessageError(`expected noise of length ${d}, got ${integerNoise.length}`);
-  }
   let sq = 0;
-  for (let i = 0; i < d; i++) {
+  for (let i = 0; i < Math.min(d, values.length); i++) {
     const x = values[i]!;
     sq += x * x;
   }
-  // NaN and ±Infinity make the sum non-finite, so the per-value check runs only then.
-  if (!Number.isFinite(sq)) {
-    for (let i = 0; i < d; i++) {
-      const x = values[i]!;
-      if (!Number.isFinite(x)) throw new MalformedMessageError(`value ${i} is not finite (${x})`);
-    }
-  }
-  if (Math.sqrt(sq) > encoding.clipNorm * (1 + 1e-6)) {
-    throw new MalformedMessageError(
-      `the vector's ℓ2 norm ${Math.sqrt(sq)} exceeds the clip norm ${encoding.clipNorm}; clip before encoding`,
-    );
-  }
+  checkInput(encoding, values, integerNoise, sq);
   const out = allocRing(encoding.bits, d);
   const w = words32(out);
   // Int32 stores keep the k = 32 loop on small integers (`| 0` is reduction mod 2^32).

@@ -45,6 +45,7 @@ export {
   addMasksInto,
   DEFAULT_RING_ADD_PATH,
   expandMask,
+  RING_ADD_PATHS,
   ringBitsOf,
   ringToBytes,
   ringFromBytes,
@@ -56,6 +57,7 @@ export {
   type RingVector,
   type SignedVector,
 } from './masking.js';
+export { nativeKernel, NATIVE_KERNEL_FILE, type NativeKernel } from './native-kernel.js';
 export {
   planEncoding,
   encode,

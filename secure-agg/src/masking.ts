@@ -1,16 +1,21 @@
 // Vectors in the ring Z_2^k (k = 32 or 64) and the masks added to them. A mask is the AES-128-CTR
 // keystream under a key derived from a 32-byte seed (HKDF, bound to the round), read as
 // little-endian k-bit words: a PRG whose output is indistinguishable from uniform as long as the
-// seed is secret. Expansion encrypts a zero buffer with node:crypto (OpenSSL, AES-NI) in 32 KiB
-// chunks and adds each chunk into the target with a WebAssembly SIMD kernel (ring-kernel.ts);
-// the scalar JavaScript loop is the reference and the fallback.
+// seed is secret. Three paths compute the same bits:
+// - 'native' (the default where setup built it): native/mask_kernel.c encrypts the counter blocks
+//   in registers with the CPU's AES instructions and adds them straight into the target;
+// - 'simd': node:crypto (OpenSSL, AES-NI) encrypts a zero buffer in 32 KiB chunks and a
+//   WebAssembly SIMD kernel (ring-kernel.ts) adds each chunk into the target;
+// - 'scalar': node:crypto and a plain JavaScript loop, the reference.
 //
-// Why 32 KiB: node:crypto allocates a fresh output buffer on every `update`; at 256 KiB those come
-// from mmap and page-fault in (system time was up to half the CPU time in some profiles), while
-// 32 KiB reuses malloc'd memory and keeps keystream, target chunk and kernel memory in L2.
+// Why 32 KiB chunks on the node:crypto paths: node:crypto allocates a fresh output buffer on every
+// `update`; at 256 KiB those come from mmap and page-fault in (system time was up to half the CPU
+// time in some profiles), while 32 KiB reuses malloc'd memory and keeps keystream, target chunk
+// and kernel memory in L2.
 import { createCipheriv } from 'node:crypto';
 import { MalformedMessageError } from './errors.js';
 import { deriveKey, type RoundContext } from './keys.js';
+import { nativeKernel } from './native-kernel.js';
 import { KERNEL_CHUNK_BYTES, KERNEL_STEP_BYTES, ringKernel } from './ring-kernel.js';
 
 /** Ring width k in bits. */
@@ -25,12 +30,22 @@ if (new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) {
   throw new Error('secure-agg needs a little-endian platform');
 }
 
-/** How ring additions run: the WebAssembly SIMD kernel, or the scalar reference loop. */
-export type RingAddPath = 'simd' | 'scalar';
+/**
+ * How masks are expanded and ring additions run: the native AES kernel, node:crypto with the
+ * WebAssembly SIMD add, or node:crypto with the scalar reference loop.
+ */
+export type RingAddPath = 'native' | 'simd' | 'scalar';
 
 const KERNEL = ringKernel();
-/** The path used unless a caller asks otherwise: SIMD wherever the runtime has it. */
-export const DEFAULT_RING_ADD_PATH: RingAddPath = KERNEL ? 'simd' : 'scalar';
+const NATIVE = nativeKernel();
+/** The path used unless a caller asks otherwise: the fastest one this process has. */
+export const DEFAULT_RING_ADD_PATH: RingAddPath = NATIVE ? 'native' : KERNEL ? 'simd' : 'scalar';
+/** The paths this process can run (tests and benchmarks compare them). */
+export const RING_ADD_PATHS: readonly RingAddPath[] = [
+  ...(NATIVE ? (['native'] as const) : []),
+  ...(KERNEL ? (['simd'] as const) : []),
+  'scalar',
+];
 
 const CHUNK_BYTES = KERNEL_CHUNK_BYTES;
 const ZERO = new Uint8Array(CHUNK_BYTES);
@@ -95,7 +110,8 @@ export function addInto(
   const t = words32(target);
   const m = words32(other);
   const bits = ringBitsOf(target);
-  if (path === 'scalar' || !KERNEL) addWordsScalar(t, m, 0, bits, sign);
+  if (path === 'native' && NATIVE) NATIVE.addVectors(target, other, sign, bits);
+  else if (path === 'scalar' || !KERNEL) addWordsScalar(t, m, 0, bits, sign);
   else {
     const mBytes = ringToBytes(other);
     for (let off = 0; off < mBytes.length; off += CHUNK_BYTES) {
@@ -215,6 +231,16 @@ export function addMasksFrom(
     throw new MalformedMessageError(
       `cannot mask a ${ringBitsOf(source)}-bit vector of length ${source.length} into a ${bits}-bit vector of length ${target.length}`,
     );
+  }
+  if (path === 'native' && NATIVE) {
+    const keys = new Uint8Array(16 * masks.length);
+    const signs = new Int8Array(masks.length);
+    masks.forEach((m, i) => {
+      keys.set(deriveKey(m.seed, ctx, 'mask-prg', 16), 16 * i);
+      signs[i] = m.sign;
+    });
+    NATIVE.addMasks(target, source, keys, signs, bits);
+    return;
   }
   const t = words32(target);
   const total = t.length * 4;
