@@ -75,13 +75,6 @@ export {
 } from './coordinator/coordinator.js';
 export { RoundClient, type RoundClientOptions } from './round-client.js';
 export {
-  tanhCnn,
-  toTensors,
-  trainLocal,
-  type LocalTrainOptions,
-  type LocalTrainResult,
-} from './local-train.js';
-export {
   KeyHolderClient,
   KeyHolderService,
   KEY_HOLDER_SERVICE,
