@@ -196,23 +196,25 @@ function flower(
   return out;
 }
 
+/** One round's parameters: n workers `w0…`, the complete graph, 32-bit ring, fresh session. */
+function completeGraphRound(n: number, d: number, threshold: number, minInputs: number) {
+  return {
+    sessionId: newSessionId(),
+    round: 0,
+    members: Array.from({ length: n }, (_, i) => `w${i}`),
+    vectorLength: d,
+    bits: 32 as const,
+    threshold,
+    degree: n - 1,
+    graphSeed: newSessionId(),
+    minInputs,
+  };
+}
+
 async function heVsMasking(d: number, n: number, log: (l: string) => void): Promise<Row> {
   const vs = inputs(n, d);
   const t0 = performance.now();
-  const rep = runRoundInProcess({
-    params: {
-      sessionId: newSessionId(),
-      round: 0,
-      members: vs.map((_, i) => `w${i}`),
-      vectorLength: d,
-      bits: 32,
-      threshold: Math.floor(n / 2) + 1,
-      degree: n - 1,
-      graphSeed: newSessionId(),
-      minInputs: 2,
-    },
-    inputs: vs,
-  });
+  const rep = runRoundInProcess({ params: completeGraphRound(n, d, Math.floor(n / 2) + 1, 2), inputs: vs });
   const maskMs = performance.now() - t0;
   const maskBytes = wireBytesPerWorker(n, d);
   try {
@@ -328,17 +330,7 @@ export const benchmark: Benchmark = {
           return v;
         });
         const report = runRoundInProcess({
-          params: {
-            sessionId: newSessionId(),
-            round: 0,
-            members: vs.map((_, i) => `w${i}`),
-            vectorLength: d,
-            bits: 32,
-            threshold: t,
-            degree: n - 1,
-            graphSeed: newSessionId(),
-            minInputs: Math.min(t, n - dropped),
-          },
+          params: completeGraphRound(n, d, t, Math.min(t, n - dropped)),
           inputs: vs,
           dropBefore,
         });

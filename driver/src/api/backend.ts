@@ -3,6 +3,8 @@
 // one; LocalProcessBackend (local-process-backend.ts) runs each job as a local Node process that
 // prints the same metric-line contract, for tests and benchmarks without a Ray cluster.
 
+import { setTimeout as sleep } from 'node:timers/promises';
+
 /** What a backend needs to find a job again, persisted with the job record (JSON). */
 export interface BackendHandle {
   /** The backend's id (the Ray submission id), shown to users as Job.backendJobId. */
@@ -23,6 +25,43 @@ export interface BackendStatus {
 export interface LogLine {
   index: number;
   text: string;
+}
+
+/**
+ * Numbers the lines of a log that arrives in chunks, holding back an unterminated last line until
+ * its newline arrives (or the log ends), and yields those at or after `fromIndex`.
+ */
+export class LogLines {
+  /** Index of the next complete line. */
+  next = 0;
+  #partial = '';
+
+  constructor(private readonly fromIndex: number) {}
+
+  *push(chunk: string): Generator<LogLine> {
+    const parts = (this.#partial + chunk).split('\n');
+    this.#partial = parts.pop()!;
+    for (const text of parts) {
+      if (this.next >= this.fromIndex) yield { index: this.next, text };
+      this.next += 1;
+    }
+  }
+
+  /** The log ended: its unterminated last line, if any. */
+  *end(): Generator<LogLine> {
+    if (this.#partial !== '' && this.next >= this.fromIndex) yield { index: this.next, text: this.#partial };
+    this.#partial = '';
+  }
+}
+
+/** Waits `ms`; false when `signal` aborted first (the caller stops following). */
+export async function pause(ms: number, signal: AbortSignal): Promise<boolean> {
+  try {
+    await sleep(ms, undefined, { signal });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export interface SubmitOptions {

@@ -4,11 +4,12 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { epsilonSchedule } from './accounting.js';
 import {
   BackendError,
+  LogLines,
+  pause,
   type BackendHandle,
   type BackendStatus,
   type JobBackend,
@@ -136,9 +137,8 @@ export class LocalProcessBackend implements JobBackend {
   async *follow(h: BackendHandle, fromIndex: number, signal: AbortSignal): AsyncIterable<LogLine> {
     const { dir } = this.handleOf(h);
     const file = path.join(dir, 'log');
-    let index = 0;
+    const lines = new LogLines(fromIndex);
     let offset = 0;
-    let partial = '';
     for (;;) {
       if (signal.aborted) return;
       const terminal = (await this.status(h)).state !== 'RUNNING';
@@ -159,21 +159,12 @@ export class LocalProcessBackend implements JobBackend {
       } catch (err) {
         throw new BackendError(`cannot read ${file}: ${(err as Error).message}`, true, { cause: err });
       }
-      const parts = (partial + chunk).split('\n');
-      partial = parts.pop()!;
-      for (const text of parts) {
-        if (index >= fromIndex) yield { index, text };
-        index += 1;
-      }
+      yield* lines.push(chunk);
       if (terminal && chunk === '') {
-        if (partial !== '' && index >= fromIndex) yield { index, text: partial };
+        yield* lines.end();
         return;
       }
-      try {
-        await sleep(this.pollMs, undefined, { signal });
-      } catch {
-        return;
-      }
+      if (!(await pause(this.pollMs, signal))) return;
     }
   }
 

@@ -4,7 +4,6 @@
 // (idempotent), and after a server restart the job is found again by the id stored with it.
 // Its log is read by line index (the stored cursor), so a re-attached job continues where the
 // previous server stopped reading.
-import { setTimeout as sleep } from 'node:timers/promises';
 import { repoRoot, venvPython } from '../paths.js';
 import {
   dashboardUrl,
@@ -22,7 +21,9 @@ import {
 import { JobSpecError, parseJobSpec, resolveRunConfig } from '../spec/index.js';
 import {
   BackendError,
+  LogLines,
   parseMetricLine,
+  pause,
   type BackendHandle,
   type BackendJobState,
   type BackendStatus,
@@ -206,27 +207,15 @@ export class RayJobBackend implements JobBackend {
     let d = await this.details(h);
     if (d.status === 'PENDING') {
       while (d.status === 'PENDING') {
-        try {
-          await sleep(Math.min(this.pollMs, 500), undefined, { signal });
-        } catch {
-          return;
-        }
+        if (!(await pause(Math.min(this.pollMs, 500), signal))) return;
         d = await this.details(h);
       }
       return;
     }
-    let next = 0; // index of the next complete line
+    const tailed = new LogLines(fromIndex);
     if (!TERMINAL_STATUSES.includes(d.status)) {
-      let partial = '';
       try {
-        for await (const chunk of this.client.tail(id, signal)) {
-          const parts = (partial + chunk).split('\n');
-          partial = parts.pop()!;
-          for (const text of parts) {
-            if (next >= fromIndex) yield { index: next, text };
-            next += 1;
-          }
-        }
+        for await (const chunk of this.client.tail(id, signal)) yield* tailed.push(chunk);
       } catch (err) {
         if (signal.aborted) return;
         if (err instanceof RayJobNotFoundError || err instanceof RayAuthError)
@@ -235,6 +224,7 @@ export class RayJobBackend implements JobBackend {
       }
       if (signal.aborted) return;
     }
+    let next = tailed.next; // index of the next complete line
     for (;;) {
       const terminal = TERMINAL_STATUSES.includes((await this.details(h)).status);
       let text: string;
@@ -251,11 +241,7 @@ export class RayJobBackend implements JobBackend {
         if (last !== '' && next >= fromIndex) yield { index: next, text: last };
         return;
       }
-      try {
-        await sleep(this.pollMs, undefined, { signal });
-      } catch {
-        return;
-      }
+      if (!(await pause(this.pollMs, signal))) return;
     }
   }
 
