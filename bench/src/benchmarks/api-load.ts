@@ -99,10 +99,14 @@ export const benchmark: Benchmark = {
       ) =>
         new Promise<{ ms: number; res: Res }>((resolve, reject) => {
           const t0 = performance.now();
-          f(clients[i % clients.length]!, (e, r) =>
-            e ? reject(e) : resolve({ ms: performance.now() - t0, res: r }),
-          );
+          f(clients[i % clients.length]!, (e, r) => {
+            const ms = performance.now() - t0;
+            slow.push({ at: t0, ms });
+            if (e) reject(e);
+            else resolve({ ms, res: r });
+          });
         });
+      const slow: { at: number; ms: number }[] = [];
       const deadline = () => ({ deadline: Date.now() + 10_000 });
 
       log(`submitting ${watchedJobs} long jobs and opening ${streams} WatchJob streams`);
@@ -124,6 +128,7 @@ export const benchmark: Benchmark = {
       let gaps = 0;
       let received = 0;
       let streamErrors = 0;
+      let streamsLive = 0;
       const streamDone: Promise<{ jobId: string; last: number }>[] = [];
       for (let s = 0; s < streams; s++) {
         const jobId = watched[s % watchedJobs]!;
@@ -132,6 +137,7 @@ export const benchmark: Benchmark = {
             let last = 0;
             const st = clients[s % clients.length]!.watchJob({ jobId, afterEventId: 0 }, md);
             st.on('data', (r: pb.WatchJobResponse) => {
+              if (last === 0) streamsLive += 1;
               if (r.event!.eventId !== last + 1) gaps += 1;
               last = r.event!.eventId;
               received += 1;
@@ -144,6 +150,14 @@ export const benchmark: Benchmark = {
           }),
         );
       }
+
+      // Measure the steady state: start the load once every stream has had its replay (the server
+      // opening 200 streams at once would otherwise stall the first burst of calls by ~200 ms).
+      const opened = performance.now();
+      while (streamsLive < streams && performance.now() - opened < 10_000)
+        await new Promise((r) => setTimeout(r, 20));
+      log(`${streamsLive} of ${streams} streams live after ${(performance.now() - opened).toFixed(0)} ms`);
+      slow.length = 0;
 
       log(`${durationS} s of ${submitsPerS} submissions/s and ${getsPerS} GetJob/s`);
       const submitMs: number[] = [];
@@ -184,6 +198,10 @@ export const benchmark: Benchmark = {
       }
       const elapsedS = (performance.now() - t0) / 1000;
       await Promise.all(pending);
+      const worst = [...slow].sort((a, b) => b.ms - a.ms).slice(0, 5);
+      log(
+        `slowest calls: ${worst.map((w) => `${w.ms.toFixed(0)} ms at t=${((w.at - t0) / 1000).toFixed(2)} s`).join(', ')}`,
+      );
       log('waiting for the watched jobs to finish');
       const ends = await Promise.all(streamDone);
       let dropped = 0;
