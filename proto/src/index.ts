@@ -14,3 +14,9 @@ export {
   SecureAggregationClient,
   type SecureAggregationServer,
 } from './gen/tensorguard/v1/secure_aggregation.js';
+export * as heKeyHolder from './gen/tensorguard/v1/he_key_holder.js';
+export {
+  HeKeyHolderService,
+  HeKeyHolderClient,
+  type HeKeyHolderServer,
+} from './gen/tensorguard/v1/he_key_holder.js';

@@ -13,6 +13,7 @@ export type SecAggErrorCode =
   | 'DEADLINE' // a stage's deadline passed
   | 'DECRYPT' // an encrypted share failed authentication
   | 'SHARE_POLICY' // a request that would reveal both kinds of share for one peer
+  | 'DECRYPT_POLICY' // the HE key holder refused to decrypt (too few inputs, second request, …)
   | 'ABORTED' // the round was aborted earlier; see `cause`
   | 'UNAVAILABLE'; // the peer (aggregator or key holder) cannot be reached
 
@@ -112,6 +113,22 @@ export class SharePolicyError extends SecAggError {
   constructor(message: string, fields: SecAggErrorFields & { peerIndex?: number }) {
     super('SHARE_POLICY', message, fields);
     this.peerIndex = fields.peerIndex;
+  }
+}
+
+/** Which of the HE key holder's rules a decryption request broke. */
+export type DecryptionRule = 'MIN_INPUTS' | 'ONCE_PER_ROUND' | 'COUNT_SLOT' | 'KEY_ID';
+
+/**
+ * The HE key holder refused to decrypt: fewer distinct contributors than its floor, a round it
+ * was already asked for, a count slot that disagrees with the declared contributors, or an
+ * aggregate under another key. Nothing is returned.
+ */
+export class DecryptionPolicyError extends SecAggError {
+  readonly rule: DecryptionRule;
+  constructor(message: string, fields: SecAggErrorFields & { rule: DecryptionRule }) {
+    super('DECRYPT_POLICY', message, fields);
+    this.rule = fields.rule;
   }
 }
 

@@ -11,10 +11,12 @@ export {
   DeadlineError,
   ShareDecryptionError,
   SharePolicyError,
+  DecryptionPolicyError,
   RoundAbortedError,
   UnavailableError,
   type SecAggErrorCode,
   type SecAggErrorFields,
+  type DecryptionRule,
 } from './errors.js';
 export {
   FIELD_PRIME,
@@ -107,3 +109,6 @@ export {
   loadSeal,
   type HeAggregate,
 } from './he.js';
+export { withCountSlot, splitCountSlot } from './he-contribution.js';
+export { HeKeyService, keyIdOf, type HeDecryptRequest, type HePublicKeyInfo } from './he-key-service.js';
+export { HeRound, type HeRoundOptions, type HeRoundStage, type HeEncryptedInput } from './he-round.js';

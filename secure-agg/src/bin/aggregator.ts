@@ -3,9 +3,21 @@
 // With no coordinator plugged in, a built-in one opens a round whenever `minMembers` workers are
 // joined. stdout carries one JSON line per event ({"event":"listening","port":…},
 // {"event":"round",…}, {"event":"abort",…}) for supervisors; the pino log goes to stderr.
+// With scheme "he" it connects to the key holder named by `keyHolder`, or starts bin/key-holder as
+// its child (on loopback, watching its stdin so that it dies with this process even on SIGKILL) and
+// stops it on exit; the listening line then also names the key holder and its key id.
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { destination, pino } from 'pino';
 import { SecAggError, toIntegers } from '../index.js';
-import { AggregatorServer, loadAggregatorConfig } from '../service/index.js';
+import {
+  AggregatorServer,
+  KeyHolderClient,
+  loadAggregatorConfig,
+  spawnKeyHolder,
+  type KeyHolderLink,
+  type SpawnedKeyHolder,
+} from '../service/index.js';
 
 function emit(obj: Record<string, unknown>): void {
   process.stdout.write(JSON.stringify(obj) + '\n');
@@ -18,11 +30,44 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write('usage: aggregator --config <file.json>\n');
     return 2;
   }
-  const { config, server: options } = loadAggregatorConfig(file);
+  const { config, server: options, keyHolder: external } = loadAggregatorConfig(file);
   const logger = pino({ level: config.logLevel ?? 'info' }, destination(2));
-  const server = new AggregatorServer({ ...options, logger });
+  let child: SpawnedKeyHolder | undefined;
+  let client: KeyHolderClient | undefined;
+  let link: KeyHolderLink | undefined;
+  if (options.scheme === 'he') {
+    if (external) {
+      client = new KeyHolderClient(external);
+    } else {
+      const here = fileURLToPath(import.meta.url);
+      child = await spawnKeyHolder(path.join(path.dirname(here), `key-holder${path.extname(here)}`), [
+        '--listen',
+        '127.0.0.1:0',
+        '--watch-stdin',
+      ]);
+      logger.info({ keyHolder: child.address, pid: child.child.pid }, 'started the HE key holder');
+      client = new KeyHolderClient({ address: child.address });
+    }
+    link = await client.link().catch(async (err: unknown) => {
+      client?.close();
+      await child?.close();
+      throw err;
+    });
+  }
+  const server = new AggregatorServer({ ...options, ...(link ? { keyHolder: link } : {}), logger });
   const port = await server.start();
-  emit({ event: 'listening', port });
+  emit({
+    event: 'listening',
+    port,
+    ...(link
+      ? {
+          scheme: 'he',
+          keyHolder: link.address,
+          keyId: link.keyId,
+          ...(child ? { keyHolderPid: child.child.pid } : {}),
+        }
+      : {}),
+  });
   const stop = new AbortController();
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => stop.abort(new Error(sig)));
   const minMembers = config.minMembers ?? 2;
@@ -51,6 +96,8 @@ async function main(argv: string[]): Promise<number> {
     if (!stop.signal.aborted) throw err;
   } finally {
     await server.close();
+    client?.close();
+    await child?.close();
   }
   return 0;
 }

@@ -1,12 +1,19 @@
 // The worker's client of the aggregator service. It takes an already-encoded integer vector; the
 // protocol state lives in a RoundParticipant per round, so key setup for round r+1 (prepare) can
 // run while the worker still computes round r's update, and submit needs only the vector.
-import { Client, credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+// The round's announcement names its scheme, and prepare/submit/contribute follow it: under HE,
+// prepare loads the announced public key and submit encrypts the vector (plus its count slot) and
+// sends it in the one SubmitEncryptedInput stage. Callers use the same interface for both.
+import type { Client } from '@grpc/grpc-js';
 import { type secureAggregation as pb, SecureAggregationService } from '@tensorguard/proto';
 import {
   compileRound,
+  HeEncryptor,
+  keyIdOf,
+  MalformedMessageError,
   RoundAbortedError,
   RoundParticipant,
+  withCountSlot,
   type ActiveStage,
   type RingVector,
 } from '../index.js';
@@ -14,22 +21,19 @@ import {
   advertisedKeysFromProto,
   advertisedKeysToProto,
   encryptedShareFromProto,
+  encryptedInputToProto,
   encryptedShareToProto,
   maskedVectorToProto,
   roundOpenFromProto,
   unmaskSharesToProto,
   type RoundOpen,
 } from './convert.js';
-import { fromStatus } from './status.js';
+import { callUnary, makeClient, type ClientTlsOptions } from './grpc-edge.js';
 
-/** PEM material; with certChain and privateKey the client authenticates itself (mTLS). */
-export interface ClientTlsOptions {
-  rootCa: Buffer;
-  certChain?: Buffer;
-  privateKey?: Buffer;
-  /** Expected server name when it differs from the address's host (e.g. 'localhost'). */
-  serverNameOverride?: string;
-}
+export type { ClientTlsOptions };
+
+/** A stage a worker sends a message in: the four masking stages, or HE's one. */
+export type WorkerStage = ActiveStage | 'ENCRYPTED_INPUT';
 
 export interface SecureAggClientOptions {
   /** host:port of the aggregator. */
@@ -45,14 +49,16 @@ export interface SecureAggClientOptions {
   /** Largest message sent or received, bytes. Default 256 MiB. */
   maxMessageBytes?: number;
   /** Called before each stage's message is sent (progress reporting, fault injection in tests). */
-  beforeStage?: (stage: ActiveStage, round: number) => void | Promise<void>;
+  beforeStage?: (stage: WorkerStage, round: number) => void | Promise<void>;
 }
 
-/** A round whose key setup is done: only the masked input and the unmasking remain. */
-export interface PreparedRound {
-  open: RoundOpen;
-  participant: RoundParticipant;
-}
+/**
+ * A round whose key setup is done: only the masked input and the unmasking remain (masking), or
+ * the encryption and the one input stage (HE).
+ */
+export type PreparedRound =
+  | { open: RoundOpen; participant: RoundParticipant; encryptor?: undefined }
+  | { open: RoundOpen; participant?: undefined; encryptor: HeEncryptor };
 
 export interface RoundOutcome {
   round: number;
@@ -70,20 +76,13 @@ export class SecureAggClient {
   readonly workerId: string;
   readonly #opts: SecureAggClientOptions;
   readonly #client: Client;
+  /** The last HE key's encryptor: a job keeps one key, so it is loaded once. */
+  #encryptor: { keyId: string; enc: HeEncryptor } | undefined;
 
   constructor(options: SecureAggClientOptions) {
     this.#opts = options;
     this.workerId = options.workerId;
-    const tls = options.tls;
-    const creds = tls
-      ? credentials.createSsl(tls.rootCa, tls.privateKey ?? null, tls.certChain ?? null)
-      : credentials.createInsecure();
-    const max = options.maxMessageBytes ?? 256 << 20;
-    this.#client = new Client(options.address, creds, {
-      'grpc.max_receive_message_length': max,
-      'grpc.max_send_message_length': max,
-      ...(tls?.serverNameOverride ? { 'grpc.ssl_target_name_override': tls.serverNameOverride } : {}),
-    });
+    this.#client = makeClient(options.address, options.tls, options.maxMessageBytes ?? 256 << 20);
   }
 
   #unary<Req, Res>(method: Method, req: Req, timeoutMs: number, round?: number): Promise<Res> {
@@ -92,20 +91,7 @@ export class SecureAggClient {
       requestSerialize: (r: Req) => Buffer;
       responseDeserialize: (b: Buffer) => Res;
     };
-    return new Promise<Res>((resolve, reject) => {
-      this.#client.makeUnaryRequest(
-        def.path,
-        def.requestSerialize,
-        def.responseDeserialize,
-        req,
-        new Metadata(),
-        { deadline: Date.now() + timeoutMs },
-        (err: ServiceError | null, res?: Res) => {
-          if (err || res === undefined) reject(fromStatus(err!, `${method} failed`, round));
-          else resolve(res);
-        },
-      );
-    });
+    return callUnary(this.#client, def, req, timeoutMs, `${method} failed`, round);
   }
 
   /** Registers with the aggregator; resolves with the session id and the next round number. */
@@ -128,15 +114,31 @@ export class SecureAggClient {
     return roundOpenFromProto(r);
   }
 
-  #stageTimeout(open: RoundOpen, stage: ActiveStage): number {
-    return open.deadlinesMs[stage] + (this.#opts.stageMarginMs ?? 5000);
+  #stageTimeout(open: RoundOpen, stage: WorkerStage): number {
+    const ms = stage === 'ENCRYPTED_INPUT' ? open.he!.encryptedInputMs : open.deadlinesMs[stage];
+    // Under HE the call also waits for the key holder's decryption after the stage closes.
+    return ms + (this.#opts.stageMarginMs ?? 5000) + (stage === 'ENCRYPTED_INPUT' ? 120_000 : 0);
   }
 
   /**
    * Key setup: advertises fresh keys, shares them, and receives the shares addressed to this
-   * worker. Needs no input vector, so it can overlap the computation of the update.
+   * worker (masking); loads the announced public key after checking it against its id (HE). Needs
+   * no input vector, so it can overlap the computation of the update. Throws MalformedMessageError
+   * for an HE key that does not match its id.
    */
   async prepare(open: RoundOpen): Promise<PreparedRound> {
+    if (open.scheme === 'he') {
+      const { publicKey, keyId } = open.he!;
+      if (this.#encryptor?.keyId !== keyId) {
+        if (keyIdOf(publicKey) !== keyId)
+          throw new MalformedMessageError(
+            `round ${open.params.round}: the announced HE public key does not match its id ${keyId}`,
+            { round: open.params.round },
+          );
+        this.#encryptor = { keyId, enc: await HeEncryptor.create(publicKey) };
+      }
+      return { open, encryptor: this.#encryptor.enc };
+    }
     const round = compileRound(open.params);
     const index = round.members.indexOf(this.workerId);
     const participant = new RoundParticipant(round, index);
@@ -165,8 +167,13 @@ export class SecureAggClient {
     }
   }
 
-  /** Masks and submits the encoded input, then answers the unmask request. */
+  /**
+   * Masks and submits the encoded input, then answers the unmask request (masking); encrypts it
+   * with its count slot and submits the ciphertexts (HE). Resolves when the round finished or
+   * aborted (then `completed` is false and `reason` says why); throws the SecAggError of a refusal.
+   */
   async submit(prepared: PreparedRound, input: RingVector): Promise<RoundOutcome> {
+    if (prepared.encryptor) return this.#submitEncrypted(prepared.open, prepared.encryptor, input);
     const { open, participant } = prepared;
     const r = open.params.round;
     try {
@@ -189,6 +196,31 @@ export class SecureAggClient {
       return { round: r, survivors: sub.survivors, completed: res.completed, reason: res.reason };
     } catch (err) {
       participant.abort();
+      if (err instanceof RoundAbortedError)
+        return { round: r, survivors: [], completed: false, reason: err.message };
+      throw err;
+    }
+  }
+
+  async #submitEncrypted(open: RoundOpen, enc: HeEncryptor, input: RingVector): Promise<RoundOutcome> {
+    const r = open.params.round;
+    const bits = input instanceof Uint32Array ? 32 : 64;
+    if (input.length !== open.params.vectorLength || bits !== open.params.bits)
+      throw new MalformedMessageError(
+        `round ${r} sums ${open.params.vectorLength} values of ${open.params.bits} bits, got ${input.length} of ${bits}`,
+        { round: r },
+      );
+    try {
+      await this.#opts.beforeStage?.('ENCRYPTED_INPUT', r);
+      const chunks = enc.encrypt(withCountSlot(input));
+      const res = await this.#unary<pb.SubmitEncryptedInputRequest, pb.SubmitEncryptedInputResponse>(
+        'submitEncryptedInput',
+        encryptedInputToProto(this.workerId, r, { keyId: open.he!.keyId, chunks }),
+        this.#stageTimeout(open, 'ENCRYPTED_INPUT'),
+        r,
+      );
+      return { round: r, survivors: res.contributors, completed: res.completed, reason: res.reason };
+    } catch (err) {
       if (err instanceof RoundAbortedError)
         return { round: r, survivors: [], completed: false, reason: err.message };
       throw err;

@@ -1,7 +1,12 @@
-// The aggregator process's configuration file (JSON), validated once into server options.
+// The configuration files (JSON) of the aggregator and key-holder processes, each validated once
+// into server options. Unknown or inconsistent options are refused with a ConfigError naming the
+// field; paths are relative to the file.
 import fs from 'node:fs';
 import path from 'node:path';
 import { ConfigError, type RingBits, type StageDeadlinesMs } from '../index.js';
+import type { ClientTlsOptions, ServerTlsOptions } from './grpc-edge.js';
+import type { KeyHolderClientOptions } from './key-holder-client.js';
+import type { KeyHolderServerOptions } from './key-holder-server.js';
 import type { AggregatorServerOptions } from './server.js';
 
 /** The JSON file, as written by a user or the Ray job entrypoint. Paths are relative to the file. */
@@ -12,7 +17,16 @@ export interface AggregatorConfig {
   vectorLength: number;
   /** Ring width, 32 or 64 (from planEncoding). */
   bits: RingBits;
-  /** "complete" or "secagg+". Default "complete". */
+  /** "masking" (pairwise masks, four stages) or "he" (BFV under a key holder's key). Default "masking". */
+  scheme?: 'masking' | 'he';
+  /**
+   * Scheme "he": host:port of a running key holder (bin/key-holder.js). When absent the aggregator
+   * starts one as its child on loopback (minInputs 2) and stops it when it exits.
+   */
+  keyHolder?: string;
+  /** TLS to the key holder at `keyHolder` (PEM files); cert and key make it mutual. */
+  keyHolderTls?: { rootCa: string; cert?: string; key?: string; serverName?: string };
+  /** Masking: "complete" or "secagg+". Default "complete". */
   mode?: 'complete' | 'secagg+';
   /** SecAgg+ targets: dropoutRate, corruptFraction, securityBits, correctnessBits. */
   secAggPlus?: {
@@ -21,8 +35,8 @@ export interface AggregatorConfig {
     securityBits?: number;
     correctnessBits?: number;
   };
-  /** Stage deadlines, ms. */
-  deadlinesMs?: Partial<StageDeadlinesMs>;
+  /** Stage deadlines, ms; ENCRYPTED_INPUT (scheme "he" only) defaults to MASKED_INPUT's. */
+  deadlinesMs?: Partial<StageDeadlinesMs & { ENCRYPTED_INPUT: number }>;
   /** Largest message, bytes. */
   maxMessageBytes?: number;
   /** PEM files: server certificate chain and key; clientCa turns on mutual TLS. */
@@ -41,6 +55,9 @@ const KNOWN = new Set([
   'address',
   'vectorLength',
   'bits',
+  'scheme',
+  'keyHolder',
+  'keyHolderTls',
   'mode',
   'secAggPlus',
   'deadlinesMs',
@@ -52,25 +69,96 @@ const KNOWN = new Set([
   'logLevel',
 ]);
 
+const STAGE_KEYS = ['ADVERTISE_KEYS', 'SHARE_KEYS', 'MASKED_INPUT', 'UNMASK', 'ENCRYPTED_INPUT'];
+const HOST_PORT = /^[^\s/:]+:\d{1,5}$|^\[[0-9a-fA-F:.]+\]:\d{1,5}$/;
+
 function req(cond: boolean, field: string, msg: string): asserts cond {
   if (!cond) throw new ConfigError(field, msg);
+}
+
+function readObject(file: string, what: string): Record<string, unknown> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new ConfigError(file, `cannot read the ${what} config: ${(err as Error).message}`);
+  }
+  req(typeof raw === 'object' && raw !== null && !Array.isArray(raw), file, 'must hold a JSON object');
+  return raw as Record<string, unknown>;
+}
+
+function pemReader(file: string) {
+  const dir = path.dirname(path.resolve(file));
+  return (field: string, p: unknown): Buffer => {
+    req(typeof p === 'string', field, 'must be a path to a PEM file');
+    try {
+      return fs.readFileSync(path.resolve(dir, p));
+    } catch (err) {
+      throw new ConfigError(field, `cannot read ${p}: ${(err as Error).message}`);
+    }
+  };
+}
+
+function checkKeys(obj: unknown, field: string, known: string[]): Record<string, unknown> {
+  req(typeof obj === 'object' && obj !== null && !Array.isArray(obj), field, 'must be an object');
+  for (const k of Object.keys(obj))
+    req(known.includes(k), `${field}.${k}`, `unknown option; known: ${known.join(', ')}`);
+  return obj as Record<string, unknown>;
+}
+
+/** A server's `tls` option: PEM files cert and key, and clientCa for mutual TLS. */
+function serverTls(file: string, tls: unknown): ServerTlsOptions | undefined {
+  if (tls === undefined) return undefined;
+  const t = checkKeys(tls, 'tls', ['cert', 'key', 'clientCa']);
+  const readPem = pemReader(file);
+  return {
+    certChain: readPem('tls.cert', t.cert),
+    privateKey: readPem('tls.key', t.key),
+    ...(t.clientCa !== undefined ? { clientCa: readPem('tls.clientCa', t.clientCa) } : {}),
+  };
 }
 
 /** Reads and validates a config file; throws ConfigError naming the file and field. */
 export function loadAggregatorConfig(file: string): {
   config: AggregatorConfig;
-  server: Omit<AggregatorServerOptions, 'onSum' | 'onAbort' | 'logger'>;
+  server: Omit<AggregatorServerOptions, 'onSum' | 'onAbort' | 'logger' | 'keyHolder'>;
+  /** Scheme "he": the key holder to connect to; undefined means start one as a child. */
+  keyHolder: KeyHolderClientOptions | undefined;
 } {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (err) {
-    throw new ConfigError(file, `cannot read the aggregator config: ${(err as Error).message}`);
-  }
-  req(typeof raw === 'object' && raw !== null && !Array.isArray(raw), file, 'must hold a JSON object');
-  const c = raw as Record<string, unknown>;
+  const c = readObject(file, 'aggregator');
   for (const k of Object.keys(c))
     req(KNOWN.has(k), k, `unknown option in ${file}; known: ${[...KNOWN].join(', ')}`);
+  req(
+    c.scheme === undefined || c.scheme === 'masking' || c.scheme === 'he',
+    'scheme',
+    `must be "masking" or "he", got ${JSON.stringify(c.scheme)}`,
+  );
+  const he = c.scheme === 'he';
+  if (he) {
+    for (const k of ['mode', 'secAggPlus'])
+      req(c[k] === undefined, k, 'applies to scheme "masking" only; remove it or set scheme "masking"');
+    req(
+      c.keyHolder === undefined || (typeof c.keyHolder === 'string' && HOST_PORT.test(c.keyHolder)),
+      'keyHolder',
+      `must be HOST:PORT of a running key holder, got ${JSON.stringify(c.keyHolder)}`,
+    );
+    req(
+      c.keyHolderTls === undefined || c.keyHolder !== undefined,
+      'keyHolderTls',
+      'applies to a key holder named by keyHolder; the key holder started as a child listens on loopback without TLS',
+    );
+  } else {
+    for (const k of ['keyHolder', 'keyHolderTls'])
+      req(c[k] === undefined, k, 'applies to scheme "he" only; remove it or set scheme "he"');
+  }
+  if (c.deadlinesMs !== undefined) {
+    const d = checkKeys(c.deadlinesMs, 'deadlinesMs', STAGE_KEYS);
+    req(
+      he || d.ENCRYPTED_INPUT === undefined,
+      'deadlinesMs.ENCRYPTED_INPUT',
+      'applies to scheme "he" only; remove it or set scheme "he"',
+    );
+  }
   req(
     Number.isSafeInteger(c.vectorLength) && (c.vectorLength as number) >= 1,
     'vectorLength',
@@ -93,33 +181,93 @@ export function loadAggregatorConfig(file: string): {
     `must be an integer ≥ 0, got ${JSON.stringify(c.rounds)}`,
   );
   const config = c as unknown as AggregatorConfig;
-  const dir = path.dirname(path.resolve(file));
-  const readPem = (field: string, p: unknown) => {
-    req(typeof p === 'string', field, 'must be a path to a PEM file');
-    try {
-      return fs.readFileSync(path.resolve(dir, p));
-    } catch (err) {
-      throw new ConfigError(field, `cannot read ${p}: ${(err as Error).message}`);
+  const tls = serverTls(file, config.tls);
+  let keyHolder: KeyHolderClientOptions | undefined;
+  if (he && config.keyHolder !== undefined) {
+    let clientTls: ClientTlsOptions | undefined;
+    if (config.keyHolderTls !== undefined) {
+      const t = checkKeys(config.keyHolderTls, 'keyHolderTls', ['rootCa', 'cert', 'key', 'serverName']);
+      req(
+        (t.cert === undefined) === (t.key === undefined),
+        'keyHolderTls',
+        'cert and key go together (mutual TLS) or not at all',
+      );
+      const readPem = pemReader(file);
+      clientTls = {
+        rootCa: readPem('keyHolderTls.rootCa', t.rootCa),
+        ...(t.cert !== undefined ? { certChain: readPem('keyHolderTls.cert', t.cert) } : {}),
+        ...(t.key !== undefined ? { privateKey: readPem('keyHolderTls.key', t.key) } : {}),
+        ...(t.serverName !== undefined ? { serverNameOverride: String(t.serverName) } : {}),
+      };
     }
-  };
-  const tls = config.tls
-    ? {
-        certChain: readPem('tls.cert', config.tls.cert),
-        privateKey: readPem('tls.key', config.tls.key),
-        ...(config.tls.clientCa !== undefined
-          ? { clientCa: readPem('tls.clientCa', config.tls.clientCa) }
-          : {}),
-      }
-    : undefined;
+    keyHolder = { address: config.keyHolder, ...(clientTls ? { tls: clientTls } : {}) };
+  }
+  const { ENCRYPTED_INPUT: encryptedInputMs, ...deadlinesMs } = config.deadlinesMs ?? {};
   return {
     config,
     server: {
       address: config.address ?? '127.0.0.1:0',
       vectorLength: config.vectorLength,
       bits: config.bits,
-      mode: config.mode ?? 'complete',
+      scheme: config.scheme ?? 'masking',
+      ...(he ? {} : { mode: config.mode ?? 'complete' }),
       ...(config.secAggPlus ? { secAggPlus: config.secAggPlus } : {}),
-      ...(config.deadlinesMs ? { deadlinesMs: config.deadlinesMs } : {}),
+      ...(config.deadlinesMs ? { deadlinesMs } : {}),
+      ...(encryptedInputMs !== undefined ? { encryptedInputMs } : {}),
+      ...(config.maxMessageBytes !== undefined ? { maxMessageBytes: config.maxMessageBytes } : {}),
+      ...(tls ? { tls } : {}),
+    },
+    keyHolder,
+  };
+}
+
+/** The key holder process's file (bin/key-holder.js --config). */
+export interface KeyHolderConfig {
+  /** host:port to bind. Default "127.0.0.1:0". */
+  address?: string;
+  /** Fewest distinct contributors a decrypted sum may hold, an integer ≥ 2. Default 2. */
+  minInputs?: number;
+  /** Largest request, bytes. Default 64 MiB. */
+  maxMessageBytes?: number;
+  /** PEM files: server certificate chain and key; clientCa turns on mutual TLS (admit only aggregators). */
+  tls?: { cert: string; key: string; clientCa?: string };
+  /** pino level for the stderr log. Default "info". */
+  logLevel?: string;
+}
+
+const KEY_HOLDER_KNOWN = ['address', 'minInputs', 'maxMessageBytes', 'tls', 'logLevel'];
+
+/** Reads and validates a key holder config file; throws ConfigError naming the file and field. */
+export function loadKeyHolderConfig(file: string): {
+  config: KeyHolderConfig;
+  server: Omit<KeyHolderServerOptions, 'logger'>;
+} {
+  const c = readObject(file, 'key holder');
+  for (const k of Object.keys(c))
+    req(KEY_HOLDER_KNOWN.includes(k), k, `unknown option in ${file}; known: ${KEY_HOLDER_KNOWN.join(', ')}`);
+  req(
+    c.minInputs === undefined || (Number.isSafeInteger(c.minInputs) && (c.minInputs as number) >= 2),
+    'minInputs',
+    `must be an integer ≥ 2 (the key holder never decrypts one worker's ciphertext), got ${JSON.stringify(c.minInputs)}`,
+  );
+  req(
+    c.address === undefined || (typeof c.address === 'string' && HOST_PORT.test(c.address)),
+    'address',
+    `must be HOST:PORT, got ${JSON.stringify(c.address)}`,
+  );
+  req(
+    c.maxMessageBytes === undefined ||
+      (Number.isSafeInteger(c.maxMessageBytes) && (c.maxMessageBytes as number) >= 1 << 20),
+    'maxMessageBytes',
+    `must be an integer ≥ 1048576, got ${JSON.stringify(c.maxMessageBytes)}`,
+  );
+  const config = c as KeyHolderConfig;
+  const tls = serverTls(file, config.tls);
+  return {
+    config,
+    server: {
+      address: config.address ?? '127.0.0.1:0',
+      minInputs: config.minInputs ?? 2,
       ...(config.maxMessageBytes !== undefined ? { maxMessageBytes: config.maxMessageBytes } : {}),
       ...(tls ? { tls } : {}),
     },

@@ -1,6 +1,15 @@
 import { expect } from 'chai';
+import { type secureAggregation as pb } from '@tensorguard/proto';
 import { newSessionId, type AdvertiseKeys, type EncryptedShare, type UnmaskShares } from '../index.js';
 import {
+  decryptRequestFromProto,
+  decryptRequestToProto,
+  decryptResponseFromProto,
+  decryptResponseToProto,
+  encryptedInputFromProto,
+  encryptedInputToProto,
+  publicKeyInfoFromProto,
+  publicKeyInfoToProto,
   advertisedKeysFromProto,
   advertisedKeysToProto,
   encryptedShareFromProto,
@@ -17,6 +26,7 @@ import {
 describe('service/convert', () => {
   it('round-trips a round announcement', () => {
     const o: RoundOpen = {
+      scheme: 'masking',
       params: {
         sessionId: newSessionId(),
         round: 12,
@@ -38,6 +48,43 @@ describe('service/convert', () => {
     expect(() => roundOpenFromProto({ ...roundOpenToProto(o), ringBits: 16 })).to.throw(
       'ring_bits must be 32 or 64, got 16',
     );
+    const he: RoundOpen = {
+      ...o,
+      scheme: 'he',
+      he: { publicKey: new Uint8Array(40).fill(9), keyId: '0123456789abcdef', encryptedInputMs: 5 },
+    };
+    expect(roundOpenFromProto(roundOpenToProto(he))).to.deep.equal(he);
+    expect(() => roundOpenFromProto({ ...roundOpenToProto(he), heKeyId: '' })).to.throw(
+      'an HE round announcement needs he_public_key and a 16-hex-digit he_key_id',
+    );
+    expect(() => roundOpenFromProto({ ...roundOpenToProto(o), scheme: 7 as pb.AggregationScheme })).to.throw(
+      'unknown aggregation scheme 7; update this worker',
+    );
+  });
+
+  it('round-trips encrypted inputs, public keys and decryption requests', () => {
+    const e = { index: 2, keyId: '0123456789abcdef', chunks: [new Uint8Array([1, 2]), new Uint8Array([3])] };
+    expect(encryptedInputFromProto(encryptedInputToProto('w', 4, e), 2)).to.deep.equal(e);
+    const k = { publicKey: new Uint8Array([5, 6]), keyId: 'fedcba9876543210', minInputs: 3 };
+    expect(publicKeyInfoFromProto(publicKeyInfoToProto(k))).to.deep.equal(k);
+    expect(() => publicKeyInfoFromProto({ ...publicKeyInfoToProto(k), minInputs: 1 })).to.throw(
+      'min_inputs must be ≥ 2, got 1',
+    );
+    const d = {
+      round: 3,
+      contributors: ['a', 'b'],
+      keyId: k.keyId,
+      aggregate: { chunks: [new Uint8Array([7])], inputs: 2, length: 5, bits: 32 as const },
+    };
+    expect(decryptRequestFromProto(decryptRequestToProto(d))).to.deep.equal(d);
+    expect(() => decryptRequestFromProto({ ...decryptRequestToProto(d), ringBits: 8 })).to.throw(
+      'ring_bits must be 32 or 64, got 8',
+    );
+    const sum = Uint32Array.from([1, 2, 2 ** 32 - 1]);
+    expect(decryptResponseFromProto(decryptResponseToProto(sum, 2), 32, 3)).to.deep.equal({
+      sum,
+      contributions: 2,
+    });
   });
 
   it('round-trips keys, shares, vectors and unmask shares', () => {

@@ -2,13 +2,26 @@
 // call must end with a deliberate status (never INTERNAL, UNKNOWN or a dropped connection), and
 // the aggregator must still run a correct round afterwards.
 import { Client, credentials, status } from '@grpc/grpc-js';
-import { secureAggregation as pb, SecureAggregationService } from '@tensorguard/proto';
+import {
+  heKeyHolder as kh,
+  HeKeyHolderService,
+  secureAggregation as pb,
+  SecureAggregationService,
+} from '@tensorguard/proto';
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { compileRound, encodeIntegers, RoundParticipant, toIntegers } from '../index.js';
+import {
+  compileRound,
+  encodeIntegers,
+  HeAccumulator,
+  HeEncryptor,
+  RoundParticipant,
+  toIntegers,
+  withCountSlot,
+} from '../index.js';
 import { advertisedKeysToProto, encryptedShareToProto, roundOpenFromProto } from './convert.js';
-import { AggregatorServer, SecureAggClient } from './index.js';
-import { rawCall } from './testing/raw-call.js';
+import { AggregatorServer, KeyHolderClient, KeyHolderServer, SecureAggClient } from './index.js';
+import { rawCall, rawCallPath } from './testing/raw-call.js';
 
 type Method = keyof typeof SecureAggregationService;
 const METHODS = Object.keys(SecureAggregationService) as Method[];
@@ -205,6 +218,152 @@ describe('service fuzz (loopback)', function () {
     } finally {
       raw.close();
       await server.close();
+    }
+  });
+
+  it('random and mutated HE messages (SubmitEncryptedInput, the key holder) never crash either service', async () => {
+    const holder = await KeyHolderServer.create({ minInputs: 2 });
+    const khAddress = `127.0.0.1:${await holder.start()}`;
+    const khClient = new KeyHolderClient({ address: khAddress });
+    const link = await khClient.link();
+    const server = new AggregatorServer({
+      vectorLength: 6,
+      bits: 32,
+      scheme: 'he',
+      keyHolder: link,
+      encryptedInputMs: 1500,
+    });
+    const address = `127.0.0.1:${await server.start()}`;
+    const raw = new Client(address, credentials.createInsecure());
+    const rawKh = new Client(khAddress, credentials.createInsecure());
+    const codes = new Map<number, number>();
+    const record = (code: number, details: string, what: string) => {
+      codes.set(code, (codes.get(code) ?? 0) + 1);
+      expect(ALLOWED.has(code), `${what}: status ${code} ${details}`).to.equal(true);
+    };
+    const enc = <T>(t: { encode(m: T): { finish(): Uint8Array } }, m: T) => Buffer.from(t.encode(m).finish());
+    try {
+      for (const id of ['f0', 'f1', 'f2', 'f3'])
+        await rawCall(raw, 'join', enc(pb.JoinRequest, { workerId: id }));
+      const pending = server.openRound({ members: ['f0', 'f1', 'f2', 'f3'] }).catch(() => undefined);
+      await rawCall(raw, 'awaitRound', enc(pb.AwaitRoundRequest, { workerId: 'f0', minRound: 0 }), 2000);
+      const encryptor = await HeEncryptor.create(link.publicKey);
+      const ct = encryptor.encrypt(withCountSlot(encodeIntegers(32, [1, 2, 3, 4, 5, 6])));
+      const acc = await HeAccumulator.create(7, 32);
+      acc.add(ct);
+      acc.add(ct);
+      const aggregate = acc.result();
+      acc.dispose();
+      const seeds: [string, Buffer][] = [
+        [
+          SecureAggregationService.submitEncryptedInput.path,
+          enc(pb.SubmitEncryptedInputRequest, {
+            workerId: 'f1',
+            round: 0,
+            keyId: link.keyId,
+            ciphertexts: ct.map((c) => Buffer.from(c)),
+          }),
+        ],
+        [
+          HeKeyHolderService.decryptSum.path,
+          enc(kh.DecryptSumRequest, {
+            round: 5,
+            contributors: ['a', 'b'],
+            keyId: link.keyId,
+            length: 7,
+            ringBits: 32,
+            ciphertexts: aggregate.chunks.map((c) => Buffer.from(c)),
+          }),
+        ],
+        [HeKeyHolderService.publicKey.path, enc(kh.PublicKeyRequest, {})],
+      ];
+      let state = 7654321;
+      const rnd = () => {
+        state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+        return state / 4294967296;
+      };
+      const clientFor = (p: string) => (p.startsWith('/tensorguard.v1.HeKeyHolder/') ? rawKh : raw);
+      const calls: (() => Promise<void>)[] = [];
+      for (let i = 0; i < 400; i++) {
+        const [path] = seeds[Math.floor(rnd() * seeds.length)]!;
+        const body = Buffer.from(
+          Array.from({ length: Math.floor(rnd() * 600) }, () => Math.floor(rnd() * 256)),
+        );
+        calls.push(async () => {
+          const r = await rawCallPath(clientFor(path), path, body, 2000);
+          record(r.code, r.details, `random ${path}`);
+        });
+      }
+      for (let i = 0; i < 400; i++) {
+        const [path, seed] = seeds[Math.floor(rnd() * seeds.length)]!;
+        const body = mutate(seed, rnd);
+        calls.push(async () => {
+          const r = await rawCallPath(clientFor(path), path, body, 2000);
+          record(r.code, r.details, `mutated ${path}`);
+        });
+      }
+      // Structured: valid encodings with hostile field values.
+      fc.assert(
+        fc.property(
+          fc.record({
+            workerId: fc.oneof(fc.constantFrom('f0', 'f1', 'f2', 'f3'), fc.string({ maxLength: 200 })),
+            round: fc.oneof(fc.constant(0), fc.nat()),
+            keyId: fc.oneof(fc.constant(link.keyId), fc.string({ maxLength: 20 })),
+            length: fc.oneof(fc.constant(7), fc.nat()),
+            bits: fc.oneof(fc.constantFrom(32, 64), fc.nat()),
+            blobs: fc.array(fc.uint8Array({ maxLength: 200 }), { maxLength: 3 }),
+          }),
+          ({ workerId, round, keyId, length, bits, blobs }) => {
+            const cts = blobs.map((b) => Buffer.from(b));
+            const msgs: [string, Buffer][] = [
+              [
+                SecureAggregationService.submitEncryptedInput.path,
+                enc(pb.SubmitEncryptedInputRequest, { workerId, round, keyId, ciphertexts: cts }),
+              ],
+              [
+                HeKeyHolderService.decryptSum.path,
+                enc(kh.DecryptSumRequest, {
+                  round,
+                  contributors: [workerId, 'x'],
+                  keyId,
+                  length,
+                  ringBits: bits,
+                  ciphertexts: cts,
+                }),
+              ],
+            ];
+            for (const [path, body] of msgs) {
+              calls.push(async () => {
+                const r = await rawCallPath(clientFor(path), path, body, 2000);
+                record(r.code, r.details, `structured ${path}`);
+              });
+            }
+          },
+        ),
+        { numRuns: 200 },
+      );
+      for (let i = 0; i < calls.length; i += 32) await Promise.all(calls.slice(i, i + 32).map((c) => c()));
+      expect([...codes.values()].reduce((a, b) => a + b, 0)).to.equal(calls.length);
+      expect(calls.length).to.be.at.least(1200);
+      await pending;
+
+      // Still healthy: a fresh HE round among new workers sums exactly.
+      const clients = ['g0', 'g1', 'g2'].map((id) => new SecureAggClient({ address, workerId: id }));
+      for (const c of clients) await c.join();
+      const r = server.openRound({ members: ['g0', 'g1', 'g2'] });
+      await Promise.all(
+        clients.map(async (c, i) =>
+          c.contribute(await c.awaitRound(1), encodeIntegers(32, [i, i, 1, 1, -i, 0])),
+        ),
+      );
+      expect(Array.from(toIntegers((await r).ring))).to.deep.equal([3, 3, 3, 3, -3, 0]);
+      clients.forEach((c) => c.close());
+    } finally {
+      raw.close();
+      rawKh.close();
+      khClient.close();
+      await server.close();
+      await holder.close();
     }
   });
 });

@@ -1,16 +1,26 @@
-// @tensorguard/secure-agg/service: the aggregator gRPC service and the worker's client.
+// @tensorguard/secure-agg/service: the aggregator gRPC service and the worker's client, and the HE
+// key holder's service and its client.
 export {
   AggregatorServer,
   type AggregatorServerOptions,
-  type ServerTlsOptions,
+  type KeyHolderLink,
   type RoundSum,
 } from './server.js';
 export {
   SecureAggClient,
   type SecureAggClientOptions,
-  type ClientTlsOptions,
   type PreparedRound,
   type RoundOutcome,
+  type WorkerStage,
 } from './client.js';
-export { type RoundOpen, type ModelVersionRef } from './convert.js';
-export { loadAggregatorConfig, type AggregatorConfig } from './config.js';
+export { type ServerTlsOptions, type ClientTlsOptions } from './grpc-edge.js';
+export { KeyHolderServer, type KeyHolderServerOptions } from './key-holder-server.js';
+export { KeyHolderClient, type KeyHolderClientOptions } from './key-holder-client.js';
+export { spawnKeyHolder, type SpawnedKeyHolder } from './spawn.js';
+export { type RoundOpen, type ModelVersionRef, type AggregationScheme, type HeRoundKey } from './convert.js';
+export {
+  loadAggregatorConfig,
+  loadKeyHolderConfig,
+  type AggregatorConfig,
+  type KeyHolderConfig,
+} from './config.js';

@@ -4,16 +4,12 @@
 // the round's state machine and answers when the stage closes (all expected workers answered, or the
 // stage deadline fired). Requests are decoded inside the handler so that undecodable bytes get
 // INVALID_ARGUMENT with a reason rather than a generic error, and every domain error is mapped to a
-// status in status.ts. Nothing a client sends can throw out of a handler.
-import {
-  Server,
-  ServerCredentials,
-  status,
-  type sendUnaryData,
-  type ServerUnaryCall,
-  type ServiceDefinition,
-  type UntypedHandleCall,
-} from '@grpc/grpc-js';
+// status in status.ts (grpc-edge.ts). Nothing a client sends can throw out of a handler.
+//
+// The scheme is fixed per server (per job): 'masking' runs secure-agg's AggregatorRound (four
+// stages); 'he' runs an HeRound (one SubmitEncryptedInput stage whose ciphertexts are summed here,
+// under a key this process does not hold) and asks the separate key holder to decrypt the sum.
+import { Server, type ServerUnaryCall, type UntypedHandleCall } from '@grpc/grpc-js';
 import { secureAggregation as pb, SecureAggregationService } from '@tensorguard/proto';
 import { pino, type Logger } from 'pino';
 import { randomBytes } from 'node:crypto';
@@ -23,12 +19,14 @@ import {
   compileRound,
   ConfigError,
   DEFAULT_DEADLINES_MS,
+  HeRound,
   MalformedMessageError,
   RoundAbortedError,
   SecAggError,
   StageError,
   toSigned,
   type ActiveStage,
+  type HeDecryptRequest,
   type RingBits,
   type RingVector,
   type RoundParams,
@@ -41,22 +39,18 @@ import {
   advertisedKeysFromProto,
   advertisedKeysToProto,
   encryptedShareFromProto,
+  encryptedInputFromProto,
   encryptedShareToProto,
   maskedVectorFromProto,
   roundOpenToProto,
   unmaskSharesFromProto,
+  type AggregationScheme,
   type ModelVersionRef,
   type RoundOpen,
 } from './convert.js';
-import { toStatus } from './status.js';
+import { rawDefinition, serverCredentials, unaryHandler, type ServerTlsOptions } from './grpc-edge.js';
 
-/** PEM material for TLS; with clientCa set, clients must present a certificate it signed (mTLS). */
-export interface ServerTlsOptions {
-  certChain: Buffer;
-  privateKey: Buffer;
-  /** CA that signs client certificates; when set, mutual TLS is required. */
-  clientCa?: Buffer;
-}
+export type { ServerTlsOptions };
 
 /** What the coordinator receives for a completed round: the sum and nothing finer. */
 export interface RoundSum {
@@ -70,6 +64,25 @@ export interface RoundSum {
   modelVersion: ModelVersionRef | undefined;
 }
 
+/**
+ * The aggregator's connection to the HE key holder (KeyHolderClient.link()): its public key, and
+ * decryption of one round's aggregate. It never carries a secret key.
+ */
+export interface KeyHolderLink {
+  /** host:port, for log lines and error messages. */
+  readonly address: string;
+  readonly publicKey: Uint8Array;
+  readonly keyId: string;
+  /** The key holder's floor on contributors; every HE round's min_inputs is at least this. */
+  readonly minInputs: number;
+  /** The decrypted ring sum without its count slot; rejects (a SecAggError) when refused. */
+  decryptSum(req: HeDecryptRequest): Promise<RingVector>;
+}
+
+/** BFV ciphertexts hold 4096 slots; one zstd-compressed ciphertext is below 256 KiB. */
+const HE_SLOTS = 4096;
+const HE_CIPHERTEXT_BYTES = 256 << 10;
+
 export interface AggregatorServerOptions {
   /** host:port to bind; default '127.0.0.1:0' (an ephemeral port, see `port`). */
   address?: string;
@@ -79,17 +92,29 @@ export interface AggregatorServerOptions {
   vectorLength: number;
   /** Ring width k (from planEncoding). */
   bits: RingBits;
-  /** 'complete' (Bonawitz et al.) or 'secagg+' (sparse graph). Default 'complete'. */
+  /** 'masking' (four stages) or 'he' (one encrypted-input stage, needs keyHolder). Default 'masking'. */
+  scheme?: AggregationScheme;
+  /** Scheme 'he': the key holder that decrypts the round sums. */
+  keyHolder?: KeyHolderLink;
+  /** Masking: 'complete' (Bonawitz et al.) or 'secagg+' (sparse graph). Default 'complete'. */
   mode?: 'complete' | 'secagg+';
   /** SecAgg+ parameter targets (mode 'secagg+'); workers is the roster size of each round. */
   secAggPlus?: Omit<SecAggPlusOptions, 'workers'>;
   /** Threshold for a roster of n in complete mode; default ⌊n/2⌋ + 1 (must exceed n/2). */
   threshold?: (n: number) => number;
-  /** Fewest inputs a released sum may contain; default ⌊n/2⌋ + 1. */
+  /**
+   * Fewest inputs a released sum may contain; default ⌊n/2⌋ + 1. Under HE at least the key
+   * holder's minInputs.
+   */
   minInputs?: (n: number) => number;
   /** Stage deadlines in ms; default DEFAULT_DEADLINES_MS. */
   deadlinesMs?: Partial<StageDeadlinesMs>;
-  /** Largest message accepted or sent, bytes; default the masked vector size plus 1 MiB. */
+  /** Scheme 'he': deadline of the SubmitEncryptedInput stage, ms; default deadlinesMs.MASKED_INPUT. */
+  encryptedInputMs?: number;
+  /**
+   * Largest message accepted or sent, bytes; default the masked vector size plus 1 MiB (masking),
+   * 256 KiB per ciphertext plus 1 MiB (HE).
+   */
   maxMessageBytes?: number;
   /** Called with every completed round's sum (after the openRound promise resolves). */
   onSum?: (sum: RoundSum) => void | Promise<void>;
@@ -108,30 +133,36 @@ interface LiveRound {
   settle: { resolve: (s: RoundSum) => void; reject: (e: SecAggError) => void };
 }
 
+/** An HE round and the calls waiting for its end. */
+interface LiveHeRound {
+  he: HeRound;
+  open: RoundOpen;
+  index: Map<string, number>;
+  timer: NodeJS.Timeout | undefined;
+  finished: boolean;
+  /** Resolved when the round is DONE or ABORTED. */
+  ended: Promise<void>;
+  end: () => void;
+  settle: { resolve: (s: RoundSum) => void; reject: (e: SecAggError) => void };
+}
+
 const WORKER_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 type Method = keyof typeof SecureAggregationService;
 
-/** A service definition whose requests and responses stay raw bytes, decoded in the handlers. */
-function rawDefinition(): ServiceDefinition {
-  const out: Record<string, unknown> = {};
-  for (const [name, def] of Object.entries(SecureAggregationService)) {
-    out[name] = {
-      ...def,
-      requestDeserialize: (b: Buffer) => b,
-      responseSerialize: (b: Buffer) => b,
-    };
-  }
-  return out as ServiceDefinition;
-}
-
 export class AggregatorServer {
-  readonly #opts: AggregatorServerOptions & { deadlinesMs: StageDeadlinesMs; maxMessageBytes: number };
+  readonly #opts: AggregatorServerOptions & {
+    deadlinesMs: StageDeadlinesMs;
+    maxMessageBytes: number;
+    scheme: AggregationScheme;
+    encryptedInputMs: number;
+  };
   readonly #log: Logger;
   readonly #server: Server;
   readonly #sessionId = Uint8Array.from(randomBytes(16));
   readonly #members = new Map<string, number>(); // id → join time (ms)
   readonly #rounds = new Map<number, LiveRound>();
+  readonly #heRounds = new Map<number, LiveHeRound>();
   readonly #roundWaiters = new Set<() => void>();
   readonly #memberWaiters = new Set<() => void>();
   #nextRound = 0;
@@ -145,19 +176,40 @@ export class AggregatorServer {
     }
     if (options.bits !== 32 && options.bits !== 64)
       throw new ConfigError('bits', `must be 32 or 64, got ${String(options.bits)}`);
-    const maxMessageBytes = options.maxMessageBytes ?? vectorBytes + (1 << 20);
-    if (maxMessageBytes < vectorBytes + 1024) {
+    const scheme = options.scheme ?? 'masking';
+    if (scheme !== 'masking' && scheme !== 'he')
+      throw new ConfigError('scheme', `must be "masking" or "he", got ${JSON.stringify(scheme)}`);
+    if (scheme === 'he') {
+      if (!options.keyHolder)
+        throw new ConfigError('keyHolder', 'scheme "he" needs a key holder (KeyHolderClient.link())');
+      if (options.mode === 'secagg+' || options.secAggPlus || options.threshold)
+        throw new ConfigError(
+          options.mode === 'secagg+' ? 'mode' : options.secAggPlus ? 'secAggPlus' : 'threshold',
+          'applies to scheme "masking" only; HE rounds have no key shares',
+        );
+    } else if (options.keyHolder) {
+      throw new ConfigError('keyHolder', 'applies to scheme "he" only; remove it or set scheme "he"');
+    }
+    // A request carries a masked vector (masking) or ⌈(d + 1) / 4096⌉ ciphertexts (HE).
+    const payload =
+      scheme === 'he' ? Math.ceil((options.vectorLength + 1) / HE_SLOTS) * HE_CIPHERTEXT_BYTES : vectorBytes;
+    const maxMessageBytes = options.maxMessageBytes ?? payload + (1 << 20);
+    if (maxMessageBytes < payload + 1024) {
       throw new ConfigError(
         'maxMessageBytes',
-        `${maxMessageBytes} cannot carry a masked vector of ${vectorBytes} bytes; raise it to at least ${vectorBytes + 1024}`,
+        `${maxMessageBytes} cannot carry ${scheme === 'he' ? 'the ciphertexts' : 'a masked vector'} of ${payload} bytes; raise it to at least ${payload + 1024}`,
       );
     }
     const deadlinesMs = { ...DEFAULT_DEADLINES_MS, ...options.deadlinesMs };
-    for (const [k, v] of Object.entries(deadlinesMs)) {
+    const encryptedInputMs = options.encryptedInputMs ?? deadlinesMs.MASKED_INPUT;
+    for (const [k, v] of [...Object.entries(deadlinesMs), ['encryptedInputMs', encryptedInputMs] as const]) {
       if (!Number.isSafeInteger(v) || v < 1 || v > 2 ** 31)
-        throw new ConfigError(`deadlinesMs.${k}`, `must be an integer in [1, 2^31] ms, got ${v}`);
+        throw new ConfigError(
+          k === 'encryptedInputMs' ? k : `deadlinesMs.${k}`,
+          `must be an integer in [1, 2^31] ms, got ${v}`,
+        );
     }
-    this.#opts = { ...options, deadlinesMs, maxMessageBytes };
+    this.#opts = { ...options, deadlinesMs, maxMessageBytes, scheme, encryptedInputMs };
     this.#log = options.logger ?? pino({ level: 'silent' });
     this.#server = new Server({
       'grpc.max_receive_message_length': maxMessageBytes,
@@ -181,8 +233,14 @@ export class AggregatorServer {
         (r) => this.#maskedInput(r),
       ),
       unmask: this.#unary('unmask', pb.UnmaskRequest, pb.UnmaskResponse, (r) => this.#unmask(r)),
+      submitEncryptedInput: this.#unary(
+        'submitEncryptedInput',
+        pb.SubmitEncryptedInputRequest,
+        pb.SubmitEncryptedInputResponse,
+        (r) => this.#encryptedInput(r),
+      ),
     };
-    this.#server.addService(rawDefinition(), handlers);
+    this.#server.addService(rawDefinition(SecureAggregationService), handlers);
   }
 
   /** The bound port (after start). */
@@ -192,20 +250,22 @@ export class AggregatorServer {
 
   /** Binds and starts serving; resolves with the bound port. */
   async start(): Promise<number> {
-    const tls = this.#opts.tls;
-    const creds = tls
-      ? ServerCredentials.createSsl(
-          tls.clientCa ?? null,
-          [{ cert_chain: tls.certChain, private_key: tls.privateKey }],
-          tls.clientCa !== undefined,
-        )
-      : ServerCredentials.createInsecure();
+    const creds = serverCredentials(this.#opts.tls);
     this.#port = await new Promise<number>((resolve, reject) =>
       this.#server.bindAsync(this.#opts.address ?? '127.0.0.1:0', creds, (err, port) =>
         err ? reject(err) : resolve(port),
       ),
     );
-    this.#log.info({ port: this.#port, mode: this.#opts.mode ?? 'complete' }, 'aggregator listening');
+    this.#log.info(
+      {
+        port: this.#port,
+        scheme: this.#opts.scheme,
+        ...(this.#opts.scheme === 'he'
+          ? { keyHolder: this.#opts.keyHolder!.address, keyId: this.#opts.keyHolder!.keyId }
+          : { mode: this.#opts.mode ?? 'complete' }),
+      },
+      'aggregator listening',
+    );
     return this.#port;
   }
 
@@ -248,6 +308,7 @@ export class AggregatorServer {
     for (const m of members) {
       if (!this.#members.has(m)) return Promise.reject(new ConfigError('members', `${m} has not joined`));
     }
+    if (this.#opts.scheme === 'he') return this.#openHeRound(members, options.modelVersion);
     const n = members.length;
     let params: RoundParams;
     try {
@@ -280,7 +341,12 @@ export class AggregatorServer {
     return new Promise<RoundSum>((resolve, reject) => {
       const live: LiveRound = {
         agg,
-        open: { params, deadlinesMs: this.#opts.deadlinesMs, modelVersion: options.modelVersion },
+        open: {
+          scheme: 'masking',
+          params,
+          deadlinesMs: this.#opts.deadlinesMs,
+          modelVersion: options.modelVersion,
+        },
         index: new Map(members.map((m, i) => [m, i])),
         lastSeen: new Map(),
         abortedIn: undefined,
@@ -296,6 +362,145 @@ export class AggregatorServer {
       );
       for (const w of [...this.#roundWaiters]) w();
     });
+  }
+
+  /**
+   * Opens an HE round: one stage in which members send ciphertexts, summed as they arrive; when
+   * every member answered or the stage deadline passed, the key holder decrypts the sum of at
+   * least minInputs contributions (or the round aborts and nothing is decrypted).
+   */
+  async #openHeRound(members: string[], modelVersion: ModelVersionRef | undefined): Promise<RoundSum> {
+    const kh = this.#opts.keyHolder!;
+    const n = members.length;
+    const minInputs = Math.max(this.#opts.minInputs?.(n) ?? Math.floor(n / 2) + 1, kh.minInputs);
+    if (!Number.isSafeInteger(minInputs) || minInputs > n) {
+      throw new ConfigError(
+        'minInputs',
+        `a round of ${n} members cannot reach ${minInputs} contributions (the key holder at ${kh.address} decrypts only sums of ≥ ${kh.minInputs}); wait for more members`,
+      );
+    }
+    const params: RoundParams = {
+      sessionId: this.#sessionId,
+      round: this.#nextRound++,
+      members,
+      vectorLength: this.#opts.vectorLength,
+      bits: this.#opts.bits,
+      threshold: minInputs,
+      degree: n - 1,
+      graphSeed: new Uint8Array(32),
+      minInputs,
+    };
+    const he = await HeRound.create({
+      round: params.round,
+      members,
+      minInputs,
+      length: this.#opts.vectorLength + 1,
+      bits: this.#opts.bits,
+      keyId: kh.keyId,
+      deadlineMs: this.#opts.encryptedInputMs,
+    });
+    if (this.#closed) {
+      he.dispose();
+      throw new RoundAbortedError('the aggregator is shut down');
+    }
+    let end!: () => void;
+    const ended = new Promise<void>((r) => (end = r));
+    return new Promise<RoundSum>((resolve, reject) => {
+      const live: LiveHeRound = {
+        he,
+        open: {
+          scheme: 'he',
+          params,
+          deadlinesMs: this.#opts.deadlinesMs,
+          modelVersion,
+          he: { publicKey: kh.publicKey, keyId: kh.keyId, encryptedInputMs: this.#opts.encryptedInputMs },
+        },
+        index: new Map(members.map((m, i) => [m, i])),
+        timer: undefined,
+        finished: false,
+        ended,
+        end,
+        settle: { resolve, reject },
+      };
+      this.#heRounds.set(params.round, live);
+      live.timer = setTimeout(() => void this.#closeHe(live), this.#opts.encryptedInputMs + 1);
+      this.#log.info({ round: params.round, n, minInputs, keyId: kh.keyId }, 'HE round open');
+      for (const w of [...this.#roundWaiters]) w();
+    });
+  }
+
+  /** Closes an HE round's input stage and has the key holder decrypt the sum. */
+  async #closeHe(live: LiveHeRound): Promise<void> {
+    const { he } = live;
+    if (he.stage !== 'ENCRYPTED_INPUT') return;
+    clearTimeout(live.timer);
+    const round = live.open.params.round;
+    let contributors: number[];
+    try {
+      contributors = he.close();
+    } catch (err) {
+      this.#finishHe(live, err instanceof SecAggError ? err : new RoundAbortedError(String(err)));
+      return;
+    }
+    const kh = this.#opts.keyHolder!;
+    const ids = contributors.map((i) => live.open.params.members[i]!);
+    try {
+      const ring = await kh.decryptSum({
+        round,
+        contributors: ids,
+        keyId: kh.keyId,
+        aggregate: he.aggregate(),
+      });
+      if (live.finished) return; // aborted meanwhile (shutdown)
+      he.done();
+      this.#finishHe(live, {
+        round,
+        sum: toSigned(ring),
+        ring,
+        survivors: ids,
+        modelVersion: live.open.modelVersion,
+      });
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      this.#finishHe(
+        live,
+        new RoundAbortedError(
+          `round ${round} aborted: the key holder at ${kh.address} did not decrypt the sum (${why}); nothing was released`,
+          { round, cause: err },
+        ),
+      );
+    }
+  }
+
+  #finishHe(live: LiveHeRound, outcome: RoundSum | SecAggError): void {
+    if (live.finished) return;
+    live.finished = true;
+    clearTimeout(live.timer);
+    const { he } = live;
+    const round = live.open.params.round;
+    if (outcome instanceof SecAggError) he.fail(outcome);
+    he.dispose();
+    // Members whose input did not arrive leave the membership, as in masking rounds.
+    const received = new Set(he.received());
+    for (const [id, i] of live.index) {
+      if (!received.has(i) && this.#members.has(id)) {
+        this.#members.delete(id);
+        this.#log.info({ workerId: id, round }, 'worker dropped; it must rejoin');
+      }
+    }
+    if (outcome instanceof SecAggError) {
+      this.#log.warn({ round, reason: he.error!.message }, 'round aborted');
+      live.settle.reject(he.error!);
+      this.#opts.onAbort?.(round, he.error!);
+    } else {
+      this.#log.info({ round, inputs: outcome.survivors.length }, 'round done');
+      live.settle.resolve(outcome);
+      void Promise.resolve()
+        .then(() => this.#opts.onSum?.(outcome))
+        .catch((err: unknown) => this.#log.error({ err, round }, 'onSum failed'));
+    }
+    live.end();
+    setTimeout(() => this.#heRounds.delete(round), 60_000).unref();
   }
 
   #arm(live: LiveRound): void {
@@ -373,31 +578,16 @@ export class AggregatorServer {
     res: { encode(m: Res): { finish(): Uint8Array } },
     handle: (r: Req, call: ServerUnaryCall<Buffer, Buffer>) => Promise<Res>,
   ): UntypedHandleCall {
-    return (call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => {
-      let decoded: Req;
-      try {
-        decoded = req.decode(call.request);
-      } catch (err) {
-        callback({
-          code: status.INVALID_ARGUMENT,
-          details: `cannot decode the ${method} request: ${(err as Error).message}`,
-        });
-        return;
-      }
-      handle(decoded, call).then(
-        (r) => callback(null, Buffer.from(res.encode(r).finish())),
-        (err: unknown) => {
-          const s = toStatus(err);
-          if (s.code === status.INTERNAL) this.#log.error({ err, method }, 'handler failed');
-          else this.#log.debug({ method, code: s.code, details: s.details }, 'refused');
-          callback({ code: s.code, details: s.details });
-        },
-      );
-    };
+    return unaryHandler(this.#log, method, req, res, handle);
   }
 
   #live(round: number, workerId: string): { live: LiveRound; index: number } {
     const live = this.#rounds.get(round);
+    if (!live && this.#heRounds.has(round))
+      throw new StageError(
+        `round ${round} uses the HE scheme: send SubmitEncryptedInput, not a masking stage's message`,
+        { round, workerId, stage: 'ENCRYPTED_INPUT', expected: 'a masking round' },
+      );
     if (!live)
       throw new StageError(`round ${round} is not open`, {
         round,
@@ -462,11 +652,11 @@ export class AggregatorServer {
           expected: 'a member',
         });
       }
-      const found = [...this.#rounds.values()]
-        .filter(
-          (l) =>
-            l.open.params.round >= r.minRound && l.index.has(r.workerId) && l.agg.stage === 'ADVERTISE_KEYS',
-        )
+      const found = [
+        ...[...this.#rounds.values()].filter((l) => l.agg.stage === 'ADVERTISE_KEYS'),
+        ...[...this.#heRounds.values()].filter((l) => l.he.stage === 'ENCRYPTED_INPUT'),
+      ]
+        .filter((l) => l.open.params.round >= r.minRound && l.index.has(r.workerId))
         .sort((a, b) => a.open.params.round - b.open.params.round)[0];
       if (found) return roundOpenToProto(found.open);
       if (this.#closed) throw new RoundAbortedError('the aggregator is shutting down');
@@ -524,6 +714,35 @@ export class AggregatorServer {
     return { completed: true, reason: '', inputs: live.agg.survivors().length };
   }
 
+  async #encryptedInput(r: pb.SubmitEncryptedInputRequest): Promise<pb.SubmitEncryptedInputResponse> {
+    const live = this.#heRounds.get(r.round);
+    if (!live) {
+      throw new StageError(
+        this.#rounds.has(r.round)
+          ? `round ${r.round} uses the masking scheme: SubmitEncryptedInput does not belong to it`
+          : `round ${r.round} is not open`,
+        { round: r.round, workerId: r.workerId, stage: 'none', expected: 'an open HE round' },
+      );
+    }
+    const index = live.index.get(r.workerId);
+    if (index === undefined) {
+      throw new StageError(`${r.workerId} is not in the roster of round ${r.round}`, {
+        round: r.round,
+        workerId: r.workerId,
+        stage: live.he.stage,
+        expected: 'a roster member',
+      });
+    }
+    live.he.submit(encryptedInputFromProto(r, index));
+    if (live.he.stageComplete) void this.#closeHe(live);
+    await live.ended;
+    if (live.he.stage !== 'DONE') {
+      return { completed: false, reason: live.he.error?.message ?? 'aborted', inputs: 0, contributors: [] };
+    }
+    const contributors = live.he.received();
+    return { completed: true, reason: '', inputs: contributors.length, contributors };
+  }
+
   /** Aborts live rounds, stops accepting calls and waits (up to graceMs) for calls in flight. */
   async close(graceMs = 2000): Promise<void> {
     if (this.#closed) return;
@@ -532,6 +751,8 @@ export class AggregatorServer {
       clearTimeout(live.timer);
       live.agg.abort(new RoundAbortedError('the aggregator is shutting down'));
     }
+    for (const live of this.#heRounds.values())
+      this.#finishHe(live, new RoundAbortedError('the aggregator is shutting down'));
     for (const w of [...this.#roundWaiters]) w();
     await new Promise<void>((resolve) => {
       const force = setTimeout(() => {

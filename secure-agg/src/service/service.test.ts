@@ -181,7 +181,7 @@ describe('service (in-process server, real gRPC over loopback)', function () {
       const open = await c1.awaitRound(0);
       const [p1] = await Promise.all([c1.prepare(open), c2.prepare(open)]);
       expect((await first).code).to.equal(0);
-      expect(p1.participant.state).to.equal('READY');
+      expect(p1.participant?.state).to.equal('READY');
       expect(
         await rawCall(
           raw,

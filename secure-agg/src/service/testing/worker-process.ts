@@ -1,8 +1,8 @@
 // A worker process for service tests: joins, takes part in one round with a fixed integer vector
 // and prints its outcome as JSON. With "dieAt" it stops right before sending that stage's message,
 // prints {"at": stage} and waits to be killed (tests send SIGKILL).
-import { encodeIntegers, type ActiveStage, type RingBits } from '../../index.js';
-import { SecureAggClient } from '../client.js';
+import { encodeIntegers, type RingBits } from '../../index.js';
+import { SecureAggClient, type WorkerStage } from '../client.js';
 
 interface Args {
   address: string;
@@ -10,7 +10,7 @@ interface Args {
   values: number[];
   bits: RingBits;
   minRound?: number;
-  dieAt?: ActiveStage;
+  dieAt?: WorkerStage;
 }
 
 const args = JSON.parse(process.argv[2] ?? '{}') as Args;

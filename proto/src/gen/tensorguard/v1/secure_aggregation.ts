@@ -24,6 +24,42 @@ export const protobufPackage = "tensorguard.v1";
 
 export const protobufFileName = "tensorguard/v1/secure_aggregation.proto";
 
+/** How a round's sum is protected. */
+export enum AggregationScheme {
+  /** AGGREGATION_SCHEME_MASKING - Pairwise and self masks, secret-shared t-of-n (the four stages AdvertiseKeys … Unmask). */
+  AGGREGATION_SCHEME_MASKING = 0,
+  /** AGGREGATION_SCHEME_HE - BFV homomorphic encryption under the key holder's public key (the SubmitEncryptedInput stage). */
+  AGGREGATION_SCHEME_HE = 1,
+  UNRECOGNIZED = -1,
+}
+
+export function aggregationSchemeFromJSON(object: any): AggregationScheme {
+  switch (object) {
+    case 0:
+    case "AGGREGATION_SCHEME_MASKING":
+      return AggregationScheme.AGGREGATION_SCHEME_MASKING;
+    case 1:
+    case "AGGREGATION_SCHEME_HE":
+      return AggregationScheme.AGGREGATION_SCHEME_HE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return AggregationScheme.UNRECOGNIZED;
+  }
+}
+
+export function aggregationSchemeToJSON(object: AggregationScheme): string {
+  switch (object) {
+    case AggregationScheme.AGGREGATION_SCHEME_MASKING:
+      return "AGGREGATION_SCHEME_MASKING";
+    case AggregationScheme.AGGREGATION_SCHEME_HE:
+      return "AGGREGATION_SCHEME_HE";
+    case AggregationScheme.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export interface JoinRequest {
   /** Stable worker identity, 1..128 characters of [A-Za-z0-9._:-]. */
   workerId: string;
@@ -52,20 +88,37 @@ export interface RoundAnnouncement {
   vectorLength: number;
   /** Ring width k in bits: 32 or 64. */
   ringBits: number;
-  /** Shares needed to rebuild one worker's secret. */
+  /** Shares needed to rebuild one worker's secret (masking; equal to min_inputs under HE). */
   threshold: number;
-  /** Neighbours per worker; members - 1 means the complete graph. */
+  /** Neighbours per worker; members - 1 means the complete graph (masking; members - 1 under HE). */
   degree: number;
-  /** Public seed of the neighbour graph, 32 bytes. */
+  /** Public seed of the neighbour graph, 32 bytes (masking; unused under HE). */
   graphSeed: Buffer;
-  /** Fewest inputs a released sum may contain. */
+  /**
+   * Fewest inputs a released sum may contain. Under HE also the fewest contributions the key
+   * holder decrypts.
+   */
   minInputs: number;
   /** Model version the workers compute this round's update against. */
   modelVersion?:
     | ModelVersion
     | undefined;
   /** Deadline of each stage in milliseconds from when the stage opens. */
-  deadlines?: StageDeadlines | undefined;
+  deadlines?:
+    | StageDeadlines
+    | undefined;
+  /** The scheme of this round; AGGREGATION_SCHEME_MASKING (the default) when absent. */
+  scheme: AggregationScheme;
+  /**
+   * HE only: the key holder's BFV public key (SEAL serialization, zstd-compressed), under which
+   * the caller encrypts its input. Empty under masking.
+   */
+  hePublicKey: Buffer;
+  /**
+   * HE only: first 16 hex digits of SHA-256(he_public_key); the caller checks it against the key
+   * and echoes it in SubmitEncryptedInputRequest.key_id. Empty under masking.
+   */
+  heKeyId: string;
 }
 
 export interface StageDeadlines {
@@ -73,6 +126,8 @@ export interface StageDeadlines {
   shareKeysMs: number;
   maskedInputMs: number;
   unmaskMs: number;
+  /** HE only: the SubmitEncryptedInput stage, which opens with the round. */
+  encryptedInputMs: number;
 }
 
 export interface AdvertisedKeys {
@@ -149,6 +204,35 @@ export interface UnmaskResponse {
   reason: string;
   /** Number of inputs in the sum. */
   inputs: number;
+}
+
+export interface SubmitEncryptedInputRequest {
+  workerId: string;
+  round: number;
+  /**
+   * The key id of the announcement (he_key_id) the input was encrypted under; a mismatch is
+   * refused with INVALID_ARGUMENT.
+   */
+  keyId: string;
+  /**
+   * The caller's vector of vector_length values followed by one count slot holding 1, encrypted
+   * as BFV ciphertexts of 4096 slots each (ceil((vector_length + 1) / 4096) of them, in order),
+   * each a SEAL serialization. Summed, the count slot tells the key holder how many contributions
+   * the aggregate holds. A wrong number of ciphertexts, or bytes that are not a ciphertext under
+   * the round's parameters, get INVALID_ARGUMENT; a second input from the caller ALREADY_EXISTS.
+   */
+  ciphertexts: Buffer[];
+}
+
+export interface SubmitEncryptedInputResponse {
+  /** True when the key holder decrypted the sum; false when the round aborted (see reason). */
+  completed: boolean;
+  /** Why the round aborted, empty when completed. */
+  reason: string;
+  /** Number of inputs in the sum (0 when aborted). */
+  inputs: number;
+  /** Roster indices whose inputs are in the sum, ascending (empty when aborted). */
+  contributors: number[];
 }
 
 function createBaseJoinRequest(): JoinRequest {
@@ -423,6 +507,9 @@ function createBaseRoundAnnouncement(): RoundAnnouncement {
     minInputs: 0,
     modelVersion: undefined,
     deadlines: undefined,
+    scheme: 0,
+    hePublicKey: Buffer.alloc(0),
+    heKeyId: "",
   };
 }
 
@@ -460,6 +547,15 @@ export const RoundAnnouncement: MessageFns<RoundAnnouncement> = {
     }
     if (message.deadlines !== undefined) {
       StageDeadlines.encode(message.deadlines, writer.uint32(90).fork()).join();
+    }
+    if (message.scheme !== 0) {
+      writer.uint32(96).int32(message.scheme);
+    }
+    if (message.hePublicKey.length !== 0) {
+      writer.uint32(106).bytes(message.hePublicKey);
+    }
+    if (message.heKeyId !== "") {
+      writer.uint32(114).string(message.heKeyId);
     }
     return writer;
   },
@@ -565,6 +661,30 @@ export const RoundAnnouncement: MessageFns<RoundAnnouncement> = {
             message.deadlines = StageDeadlines.decode(reader, reader.uint32());
             continue;
           }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.scheme = reader.int32() as any;
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.hePublicKey = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.heKeyId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -614,6 +734,17 @@ export const RoundAnnouncement: MessageFns<RoundAnnouncement> = {
         ? ModelVersion.fromJSON(object.model_version)
         : undefined,
       deadlines: isSet(object.deadlines) ? StageDeadlines.fromJSON(object.deadlines) : undefined,
+      scheme: isSet(object.scheme) ? aggregationSchemeFromJSON(object.scheme) : 0,
+      hePublicKey: isSet(object.hePublicKey)
+        ? Buffer.from(bytesFromBase64(object.hePublicKey))
+        : isSet(object.he_public_key)
+        ? Buffer.from(bytesFromBase64(object.he_public_key))
+        : Buffer.alloc(0),
+      heKeyId: isSet(object.heKeyId)
+        ? globalThis.String(object.heKeyId)
+        : isSet(object.he_key_id)
+        ? globalThis.String(object.he_key_id)
+        : "",
     };
   },
 
@@ -652,6 +783,15 @@ export const RoundAnnouncement: MessageFns<RoundAnnouncement> = {
     if (message.deadlines !== undefined) {
       obj.deadlines = StageDeadlines.toJSON(message.deadlines);
     }
+    if (message.scheme !== 0) {
+      obj.scheme = aggregationSchemeToJSON(message.scheme);
+    }
+    if (message.hePublicKey.length !== 0) {
+      obj.hePublicKey = base64FromBytes(message.hePublicKey);
+    }
+    if (message.heKeyId !== "") {
+      obj.heKeyId = message.heKeyId;
+    }
     return obj;
   },
 
@@ -675,12 +815,15 @@ export const RoundAnnouncement: MessageFns<RoundAnnouncement> = {
     message.deadlines = (object.deadlines !== undefined && object.deadlines !== null)
       ? StageDeadlines.fromPartial(object.deadlines)
       : undefined;
+    message.scheme = object.scheme ?? 0;
+    message.hePublicKey = object.hePublicKey ?? Buffer.alloc(0);
+    message.heKeyId = object.heKeyId ?? "";
     return message;
   },
 };
 
 function createBaseStageDeadlines(): StageDeadlines {
-  return { advertiseKeysMs: 0, shareKeysMs: 0, maskedInputMs: 0, unmaskMs: 0 };
+  return { advertiseKeysMs: 0, shareKeysMs: 0, maskedInputMs: 0, unmaskMs: 0, encryptedInputMs: 0 };
 }
 
 export const StageDeadlines: MessageFns<StageDeadlines> = {
@@ -696,6 +839,9 @@ export const StageDeadlines: MessageFns<StageDeadlines> = {
     }
     if (message.unmaskMs !== 0) {
       writer.uint32(32).uint32(message.unmaskMs);
+    }
+    if (message.encryptedInputMs !== 0) {
+      writer.uint32(40).uint32(message.encryptedInputMs);
     }
     return writer;
   },
@@ -745,6 +891,14 @@ export const StageDeadlines: MessageFns<StageDeadlines> = {
             message.unmaskMs = reader.uint32();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.encryptedInputMs = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -779,6 +933,11 @@ export const StageDeadlines: MessageFns<StageDeadlines> = {
         : isSet(object.unmask_ms)
         ? globalThis.Number(object.unmask_ms)
         : 0,
+      encryptedInputMs: isSet(object.encryptedInputMs)
+        ? globalThis.Number(object.encryptedInputMs)
+        : isSet(object.encrypted_input_ms)
+        ? globalThis.Number(object.encrypted_input_ms)
+        : 0,
     };
   },
 
@@ -796,6 +955,9 @@ export const StageDeadlines: MessageFns<StageDeadlines> = {
     if (message.unmaskMs !== 0) {
       obj.unmaskMs = Math.round(message.unmaskMs);
     }
+    if (message.encryptedInputMs !== 0) {
+      obj.encryptedInputMs = Math.round(message.encryptedInputMs);
+    }
     return obj;
   },
 
@@ -808,6 +970,7 @@ export const StageDeadlines: MessageFns<StageDeadlines> = {
     message.shareKeysMs = object.shareKeysMs ?? 0;
     message.maskedInputMs = object.maskedInputMs ?? 0;
     message.unmaskMs = object.unmaskMs ?? 0;
+    message.encryptedInputMs = object.encryptedInputMs ?? 0;
     return message;
   },
 };
@@ -1889,6 +2052,266 @@ export const UnmaskResponse: MessageFns<UnmaskResponse> = {
   },
 };
 
+function createBaseSubmitEncryptedInputRequest(): SubmitEncryptedInputRequest {
+  return { workerId: "", round: 0, keyId: "", ciphertexts: [] };
+}
+
+export const SubmitEncryptedInputRequest: MessageFns<SubmitEncryptedInputRequest> = {
+  encode(message: SubmitEncryptedInputRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.workerId !== "") {
+      writer.uint32(10).string(message.workerId);
+    }
+    if (message.round !== 0) {
+      writer.uint32(16).uint64(message.round);
+    }
+    if (message.keyId !== "") {
+      writer.uint32(26).string(message.keyId);
+    }
+    for (const v of message.ciphertexts) {
+      writer.uint32(34).bytes(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SubmitEncryptedInputRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSubmitEncryptedInputRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.workerId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.round = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.keyId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.ciphertexts.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SubmitEncryptedInputRequest {
+    return {
+      workerId: isSet(object.workerId)
+        ? globalThis.String(object.workerId)
+        : isSet(object.worker_id)
+        ? globalThis.String(object.worker_id)
+        : "",
+      round: isSet(object.round) ? globalThis.Number(object.round) : 0,
+      keyId: isSet(object.keyId)
+        ? globalThis.String(object.keyId)
+        : isSet(object.key_id)
+        ? globalThis.String(object.key_id)
+        : "",
+      ciphertexts: globalThis.Array.isArray(object?.ciphertexts)
+        ? object.ciphertexts.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+    };
+  },
+
+  toJSON(message: SubmitEncryptedInputRequest): unknown {
+    const obj: any = {};
+    if (message.workerId !== "") {
+      obj.workerId = message.workerId;
+    }
+    if (message.round !== 0) {
+      obj.round = Math.round(message.round);
+    }
+    if (message.keyId !== "") {
+      obj.keyId = message.keyId;
+    }
+    if (message.ciphertexts?.length) {
+      obj.ciphertexts = message.ciphertexts.map((e) => base64FromBytes(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SubmitEncryptedInputRequest>, I>>(base?: I): SubmitEncryptedInputRequest {
+    return SubmitEncryptedInputRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SubmitEncryptedInputRequest>, I>>(object: I): SubmitEncryptedInputRequest {
+    const message = createBaseSubmitEncryptedInputRequest();
+    message.workerId = object.workerId ?? "";
+    message.round = object.round ?? 0;
+    message.keyId = object.keyId ?? "";
+    message.ciphertexts = object.ciphertexts?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseSubmitEncryptedInputResponse(): SubmitEncryptedInputResponse {
+  return { completed: false, reason: "", inputs: 0, contributors: [] };
+}
+
+export const SubmitEncryptedInputResponse: MessageFns<SubmitEncryptedInputResponse> = {
+  encode(message: SubmitEncryptedInputResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.completed !== false) {
+      writer.uint32(8).bool(message.completed);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    if (message.inputs !== 0) {
+      writer.uint32(24).uint32(message.inputs);
+    }
+    if (message.contributors.length !== 0) {
+      writer.uint32(34).fork();
+      for (const v of message.contributors) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SubmitEncryptedInputResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSubmitEncryptedInputResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.completed = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.inputs = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag === 32) {
+              message.contributors.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 34) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.contributors.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SubmitEncryptedInputResponse {
+    return {
+      completed: isSet(object.completed) ? globalThis.Boolean(object.completed) : false,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      inputs: isSet(object.inputs) ? globalThis.Number(object.inputs) : 0,
+      contributors: globalThis.Array.isArray(object?.contributors)
+        ? object.contributors.map((e: any) => globalThis.Number(e))
+        : [],
+    };
+  },
+
+  toJSON(message: SubmitEncryptedInputResponse): unknown {
+    const obj: any = {};
+    if (message.completed !== false) {
+      obj.completed = message.completed;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.inputs !== 0) {
+      obj.inputs = Math.round(message.inputs);
+    }
+    if (message.contributors?.length) {
+      obj.contributors = message.contributors.map((e) => Math.round(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SubmitEncryptedInputResponse>, I>>(base?: I): SubmitEncryptedInputResponse {
+    return SubmitEncryptedInputResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SubmitEncryptedInputResponse>, I>>(object: I): SubmitEncryptedInputResponse {
+    const message = createBaseSubmitEncryptedInputResponse();
+    message.completed = object.completed ?? false;
+    message.reason = object.reason ?? "";
+    message.inputs = object.inputs ?? 0;
+    message.contributors = object.contributors?.map((e) => e) || [];
+    return message;
+  },
+};
+
 /**
  * Secure aggregation (Bonawitz et al. 2017, optionally with the SecAgg+ sparse graph of Bell et al.
  * 2020) between workers and the aggregator process. A round goes through four stages, each a unary
@@ -1898,6 +2321,13 @@ export const UnmaskResponse: MessageFns<UnmaskResponse> = {
  * INVALID_ARGUMENT (malformed, wrong length), FAILED_PRECONDITION (out of stage, not a member),
  * ALREADY_EXISTS (duplicate), ABORTED (round aborted, e.g. survivors below the threshold),
  * DEADLINE_EXCEEDED (stage deadline passed), NOT_FOUND (unknown round or worker).
+ *
+ * The aggregation scheme is chosen per job (the aggregator's configuration) and announced in every
+ * RoundAnnouncement. With AGGREGATION_SCHEME_HE a round has a single stage instead of the four:
+ * SubmitEncryptedInput, whose ciphertexts (BFV, under the public key of a separate key holder, see
+ * he_key_holder.proto) the aggregator adds without being able to decrypt them; the key holder
+ * decrypts only the sum. The masking stages are then refused with FAILED_PRECONDITION, and
+ * SubmitEncryptedInput is refused in a masking round.
  */
 export type SecureAggregationService = typeof SecureAggregationService;
 export const SecureAggregationService = {
@@ -1964,6 +2394,22 @@ export const SecureAggregationService = {
     responseSerialize: (value: UnmaskResponse): Buffer => Buffer.from(UnmaskResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): UnmaskResponse => UnmaskResponse.decode(value),
   },
+  /**
+   * HE scheme, the only stage: the caller's encrypted input; returns when the round finished (the
+   * key holder decrypted the sum) or aborted (fewer than min_inputs contributions, or the key
+   * holder refused or could not be reached; nothing is then decrypted).
+   */
+  submitEncryptedInput: {
+    path: "/tensorguard.v1.SecureAggregation/SubmitEncryptedInput" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SubmitEncryptedInputRequest): Buffer =>
+      Buffer.from(SubmitEncryptedInputRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SubmitEncryptedInputRequest => SubmitEncryptedInputRequest.decode(value),
+    responseSerialize: (value: SubmitEncryptedInputResponse): Buffer =>
+      Buffer.from(SubmitEncryptedInputResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SubmitEncryptedInputResponse => SubmitEncryptedInputResponse.decode(value),
+  },
 } as const;
 
 export interface SecureAggregationServer extends UntypedServiceImplementation {
@@ -1979,6 +2425,12 @@ export interface SecureAggregationServer extends UntypedServiceImplementation {
   submitMaskedInput: handleUnaryCall<SubmitMaskedInputRequest, SubmitMaskedInputResponse>;
   /** Stage 4: the shares that unmask the sum; returns when the round finished or aborted. */
   unmask: handleUnaryCall<UnmaskRequest, UnmaskResponse>;
+  /**
+   * HE scheme, the only stage: the caller's encrypted input; returns when the round finished (the
+   * key holder decrypted the sum) or aborted (fewer than min_inputs contributions, or the key
+   * holder refused or could not be reached; nothing is then decrypted).
+   */
+  submitEncryptedInput: handleUnaryCall<SubmitEncryptedInputRequest, SubmitEncryptedInputResponse>;
 }
 
 export interface SecureAggregationClient extends Client {
@@ -2074,6 +2526,26 @@ export interface SecureAggregationClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: UnmaskResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * HE scheme, the only stage: the caller's encrypted input; returns when the round finished (the
+   * key holder decrypted the sum) or aborted (fewer than min_inputs contributions, or the key
+   * holder refused or could not be reached; nothing is then decrypted).
+   */
+  submitEncryptedInput(
+    request: SubmitEncryptedInputRequest,
+    callback: (error: ServiceError | null, response: SubmitEncryptedInputResponse) => void,
+  ): ClientUnaryCall;
+  submitEncryptedInput(
+    request: SubmitEncryptedInputRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SubmitEncryptedInputResponse) => void,
+  ): ClientUnaryCall;
+  submitEncryptedInput(
+    request: SubmitEncryptedInputRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SubmitEncryptedInputResponse) => void,
   ): ClientUnaryCall;
 }
 

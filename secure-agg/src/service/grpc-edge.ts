@@ -1,0 +1,137 @@
+// What the aggregator and the key holder servers share at the gRPC edge: service definitions whose
+// requests stay raw bytes (decoded inside the handler, so undecodable bytes get INVALID_ARGUMENT
+// with a reason rather than a generic error), one unary handler that maps every domain error to a
+// status (status.ts) so nothing a client sends can throw out of a handler, and TLS credentials.
+import {
+  Client,
+  credentials,
+  Metadata,
+  ServerCredentials,
+  status,
+  type ServiceError,
+  type sendUnaryData,
+  type ServerUnaryCall,
+  type ServiceDefinition,
+  type UntypedHandleCall,
+} from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import type { SecAggError } from '../index.js';
+import { fromStatus, toStatus } from './status.js';
+
+/** PEM material; with certChain and privateKey the client authenticates itself (mTLS). */
+export interface ClientTlsOptions {
+  rootCa: Buffer;
+  certChain?: Buffer;
+  privateKey?: Buffer;
+  /** Expected server name when it differs from the address's host (e.g. 'localhost'). */
+  serverNameOverride?: string;
+}
+
+/** PEM material for TLS; with clientCa set, clients must present a certificate it signed (mTLS). */
+export interface ServerTlsOptions {
+  certChain: Buffer;
+  privateKey: Buffer;
+  /** CA that signs client certificates; when set, mutual TLS is required. */
+  clientCa?: Buffer;
+}
+
+/** `service` with requests and responses left as raw bytes. */
+export function rawDefinition(service: Record<string, object>): ServiceDefinition {
+  const out: Record<string, unknown> = {};
+  for (const [name, def] of Object.entries(service)) {
+    out[name] = {
+      ...def,
+      requestDeserialize: (b: Buffer) => b,
+      responseSerialize: (b: Buffer) => b,
+    };
+  }
+  return out as ServiceDefinition;
+}
+
+/** A unary handler: decode, `handle`, encode; refusals become a status and a reason. */
+export function unaryHandler<Req, Res>(
+  log: Logger,
+  method: string,
+  req: { decode(b: Uint8Array): Req },
+  res: { encode(m: Res): { finish(): Uint8Array } },
+  handle: (r: Req, call: ServerUnaryCall<Buffer, Buffer>) => Promise<Res>,
+): UntypedHandleCall {
+  return (call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => {
+    let decoded: Req;
+    try {
+      decoded = req.decode(call.request);
+    } catch (err) {
+      callback({
+        code: status.INVALID_ARGUMENT,
+        details: `cannot decode the ${method} request: ${(err as Error).message}`,
+      });
+      return;
+    }
+    let pending: Promise<Res>;
+    try {
+      pending = handle(decoded, call);
+    } catch (err) {
+      pending = Promise.reject(err);
+    }
+    pending.then(
+      (r) => callback(null, Buffer.from(res.encode(r).finish())),
+      (err: unknown) => {
+        const s = toStatus(err);
+        if (s.code === status.INTERNAL) log.error({ err, method }, 'handler failed');
+        else log.debug({ method, code: s.code, details: s.details }, 'refused');
+        callback({ code: s.code, details: s.details });
+      },
+    );
+  };
+}
+
+export function serverCredentials(tls: ServerTlsOptions | undefined): ServerCredentials {
+  return tls
+    ? ServerCredentials.createSsl(
+        tls.clientCa ?? null,
+        [{ cert_chain: tls.certChain, private_key: tls.privateKey }],
+        tls.clientCa !== undefined,
+      )
+    : ServerCredentials.createInsecure();
+}
+
+/** A channel to `address` with TLS when given, and both message limits set to maxMessageBytes. */
+export function makeClient(
+  address: string,
+  tls: ClientTlsOptions | undefined,
+  maxMessageBytes: number,
+): Client {
+  const creds = tls
+    ? credentials.createSsl(tls.rootCa, tls.privateKey ?? null, tls.certChain ?? null)
+    : credentials.createInsecure();
+  return new Client(address, creds, {
+    'grpc.max_receive_message_length': maxMessageBytes,
+    'grpc.max_send_message_length': maxMessageBytes,
+    ...(tls?.serverNameOverride ? { 'grpc.ssl_target_name_override': tls.serverNameOverride } : {}),
+  });
+}
+
+/** One unary call with a deadline; rejects with the SecAggError that fromStatus makes of a status. */
+export function callUnary<Req, Res>(
+  client: Client,
+  def: { path: string; requestSerialize: (r: Req) => Buffer; responseDeserialize: (b: Buffer) => Res },
+  req: Req,
+  timeoutMs: number,
+  what: string,
+  round?: number,
+): Promise<Res> {
+  return new Promise<Res>((resolve, reject: (e: SecAggError) => void) => {
+    client.makeUnaryRequest(
+      def.path,
+      def.requestSerialize,
+      def.responseDeserialize,
+      req,
+      new Metadata(),
+      { deadline: Date.now() + timeoutMs },
+      (err: ServiceError | null, res?: Res) => {
+        if (err || res === undefined) reject(fromStatus(err!, what, round));
+        else resolve(res);
+      },
+    );
+  });
+}

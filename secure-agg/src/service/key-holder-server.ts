@@ -1,0 +1,121 @@
+// The HE key holder's gRPC service (proto/tensorguard/v1/he_key_holder.proto). It owns the only
+// BFV secret key (in HeKeyService, which enforces the decryption rules) and answers aggregators:
+// PublicKey, and DecryptSum of one round's aggregate. Requests are decoded in the handler and
+// every refusal is a status with a reason (grpc-edge.ts), as in the aggregator.
+import { Server } from '@grpc/grpc-js';
+import { heKeyHolder as pb, HeKeyHolderService } from '@tensorguard/proto';
+import { pino, type Logger } from 'pino';
+import { ConfigError, HeKeyService, MalformedMessageError } from '../index.js';
+import { decryptRequestFromProto, decryptResponseToProto, publicKeyInfoToProto } from './convert.js';
+import { rawDefinition, serverCredentials, unaryHandler, type ServerTlsOptions } from './grpc-edge.js';
+
+const WORKER_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export interface KeyHolderServerOptions {
+  /** host:port to bind; default '127.0.0.1:0' (an ephemeral port, see `port`). */
+  address?: string;
+  /** TLS (and mTLS with clientCa, to admit only the aggregator); default insecure, loopback only. */
+  tls?: ServerTlsOptions;
+  /** Fewest distinct contributors a decrypted sum may hold; an integer ≥ 2. Default 2. */
+  minInputs?: number;
+  /** Largest request accepted, bytes; default 64 MiB (about 250 ciphertexts, d ≈ 10^6). */
+  maxMessageBytes?: number;
+  logger?: Logger;
+}
+
+export class KeyHolderServer {
+  readonly #service: HeKeyService;
+  readonly #opts: KeyHolderServerOptions;
+  readonly #log: Logger;
+  readonly #server: Server;
+  #port = 0;
+
+  private constructor(service: HeKeyService, options: KeyHolderServerOptions) {
+    this.#service = service;
+    this.#opts = options;
+    this.#log = options.logger ?? pino({ level: 'silent' });
+    const max = options.maxMessageBytes ?? 64 << 20;
+    this.#server = new Server({
+      'grpc.max_receive_message_length': max,
+      'grpc.max_send_message_length': max,
+    });
+    this.#server.addService(rawDefinition(HeKeyHolderService), {
+      publicKey: unaryHandler(this.#log, 'publicKey', pb.PublicKeyRequest, pb.PublicKeyResponse, () =>
+        Promise.resolve(publicKeyInfoToProto(this.#service.publicKey())),
+      ),
+      decryptSum: unaryHandler(this.#log, 'decryptSum', pb.DecryptSumRequest, pb.DecryptSumResponse, (r) =>
+        Promise.resolve().then(() => this.#decrypt(r)),
+      ),
+    });
+  }
+
+  /**
+   * Generates a fresh key pair (about 50 ms). Throws ConfigError for minInputs below 2 or a bad
+   * maxMessageBytes, UnavailableError when node-seal cannot load.
+   */
+  static async create(options: KeyHolderServerOptions = {}): Promise<KeyHolderServer> {
+    const max = options.maxMessageBytes;
+    if (max !== undefined && (!Number.isSafeInteger(max) || max < 1 << 20))
+      throw new ConfigError('maxMessageBytes', `must be an integer ≥ 1048576 bytes, got ${max}`);
+    return new KeyHolderServer(await HeKeyService.create(options.minInputs ?? 2), options);
+  }
+
+  get keyId(): string {
+    return this.#service.keyId;
+  }
+
+  get minInputs(): number {
+    return this.#service.minInputs;
+  }
+
+  /** The bound port (after start). */
+  get port(): number {
+    return this.#port;
+  }
+
+  /** Binds and starts serving; resolves with the bound port. */
+  async start(): Promise<number> {
+    this.#port = await new Promise<number>((resolve, reject) =>
+      this.#server.bindAsync(
+        this.#opts.address ?? '127.0.0.1:0',
+        serverCredentials(this.#opts.tls),
+        (err, port) => (err ? reject(err) : resolve(port)),
+      ),
+    );
+    this.#log.info(
+      { port: this.#port, keyId: this.keyId, minInputs: this.minInputs },
+      'key holder listening',
+    );
+    return this.#port;
+  }
+
+  #decrypt(r: pb.DecryptSumRequest): pb.DecryptSumResponse {
+    const bad = r.contributors.find((c) => !WORKER_ID.test(c));
+    if (bad !== undefined)
+      throw new MalformedMessageError(
+        `round ${r.round}: contributor ${JSON.stringify(bad.slice(0, 140))} is not a worker id (1..128 characters of [A-Za-z0-9._:-])`,
+      );
+    const req = decryptRequestFromProto(r);
+    const sum = this.#service.decryptSum(req);
+    this.#log.info({ round: req.round, contributors: req.contributors.length }, 'decrypted a sum');
+    return decryptResponseToProto(sum, req.contributors.length);
+  }
+
+  /** Stops accepting calls and waits (up to graceMs) for calls in flight. */
+  async close(graceMs = 2000): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const force = setTimeout(() => {
+        this.#server.forceShutdown();
+        resolve();
+      }, graceMs);
+      this.#server.tryShutdown(() => {
+        clearTimeout(force);
+        resolve();
+      });
+    });
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
