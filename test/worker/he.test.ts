@@ -2,8 +2,16 @@
 // (bin/key-holder) holds the only secret key and decrypts only aggregates; the coordinator sums
 // the survivors' ciphertexts; workers encrypt the same encoded, noised update as in masking mode.
 import { jobSpecSchema, resolveRunConfig } from '@tensorguard/driver';
-import { HeAccumulator, HeEncryptor, encodeIntegers, toIntegers } from '@tensorguard/secure-agg';
-import { KeyHolderClient, PrivacyLedger, parseRunConfig, withCountSlot } from '@tensorguard/worker';
+import {
+  HeAccumulator,
+  HeEncryptor,
+  encodeIntegers,
+  toIntegers,
+  withCountSlot,
+  type HeDecryptRequest,
+} from '@tensorguard/secure-agg';
+import { KeyHolderClient } from '@tensorguard/secure-agg/service';
+import { PrivacyLedger, parseRunConfig } from '@tensorguard/worker';
 import { expect } from 'chai';
 import path from 'node:path';
 import {
@@ -22,11 +30,12 @@ import { checkpointParams, clippedSgdReference, maxDiff } from './reference.js';
 const FAST = { TENSORGUARD_STAGE_TIMEOUT_MS: '4000', TENSORGUARD_JOIN_GRACE_MS: '1500' };
 const HE = { mode: 'he', threshold: 2 };
 
+/** The gRPC status behind a refusal (secure-agg's client keeps it as the error's cause). */
 async function rejection(p: Promise<unknown>): Promise<{ code: number; details: string }> {
   try {
     await p;
   } catch (err) {
-    return err as { code: number; details: string };
+    return (err as Error).cause as { code: number; details: string };
   }
   throw new Error('expected the call to be refused');
 }
@@ -131,9 +140,13 @@ describe('worker + coordinator: HE mode', function () {
     const holder = startKeyHolder(writeConfig(dir, { secureAggregation: HE }));
     procs.push(holder);
     const addr = (await holder.waitFor((l) => l.type === 'listening', 60_000)).address as string;
-    const client = new KeyHolderClient(addr);
+    const kh = new KeyHolderClient({ address: addr });
+    const client = {
+      decryptSum: (req: HeDecryptRequest) => kh.decryptSum({ ...req, keyId: pk.keyId }),
+      close: () => kh.close(),
+    };
+    const pk = await kh.publicKey();
     try {
-      const pk = await client.publicKey();
       expect(pk.minInputs).to.equal(2);
       const enc = await HeEncryptor.create(pk.publicKey);
       const contribution = (xs: number[]) => enc.encrypt(withCountSlot(encodeIntegers(32, xs)));

@@ -74,14 +74,3 @@ export {
   type HeKeyHolderLink,
 } from './coordinator/coordinator.js';
 export { RoundClient, type RoundClientOptions } from './round-client.js';
-export {
-  KeyHolderClient,
-  KeyHolderService,
-  KEY_HOLDER_SERVICE,
-  keyIdOf,
-  type DecryptSumRequest,
-  type PublicKeyResponse,
-} from './he/key-holder.js';
-export { withCountSlot, splitCountSlot } from './he/contribution.js';
-export { spawnKeyHolder, type SpawnedKeyHolder } from './he/spawn.js';
-export { HeRound, type HeRoundOptions, type HeRoundStage } from './coordinator/he-round.js';

@@ -1,5 +1,5 @@
 // The messages between a worker and the coordinator, on top of secure-agg's round messages.
-import type { EncodingOptions, RoundParams } from '@tensorguard/secure-agg';
+import type { EncodingOptions, HeEncryptedInput, RoundParams } from '@tensorguard/secure-agg';
 
 export interface JoinRequest {
   workerId: string;
@@ -40,12 +40,11 @@ export interface RoundOpen {
   he?: { publicKey: Uint8Array; keyId: string };
 }
 
-/** HE mode: one worker's contribution, one BFV ciphertext per 4096 values (he/contribution.ts). */
-export interface EncryptedInput {
-  index: number;
-  keyId: string;
-  chunks: Uint8Array[];
-}
+/**
+ * HE mode: one worker's contribution, one BFV ciphertext per 4096 values (its vector plus the count
+ * slot, secure-agg's withCountSlot); the HeRound of secure-agg checks and sums it.
+ */
+export type EncryptedInput = HeEncryptedInput;
 
 export type NextRoundResponse = RoundOpen | { kind: 'done'; reason: string } | { kind: 'wait' };
 

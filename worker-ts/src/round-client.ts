@@ -9,6 +9,7 @@ import {
   compileRound,
   encode,
   HeEncryptor,
+  withCountSlot,
   planEncoding,
   RoundParticipant,
   type EncryptedShare,
@@ -23,7 +24,6 @@ import type { Logger } from './logger.js';
 import { PhaseTimer, rounded } from './metrics.js';
 import type { Tf } from './models/model.js';
 import { integerNoiseShare } from './noise.js';
-import { withCountSlot } from './he/contribution.js';
 import type { EncryptedInput, JoinResponse, NextRoundResponse, RoundOpen } from './protocol.js';
 import { RoundServiceClient } from './coordinator/rpc.js';
 import { poissonSample, systemRandom, seededRandom, type RandomSource } from './sampling.js';

@@ -2,7 +2,8 @@
 // node worker-ts/dist/bin/coordinator.js --config <job.json>
 // stdout: {"type":"listening",...}, one {"type":"metrics",...} per round, then {"type":"done",...}.
 // With secureAggregation.mode 'he' it uses the key holder at secureAggregation.keyHolder, or starts
-// one (bin/key-holder) as its child on loopback; the child's stdout does not reach this stdout.
+// one (bin/key-holder) as its child on loopback; the child's stdout does not reach this stdout. The
+// key holder service, its client and the child-process handling are secure-agg's.
 import '../env.js';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -95,36 +96,41 @@ async function connectKeyHolder(
   configFile: string,
   cfg: RunConfig,
 ): Promise<{ link: HeKeyHolderLink; close: () => Promise<void> }> {
-  const { KeyHolderClient } = await import('../he/key-holder.js');
-  const { spawnKeyHolder } = await import('../he/spawn.js');
+  const { KeyHolderClient, spawnKeyHolder } = await import('@tensorguard/secure-agg/service');
   let address = cfg.secureAggregation.keyHolder;
   let stopChild = async () => {};
   if (address === undefined) {
     const here = fileURLToPath(import.meta.url);
-    const child = await spawnKeyHolder(
-      path.join(path.dirname(here), `key-holder${path.extname(here)}`),
+    const child = await spawnKeyHolder(path.join(path.dirname(here), `key-holder${path.extname(here)}`), [
+      '--config',
       path.resolve(configFile),
-    );
+      '--listen',
+      '127.0.0.1:0',
+      '--watch-stdin',
+      'yes',
+    ]);
     address = child.address;
     stopChild = child.close;
     log.info({ keyHolder: address, pid: child.child.pid }, 'started the HE key holder');
   }
-  const client = new KeyHolderClient(address);
-  const pk = await client.publicKey();
-  const t = cfg.secureAggregation.threshold;
-  if (pk.minInputs > t) {
-    throw new Error(
-      `the key holder at ${address} decrypts only sums of ≥ ${pk.minInputs} contributions, more than secureAggregation.threshold ${t}; start it with this job's config`,
-    );
+  const client = new KeyHolderClient({ address });
+  let link: HeKeyHolderLink;
+  try {
+    link = await client.link();
+    const t = cfg.secureAggregation.threshold;
+    if (link.minInputs > t) {
+      throw new Error(
+        `the key holder at ${address} decrypts only sums of ≥ ${link.minInputs} contributions, more than secureAggregation.threshold ${t}; start it with this job's config`,
+      );
+    }
+  } catch (err) {
+    client.close();
+    await stopChild();
+    throw err;
   }
-  log.info({ keyHolder: address, keyId: pk.keyId, minInputs: pk.minInputs }, 'HE key holder ready');
+  log.info({ keyHolder: address, keyId: link.keyId, minInputs: link.minInputs }, 'HE key holder ready');
   return {
-    link: {
-      address,
-      publicKey: pk.publicKey,
-      keyId: pk.keyId,
-      decryptSum: (req) => client.decryptSum(req),
-    },
+    link,
     close: async () => {
       client.close();
       await stopChild();

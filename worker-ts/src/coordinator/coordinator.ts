@@ -13,6 +13,7 @@ import {
   compileRound,
   decode,
   HE_MAX_SUM_BOUND,
+  HeRound,
   newSessionId,
   planEncoding,
   SecAggError,
@@ -44,7 +45,6 @@ import { PhaseTimer, rounded } from '../metrics.js';
 import { flatten, sizeOf, trainableSpecs, type ModelDef } from '../models/model.js';
 import { MAX_SHARE_STD, shareStdInteger } from '../noise.js';
 import { createOptimizer, type Optimizer } from '../optimizer.js';
-import type { DecryptSumRequest } from '../he/key-holder.js';
 import type {
   EncryptedInput,
   JoinRequest,
@@ -54,7 +54,7 @@ import type {
   RoundOpen,
   StageRequest,
 } from '../protocol.js';
-import { HeRound } from './he-round.js';
+import type { KeyHolderLink } from '@tensorguard/secure-agg/service';
 import { PrivacyLedger, type LedgerEntry } from './ledger.js';
 import { integerMechanismEpsilon, JobAccountant } from './privacy.js';
 import { RpcError, type Handler, type Method } from './rpc.js';
@@ -81,14 +81,11 @@ export interface CoordinatorOptions {
   keyHolder?: HeKeyHolderLink;
 }
 
-/** The coordinator's view of the HE key holder (he/key-holder.ts's KeyHolderClient). */
-export interface HeKeyHolderLink {
-  readonly address: string;
-  readonly publicKey: Uint8Array;
-  readonly keyId: string;
-  /** The decrypted ring sum without the count slot; rejects when the key holder refuses. */
-  decryptSum(req: DecryptSumRequest): Promise<RingVector>;
-}
+/**
+ * The coordinator's view of the HE key holder: secure-agg's KeyHolderClient.link() (the key holder
+ * process and its rules live in secure-agg; this coordinator only sums and asks).
+ */
+export type HeKeyHolderLink = KeyHolderLink;
 
 export interface CoordinatorResult {
   status: 'succeeded' | 'failed';

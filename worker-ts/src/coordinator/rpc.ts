@@ -1,7 +1,7 @@
-// The coordinator's gRPC service and the key holder's (real gRPC over HTTP/2 via @grpc/grpc-js).
-// Until the secure-agg service's proto lands, messages are encoded with Node's structured-clone
-// codec (v8.serialize: plain objects and typed arrays only, no code or prototypes) and every
-// handler validates what it reads before use. Each round-stage call is a long poll: it returns when
+// The coordinator's gRPC service (real gRPC over HTTP/2 via @grpc/grpc-js). The HE key holder is
+// secure-agg's service and speaks its proto (he_key_holder.proto). Messages here are encoded with
+// Node's structured-clone codec (v8.serialize: plain objects and typed arrays only, no code or
+// prototypes) and every handler validates what it reads before use. Each round-stage call is a long poll: it returns when
 // the stage closes (everyone answered or the deadline passed), which is the round barrier.
 import * as grpc from '@grpc/grpc-js';
 import v8 from 'node:v8';
