@@ -316,6 +316,43 @@ describe('per-sample clipping equals a batch-of-one loop', function () {
     dispose(c);
   });
 
+  it('LoRA projections with unfrozen bases and frozen adapters (the merged q/k/v rule block by block)', () => {
+    const c = build(
+      transformerEncoder({
+        vocabSize: 12,
+        seqLen: 5,
+        dim: 12,
+        heads: 4, // dh = 3: 1/√dh is not a power of two
+        ffDim: 12,
+        blocks: 1,
+        lora: { rank: 2, alpha: 6 },
+      }),
+      tf.randomUniform([4, 5], 0, 12, 'int32', 21),
+      labels(4, 2, 22),
+      5,
+    );
+    const thaw = [
+      'block0.attn.q.kernel',
+      'block0.attn.v.bias',
+      'block0.attn.o.kernel',
+      'embed.positions.embeddings',
+    ];
+    c.model.setTrainable((n) => thaw.includes(n), true);
+    c.model.setTrainable((n) => n === 'block0.attn.k.lora_a' || n === 'block0.attn.v.lora_b', false);
+    expectMatchesReference(c);
+    dispose(c);
+  });
+
+  it('LoRA dense on 2-D input', () => {
+    const c = build(
+      [loraDense('lora', { inputDim: 5, units: 4, rank: 3, useBias: false }), activation('tanh')],
+      tf.randomNormal([6, 5], 0, 1, 'float32', 23),
+      labels(6, 4, 24),
+    );
+    expectMatchesReference(c);
+    dispose(c);
+  });
+
   it('a fully trainable transformer encoder (embeddings, projections, feed-forward)', () => {
     const c = build(
       transformerEncoder({ vocabSize: 6, seqLen: 4, dim: 4, heads: 2, ffDim: 6, blocks: 1 }),
@@ -559,6 +596,23 @@ describe('refusals and resource hygiene', function () {
     step(0);
     const before = tf.memory().numTensors;
     for (let i = 1; i <= 100; i++) step(i);
+    expect(tf.memory().numTensors).to.equal(before);
+    dispose(c);
+  });
+
+  it('tf.memory().numTensors does not grow over steps of the LoRA transformer (every site rule)', () => {
+    const c = build(
+      transformerEncoder({ vocabSize: 12, seqLen: 5, dim: 8, heads: 2, ffDim: 12, lora: { rank: 2 } }),
+      tf.randomUniform([4, 5], 0, 12, 'int32', 25),
+      labels(4, 2, 26),
+    );
+    c.model.setTrainable((n) => n === 'block0.attn.k.kernel' || n === 'embed.positions.embeddings', true);
+    const step = (i: number) =>
+      dpSgdStep(c.model, c.x, c.y, { clipNorm: 1, normMethod: i % 2 ? 'ghost' : 'auto' }).dispose();
+    step(0);
+    step(1);
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 10; i++) step(i);
     expect(tf.memory().numTensors).to.equal(before);
     dispose(c);
   });

@@ -166,7 +166,8 @@ function keepSite(site: Site): [Site, Tensor] {
   const k = (t: Tensor) => tf.keep(tf.clone(t));
   switch (site.rule) {
     case 'linear':
-    case 'conv2d': {
+    case 'conv2d':
+    case 'lora': {
       const input = k(site.input);
       return [{ ...site, input }, input];
     }
@@ -286,6 +287,7 @@ export function perSampleNorms(
           outputGrads[k]!,
           (p) => model.isTrainable(p),
           (p) => model.spec(p).shape,
+          (p) => model.getParam(p),
           method,
         ),
       ),

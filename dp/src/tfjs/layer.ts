@@ -24,6 +24,10 @@ export interface ParamSpec {
  * - `conv2d`: z = conv2d(input, weight) (+ bias), NHWC, weight [kh, kw, Cin, Cout].
  * - `embedding`: z = weight[indices]; indices int32 [B] or [B, T], weight [V, D].
  * - `affine`: z = normalized ∘ gain + bias, gain and bias [C] broadcast over normalized [B, ..., C].
+ * - `lora`: z = input · W + b with the adapters merged into the weight, input [B, ..., Din]; W and b
+ *   are column blocks, block k being outputScaleₖ·(W₀ₖ + scaleₖ·Aₖ·Bₖ) and outputScaleₖ·b₀ₖ
+ *   (`LoraBlock`). One matmul for the whole projection; the rule recovers A's and B's per-example
+ *   gradients from the input and z's gradient.
  *
  * Parameter fields name model parameters (null where the piece has none); frozen ones are
  * skipped by the engine.
@@ -50,7 +54,25 @@ export type Site =
       readonly normalized: Tensor;
       readonly gain: string | null;
       readonly bias: string | null;
-    };
+    }
+  | { readonly rule: 'lora'; readonly input: Tensor; readonly blocks: readonly LoraBlock[] };
+
+/**
+ * One column block of a `lora` site's output: outputScale·(x·(W₀ + scale·A·B) + b₀), with A
+ * [Din, r], B [r, units], W₀ [Din, units] and b₀ [units] (W₀ and b₀ usually frozen).
+ */
+export interface LoraBlock {
+  readonly weight: string;
+  readonly bias: string | null;
+  readonly a: string;
+  readonly b: string;
+  /** Output columns of this block. */
+  readonly units: number;
+  /** The adapter scale α/r. */
+  readonly scale: number;
+  /** A factor on the whole block (attention's 1/√dh on the queries); 1 elsewhere. */
+  readonly outputScale: number;
+}
 
 export type SiteRule = Site['rule'];
 
@@ -93,5 +115,7 @@ export function siteParams(site: Site): string[] {
       return [site.weight];
     case 'affine':
       return [site.gain, site.bias].filter((p): p is string => p !== null);
+    case 'lora':
+      return site.blocks.flatMap((k) => [k.weight, k.bias, k.a, k.b].filter((p): p is string => p !== null));
   }
 }

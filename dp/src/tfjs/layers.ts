@@ -1,8 +1,8 @@
 // Layer constructors. Parametric layers (dense, conv2d, embedding, layerNorm, groupNorm,
 // loraDense) report their linear pieces as sites; the rest are parameter-free and need no rule.
 // Every parameter is `<layer name>.<local name>`; names must be unique within a model.
-import tf, { type Tensor, type Tensor4D } from './tf.js';
-import type { ForwardContext, Layer, ParamInit, ParamSpec } from './layer.js';
+import tf, { type Tensor, type Tensor4D, sigmoidGrad } from './tf.js';
+import type { ForwardContext, Layer, LoraBlock, ParamInit, ParamSpec } from './layer.js';
 
 const glorot = (fanIn: number, fanOut: number): ParamInit => ({ uniform: Math.sqrt(6 / (fanIn + fanOut)) });
 
@@ -228,32 +228,55 @@ export interface LoraDenseOptions {
   initStddev?: number;
 }
 
+/** The column block a loraDense layer named `name` contributes to a `lora` site. */
+function loraBlock(name: string, o: LoraDenseOptions, outputScale = 1): LoraBlock {
+  return {
+    weight: `${name}.kernel`,
+    bias: o.useBias === false ? null : `${name}.bias`,
+    a: `${name}.lora_a`,
+    b: `${name}.lora_b`,
+    units: o.units,
+    scale: (o.alpha ?? o.rank) / o.rank,
+    outputScale,
+  };
+}
+
 /**
- * The adapter's up-projection (α/r)·u·B as the linear site with input (α/r)·u and weight B: the
- * scale is applied to the rank-r u, not to the [.., Dout] output (the same values; bit for bit
- * when α/r is a power of two), and the site's per-example gradient (α/r)·uᵢᵀzᵢ is B's.
+ * x·W + b for LoRA blocks side by side, the adapters merged into the weight: block k is
+ * outputScaleₖ·(x·(W₀ₖ + scaleₖ·AₖBₖ) + b₀ₖ), one [Din, Dout] matmul in all, reported as one
+ * `lora` site. The same function as x·W₀ + b₀ + scale·(x·A)·B, rounding aside; merging costs a few
+ * [Din, r]·[r, units] products per step, and saves the [B, T, r] and [B, T, units] intermediates,
+ * their matmuls and adds, forward and backward (the rule in sites.ts forms A's and B's
+ * per-example gradients from x and the output's gradient).
  */
-function loraUp(layer: Layer, ctx: ForwardContext, u: Tensor, weight: string, scale: number): Tensor {
-  const input = scale === 1 ? u : tf.mul(u, scale);
-  return ctx.site(layer, { rule: 'linear', input, weight, bias: null }, matMulLast(input, ctx.param(weight)));
+function loraProjection(layer: Layer, ctx: ForwardContext, x: Tensor, blocks: readonly LoraBlock[]): Tensor {
+  const ws: Tensor[] = [];
+  const bs: Tensor[] = [];
+  for (const k of blocks) {
+    const up = tf.matMul(tf.mul(ctx.param(k.a), k.scale), ctx.param(k.b));
+    const w = tf.add(ctx.param(k.weight), up);
+    ws.push(k.outputScale === 1 ? w : tf.mul(w, k.outputScale));
+    const b = k.bias ? ctx.param(k.bias) : tf.zeros([k.units]);
+    bs.push(k.outputScale === 1 ? b : tf.mul(b, k.outputScale));
+  }
+  const w = ws.length === 1 ? ws[0]! : tf.concat(ws, 1);
+  const z = matMulLast(x, w);
+  const withBias = blocks.some((k) => k.bias) ? tf.add(z, bs.length === 1 ? bs[0]! : tf.concat(bs)) : z;
+  return ctx.site(layer, { rule: 'lora', input: x, blocks }, withBias);
 }
 
 /**
  * A dense layer with a frozen base and a trainable low-rank adapter (Hu et al. 2021):
- * y = x·W₀ + b₀ + (α/r)·(x·A)·B with A [Din, r] and B [r, Dout]. Each adapter matrix is its own
- * linear site: A's input is x and output u = x·A; B's input is (α/r)·u and output (α/r)·u·B.
+ * y = x·W₀ + b₀ + (α/r)·(x·A)·B with A [Din, r] and B [r, Dout], computed as x·(W₀ + (α/r)·A·B) + b₀
+ * (one `lora` site: see loraProjection).
  */
 export function loraDense(name: string, o: LoraDenseOptions): Layer {
-  const w0 = `${name}.kernel`;
-  const b0 = o.useBias === false ? null : `${name}.bias`;
-  const a = `${name}.lora_a`;
-  const bb = `${name}.lora_b`;
-  const scale = (o.alpha ?? o.rank) / o.rank;
-  const params = [spec(w0, [o.inputDim, o.units], false, glorot(o.inputDim, o.units))];
-  if (b0) params.push(spec(b0, [o.units], false, 'zeros'));
+  const block = loraBlock(name, o);
+  const params = [spec(block.weight, [o.inputDim, o.units], false, glorot(o.inputDim, o.units))];
+  if (block.bias) params.push(spec(block.bias, [o.units], false, 'zeros'));
   params.push(
-    spec(a, [o.inputDim, o.rank], true, { normal: o.initStddev ?? 1 / Math.sqrt(o.rank) }),
-    spec(bb, [o.rank, o.units], true, 'zeros'),
+    spec(block.a, [o.inputDim, o.rank], true, { normal: o.initStddev ?? 1 / Math.sqrt(o.rank) }),
+    spec(block.b, [o.rank, o.units], true, 'zeros'),
   );
   return {
     kind: 'loraDense',
@@ -261,15 +284,7 @@ export function loraDense(name: string, o: LoraDenseOptions): Layer {
     params,
     children: [],
     forward(x, ctx) {
-      let base = matMulLast(x, ctx.param(w0));
-      if (b0) base = tf.add(base, ctx.param(b0));
-      base = ctx.site(this, { rule: 'linear', input: x, weight: w0, bias: b0 }, base);
-      const u = ctx.site(
-        this,
-        { rule: 'linear', input: x, weight: a, bias: null },
-        matMulLast(x, ctx.param(a)),
-      );
-      return tf.add(base, loraUp(this, ctx, u, bb, scale));
+      return loraProjection(this, ctx, x, [block]);
     },
   };
 }
@@ -288,20 +303,20 @@ const GELU_K = 0.044715;
  * GELU, tanh approximation (Hendrycks & Gimpel 2016), as in BERT and GPT-2:
  * 0.5·x·(1 + tanh(√(2/π)·x·(1 + 0.044715·x²))), computed as the identical x·σ(2u) with
  * u = √(2/π)·x·(1 + 0.044715·x²) (0.5·(1 + tanh u) = σ(2u)), with its gradient written out:
- * dy/dx = σ + y·(1 − σ)·2√(2/π)·(1 + 3·0.044715·x²). 6 forward and 7 backward ops on the
- * feed-forward's widest tensor, against 8 and ~18 for autodiff of the tanh form. Written with
- * x² rather than pow(x, 3): TensorFlow's Pow kernel and its gradient are slow.
+ * dy/dx = σ + x·σ·(1 − σ)·q with q = 2√(2/π)·(1 + 3·0.044715·x²), the second term by one
+ * `SigmoidGrad` kernel. 6 forward and 6 backward ops on the feed-forward's widest tensor, against
+ * 8 and ~18 for autodiff of the tanh form. Written with x² rather than pow(x, 3): TensorFlow's Pow
+ * kernel and its gradient are slow.
  */
 export const gelu: (x: Tensor) => Tensor = tf.customGrad(((x: Tensor, save: SaveFn) => {
   const x2 = tf.square(x);
   const s = tf.sigmoid(tf.mul(x, tf.add(tf.mul(x2, 2 * GELU_C * GELU_K), 2 * GELU_C)));
-  const y = tf.mul(x, s);
-  save([x2, s, y]);
+  save([x, x2, s]);
   return {
-    value: y,
-    gradFunc: (dy: Tensor, [sq, sg, out]: Tensor[]) => {
-      const du = tf.add(tf.mul(sq!, 6 * GELU_C * GELU_K), 2 * GELU_C);
-      return tf.mul(dy, tf.add(sg!, tf.mul(tf.mul(out!, tf.sub(1, sg!)), du)));
+    value: tf.mul(x, s),
+    gradFunc: (dy: Tensor, [xs, sq, sg]: Tensor[]) => {
+      const xq = tf.mul(xs!, tf.add(tf.mul(sq!, 6 * GELU_C * GELU_K), 2 * GELU_C));
+      return tf.mul(dy, tf.add(sg!, sigmoidGrad(sg!, xq)));
     },
   };
 }) as unknown as CustomGradFn) as (x: Tensor) => Tensor;
@@ -379,58 +394,26 @@ export interface AttentionOptions {
 }
 
 /**
- * The q, k and v projections of LoRA attention, exactly as three loraDense layers compute them
- * (the same sites, parameters and values), with the six matmuls that read x (three frozen bases,
- * three adapters A) fused into one x·[W₀q | W₀k | W₀v | Aq | Ak | Av] (+ [b₀q | b₀k | b₀v | 0])
- * split into its pieces. The backward pass then forms x's gradient with one matmul (the split's
- * gradient is a concat) instead of six matmuls and five adds.
- */
-function fusedLoraQkv(
-  x: Tensor,
-  ctx: ForwardContext,
-  layers: readonly Layer[],
-  dim: number,
-  lora: { rank: number; alpha?: number },
-): Tensor[] {
-  const r = lora.rank;
-  const scale = (lora.alpha ?? r) / r;
-  const names = layers.map((l) => ({
-    w0: `${l.name}.kernel`,
-    b0: `${l.name}.bias`,
-    a: `${l.name}.lora_a`,
-    bb: `${l.name}.lora_b`,
-  }));
-  const w = tf.concat([...names.map((n) => ctx.param(n.w0)), ...names.map((n) => ctx.param(n.a))], 1);
-  const b = tf.concat([...names.map((n) => ctx.param(n.b0)), tf.zeros([layers.length * r])]);
-  const width = layers.length * (dim + r);
-  const y = tf.reshape(tf.add(tf.matMul(tf.reshape(x, [-1, dim]), w), b), [...x.shape.slice(0, -1), width]);
-  const parts = tf.split(y, [...layers.map(() => dim), ...layers.map(() => r)], -1);
-  return layers.map((layer, i) => {
-    const n = names[i]!;
-    const base = ctx.site(layer, { rule: 'linear', input: x, weight: n.w0, bias: n.b0 }, parts[i]!);
-    const u = ctx.site(
-      layer,
-      { rule: 'linear', input: x, weight: n.a, bias: null },
-      parts[layers.length + i]!,
-    );
-    const v = loraUp(layer, ctx, u, n.bb, scale);
-    return tf.add(base, v);
-  });
-}
-
-/**
  * Multi-head softmax self-attention on [B, T, D] (Vaswani et al. 2017, no mask) built from four
  * projection layers; the softmax part has no parameters, so the projections are its only sites.
  */
 export function multiHeadAttention(name: string, o: AttentionOptions): Layer {
   if (o.dim % o.heads !== 0)
     throw new RangeError(`attention "${name}": heads ${o.heads} must divide dim ${o.dim}`);
+  const lora = o.lora && { inputDim: o.dim, units: o.dim, rank: o.lora.rank, alpha: o.lora.alpha };
   const proj = (p: string): Layer =>
-    o.lora
-      ? loraDense(`${name}.${p}`, { inputDim: o.dim, units: o.dim, rank: o.lora.rank, alpha: o.lora.alpha })
+    lora
+      ? loraDense(`${name}.${p}`, lora)
       : dense(`${name}.${p}`, { inputDim: o.dim, units: o.dim, trainable: o.trainable });
   const [q, k, v, out] = [proj('q'), proj('k'), proj('v'), proj('o')] as const;
   const dh = o.dim / o.heads;
+  // With LoRA, q, k and v are one projection x·[W_q | W_k | W_v] (adapters merged, 1/√dh folded
+  // into the query block: exact when dh is a power of four, as 16) split into heads by one transpose.
+  const qkv = lora && [
+    loraBlock(q.name, lora, 1 / Math.sqrt(dh)),
+    loraBlock(k.name, lora),
+    loraBlock(v.name, lora),
+  ];
   return {
     kind: 'multiHeadAttention',
     name,
@@ -438,14 +421,23 @@ export function multiHeadAttention(name: string, o: AttentionOptions): Layer {
     children: [q, k, v, out],
     forward(x, ctx) {
       const [B, T] = [x.shape[0]!, x.shape[1]!];
-      const heads = (t: Tensor) => tf.transpose(tf.reshape(t, [B, T, o.heads, dh]), [0, 2, 1, 3]);
-      const [qp, kp, vp] = o.lora
-        ? fusedLoraQkv(x, ctx, [q, k, v], o.dim, o.lora)
-        : [q, k, v].map((l) => l.forward(x, ctx));
-      // (q/√dh)·kᵀ rather than (q·kᵀ)/√dh: the scale touches [B, T, D], not [B, heads, T, T].
-      const qh = heads(tf.mul(qp!, 1 / Math.sqrt(dh)));
-      const kh = heads(kp!);
-      const vh = heads(vp!);
+      let qh: Tensor;
+      let kh: Tensor;
+      let vh: Tensor;
+      if (qkv) {
+        const y = loraProjection(this, ctx, x, qkv); // [B, T, 3·D]
+        [qh, kh, vh] = tf.unstack(tf.transpose(tf.reshape(y, [B, T, 3, o.heads, dh]), [2, 0, 3, 1, 4])) as [
+          Tensor,
+          Tensor,
+          Tensor,
+        ];
+      } else {
+        const heads = (t: Tensor) => tf.transpose(tf.reshape(t, [B, T, o.heads, dh]), [0, 2, 1, 3]);
+        // (q/√dh)·kᵀ rather than (q·kᵀ)/√dh: the scale touches [B, T, D], not [B, heads, T, T].
+        qh = heads(tf.mul(q.forward(x, ctx), 1 / Math.sqrt(dh)));
+        kh = heads(k.forward(x, ctx));
+        vh = heads(v.forward(x, ctx));
+      }
       const scores = tf.softmax(tf.matMul(qh, kh, false, true));
       const mixed = tf.reshape(tf.transpose(tf.matMul(scores, vh), [0, 2, 1, 3]), [B, T, o.dim]);
       return out.forward(mixed, ctx);
@@ -461,10 +453,17 @@ export interface TokenEmbeddingOptions {
   trainable?: boolean;
 }
 
-/** Token embedding plus a learned position embedding (itself an embedding of 0..T-1). */
+/**
+ * Token embedding plus a learned position embedding (itself an embedding of 0..T-1). The position
+ * rows are added by broadcasting [T, D] rather than gathered per example: the position piece's
+ * output is reported as the sum z = tokens + positions, whose gradient is that piece's output
+ * gradient too, so its per-example rule (embedding of the indices 0..T-1 of every example) is
+ * unchanged. Saves a [B, T, D] gather.
+ */
 export function tokenAndPositionEmbedding(name: string, o: TokenEmbeddingOptions): Layer {
   const tok = embedding(`${name}.tokens`, { vocabSize: o.vocabSize, dim: o.dim, trainable: o.trainable });
   const pos = embedding(`${name}.positions`, { vocabSize: o.seqLen, dim: o.dim, trainable: o.trainable });
+  const table = `${pos.name}.embeddings`;
   return {
     kind: 'tokenAndPositionEmbedding',
     name,
@@ -472,8 +471,10 @@ export function tokenAndPositionEmbedding(name: string, o: TokenEmbeddingOptions
     children: [tok, pos],
     forward(x, ctx) {
       const [B, T] = [x.shape[0]!, x.shape[1]!];
+      const rows = T === o.seqLen ? ctx.param(table) : tf.slice(ctx.param(table), 0, T);
+      const z = tf.add(tok.forward(x, ctx), rows);
       const positions = tf.tile(tf.reshape(tf.range(0, T, 1, 'int32'), [1, T]), [B, 1]);
-      return tf.add(tok.forward(x, ctx), pos.forward(positions, ctx));
+      return ctx.site(pos, { rule: 'embedding', indices: positions, weight: table }, z);
     },
   };
 }

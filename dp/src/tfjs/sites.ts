@@ -6,7 +6,8 @@
 // op) of the reweighted activations and output gradients, so per-example gradients are never
 // formed unless instantiation was the cheaper way to get the norms (dense sites then reuse them).
 import tf, { type Tensor, type Tensor1D, type Tensor4D } from './tf.js';
-import type { Site } from './layer.js';
+import { ClippingEngineError } from './errors.js';
+import type { LoraBlock, Site } from './layer.js';
 
 /** How a linear site computes norms: `ghost` (Gram matrices), `instantiate` (per-example weight gradients), or the cheaper one. */
 export type NormMethod = 'auto' | 'ghost' | 'instantiate';
@@ -290,6 +291,7 @@ export function siteGrad(
   z: Tensor,
   trainable: (param: string) => boolean,
   shapeOf: (param: string) => readonly number[],
+  valueOf: (param: string) => Tensor,
   method: NormMethod,
 ): SiteGrad {
   const live = (p: string | null) => (p !== null && trainable(p) ? p : null);
@@ -309,7 +311,231 @@ export function siteGrad(
       return embeddingRule(site.indices, z, site.weight, shapeOf(site.weight)[0]!, method);
     case 'affine':
       return affineRule(site.normalized, z, live(site.gain), live(site.bias));
+    case 'lora':
+      return loraRule(site.input, z, site.blocks, live, valueOf, method);
   }
+}
+
+/** Σ of several rules' norms, their weighted sums in turn, and one dispose. */
+function combine(rules: SiteGrad[], held: Tensor[], B: number): SiteGrad {
+  const sqNorms = tf.tidy(() =>
+    tf.keep(
+      sumParts(
+        B,
+        rules.map((r) => r.sqNorms),
+      ),
+    ),
+  );
+  return {
+    sqNorms,
+    method: rules[0]?.method ?? 'none',
+    weightedSum: (cw) => rules.flatMap((r) => r.weightedSum(cw)),
+    dispose: () => {
+      for (const r of rules) r.dispose();
+      tf.dispose(held);
+      if (!rules.some((r) => r.sqNorms === sqNorms)) sqNorms.dispose();
+    },
+  };
+}
+
+/** A rule whose weighted sum for `name` is split into column blocks [rows, width] named by `pieces`. */
+function splitWeight(rule: SiteGrad, name: string, pieces: readonly [string, number][]): SiteGrad {
+  return {
+    ...rule,
+    weightedSum(cw) {
+      return rule.weightedSum(cw).flatMap(([n, g]): [string, Tensor][] => {
+        if (n !== name) return [[n, g]];
+        if (pieces.length === 1) return [[pieces[0]![0], g]];
+        const parts = tf.split(
+          g,
+          pieces.map(([, w]) => w),
+          1,
+        );
+        g.dispose();
+        return pieces.map(([p], i) => [p, parts[i]!]);
+      });
+    },
+  };
+}
+
+/** Placeholder weight name under which the LoRA rule runs linearRule on its merged A's. */
+const ADAPTERS_A = '\0lora.a';
+
+/**
+ * A `lora` site: z = x·W + b whose K column blocks are outputScaleₖ·(x·(W₀ₖ + scaleₖ·AₖBₖ) + b₀ₖ),
+ * with z's per-example gradient dz. With cₖ = outputScaleₖ·scaleₖ, Aₖ's gradient is xᵀ·u'ₖ with
+ * u'ₖ = cₖ·dzₖ·Bₖᵀ (the gradient of x·Aₖ), and Bₖ's is ũₖᵀ·dzₖ with ũₖ = cₖ·x·Aₖ: the two linear
+ * sites of an unmerged adapter, whose inputs and output gradients the rule forms itself.
+ *
+ * - One block (loraDense): u' = dz·(cB)ᵀ and ũ = x·(cA), one matmul each, then the linear rule
+ *   on (x, u') for A and on (ũ, dz) for B.
+ * - K blocks of equal width and rank (attention's fused q/k/v): dz is transposed once to
+ *   [K, B·T, units], so that each block's columns are contiguous; u' for all blocks is one
+ *   batched matmul, transposed back to [B, T, K·r] for one linear rule whose weight is
+ *   [A₁ | … | A_K]; ũ is one matmul x·[c₁A₁ | … | c_K A_K] transposed to [K, B·T, r], and B's rule
+ *   is the linear rule batched over blocks (blockedLinearRule).
+ * - Trainable bases (frozen in LoRA fine-tuning, but they can be unfrozen): the linear rule on
+ *   each block's columns of outputScaleₖ·dz.
+ *
+ * Frozen A's or B's are left out.
+ */
+function loraRule(
+  x: Tensor,
+  z: Tensor,
+  blocks: readonly LoraBlock[],
+  live: (p: string | null) => string | null,
+  valueOf: (p: string) => Tensor,
+  method: NormMethod,
+): SiteGrad {
+  const din = x.shape[x.rank - 1]!;
+  const B = z.shape[0]!;
+  const dout = z.shape[z.rank - 1]!;
+  const T = z.size / (B * dout);
+  const K = blocks.length;
+  const units = blocks[0]!.units;
+  const r = valueOf(blocks[0]!.a).shape[1]!;
+  if (K > 1 && blocks.some((k) => k.units !== units || valueOf(k.a).shape[1] !== r))
+    throw new ClippingEngineError('a lora site with several blocks needs blocks of equal width and rank');
+  const c = (k: LoraBlock) => k.outputScale * k.scale;
+  const rules: SiteGrad[] = [];
+  const held: Tensor[] = [];
+  const hold = (t: Tensor) => (held.push(t), t);
+  try {
+    blocks.forEach((k, i) => {
+      const [w, b] = [live(k.weight), live(k.bias)];
+      if (!w && !b) return;
+      const zk = tf.tidy(() => {
+        const cols =
+          K === 1
+            ? z
+            : tf.slice(
+                z,
+                [...z.shape.slice(0, -1).map(() => 0), i * units],
+                [...z.shape.slice(0, -1), units],
+              );
+        return tf.keep(k.outputScale === 1 ? tf.clone(cols) : tf.mul(cols, k.outputScale));
+      });
+      rules.push(linearRule(x, din, hold(zk), w, b, method));
+    });
+    const withA = blocks.map((k, i) => [k, i] as const).filter(([k]) => live(k.a));
+    const withB = blocks.map((k, i) => [k, i] as const).filter(([k]) => live(k.b));
+    // [K, B·T, units]: block k's columns of dz, contiguous (K > 1 only).
+    const dzT =
+      K > 1 && (withA.length > 0 || withB.length > 0)
+        ? hold(tf.tidy(() => tf.keep(tf.transpose(tf.reshape(z, [B * T, K, units]), [1, 0, 2]))))
+        : null;
+    const pick = (t: Tensor, which: readonly (readonly [LoraBlock, number])[]) =>
+      which.length === K
+        ? t
+        : tf.gather(
+            t,
+            which.map(([, i]) => i),
+          );
+    if (withA.length > 0) {
+      const uGrad = tf.tidy(() => {
+        if (!dzT)
+          return tf.keep(
+            view(
+              tf.matMul(view(z, [B * T, dout]), tf.mul(valueOf(blocks[0]!.b), c(blocks[0]!)), false, true),
+              [B, T, r],
+            ),
+          );
+        const bs = tf.stack(withA.map(([k]) => tf.mul(valueOf(k.b), c(k)))); // [K_A, r, units]
+        const u = tf.matMul(pick(dzT, withA), bs, false, true); // [K_A, B·T, r]
+        return tf.keep(tf.reshape(tf.transpose(u, [1, 0, 2]), [B, T, withA.length * r]));
+      });
+      const rule = linearRule(x, din, hold(uGrad), ADAPTERS_A, null, method);
+      rules.push(
+        splitWeight(
+          rule,
+          ADAPTERS_A,
+          withA.map(([k]) => [k.a, r]),
+        ),
+      );
+    }
+    if (withB.length > 0) {
+      const u = tf.tidy(() => {
+        const as = withB.map(([k]) => tf.mul(valueOf(k.a), c(k)));
+        const ux = tf.matMul(view(x, [B * T, din]), as.length === 1 ? as[0]! : tf.concat(as, 1));
+        if (!dzT) return tf.keep(view(ux, [B, T, r]));
+        return tf.keep(tf.transpose(tf.reshape(ux, [B * T, withB.length, r]), [1, 0, 2])); // [K_B, B·T, r]
+      });
+      hold(u);
+      if (!dzT) rules.push(linearRule(u, r, z, blocks[0]!.b, null, method));
+      else {
+        const dzB = hold(tf.tidy(() => tf.keep(pick(dzT, withB))));
+        rules.push(
+          blockedLinearRule(
+            u,
+            dzB,
+            B,
+            T,
+            withB.map(([k]) => k.b),
+            method,
+          ),
+        );
+      }
+    }
+    return combine(rules, held, B);
+  } catch (e) {
+    for (const rule of rules) rule.dispose();
+    tf.dispose(held);
+    throw e;
+  }
+}
+
+/**
+ * The linear rule (weight only) for K linear maps at once, each with its own input and output
+ * gradient: a [K, B·T, Din] and z [K, B·T, Dout] (example-major within a block). Norms are summed
+ * over the blocks; ghost or instantiated per chooseLinearMethod, as in linearRule.
+ */
+function blockedLinearRule(
+  a: Tensor,
+  z: Tensor,
+  B: number,
+  T: number,
+  names: readonly string[],
+  method: NormMethod,
+): SiteGrad {
+  const [K, din, dout] = [a.shape[0]!, a.shape[2]!, z.shape[2]!];
+  const ghost = T > 1 && chooseLinearMethod(T, din, dout, method) === 'ghost';
+  let perExample: Tensor | null = null;
+  const sqNorms = tf.tidy(() => {
+    const a3 = view(a, [K * B, T, din]);
+    const z3 = view(z, [K * B, T, dout]);
+    let perBlock: Tensor; // [K·B]
+    if (ghost)
+      perBlock = tf.sum(tf.mul(tf.matMul(a3, a3, false, true), tf.matMul(z3, z3, false, true)), [1, 2]);
+    else {
+      perExample = tf.keep(tf.matMul(a3, z3, true, false)); // [K·B, Din, Dout]
+      perBlock = sumSq(perExample, [1, 2]);
+    }
+    return tf.keep(K === 1 ? view(perBlock, [B]) : tf.sum(tf.reshape(perBlock, [K, B]), 0));
+  });
+  return {
+    sqNorms,
+    method: ghost ? 'ghost' : 'instantiate',
+    weightedSum(cw) {
+      return tf.tidy(() => {
+        // [K, Din, Dout]: Σᵢ wᵢ·gᵢ per block.
+        const g = perExample
+          ? tf.matMul(tf.reshape(cw.w, [1, 1, B]), tf.reshape(perExample, [K, B, din * dout]))
+          : tf.matMul(
+              tf.reshape(tf.mul(tf.reshape(a, [K, B, T * din]), tf.reshape(cw.w, [1, B, 1])), [
+                K,
+                B * T,
+                din,
+              ]),
+              z,
+              true,
+              false,
+            );
+        const parts = K === 1 ? [g] : tf.split(g, K, 0);
+        return names.map((n, k) => [n, tf.keep(tf.reshape(parts[k]!, [din, dout]))] as [string, Tensor]);
+      });
+    },
+    dispose: () => (sqNorms.dispose(), (perExample as Tensor | null)?.dispose()),
+  };
 }
 
 type ConvSite = Extract<Site, { rule: 'conv2d' }>;

@@ -56,3 +56,23 @@ export function scoped<T>(f: () => T): T {
   });
   return out!.v;
 }
+
+/** The part of tfjs-node's backend that runs a TensorFlow op by name (how its own kernels run). */
+interface NativeBackend {
+  executeSingleOutput(name: string, attrs: unknown[], inputs: Tensor[]): Tensor;
+  binding: { TF_ATTR_TYPE: number; TF_FLOAT: number };
+}
+
+/**
+ * dy·y·(1 − y), the gradient of y = σ(x), in one pass: TensorFlow's `SigmoidGrad` kernel, run on
+ * tfjs-node's backend (tfjs has no op for it; its own sigmoid gradient is three). On a backend
+ * without TensorFlow kernels (tfjs' pure-JS `cpu`) the same expression is composed from tfjs ops.
+ * No gradient of its own: for use inside a tf.customGrad gradient. float32 only.
+ */
+export function sigmoidGrad(y: Tensor, dy: Tensor): Tensor {
+  const backend = tf.backend() as unknown as Partial<NativeBackend>;
+  if (typeof backend.executeSingleOutput !== 'function' || !backend.binding)
+    return tf.mul(dy, tf.mul(y, tf.sub(1, y)));
+  const T = { name: 'T', type: backend.binding.TF_ATTR_TYPE, value: backend.binding.TF_FLOAT };
+  return backend.executeSingleOutput('SigmoidGrad', [T], [y, dy]);
+}
