@@ -24,7 +24,11 @@ export const protobufPackage = "tensorguard.v1";
 
 export const protobufFileName = "tensorguard/v1/secure_aggregation.proto";
 
-/** How a round's sum is protected. */
+/**
+ * How a round's sum is protected. Masking is the zero value (not an _UNSPECIFIED one, against buf's
+ * STANDARD lint) on purpose: an announcement from an aggregator that predates this field reads as
+ * the masking round it is.
+ */
 export enum AggregationScheme {
   /** AGGREGATION_SCHEME_MASKING - Pairwise and self masks, secret-shared t-of-n (the four stages AdvertiseKeys … Unmask). */
   AGGREGATION_SCHEME_MASKING = 0,
