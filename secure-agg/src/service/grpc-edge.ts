@@ -1,12 +1,14 @@
 // What the aggregator and the key holder servers share at the gRPC edge: service definitions whose
 // requests stay raw bytes (decoded inside the handler, so undecodable bytes get INVALID_ARGUMENT
 // with a reason rather than a generic error), one unary handler that maps every domain error to a
-// status (status.ts) so nothing a client sends can throw out of a handler, and TLS credentials.
+// status (status.ts) so nothing a client sends can throw out of a handler, TLS credentials, and
+// graceful shutdown.
 import {
   Client,
   credentials,
   Metadata,
   ServerCredentials,
+  type Server,
   status,
   type ServiceError,
   type sendUnaryData,
@@ -133,5 +135,19 @@ export function callUnary<Req, Res>(
         else resolve(res);
       },
     );
+  });
+}
+
+/** Stops accepting calls and waits up to `graceMs` for calls in flight, then cuts them off. */
+export function shutdownGracefully(server: Server, graceMs: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const force = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, graceMs);
+    server.tryShutdown(() => {
+      clearTimeout(force);
+      resolve();
+    });
   });
 }

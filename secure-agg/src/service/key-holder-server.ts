@@ -7,7 +7,13 @@ import { heKeyHolder as pb, HeKeyHolderService } from '@tensorguard/proto';
 import { pino, type Logger } from 'pino';
 import { ConfigError, HeKeyService, MalformedMessageError } from '../index.js';
 import { decryptRequestFromProto, decryptResponseToProto, publicKeyInfoToProto } from './convert.js';
-import { rawDefinition, serverCredentials, unaryHandler, type ServerTlsOptions } from './grpc-edge.js';
+import {
+  rawDefinition,
+  serverCredentials,
+  shutdownGracefully,
+  unaryHandler,
+  type ServerTlsOptions,
+} from './grpc-edge.js';
 
 const WORKER_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -103,16 +109,7 @@ export class KeyHolderServer {
 
   /** Stops accepting calls and waits (up to graceMs) for calls in flight. */
   async close(graceMs = 2000): Promise<void> {
-    await new Promise<void>((resolve) => {
-      const force = setTimeout(() => {
-        this.#server.forceShutdown();
-        resolve();
-      }, graceMs);
-      this.#server.tryShutdown(() => {
-        clearTimeout(force);
-        resolve();
-      });
-    });
+    await shutdownGracefully(this.#server, graceMs);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

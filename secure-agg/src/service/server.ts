@@ -48,7 +48,13 @@ import {
   type ModelVersionRef,
   type RoundOpen,
 } from './convert.js';
-import { rawDefinition, serverCredentials, unaryHandler, type ServerTlsOptions } from './grpc-edge.js';
+import {
+  rawDefinition,
+  serverCredentials,
+  shutdownGracefully,
+  unaryHandler,
+  type ServerTlsOptions,
+} from './grpc-edge.js';
 
 export type { ServerTlsOptions };
 
@@ -754,16 +760,7 @@ export class AggregatorServer {
     for (const live of this.#heRounds.values())
       this.#finishHe(live, new RoundAbortedError('the aggregator is shutting down'));
     for (const w of [...this.#roundWaiters]) w();
-    await new Promise<void>((resolve) => {
-      const force = setTimeout(() => {
-        this.#server.forceShutdown();
-        resolve();
-      }, graceMs);
-      this.#server.tryShutdown(() => {
-        clearTimeout(force);
-        resolve();
-      });
-    });
+    await shutdownGracefully(this.#server, graceMs);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
