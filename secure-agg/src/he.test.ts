@@ -1,7 +1,15 @@
 import { expect } from 'chai';
 import { encodeIntegers, toIntegers } from './encoding.js';
 import { ConfigError, MalformedMessageError } from './errors.js';
-import { HeAccumulator, HeEncryptor, HeKeyHolder, loadSeal } from './he.js';
+import {
+  HE_CIPHERTEXT_MAX_BYTES,
+  HE_SLOTS,
+  HeAccumulator,
+  HeEncryptor,
+  HeKeyHolder,
+  heCiphertextBytesBound,
+  loadSeal,
+} from './he.js';
 import { allocRing, toSigned } from './masking.js';
 
 describe('he (node-seal 6 BFV)', function () {
@@ -22,7 +30,14 @@ describe('he (node-seal 6 BFV)', function () {
         Array.from({ length: 5000 }, (_, j) => (j % 7) - 3 + i),
       ),
     );
-    for (const v of vs) acc.add((await HeEncryptor.create(holder.publicKey)).encrypt(v));
+    for (const v of vs) {
+      const cts = (await HeEncryptor.create(holder.publicKey)).encrypt(v);
+      expect(cts).to.have.length(Math.ceil(5000 / HE_SLOTS));
+      // the envelope check's bound (heCiphertextBytesBound) holds for real ciphertexts
+      for (const ct of cts) expect(ct.length).to.be.within(1, HE_CIPHERTEXT_MAX_BYTES);
+      expect(cts.reduce((n, c) => n + c.length, 0)).to.be.at.most(heCiphertextBytesBound(5000));
+      acc.add(cts);
+    }
     const sum = toIntegers(holder.decryptSum(acc.result()));
     const expected = Float64Array.from({ length: 5000 }, (_, j) => 3 * ((j % 7) - 3) + 3);
     expect(Array.from(sum)).to.deep.equal(Array.from(expected));

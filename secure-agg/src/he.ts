@@ -25,6 +25,20 @@ type Ctx = ReturnType<Seal['Context']>;
 /** Largest |coordinate of the sum| HE mode decodes exactly (p/2 for the 60-bit plain modulus, rounded down). */
 export const HE_MAX_SUM_BOUND = 2 ** 58;
 const N = 4096;
+/** Values per ciphertext (the BFV slot count, N). */
+export const HE_SLOTS = N;
+/**
+ * An upper bound on one serialized ciphertext: two polynomials of N coefficients in the two
+ * data-level primes of the default 109-bit modulus, 8 bytes each (131 072 bytes), plus SEAL's
+ * header and metadata and zstd's frame overhead on incompressible data, rounded up to 132 KiB.
+ * Measured: ≈ 88 KiB (zstd). A test pins real ciphertexts under it.
+ */
+export const HE_CIPHERTEXT_MAX_BYTES = 132 * 1024;
+
+/** Upper bound on the bytes of one encrypted vector of `length` values (its ciphertexts). */
+export function heCiphertextBytesBound(length: number): number {
+  return Math.ceil(length / N) * HE_CIPHERTEXT_MAX_BYTES;
+}
 
 let sealPromise: Promise<Seal> | undefined;
 

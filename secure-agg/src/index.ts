@@ -105,7 +105,10 @@ export {
   HeKeyHolder,
   HeEncryptor,
   HeAccumulator,
+  HE_CIPHERTEXT_MAX_BYTES,
   HE_MAX_SUM_BOUND,
+  HE_SLOTS,
+  heCiphertextBytesBound,
   loadSeal,
   type HeAggregate,
 } from './he.js';

@@ -19,7 +19,7 @@ export function prepareModel(
   const numClasses = cfg.dataset.numClasses ?? train.numClasses;
   const def = buildModel(cfg.model, { inputShape: train.featureShape, numClasses });
   const bits = cfg.secureAggregation.bits === 32 ? 32 : 64;
-  const { parameters } = checkEnvelope(def, cfg.envelope, bits);
+  const { parameters } = checkEnvelope(def, cfg.envelope, bits, cfg.secureAggregation.mode);
   return {
     def,
     initial: initialValues(def, cfg.model),

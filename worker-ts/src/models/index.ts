@@ -1,6 +1,7 @@
 // Builds the model a RunConfig names, its fingerprint, and the operating-envelope check.
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import { HE_SLOTS, heCiphertextBytesBound } from '@tensorguard/secure-agg';
 import type { RunConfig } from '../config.js';
 import { CheckpointError } from '../checkpoint/errors.js';
 import { decodeSafetensors } from '../checkpoint/safetensors.js';
@@ -113,15 +114,18 @@ export class EnvelopeError extends Error {
 
 /**
  * The operating envelope, checked before any training: the number of trainable parameters and
- * the bytes of one masked update (d ring elements of `bits` bits) must fit the configured limits.
+ * the bytes of one update on the wire must fit the configured limits. Masking sends d ring
+ * elements of `bits` bits; HE sends the ciphertexts of d values plus the count slot, bounded by
+ * secure-agg's heCiphertextBytesBound (≈ 5–8× the masked bytes).
  */
 export function checkEnvelope(
   def: ModelDef,
   env: RunConfig['envelope'],
   ringBits: 32 | 64,
+  scheme: RunConfig['secureAggregation']['mode'] = 'masking',
 ): { parameters: number; updateBytes: number } {
   const parameters = trainableCount(def);
-  const updateBytes = (parameters * ringBits) / 8;
+  const updateBytes = scheme === 'he' ? heCiphertextBytesBound(parameters + 1) : (parameters * ringBits) / 8;
   if (parameters > env.maxTrainableParameters) {
     throw new EnvelopeError(
       `model '${def.kind}' has ${parameters} trainable parameters, above envelope.maxTrainableParameters = ${env.maxTrainableParameters}; train fewer layers (model.trainable), a lower LoRA rank, or raise the limit`,
@@ -129,7 +133,10 @@ export function checkEnvelope(
   }
   if (updateBytes > env.maxUpdateBytes) {
     throw new EnvelopeError(
-      `one masked update is ${updateBytes} bytes (${parameters} × ${ringBits} bits), above envelope.maxUpdateBytes = ${env.maxUpdateBytes}; reduce the trainable parameters or raise the limit`,
+      (scheme === 'he'
+        ? `one encrypted update is up to ${updateBytes} bytes (${Math.ceil((parameters + 1) / HE_SLOTS)} ciphertexts for ${parameters} parameters and the count slot)`
+        : `one masked update is ${updateBytes} bytes (${parameters} × ${ringBits} bits)`) +
+        `, above envelope.maxUpdateBytes = ${env.maxUpdateBytes}; reduce the trainable parameters or raise the limit`,
     );
   }
   return { parameters, updateBytes };

@@ -104,6 +104,13 @@ describe('models', () => {
     expect(() => checkEnvelope(def, { maxTrainableParameters: 1e6, maxUpdateBytes: 100_000 }, 64)).to.throw(
       'one masked update is 208080 bytes (26010 × 64 bits), above envelope.maxUpdateBytes = 100000',
     );
+    // HE sends ciphertexts: 7 of them for 26010 values + the count slot, ≈ 5× the masked bytes
+    const limits = { maxTrainableParameters: 1e6, maxUpdateBytes: 500_000 };
+    expect(checkEnvelope(def, limits, 64, 'masking').updateBytes).to.equal(208080);
+    expect(() => checkEnvelope(def, limits, 64, 'he')).to.throw(
+      EnvelopeError,
+      'one encrypted update is up to 946176 bytes (7 ciphertexts for 26010 parameters and the count slot), above envelope.maxUpdateBytes = 500000',
+    );
   });
 });
 
