@@ -23,9 +23,12 @@ describe('tensorguard CLI', () => {
       backend: string;
       tensorflowVersion: string;
       ray: string;
+      maskKernel: string | null;
       problems: string[];
     };
     expect(report.backend).to.equal('tensorflow');
+    // setup builds the mask kernel on this machine (gcc, Node's headers, an AES-capable CPU)
+    expect(report.maskKernel).to.be.oneOf(['vaes', 'aesni']);
     expect(report.tensorflowVersion).to.match(/^2\.\d+\.\d+$/);
     expect(report.ray).to.match(/^2\.\d+/);
     expect(report.problems).to.deep.equal([]);

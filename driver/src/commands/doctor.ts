@@ -17,6 +17,12 @@ export interface DoctorReport {
   python: string | null;
   ray: string | null;
   dataset: { dir: string; found: boolean; files: string[] };
+  /**
+   * Secure aggregation's native mask kernel: the instruction set it runs on ("vaes", "aesni"), or
+   * null where it is not built or cannot load (masking then runs on node:crypto + WebAssembly,
+   * several times slower; not a problem, setup builds it wherever a C compiler exists).
+   */
+  maskKernel: string | null;
   problems: string[];
 }
 
@@ -45,6 +51,17 @@ function probeTfjs(
     return { error: msg ?? `exit ${res.status}` };
   }
   return JSON.parse(res.stdout) as { backend: string; tf: string; tfjs: string };
+}
+
+function probeMaskKernel(root: string): string | null {
+  const file = path.join(root, 'secure-agg', 'build', 'mask_kernel.node');
+  if (!fs.existsSync(file)) return null;
+  const res = spawnSync(process.execPath, ['-p', `require(${JSON.stringify(file)}).path()`], {
+    encoding: 'utf8',
+    timeout: 10_000,
+  });
+  const p = res.stdout?.trim();
+  return res.status === 0 && p && p !== 'none' ? p : null;
 }
 
 function gpus(): string[] {
@@ -113,6 +130,7 @@ export function doctor(env: NodeJS.ProcessEnv = process.env): DoctorReport {
     python,
     ray,
     dataset: { dir, found, files },
+    maskKernel: probeMaskKernel(root),
     problems,
   };
 }
@@ -127,6 +145,9 @@ export function formatDoctor(r: DoctorReport): string {
     `${ok(r.python !== null)} Python (.venv)    ${r.python ?? 'unavailable'}`,
     `${ok(r.ray !== null)} Ray               ${r.ray ?? 'unavailable'}`,
     `${ok(r.dataset.found)} Fashion-MNIST     ${r.dataset.dir}`,
+    r.maskKernel !== null
+      ? `ok  mask kernel       native (${r.maskKernel})`
+      : '    mask kernel       not built: masking uses node:crypto + WebAssembly (setup builds it where a C compiler exists)',
   ];
   if (r.problems.length) lines.push('', 'problems:', ...r.problems.map((p) => `  - ${p}`));
   return lines.join('\n');
