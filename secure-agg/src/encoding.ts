@@ -19,7 +19,14 @@
 // generator: OpenSSL's own RAND_bytes is AES-CTR based) instead of from randomFillSync directly.
 import { randomBytes, randomFillSync } from 'node:crypto';
 import { ConfigError, MalformedMessageError } from './errors.js';
-import { allocRing, ringBitsOf, words32, type RingBits, type RingVector } from './masking.js';
+import {
+  allocRing,
+  allocRingForOverwrite,
+  ringBitsOf,
+  words32,
+  type RingBits,
+  type RingVector,
+} from './masking.js';
 import { nativeKernel } from './native-kernel.js';
 
 /** User options for the encoding; all real quantities are in the units of the gradient. */
@@ -177,7 +184,7 @@ export function encodeNative(
   const native = nativeKernel();
   if (!native) throw new Error('the native mask kernel is not built (npm run setup builds it)');
   checkInput(encoding, values, integerNoise, native.sumSquares(values));
-  const out = allocRing(encoding.bits, encoding.dimension);
+  const out = allocRingForOverwrite(encoding.bits, encoding.dimension); // the kernel writes every word
   native.encode(values, integerNoise ?? null, encoding.scale, out, encoding.bits, key);
   return out;
 }

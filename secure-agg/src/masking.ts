@@ -59,6 +59,16 @@ export function allocRing(bits: RingBits, length: number): RingVector {
   return bits === 32 ? new Uint32Array(length) : new BigUint64Array(length);
 }
 
+/**
+ * A ring vector whose memory is not zeroed (Buffer.allocUnsafeSlow: its own ArrayBuffer, never
+ * the shared pool), for a caller that writes every element before anything reads it: an encoder's
+ * output, a masked copy of an input, bytes copied in. Saves a pass over 4 MB per 10^6 elements.
+ */
+export function allocRingForOverwrite(bits: RingBits, length: number): RingVector {
+  const buf = Buffer.allocUnsafeSlow((length * bits) / 8).buffer;
+  return bits === 32 ? new Uint32Array(buf, 0, length) : new BigUint64Array(buf, 0, length);
+}
+
 /** The vector's storage as 32-bit words (two per element for k = 64, low word first). */
 export function words32(v: RingVector): Uint32Array {
   return new Uint32Array(v.buffer, v.byteOffset, v.byteLength / 4);
@@ -80,8 +90,8 @@ export function ringFromBytes(bytes: Uint8Array, bits: RingBits, length: number)
       `a vector of ${length} ${bits}-bit words is ${expected} bytes, got ${bytes.length}`,
     );
   }
-  const out = allocRing(bits, length);
-  new Uint8Array(out.buffer).set(bytes);
+  const out = allocRingForOverwrite(bits, length);
+  new Uint8Array(out.buffer, out.byteOffset, out.byteLength).set(bytes);
   return out;
 }
 

@@ -22,7 +22,13 @@ import {
   KEY_BYTES,
   type KeyPair,
 } from './keys.js';
-import { addMasksFrom, allocRing, ringBitsOf, type RingVector, type SignedMask } from './masking.js';
+import {
+  addMasksFrom,
+  allocRingForOverwrite,
+  ringBitsOf,
+  type RingVector,
+  type SignedMask,
+} from './masking.js';
 import type {
   AdvertiseKeys,
   CompiledRound,
@@ -276,7 +282,7 @@ export class RoundParticipant {
         { round: this.round.round },
       );
     }
-    const y = allocRing(this.round.bits, input.length);
+    const y = allocRingForOverwrite(this.round.bits, input.length); // addMasksFrom writes all of it
     const masks: SignedMask[] = [{ seed: this.#selfMask, sign: 1 }];
     for (const v of this.#maskedWith) {
       const seed = deriveKey(
