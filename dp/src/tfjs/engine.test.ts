@@ -405,6 +405,16 @@ describe('per-sample clipping equals a batch-of-one loop', function () {
   });
 });
 
+describe('reference models', () => {
+  it('tanhCnn refuses an image too small to leave features after conv2 and pool2', () => {
+    expect(() => tanhCnn({ imageSize: 12 })).to.throw(
+      RangeError,
+      /imageSize must be an integer of at least 14 \(got 12\)/,
+    );
+    expect(tanhCnn({ imageSize: 14 })).to.have.length(10);
+  });
+});
+
 describe('chunking and clip methods', function () {
   this.timeout(60_000);
   let c: Case;

@@ -60,3 +60,5 @@ export type {
 } from './engine.js';
 export { tanhCnn, transformerEncoder } from './models.js';
 export type { TanhCnnOptions, TransformerOptions } from './models.js';
+export { DataParallelLanes, LaneError, laneSlices } from './lanes.js';
+export type { LanesOptions, ModelRecipe } from './lanes.js';

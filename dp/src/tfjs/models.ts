@@ -32,6 +32,10 @@ export function tanhCnn(o: TanhCnnOptions = {}): Layer[] {
   const size = o.imageSize ?? 28;
   const s1 = Math.ceil(size / 2) - 1; // after conv1 (same, stride 2) and pool (2, stride 1)
   const s2 = Math.floor((s1 - 4) / 2) + 1 - 1; // after conv2 (valid 4, stride 2) and pool
+  if (!Number.isInteger(size) || s2 < 1)
+    throw new RangeError(
+      `tanhCnn: imageSize must be an integer of at least 14 (got ${size}): smaller images leave no features after conv2 and pool2`,
+    );
   return [
     conv2d('conv1', { inChannels: o.channels ?? 1, filters: 16, kernelSize: 8, strides: 2, padding: 'same' }),
     activation('tanh', 'tanh1'),
