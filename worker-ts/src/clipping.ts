@@ -5,13 +5,21 @@
 // DpClippingEngine is @tensorguard/dp/tfjs's engine (probes, ghost norms and book-keeping: one
 // forward and one backward pass per chunk, no per-example loop) behind the `ClippingEngine`
 // seam. The batch-of-one loop in clipping-reference.ts is the reference the tests compare with.
+//
+// With lanes (DpClippingEngine.start), the step runs in dp's DataParallelLanes: the batch split
+// across child processes that each hold a copy of the model, their clipped sums added. Σᵢ clip(gᵢ, C)
+// is a sum over examples, so the result is the one-process sum up to float rounding; it helps
+// models whose kernels are too small for TensorFlow's intra-op threads (dp/src/tfjs/lanes.ts).
 import {
+  DataParallelLanes,
   DpModel,
   assertSupported,
   dpSgdStep,
   flattenSum,
   tf,
   type ClipMethod,
+  type ClippingOptions,
+  type ModelRecipe,
   type NormMethod,
 } from '@tensorguard/dp/tfjs';
 import type { ModelDef, Tensor } from './models/model.js';
@@ -27,7 +35,11 @@ export interface ClippedSum {
 }
 
 export interface ClippingEngine {
-  clippedSum(x: Tensor, labels: Tensor, clipNorm: number): ClippedSum;
+  /**
+   * The clipped sum of a batch. An engine that computes in this process may answer at once; one
+   * that computes elsewhere (lanes) answers with a promise. Callers await either.
+   */
+  clippedSum(x: Tensor, labels: Tensor, clipNorm: number): ClippedSum | Promise<ClippedSum>;
   /** Replaces the trainable parameters (a new model version from the coordinator). */
   setTrainable(flat: Float32Array): void;
   dispose(): void;
@@ -45,6 +57,16 @@ export interface DpClippingEngineOptions {
   normMethod?: NormMethod;
 }
 
+/** DpClippingEngine.start's lanes: where the clipping step runs. */
+export interface ClippingLanesOptions {
+  /** Lane processes; 1 runs the step in this process and starts none (the config's default). */
+  count: number;
+  /** Intra-op threads of each lane (default 1). */
+  threadsPerLane?: number;
+  /** How a lane rebuilds the engine's model: `PreparedModel.recipe` (models/build.ts `modelRecipe`). */
+  recipe: ModelRecipe;
+}
+
 /**
  * Per-sample clipping with dp's engine on the model's DP layers. Builds a `DpModel` from
  * `def.layers` with `def`'s trainable flags and `initial` values. Throws dp's
@@ -54,6 +76,36 @@ export class DpClippingEngine implements ClippingEngine {
   private readonly model: DpModel;
   private readonly specs;
   private readonly names: string[];
+  /** Set by `start` with more than one lane; owned by this engine (closed by `dispose`). */
+  private lanes: DataParallelLanes | null = null;
+
+  /**
+   * An engine whose clipping step runs over `lanes.count` lane processes when that is more than 1
+   * (otherwise the same as the constructor). The lanes build their model from `lanes.recipe` and
+   * take every parameter value from this engine's; `setTrainable` keeps them in step. Throws what
+   * the constructor throws, and dp's LaneError when a lane cannot start or its recipe builds a
+   * different model.
+   */
+  static async start(
+    def: ModelDef,
+    initial: Record<string, Float32Array>,
+    options: DpClippingEngineOptions & { lanes?: ClippingLanesOptions } = {},
+  ): Promise<DpClippingEngine> {
+    const { lanes, ...own } = options;
+    const engine = new DpClippingEngine(def, initial, own);
+    if (lanes && lanes.count > 1) {
+      try {
+        engine.lanes = await DataParallelLanes.start(engine.model, lanes.recipe, {
+          lanes: lanes.count,
+          threadsPerLane: lanes.threadsPerLane ?? 1,
+        });
+      } catch (err) {
+        engine.dispose();
+        throw err;
+      }
+    }
+    return engine;
+  }
 
   constructor(
     private readonly def: ModelDef,
@@ -98,15 +150,25 @@ export class DpClippingEngine implements ClippingEngine {
     }
     if (o !== flat.length)
       throw new RangeError(`trainable vector has ${flat.length} entries, the model ${o}`);
+    // The values travel with the lanes' next step.
+    this.lanes?.syncParams();
   }
 
-  clippedSum(x: Tensor, labels: Tensor, clipNorm: number): ClippedSum {
-    const step = dpSgdStep(this.model, x, labels, {
+  /** The PIDs of the lane processes the step runs in; empty when it runs in this process. */
+  get lanePids(): number[] {
+    return (this.lanes?.pids ?? []).filter((p) => p !== undefined);
+  }
+
+  async clippedSum(x: Tensor, labels: Tensor, clipNorm: number): Promise<ClippedSum> {
+    const options: ClippingOptions = {
       clipNorm,
       maxChunkSize: this.options.maxChunkSize ?? 256,
       ...(this.options.clipMethod ? { clipMethod: this.options.clipMethod } : {}),
       ...(this.options.normMethod ? { normMethod: this.options.normMethod } : {}),
-    });
+    };
+    const step = this.lanes
+      ? await this.lanes.dpSgdStep(x, labels, options)
+      : dpSgdStep(this.model, x, labels, options);
     try {
       const flat = flattenSum(step.sum, this.names);
       try {
@@ -142,7 +204,10 @@ export class DpClippingEngine implements ClippingEngine {
     return this.def.kind;
   }
 
+  /** Frees the model and stops the lane processes, if any. */
   dispose(): void {
+    this.lanes?.close();
+    this.lanes = null;
     this.model.dispose();
   }
 }

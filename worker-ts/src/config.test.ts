@@ -1,11 +1,11 @@
 import { expect } from 'chai';
-import { ConfigError, parseRunConfig } from './config.js';
+import { clippingLanes, ConfigError, parseRunConfig } from './config.js';
 
 const base = () => ({
   name: 't',
   model: { kind: 'mlp' },
   dataset: { format: 'idx', preset: 'fashion-mnist' },
-  workers: { count: 3 },
+  workers: { count: 3 } as Record<string, unknown>,
   privacy: { clipNorm: 1, noiseMultiplier: 1, delta: 1e-5, epsilonBudget: null, samplingRate: 0.1 },
   secureAggregation: { mode: 'masking', threshold: 2 } as Record<string, unknown>,
   optimizer: { kind: 'sgd', learningRate: 0.1 },
@@ -43,6 +43,45 @@ describe('parseRunConfig: secureAggregation', () => {
     expect(() => parseRunConfig(c)).to.throw(
       ConfigError,
       "config field 'secureAggregation.keyHolder': applies to mode 'he' only; remove it or set mode 'he'",
+    );
+  });
+});
+
+describe('parseRunConfig: workers.lanes', () => {
+  it('takes lanes up to the whole CPUs of the bundle; each lane gets an equal share of threads', () => {
+    const c = base();
+    expect(clippingLanes(parseRunConfig(c).workers)).to.deep.equal({ count: 1, threadsPerLane: 1 });
+    c.workers = { count: 3, cpusPerWorker: 4.5, lanes: 4 };
+    expect(clippingLanes(parseRunConfig(c).workers)).to.deep.equal({ count: 4, threadsPerLane: 1 });
+    c.workers = { count: 3, cpusPerWorker: 5, lanes: 2 };
+    expect(clippingLanes(parseRunConfig(c).workers)).to.deep.equal({ count: 2, threadsPerLane: 2 });
+    c.workers = { count: 3, cpusPerWorker: 0.5, lanes: 1 };
+    expect(clippingLanes(parseRunConfig(c).workers)).to.deep.equal({ count: 1, threadsPerLane: 1 });
+  });
+
+  it('names the field for no lanes, fractional lanes, or more lanes than the thread budget', () => {
+    const c = base();
+    c.workers = { count: 3, lanes: 0 };
+    expect(() => parseRunConfig(c)).to.throw(
+      ConfigError,
+      "config field 'workers.lanes': must be an integer ≥ 1, got 0",
+    );
+    c.workers = { count: 3, cpusPerWorker: 2, lanes: 1.5 };
+    expect(() => parseRunConfig(c)).to.throw(
+      ConfigError,
+      "config field 'workers.lanes': must be an integer ≥ 1, got 1.5",
+    );
+    c.workers = { count: 3, cpusPerWorker: 2.9, lanes: 3 };
+    expect(() => parseRunConfig(c)).to.throw(
+      ConfigError,
+      "config field 'workers.lanes': 3 exceeds the worker's thread budget max(1, floor(workers.cpusPerWorker)) = 2: lower workers.lanes or raise workers.cpusPerWorker",
+    );
+    c.workers = { count: 3, lanes: 2 }; // cpusPerWorker defaults to 1
+    expect(() => parseRunConfig(c)).to.throw(ConfigError, "'workers.lanes': 2 exceeds");
+    c.workers = { count: 3, cpusPerWorker: 0, lanes: 1 };
+    expect(() => parseRunConfig(c)).to.throw(
+      ConfigError,
+      "config field 'workers.cpusPerWorker': must be a number > 0, got 0",
     );
   });
 });

@@ -44,7 +44,16 @@ export interface RunConfig {
     labelColumn?: string;
     numClasses?: number;
   };
-  workers: { count: number };
+  workers: {
+    count: number;
+    /** Logical CPUs of each worker's Ray bundle (default 1); its TF thread budget is max(1, ⌊this⌋). */
+    cpusPerWorker?: number;
+    /**
+     * Lane processes that run the worker's clipping step side by side (default 1: the worker's own
+     * process). At most the thread budget; each lane gets ⌊cpusPerWorker / lanes⌋ ≥ 1 intra-op threads.
+     */
+    lanes?: number;
+  };
   privacy: {
     /** ℓ2 clip norm C of one example's gradient. */
     clipNorm: number;
@@ -118,6 +127,23 @@ function oneOf<T extends string>(o: Obj, key: string, field: string, values: rea
 const int = (n: number) => Number.isInteger(n) && n >= 1;
 const pos = (n: number) => n > 0;
 
+/**
+ * A worker's TensorFlow thread budget: its bundle's whole CPUs, at least 1 (what the Ray launcher,
+ * ray-cluster/tensorguard_ray/_internal/launch.py, sets TF_NUM_INTRAOP_THREADS to).
+ */
+function threadBudget(cpusPerWorker = 1): number {
+  return Math.max(1, Math.floor(cpusPerWorker));
+}
+
+/**
+ * The clipping step's lanes for a validated config: how many processes, and each one's intra-op
+ * threads (⌊cpusPerWorker / lanes⌋, at least 1). `count` 1 means the worker's own process.
+ */
+export function clippingLanes(workers: RunConfig['workers']): { count: number; threadsPerLane: number } {
+  const count = workers.lanes ?? 1;
+  return { count, threadsPerLane: Math.max(1, Math.floor((workers.cpusPerWorker ?? 1) / count)) };
+}
+
 /** Validates a parsed config object. Throws ConfigError naming the field. */
 export function parseRunConfig(raw: unknown): RunConfig {
   const c = obj(raw, '(root)');
@@ -130,6 +156,19 @@ export function parseRunConfig(raw: unknown): RunConfig {
   }
   const workers = obj(c.workers, 'workers');
   const count = num(workers, 'count', 'workers', int, 'an integer ≥ 1');
+  if (workers.cpusPerWorker !== undefined) num(workers, 'cpusPerWorker', 'workers', pos, 'a number > 0');
+  if (workers.lanes !== undefined) {
+    const lanes = num(workers, 'lanes', 'workers', int, 'an integer ≥ 1');
+    const budget = threadBudget(workers.cpusPerWorker as number | undefined);
+    // The driver's job-spec check (driver/src/spec/checks.ts) says the same in the same words.
+    if (lanes > budget) {
+      throw new ConfigError(
+        'workers.lanes',
+        `${lanes} exceeds the worker's thread budget max(1, floor(workers.cpusPerWorker)) = ${budget}: ` +
+          'lower workers.lanes or raise workers.cpusPerWorker',
+      );
+    }
+  }
   if (dataset.sharding === undefined || dataset.sharding === 'range') dataset.sharding = 'contiguous';
   const sharding = oneOf(dataset, 'sharding', 'dataset', ['contiguous', 'files'] as const);
   if (sharding === 'files') {

@@ -34,7 +34,7 @@ export {
 } from './checkpoint/store.js';
 export { writeFileAtomic } from './checkpoint/atomic.js';
 export type { Manifest } from './checkpoint/manifest.js';
-export { parseRunConfig, loadRunConfig, ConfigError, type RunConfig } from './config.js';
+export { clippingLanes, parseRunConfig, loadRunConfig, ConfigError, type RunConfig } from './config.js';
 export { mlp } from './models/mlp.js';
 export { cnnTanh } from './models/cnn-tanh.js';
 export { transformerLora } from './models/transformer-lora.js';
@@ -48,12 +48,20 @@ export {
   type ModelDef,
   type ParamSpec,
 } from './models/model.js';
-export { buildModel, checkEnvelope, EnvelopeError, modelFingerprint } from './models/index.js';
+export {
+  buildModel,
+  checkEnvelope,
+  EnvelopeError,
+  modelFingerprint,
+  modelRecipe,
+  type DataShape,
+} from './models/index.js';
 export { prepareModel, type PreparedModel } from './job.js';
 export {
   DpClippingEngine,
   type ClippingEngine,
   type ClippedSum,
+  type ClippingLanesOptions,
   type DpClippingEngineOptions,
 } from './clipping.js';
 export { LoopClippingEngine } from './clipping-reference.js';

@@ -196,7 +196,7 @@ export class RoundClient {
     const indices = await timer.time('sample', () =>
       poissonSample(shard.size, open.samplingRate, this.random),
     );
-    const clipped = await timer.time('clip', () => {
+    const clipped = await timer.time('clip', async () => {
       const len = recordLength(shard);
       const B = indices.length;
       if (B === 0) return new Float32Array(open.params.vectorLength);
@@ -210,7 +210,7 @@ export class RoundClient {
       const x = tf.tensor(feats, [B, ...shard.featureShape], shard.dtype);
       const y = tf.tensor1d(labels, 'int32');
       try {
-        return engine.clippedSum(x, y, open.clipNorm).sum;
+        return (await engine.clippedSum(x, y, open.clipNorm)).sum;
       } finally {
         tf.dispose([x, y]);
       }

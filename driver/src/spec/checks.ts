@@ -71,8 +71,24 @@ export function crossFieldIssues(raw: unknown): SpecIssue[] {
       });
     }
   }
+  const workers = obj(spec.workers);
+  const lanes = num(workers?.lanes);
+  const cpus = workers?.cpusPerWorker === undefined ? 1 : num(workers.cpusPerWorker);
+  // A worker's TF thread budget is what the Ray launcher gives it: max(1, floor(cpusPerWorker))
+  // (ray-cluster launch.py). worker-ts/src/config.ts refuses the same with the same words.
+  if (lanes !== undefined && Number.isInteger(lanes) && cpus !== undefined && cpus > 0) {
+    const budget = Math.max(1, Math.floor(cpus));
+    if (lanes > budget) {
+      out.push({
+        path: 'workers.lanes',
+        message:
+          `${lanes} exceeds the worker's thread budget max(1, floor(workers.cpusPerWorker)) = ${budget}: ` +
+          'lower workers.lanes or raise workers.cpusPerWorker',
+      });
+    }
+  }
   const sa = obj(spec.secureAggregation);
-  const count = num(obj(spec.workers)?.count);
+  const count = num(workers?.count);
   const t = num(sa?.threshold);
   if (t !== undefined && count !== undefined && Number.isInteger(t) && t > count) {
     out.push({ path: 'secureAggregation.threshold', message: `${t} exceeds workers.count ${count}` });

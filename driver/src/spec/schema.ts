@@ -72,6 +72,12 @@ export const workersSchema = z.strictObject({
   count: posInt.max(256),
   /** Logical CPUs per worker bundle (fractions allowed). Default 1. */
   cpusPerWorker: positive.default(1),
+  /**
+   * Processes that run each worker's clipping step side by side, the batch split among them, each
+   * with floor(cpusPerWorker / lanes) TF intra-op threads. At most max(1, floor(cpusPerWorker))
+   * (checks.ts). Default 1: the worker's own process.
+   */
+  lanes: posInt.max(256).default(1),
   /** GPUs per worker bundle. Default 0. */
   gpusPerWorker: z.number().min(0).default(0),
   /** Ray placement group strategy. Default 'PACK'. */

@@ -93,6 +93,25 @@ const BAD: [string, Mutate, string[]][] = [
     ["workers.count: must be a number, got string '3'"],
   ],
   ['zero CPUs', (s) => (s.workers.cpusPerWorker = 0), ['workers.cpusPerWorker: must be > 0, got 0']],
+  ['no lanes', (s) => (s.workers.lanes = 0), ['workers.lanes: must be ≥ 1, got 0']],
+  ['fractional lanes', (s) => (s.workers.lanes = 1.5), ['workers.lanes: must be an integer, got 1.5']],
+  [
+    'more lanes than the CPUs of a fractional bundle',
+    (s) => (s.workers.lanes = 2),
+    [
+      "workers.lanes: 2 exceeds the worker's thread budget max(1, floor(workers.cpusPerWorker)) = 1: lower workers.lanes or raise workers.cpusPerWorker",
+    ],
+  ],
+  [
+    'more lanes than whole CPUs',
+    (s) => {
+      s.workers.cpusPerWorker = 3.5;
+      s.workers.lanes = 4;
+    },
+    [
+      "workers.lanes: 4 exceeds the worker's thread budget max(1, floor(workers.cpusPerWorker)) = 3: lower workers.lanes or raise workers.cpusPerWorker",
+    ],
+  ],
   ['negative GPUs', (s) => (s.workers.gpusPerWorker = -1), ['workers.gpusPerWorker: must be ≥ 0, got -1']],
   [
     'placement strategy',
@@ -224,6 +243,7 @@ describe('job spec', () => {
     expect(spec.workers).to.deep.equal({
       count: 3,
       cpusPerWorker: 0.5,
+      lanes: 1,
       gpusPerWorker: 0,
       placementStrategy: 'PACK',
       maxRestarts: 3,
@@ -245,6 +265,13 @@ describe('job spec', () => {
         expect(r.issues.map((i) => `${i.path}: ${i.message}`)).to.deep.equal(expected);
       });
     }
+  });
+
+  it('takes lanes up to the whole CPUs of a bundle and passes them to the worker config', async () => {
+    const doc = validSpecInput();
+    doc.workers = { count: 3, cpusPerWorker: 2.5, lanes: 2 };
+    const cfg = await resolveRunConfig(parseJobSpec(doc), { jobId: 'j-3', dataDir: '/data' });
+    expect(cfg.workers).to.include({ cpusPerWorker: 2.5, lanes: 2 });
   });
 
   it('JobSpecError lists every problem with its path', () => {

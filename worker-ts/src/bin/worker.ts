@@ -18,7 +18,7 @@ async function main(): Promise<number> {
   }
   const log = createLogger('worker', { workerIndex: index });
   const { tf } = await import('@tensorguard/dp/tfjs');
-  const { loadRunConfig } = await import('../config.js');
+  const { clippingLanes, loadRunConfig } = await import('../config.js');
   const { loadShard } = await import('../data/load.js');
   const { prepareModel } = await import('../job.js');
   const { DpClippingEngine } = await import('../clipping.js');
@@ -32,7 +32,11 @@ async function main(): Promise<number> {
     { records: shard.size, model: prepared.def.kind, parameters: prepared.parameters },
     'shard loaded',
   );
-  const engine = new DpClippingEngine(prepared.def, prepared.initial);
+  const lanes = clippingLanes(cfg.workers);
+  const engine = await DpClippingEngine.start(prepared.def, prepared.initial, {
+    lanes: { ...lanes, recipe: prepared.recipe },
+  });
+  if (lanes.count > 1) log.info(lanes, 'clipping step runs over lanes');
   const client = new RoundClient({
     tf,
     address: args.aggregator,

@@ -1,46 +1,12 @@
-// Builds the model a RunConfig names, its fingerprint, and the operating-envelope check.
+// The model a RunConfig names (build.ts), its initial values and fingerprint, and the
+// operating-envelope check.
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { HE_SLOTS, heCiphertextBytesBound } from '@tensorguard/secure-agg';
 import type { RunConfig } from '../config.js';
 import { CheckpointError } from '../checkpoint/errors.js';
 import { decodeSafetensors } from '../checkpoint/safetensors.js';
-import { cnnTanh } from './cnn-tanh.js';
-import { mlp } from './mlp.js';
 import { initParams, sizeOf, trainableCount, type ModelDef } from './model.js';
-import { transformerLora } from './transformer-lora.js';
-
-export interface DataShape {
-  inputShape: number[];
-  numClasses: number;
-}
-
-export function buildModel(cfg: RunConfig['model'], data: DataShape): ModelDef {
-  switch (cfg.kind) {
-    case 'mlp':
-      return mlp({
-        inputShape: data.inputShape,
-        numClasses: data.numClasses,
-        ...(cfg.hidden ? { hidden: cfg.hidden } : {}),
-      });
-    case 'cnn-tanh':
-      return cnnTanh({
-        inputShape: data.inputShape.length === 2 ? [...data.inputShape, 1] : data.inputShape,
-        numClasses: data.numClasses,
-      });
-    case 'transformer-lora':
-      return transformerLora({
-        vocabSize: cfg.vocabSize ?? 4096,
-        seqLen: data.inputShape[0]!,
-        numClasses: data.numClasses,
-        ...(cfg.dModel !== undefined ? { dModel: cfg.dModel } : {}),
-        ...(cfg.heads !== undefined ? { heads: cfg.heads } : {}),
-        ...(cfg.layers !== undefined ? { layers: cfg.layers } : {}),
-        ...(cfg.loraRank !== undefined ? { loraRank: cfg.loraRank } : {}),
-        ...(cfg.trainable !== undefined ? { trainable: cfg.trainable } : {}),
-      });
-  }
-}
 
 /**
  * Initial values of every parameter: the base checkpoint's tensors where given (a base model to
@@ -142,5 +108,6 @@ export function checkEnvelope(
   return { parameters, updateBytes };
 }
 
+export { buildModel, modelRecipe, type DataShape } from './build.js';
 export { sizeOf, trainableCount };
 export type { ModelDef };
