@@ -8,6 +8,12 @@
 // interleaved so that load from other processes hits both alike; times are medians. Memory is
 // the peak of tf.memory().numBytes during one step above the level before it (tensor bytes held
 // by tfjs; TensorFlow's own scratch inside a kernel is not seen), from tf.profile.
+//
+// Two configurations of ours run interleaved: one process whose TensorFlow has an intra-op
+// thread per core, and the batch split over one lane process per core (DataParallelLanes, one
+// intra-op thread each; its non-private twin is split the same way). `ours_over_opacus_*` takes
+// the faster; the `_single_process` and `_lanes` keys give each. Opacus runs as users run it: one
+// process, torch threads = cores.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -30,42 +36,60 @@ const round = (v: number, digits = 1) => Number(v.toFixed(digits));
 interface Workload {
   name: 'cnn' | 'transformer';
   model: DpModel;
+  recipe: DpTfjsModule.ModelRecipe;
   x: Tensor;
   y: Tensor;
 }
 
-type Variant = 'non-private' | 'dp book-keeping' | 'dp second pass' | 'dp book-keeping, chunks of 64';
+type Variant =
+  | 'non-private'
+  | 'dp book-keeping'
+  | 'dp second pass'
+  | 'dp book-keeping, chunks of 64'
+  | 'non-private, lanes'
+  | 'dp book-keeping, lanes';
+
+const LANE_VARIANTS: readonly Variant[] = ['non-private, lanes', 'dp book-keeping, lanes'];
 
 function makeWorkloads(dp: DpTfjs, batch: number): Workload[] {
   const { tf } = dp;
+  const transformer = {
+    vocabSize: 1000,
+    seqLen: 32,
+    dim: 64,
+    heads: 4,
+    blocks: 2,
+    lora: { rank: 8, alpha: 16 },
+  };
   return [
     {
       name: 'cnn',
       model: new dp.DpModel(dp.tanhCnn(), { seed: 1 }),
+      recipe: { model: 'tanhCnn' },
       x: tf.randomUniform([batch, 28, 28, 1], 0, 1, 'float32', 3),
       y: tf.randomUniform([batch], 0, 10, 'int32', 4),
     },
     {
       name: 'transformer',
-      model: new dp.DpModel(
-        dp.transformerEncoder({
-          vocabSize: 1000,
-          seqLen: 32,
-          dim: 64,
-          heads: 4,
-          blocks: 2,
-          lora: { rank: 8, alpha: 16 },
-        }),
-        { seed: 2 },
-      ),
+      model: new dp.DpModel(dp.transformerEncoder(transformer), { seed: 2 }),
+      recipe: { model: 'transformerEncoder', options: transformer },
       x: tf.randomUniform([batch, 32], 0, 1000, 'int32', 5),
       y: tf.randomUniform([batch], 0, 2, 'int32', 6),
     },
   ];
 }
 
-/** One step of a variant, update included; returns when all work is done. */
-function stepFn(dp: DpTfjs, w: Workload, variant: Variant): () => void {
+/**
+ * One step of a variant, update included; returns when all work is done. The lane variants split
+ * the batch over `lanes` processes (DataParallelLanes) and send the updated trainable parameters
+ * with the next step, so the update's cost is inside the timed step.
+ */
+function stepFn(
+  dp: DpTfjs,
+  w: Workload,
+  variant: Variant,
+  lanes: DpTfjsModule.DataParallelLanes | null,
+): () => void | Promise<void> {
   const { tf } = dp;
   const lr = 1e-3;
   const B = w.x.shape[0]!;
@@ -77,6 +101,20 @@ function stepFn(dp: DpTfjs, w: Workload, variant: Variant): () => void {
     }
     w.model.getParam(w.model.trainableNames[0]!).dataSync();
   };
+  if (variant === 'non-private, lanes')
+    return async () => {
+      const g = await lanes!.paramGrads(w.x, w.y);
+      apply(g, 1 / B);
+      tf.dispose([...g.values()]);
+      lanes!.syncParams();
+    };
+  if (variant === 'dp book-keeping, lanes')
+    return async () => {
+      const s = await lanes!.dpSgdStep(w.x, w.y, { clipNorm: 1, clipMethod: 'bookkeeping' });
+      apply(s.sum, 1 / B);
+      s.dispose();
+      lanes!.syncParams();
+    };
   if (variant === 'non-private')
     return () => {
       const g = dp.paramGrads(w.model, w.x, w.y);
@@ -95,9 +133,9 @@ function stepFn(dp: DpTfjs, w: Workload, variant: Variant): () => void {
   };
 }
 
-async function peakBytes(dp: DpTfjs, step: () => void): Promise<number> {
+async function peakBytes(dp: DpTfjs, step: () => void | Promise<void>): Promise<number> {
   const before = dp.tf.memory().numBytes;
-  const info = await dp.tf.profile(() => step());
+  const info = await dp.tf.profile(() => step() as void);
   return Math.max(0, info.peakBytes - before);
 }
 
@@ -163,48 +201,71 @@ export const benchmark: Benchmark = {
     const warmup = 2;
     const rows: Row[] = [];
     const summary: Record<string, number> = {};
+    // Lanes: the batch split over one process per core, each with one intra-op thread
+    // (DataParallelLanes); --lanes=K to choose, --lanes=1 to leave them out.
+    const laneArg = args.find((a) => a.startsWith('--lanes='))?.slice('--lanes='.length);
+    const laneCount = laneArg === undefined ? threads : Number(laneArg);
     const variants: Variant[] = [
       'non-private',
       'dp book-keeping',
       'dp second pass',
       'dp book-keeping, chunks of 64',
+      ...(laneCount >= 2 ? LANE_VARIANTS : []),
     ];
-    const perModel: Record<string, { np: number; dp: number; npMem: number; dpMem: number }> = {};
+    const perModel: Record<
+      string,
+      { np: number; dp: number; npMem: number; dpMem: number; npLanes?: number; dpLanes?: number }
+    > = {};
     const only = args.find((a) => a.startsWith('--only='))?.slice('--only='.length);
     for (const w of makeWorkloads(dp, batch).filter((wl) => !only || wl.name === only)) {
-      const fns = variants.map((v) => stepFn(dp, w, v));
-      for (const f of fns) for (let i = 0; i < warmup; i++) f();
+      const lanes =
+        laneCount >= 2 ? await dp.DataParallelLanes.start(w.model, w.recipe, { lanes: laneCount }) : null;
+      const fns = variants.map((v) => stepFn(dp, w, v, lanes));
+      for (const f of fns) for (let i = 0; i < warmup; i++) await f();
       const times: number[][] = variants.map(() => []);
       const cpu: number[][] = variants.map(() => []);
       log(
-        `${w.name}: ${steps} interleaved steps of each variant (intra-op threads ${process.env.TF_NUM_INTRAOP_THREADS})`,
+        `${w.name}: ${steps} interleaved steps of each variant (intra-op threads ${process.env.TF_NUM_INTRAOP_THREADS}` +
+          `${lanes ? `; lane variants: ${laneCount} lane processes, 1 intra-op thread each` : ''})`,
       );
       for (let i = 0; i < steps; i++)
-        fns.forEach((f, k) => {
+        for (const [k, f] of fns.entries()) {
           const c0 = process.cpuUsage();
           const t0 = performance.now();
-          f();
+          await f();
           times[k]!.push(performance.now() - t0);
           const c = process.cpuUsage(c0);
           cpu[k]!.push((c.user + c.system) / 1000);
-        });
-      const mems: number[] = [];
-      for (const f of fns) mems.push(await peakBytes(dp, f));
-      const npMs = median(times[0]!);
+        }
+      // Peak tensor memory is seen in this process only: not measured for the lane variants.
+      const mems: (number | null)[] = [];
+      for (const [k, f] of fns.entries())
+        mems.push(LANE_VARIANTS.includes(variants[k]!) ? null : await peakBytes(dp, f));
+      lanes?.close();
+      const msOf = (v: Variant) => median(times[variants.indexOf(v)]!);
       variants.forEach((v, k) => {
         const ms = median(times[k]!);
+        const base = LANE_VARIANTS.includes(v) ? msOf('non-private, lanes') : msOf('non-private');
+        const mem = mems[k];
         rows.push({
           model: w.name,
-          variant: v,
+          variant: v === 'non-private, lanes' || v === 'dp book-keeping, lanes' ? `${v} (${laneCount})` : v,
           ms_per_step: round(ms),
           examples_per_s: round((batch / ms) * 1000),
-          time_vs_nonprivate: round(ms / npMs, 3),
-          cpu_ms_per_step: round(median(cpu[k]!)),
-          peak_tensor_mb: round(mems[k]! / 2 ** 20, 2),
-          memory_vs_nonprivate: round(mems[k]! / mems[0]!, 3),
+          time_vs_nonprivate: round(ms / base, 3),
+          // The lanes' CPU time is spent in their own processes.
+          cpu_ms_per_step: lanes && LANE_VARIANTS.includes(v) ? null : round(median(cpu[k]!)),
+          peak_tensor_mb: mem === null ? null : round(mem! / 2 ** 20, 2),
+          memory_vs_nonprivate: mem === null ? null : round(mem! / mems[0]!, 3),
         });
       });
-      perModel[w.name] = { np: npMs, dp: median(times[1]!), npMem: mems[0]!, dpMem: mems[1]! };
+      perModel[w.name] = {
+        np: msOf('non-private'),
+        dp: msOf('dp book-keeping'),
+        npMem: mems[0]!,
+        dpMem: mems[1]!,
+        ...(lanes ? { npLanes: msOf('non-private, lanes'), dpLanes: msOf('dp book-keeping, lanes') } : {}),
+      };
       w.model.dispose();
       dp.tf.dispose([w.x, w.y]);
     }
@@ -213,6 +274,8 @@ export const benchmark: Benchmark = {
       const m = perModel[n]!;
       summary[`dp_over_nonprivate_time_${n}`] = round(m.dp / m.np, 3);
       summary[`dp_over_nonprivate_memory_${n}`] = round(m.dpMem / m.npMem, 3);
+      if (m.dpLanes !== undefined)
+        summary[`dp_over_nonprivate_time_${n}_lanes`] = round(m.dpLanes / m.npLanes!, 3);
     }
     summary.dp_over_nonprivate_time = Math.max(...names.map((n) => summary[`dp_over_nonprivate_time_${n}`]!));
     summary.dp_over_nonprivate_memory = Math.max(
@@ -246,9 +309,16 @@ export const benchmark: Benchmark = {
             .filter((r) => r.model === n && r.mode !== 'nonprivate')
             .map((r) => r.examples_per_s ?? 0),
         );
-        const ours = (batch / perModel[n]!.dp) * 1000;
+        // Ours: the faster of our DP configurations on this machine (one process with an
+        // intra-op thread per core, or one lane process per core); both are reported.
+        const m = perModel[n]!;
+        const single = (batch / m.dp) * 1000;
+        const laned = m.dpLanes === undefined ? 0 : (batch / m.dpLanes) * 1000;
+        const ours = Math.max(single, laned);
         if (best > 0) {
           summary[`ours_over_opacus_throughput_${n}`] = round(ours / best, 2);
+          summary[`ours_over_opacus_throughput_${n}_single_process`] = round(single / best, 2);
+          if (laned) summary[`ours_over_opacus_throughput_${n}_lanes`] = round(laned / best, 2);
           ratios.push(ours / best);
         }
       }
