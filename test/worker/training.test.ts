@@ -51,6 +51,36 @@ describe('worker + coordinator: training', function () {
     expect(maxAbs).to.be.above(0.01);
   });
 
+  it('workers whose clipping step runs over two lane processes each (workers.lanes = 2) equal one process of clipped SGD (3 rounds)', async () => {
+    const dir = tmpDir('tg-lanes-');
+    const file = writeConfig(dir, {
+      workers: { count: 2, cpusPerWorker: 2, lanes: 2 },
+      privacy: {
+        clipNorm: 0.5,
+        noiseMultiplier: 0,
+        delta: 1e-5,
+        epsilonBudget: null,
+        accountant: 'rdp',
+        samplingRate: 1,
+      },
+      dataset: { format: 'idx', preset: 'fashion-mnist', trainExamples: 60, testExamples: 100 },
+      rounds: 3,
+      evaluation: { everyRounds: 3 },
+      checkpoint: { dir: `${dir}/ckpt`, everyRounds: 3 },
+    });
+    const { done, ws } = await runJob(file, 2);
+    expect(done.status).to.equal('succeeded');
+    // The worker logs (stderr, pino JSON) that its clipping step runs over two lanes.
+    for (const w of ws)
+      expect(w.stderr.join('')).to.match(/"count":2,"threadsPerLane":1[^\n]*clipping step runs over lanes/);
+    const params = clippedSgdReference(file, 3);
+    const ck = checkpointParams(file);
+    expect(ck.round).to.equal(3);
+    const { maxErr, maxAbs } = maxDiff(ck.params, params);
+    expect(maxErr).to.be.below(2e-5);
+    expect(maxAbs).to.be.above(0.01);
+  });
+
   it('a short noisy run reaches test accuracy well above chance (10 classes)', async () => {
     const dir = tmpDir('tg-acc-');
     const file = writeConfig(dir, {

@@ -197,7 +197,7 @@ export const benchmark: Benchmark = {
     process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
     const dp: DpTfjs = await import('@tensorguard/dp/tfjs');
     const batch = 256;
-    const steps = quick ? 4 : 15;
+    const steps = quick ? 4 : 30;
     const warmup = 2;
     const rows: Row[] = [];
     const summary: Record<string, number> = {};
@@ -284,7 +284,7 @@ export const benchmark: Benchmark = {
 
     const opacus = args.includes('--no-opacus')
       ? { error: 'skipped (--no-opacus)' }
-      : runOpacus(root, threads, batch, quick ? 3 : 8, log);
+      : runOpacus(root, threads, batch, quick ? 3 : 20, log);
     if ('error' in opacus) {
       log(`Opacus not run: ${opacus.error}`);
       rows.push({ model: 'opacus', variant: String(opacus.error) });
