@@ -171,6 +171,8 @@ export class DataParallelLanes {
       TF_NUM_INTEROP_THREADS: '1',
       TF_CPP_MIN_LOG_LEVEL: process.env.TF_CPP_MIN_LOG_LEVEL ?? '2',
     };
+    // The parent's loader flags (tsx, export conditions) carry over; an inspector port would clash.
+    const execArgv = process.execArgv.filter((a) => !/^--(inspect|debug)/.test(a));
     const lanes = Array.from(
       { length: k },
       (_, i) =>
@@ -179,7 +181,7 @@ export class DataParallelLanes {
           fork(script, [], {
             serialization: 'advanced',
             env,
-            execArgv: process.execArgv,
+            execArgv,
             stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
           }),
         ),
