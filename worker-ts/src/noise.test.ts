@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { encode, planEncoding, runRoundInProcess, decode, newSessionId } from '@tensorguard/secure-agg';
-import { integerNoiseShare, shareStdInteger } from './noise.js';
+import { NoiseShares, integerNoiseShare, shareStdInteger } from './noise.js';
 
 function variance(v: ArrayLike<number>): number {
   let m = 0;
@@ -66,5 +66,62 @@ describe('noise shares', () => {
     const z = integerNoiseShare(10_001, 5);
     expect(z.every((x) => Number.isInteger(x))).to.equal(true);
     expect(Math.abs(z.reduce((a, b) => a + b, 0) / z.length)).to.be.below(0.3);
+  });
+});
+
+describe('NoiseShares (the next round drawn ahead)', () => {
+  const turn = () => new Promise<void>((r) => setImmediate(r));
+  const idle = async (turns: number) => {
+    for (let i = 0; i < turns; i++) await turn();
+  };
+
+  it('a prefetched share is handed out once: fresh buffers, integer-valued, the asked variance', async () => {
+    const shares = new NoiseShares();
+    const std = 40;
+    const first = shares.take(50_000, std);
+    shares.prefetch(50_000, std);
+    await idle(40); // 25 chunks of 2048 fill it
+    const second = shares.take(50_000, std);
+    shares.prefetch(50_000, std);
+    const third = shares.take(50_000, std); // taken before the prefetch ran: finished at once
+    shares.dispose();
+    expect(shares.counts).to.deep.equal({ prefetched: 2, drawn: 1, discarded: 0 });
+    expect(second).to.not.equal(first);
+    expect(third).to.not.equal(second);
+    for (const z of [second, third]) {
+      expect(z.length).to.equal(50_000);
+      expect(z.every((x) => Number.isInteger(x))).to.equal(true);
+      // s.e. of a sample variance over 50k draws ≈ 0.6 %.
+      expect(variance(z) / std ** 2).to.be.within(0.97, 1.03);
+    }
+    let same = 0;
+    for (let i = 0; i < 50_000; i++) if (second[i] === third[i]) same++;
+    // Independent draws agree on ~1/(2√π σ) ≈ 0.7 % of coordinates, not on all of them.
+    expect(same).to.be.below(1000);
+  });
+
+  it('a prefetch for another (d, std) is zeroed and dropped; the round gets a fresh share', async () => {
+    const shares = new NoiseShares();
+    shares.prefetch(4096, 7);
+    await idle(5);
+    const z = shares.take(4096, 9);
+    expect(shares.counts).to.deep.equal({ prefetched: 0, drawn: 1, discarded: 1 });
+    expect(variance(z) / 81).to.be.within(0.85, 1.15);
+    shares.prefetch(10, 0); // std 0: nothing to draw ahead
+    expect(Array.from(shares.take(10, 0))).to.deep.equal(new Array(10).fill(0));
+    expect(() => shares.take(10, 2 ** 21)).to.throw(RangeError, /outside/);
+  });
+
+  it('draws one chunk per event-loop turn, so the worker keeps serving gRPC while it prefetches', async () => {
+    const shares = new NoiseShares();
+    shares.prefetch(400_000, 1000);
+    expect(shares.prefetchedSamples).to.equal(0);
+    await turn();
+    expect(shares.prefetchedSamples).to.equal(2048);
+    await turn();
+    await turn();
+    expect(shares.prefetchedSamples).to.equal(3 * 2048);
+    shares.dispose();
+    expect(shares.prefetchedSamples).to.equal(0);
   });
 });

@@ -23,7 +23,7 @@ import { recordLength } from './data/dataset.js';
 import type { Logger } from './logger.js';
 import { PhaseTimer, rounded } from './metrics.js';
 import type { Tf } from './models/model.js';
-import { integerNoiseShare } from './noise.js';
+import { NoiseShares } from './noise.js';
 import type { EncryptedInput, JoinResponse, NextRoundResponse, RoundOpen } from './protocol.js';
 import { RoundServiceClient } from './coordinator/rpc.js';
 import { poissonSample, systemRandom, seededRandom, type RandomSource } from './sampling.js';
@@ -55,6 +55,8 @@ export class RoundClient {
   private readonly random: RandomSource;
   /** HE mode: the encryptor for the key holder's current public key. */
   private encryptor: { keyId: string; enc: HeEncryptor } | undefined;
+  /** This worker's noise shares; the next round's is drawn while this round uploads and waits. */
+  private readonly noise = new NoiseShares();
 
   constructor(private readonly o: RoundClientOptions) {
     this.client = new RoundServiceClient(o.address);
@@ -215,11 +217,13 @@ export class RoundClient {
         tf.dispose([x, y]);
       }
     });
-    const noise = await timer.time('noise', () => integerNoiseShare(clipped.length, open.noiseShareStd));
+    const noise = await timer.time('noise', () => this.noise.take(clipped.length, open.noiseShareStd));
+    this.noise.prefetch(clipped.length, open.noiseShareStd);
     return timer.time('encode', () => encode(plan, clipped, noise));
   }
 
   close(): void {
+    this.noise.dispose();
     this.client.close();
   }
 }
