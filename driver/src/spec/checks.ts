@@ -87,6 +87,17 @@ export function crossFieldIssues(raw: unknown): SpecIssue[] {
       });
     }
   }
+  const gpus = num(workers?.gpusPerWorker);
+  if (lanes !== undefined && lanes > 1 && gpus !== undefined && gpus > 0) {
+    // Each lane is a TensorFlow runtime of its own: on a GPU each would hold a CUDA context and
+    // reserve most of the device's memory for itself.
+    out.push({
+      path: 'workers.lanes',
+      message:
+        `${lanes} lane processes on a GPU worker (workers.gpusPerWorker = ${gpus}): lanes are for CPU workers, ` +
+        'each would start its own CUDA context and memory pool; set workers.lanes to 1',
+    });
+  }
   const sa = obj(spec.secureAggregation);
   const count = num(workers?.count);
   const t = num(sa?.threshold);

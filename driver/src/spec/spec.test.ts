@@ -112,6 +112,17 @@ const BAD: [string, Mutate, string[]][] = [
       "workers.lanes: 4 exceeds the worker's thread budget max(1, floor(workers.cpusPerWorker)) = 3: lower workers.lanes or raise workers.cpusPerWorker",
     ],
   ],
+  [
+    'lanes on a GPU worker',
+    (s) => {
+      s.workers.cpusPerWorker = 2;
+      s.workers.gpusPerWorker = 1;
+      s.workers.lanes = 2;
+    },
+    [
+      'workers.lanes: 2 lane processes on a GPU worker (workers.gpusPerWorker = 1): lanes are for CPU workers, each would start its own CUDA context and memory pool; set workers.lanes to 1',
+    ],
+  ],
   ['negative GPUs', (s) => (s.workers.gpusPerWorker = -1), ['workers.gpusPerWorker: must be ≥ 0, got -1']],
   [
     'placement strategy',
