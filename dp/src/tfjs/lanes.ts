@@ -97,7 +97,14 @@ class Lane {
       this.dead ??= new LaneError(`lane ${index} ${why}`);
       for (const p of this.queue.splice(0)) p.reject(this.dead);
     };
-    child.on('exit', (code, signal) => fail(`exited (code ${code}, signal ${signal})`));
+    child.on('exit', (code, signal) =>
+      fail(
+        `exited (code ${code}, signal ${signal})` +
+          (signal === 'SIGKILL'
+            ? ': killed; if by the kernel for memory, note that each lane holds a copy of the model (fewer lanes use less)'
+            : ''),
+      ),
+    );
     child.on('error', (e) => fail(`failed: ${e.message}`));
   }
 
