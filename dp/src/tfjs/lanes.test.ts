@@ -22,6 +22,49 @@ import {
 import { randomiseParams, relErr } from './reference.test-util.js';
 
 const transformer = { vocabSize: 50, seqLen: 6, dim: 16, heads: 2, blocks: 1, lora: { rank: 2, alpha: 4 } };
+const CNN: ModelRecipe = { model: 'tanhCnn', options: { imageSize: 16 } };
+const TRANSFORMER: ModelRecipe = { model: 'transformerEncoder', options: transformer };
+
+interface Batch {
+  model: DpModel;
+  x: Tensor;
+  y: Tensor;
+}
+
+/** A fresh model of `recipe` and a batch of B examples for it. */
+function batch(recipe: ModelRecipe, B: number): Batch {
+  if (recipe === CNN)
+    return {
+      model: new DpModel(tanhCnn({ imageSize: 16 }), { seed: 3 }),
+      x: tf.randomUniform([B, 16, 16, 1], 0, 1, 'float32', 1),
+      y: tf.randomUniform([B], 0, 10, 'int32', 2),
+    };
+  return {
+    model: new DpModel(transformerEncoder(transformer), { seed: 4 }),
+    x: tf.randomUniform([B, 6], 0, 50, 'int32', 1),
+    y: tf.randomUniform([B], 0, 2, 'int32', 2),
+  };
+}
+
+/** Runs `body` with `k` lanes on `b`'s model, then closes them and frees the batch. */
+async function withLanes(
+  b: Batch,
+  recipe: ModelRecipe,
+  k: number,
+  body: (lanes: DataParallelLanes) => Promise<void>,
+): Promise<void> {
+  try {
+    const lanes = await DataParallelLanes.start(b.model, recipe, { lanes: k });
+    try {
+      await body(lanes);
+    } finally {
+      lanes.close();
+    }
+  } finally {
+    b.model.dispose();
+    tf.dispose([b.x, b.y]);
+  }
+}
 
 function flat(m: Map<string, Tensor>, names: string[]): Float64Array {
   const t = flattenSum(m, names);
@@ -30,6 +73,39 @@ function flat(m: Map<string, Tensor>, names: string[]): Float64Array {
   } finally {
     t.dispose();
   }
+}
+
+/** The lanes' clipped sum equals the one-process one to 1e-5 relative (and the same count clips). */
+async function expectSameClippedSum(b: Batch, lanes: DataParallelLanes, clipNorm: number): Promise<void> {
+  const one = dpSgdStep(b.model, b.x, b.y, { clipNorm });
+  const split = await lanes.dpSgdStep(b.x, b.y, { clipNorm });
+  try {
+    expect(split.batchSize).to.equal(b.x.shape[0]);
+    expect(split.clippedCount.dataSync()[0]).to.equal(one.clippedCount.dataSync()[0]);
+    const names = b.model.trainableNames;
+    expect(relErr(flat(split.sum, names), flat(one.sum, names))).to.be.below(1e-5);
+  } finally {
+    one.dispose();
+    split.dispose();
+  }
+}
+
+/** An SGD-like change of every trainable parameter of `b`'s model. */
+function perturb(b: Batch, by: number): void {
+  for (const n of b.model.trainableNames) {
+    const next = tf.tidy(() =>
+      tf.add(b.model.getParam(n), tf.randomNormal(b.model.spec(n).shape as number[], 0, by)),
+    );
+    b.model.setParam(n, next);
+    next.dispose();
+  }
+}
+
+async function rejection(p: Promise<unknown>): Promise<unknown> {
+  return p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
 }
 
 describe('DataParallelLanes', function () {
@@ -47,129 +123,63 @@ describe('DataParallelLanes', function () {
     expect(laneSlices(0, 2)).to.deep.equal([]);
   });
 
-  for (const [name, recipe, make] of [
-    [
-      'tanh CNN',
-      { model: 'tanhCnn', options: { imageSize: 16 } },
-      () => ({
-        model: new DpModel(tanhCnn({ imageSize: 16 }), { seed: 3 }),
-        x: tf.randomUniform([7, 16, 16, 1], 0, 1, 'float32', 1),
-        y: tf.randomUniform([7], 0, 10, 'int32', 2),
-      }),
-    ],
-    [
-      'LoRA transformer',
-      { model: 'transformerEncoder', options: transformer },
-      () => ({
-        model: new DpModel(transformerEncoder(transformer), { seed: 4 }),
-        x: tf.randomUniform([7, 6], 0, 50, 'int32', 1),
-        y: tf.randomUniform([7], 0, 2, 'int32', 2),
-      }),
-    ],
+  for (const [name, recipe] of [
+    ['tanh CNN', CNN],
+    ['LoRA transformer', TRANSFORMER],
   ] as const) {
     it(`${name}: the lanes' clipped sum and gradient equal the one-process ones, before and after an update`, async () => {
-      const { model, x, y } = make();
-      randomiseParams(model, 5);
-      const lanes = await DataParallelLanes.start(model, recipe as ModelRecipe, { lanes: 2 });
-      try {
-        const names = model.trainableNames;
+      const b = batch(recipe, 7);
+      randomiseParams(b.model, 5);
+      await withLanes(b, recipe, 2, async (lanes) => {
         for (let round = 0; round < 2; round++) {
-          const one = dpSgdStep(model, x, y, { clipNorm: 0.5 });
-          const two = await lanes.dpSgdStep(x, y, { clipNorm: 0.5 });
-          expect(two.batchSize).to.equal(7);
-          expect(two.clippedCount.dataSync()[0]).to.equal(one.clippedCount.dataSync()[0]);
-          expect(relErr(flat(two.sum, names), flat(one.sum, names))).to.be.below(1e-5);
-          const g1 = paramGrads(model, x, y);
-          const g2 = await lanes.paramGrads(x, y);
-          expect(relErr(flat(g2, names), flat(g1, names))).to.be.below(1e-5);
+          await expectSameClippedSum(b, lanes, 0.5);
+          const g1 = paramGrads(b.model, b.x, b.y);
+          const g2 = await lanes.paramGrads(b.x, b.y);
+          expect(relErr(flat(g2, b.model.trainableNames), flat(g1, b.model.trainableNames))).to.be.below(
+            1e-5,
+          );
           tf.dispose([...g1.values(), ...g2.values()]);
-          // An SGD update here, then the lanes take the new values with the next request.
-          for (const [n, g] of one.sum) {
-            const next = tf.tidy(() => tf.sub(model.getParam(n), tf.mul(g, 0.3)));
-            model.setParam(n, next);
-            next.dispose();
-          }
+          // The lanes take the new values with the next request.
+          perturb(b, 0.05);
           lanes.syncParams();
-          one.dispose();
-          two.dispose();
         }
-      } finally {
-        lanes.close();
-        model.dispose();
-        tf.dispose([x, y]);
-      }
+      });
     });
   }
 
   it('more lanes than examples: idle lanes still take new parameters', async () => {
-    const model = new DpModel(tanhCnn({ imageSize: 16 }), { seed: 3 });
-    const x = tf.randomUniform([3, 16, 16, 1], 0, 1, 'float32', 1);
-    const y = tf.randomUniform([3], 0, 10, 'int32', 2);
-    const lanes = await DataParallelLanes.start(
-      model,
-      { model: 'tanhCnn', options: { imageSize: 16 } },
-      { lanes: 4 },
-    );
-    try {
-      const a = await lanes.dpSgdStep(tf.slice(x, 0, 1), tf.slice(y, 0, 1), { clipNorm: 1 });
-      a.dispose();
-      const w = model.trainableNames[0]!;
-      const bumped = tf.add(model.getParam(w), 0.25);
-      model.setParam(w, bumped);
-      bumped.dispose();
+    const b = batch(CNN, 4);
+    await withLanes(b, CNN, 4, async (lanes) => {
+      perturb(b, 0.25);
       lanes.syncParams();
-      const one = dpSgdStep(model, x, y, { clipNorm: 1 });
-      const four = await lanes.dpSgdStep(x, y, { clipNorm: 1 });
-      expect(relErr(flat(four.sum, model.trainableNames), flat(one.sum, model.trainableNames))).to.be.below(
-        1e-5,
-      );
-      one.dispose();
-      four.dispose();
-    } finally {
-      lanes.close();
-      model.dispose();
-      tf.dispose([x, y]);
-    }
+      // Two examples: lanes 2 and 3 are idle, and must take the new values all the same...
+      const two = await lanes.dpSgdStep(tf.slice(b.x, 0, 2), tf.slice(b.y, 0, 2), { clipNorm: 1 });
+      two.dispose();
+      // ...because this step, which uses all four, carries none.
+      await expectSameClippedSum(b, lanes, 1);
+    });
   });
 
   it('holds no tensors over repeated steps in this process', async () => {
-    const model = new DpModel(transformerEncoder(transformer), { seed: 4 });
-    const x = tf.randomUniform([5, 6], 0, 50, 'int32', 1);
-    const y = tf.randomUniform([5], 0, 2, 'int32', 2);
-    const lanes = await DataParallelLanes.start(
-      model,
-      { model: 'transformerEncoder', options: transformer },
-      { lanes: 2 },
-    );
-    try {
+    const b = batch(TRANSFORMER, 5);
+    await withLanes(b, TRANSFORMER, 2, async (lanes) => {
       const before = tf.memory().numTensors;
       for (let i = 0; i < 20; i++) {
-        const s = await lanes.dpSgdStep(x, y, { clipNorm: 1 });
+        const s = await lanes.dpSgdStep(b.x, b.y, { clipNorm: 1 });
         s.dispose();
         lanes.syncParams();
       }
       expect(tf.memory().numTensors).to.equal(before);
-    } finally {
-      lanes.close();
-      model.dispose();
-      tf.dispose([x, y]);
-    }
+    });
   });
 
   it('a recipe for another model is refused at start, naming the recipe', async () => {
-    const model = new DpModel(tanhCnn({ imageSize: 16 }), { seed: 3 });
-    try {
-      let err: unknown;
-      await DataParallelLanes.start(
-        model,
-        { model: 'transformerEncoder', options: transformer },
-        { lanes: 1 },
-      ).catch((e: unknown) => (err = e));
+    const b = batch(CNN, 1);
+    await withLanes(b, CNN, 1, async () => {
+      const err = await rejection(DataParallelLanes.start(b.model, TRANSFORMER, { lanes: 1 }));
       expect(err).to.be.instanceOf(LaneError);
-      expect((err as Error).message).to.match(/transformerEncoder.*differ|differ.*recipe/);
-    } finally {
-      model.dispose();
-    }
+      expect((err as Error).message).to.match(/transformerEncoder.*differ/);
+    });
   });
 
   it('builds the model from a module recipe', async () => {
@@ -180,73 +190,40 @@ describe('DataParallelLanes', function () {
       mod,
       `import { tanhCnn } from ${JSON.stringify(here)};\nexport function build(size) { return { layers: tanhCnn({ imageSize: size }) }; }\n`,
     );
-    const model = new DpModel(tanhCnn({ imageSize: 16 }), { seed: 3 });
-    const x = tf.randomUniform([4, 16, 16, 1], 0, 1, 'float32', 1);
-    const y = tf.randomUniform([4], 0, 10, 'int32', 2);
-    const lanes = await DataParallelLanes.start(
-      model,
-      { module: mod, export: 'build', args: [16] },
-      { lanes: 2 },
-    );
     try {
-      const one = dpSgdStep(model, x, y, { clipNorm: 1 });
-      const two = await lanes.dpSgdStep(x, y, { clipNorm: 1 });
-      expect(relErr(flat(two.sum, model.trainableNames), flat(one.sum, model.trainableNames))).to.be.below(
-        1e-5,
+      const b = batch(CNN, 4);
+      await withLanes(b, { module: mod, export: 'build', args: [16] }, 2, (lanes) =>
+        expectSameClippedSum(b, lanes, 1),
       );
-      one.dispose();
-      two.dispose();
     } finally {
-      lanes.close();
-      model.dispose();
-      tf.dispose([x, y]);
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 
   it("a lane's error comes back with its name and message; a dead lane fails the next request", async () => {
-    const model = new DpModel(tanhCnn({ imageSize: 16 }), { seed: 3 });
-    const x = tf.randomUniform([4, 16, 16, 1], 0, 1, 'float32', 1);
-    const y = tf.randomUniform([4], 0, 10, 'int32', 2);
-    const lanes = await DataParallelLanes.start(
-      model,
-      { model: 'tanhCnn', options: { imageSize: 16 } },
-      { lanes: 2 },
-    );
-    try {
-      let err: unknown;
-      await lanes.dpSgdStep(x, y, { clipNorm: -1 }).catch((e: unknown) => (err = e));
+    const b = batch(CNN, 4);
+    await withLanes(b, CNN, 2, async (lanes) => {
+      let err = await rejection(lanes.dpSgdStep(b.x, b.y, { clipNorm: -1 }));
       expect(err).to.be.instanceOf(LaneError);
       expect((err as LaneError).laneError?.name).to.equal('InvalidClippingOptionsError');
       expect((err as Error).message).to.contain('clipNorm');
       // Still usable after a refused request.
-      const ok = await lanes.dpSgdStep(x, y, { clipNorm: 1 });
-      ok.dispose();
+      await expectSameClippedSum(b, lanes, 1);
       process.kill(lanes.pids[1]!, 'SIGKILL');
-      err = undefined;
-      await lanes.dpSgdStep(x, y, { clipNorm: 1 }).catch((e: unknown) => (err = e));
+      err = await rejection(lanes.dpSgdStep(b.x, b.y, { clipNorm: 1 }));
       expect(err).to.be.instanceOf(LaneError);
-      expect((err as Error).message).to.match(/lane 1 exited/);
-    } finally {
-      lanes.close();
-      model.dispose();
-      tf.dispose([x, y]);
-    }
+      expect((err as Error).message).to.match(/lane 1 exited .*SIGKILL.*copy of the model/);
+    });
   });
 
   it('refuses a bad lane count', async () => {
-    const model = new DpModel(tanhCnn({ imageSize: 16 }), { seed: 3 });
-    try {
-      for (const lanes of [0, 1.5, -2]) {
-        let err: unknown;
-        await DataParallelLanes.start(model, { model: 'tanhCnn' }, { lanes }).catch(
-          (e: unknown) => (err = e),
-        );
+    const b = batch(CNN, 1);
+    await withLanes(b, CNN, 1, async () => {
+      for (const lanes of [0, 1.5, -2, 257]) {
+        const err = await rejection(DataParallelLanes.start(b.model, CNN, { lanes }));
         expect(err).to.be.instanceOf(RangeError);
-        expect((err as Error).message).to.contain('lanes');
+        expect((err as Error).message).to.contain('lanes must be an integer from 1 to 256');
       }
-    } finally {
-      model.dispose();
-    }
+    });
   });
 });
