@@ -130,6 +130,19 @@ export async function address(coord: Proc): Promise<string> {
   return l.address as string;
 }
 
+/**
+ * Privacy settings under which a job equals one process of clipped SGD on the union of the shards:
+ * no noise, every record in every round (sampling rate 1), clip norm 0.5, no budget.
+ */
+export const NOISELESS_FULL_BATCH = {
+  clipNorm: 0.5,
+  noiseMultiplier: 0,
+  delta: 1e-5,
+  epsilonBudget: null,
+  accountant: 'rdp',
+  samplingRate: 1,
+};
+
 export function writeConfig(dir: string, overrides: Record<string, unknown>): string {
   const cfg = {
     name: 'test',

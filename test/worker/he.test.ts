@@ -15,6 +15,7 @@ import { PrivacyLedger, parseRunConfig } from '@tensorguard/worker';
 import { expect } from 'chai';
 import path from 'node:path';
 import {
+  NOISELESS_FULL_BATCH,
   address,
   killAll,
   runJob,
@@ -48,14 +49,7 @@ describe('worker + coordinator: HE mode', function () {
   it('3 workers without noise, with a key holder at secureAggregation.keyHolder, equal one process of clipped SGD on the union (4 rounds)', async () => {
     const dir = tmpDir('tg-he-eq-');
     const base = {
-      privacy: {
-        clipNorm: 0.5,
-        noiseMultiplier: 0,
-        delta: 1e-5,
-        epsilonBudget: null,
-        accountant: 'rdp',
-        samplingRate: 1,
-      },
+      privacy: NOISELESS_FULL_BATCH,
       dataset: { format: 'idx', preset: 'fashion-mnist', trainExamples: 90, testExamples: 100 },
       rounds: 4,
       checkpoint: { dir: `${dir}/ckpt`, everyRounds: 4 },

@@ -3,7 +3,7 @@
 import { calibrateNoiseMultiplier } from '@tensorguard/dp';
 import { expect } from 'chai';
 import fs from 'node:fs';
-import { runJob, tmpDir, writeConfig } from './harness.js';
+import { NOISELESS_FULL_BATCH, runJob, tmpDir, writeConfig } from './harness.js';
 import { checkpointParams, clippedSgdReference, maxDiff } from './reference.js';
 
 describe('worker + coordinator: training', function () {
@@ -12,14 +12,7 @@ describe('worker + coordinator: training', function () {
   it('3 workers with secure aggregation and no noise equal one process of clipped SGD on the union (5 rounds)', async () => {
     const dir = tmpDir('tg-eq-');
     const overrides = {
-      privacy: {
-        clipNorm: 0.5,
-        noiseMultiplier: 0,
-        delta: 1e-5,
-        epsilonBudget: null,
-        accountant: 'rdp',
-        samplingRate: 1,
-      },
+      privacy: NOISELESS_FULL_BATCH,
       dataset: { format: 'idx', preset: 'fashion-mnist', trainExamples: 90, testExamples: 100 },
       checkpoint: { dir: `${dir}/ckpt`, everyRounds: 5 },
     };
@@ -55,14 +48,7 @@ describe('worker + coordinator: training', function () {
     const dir = tmpDir('tg-lanes-');
     const file = writeConfig(dir, {
       workers: { count: 2, cpusPerWorker: 2, lanes: 2 },
-      privacy: {
-        clipNorm: 0.5,
-        noiseMultiplier: 0,
-        delta: 1e-5,
-        epsilonBudget: null,
-        accountant: 'rdp',
-        samplingRate: 1,
-      },
+      privacy: NOISELESS_FULL_BATCH,
       dataset: { format: 'idx', preset: 'fashion-mnist', trainExamples: 60, testExamples: 100 },
       rounds: 3,
       evaluation: { everyRounds: 3 },
