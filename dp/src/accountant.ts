@@ -268,6 +268,24 @@ export interface PldAccountantOptions {
  * Poisson-sampled Gaussian events (nested Gaussians by their effective noise multiplier),
  * composition, self-composition, no-op and non-private events, under add-or-remove adjacency.
  */
+/**
+ * subsampledGaussianPld for the last few (q, σ, discretization) asked: a training job composes the
+ * same per-round mechanism round after round, and building its PLD was about a third of a round's
+ * accounting (the rest is the convolution). PMFs are immutable, so sharing them is safe.
+ */
+const stepPlds = new Map<string, PldPair>();
+const STEP_PLDS_KEPT = 8;
+
+function cachedSubsampledGaussianPld(q: number, sigma: number, discretization: number): PldPair {
+  const key = `${q} ${sigma} ${discretization}`;
+  let pair = stepPlds.get(key);
+  if (pair) stepPlds.delete(key);
+  else pair = subsampledGaussianPld(q, sigma, discretization);
+  stepPlds.set(key, pair); // most recently used last
+  if (stepPlds.size > STEP_PLDS_KEPT) stepPlds.delete(stepPlds.keys().next().value!);
+  return pair;
+}
+
 export class PldAccountant implements PrivacyAccountant {
   readonly kind = 'pld' as const;
   readonly neighboringRelation: NeighboringRelation = 'add-or-remove-one';
@@ -345,7 +363,7 @@ export class PldAccountant implements PrivacyAccountant {
           this.nonPrivate = true;
           return;
         }
-        const step = subsampledGaussianPld(q, sigma, this.discretization);
+        const step = cachedSubsampledGaussianPld(q, sigma, this.discretization);
         this.pair = composePldPairs(this.pair, selfComposePldPair(step, count));
         return;
       }

@@ -7,9 +7,33 @@ export function nextPowerOfTwo(n: number): number {
   return p;
 }
 
+/** Forward twiddles e^{−2πik/n}, k < n/2, for the last few sizes used (PLD sizes repeat round after round). */
+const twiddleCache = new Map<number, { wr: Float64Array; wi: Float64Array }>();
+const TWIDDLE_SIZES_KEPT = 4;
+
+function twiddles(n: number): { wr: Float64Array; wi: Float64Array } {
+  let t = twiddleCache.get(n);
+  if (t) {
+    twiddleCache.delete(n); // most recently used last
+    twiddleCache.set(n, t);
+    return t;
+  }
+  const half = n >> 1;
+  t = { wr: new Float64Array(half), wi: new Float64Array(half) };
+  // Each computed directly (not by repeated multiplication) to keep rounding error small.
+  for (let k = 0; k < half; k++) {
+    t.wr[k] = Math.cos((-2 * Math.PI * k) / n);
+    t.wi[k] = Math.sin((-2 * Math.PI * k) / n);
+  }
+  twiddleCache.set(n, t);
+  if (twiddleCache.size > TWIDDLE_SIZES_KEPT) twiddleCache.delete(twiddleCache.keys().next().value!);
+  return t;
+}
+
 /**
  * In-place FFT of (re, im), whose common length must be a power of two. `inverse` computes the
- * unnormalised inverse transform (divide by the length afterwards).
+ * unnormalised inverse transform (divide by the length afterwards). Stage `len` reads every
+ * (n/len)-th entry of one size-n twiddle table, computed once per size.
  */
 export function fft(re: Float64Array, im: Float64Array, inverse = false): void {
   const n = re.length;
@@ -26,23 +50,20 @@ export function fft(re: Float64Array, im: Float64Array, inverse = false): void {
       im[j] = ti;
     }
   }
-  const sign = inverse ? 1 : -1;
+  if (n < 2) return;
+  const { wr, wi } = twiddles(n);
+  const sign = inverse ? -1 : 1;
   for (let len = 2; len <= n; len <<= 1) {
     const half = len >> 1;
-    const ang = (sign * 2 * Math.PI) / len;
-    // Twiddles computed directly (not by repeated multiplication) to keep rounding error small.
-    const wr = new Float64Array(half);
-    const wi = new Float64Array(half);
-    for (let k = 0; k < half; k++) {
-      wr[k] = Math.cos(ang * k);
-      wi[k] = Math.sin(ang * k);
-    }
+    const stride = n / len;
     for (let i = 0; i < n; i += len) {
       for (let k = 0; k < half; k++) {
+        const c = wr[k * stride]!;
+        const s = sign * wi[k * stride]!;
         const a = i + k;
         const b = a + half;
-        const xr = re[b]! * wr[k]! - im[b]! * wi[k]!;
-        const xi = re[b]! * wi[k]! + im[b]! * wr[k]!;
+        const xr = re[b]! * c - im[b]! * s;
+        const xi = re[b]! * s + im[b]! * c;
         re[b] = re[a]! - xr;
         im[b] = im[a]! - xi;
         re[a] = re[a]! + xr;
@@ -52,25 +73,37 @@ export function fft(re: Float64Array, im: Float64Array, inverse = false): void {
   }
 }
 
-/** Linear convolution of two non-negative sequences by FFT; tiny negative round-off is clamped. */
+/**
+ * Linear convolution of two non-negative sequences by FFT; tiny negative round-off is clamped. Two
+ * transforms instead of three: a and b are packed as the real and imaginary parts of one sequence
+ * z, whose transform Z gives A[k] = (Z[k] + conj Z[−k])/2 and B[k] = (Z[k] − conj Z[−k])/(2i).
+ */
 export function convolve(a: Float64Array, b: Float64Array): Float64Array {
   const outLen = a.length + b.length - 1;
   const n = nextPowerOfTwo(outLen);
-  const ar = new Float64Array(n);
-  const ai = new Float64Array(n);
-  const br = new Float64Array(n);
-  const bi = new Float64Array(n);
-  ar.set(a);
-  br.set(b);
-  fft(ar, ai);
-  fft(br, bi);
+  const zr = new Float64Array(n);
+  const zi = new Float64Array(n);
+  zr.set(a);
+  zi.set(b);
+  fft(zr, zi);
+  const cr = new Float64Array(n);
+  const ci = new Float64Array(n);
   for (let k = 0; k < n; k++) {
-    const r = ar[k]! * br[k]! - ai[k]! * bi[k]!;
-    ai[k] = ar[k]! * bi[k]! + ai[k]! * br[k]!;
-    ar[k] = r;
+    const j = (n - k) & (n - 1);
+    // Z[k] = pr + i·pi and conj Z[−k] = qr + i·qi.
+    const pr = zr[k]!;
+    const pi = zi[k]!;
+    const qr = zr[j]!;
+    const qi = -zi[j]!;
+    const ar = (pr + qr) / 2;
+    const ai = (pi + qi) / 2;
+    const br = (pi - qi) / 2;
+    const bi = (qr - pr) / 2;
+    cr[k] = ar * br - ai * bi;
+    ci[k] = ar * bi + ai * br;
   }
-  fft(ar, ai, true);
+  fft(cr, ci, true);
   const out = new Float64Array(outLen);
-  for (let k = 0; k < outLen; k++) out[k] = Math.max(0, ar[k]! / n);
+  for (let k = 0; k < outLen; k++) out[k] = Math.max(0, cr[k]! / n);
   return out;
 }
