@@ -153,12 +153,18 @@ describe('ray: tensorguard train end to end (real coordinator and workers)', fun
         expect(code, `${run.stdout}\n${run.stderr.slice(-3000)}`).to.equal(0);
         const result = lastJson(run.stdout);
         expect(result).to.include({ status: 'succeeded', rounds: 100 });
-        // A round went ahead without worker 1 (a dropout), and the last rounds had all three again.
+        // Every round had at least the threshold (2) of survivors, and the last round had all three
+        // again: the restarted worker rejoined. Whether some round went ahead without worker 1 depends
+        // on where the kill lands: a worker that had already sent its masked input still counts in
+        // that round, and a restart that beats the next round's 1 s join grace leaves no round without
+        // it (seen once in a fresh-clone run), so the dropout itself is not asserted here; the faults
+        // suite (test/worker/faults.test.ts) kills a worker mid-round deterministically.
         const survivors = readJson<PrivacyReport>(result.privacy_report).releasedRounds.map(
           (r) => r.survivors,
         );
-        expect(Math.min(...survivors), survivors.join(',')).to.equal(2);
-        expect(survivors.at(-1)).to.equal(3);
+        expect(survivors).to.have.length(100);
+        expect(Math.min(...survivors), survivors.join(',')).to.be.at.least(2);
+        expect(survivors.at(-1), survivors.join(',')).to.equal(3);
         for (const pid of [...before.values(), restarted]) {
           await until(`Node process ${pid} to exit`, () => !pidAlive(pid), 20_000);
         }
