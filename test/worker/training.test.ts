@@ -81,9 +81,10 @@ describe('worker + coordinator: training', function () {
         samplingRate: 0.1,
       },
       optimizer: { kind: 'sgd', learningRate: 0.5, momentum: 0.5 },
-      rounds: 12,
-      evaluation: { everyRounds: 4 },
-      checkpoint: { dir: `${dir}/ckpt`, everyRounds: 6 },
+      // 24 rounds: after 12 the accuracy spread 0.49–0.60 over twelve runs, too close to the bar.
+      rounds: 24,
+      evaluation: { everyRounds: 8 },
+      checkpoint: { dir: `${dir}/ckpt`, everyRounds: 12 },
     });
     const { done, coord } = await runJob(file, 3);
     expect(done.status).to.equal('succeeded');
@@ -92,7 +93,7 @@ describe('worker + coordinator: training', function () {
       .to.be.above(0)
       .and.below(20);
     const metrics = coord.lines.filter((l) => l.type === 'metrics');
-    expect(metrics.map((m) => m.round)).to.deep.equal([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+    expect(metrics.map((m) => m.round)).to.deep.equal(Array.from({ length: 24 }, (_, i) => i + 1));
     const eps = metrics.map((m) => m.epsilon as number);
     expect(eps.every((e, i) => i === 0 || e > eps[i - 1]!)).to.equal(true);
     expect(Object.keys(metrics[0]!.phase_seconds as object)).to.have.members([
