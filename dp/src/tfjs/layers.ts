@@ -1,7 +1,7 @@
 // Layer constructors. Parametric layers (dense, conv2d, embedding, layerNorm, groupNorm,
 // loraDense) report their linear pieces as sites; the rest are parameter-free and need no rule.
 // Every parameter is `<layer name>.<local name>`; names must be unique within a model.
-import tf, { type Tensor, type Tensor4D, sigmoidGrad } from './tf.js';
+import tf, { type Tensor, type Tensor4D, maxPool2d, sigmoidGrad } from './tf.js';
 import type { ForwardContext, Layer, LoraBlock, ParamInit, ParamSpec } from './layer.js';
 
 const glorot = (fanIn: number, fanOut: number): ParamInit => ({ uniform: Math.sqrt(6 / (fanIn + fanOut)) });
@@ -338,7 +338,7 @@ export interface PoolOptions {
 
 export function maxPool(name: string, o: PoolOptions): Layer {
   return fn('maxPool', name, (x) =>
-    tf.maxPool(x as Tensor4D, pair(o.poolSize), pair(o.strides ?? o.poolSize), o.padding ?? 'valid'),
+    maxPool2d(x as Tensor4D, pair(o.poolSize), pair(o.strides ?? o.poolSize), o.padding ?? 'valid'),
   );
 }
 

@@ -1,0 +1,79 @@
+// maxPool2d (MaxPoolWithArgmax forward, one segment sum backward) against tfjs' tf.maxPool, whose
+// gradient is TensorFlow's MaxPoolGrad kernel: same values, same gradient, ties included.
+import { expect } from 'chai';
+import tf, { type Tensor, type Tensor4D, maxPool2d, tfjsVariant } from './tf.js';
+
+type Pool = { size: [number, number]; strides: [number, number]; padding: 'same' | 'valid' };
+
+/** Forward and input gradient of Σ dy·pool(x) for both implementations. */
+function both(x: Tensor4D, p: Pool) {
+  return tf.tidy(() => {
+    const ref = tf.maxPool(x, p.size, p.strides, p.padding);
+    const dy = tf.randomNormal(ref.shape, 0, 1, 'float32', 7);
+    const grad = (f: (t: Tensor4D) => Tensor) => tf.grad((t: Tensor) => tf.sum(tf.mul(f(t as Tensor4D), dy)))(x);
+    const ours = maxPool2d(x, p.size, p.strides, p.padding);
+    return {
+      ref: ref.arraySync(),
+      ours: ours.arraySync(),
+      refGrad: grad((t) => tf.maxPool(t, p.size, p.strides, p.padding)).arraySync(),
+      ourGrad: grad((t) => maxPool2d(t, p.size, p.strides, p.padding)).arraySync(),
+    };
+  });
+}
+
+const CASES: [string, number[], Pool][] = [
+  ['2×2 stride 1 valid (the tanh CNN)', [4, 14, 14, 16], { size: [2, 2], strides: [1, 1], padding: 'valid' }],
+  ['2×2 stride 2 valid', [3, 8, 8, 5], { size: [2, 2], strides: [2, 2], padding: 'valid' }],
+  ['3×3 stride 2 same', [2, 9, 7, 3], { size: [3, 3], strides: [2, 2], padding: 'same' }],
+  ['2×3 window, strides 1×2, same', [2, 6, 9, 4], { size: [2, 3], strides: [1, 2], padding: 'same' }],
+];
+
+describe('maxPool2d: TensorFlow argmax pooling with a segment-sum gradient', () => {
+  for (const [name, shape, pool] of CASES) {
+    it(`${name}: equals tf.maxPool and its gradient`, () => {
+      const x = tf.randomNormal(shape, 0, 1, 'float32', 3) as Tensor4D;
+      const r = both(x, pool);
+      x.dispose();
+      expect(r.ours).to.deep.equal(r.ref);
+      expect(r.ourGrad).to.deep.equal(r.refGrad);
+    });
+  }
+
+  it('ties (saturated and repeated values) send the gradient where MaxPoolGrad sends it', () => {
+    // Values on a coarse grid, as after a saturated tanh or a relu: most windows hold ties.
+    const x = tf.tidy(() => tf.div(tf.round(tf.mul(tf.randomUniform([3, 10, 10, 4], -1, 1, 'float32', 5), 2)), 2));
+    for (const [, , pool] of CASES) {
+      const r = both(x as Tensor4D, pool);
+      expect(r.ours).to.deep.equal(r.ref);
+      expect(r.ourGrad).to.deep.equal(r.refGrad);
+    }
+    x.dispose();
+  });
+
+  it('a window of equal values passes the whole gradient to its first element, row-major', () => {
+    const x = tf.ones([1, 2, 2, 1]) as Tensor4D;
+    const g = tf.grad((t: Tensor) => tf.sum(maxPool2d(t as Tensor4D, [2, 2], [1, 1], 'valid')))(x);
+    expect(Array.from(g.dataSync())).to.deep.equal([1, 0, 0, 0]);
+    tf.dispose([x, g]);
+  });
+
+  it('runs TensorFlow argmax kernels, not MaxPoolGrad (on a CUDA device: tf.maxPool, the same kernels as the reference)', async () => {
+    const x = tf.randomNormal([2, 6, 6, 3]) as Tensor4D;
+    const info = await tf.profile(() =>
+      tf.grad((t: Tensor) => tf.sum(maxPool2d(t as Tensor4D, [2, 2], [1, 1], 'valid')))(x).dispose(),
+    );
+    x.dispose();
+    const kernels = info.kernels.map((k) => k.name);
+    if (tfjsVariant === 'gpu') expect(kernels).to.include('MaxPoolGrad');
+    else expect(kernels).to.include('UnsortedSegmentSum').and.not.include('MaxPoolGrad');
+  });
+
+  it('leaves no tensors behind', () => {
+    const x = tf.randomNormal([2, 6, 6, 3]) as Tensor4D;
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 5; i++)
+      tf.grad((t: Tensor) => tf.sum(maxPool2d(t as Tensor4D, [2, 2], [1, 1], 'valid')))(x).dispose();
+    expect(tf.memory().numTensors).to.equal(before);
+    x.dispose();
+  });
+});
