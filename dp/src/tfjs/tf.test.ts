@@ -21,7 +21,7 @@ function both(x: Tensor4D, p: Pool) {
   });
 }
 
-const CASES: [string, number[], Pool][] = [
+const CASES: [string, [number, number, number, number], Pool][] = [
   ['2×2 stride 1 valid (the tanh CNN)', [4, 14, 14, 16], { size: [2, 2], strides: [1, 1], padding: 'valid' }],
   ['2×2 stride 2 valid', [3, 8, 8, 5], { size: [2, 2], strides: [2, 2], padding: 'valid' }],
   ['3×3 stride 2 same', [2, 9, 7, 3], { size: [3, 3], strides: [2, 2], padding: 'same' }],
