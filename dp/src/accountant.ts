@@ -263,12 +263,6 @@ export interface PldAccountantOptions {
 }
 
 /**
- * Privacy-loss-distribution accountant (pessimistic connect-the-dots discretization; see pld.ts).
- * Tighter than RDP, slower (tens of ms to seconds per distinct event). Supports Gaussian and
- * Poisson-sampled Gaussian events (nested Gaussians by their effective noise multiplier),
- * composition, self-composition, no-op and non-private events, under add-or-remove adjacency.
- */
-/**
  * subsampledGaussianPld for the last few (q, σ, discretization) asked: a training job composes the
  * same per-round mechanism round after round, and building its PLD was about a third of a round's
  * accounting (the rest is the convolution). PMFs are immutable, so sharing them is safe.
@@ -286,6 +280,12 @@ function cachedSubsampledGaussianPld(q: number, sigma: number, discretization: n
   return pair;
 }
 
+/**
+ * Privacy-loss-distribution accountant (pessimistic connect-the-dots discretization; see pld.ts).
+ * Tighter than RDP, slower (tens of ms to seconds per distinct event). Supports Gaussian and
+ * Poisson-sampled Gaussian events (nested Gaussians by their effective noise multiplier),
+ * composition, self-composition, no-op and non-private events, under add-or-remove adjacency.
+ */
 export class PldAccountant implements PrivacyAccountant {
   readonly kind = 'pld' as const;
   readonly neighboringRelation: NeighboringRelation = 'add-or-remove-one';
