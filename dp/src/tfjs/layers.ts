@@ -1,7 +1,7 @@
 // Layer constructors. Parametric layers (dense, conv2d, embedding, layerNorm, groupNorm,
 // loraDense) report their linear pieces as sites; the rest are parameter-free and need no rule.
 // Every parameter is `<layer name>.<local name>`; names must be unique within a model.
-import tf, { type Tensor, type Tensor4D, maxPool2d, sigmoidGrad } from './tf.js';
+import tf, { type Tensor, type Tensor4D, maxPool2d, sigmoidGrad, tanh } from './tf.js';
 import type { ForwardContext, Layer, LoraBlock, ParamInit, ParamSpec } from './layer.js';
 
 const glorot = (fanIn: number, fanOut: number): ParamInit => ({ uniform: Math.sqrt(6 / (fanIn + fanOut)) });
@@ -324,7 +324,7 @@ export const gelu: (x: Tensor) => Tensor = tf.customGrad(((x: Tensor, save: Save
 export type ActivationKind = 'tanh' | 'relu' | 'gelu';
 
 export function activation(kind: ActivationKind, name: string = kind): Layer {
-  const f = kind === 'tanh' ? tf.tanh : kind === 'relu' ? tf.relu : gelu;
+  const f = kind === 'tanh' ? tanh : kind === 'relu' ? tf.relu : gelu;
   return fn('activation', name, (x) => f(x));
 }
 

@@ -1,4 +1,4 @@
-import tf, { type Tensor } from './tf.js';
+import tf, { type Tensor, softmaxCrossEntropySum } from './tf.js';
 
 /**
  * Per-example softmax cross-entropy of logits [B, K] against int32 labels [B], shape [B]. The
@@ -11,8 +11,13 @@ export function crossEntropyPerExample(logits: Tensor, labels: Tensor): Tensor {
   return tf.neg(tf.sum(tf.mul(oneHot, tf.logSoftmax(logits)), -1));
 }
 
-/** Σᵢ wᵢ·Lᵢ (w = 1 when absent): the scalar the engine differentiates. */
+/**
+ * Σᵢ wᵢ·Lᵢ (w = 1 when absent): the scalar the engine differentiates. On tfjs-node one fused
+ * TensorFlow kernel (softmaxCrossEntropySum in tf.ts); elsewhere tfjs ops.
+ */
 export function crossEntropySum(logits: Tensor, labels: Tensor, weights?: Tensor): Tensor {
+  const fused = softmaxCrossEntropySum(logits, labels, weights);
+  if (fused) return fused;
   const per = crossEntropyPerExample(logits, labels);
   return tf.sum(weights ? tf.mul(per, weights) : per);
 }

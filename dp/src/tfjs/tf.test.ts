@@ -1,7 +1,13 @@
-// maxPool2d (MaxPoolWithArgmax forward, one segment sum backward) against tfjs' tf.maxPool, whose
-// gradient is TensorFlow's MaxPoolGrad kernel: same values, same gradient, ties included.
+// The fused TensorFlow kernels tf.ts runs on tfjs-node, each against the tfjs composition it
+// replaces: maxPool2d (MaxPoolWithArgmax forward, one segment sum backward) against tf.maxPool,
+// whose gradient is TensorFlow's MaxPoolGrad kernel (same values and gradient, ties included);
+// tanh (TanhGrad) against tf.tanh; softmaxCrossEntropySum (SparseSoftmaxCrossEntropyWithLogits)
+// against one-hot · log-softmax.
 import { expect } from 'chai';
-import tf, { type Tensor, type Tensor4D, maxPool2d, tfjsVariant } from './tf.js';
+import { crossEntropyPerExample } from './loss.js';
+import tf, { type Tensor, type Tensor4D, maxPool2d, softmaxCrossEntropySum, tanh, tfjsVariant } from './tf.js';
+
+const maxAbsDiff = (a: Tensor, b: Tensor) => tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]!);
 
 type Pool = { size: [number, number]; strides: [number, number]; padding: 'same' | 'valid' };
 
@@ -75,5 +81,62 @@ describe('maxPool2d: TensorFlow argmax pooling with a segment-sum gradient', () 
       tf.grad((t: Tensor) => tf.sum(maxPool2d(t as Tensor4D, [2, 2], [1, 1], 'valid')))(x).dispose();
     expect(tf.memory().numTensors).to.equal(before);
     x.dispose();
+  });
+});
+
+describe('tanh: TensorFlow TanhGrad as its gradient', () => {
+  it('equals tf.tanh and its autodiff gradient', () => {
+    tf.tidy(() => {
+      const x = tf.mul(tf.randomNormal([64, 37], 0, 1, 'float32', 11), 3);
+      const dy = tf.randomNormal([64, 37], 0, 1, 'float32', 12);
+      expect(maxAbsDiff(tanh(x), tf.tanh(x))).to.equal(0);
+      const g = (f: (t: Tensor) => Tensor) => tf.grad((t: Tensor) => tf.sum(tf.mul(f(t), dy)))(x);
+      expect(maxAbsDiff(g(tanh), g(tf.tanh))).to.be.below(1e-6);
+    });
+  });
+});
+
+describe('softmaxCrossEntropySum: one SparseSoftmaxCrossEntropyWithLogits kernel', () => {
+  const composed = (z: Tensor, y: Tensor, w?: Tensor) => {
+    const per = crossEntropyPerExample(z, y);
+    return tf.sum(w ? tf.mul(per, w) : per);
+  };
+
+  for (const weighted of [false, true])
+    it(`equals the one-hot · log-softmax sum and its gradient${weighted ? ', per-example weights' : ''}`, () => {
+      tf.tidy(() => {
+        const z = tf.mul(tf.randomNormal([50, 7], 0, 1, 'float32', 21), 4);
+        const y = tf.randomUniform([50], 0, 7, 'int32', 22);
+        const w = weighted ? tf.randomUniform([50], 0, 1, 'float32', 23) : undefined;
+        const fused = (t: Tensor) => softmaxCrossEntropySum(t, y, w)!;
+        const value = fused(z).dataSync()[0]!;
+        expect(value).to.be.closeTo(composed(z, y, w).dataSync()[0]!, 1e-5 * Math.abs(value));
+        const g = (f: (t: Tensor) => Tensor) => tf.grad(f)(z);
+        expect(maxAbsDiff(g(fused), g((t) => composed(t, y, w)))).to.be.below(1e-6);
+      });
+    });
+
+  it('takes float labels as their integer values', () => {
+    tf.tidy(() => {
+      const z = tf.randomNormal([8, 3], 0, 1, 'float32', 24);
+      const y = tf.tensor1d([0, 1, 2, 2, 1, 0, 1, 2], 'int32');
+      const a = softmaxCrossEntropySum(z, y)!.dataSync()[0]!;
+      expect(softmaxCrossEntropySum(z, tf.cast(y, 'float32'))!.dataSync()[0]).to.equal(a);
+    });
+  });
+
+  it('refuses a label outside [0, K) without printing the labels', () => {
+    const z = tf.zeros([3, 4]);
+    const y = tf.tensor1d([1, 4321, 2], 'int32');
+    let err: unknown;
+    try {
+      softmaxCrossEntropySum(z, y);
+    } catch (e) {
+      err = e;
+    }
+    tf.dispose([z, y]);
+    expect(err).to.be.instanceOf(RangeError);
+    expect((err as Error).message).to.match(/labels must be integers in \[0, 4\)/);
+    expect((err as Error).message).not.to.include('4321');
   });
 });
