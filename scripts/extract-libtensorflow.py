@@ -1,8 +1,10 @@
 """Extract libtensorflow's shared libraries and C API headers from a TensorFlow wheel.
 
-Usage: extract-libtensorflow.py WHEEL DEPS_DIR
+Usage: extract-libtensorflow.py WHEEL DEPS_DIR [--headers-only]
 Writes DEPS_DIR/lib/libtensorflow_{cc,framework}.so.2 and DEPS_DIR/include/... (only the header
-trees the C API needs: tensorflow/c, tensorflow/core/platform, tsl, xla/tsl).
+trees the C API and its kernel API need: tensorflow/c, tensorflow/core/platform, the pluggable
+device's rendezvous C API that tensorflow/c/kernels.h includes, tsl, xla/tsl). With
+--headers-only, the headers alone.
 """
 
 import shutil
@@ -14,17 +16,18 @@ LIBS = ("tensorflow/libtensorflow_cc.so.2", "tensorflow/libtensorflow_framework.
 HEADER_PREFIXES = (
     "tensorflow/include/tensorflow/c/",
     "tensorflow/include/tensorflow/core/platform/",
+    "tensorflow/include/tensorflow/core/common_runtime/next_pluggable_device/c/",
     "tensorflow/include/tsl/",
     "tensorflow/include/xla/tsl/",
 )
 
 
-def main(wheel: str, deps: str) -> None:
+def main(wheel: str, deps: str, headers_only: bool = False) -> None:
     out = Path(deps)
     (out / "lib").mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
-        for lib in LIBS:
+        for lib in () if headers_only else LIBS:
             if lib not in names:
                 sys.exit(f"{wheel} has no {lib}: is it a TensorFlow 2.12+ Linux wheel?")
             with z.open(lib) as src, open(out / "lib" / Path(lib).name, "wb") as dst:
@@ -42,6 +45,7 @@ def main(wheel: str, deps: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
+    args = [a for a in sys.argv[1:] if a != "--headers-only"]
+    if len(args) != 2:
         sys.exit(__doc__)
-    main(sys.argv[1], sys.argv[2])
+    main(args[0], args[1], headers_only="--headers-only" in sys.argv[1:])

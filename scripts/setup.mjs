@@ -332,6 +332,88 @@ async function nativeTf() {
   return `${variant}, libtensorflow ${spec.version} (built)`;
 }
 
+// --- dp's TensorFlow kernels ----------------------------------------------------------------
+// One C++ file registering CPU kernels through TensorFlow's C kernel API into the libtensorflow
+// that tfjs-node loads (dp/src/tfjs/tf.ts runs them by name). It needs a C++ compiler, Node's
+// headers and the C API headers taken from the wheel above (kernels.h also includes the pluggable
+// device's rendezvous header, extracted here if an older setup did not). Optional: without it the
+// per-sample conv norms run on TensorFlow ops, same results, slower.
+const DP_KERNELS_SRC = path.join(root, 'dp', 'native', 'tg_kernels.cc');
+const DP_KERNELS_OUT = path.join(root, 'dp', 'build', 'tg_kernels.node');
+
+async function dpKernels() {
+  const variant = tfVariant();
+  const spec = TF[variant];
+  const deps = path.join(tfjsDir(variant), 'deps');
+  const want = `${hashOf(DP_KERNELS_SRC)}:${variant}:${spec.version}:${spec.sha256}`;
+  if (markerOk('dp-kernels', want) && fs.existsSync(DP_KERNELS_OUT)) return 'up to date';
+  fs.rmSync(DP_KERNELS_OUT, { force: true });
+  const include = nodeIncludeDir();
+  const cxx = ['c++', 'g++', 'clang++'].find((c) => spawnSync(c, ['--version']).status === 0);
+  if (!include || !cxx) {
+    return `skipped (${!cxx ? 'no C++ compiler' : 'no Node-API headers (node_api.h)'}); per-sample conv norms use TensorFlow ops`;
+  }
+  const rendezvous = 'tensorflow/core/common_runtime/next_pluggable_device/c/tf_rendezvous_c_api.h';
+  if (!fs.existsSync(path.join(deps, 'include', rendezvous))) {
+    run(
+      'python3',
+      [path.join(root, 'scripts', 'extract-libtensorflow.py'), fetchWheel(spec), deps, '--headers-only'],
+      {
+        hint: 'the wheel may be damaged: delete .cache/wheels and run the setup again',
+      },
+    );
+  }
+  fs.mkdirSync(path.dirname(DP_KERNELS_OUT), { recursive: true });
+  const tmp = `${DP_KERNELS_OUT}.tmp`;
+  const lib = path.join(deps, 'lib');
+  run(
+    cxx,
+    [
+      '-O3',
+      '-shared',
+      '-fPIC',
+      '-std=c++17',
+      '-DNODE_GYP_MODULE_NAME=tg_kernels',
+      `-I${include}`,
+      `-I${path.join(deps, 'include')}`,
+      DP_KERNELS_SRC,
+      '-o',
+      tmp,
+      `-L${lib}`,
+      '-l:libtensorflow_framework.so.2',
+      `-Wl,-rpath,${lib}`,
+    ],
+    {
+      capture: true,
+      hint: 'install a C++ compiler (apt-get install g++) or delete dp/build to use TensorFlow ops',
+    },
+  );
+  fs.renameSync(tmp, DP_KERNELS_OUT);
+  // Loaded after tfjs-node, as dp loads it, and run once on a small convolution.
+  const probe = spawnSync(
+    process.execPath,
+    [
+      '-e',
+      `const tf=require(${JSON.stringify(spec.tfjsPackage)});const k=require(${JSON.stringify(DP_KERNELS_OUT)});` +
+        `const b=tf.backend(),B=b.binding;const a=[['kh',2],['kw',2],['sh',1],['sw',1],['pad_top',0],['pad_left',0]]` +
+        `.map(([name,value])=>({name,type:B.TF_ATTR_INT,value})).concat([{name:'emit_grads',type:B.TF_ATTR_BOOL,value:false}]);` +
+        `const r=b.executeMultipleOutputs('TgConvPerExample',a,[tf.ones([1,3,3,1]),tf.ones([1,2,2,8])],3);` +
+        `process.stdout.write(k.ops.join(',')+' '+r[1].dataSync()[0])`,
+    ],
+    { cwd: root, encoding: 'utf8', env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '2' } },
+  );
+  // 2×2 kernel, 3×3 input of ones, 2×2 output of ones: every tap's gradient is 4, 32 entries.
+  if (probe.status !== 0 || !probe.stdout.endsWith(' 512')) {
+    fs.rmSync(DP_KERNELS_OUT, { force: true });
+    const why = (probe.stderr || probe.stdout).trim().split('\n').slice(-3).join(' ');
+    if (/AVX2 and FMA/.test(why))
+      return 'skipped (this CPU lacks AVX2/FMA); per-sample conv norms use TensorFlow ops';
+    throw new StepError(`dp's TensorFlow kernels were compiled but do not run: ${why}`);
+  }
+  setMarker('dp-kernels', want);
+  return `built (${probe.stdout.split(' ')[0]})`;
+}
+
 // --- Python / Ray -------------------------------------------------------------------------
 async function pythonEnv() {
   const venv = path.join(root, '.venv');
@@ -423,6 +505,7 @@ await step('npm dependencies', npmDeps);
 await step('native addons', nativeAddons);
 await step('secure-agg mask kernel', maskKernel);
 await step('native TensorFlow.js', nativeTf);
+await step("dp's TensorFlow kernels", dpKernels);
 await step('Python venv with Ray', pythonEnv);
 await step('Fashion-MNIST', dataset);
 await step('TypeScript build', build);

@@ -37,6 +37,7 @@ import {
   type Tensor,
 } from './index.js';
 import { randomiseParams, referenceClippedSum, relErr } from './reference.test-util.js';
+import { dpKernels, setDpKernels } from './tf.js';
 
 interface Case {
   model: DpModel;
@@ -98,6 +99,22 @@ function dispose(c: Case): void {
   tf.dispose([c.x, c.y]);
 }
 
+/** Test-name suffix for the two ways the conv rule forms per-example gradients. */
+const ENGINES: Record<string, string> = { true: " (dp's conv kernel)", false: ' (TensorFlow ops)' };
+
+/**
+ * dp's own kernels on or off for one test. Whether they are built and active on this backend is
+ * tf.test.ts's concern; here `active` tells which path ran.
+ */
+function withDpKernels(on: boolean, f: (active: boolean) => void): void {
+  setDpKernels(on);
+  try {
+    f(dpKernels().active);
+  } finally {
+    setDpKernels(true);
+  }
+}
+
 describe('per-sample clipping equals a batch-of-one loop', function () {
   this.timeout(120_000);
 
@@ -137,47 +154,54 @@ describe('per-sample clipping equals a batch-of-one loop', function () {
     });
   }
 
-  for (const method of ['ghost', 'instantiate'] as NormMethod[]) {
-    it(`conv2d (same and valid padding, strides 1 and 2, avg and max pool), ${method} norms`, () => {
-      const c = build(
-        [
-          conv2d('c1', { inChannels: 2, filters: 3, kernelSize: 3, strides: 2, padding: 'same' }),
-          activation('tanh'),
-          maxPool('p1', { poolSize: 2, strides: 1 }),
-          conv2d('c2', {
-            inChannels: 3,
-            filters: 4,
-            kernelSize: [2, 3],
-            strides: 1,
-            padding: 'valid',
-            useBias: false,
-          }),
-          avgPool('p2', { poolSize: 2, strides: 1, padding: 'same' }),
-          flatten(),
-          dense('fc', { inputDim: 2 * 2 * 4, units: 3 }),
-        ],
-        tf.randomNormal([4, 7, 9, 2], 0, 1, 'float32', 5),
-        labels(4, 3, 6),
-      );
-      expectMatchesReference(c, { normMethod: method }, [method, method, 'outer']);
-      dispose(c);
-    });
+  for (const [method, kernels] of [
+    ['ghost', false],
+    ['instantiate', true],
+    ['instantiate', false],
+  ] as [NormMethod, boolean][]) {
+    it(`conv2d (same and valid padding, strides 1 and 2, avg and max pool), ${method} norms${ENGINES[String(kernels)]}`, () =>
+      withDpKernels(kernels, () => {
+        const c = build(
+          [
+            conv2d('c1', { inChannels: 2, filters: 3, kernelSize: 3, strides: 2, padding: 'same' }),
+            activation('tanh'),
+            maxPool('p1', { poolSize: 2, strides: 1 }),
+            conv2d('c2', {
+              inChannels: 3,
+              filters: 4,
+              kernelSize: [2, 3],
+              strides: 1,
+              padding: 'valid',
+              useBias: false,
+            }),
+            avgPool('p2', { poolSize: 2, strides: 1, padding: 'same' }),
+            flatten(),
+            dense('fc', { inputDim: 2 * 2 * 4, units: 3 }),
+          ],
+          tf.randomNormal([4, 7, 9, 2], 0, 1, 'float32', 5),
+          labels(4, 3, 6),
+        );
+        expectMatchesReference(c, { normMethod: method }, [method, method, 'outer']);
+        dispose(c);
+      }));
   }
 
-  it('conv2d with more filters than kernel taps (per-example gradients from im2col patches)', () => {
-    const c = build(
-      [
-        conv2d('c', { inChannels: 3, filters: 6, kernelSize: 2, strides: [1, 2], padding: 'same' }),
-        activation('relu'),
-        flatten(),
-        dense('fc', { inputDim: 4 * 2 * 6, units: 3 }),
-      ],
-      tf.randomNormal([4, 4, 4, 3], 0, 1, 'float32', 25),
-      labels(4, 3, 26),
-    );
-    expectMatchesReference(c, { normMethod: 'instantiate' }, ['instantiate', 'outer']);
-    dispose(c);
-  });
+  for (const kernels of [true, false])
+    it(`conv2d with more filters than kernel taps (per-example gradients)${ENGINES[String(kernels)]}`, () =>
+      withDpKernels(kernels, () => {
+        const c = build(
+          [
+            conv2d('c', { inChannels: 3, filters: 6, kernelSize: 2, strides: [1, 2], padding: 'same' }),
+            activation('relu'),
+            flatten(),
+            dense('fc', { inputDim: 4 * 2 * 6, units: 3 }),
+          ],
+          tf.randomNormal([4, 4, 4, 3], 0, 1, 'float32', 25),
+          labels(4, 3, 26),
+        );
+        expectMatchesReference(c, { normMethod: 'instantiate' }, ['instantiate', 'outer']);
+        dispose(c);
+      }));
 
   it('conv2d whose output is 1×1 (outer-product norm on the patches)', () => {
     // A 3×3 kernel over a 3×3 input with valid padding: one output position per filter, so the
@@ -286,12 +310,21 @@ describe('per-sample clipping equals a batch-of-one loop', function () {
     dispose(c);
   });
 
-  it('the tanh CNN of Papernot et al. 2020 on 28×28×1', () => {
-    const c = build(tanhCnn(), tf.randomNormal([4, 28, 28, 1], 0, 1, 'float32', 15), labels(4, 10, 16), 2);
-    // conv1: 2·196² ≥ 64·16 → instantiate; conv2: 2·25² < 256·32 → ghost.
-    expectMatchesReference(c, {}, ['instantiate', 'ghost', 'outer', 'outer']);
-    dispose(c);
-  });
+  for (const kernels of [true, false])
+    it(`the tanh CNN of Papernot et al. 2020 on 28×28×1${ENGINES[String(kernels)]}`, () =>
+      withDpKernels(kernels, (active) => {
+        const c = build(
+          tanhCnn(),
+          tf.randomNormal([4, 28, 28, 1], 0, 1, 'float32', 15),
+          labels(4, 10, 16),
+          2,
+        );
+        // dp's kernel forms both convs' per-example gradients. With TensorFlow ops, conv1:
+        // 2·196² ≥ 64·16 → instantiate; conv2: 2·25² < 256·32 → ghost.
+        const conv2 = active ? 'instantiate' : 'ghost';
+        expectMatchesReference(c, {}, ['instantiate', conv2, 'outer', 'outer']);
+        dispose(c);
+      }));
 
   it('a 2-block transformer encoder with LoRA on the attention projections and a frozen base', () => {
     const c = build(

@@ -5,7 +5,7 @@
 // clipped sum (Bu et al. 2022): the weight gradient is one matmul (a conv: one filter-gradient
 // op) of the reweighted activations and output gradients, so per-example gradients are never
 // formed unless instantiation was the cheaper way to get the norms (dense sites then reuse them).
-import tf, { type Tensor, type Tensor1D, type Tensor4D, squaredNorms } from './tf.js';
+import tf, { type Tensor, type Tensor1D, type Tensor4D, convPerExample, squaredNorms } from './tf.js';
 import { ClippingEngineError } from './errors.js';
 import type { LoraBlock, Site } from './layer.js';
 
@@ -566,9 +566,40 @@ function convRule(
   let chosen: SiteGrad['method'] = 'none';
   let biasSums: Tensor | null = null;
   let perExample: Tensor | null = null;
+  // 'tap-major': [kh·kw, B, Cin·Cout] from the depthwise filter gradient; 'example-major':
+  // [B, kh·kw·Cin·Cout] from dp's own kernel.
+  let layout: 'tap-major' | 'example-major' = 'tap-major';
   const sqNorms = tf.tidy(() => {
     const z3 = tf.reshape(z, [B, T, cout]);
     const parts: Tensor[] = [];
+    // dp's own kernel (tf.ts, dp/native): each example's gradient formed in registers from x and
+    // z, for its norm and its bias sums; the gradients are kept for the clipped sum when they are
+    // no more than 4× the activations book-keeping holds anyway (then Σᵢ wᵢgᵢ is one [1, B] matmul
+    // instead of a filter gradient over all positions).
+    const native =
+      weight && T > 1 && method !== 'ghost'
+        ? convPerExample(
+            x,
+            z,
+            site.kernelSize,
+            site.strides,
+            site.padding,
+            din * cout <= 4 * (x.size / B + T * cout),
+          )
+        : null;
+    if (native) {
+      chosen = 'instantiate';
+      parts.push(native.sqNorms);
+      if (native.grads) {
+        perExample = tf.keep(tf.reshape(native.grads, [B, din * cout]));
+        layout = 'example-major';
+      }
+      if (bias) {
+        biasSums = tf.keep(native.biasSums);
+        parts.push(sumSq(biasSums, [1]));
+      }
+      return tf.keep(sumParts(B, parts));
+    }
     if (weight) {
       const patches = () => im2colUnordered(x, site.kernelSize, site.strides, site.padding).patches;
       if (T === 1) {
@@ -603,7 +634,9 @@ function convRule(
     weightedSum(cw) {
       return tf.tidy(() => {
         const out: [string, Tensor][] = [];
-        if (weight && perExample) {
+        if (weight && perExample && layout === 'example-major') {
+          out.push([weight, tf.reshape(tf.matMul(cw.row, perExample), [kh, kw, cin, cout])]);
+        } else if (weight && perExample) {
           const g = tf.matMul(tf.reshape(cw.w, [1, 1, B]), perExample); // [kh·kw, 1, Cin·Cout]
           out.push([weight, tf.reshape(g, [kh, kw, cin, cout])]);
         } else if (weight) {

@@ -2,10 +2,20 @@
 // replaces: maxPool2d (MaxPoolWithArgmax forward, one segment sum backward) against tf.maxPool,
 // whose gradient is TensorFlow's MaxPoolGrad kernel (same values and gradient, ties included);
 // tanh (TanhGrad) against tf.tanh; softmaxCrossEntropySum (SparseSoftmaxCrossEntropyWithLogits)
-// against one-hot · log-softmax.
+// against one-hot · log-softmax; dp's own conv kernel (convPerExample) against im2col patches.
 import { expect } from 'chai';
 import { crossEntropyPerExample } from './loss.js';
-import tf, { type Tensor, type Tensor4D, maxPool2d, softmaxCrossEntropySum, tanh, tfjsVariant } from './tf.js';
+import { im2col } from './sites.js';
+import tf, {
+  type Tensor,
+  type Tensor4D,
+  convPerExample,
+  dpKernels,
+  maxPool2d,
+  softmaxCrossEntropySum,
+  tanh,
+  tfjsVariant,
+} from './tf.js';
 
 const maxAbsDiff = (a: Tensor, b: Tensor) => tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]!);
 
@@ -16,7 +26,8 @@ function both(x: Tensor4D, p: Pool) {
   return tf.tidy(() => {
     const ref = tf.maxPool(x, p.size, p.strides, p.padding);
     const dy = tf.randomNormal(ref.shape, 0, 1, 'float32', 7);
-    const grad = (f: (t: Tensor4D) => Tensor) => tf.grad((t: Tensor) => tf.sum(tf.mul(f(t as Tensor4D), dy)))(x);
+    const grad = (f: (t: Tensor4D) => Tensor) =>
+      tf.grad((t: Tensor) => tf.sum(tf.mul(f(t as Tensor4D), dy)))(x);
     const ours = maxPool2d(x, p.size, p.strides, p.padding);
     return {
       ref: ref.arraySync(),
@@ -47,7 +58,9 @@ describe('maxPool2d: TensorFlow argmax pooling with a segment-sum gradient', () 
 
   it('ties (saturated and repeated values) send the gradient where MaxPoolGrad sends it', () => {
     // Values on a coarse grid, as after a saturated tanh or a relu: most windows hold ties.
-    const x = tf.tidy(() => tf.div(tf.round(tf.mul(tf.randomUniform([3, 10, 10, 4], -1, 1, 'float32', 5), 2)), 2));
+    const x = tf.tidy(() =>
+      tf.div(tf.round(tf.mul(tf.randomUniform([3, 10, 10, 4], -1, 1, 'float32', 5), 2)), 2),
+    );
     for (const [, , pool] of CASES) {
       const r = both(x as Tensor4D, pool);
       expect(r.ours).to.deep.equal(r.ref);
@@ -66,7 +79,9 @@ describe('maxPool2d: TensorFlow argmax pooling with a segment-sum gradient', () 
   it('runs TensorFlow argmax kernels, not MaxPoolGrad (on a CUDA device: tf.maxPool, the same kernels as the reference)', async () => {
     const x = tf.randomNormal([2, 6, 6, 3]) as Tensor4D;
     const info = await tf.profile(() =>
-      tf.grad((t: Tensor) => tf.sum(maxPool2d(t as Tensor4D, [2, 2], [1, 1], 'valid')))(x).dispose(),
+      tf
+        .grad((t: Tensor) => tf.sum(maxPool2d(t as Tensor4D, [2, 2], [1, 1], 'valid')))(x)
+        .dispose(),
     );
     x.dispose();
     const kernels = info.kernels.map((k) => k.name);
@@ -112,7 +127,12 @@ describe('softmaxCrossEntropySum: one SparseSoftmaxCrossEntropyWithLogits kernel
         const value = fused(z).dataSync()[0]!;
         expect(value).to.be.closeTo(composed(z, y, w).dataSync()[0]!, 1e-5 * Math.abs(value));
         const g = (f: (t: Tensor) => Tensor) => tf.grad(f)(z);
-        expect(maxAbsDiff(g(fused), g((t) => composed(t, y, w)))).to.be.below(1e-6);
+        expect(
+          maxAbsDiff(
+            g(fused),
+            g((t) => composed(t, y, w)),
+          ),
+        ).to.be.below(1e-6);
       });
     });
 
@@ -138,5 +158,69 @@ describe('softmaxCrossEntropySum: one SparseSoftmaxCrossEntropyWithLogits kernel
     expect(err).to.be.instanceOf(RangeError);
     expect((err as Error).message).to.match(/labels must be integers in \[0, 4\)/);
     expect((err as Error).message).not.to.include('4321');
+  });
+});
+
+describe("dp's conv kernel (TgConvPerExample) against im2col patches", () => {
+  it("is built by the setup and active on tfjs-node's CPU device", () => {
+    const k = dpKernels();
+    const onGpu = (tf.backend() as unknown as { isUsingGpuDevice?: boolean }).isUsingGpuDevice === true;
+    if (tfjsVariant === 'cpu' || !onGpu) expect(k.active, k.error).to.equal(true);
+    else expect(k.active, 'a CUDA device: the CPU kernel must stay off').to.equal(false);
+  });
+
+  // [x shape, Cout, kernel, strides, padding]: the tanh CNN's two convs, then Cout = 3 and 40
+  // (the one-column path), 8, 24, 48 and 64 (register blocks of 1, 3, 6 and 8 vectors).
+  const CONVS: [
+    [number, number, number, number],
+    number,
+    [number, number],
+    [number, number],
+    'same' | 'valid',
+  ][] = [
+    [[3, 28, 28, 1], 16, [8, 8], [2, 2], 'same'],
+    [[3, 13, 13, 16], 32, [4, 4], [2, 2], 'valid'],
+    [[2, 7, 9, 2], 3, [3, 3], [2, 2], 'same'],
+    [[2, 5, 5, 2], 40, [2, 2], [1, 1], 'valid'],
+    [[2, 6, 5, 3], 8, [2, 3], [1, 2], 'same'],
+    [[2, 6, 6, 4], 24, [3, 3], [1, 1], 'same'],
+    [[2, 9, 9, 3], 48, [3, 3], [3, 3], 'same'],
+    [[1, 6, 6, 2], 64, [3, 3], [2, 2], 'valid'],
+  ];
+  for (const [xs, cout, kernel, strides, padding] of CONVS)
+    it(`x ${xs.join('×')}, ${cout} filters ${kernel.join('×')}, strides ${strides.join('×')}, ${padding}`, function () {
+      if (!dpKernels().active) this.skip(); // only where the kernel cannot exist (a CUDA device): see above
+      tf.tidy(() => {
+        const x = tf.randomNormal(xs, 0, 1, 'float32', 31);
+        const y = tf.conv2d(x as Tensor4D, tf.zeros([...kernel, xs[3], cout]) as Tensor4D, strides, padding);
+        const dy = tf.randomNormal(y.shape, 0, 1, 'float32', 32);
+        const [B, T] = [xs[0], y.size / (xs[0] * cout)];
+        const ref = tf.matMul(im2col(x, kernel, strides, padding), tf.reshape(dy, [B, T, cout]), true, false);
+        const refNorms = tf.sum(tf.square(ref), [1, 2]);
+        const withGrads = convPerExample(x, dy, kernel, strides, padding, true)!;
+        const scale = tf.max(tf.abs(ref)).dataSync()[0]!;
+        expect(withGrads.grads!.shape).to.deep.equal(ref.shape);
+        expect(maxAbsDiff(withGrads.grads!, ref)).to.be.below(1e-5 * scale);
+        expect(maxAbsDiff(tf.div(withGrads.sqNorms, refNorms), tf.onesLike(refNorms))).to.be.below(1e-5);
+        expect(maxAbsDiff(withGrads.biasSums, tf.sum(dy, [1, 2]))).to.be.below(1e-5 * T);
+        const normsOnly = convPerExample(x, dy, kernel, strides, padding, false)!;
+        expect(normsOnly.grads).to.equal(null);
+        expect(Array.from(normsOnly.sqNorms.dataSync())).to.deep.equal(
+          Array.from(withGrads.sqNorms.dataSync()),
+        );
+      });
+    });
+
+  it('leaves no tensors behind', function () {
+    if (!dpKernels().active) this.skip(); // as above
+    const x = tf.randomNormal([2, 8, 8, 3]);
+    const dy = tf.randomNormal([2, 4, 4, 8]);
+    const before = tf.memory().numTensors;
+    for (const emit of [true, false]) {
+      const r = convPerExample(x, dy, [3, 3], [2, 2], 'same', emit)!;
+      tf.dispose([r.sqNorms, r.biasSums, ...(r.grads ? [r.grads] : [])]);
+    }
+    expect(tf.memory().numTensors).to.equal(before);
+    tf.dispose([x, dy]);
   });
 });

@@ -253,3 +253,96 @@ export function softmaxCrossEntropySum(logits: Tensor, labels: Tensor, weights?:
   }) as unknown as CustomGradFn) as (x: Tensor) => Tensor;
   return f(logits);
 }
+
+// ---- dp's own TensorFlow kernels -----------------------------------------------------------
+
+/**
+ * dp's CPU kernels (dp/native/tg_kernels.cc), compiled by the setup into dp/build and registered
+ * with TensorFlow's C kernel API into the libtensorflow tfjs-node loaded, so that tfjs-node runs
+ * them by name. Loaded on first use, on tfjs-node's CPU device only. `TENSORGUARD_DP_KERNELS=0`
+ * (or setDpKernels(false)) turns them off; every rule that uses them has a TensorFlow-ops path.
+ */
+const kernels: { loaded: boolean | null; enabled: boolean; error?: string } = {
+  loaded: null,
+  enabled: process.env.TENSORGUARD_DP_KERNELS !== '0',
+};
+
+function kernelsLoaded(): boolean {
+  if (kernels.loaded !== null) return kernels.loaded;
+  kernels.loaded = false;
+  const backend = nativeBackend();
+  if (!backend) return (kernels.error = 'the backend has no TensorFlow kernels'), false;
+  if (backend.isUsingGpuDevice) return (kernels.error = 'CPU kernels only (a CUDA device is in use)'), false;
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+  const file = path.join(root, 'dp', 'build', 'tg_kernels.node');
+  if (!fs.existsSync(file)) return (kernels.error = `${file} is not built (npm run setup builds it)`), false;
+  try {
+    const mod = require(file) as { ops?: string[] };
+    kernels.loaded = Array.isArray(mod.ops) && mod.ops.includes('TgConvPerExample');
+    if (!kernels.loaded) kernels.error = `${file} registers no TgConvPerExample op`;
+  } catch (e) {
+    kernels.error = `${file} does not load: ${(e as Error).message}`;
+  }
+  return kernels.loaded;
+}
+
+/** Whether dp's own kernels are in use, and why not when they are not. */
+export function dpKernels(): { active: boolean; enabled: boolean; loaded: boolean; error?: string } {
+  const loaded = kernelsLoaded();
+  return { active: loaded && kernels.enabled, enabled: kernels.enabled, loaded, error: kernels.error };
+}
+
+/** Turns dp's own kernels on or off for this process (A/B measurements and tests). */
+export function setDpKernels(enabled: boolean): void {
+  kernels.enabled = enabled;
+}
+
+/** Per-example conv kernel gradients' squared norms (and the gradients, and bias sums). */
+export interface ConvPerExample {
+  /** [B, kh·kw·Cin, Cout] in a [kh, kw, Cin, Cout] kernel's order, when asked for. */
+  grads: Tensor | null;
+  /** Σ over the kernel's entries of gᵢ², [B]. */
+  sqNorms: Tensor;
+  /** Σ over output positions of dy, [B, Cout]: each example's bias gradient. */
+  biasSums: Tensor;
+}
+
+/**
+ * `TgConvPerExample`: for x [B, H, W, Cin] and the conv output's gradient dy [B, Ho, Wo, Cout],
+ * each example's kernel gradient formed in registers straight from x and dy (no patches, no
+ * transposes), its squared norm and its bias gradient; the gradients themselves only when
+ * `emitGrads`. Null when dp's kernels are not active. No gradient of its own.
+ */
+export function convPerExample(
+  x: Tensor,
+  dy: Tensor,
+  [kh, kw]: readonly [number, number],
+  [sh, sw]: readonly [number, number],
+  padding: 'same' | 'valid',
+  emitGrads: boolean,
+): ConvPerExample | null {
+  if (!kernels.enabled || !kernelsLoaded() || x.dtype !== 'float32' || dy.dtype !== 'float32') return null;
+  const backend = nativeBackend()!;
+  const { TF_ATTR_INT, TF_ATTR_BOOL } = backend.binding;
+  const pad = (inSize: number, outSize: number, k: number, s: number) =>
+    padding === 'same' ? Math.floor(Math.max((outSize - 1) * s + k - inSize, 0) / 2) : 0;
+  const ints: [string, number][] = [
+    ['kh', kh],
+    ['kw', kw],
+    ['sh', sh],
+    ['sw', sw],
+    ['pad_top', pad(x.shape[1]!, dy.shape[1]!, kh, sh)],
+    ['pad_left', pad(x.shape[2]!, dy.shape[2]!, kw, sw)],
+  ];
+  const attrs = [
+    ...ints.map(([name, value]) => ({ name, type: TF_ATTR_INT, value })),
+    { name: 'emit_grads', type: TF_ATTR_BOOL, value: emitGrads },
+  ];
+  const [grads, sqNorms, biasSums] = backend.executeMultipleOutputs('TgConvPerExample', attrs, [x, dy], 3) as [
+    Tensor,
+    Tensor,
+    Tensor,
+  ];
+  if (!emitGrads) grads.dispose();
+  return { grads: emitGrads ? grads : null, sqNorms, biasSums };
+}
