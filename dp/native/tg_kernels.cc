@@ -3,14 +3,16 @@
 // TensorFlow op (backend.executeMultipleOutputs). A Node-API addon only to be loadable with
 // require(); it exports the op names it registered.
 //
+// Ops:
 // TgConvPerExample(x [B, H, W, Cin], dy [B, Ho, Wo, Cout]; kh, kw, sh, sw, pad_top, pad_left,
 // emit_grads) -> grads [B, kh·kw·Cin, Cout] (or [0] when !emit_grads), sq_norms [B], bias_sums
 // [B, Cout]: example b's kernel gradient gᵦ[i, j, c, o] = Σ_{oh, ow} x[b, oh·sh + i − pad_top,
 // ow·sw + j − pad_left, c] · dy[b, oh, ow, o] (zero outside the input), its squared Frobenius
-// norm, and Σ_{oh, ow} dy[b, oh, ow, :] (the bias gradient). Each example's gradient is formed in
-// a small buffer (kh·kw·Cin·Cout floats) straight from x and dy: no im2col patches, no
-// transposes, and no [B, ...] gradient tensor unless asked for. The batch is split over
-// TF_NUM_INTRAOP_THREADS threads (default: the hardware's).
+// norm, and Σ_{oh, ow} dy[b, oh, ow, :] (the bias gradient). Each example's gradient is formed
+// block by block in registers straight from x and dy: no im2col patches, no transposes, and no
+// [B, ...] gradient tensor unless asked for. The batch is split over TF_NUM_INTRAOP_THREADS
+// threads (default: the hardware's).
+// TgWeightedRowSum(g [B, N], w [B]) -> [N]: Σ_b w[b]·g[b, :] (below).
 #include <node_api.h>
 #include <tensorflow/c/kernels.h>
 #include <tensorflow/c/ops.h>
@@ -209,6 +211,59 @@ void ComputeConv(void* p, TF_OpKernelContext* ctx) {
   TF_DeleteStatus(s);
 }
 
+// TgWeightedRowSum(g [B, N], w [B]) -> [N]: Σ_b w[b]·g[b, :], the book-keeping clipped sum of
+// per-example gradients. Memory-bound; split over column ranges, one pass over g.
+TG_SIMD void WeightedRows(const float* __restrict g, const float* __restrict w, int B, int64_t N, int64_t n0, int64_t n1,
+                          float* __restrict out) {
+  constexpr int64_t kChunk = 1024;  // columns per block: 4 KB of sums stay in L1
+  for (int64_t c0 = n0; c0 < n1; c0 += kChunk) {
+    const int64_t c1 = std::min(n1, c0 + kChunk);
+    for (int64_t n = c0; n < c1; ++n) out[n] = 0;
+    for (int b = 0; b < B; ++b) {
+      const float wb = w[b];
+      const float* __restrict row = g + b * N;
+      for (int64_t n = c0; n < c1; ++n) out[n] += wb * row[n];
+    }
+  }
+}
+
+void ComputeWeightedRowSum(void*, TF_OpKernelContext* ctx) {
+  TF_Status* s = TF_NewStatus();
+  TF_Tensor* gt = nullptr;
+  TF_Tensor* wt = nullptr;
+  TF_Tensor* out = nullptr;
+  do {
+    TF_GetInput(ctx, 0, &gt, s);
+    if (TF_GetCode(s) != TF_OK) break;
+    TF_GetInput(ctx, 1, &wt, s);
+    if (TF_GetCode(s) != TF_OK) break;
+    if (TF_NumDims(gt) != 2 || TF_NumDims(wt) != 1 || TF_Dim(gt, 0) != TF_Dim(wt, 0)) {
+      TF_SetStatus(s, TF_INVALID_ARGUMENT, "TgWeightedRowSum: g must be [B, N] and w [B]");
+      break;
+    }
+    const int B = static_cast<int>(TF_Dim(gt, 0));
+    const int64_t N = TF_Dim(gt, 1);
+    const int64_t dims[1] = {N};
+    out = TF_AllocateOutput(ctx, 0, TF_FLOAT, dims, 1, sizeof(float) * N, s);
+    if (TF_GetCode(s) != TF_OK) break;
+    const float* g = static_cast<const float*>(TF_TensorData(gt));
+    const float* w = static_cast<const float*>(TF_TensorData(wt));
+    float* o = static_cast<float*>(TF_TensorData(out));
+    // Threads only where there is enough to share (a thread start costs tens of microseconds).
+    const int T = static_cast<int>(std::min<int64_t>(ThreadCount(), std::max<int64_t>(1, B * N / (1 << 18))));
+    std::vector<std::thread> pool;
+    auto range = [&](int t) { return N * t / T; };
+    for (int t = 1; t < T; ++t) pool.emplace_back(WeightedRows, g, w, B, N, range(t), range(t + 1), o);
+    WeightedRows(g, w, B, N, 0, range(1), o);
+    for (auto& th : pool) th.join();
+  } while (false);
+  if (TF_GetCode(s) != TF_OK) TF_OpKernelContext_Failure(ctx, s);
+  if (out) TF_DeleteTensor(out);
+  if (gt) TF_DeleteTensor(gt);
+  if (wt) TF_DeleteTensor(wt);
+  TF_DeleteStatus(s);
+}
+
 void UnknownShapes(TF_ShapeInferenceContext* ctx, TF_Status* status) {
   (void)ctx;
   TF_SetStatus(status, TF_OK, "");
@@ -239,6 +294,18 @@ const char* RegisterOps() {
     TF_KernelBuilder* k = TF_NewKernelBuilder("TgConvPerExample", "CPU", &CreateConv, &ComputeConv, &DeleteConv);
     TF_RegisterKernelBuilder("TgConvPerExampleCpu", k, s);
   }
+  if (TF_GetCode(s) == TF_OK) {
+    TF_OpDefinitionBuilder* sum = TF_NewOpDefinitionBuilder("TgWeightedRowSum");
+    TF_OpDefinitionBuilderAddInput(sum, "g: float");
+    TF_OpDefinitionBuilderAddInput(sum, "w: float");
+    TF_OpDefinitionBuilderAddOutput(sum, "sum: float");
+    TF_OpDefinitionBuilderSetShapeInferenceFunction(sum, &UnknownShapes);
+    TF_RegisterOpDefinition(sum, s);
+  }
+  if (TF_GetCode(s) == TF_OK) {
+    TF_KernelBuilder* k = TF_NewKernelBuilder("TgWeightedRowSum", "CPU", nullptr, &ComputeWeightedRowSum, nullptr);
+    TF_RegisterKernelBuilder("TgWeightedRowSumCpu", k, s);
+  }
   if (TF_GetCode(s) != TF_OK) error = TF_Message(s);
   TF_DeleteStatus(s);
   return error.empty() ? nullptr : error.c_str();
@@ -250,9 +317,12 @@ napi_value Init(napi_env env, napi_value exports) {
     return nullptr;
   }
   napi_value ops, name;
-  napi_create_array_with_length(env, 1, &ops);
-  napi_create_string_utf8(env, "TgConvPerExample", NAPI_AUTO_LENGTH, &name);
-  napi_set_element(env, ops, 0, name);
+  const char* names[] = {"TgConvPerExample", "TgWeightedRowSum"};
+  napi_create_array_with_length(env, 2, &ops);
+  for (uint32_t i = 0; i < 2; ++i) {
+    napi_create_string_utf8(env, names[i], NAPI_AUTO_LENGTH, &name);
+    napi_set_element(env, ops, i, name);
+  }
   napi_set_named_property(env, exports, "ops", ops);
   return exports;
 }

@@ -5,7 +5,8 @@
 //
 // Each measured step is the whole gradient step plus an optimizer-free SGD update (W -= lr·g),
 // ending with a read of one value so that all work has finished. DP and non-private steps are
-// interleaved so that load from other processes hits both alike; times are medians. Memory is
+// interleaved, in an order rotated every step, so that load from other processes hits both
+// alike; the lane variants run in a block of their own after the rest; times are medians. Memory is
 // the peak of tf.memory().numBytes during one step above the level before it (tensor bytes held
 // by tfjs; TensorFlow's own scratch inside a kernel is not seen), from tf.profile.
 //
@@ -228,15 +229,25 @@ export const benchmark: Benchmark = {
         `${w.name}: ${steps} interleaved steps of each variant (intra-op threads ${process.env.TF_NUM_INTRAOP_THREADS}` +
           `${lanes ? `; lane variants: ${laneCount} lane processes, 1 intra-op thread each` : ''})`,
       );
-      for (let i = 0; i < steps; i++)
-        for (const [k, f] of fns.entries()) {
-          const c0 = process.cpuUsage();
-          const t0 = performance.now();
-          await f();
-          times[k]!.push(performance.now() - t0);
-          const c = process.cpuUsage(c0);
-          cpu[k]!.push((c.user + c.system) / 1000);
-        }
+      // Two blocks: the one-process variants, then the lane variants, each interleaved with the
+      // order rotated every step. A lane step leaves its processes' TensorFlow threads spinning
+      // for a moment, which slowed whichever variant came next (measured: the non-private CNN
+      // step ~10% slower right after a lane step); a fixed order put that on one variant.
+      const blocks = [
+        variants.flatMap((v, k) => (LANE_VARIANTS.includes(v) ? [] : [k])),
+        variants.flatMap((v, k) => (LANE_VARIANTS.includes(v) ? [k] : [])),
+      ].filter((b) => b.length > 0);
+      for (const block of blocks)
+        for (let i = 0; i < steps; i++)
+          for (let j = 0; j < block.length; j++) {
+            const k = block[(i + j) % block.length]!;
+            const c0 = process.cpuUsage();
+            const t0 = performance.now();
+            await fns[k]!();
+            times[k]!.push(performance.now() - t0);
+            const c = process.cpuUsage(c0);
+            cpu[k]!.push((c.user + c.system) / 1000);
+          }
       // Peak tensor memory is seen in this process only: not measured for the lane variants.
       const mems: (number | null)[] = [];
       for (const [k, f] of fns.entries())

@@ -5,7 +5,14 @@
 // clipped sum (Bu et al. 2022): the weight gradient is one matmul (a conv: one filter-gradient
 // op) of the reweighted activations and output gradients, so per-example gradients are never
 // formed unless instantiation was the cheaper way to get the norms (dense sites then reuse them).
-import tf, { type Tensor, type Tensor1D, type Tensor4D, convPerExample, squaredNorms } from './tf.js';
+import tf, {
+  type Tensor,
+  type Tensor1D,
+  type Tensor4D,
+  convPerExample,
+  squaredNorms,
+  weightedRowSum,
+} from './tf.js';
 import { ClippingEngineError } from './errors.js';
 import type { LoraBlock, Site } from './layer.js';
 
@@ -635,7 +642,8 @@ function convRule(
       return tf.tidy(() => {
         const out: [string, Tensor][] = [];
         if (weight && perExample && layout === 'example-major') {
-          out.push([weight, tf.reshape(tf.matMul(cw.row, perExample), [kh, kw, cin, cout])]);
+          const sum = weightedRowSum(perExample, cw.w) ?? tf.matMul(cw.row, perExample);
+          out.push([weight, tf.reshape(sum, [kh, kw, cin, cout])]);
         } else if (weight && perExample) {
           const g = tf.matMul(tf.reshape(cw.w, [1, 1, B]), perExample); // [kh·kw, 1, Cin·Cout]
           out.push([weight, tf.reshape(g, [kh, kw, cin, cout])]);
