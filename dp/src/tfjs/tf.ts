@@ -168,7 +168,10 @@ function argmaxPool(
     { name: 'T', type: TF_ATTR_TYPE, value: TF_FLOAT },
   ];
   return tf.customGrad(((x: Tensor, save: SaveFn) => {
-    const [y, argmax] = backend.executeMultipleOutputs('MaxPoolWithArgmax', attrs, [x], 2) as [Tensor, Tensor];
+    const [y, argmax] = backend.executeMultipleOutputs('MaxPoolWithArgmax', attrs, [x], 2) as [
+      Tensor,
+      Tensor,
+    ];
     save([argmax]);
     return {
       value: y,
@@ -271,16 +274,19 @@ function kernelsLoaded(): boolean {
   if (kernels.loaded !== null) return kernels.loaded;
   kernels.loaded = false;
   const backend = nativeBackend();
-  if (!backend) return (kernels.error = 'the backend has no TensorFlow kernels'), false;
-  if (backend.isUsingGpuDevice) return (kernels.error = 'CPU kernels only (a CUDA device is in use)'), false;
+  if (!backend) return ((kernels.error = 'the backend has no TensorFlow kernels'), false);
+  if (backend.isUsingGpuDevice)
+    return ((kernels.error = 'CPU kernels only (a CUDA device is in use)'), false);
   const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
   const file = path.join(root, 'dp', 'build', 'tg_kernels.node');
-  if (!fs.existsSync(file)) return (kernels.error = `${file} is not built (npm run setup builds it)`), false;
+  if (!fs.existsSync(file))
+    return ((kernels.error = `${file} is not built (npm run setup builds it)`), false);
   try {
     const mod = require(file) as { ops?: string[] };
     const want = ['TgConvPerExample', 'TgWeightedRowSum'];
     kernels.loaded = Array.isArray(mod.ops) && want.every((op) => mod.ops!.includes(op));
-    if (!kernels.loaded) kernels.error = `${file} registers ${String(mod.ops)}, not ${want.join(', ')}: run the setup`;
+    if (!kernels.loaded)
+      kernels.error = `${file} registers ${String(mod.ops)}, not ${want.join(', ')}: run the setup`;
   } catch (e) {
     kernels.error = `${file} does not load: ${(e as Error).message}`;
   }
@@ -339,11 +345,12 @@ export function convPerExample(
     ...ints.map(([name, value]) => ({ name, type: TF_ATTR_INT, value })),
     { name: 'emit_grads', type: TF_ATTR_BOOL, value: emitGrads },
   ];
-  const [grads, sqNorms, biasSums] = backend.executeMultipleOutputs('TgConvPerExample', attrs, [x, dy], 3) as [
-    Tensor,
-    Tensor,
-    Tensor,
-  ];
+  const [grads, sqNorms, biasSums] = backend.executeMultipleOutputs(
+    'TgConvPerExample',
+    attrs,
+    [x, dy],
+    3,
+  ) as [Tensor, Tensor, Tensor];
   if (!emitGrads) grads.dispose();
   return { grads: emitGrads ? grads : null, sqNorms, biasSums };
 }
