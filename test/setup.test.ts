@@ -23,6 +23,7 @@ describe('setup step', () => {
       'npm dependencies',
       'native addons',
       'native TensorFlow.js',
+      "dp's TensorFlow kernels",
       'Python venv with Ray',
       'Fashion-MNIST',
     ]) {

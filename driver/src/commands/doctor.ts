@@ -23,6 +23,12 @@ export interface DoctorReport {
    * several times slower; not a problem, setup builds it wherever a C compiler exists).
    */
   maskKernel: string | null;
+  /**
+   * dp's own TensorFlow CPU kernels (dp/native, for per-sample conv gradients): the ops they
+   * register, or null where they are not built or cannot load (the clipping engine then uses
+   * TensorFlow ops: same results, a slower DP step on convolutions).
+   */
+  dpKernels: string[] | null;
   problems: string[];
 }
 
@@ -62,6 +68,19 @@ function probeMaskKernel(root: string): string | null {
   });
   const p = res.stdout?.trim();
   return res.status === 0 && p && p !== 'none' ? p : null;
+}
+
+function probeDpKernels(root: string, pkg: string): string[] | null {
+  const file = path.join(root, 'dp', 'build', 'tg_kernels.node');
+  if (!fs.existsSync(file)) return null;
+  const script = `require(${JSON.stringify(pkg)});process.stdout.write(require(${JSON.stringify(file)}).ops.join(','))`;
+  const res = spawnSync(process.execPath, ['-e', script], {
+    cwd: root,
+    encoding: 'utf8',
+    env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '3' },
+    timeout: 60_000,
+  });
+  return res.status === 0 && res.stdout ? res.stdout.split(',') : null;
 }
 
 function gpus(): string[] {
@@ -131,6 +150,7 @@ export function doctor(env: NodeJS.ProcessEnv = process.env): DoctorReport {
     ray,
     dataset: { dir, found, files },
     maskKernel: probeMaskKernel(root),
+    dpKernels: 'error' in tf ? null : probeDpKernels(root, tfjsPackage),
     problems,
   };
 }
@@ -148,6 +168,9 @@ export function formatDoctor(r: DoctorReport): string {
     r.maskKernel !== null
       ? `ok  mask kernel       native (${r.maskKernel})`
       : '    mask kernel       not built: masking uses node:crypto + WebAssembly (setup builds it where a C compiler exists)',
+    r.dpKernels !== null
+      ? `ok  dp kernels        ${r.dpKernels.join(', ')}`
+      : '    dp kernels        not built: per-sample conv gradients use TensorFlow ops (setup builds them where a C++ compiler exists)',
   ];
   if (r.problems.length) lines.push('', 'problems:', ...r.problems.map((p) => `  - ${p}`));
   return lines.join('\n');
@@ -163,7 +186,7 @@ export const command: Command = {
     'version, whether a GPU is visible, Node/Python/Ray versions and where the dataset is.',
     'Exits 1 and lists what to do when something is missing.',
     '',
-    '  --json   print one JSON object (keys: backend, tensorflowVersion, gpu, node, python, ray, dataset, problems)',
+    '  --json   print one JSON object (keys: backend, tensorflowVersion, gpu, node, python, ray, dataset, maskKernel, dpKernels, problems)',
   ].join('\n'),
   async run(args, io) {
     const unknown = args.filter((a) => a !== '--json');
