@@ -13,13 +13,18 @@
 // [B, ...] gradient tensor unless asked for. The batch is split over TF_NUM_INTRAOP_THREADS
 // threads (default: the hardware's).
 // TgWeightedRowSum(g [B, N], w [B]) -> [N]: Σ_b w[b]·g[b, :] (below).
+// TgGelu(x) -> y, TgGeluGrad(x, dy) -> dx: the tanh-approximation GELU and its gradient, one pass.
+// TgLayerNorm(x [..., D]; epsilon) -> x̂, rstd [..., 1]; TgLayerNormGrad(dx̂, x̂, rstd) -> dx.
 #include <node_api.h>
 #include <tensorflow/c/kernels.h>
 #include <tensorflow/c/ops.h>
 #include <tensorflow/c/tf_status.h>
 #include <tensorflow/c/tf_tensor.h>
 
+#include <immintrin.h>
+
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -264,10 +269,304 @@ void ComputeWeightedRowSum(void*, TF_OpKernelContext* ctx) {
   TF_DeleteStatus(s);
 }
 
+// ---- GELU and layer norm: elementwise and row kernels for the transformer's widest tensors ----
+
+// Runs f(i0, i1) over [0, n) on up to ThreadCount() threads, one only for small n.
+template <typename F>
+void ParallelFor(int64_t n, int64_t grain, F f) {
+  const int T = static_cast<int>(std::min<int64_t>(ThreadCount(), std::max<int64_t>(1, n / grain)));
+  std::vector<std::thread> pool;
+  for (int t = 1; t < T; ++t) pool.emplace_back(f, n * t / T, n * (t + 1) / T);
+  f(0, n / T);
+  for (auto& th : pool) th.join();
+}
+
+// e^x for 8 floats: x = n·ln2 + r with |r| ≤ ln2/2, e^r by the degree-6 polynomial of Cephes'
+// expf (Moshier; ~1 ulp), 2^n put into the exponent. x is clamped to [−87.3, 88.7] first, so
+// the result is finite and never denormal (σ below saturates to 0 or 1 there anyway).
+TG_SIMD inline __m256 Exp8(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.7f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  const __m256 r2 = _mm256_mul_ps(r, r);
+  const __m256 er = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0f));
+  const __m256i pow2 = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(er, _mm256_castsi256_ps(pow2));
+}
+
+// GELU, tanh approximation, as layers.ts writes it: y = x·σ(2u), u = √(2/π)·x·(1 + 0.044715·x²),
+// and dy/dx = σ + x·σ·(1 − σ)·2√(2/π)·(1 + 3·0.044715·x²).
+constexpr float kGeluC2 = 2.0f * 0.7978845608028654f;  // 2√(2/π)
+constexpr float kGeluK = 0.044715f;
+
+TG_SIMD inline __m256 GeluSigma(__m256 x, __m256 x2) {
+  // σ(2u) = 1 / (1 + e^(−2u)), 2u = x·(2√(2/π) + 2√(2/π)·K·x²)
+  const __m256 t = _mm256_mul_ps(x, _mm256_fmadd_ps(x2, _mm256_set1_ps(kGeluC2 * kGeluK), _mm256_set1_ps(kGeluC2)));
+  const __m256 one = _mm256_set1_ps(1.0f);
+  return _mm256_div_ps(one, _mm256_add_ps(one, Exp8(_mm256_sub_ps(_mm256_setzero_ps(), t))));
+}
+
+TG_SIMD void GeluRange(const float* __restrict x, float* __restrict y, int64_t i0, int64_t i1) {
+  int64_t i = i0;
+  for (; i + 8 <= i1; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    _mm256_storeu_ps(y + i, _mm256_mul_ps(v, GeluSigma(v, _mm256_mul_ps(v, v))));
+  }
+  for (; i < i1; ++i) {
+    const float v = x[i];
+    const float s = 1.0f / (1.0f + std::exp(-v * (kGeluC2 + kGeluC2 * kGeluK * v * v)));
+    y[i] = v * s;
+  }
+}
+
+TG_SIMD void GeluGradRange(const float* __restrict x, const float* __restrict dy, float* __restrict dx, int64_t i0,
+                           int64_t i1) {
+  int64_t i = i0;
+  const __m256 one = _mm256_set1_ps(1.0f);
+  for (; i + 8 <= i1; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    const __m256 v2 = _mm256_mul_ps(v, v);
+    const __m256 s = GeluSigma(v, v2);
+    const __m256 q = _mm256_fmadd_ps(v2, _mm256_set1_ps(3.0f * kGeluC2 * kGeluK), _mm256_set1_ps(kGeluC2));
+    // s + x·s·(1 − s)·q
+    const __m256 d = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_mul_ps(v, s), _mm256_sub_ps(one, s)), q, s);
+    _mm256_storeu_ps(dx + i, _mm256_mul_ps(_mm256_loadu_ps(dy + i), d));
+  }
+  for (; i < i1; ++i) {
+    const float v = x[i], v2 = v * v;
+    const float s = 1.0f / (1.0f + std::exp(-v * (kGeluC2 + kGeluC2 * kGeluK * v2)));
+    dx[i] = dy[i] * (s + v * s * (1.0f - s) * (kGeluC2 + 3.0f * kGeluC2 * kGeluK * v2));
+  }
+}
+
+// Layer normalization over the last axis of [N, D]: x̂ = (x − mean)·rstd, rstd = (var + ε)^−½
+// with var the mean of (x − mean)² (two passes over the row), and its gradient
+// dx = rstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂∘x̂). Row sums in 8 float lanes (D a multiple of 8) or
+// one, as TensorFlow's float Mean.
+TG_SIMD inline float Sum8(__m256 v) {
+  __m128 a = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  a = _mm_add_ps(a, _mm_movehl_ps(a, a));
+  a = _mm_add_ss(a, _mm_movehdup_ps(a));
+  return _mm_cvtss_f32(a);
+}
+
+TG_SIMD void LayerNormRows(const float* __restrict x, float* __restrict xhat, float* __restrict rstd, int64_t D,
+                           float eps, int64_t r0, int64_t r1) {
+  const bool vec = D % 8 == 0;
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* __restrict xr = x + r * D;
+    float* __restrict yr = xhat + r * D;
+    float sum = 0;
+    if (vec) {
+      __m256 acc = _mm256_setzero_ps();
+      for (int64_t d = 0; d < D; d += 8) acc = _mm256_add_ps(acc, _mm256_loadu_ps(xr + d));
+      sum = Sum8(acc);
+    } else {
+      for (int64_t d = 0; d < D; ++d) sum += xr[d];
+    }
+    const float mean = sum / static_cast<float>(D);
+    float sq = 0;
+    if (vec) {
+      const __m256 m = _mm256_set1_ps(mean);
+      __m256 acc = _mm256_setzero_ps();
+      for (int64_t d = 0; d < D; d += 8) {
+        const __m256 c = _mm256_sub_ps(_mm256_loadu_ps(xr + d), m);
+        acc = _mm256_fmadd_ps(c, c, acc);
+      }
+      sq = Sum8(acc);
+    } else {
+      for (int64_t d = 0; d < D; ++d) sq += (xr[d] - mean) * (xr[d] - mean);
+    }
+    const float rs = 1.0f / std::sqrt(sq / static_cast<float>(D) + eps);
+    rstd[r] = rs;
+    for (int64_t d = 0; d < D; ++d) yr[d] = (xr[d] - mean) * rs;
+  }
+}
+
+TG_SIMD void LayerNormGradRows(const float* __restrict dxhat, const float* __restrict xhat, const float* __restrict rstd,
+                               float* __restrict dx, int64_t D, int64_t r0, int64_t r1) {
+  const bool vec = D % 8 == 0;
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* __restrict g = dxhat + r * D;
+    const float* __restrict h = xhat + r * D;
+    float s1 = 0, s2 = 0;
+    if (vec) {
+      __m256 a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps();
+      for (int64_t d = 0; d < D; d += 8) {
+        const __m256 gv = _mm256_loadu_ps(g + d);
+        a1 = _mm256_add_ps(a1, gv);
+        a2 = _mm256_fmadd_ps(gv, _mm256_loadu_ps(h + d), a2);
+      }
+      s1 = Sum8(a1);
+      s2 = Sum8(a2);
+    } else {
+      for (int64_t d = 0; d < D; ++d) {
+        s1 += g[d];
+        s2 += g[d] * h[d];
+      }
+    }
+    const float m1 = s1 / static_cast<float>(D), m2 = s2 / static_cast<float>(D), rs = rstd[r];
+    float* __restrict o = dx + r * D;
+    for (int64_t d = 0; d < D; ++d) o[d] = rs * (g[d] - m1 - h[d] * m2);
+  }
+}
+
+// Inputs as float arrays with their element count, outputs allocated like input 0 (or as given).
+struct Io {
+  TF_OpKernelContext* ctx;
+  TF_Status* s;
+  std::vector<TF_Tensor*> held;
+  ~Io() {
+    for (TF_Tensor* t : held) TF_DeleteTensor(t);
+    if (TF_GetCode(s) != TF_OK) TF_OpKernelContext_Failure(ctx, s);
+    TF_DeleteStatus(s);
+  }
+  explicit Io(TF_OpKernelContext* c) : ctx(c), s(TF_NewStatus()) {}
+  TF_Tensor* In(int i) {
+    TF_Tensor* t = nullptr;
+    TF_GetInput(ctx, i, &t, s);
+    if (TF_GetCode(s) != TF_OK) return nullptr;
+    held.push_back(t);
+    return t;
+  }
+  TF_Tensor* Out(int i, const std::vector<int64_t>& dims) {
+    int64_t n = 1;
+    for (int64_t d : dims) n *= d;
+    TF_Tensor* t = TF_AllocateOutput(ctx, i, TF_FLOAT, dims.data(), static_cast<int>(dims.size()), sizeof(float) * n, s);
+    if (TF_GetCode(s) != TF_OK) return nullptr;
+    held.push_back(t);
+    return t;
+  }
+  bool Fail(const char* msg) {
+    TF_SetStatus(s, TF_INVALID_ARGUMENT, msg);
+    return false;
+  }
+};
+
+std::vector<int64_t> DimsOf(TF_Tensor* t) {
+  std::vector<int64_t> d(TF_NumDims(t));
+  for (size_t i = 0; i < d.size(); ++i) d[i] = TF_Dim(t, static_cast<int>(i));
+  return d;
+}
+
+const float* F(TF_Tensor* t) { return static_cast<const float*>(TF_TensorData(t)); }
+float* Fm(TF_Tensor* t) { return static_cast<float*>(TF_TensorData(t)); }
+
+void ComputeGelu(void*, TF_OpKernelContext* ctx) {
+  Io io(ctx);
+  TF_Tensor* x = io.In(0);
+  if (!x) return;
+  TF_Tensor* y = io.Out(0, DimsOf(x));
+  if (!y) return;
+  const float* xp = F(x);
+  float* yp = Fm(y);
+  ParallelFor(TF_TensorElementCount(x), 1 << 16, [&](int64_t a, int64_t b) { GeluRange(xp, yp, a, b); });
+}
+
+void ComputeGeluGrad(void*, TF_OpKernelContext* ctx) {
+  Io io(ctx);
+  TF_Tensor* x = io.In(0);
+  TF_Tensor* dy = x ? io.In(1) : nullptr;
+  if (!dy) return;
+  if (TF_TensorElementCount(x) != TF_TensorElementCount(dy)) {
+    io.Fail("TgGeluGrad: x and dy must have the same shape");
+    return;
+  }
+  TF_Tensor* dx = io.Out(0, DimsOf(x));
+  if (!dx) return;
+  const float *xp = F(x), *dyp = F(dy);
+  float* dxp = Fm(dx);
+  ParallelFor(TF_TensorElementCount(x), 1 << 16, [&](int64_t a, int64_t b) { GeluGradRange(xp, dyp, dxp, a, b); });
+}
+
+struct LnAttrs {
+  float eps;
+};
+
+void* CreateLayerNorm(TF_OpKernelConstruction* ctx) {
+  auto* a = new LnAttrs();
+  TF_Status* s = TF_NewStatus();
+  TF_OpKernelConstruction_GetAttrFloat(ctx, "epsilon", &a->eps, s);
+  if (TF_GetCode(s) != TF_OK) TF_OpKernelConstruction_Failure(ctx, s);
+  TF_DeleteStatus(s);
+  return a;
+}
+
+void DeleteLayerNorm(void* p) { delete static_cast<LnAttrs*>(p); }
+
+void ComputeLayerNorm(void* p, TF_OpKernelContext* ctx) {
+  const float eps = static_cast<LnAttrs*>(p)->eps;
+  Io io(ctx);
+  TF_Tensor* x = io.In(0);
+  if (!x) return;
+  std::vector<int64_t> dims = DimsOf(x);
+  if (dims.empty() || dims.back() == 0) {
+    io.Fail("TgLayerNorm: x needs a non-empty last axis");
+    return;
+  }
+  const int64_t D = dims.back(), N = TF_TensorElementCount(x) / D;
+  std::vector<int64_t> rdims = dims;
+  rdims.back() = 1;
+  TF_Tensor* xhat = io.Out(0, dims);
+  TF_Tensor* rstd = xhat ? io.Out(1, rdims) : nullptr;
+  if (!rstd) return;
+  const float* xp = F(x);
+  float *hp = Fm(xhat), *rp = Fm(rstd);
+  ParallelFor(N, std::max<int64_t>(1, (1 << 16) / D), [&](int64_t a, int64_t b) { LayerNormRows(xp, hp, rp, D, eps, a, b); });
+}
+
+void ComputeLayerNormGrad(void*, TF_OpKernelContext* ctx) {
+  Io io(ctx);
+  TF_Tensor* g = io.In(0);
+  TF_Tensor* h = g ? io.In(1) : nullptr;
+  TF_Tensor* r = h ? io.In(2) : nullptr;
+  if (!r) return;
+  std::vector<int64_t> dims = DimsOf(h);
+  const int64_t D = dims.empty() ? 0 : dims.back();
+  const int64_t N = D ? TF_TensorElementCount(h) / D : 0;
+  if (D == 0 || TF_TensorElementCount(g) != N * D || TF_TensorElementCount(r) != N) {
+    io.Fail("TgLayerNormGrad: dxhat and xhat must be [..., D] and rstd [..., 1]");
+    return;
+  }
+  TF_Tensor* dx = io.Out(0, dims);
+  if (!dx) return;
+  const float *gp = F(g), *hp = F(h), *rp = F(r);
+  float* dxp = Fm(dx);
+  ParallelFor(N, std::max<int64_t>(1, (1 << 16) / D), [&](int64_t a, int64_t b) { LayerNormGradRows(gp, hp, rp, dxp, D, a, b); });
+}
+
 void UnknownShapes(TF_ShapeInferenceContext* ctx, TF_Status* status) {
   (void)ctx;
   TF_SetStatus(status, TF_OK, "");
 }
+
+// Registers one op (inputs, outputs and attrs as TensorFlow op specs) and its CPU kernel.
+void Register(TF_Status* s, const char* name, std::initializer_list<const char*> inputs,
+              std::initializer_list<const char*> outputs, std::initializer_list<const char*> attrs,
+              void* (*create)(TF_OpKernelConstruction*), void (*compute)(void*, TF_OpKernelContext*),
+              void (*destroy)(void*)) {
+  if (TF_GetCode(s) != TF_OK) return;
+  TF_OpDefinitionBuilder* op = TF_NewOpDefinitionBuilder(name);
+  for (const char* i : inputs) TF_OpDefinitionBuilderAddInput(op, i);
+  for (const char* o : outputs) TF_OpDefinitionBuilderAddOutput(op, o);
+  for (const char* a : attrs) TF_OpDefinitionBuilderAddAttr(op, a);
+  TF_OpDefinitionBuilderSetShapeInferenceFunction(op, &UnknownShapes);
+  TF_RegisterOpDefinition(op, s);
+  if (TF_GetCode(s) != TF_OK) return;
+  TF_KernelBuilder* k = TF_NewKernelBuilder(name, "CPU", create, compute, destroy);
+  TF_RegisterKernelBuilder((std::string(name) + "Cpu").c_str(), k, s);
+}
+
+const char* const kOps[] = {"TgConvPerExample", "TgWeightedRowSum", "TgGelu", "TgGeluGrad", "TgLayerNorm",
+                            "TgLayerNormGrad"};
 
 const char* RegisterOps() {
   static std::string error;
@@ -280,32 +579,17 @@ const char* RegisterOps() {
     return error.c_str();
   }
   TF_Status* s = TF_NewStatus();
-  TF_OpDefinitionBuilder* op = TF_NewOpDefinitionBuilder("TgConvPerExample");
-  TF_OpDefinitionBuilderAddInput(op, "x: float");
-  TF_OpDefinitionBuilderAddInput(op, "dy: float");
-  TF_OpDefinitionBuilderAddOutput(op, "grads: float");
-  TF_OpDefinitionBuilderAddOutput(op, "sq_norms: float");
-  TF_OpDefinitionBuilderAddOutput(op, "bias_sums: float");
-  for (const char* attr : {"kh: int", "kw: int", "sh: int", "sw: int", "pad_top: int", "pad_left: int", "emit_grads: bool"})
-    TF_OpDefinitionBuilderAddAttr(op, attr);
-  TF_OpDefinitionBuilderSetShapeInferenceFunction(op, &UnknownShapes);
-  TF_RegisterOpDefinition(op, s);
-  if (TF_GetCode(s) == TF_OK) {
-    TF_KernelBuilder* k = TF_NewKernelBuilder("TgConvPerExample", "CPU", &CreateConv, &ComputeConv, &DeleteConv);
-    TF_RegisterKernelBuilder("TgConvPerExampleCpu", k, s);
-  }
-  if (TF_GetCode(s) == TF_OK) {
-    TF_OpDefinitionBuilder* sum = TF_NewOpDefinitionBuilder("TgWeightedRowSum");
-    TF_OpDefinitionBuilderAddInput(sum, "g: float");
-    TF_OpDefinitionBuilderAddInput(sum, "w: float");
-    TF_OpDefinitionBuilderAddOutput(sum, "sum: float");
-    TF_OpDefinitionBuilderSetShapeInferenceFunction(sum, &UnknownShapes);
-    TF_RegisterOpDefinition(sum, s);
-  }
-  if (TF_GetCode(s) == TF_OK) {
-    TF_KernelBuilder* k = TF_NewKernelBuilder("TgWeightedRowSum", "CPU", nullptr, &ComputeWeightedRowSum, nullptr);
-    TF_RegisterKernelBuilder("TgWeightedRowSumCpu", k, s);
-  }
+  Register(s, "TgConvPerExample", {"x: float", "dy: float"}, {"grads: float", "sq_norms: float", "bias_sums: float"},
+           {"kh: int", "kw: int", "sh: int", "sw: int", "pad_top: int", "pad_left: int", "emit_grads: bool"},
+           &CreateConv, &ComputeConv, &DeleteConv);
+  Register(s, "TgWeightedRowSum", {"g: float", "w: float"}, {"sum: float"}, {}, nullptr, &ComputeWeightedRowSum,
+           nullptr);
+  Register(s, "TgGelu", {"x: float"}, {"y: float"}, {}, nullptr, &ComputeGelu, nullptr);
+  Register(s, "TgGeluGrad", {"x: float", "dy: float"}, {"dx: float"}, {}, nullptr, &ComputeGeluGrad, nullptr);
+  Register(s, "TgLayerNorm", {"x: float"}, {"xhat: float", "rstd: float"}, {"epsilon: float"}, &CreateLayerNorm,
+           &ComputeLayerNorm, &DeleteLayerNorm);
+  Register(s, "TgLayerNormGrad", {"dxhat: float", "xhat: float", "rstd: float"}, {"dx: float"}, {}, nullptr,
+           &ComputeLayerNormGrad, nullptr);
   if (TF_GetCode(s) != TF_OK) error = TF_Message(s);
   TF_DeleteStatus(s);
   return error.empty() ? nullptr : error.c_str();
@@ -317,10 +601,10 @@ napi_value Init(napi_env env, napi_value exports) {
     return nullptr;
   }
   napi_value ops, name;
-  const char* names[] = {"TgConvPerExample", "TgWeightedRowSum"};
-  napi_create_array_with_length(env, 2, &ops);
-  for (uint32_t i = 0; i < 2; ++i) {
-    napi_create_string_utf8(env, names[i], NAPI_AUTO_LENGTH, &name);
+  const uint32_t n = sizeof(kOps) / sizeof(kOps[0]);
+  napi_create_array_with_length(env, n, &ops);
+  for (uint32_t i = 0; i < n; ++i) {
+    napi_create_string_utf8(env, kOps[i], NAPI_AUTO_LENGTH, &name);
     napi_set_element(env, ops, i, name);
   }
   napi_set_named_property(env, exports, "ops", ops);

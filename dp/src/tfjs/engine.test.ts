@@ -100,7 +100,7 @@ function dispose(c: Case): void {
 }
 
 /** Test-name suffix for the two ways the conv rule forms per-example gradients. */
-const ENGINES: Record<string, string> = { true: " (dp's conv kernel)", false: ' (TensorFlow ops)' };
+const ENGINES: Record<string, string> = { true: " (dp's kernels)", false: ' (TensorFlow ops)' };
 
 /**
  * dp's own kernels on or off for one test. Whether they are built and active on this backend is
@@ -326,28 +326,30 @@ describe('per-sample clipping equals a batch-of-one loop', function () {
         dispose(c);
       }));
 
-  it('a 2-block transformer encoder with LoRA on the attention projections and a frozen base', () => {
-    const c = build(
-      transformerEncoder({
-        vocabSize: 12,
-        seqLen: 5,
-        dim: 8,
-        heads: 2,
-        ffDim: 12,
-        lora: { rank: 2, alpha: 4 },
-      }),
-      tf.randomUniform([4, 5], 0, 12, 'int32', 17),
-      labels(4, 2, 18),
-      3,
-    );
-    const names = c.model.trainableNames;
-    expect(names.filter((n) => n.includes('lora'))).to.have.length(16);
-    expect(names.some((n) => n.includes('embed') || n.includes('ff1') || n.endsWith('q.kernel'))).to.equal(
-      false,
-    );
-    expectMatchesReference(c);
-    dispose(c);
-  });
+  for (const kernels of [true, false])
+    it(`a 2-block transformer encoder with LoRA on the attention projections and a frozen base${ENGINES[String(kernels)]}`, () =>
+      withDpKernels(kernels, () => {
+        const c = build(
+          transformerEncoder({
+            vocabSize: 12,
+            seqLen: 5,
+            dim: 8,
+            heads: 2,
+            ffDim: 12,
+            lora: { rank: 2, alpha: 4 },
+          }),
+          tf.randomUniform([4, 5], 0, 12, 'int32', 17),
+          labels(4, 2, 18),
+          3,
+        );
+        const names = c.model.trainableNames;
+        expect(names.filter((n) => n.includes('lora'))).to.have.length(16);
+        expect(
+          names.some((n) => n.includes('embed') || n.includes('ff1') || n.endsWith('q.kernel')),
+        ).to.equal(false);
+        expectMatchesReference(c);
+        dispose(c);
+      }));
 
   it('LoRA projections with unfrozen bases and frozen adapters (the merged q/k/v rule block by block)', () => {
     const c = build(
@@ -386,16 +388,18 @@ describe('per-sample clipping equals a batch-of-one loop', function () {
     dispose(c);
   });
 
-  it('a fully trainable transformer encoder (embeddings, projections, feed-forward)', () => {
-    const c = build(
-      transformerEncoder({ vocabSize: 6, seqLen: 4, dim: 4, heads: 2, ffDim: 6, blocks: 1 }),
-      tf.randomUniform([3, 4], 0, 6, 'int32', 19),
-      labels(3, 2, 20),
-      4,
-    );
-    expectMatchesReference(c);
-    dispose(c);
-  });
+  for (const kernels of [true, false])
+    it(`a fully trainable transformer encoder (embeddings, projections, feed-forward)${ENGINES[String(kernels)]}`, () =>
+      withDpKernels(kernels, () => {
+        const c = build(
+          transformerEncoder({ vocabSize: 6, seqLen: 4, dim: 4, heads: 2, ffDim: 6, blocks: 1 }),
+          tf.randomUniform([3, 4], 0, 6, 'int32', 19),
+          labels(3, 2, 20),
+          4,
+        );
+        expectMatchesReference(c);
+        dispose(c);
+      }));
 
   it('auto picks ghost where the Gram matrices are smaller than a per-example gradient (2T² < Din·Dout)', () => {
     expect(chooseLinearMethod(512, 4096, 4096, 'auto')).to.equal('ghost');

@@ -1,7 +1,15 @@
 // Layer constructors. Parametric layers (dense, conv2d, embedding, layerNorm, groupNorm,
 // loraDense) report their linear pieces as sites; the rest are parameter-free and need no rule.
 // Every parameter is `<layer name>.<local name>`; names must be unique within a model.
-import tf, { type Tensor, type Tensor4D, maxPool2d, sigmoidGrad, tanh } from './tf.js';
+import tf, {
+  type Tensor,
+  type Tensor4D,
+  geluKernel,
+  layerNormKernel,
+  maxPool2d,
+  sigmoidGrad,
+  tanh,
+} from './tf.js';
 import type { ForwardContext, Layer, LoraBlock, ParamInit, ParamSpec } from './layer.js';
 
 const glorot = (fanIn: number, fanOut: number): ParamInit => ({ uniform: Math.sqrt(6 / (fanIn + fanOut)) });
@@ -153,6 +161,11 @@ function affine(layer: Layer, ctx: ForwardContext, xhat: Tensor, gain: string, b
  * division); this is 7 forward and 7 backward ops. Same function, rounding aside.
  */
 function layerNormalizer(eps: number): (x: Tensor) => Tensor {
+  const ops = layerNormalizerOps(eps);
+  return (x) => layerNormKernel(x, eps) ?? ops(x);
+}
+
+function layerNormalizerOps(eps: number): (x: Tensor) => Tensor {
   return tf.customGrad(((x: Tensor, save: SaveFn) => {
     const xc = tf.sub(x, tf.mean(x, -1, true));
     const rstd = tf.rsqrt(tf.add(tf.mean(tf.square(xc), -1, true), eps));
@@ -308,7 +321,7 @@ const GELU_K = 0.044715;
  * 8 and ~18 for autodiff of the tanh form. Written with x² rather than pow(x, 3): TensorFlow's Pow
  * kernel and its gradient are slow.
  */
-export const gelu: (x: Tensor) => Tensor = tf.customGrad(((x: Tensor, save: SaveFn) => {
+const geluOps: (x: Tensor) => Tensor = tf.customGrad(((x: Tensor, save: SaveFn) => {
   const x2 = tf.square(x);
   const s = tf.sigmoid(tf.mul(x, tf.add(tf.mul(x2, 2 * GELU_C * GELU_K), 2 * GELU_C)));
   save([x, x2, s]);
@@ -320,6 +333,11 @@ export const gelu: (x: Tensor) => Tensor = tf.customGrad(((x: Tensor, save: Save
     },
   };
 }) as unknown as CustomGradFn) as (x: Tensor) => Tensor;
+
+/** GELU: dp's fused kernel where it is active (tf.ts), else the TensorFlow ops above. */
+export function gelu(x: Tensor): Tensor {
+  return geluKernel(x) ?? geluOps(x);
+}
 
 export type ActivationKind = 'tanh' | 'relu' | 'gelu';
 

@@ -2,16 +2,21 @@
 // replaces: maxPool2d (MaxPoolWithArgmax forward, one segment sum backward) against tf.maxPool,
 // whose gradient is TensorFlow's MaxPoolGrad kernel (same values and gradient, ties included);
 // tanh (TanhGrad) against tf.tanh; softmaxCrossEntropySum (SparseSoftmaxCrossEntropyWithLogits)
-// against one-hot · log-softmax; dp's own conv kernel (convPerExample) against im2col patches.
+// against one-hot · log-softmax; dp's own conv kernel (convPerExample) against im2col patches, and
+// its GELU and layer-norm kernels against the TensorFlow ops of layers.ts.
 import { expect } from 'chai';
 import { crossEntropyPerExample } from './loss.js';
+import { gelu, layerNorm } from './layers.js';
 import { im2col } from './sites.js';
 import tf, {
   type Tensor,
   type Tensor4D,
   convPerExample,
   dpKernels,
+  geluKernel,
+  layerNormKernel,
   maxPool2d,
+  setDpKernels,
   softmaxCrossEntropySum,
   tanh,
   tfjsVariant,
@@ -223,4 +228,55 @@ describe("dp's conv kernel (TgConvPerExample) against im2col patches", () => {
     expect(tf.memory().numTensors).to.equal(before);
     tf.dispose([x, dy]);
   });
+});
+
+describe("dp's GELU and layer-norm kernels against the TensorFlow ops they replace", () => {
+  /** f's value and input gradient (of Σ dy·f(x)) with dp's kernels on, then off. */
+  function bothWays(f: (x: Tensor) => Tensor, x: Tensor) {
+    const dy = tf.randomNormal(x.shape, 0, 1, 'float32', 41);
+    const run = (on: boolean) => {
+      setDpKernels(on);
+      try {
+        return { y: f(x), g: tf.grad((t: Tensor) => tf.sum(tf.mul(f(t), dy)))(x) };
+      } finally {
+        setDpKernels(true);
+      }
+    };
+    return { on: run(true), off: run(false) };
+  }
+  const relToMax = (a: Tensor, b: Tensor) => maxAbsDiff(a, b) / tf.max(tf.abs(b)).dataSync()[0]!;
+
+  // Sizes that are not multiples of 8 (the kernels' scalar tails) and large |x| (σ saturating).
+  for (const shape of [
+    [7, 5, 33],
+    [256, 3, 64],
+  ])
+    it(`GELU on [${shape.join(', ')}]`, function () {
+      if (!dpKernels().active) this.skip(); // only where dp's kernels cannot exist (a CUDA device): see the conv block
+      tf.tidy(() => {
+        const x = tf.mul(tf.randomNormal(shape, 0, 1, 'float32', 40), 6);
+        expect(geluKernel(x)).to.not.equal(null);
+        const { on, off } = bothWays(gelu, x);
+        expect(relToMax(on.y, off.y)).to.be.below(1e-6);
+        expect(relToMax(on.g, off.g)).to.be.below(1e-5);
+      });
+    });
+
+  // D = 64 (8-lane sums) and D = 10 (one lane), offset and scaled rows.
+  for (const D of [64, 10])
+    it(`layer norm over D = ${D}, gain and bias included`, function () {
+      if (!dpKernels().active) this.skip(); // as above
+      tf.tidy(() => {
+        const layer = layerNorm('ln', { dim: D });
+        const x = tf.add(tf.mul(tf.randomNormal([6, 9, D], 0, 1, 'float32', 42), 3), 2);
+        expect(layerNormKernel(x, 1e-5)).to.not.equal(null);
+        const gain = tf.randomNormal([D], 1, 0.2, 'float32', 43);
+        const bias = tf.randomNormal([D], 0, 0.2, 'float32', 44);
+        const f = (t: Tensor) =>
+          layer.forward(t, { param: (n) => (n.endsWith('gamma') ? gain : bias), site: (_l, _s, z) => z });
+        const { on, off } = bothWays(f, x);
+        expect(relToMax(on.y, off.y)).to.be.below(1e-6);
+        expect(relToMax(on.g, off.g)).to.be.below(1e-5);
+      });
+    });
 });

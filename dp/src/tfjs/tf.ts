@@ -67,6 +67,7 @@ interface NativeBackend {
     TF_ATTR_BOOL: number;
     TF_ATTR_INT: number;
     TF_ATTR_STRING: number;
+    TF_ATTR_FLOAT: number;
     TF_FLOAT: number;
     TF_INT32: number;
   };
@@ -283,7 +284,14 @@ function kernelsLoaded(): boolean {
     return ((kernels.error = `${file} is not built (npm run setup builds it)`), false);
   try {
     const mod = require(file) as { ops?: string[] };
-    const want = ['TgConvPerExample', 'TgWeightedRowSum'];
+    const want = [
+      'TgConvPerExample',
+      'TgWeightedRowSum',
+      'TgGelu',
+      'TgGeluGrad',
+      'TgLayerNorm',
+      'TgLayerNormGrad',
+    ];
     kernels.loaded = Array.isArray(mod.ops) && want.every((op) => mod.ops!.includes(op));
     if (!kernels.loaded)
       kernels.error = `${file} registers ${String(mod.ops)}, not ${want.join(', ')}: run the setup`;
@@ -363,4 +371,57 @@ export function convPerExample(
 export function weightedRowSum(g: Tensor, w: Tensor): Tensor | null {
   if (!kernels.enabled || !kernelsLoaded() || g.dtype !== 'float32' || w.dtype !== 'float32') return null;
   return nativeBackend()!.executeSingleOutput('TgWeightedRowSum', [], [g, w]);
+}
+
+const active = (...ts: Tensor[]) =>
+  kernels.enabled && kernelsLoaded() && ts.every((t) => t.dtype === 'float32');
+
+let geluFn: ((x: Tensor) => Tensor) | null = null;
+
+/**
+ * GELU (tanh approximation, layers.ts's formula) by `TgGelu`, its gradient by `TgGeluGrad`: one
+ * pass each over the feed-forward's widest tensor, against 6 and 6 TensorFlow ops, and only x is
+ * kept for the backward pass (σ is recomputed) instead of x, x² and σ. Null when dp's kernels are
+ * not active.
+ */
+export function geluKernel(x: Tensor): Tensor | null {
+  if (!active(x)) return null;
+  if (!geluFn) {
+    const backend = nativeBackend()!;
+    geluFn = tf.customGrad(((v: Tensor, save: SaveFn) => {
+      save([v]);
+      return {
+        value: backend.executeSingleOutput('TgGelu', [], [v]),
+        gradFunc: (dy: Tensor, [xs]: Tensor[]) => backend.executeSingleOutput('TgGeluGrad', [], [xs!, dy]),
+      };
+    }) as unknown as CustomGradFn) as (x: Tensor) => Tensor;
+  }
+  return geluFn(x);
+}
+
+const layerNormFns = new Map<number, (x: Tensor) => Tensor>();
+
+/**
+ * x̂ = (x − mean)·(var + ε)^−½ over the last axis by `TgLayerNorm`, with the gradient
+ * dx = rstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂∘x̂)) by `TgLayerNormGrad`: one pass each instead of 7
+ * TensorFlow ops each way. Null when dp's kernels are not active.
+ */
+export function layerNormKernel(x: Tensor, epsilon: number): Tensor | null {
+  if (!active(x)) return null;
+  let f = layerNormFns.get(epsilon);
+  if (!f) {
+    const backend = nativeBackend()!;
+    const attrs = [{ name: 'epsilon', type: backend.binding.TF_ATTR_FLOAT, value: epsilon }];
+    f = tf.customGrad(((v: Tensor, save: SaveFn) => {
+      const [xhat, rstd] = backend.executeMultipleOutputs('TgLayerNorm', attrs, [v], 2) as [Tensor, Tensor];
+      save([xhat, rstd]);
+      return {
+        value: xhat,
+        gradFunc: (dy: Tensor, [h, r]: Tensor[]) =>
+          backend.executeSingleOutput('TgLayerNormGrad', [], [dy, h!, r!]),
+      };
+    }) as unknown as CustomGradFn) as (x: Tensor) => Tensor;
+    layerNormFns.set(epsilon, f);
+  }
+  return f(x);
 }
