@@ -66,6 +66,18 @@ describe('RdpAccountant', () => {
     expect(c.rdp).to.deep.equal(a.rdp);
   });
 
+  it('composing many distinct events, repeated and interleaved, adds exactly their curves (the per-event cache)', () => {
+    // Twelve events, more than the accountant keeps curves for, composed round-robin three times.
+    const events = Array.from({ length: 12 }, (_, k) =>
+      poissonSampledEvent(0.001 * (k + 1), gaussianEvent(0.8 + 0.1 * k)),
+    );
+    const acc = new RdpAccountant();
+    for (let pass = 0; pass < 3; pass++) for (const e of events) acc.compose(e);
+    const fresh = new RdpAccountant();
+    const expected = fresh.orders.map((_, i) => 3 * events.reduce((s, e) => s + fresh.rdpOf(e)[i]!, 0));
+    acc.rdp.forEach((r, i) => expect(r).to.be.closeTo(expected[i]!, 1e-12 * Math.max(1, expected[i]!)));
+  });
+
   it('composes 100,000 steps at once exactly as 100,000 single steps would (speed: bench noise)', () => {
     // The time this takes is measured by `npm run bench -- noise` (accountant_ms_100k_steps),
     // never asserted here.

@@ -185,9 +185,26 @@ export class RdpAccountant implements PrivacyAccountant {
   compose(event: DpEvent, count = 1): this {
     requireCount('count', count, 0);
     if (count === 0) return this;
-    const r = this.rdpOf(event);
+    const r = this.cachedRdpOf(event);
     for (let i = 0; i < r.length; i++) this.curve[i]! += r[i]! * count;
     return this;
+  }
+
+  /**
+   * rdpOf for the last few distinct events composed: a training loop composes the same per-step
+   * event once per step, and its curve over the default orders (the fractional ones by series)
+   * took ~0.8 ms. Events are immutable values, so their JSON is their identity.
+   */
+  private readonly recent = new Map<string, readonly number[]>();
+
+  private cachedRdpOf(event: DpEvent): readonly number[] {
+    const key = JSON.stringify(event);
+    let r = this.recent.get(key);
+    if (r) this.recent.delete(key);
+    else r = this.rdpOf(event);
+    this.recent.set(key, r); // most recently used last
+    if (this.recent.size > 8) this.recent.delete(this.recent.keys().next().value!);
+    return r;
   }
 
   /** ε and the optimal order at δ; `conversion` defaults to 'improved'. */
