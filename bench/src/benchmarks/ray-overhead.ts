@@ -40,7 +40,7 @@ function runConfig(spec: Record<string, unknown>): Record<string, unknown> {
     jobId: 'ray-overhead-direct',
     model: { kind: 'cnn-tanh', initSeed: 0 },
     dataset: { ...(spec.dataset as object), sharding: 'contiguous' },
-    workers: { ...(spec.workers as object), gpusPerWorker: 0, placementStrategy: 'PACK', maxRestarts: 3 },
+    workers: { ...(spec.workers as object), gpusPerWorker: 0, lanes: 1, placementStrategy: 'PACK', maxRestarts: 3 },
     privacy: { ...s.privacy, accountant: 'rdp' },
     secureAggregation: { ...s.secureAggregation, bits: 'auto' },
     optimizer: { kind: 'sgd', learningRate: 0.5, momentum: 0.9 },
