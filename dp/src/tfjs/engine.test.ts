@@ -203,6 +203,28 @@ describe('per-sample clipping equals a batch-of-one loop', function () {
         dispose(c);
       }));
 
+  for (const [method, expected] of [
+    ['auto', 'ghost'],
+    ['instantiate', 'instantiate'],
+  ] as [NormMethod, string][])
+    it(`a conv with few positions and many channels, ${method} norms: ${expected}${ENGINES.true}`, () =>
+      withDpKernels(true, () => {
+        // T = 4, Din·Cout = 96·24: dp's kernel would cost T·Din·Cout per example and keep nothing
+        // (the gradients are larger than the activations); ghost costs T²·(Din + Cout).
+        const c = build(
+          [
+            conv2d('c', { inChannels: 24, filters: 24, kernelSize: 2, padding: 'valid' }),
+            activation('tanh'),
+            flatten(),
+            dense('fc', { inputDim: 4 * 24, units: 3 }),
+          ],
+          tf.randomNormal([3, 3, 3, 24], 0, 1, 'float32', 27),
+          labels(3, 3, 28),
+        );
+        expectMatchesReference(c, { normMethod: method }, [expected, 'outer']);
+        dispose(c);
+      }));
+
   it('conv2d whose output is 1×1 (outer-product norm on the patches)', () => {
     // A 3×3 kernel over a 3×3 input with valid padding: one output position per filter, so the
     // norm is the outer-product one and the clipped sum reweights the patches.

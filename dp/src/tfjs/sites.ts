@@ -581,18 +581,18 @@ function convRule(
     const parts: Tensor[] = [];
     // dp's own kernel (tf.ts, dp/native): each example's gradient formed in registers from x and
     // z, for its norm and its bias sums; the gradients are kept for the clipped sum when they are
-    // no more than 4× the activations book-keeping holds anyway (then Σᵢ wᵢgᵢ is one [1, B] matmul
-    // instead of a filter gradient over all positions).
+    // no more than 4× the activations book-keeping holds anyway (then Σᵢ wᵢgᵢ is one weighted row
+    // sum instead of a filter gradient over all positions). Per example it costs T·Din·Cout
+    // multiply-adds, and the clipped sum another T·Din·Cout when the gradients are not kept; the
+    // ghost norm costs T²·(Din + Cout) plus that filter gradient. So 'auto' takes the kernel when
+    // it keeps the gradients or when Din·Cout ≤ T·(Din + Cout) (always for the tanh CNN), and
+    // ghost otherwise (a late layer of a deep CNN: few positions, many channels).
+    const keep = din * cout <= 4 * (x.size / B + T * cout);
     const native =
-      weight && T > 1 && method !== 'ghost'
-        ? convPerExample(
-            x,
-            z,
-            site.kernelSize,
-            site.strides,
-            site.padding,
-            din * cout <= 4 * (x.size / B + T * cout),
-          )
+      weight &&
+      T > 1 &&
+      (method === 'instantiate' || (method === 'auto' && (keep || din * cout <= T * (din + cout))))
+        ? convPerExample(x, z, site.kernelSize, site.strides, site.padding, keep)
         : null;
     if (native) {
       chosen = 'instantiate';
