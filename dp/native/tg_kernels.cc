@@ -46,6 +46,58 @@ int ThreadCount() {
   return std::max(1, n);
 }
 
+// Runs f(i0, i1) over [0, n) on up to ThreadCount() threads, one only for small n.
+template <typename F>
+void ParallelFor(int64_t n, int64_t grain, F f) {
+  const int T = static_cast<int>(std::min<int64_t>(ThreadCount(), std::max<int64_t>(1, n / grain)));
+  std::vector<std::thread> pool;
+  for (int t = 1; t < T; ++t) pool.emplace_back(f, n * t / T, n * (t + 1) / T);
+  f(0, n / T);
+  for (auto& th : pool) th.join();
+}
+
+// A kernel call's inputs and outputs: each TF_Tensor handle is released, and a failure reported to
+// TensorFlow, when the call returns.
+struct Io {
+  TF_OpKernelContext* ctx;
+  TF_Status* s;
+  std::vector<TF_Tensor*> held;
+  ~Io() {
+    for (TF_Tensor* t : held) TF_DeleteTensor(t);
+    if (TF_GetCode(s) != TF_OK) TF_OpKernelContext_Failure(ctx, s);
+    TF_DeleteStatus(s);
+  }
+  explicit Io(TF_OpKernelContext* c) : ctx(c), s(TF_NewStatus()) {}
+  TF_Tensor* In(int i) {
+    TF_Tensor* t = nullptr;
+    TF_GetInput(ctx, i, &t, s);
+    if (TF_GetCode(s) != TF_OK) return nullptr;
+    held.push_back(t);
+    return t;
+  }
+  TF_Tensor* Out(int i, const std::vector<int64_t>& dims) {
+    int64_t n = 1;
+    for (int64_t d : dims) n *= d;
+    TF_Tensor* t = TF_AllocateOutput(ctx, i, TF_FLOAT, dims.data(), static_cast<int>(dims.size()), sizeof(float) * n, s);
+    if (TF_GetCode(s) != TF_OK) return nullptr;
+    held.push_back(t);
+    return t;
+  }
+  bool Fail(const char* msg) {
+    TF_SetStatus(s, TF_INVALID_ARGUMENT, msg);
+    return false;
+  }
+};
+
+std::vector<int64_t> DimsOf(TF_Tensor* t) {
+  std::vector<int64_t> d(TF_NumDims(t));
+  for (size_t i = 0; i < d.size(); ++i) d[i] = TF_Dim(t, static_cast<int>(i));
+  return d;
+}
+
+const float* F(TF_Tensor* t) { return static_cast<const float*>(TF_TensorData(t)); }
+float* Fm(TF_Tensor* t) { return static_cast<float*>(TF_TensorData(t)); }
+
 void* CreateConv(TF_OpKernelConstruction* ctx) {
   auto* a = new ConvAttrs();
   TF_Status* s = TF_NewStatus();
@@ -131,89 +183,66 @@ TG_SIMD double AllRowsScalar(const float* xpad, const int* base, const int* off,
 
 void ComputeConv(void* p, TF_OpKernelContext* ctx) {
   const ConvAttrs& a = *static_cast<ConvAttrs*>(p);
-  TF_Status* s = TF_NewStatus();
-  TF_Tensor* xt = nullptr;
-  TF_Tensor* dyt = nullptr;
-  TF_Tensor* outs[3] = {nullptr, nullptr, nullptr};
-  do {
-    TF_GetInput(ctx, 0, &xt, s);
-    if (TF_GetCode(s) != TF_OK) break;
-    TF_GetInput(ctx, 1, &dyt, s);
-    if (TF_GetCode(s) != TF_OK) break;
-    if (TF_NumDims(xt) != 4 || TF_NumDims(dyt) != 4 || TF_Dim(xt, 0) != TF_Dim(dyt, 0)) {
-      TF_SetStatus(s, TF_INVALID_ARGUMENT, "TgConvPerExample: x and dy must be [B, H, W, C] with the same B");
-      break;
-    }
-    const int B = static_cast<int>(TF_Dim(xt, 0)), H = static_cast<int>(TF_Dim(xt, 1)),
-              W = static_cast<int>(TF_Dim(xt, 2)), Cin = static_cast<int>(TF_Dim(xt, 3));
-    const int Ho = static_cast<int>(TF_Dim(dyt, 1)), Wo = static_cast<int>(TF_Dim(dyt, 2)),
-              Cout = static_cast<int>(TF_Dim(dyt, 3));
-    const int K = a.kh * a.kw * Cin;
-    const int64_t gdims[3] = {a.emit_grads ? B : 0, K, Cout};
-    const int64_t ndims[1] = {B};
-    const int64_t bdims[2] = {B, Cout};
-    const size_t gbytes = a.emit_grads ? sizeof(float) * B * static_cast<size_t>(K) * Cout : 0;
-    outs[0] = TF_AllocateOutput(ctx, 0, TF_FLOAT, gdims, 3, gbytes, s);
-    if (TF_GetCode(s) != TF_OK) break;
-    outs[1] = TF_AllocateOutput(ctx, 1, TF_FLOAT, ndims, 1, sizeof(float) * B, s);
-    if (TF_GetCode(s) != TF_OK) break;
-    outs[2] = TF_AllocateOutput(ctx, 2, TF_FLOAT, bdims, 2, sizeof(float) * B * Cout, s);
-    if (TF_GetCode(s) != TF_OK) break;
-    const float* x = static_cast<const float*>(TF_TensorData(xt));
-    const float* dy = static_cast<const float*>(TF_TensorData(dyt));
-    float* grads = a.emit_grads ? static_cast<float*>(TF_TensorData(outs[0])) : nullptr;
-    float* norms = static_cast<float*>(TF_TensorData(outs[1]));
-    float* biases = static_cast<float*>(TF_TensorData(outs[2]));
-    const int64_t xs = static_cast<int64_t>(H) * W * Cin, ds = static_cast<int64_t>(Ho) * Wo * Cout;
-    const int64_t gs = static_cast<int64_t>(K) * Cout;
-    // Each example is copied into a zero-padded [Hp, Wp, Cin] buffer, so that input element
-    // (oh·sh + i, ow·sw + j, c) is at base[oh, ow] + off[i, j, c] with no bounds checks.
-    const int Hp = std::max(H + a.pad_top, (Ho - 1) * a.sh + a.kh), Wp = std::max(W + a.pad_left, (Wo - 1) * a.sw + a.kw);
-    const int P = Ho * Wo;
-    std::vector<int> base(P), off(K);
-    for (int oh = 0; oh < Ho; ++oh)
-      for (int ow = 0; ow < Wo; ++ow) base[oh * Wo + ow] = ((oh * a.sh) * Wp + ow * a.sw) * Cin;
-    for (int i = 0; i < a.kh; ++i)
-      for (int j = 0; j < a.kw; ++j)
-        for (int c = 0; c < Cin; ++c) off[(i * a.kw + j) * Cin + c] = (i * Wp + j) * Cin + c;
-    auto work = [&](int b0, int b1) {
-      std::vector<float> xpad(static_cast<size_t>(Hp) * Wp * Cin, 0.0f);
-      for (int b = b0; b < b1; ++b) {
-        const float* xb = x + b * xs;
-        for (int h = 0; h < H; ++h)
-          std::memcpy(&xpad[(static_cast<size_t>(h + a.pad_top) * Wp + a.pad_left) * Cin], xb + static_cast<int64_t>(h) * W * Cin,
-                      sizeof(float) * W * Cin);
-        const float* db = dy + b * ds;
-        float* out = a.emit_grads ? grads + b * gs : nullptr;
-        double sq;
-        switch (Cout % 8 == 0 ? Cout / 8 : 0) {
-          case 1: sq = AllRows<1>(xpad.data(), base.data(), off.data(), db, P, K, out); break;
-          case 2: sq = AllRows<2>(xpad.data(), base.data(), off.data(), db, P, K, out); break;
-          case 3: sq = AllRows<3>(xpad.data(), base.data(), off.data(), db, P, K, out); break;
-          case 4: sq = AllRows<4>(xpad.data(), base.data(), off.data(), db, P, K, out); break;
-          case 6: sq = AllRows<6>(xpad.data(), base.data(), off.data(), db, P, K, out); break;
-          case 8: sq = AllRows<8>(xpad.data(), base.data(), off.data(), db, P, K, out); break;
-          default: sq = AllRowsScalar(xpad.data(), base.data(), off.data(), db, P, K, Cout, out);
-        }
-        norms[b] = static_cast<float>(sq);
-        float* bias = biases + static_cast<int64_t>(b) * Cout;
-        std::memset(bias, 0, sizeof(float) * Cout);
-        for (int pos = 0; pos < P; ++pos)
-          for (int o = 0; o < Cout; ++o) bias[o] += db[pos * Cout + o];
+  Io io(ctx);
+  TF_Tensor* xt = io.In(0);
+  TF_Tensor* dyt = xt ? io.In(1) : nullptr;
+  if (!dyt) return;
+  if (TF_NumDims(xt) != 4 || TF_NumDims(dyt) != 4 || TF_Dim(xt, 0) != TF_Dim(dyt, 0)) {
+    io.Fail("TgConvPerExample: x and dy must be [B, H, W, C] with the same B");
+    return;
+  }
+  const int B = static_cast<int>(TF_Dim(xt, 0)), H = static_cast<int>(TF_Dim(xt, 1)),
+            W = static_cast<int>(TF_Dim(xt, 2)), Cin = static_cast<int>(TF_Dim(xt, 3));
+  const int Ho = static_cast<int>(TF_Dim(dyt, 1)), Wo = static_cast<int>(TF_Dim(dyt, 2)),
+            Cout = static_cast<int>(TF_Dim(dyt, 3));
+  const int K = a.kh * a.kw * Cin;
+  TF_Tensor* gt = io.Out(0, {a.emit_grads ? B : 0, K, Cout});
+  TF_Tensor* nt = gt ? io.Out(1, {B}) : nullptr;
+  TF_Tensor* bt = nt ? io.Out(2, {B, Cout}) : nullptr;
+  if (!bt) return;
+  const float* x = F(xt);
+  const float* dy = F(dyt);
+  float* grads = a.emit_grads ? Fm(gt) : nullptr;
+  float* norms = Fm(nt);
+  float* biases = Fm(bt);
+  const int64_t xs = static_cast<int64_t>(H) * W * Cin, ds = static_cast<int64_t>(Ho) * Wo * Cout;
+  const int64_t gs = static_cast<int64_t>(K) * Cout;
+  // Each example is copied into a zero-padded [Hp, Wp, Cin] buffer, so that input element
+  // (oh·sh + i, ow·sw + j, c) is at base[oh, ow] + off[i, j, c] with no bounds checks.
+  const int Hp = std::max(H + a.pad_top, (Ho - 1) * a.sh + a.kh), Wp = std::max(W + a.pad_left, (Wo - 1) * a.sw + a.kw);
+  const int P = Ho * Wo;
+  std::vector<int> base(P), off(K);
+  for (int oh = 0; oh < Ho; ++oh)
+    for (int ow = 0; ow < Wo; ++ow) base[oh * Wo + ow] = ((oh * a.sh) * Wp + ow * a.sw) * Cin;
+  for (int i = 0; i < a.kh; ++i)
+    for (int j = 0; j < a.kw; ++j)
+      for (int c = 0; c < Cin; ++c) off[(i * a.kw + j) * Cin + c] = (i * Wp + j) * Cin + c;
+  ParallelFor(B, 1, [&](int64_t b0, int64_t b1) {
+    std::vector<float> xpad(static_cast<size_t>(Hp) * Wp * Cin, 0.0f);
+    for (int64_t b = b0; b < b1; ++b) {
+      const float* xb = x + b * xs;
+      for (int h = 0; h < H; ++h)
+        std::memcpy(&xpad[(static_cast<size_t>(h + a.pad_top) * Wp + a.pad_left) * Cin], xb + static_cast<int64_t>(h) * W * Cin,
+                    sizeof(float) * W * Cin);
+      const float* db = dy + b * ds;
+      float* out = a.emit_grads ? grads + b * gs : nullptr;
+      double sq;
+      switch (Cout % 8 == 0 ? Cout / 8 : 0) {
+        case 1: sq = AllRows<1>(xpad.data(), base.data(), off.data(), db, P, K, out); break;
+        case 2: sq = AllRows<2>(xpad.data(), base.data(), off.data(), db, P, K, out); break;
+        case 3: sq = AllRows<3>(xpad.data(), base.data(), off.data(), db, P, K, out); break;
+        case 4: sq = AllRows<4>(xpad.data(), base.data(), off.data(), db, P, K, out); break;
+        case 6: sq = AllRows<6>(xpad.data(), base.data(), off.data(), db, P, K, out); break;
+        case 8: sq = AllRows<8>(xpad.data(), base.data(), off.data(), db, P, K, out); break;
+        default: sq = AllRowsScalar(xpad.data(), base.data(), off.data(), db, P, K, Cout, out);
       }
-    };
-    const int T = std::min(ThreadCount(), B);
-    std::vector<std::thread> pool;
-    for (int t = 1; t < T; ++t) pool.emplace_back(work, static_cast<int>(int64_t(B) * t / T), static_cast<int>(int64_t(B) * (t + 1) / T));
-    work(0, static_cast<int>(int64_t(B) / T));
-    for (auto& th : pool) th.join();
-  } while (false);
-  if (TF_GetCode(s) != TF_OK) TF_OpKernelContext_Failure(ctx, s);
-  for (TF_Tensor* t : outs)
-    if (t) TF_DeleteTensor(t);
-  if (xt) TF_DeleteTensor(xt);
-  if (dyt) TF_DeleteTensor(dyt);
-  TF_DeleteStatus(s);
+      norms[b] = static_cast<float>(sq);
+      float* bias = biases + b * Cout;
+      std::memset(bias, 0, sizeof(float) * Cout);
+      for (int pos = 0; pos < P; ++pos)
+        for (int o = 0; o < Cout; ++o) bias[o] += db[pos * Cout + o];
+    }
+  });
 }
 
 // TgWeightedRowSum(g [B, N], w [B]) -> [N]: Σ_b w[b]·g[b, :], the book-keeping clipped sum of
@@ -233,53 +262,28 @@ TG_SIMD void WeightedRows(const float* __restrict g, const float* __restrict w, 
 }
 
 void ComputeWeightedRowSum(void*, TF_OpKernelContext* ctx) {
-  TF_Status* s = TF_NewStatus();
-  TF_Tensor* gt = nullptr;
-  TF_Tensor* wt = nullptr;
-  TF_Tensor* out = nullptr;
-  do {
-    TF_GetInput(ctx, 0, &gt, s);
-    if (TF_GetCode(s) != TF_OK) break;
-    TF_GetInput(ctx, 1, &wt, s);
-    if (TF_GetCode(s) != TF_OK) break;
-    if (TF_NumDims(gt) != 2 || TF_NumDims(wt) != 1 || TF_Dim(gt, 0) != TF_Dim(wt, 0)) {
-      TF_SetStatus(s, TF_INVALID_ARGUMENT, "TgWeightedRowSum: g must be [B, N] and w [B]");
-      break;
-    }
-    const int B = static_cast<int>(TF_Dim(gt, 0));
-    const int64_t N = TF_Dim(gt, 1);
-    const int64_t dims[1] = {N};
-    out = TF_AllocateOutput(ctx, 0, TF_FLOAT, dims, 1, sizeof(float) * N, s);
-    if (TF_GetCode(s) != TF_OK) break;
-    const float* g = static_cast<const float*>(TF_TensorData(gt));
-    const float* w = static_cast<const float*>(TF_TensorData(wt));
-    float* o = static_cast<float*>(TF_TensorData(out));
-    // Threads only where there is enough to share (a thread start costs tens of microseconds).
-    const int T = static_cast<int>(std::min<int64_t>(ThreadCount(), std::max<int64_t>(1, B * N / (1 << 18))));
-    std::vector<std::thread> pool;
-    auto range = [&](int t) { return N * t / T; };
-    for (int t = 1; t < T; ++t) pool.emplace_back(WeightedRows, g, w, B, N, range(t), range(t + 1), o);
-    WeightedRows(g, w, B, N, 0, range(1), o);
-    for (auto& th : pool) th.join();
-  } while (false);
-  if (TF_GetCode(s) != TF_OK) TF_OpKernelContext_Failure(ctx, s);
-  if (out) TF_DeleteTensor(out);
-  if (gt) TF_DeleteTensor(gt);
-  if (wt) TF_DeleteTensor(wt);
-  TF_DeleteStatus(s);
+  Io io(ctx);
+  TF_Tensor* gt = io.In(0);
+  TF_Tensor* wt = gt ? io.In(1) : nullptr;
+  if (!wt) return;
+  if (TF_NumDims(gt) != 2 || TF_NumDims(wt) != 1 || TF_Dim(gt, 0) != TF_Dim(wt, 0)) {
+    io.Fail("TgWeightedRowSum: g must be [B, N] and w [B]");
+    return;
+  }
+  const int B = static_cast<int>(TF_Dim(gt, 0));
+  const int64_t N = TF_Dim(gt, 1);
+  TF_Tensor* out = io.Out(0, {N});
+  if (!out) return;
+  const float* g = F(gt);
+  const float* w = F(wt);
+  float* o = Fm(out);
+  // Threads only where there is enough to share (a thread start costs tens of microseconds).
+  ParallelFor(N, std::max<int64_t>(1, (int64_t{1} << 18) / std::max(1, B)),
+              [&](int64_t n0, int64_t n1) { WeightedRows(g, w, B, N, n0, n1, o); });
 }
 
 // ---- GELU and layer norm: elementwise and row kernels for the transformer's widest tensors ----
 
-// Runs f(i0, i1) over [0, n) on up to ThreadCount() threads, one only for small n.
-template <typename F>
-void ParallelFor(int64_t n, int64_t grain, F f) {
-  const int T = static_cast<int>(std::min<int64_t>(ThreadCount(), std::max<int64_t>(1, n / grain)));
-  std::vector<std::thread> pool;
-  for (int t = 1; t < T; ++t) pool.emplace_back(f, n * t / T, n * (t + 1) / T);
-  f(0, n / T);
-  for (auto& th : pool) th.join();
-}
 
 // e^x for 8 floats: x = n·ln2 + r with |r| ≤ ln2/2, e^r by the degree-6 polynomial of Cephes'
 // expf (Moshier; ~1 ulp), 2^n put into the exponent. x is clamped to [−87.3, 88.7] first, so
@@ -419,46 +423,6 @@ TG_SIMD void LayerNormGradRows(const float* __restrict dxhat, const float* __res
   }
 }
 
-// Inputs as float arrays with their element count, outputs allocated like input 0 (or as given).
-struct Io {
-  TF_OpKernelContext* ctx;
-  TF_Status* s;
-  std::vector<TF_Tensor*> held;
-  ~Io() {
-    for (TF_Tensor* t : held) TF_DeleteTensor(t);
-    if (TF_GetCode(s) != TF_OK) TF_OpKernelContext_Failure(ctx, s);
-    TF_DeleteStatus(s);
-  }
-  explicit Io(TF_OpKernelContext* c) : ctx(c), s(TF_NewStatus()) {}
-  TF_Tensor* In(int i) {
-    TF_Tensor* t = nullptr;
-    TF_GetInput(ctx, i, &t, s);
-    if (TF_GetCode(s) != TF_OK) return nullptr;
-    held.push_back(t);
-    return t;
-  }
-  TF_Tensor* Out(int i, const std::vector<int64_t>& dims) {
-    int64_t n = 1;
-    for (int64_t d : dims) n *= d;
-    TF_Tensor* t = TF_AllocateOutput(ctx, i, TF_FLOAT, dims.data(), static_cast<int>(dims.size()), sizeof(float) * n, s);
-    if (TF_GetCode(s) != TF_OK) return nullptr;
-    held.push_back(t);
-    return t;
-  }
-  bool Fail(const char* msg) {
-    TF_SetStatus(s, TF_INVALID_ARGUMENT, msg);
-    return false;
-  }
-};
-
-std::vector<int64_t> DimsOf(TF_Tensor* t) {
-  std::vector<int64_t> d(TF_NumDims(t));
-  for (size_t i = 0; i < d.size(); ++i) d[i] = TF_Dim(t, static_cast<int>(i));
-  return d;
-}
-
-const float* F(TF_Tensor* t) { return static_cast<const float*>(TF_TensorData(t)); }
-float* Fm(TF_Tensor* t) { return static_cast<float*>(TF_TensorData(t)); }
 
 void ComputeGelu(void*, TF_OpKernelContext* ctx) {
   Io io(ctx);
