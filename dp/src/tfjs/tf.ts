@@ -312,6 +312,10 @@ export function setDpKernels(enabled: boolean): void {
   kernels.enabled = enabled;
 }
 
+/** dp's kernels are active and every input is float32 (what they take). */
+const active = (...ts: Tensor[]) =>
+  kernels.enabled && kernelsLoaded() && ts.every((t) => t.dtype === 'float32');
+
 /** Per-example conv kernel gradients' squared norms (and the gradients, and bias sums). */
 export interface ConvPerExample {
   /** [B, kh·kw·Cin, Cout] in a [kh, kw, Cin, Cout] kernel's order, when asked for. */
@@ -336,7 +340,7 @@ export function convPerExample(
   padding: 'same' | 'valid',
   emitGrads: boolean,
 ): ConvPerExample | null {
-  if (!kernels.enabled || !kernelsLoaded() || x.dtype !== 'float32' || dy.dtype !== 'float32') return null;
+  if (!active(x, dy)) return null;
   const backend = nativeBackend()!;
   const { TF_ATTR_INT, TF_ATTR_BOOL } = backend.binding;
   const pad = (inSize: number, outSize: number, k: number, s: number) =>
@@ -369,12 +373,9 @@ export function convPerExample(
  * when dp's kernels are not active.
  */
 export function weightedRowSum(g: Tensor, w: Tensor): Tensor | null {
-  if (!kernels.enabled || !kernelsLoaded() || g.dtype !== 'float32' || w.dtype !== 'float32') return null;
+  if (!active(g, w)) return null;
   return nativeBackend()!.executeSingleOutput('TgWeightedRowSum', [], [g, w]);
 }
-
-const active = (...ts: Tensor[]) =>
-  kernels.enabled && kernelsLoaded() && ts.every((t) => t.dtype === 'float32');
 
 let geluFn: ((x: Tensor) => Tensor) | null = null;
 
