@@ -82,3 +82,19 @@ export {
   type HeKeyHolderLink,
 } from './coordinator/coordinator.js';
 export { RoundClient, type RoundClientOptions } from './round-client.js';
+export {
+  AnnouncementError,
+  checkAnnouncement,
+  roundEncoding,
+  roundPrivacy,
+  DEFAULT_SCALE,
+  type AnnouncementContext,
+  type RoundPrivacy,
+} from './announcement.js';
+export {
+  RoundServiceClient,
+  startServer as startRoundServer,
+  METHODS as ROUND_METHODS,
+  type Handler as RoundHandler,
+  type Method as RoundMethod,
+} from './coordinator/rpc.js';

@@ -17,7 +17,9 @@ import {
   type KeyRoster,
   type RingVector,
 } from '@tensorguard/secure-agg';
+import { checkAnnouncement } from './announcement.js';
 import type { ClippingEngine } from './clipping.js';
+import type { RunConfig } from './config.js';
 import type { Dataset } from './data/dataset.js';
 import { recordLength } from './data/dataset.js';
 import type { Logger } from './logger.js';
@@ -32,6 +34,12 @@ export interface RoundClientOptions {
   tf: Tf;
   address: string;
   workerIndex: number;
+  /**
+   * The worker's own copy of the resolved job config and its model's trainable parameter count:
+   * every round announcement is checked against them (announcement.ts) before the worker takes part.
+   */
+  config: RunConfig;
+  dimension: number;
   shard: Dataset;
   engine: ClippingEngine;
   log: Logger;
@@ -53,6 +61,8 @@ export class RoundClient {
   private readonly workerId: string;
   private version = -1;
   private readonly random: RandomSource;
+  /** HE mode: the key id of the first announcement; the key holder's key stays for the job. */
+  private heKeyId: string | undefined;
   /** HE mode: the encryptor for the key holder's current public key. */
   private encryptor: { keyId: string; enc: HeEncryptor } | undefined;
   /** This worker's noise shares; the next round's is drawn while this round uploads and waits. */
@@ -113,6 +123,15 @@ export class RoundClient {
       }
       if (next.kind === 'done') return next.reason;
       if (next.kind === 'wait') continue;
+      // A refused announcement ends the worker (AnnouncementError propagates): a coordinator that
+      // asks for other privacy parameters once would ask again, and it must not get an update.
+      checkAnnouncement(next, {
+        cfg: this.o.config,
+        dimension: this.o.dimension,
+        shardSize: this.o.shard.size,
+        ...(this.heKeyId !== undefined ? { heKeyId: this.heKeyId } : {}),
+      });
+      if (next.he) this.heKeyId = next.he.keyId;
       try {
         await this.round(next);
       } catch (err) {

@@ -41,6 +41,8 @@ async function main(): Promise<number> {
     tf,
     address: args.aggregator,
     workerIndex: index,
+    config: cfg,
+    dimension: prepared.parameters,
     shard,
     engine,
     log,

@@ -43,7 +43,8 @@ import { ConfigError, type RunConfig } from '../config.js';
 import type { Logger } from '../logger.js';
 import { PhaseTimer, rounded } from '../metrics.js';
 import { flatten, sizeOf, trainableSpecs, type ModelDef } from '../models/model.js';
-import { MAX_SHARE_STD, shareStdInteger } from '../noise.js';
+import { roundEncoding, roundPrivacy } from '../announcement.js';
+import { MAX_SHARE_STD } from '../noise.js';
 import { createOptimizer, type Optimizer } from '../optimizer.js';
 import type {
   EncryptedInput,
@@ -393,24 +394,12 @@ export class Coordinator {
     }
   }
 
+  /** What a round with `members` contributors announces: the same derivation every worker checks. */
   private encodingOptions(members: number): { enc: EncodingOptions; shareStd: number; sensitivity: number } {
-    const cfg = this.config;
     const d = this.params.length;
-    const scale = cfg.secureAggregation.scale ?? 2 ** 16;
-    const t = cfg.secureAggregation.threshold;
-    const C = cfg.privacy.clipNorm;
-    const sensitivity = C + Math.sqrt(d) / scale;
-    const shareStd = shareStdInteger(cfg.privacy.noiseMultiplier, sensitivity, scale, t);
+    const { shareStd, sensitivity } = roundPrivacy(this.config, d, members);
     const maxShard = Math.max(1, ...this.shardSizes.values());
-    const enc: EncodingOptions = {
-      clipNorm: C * maxShard,
-      scale,
-      workers: members,
-      dimension: d,
-      noiseStd: (shareStd / scale) * Math.sqrt(members),
-      bits: cfg.secureAggregation.bits ?? 'auto',
-    };
-    return { enc, shareStd, sensitivity };
+    return { enc: roundEncoding(this.config, d, members, maxShard), shareStd, sensitivity };
   }
 
   private async runRound(waiters: Waiter[]): Promise<void> {
@@ -423,14 +412,15 @@ export class Coordinator {
     const holders = members.length;
     const { enc, shareStd } = this.encodingOptions(members.length);
     const plan = planEncoding(enc);
+    const privacy = roundPrivacy(cfg, this.params.length, holders);
     const params: RoundParams = {
       sessionId: newSessionId(),
       round: r,
       members,
       vectorLength: this.params.length,
       bits: plan.bits,
-      threshold: Math.min(holders, Math.max(t, Math.floor(holders / 2) + 1)),
-      degree: holders - 1,
+      threshold: privacy.shamirThreshold,
+      degree: privacy.degree,
       graphSeed: randomBytes(16),
       minInputs: Math.min(t, holders),
     };
