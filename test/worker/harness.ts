@@ -103,8 +103,12 @@ function start(script: string, args: string[], env: Record<string, string> = {})
   };
 }
 
-export function startCoordinator(configFile: string, env: Record<string, string> = {}): Proc {
-  return start('coordinator.ts', ['--config', configFile], env);
+export function startCoordinator(
+  configFile: string,
+  env: Record<string, string> = {},
+  extraArgs: string[] = [],
+): Proc {
+  return start('coordinator.ts', ['--config', configFile, ...extraArgs], env);
 }
 
 export function startWorker(
@@ -112,10 +116,11 @@ export function startWorker(
   index: number,
   address: string,
   env: Record<string, string> = {},
+  extraArgs: string[] = [],
 ): Proc {
   return start(
     'worker.ts',
-    ['--config', configFile, '--worker-index', String(index), '--aggregator', address],
+    ['--config', configFile, '--worker-index', String(index), '--aggregator', address, ...extraArgs],
     env,
   );
 }

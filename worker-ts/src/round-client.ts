@@ -27,7 +27,7 @@ import { PhaseTimer, rounded } from './metrics.js';
 import type { Tf } from './models/model.js';
 import { NoiseShares } from './noise.js';
 import type { EncryptedInput, JoinResponse, NextRoundResponse, RoundOpen } from './protocol.js';
-import { RoundServiceClient } from './coordinator/rpc.js';
+import { RoundServiceClient, type TlsIdentity } from './coordinator/rpc.js';
 import { poissonSample, systemRandom, seededRandom, type RandomSource } from './sampling.js';
 
 export interface RoundClientOptions {
@@ -40,6 +40,8 @@ export interface RoundClientOptions {
    */
   config: RunConfig;
   dimension: number;
+  /** Mutual TLS with the job's identity (`--tls-dir`); insecure without. */
+  tls?: TlsIdentity;
   shard: Dataset;
   engine: ClippingEngine;
   log: Logger;
@@ -69,7 +71,7 @@ export class RoundClient {
   private readonly noise = new NoiseShares();
 
   constructor(private readonly o: RoundClientOptions) {
-    this.client = new RoundServiceClient(o.address);
+    this.client = new RoundServiceClient(o.address, o.tls);
     this.workerId = `worker-${o.workerIndex}`;
     this.random =
       o.samplingSeed !== undefined ? seededRandom(`${o.samplingSeed}/${o.workerIndex}`) : systemRandom;

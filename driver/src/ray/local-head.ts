@@ -14,6 +14,11 @@ export interface LocalHeadOptions {
   root: string;
   /** Logical CPUs the head offers. Default 4 (fractional actor CPUs make that plenty). */
   numCpus?: number;
+  /**
+   * The IP the head's node registers under and other Ray nodes dial (GCS, raylet, object
+   * manager). Default 127.0.0.1: a one-machine cluster. The dashboard stays on loopback.
+   */
+  nodeIp?: string;
   /** Readiness deadline. Default 120000 ms. */
   readyTimeoutMs?: number;
   /**
@@ -109,7 +114,7 @@ export class LocalHead {
       '--temp-dir',
       tempDir,
       '--node-ip-address',
-      '127.0.0.1',
+      opts.nodeIp ?? '127.0.0.1',
       '--port',
       String(gcs),
       '--dashboard-host',
@@ -152,7 +157,7 @@ export class LocalHead {
     const info: ClusterInfo = {
       dashboardUrl: `http://127.0.0.1:${dash}`,
       token,
-      gcsAddress: `127.0.0.1:${gcs}`,
+      gcsAddress: `${opts.nodeIp ?? '127.0.0.1'}:${gcs}`,
       metricsPort: metrics!,
       pgid: child.pid!,
       tempDir,

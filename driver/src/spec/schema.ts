@@ -89,6 +89,17 @@ export const workersSchema = z.strictObject({
 export const coordinatorSchema = z.strictObject({
   /** Logical CPUs of the aggregator/coordinator bundle. Default 1. */
   cpus: positive.default(1),
+  /**
+   * Where the coordinator's aggregation service listens: `HOST` or `HOST:PORT` (an IPv6 host in
+   * brackets). Default: the IP of the Ray node it runs on, on a free port, so that workers on
+   * other nodes can reach it (never loopback by assumption).
+   */
+  listen: z
+    .string()
+    .regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/, {
+      message: 'must be HOST or HOST:PORT (an IPv6 host in brackets)',
+    })
+    .optional(),
 });
 
 export const privacySchema = z.strictObject({

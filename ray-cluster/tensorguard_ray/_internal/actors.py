@@ -17,6 +17,7 @@ import ray
 from .launch import Launch, child_env, write_config
 from .metrics import ActorMetrics
 from .node_process import NodeProcess
+from .pki import Identity, remove_identity_dir
 
 NAMESPACE = "tensorguard"
 
@@ -29,6 +30,16 @@ def worker_name(job_id: str, index: int) -> str:
     return f"tg-{job_id}-worker-{index}"
 
 
+def listen_address(config: dict) -> str:
+    """Where the coordinator listens: ``coordinator.listen`` (``HOST`` or ``HOST:PORT``) when the
+    spec gives it, else this Ray node's IP on a free port. Never loopback by assumption: workers
+    may run on other nodes."""
+    given = (config.get("coordinator") or {}).get("listen")
+    if isinstance(given, str) and given:
+        return given
+    return ray.util.get_node_ip_address()
+
+
 class ChildExitedError(RuntimeError):
     """The Node child exited before it produced what was asked for."""
 
@@ -38,8 +49,10 @@ class _Supervisor:
 
     role = "worker"
 
-    def __init__(self, job_id: str, config: dict, launch: Launch, index: Optional[int]):
+    def __init__(self, job_id: str, config: dict, launch: Launch, index: Optional[int],
+                 identity: Optional[Identity] = None):
         self.job_id = job_id
+        self._config = config
         self.index = index
         self.generation = uuid.uuid4().hex
         self._cond = threading.Condition()
@@ -56,12 +69,17 @@ class _Supervisor:
         gpu_ids = [str(g) for g in ctx.get_accelerator_ids().get("GPU", [])]
         name = "aggregator" if index is None else f"worker-{index}"
         self._config_path = write_config(config, job_id, name)
+        # This party's key, certificate and the job's CA, for the child only (0700 dir, 0600 files).
+        self._tls_dir = identity.write() if identity is not None else None
         argv = [launch.node, self._program(launch), "--config", self._config_path]
+        if self._tls_dir is not None:
+            argv += ["--tls-dir", self._tls_dir]
         argv += self._extra_args()
         env = child_env(os.environ, job_id=job_id, role=self.role, worker_index=index,
                         cpus=cpus, gpu_ids=gpu_ids)
         self._child = NodeProcess(argv, env, self._on_line, self._on_exit)
         atexit.register(self._child.kill, 1.0)
+        atexit.register(remove_identity_dir, self._tls_dir)
         pid = self._child.start()
         self.state = "RUNNING"
         print(f"tensorguard: started {self.role} {label} of job {job_id}: pid {pid} "
@@ -107,6 +125,7 @@ class _Supervisor:
               f"exited with {code}; exiting the actor so that Ray restarts it", file=sys.stderr,
               flush=True)
         self._child.kill(0.5)  # its process group may still hold grandchildren
+        remove_identity_dir(self._tls_dir)  # os._exit skips atexit
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(1)
@@ -144,6 +163,7 @@ class _Supervisor:
             self._stopping = True
             self.state = "FINISHED"
         self._child.kill()
+        remove_identity_dir(self._tls_dir)
         try:
             os.unlink(self._config_path)
         except OSError:
@@ -153,11 +173,16 @@ class _Supervisor:
 class AggregatorSupervisor(_Supervisor):
     role = "aggregator"
 
-    def __init__(self, job_id: str, config: dict, launch: Launch):
-        super().__init__(job_id, config, launch, None)
+    def __init__(self, job_id: str, config: dict, launch: Launch,
+                 identity: Optional[Identity] = None):
+        super().__init__(job_id, config, launch, None, identity)
 
     def _program(self, launch: Launch) -> str:
         return launch.coordinator_js
+
+    def _extra_args(self) -> list[str]:
+        # Listen where workers on other Ray nodes can dial: coordinator.listen, else this node's IP.
+        return ["--listen", listen_address(self._config)]
 
     def _finished_ok(self, code: int) -> bool:
         # A coordinator that printed its done line has finished the job, whatever the outcome
@@ -185,11 +210,11 @@ class WorkerSupervisor(_Supervisor):
     role = "worker"
 
     def __init__(self, job_id: str, config: dict, launch: Launch, index: int,
-                 address_timeout_s: float = 120.0):
+                 identity: Optional[Identity] = None, address_timeout_s: float = 120.0):
         # Asked on every (re)start: a restarted aggregator listens on a new port.
         agg = ray.get_actor(aggregator_name(job_id), namespace=NAMESPACE)
         self._aggregator = ray.get(agg.address.remote(address_timeout_s))
-        super().__init__(job_id, config, launch, index)
+        super().__init__(job_id, config, launch, index, identity)
 
     def _program(self, launch: Launch) -> str:
         return launch.worker_js

@@ -17,6 +17,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from .actors import NAMESPACE, aggregator_name, remote_classes, worker_name
 from .launch import Launch
+from .pki import JobPki
 from .spec import RaySpec, parse_ray_spec
 
 
@@ -70,6 +71,8 @@ def run_job(spec: dict, job_id: str, launch: Launch, *, placement_timeout_s: flo
     removes the placement group on every exit path (exceptions and KeyboardInterrupt included).
     """
     rs = parse_ray_spec(spec, job_id)
+    # The job's CA lives in this process only; each actor gets its own identity (pki.py).
+    pki = JobPki(job_id)
     Aggregator, Worker = remote_classes()
     actors: list[Any] = []
     pg = None
@@ -93,7 +96,7 @@ def run_job(spec: dict, job_id: str, launch: Launch, *, placement_timeout_s: flo
             )
 
         agg = Aggregator.options(**opts(0, aggregator_name(job_id), rs.coordinator_cpus, 0)).remote(
-            job_id, spec, launch
+            job_id, spec, launch, pki.aggregator()
         )
         actors.append(agg)
         try:
@@ -103,7 +106,7 @@ def run_job(spec: dict, job_id: str, launch: Launch, *, placement_timeout_s: flo
         workers = [
             Worker.options(
                 **opts(i + 1, worker_name(job_id, i), rs.cpus_per_worker, rs.gpus_per_worker)
-            ).remote(job_id, spec, launch, i)
+            ).remote(job_id, spec, launch, i, pki.worker(i))
             for i in range(rs.worker_count)
         ]
         actors.extend(workers)

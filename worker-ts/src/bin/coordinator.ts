@@ -20,7 +20,7 @@ let telemetry: Telemetry | undefined;
 
 async function main(): Promise<number> {
   telemetry = await startTelemetry(process.env, 'tensorguard-coordinator');
-  const args = parseArgs(process.argv.slice(2), ['config']);
+  const args = parseArgs(process.argv.slice(2), ['config', 'tls-dir', 'listen']);
   if (!args.config) throw new Error('usage: coordinator.js --config <job.json>');
   const { tf } = await import('@tensorguard/dp/tfjs');
   const { loadRunConfig } = await import('../config.js');
@@ -28,7 +28,7 @@ async function main(): Promise<number> {
   const { prepareModel } = await import('../job.js');
   const { DpClippingEngine } = await import('../clipping.js');
   const { Coordinator } = await import('../coordinator/coordinator.js');
-  const { startServer } = await import('../coordinator/rpc.js');
+  const { readTlsDir, startServer, workerPeerCheck } = await import('../coordinator/rpc.js');
   const cfg = loadRunConfig(args.config);
   const train = loadTrainSchema(cfg);
   const test = loadTestSet(cfg);
@@ -60,13 +60,19 @@ async function main(): Promise<number> {
       : {}),
   });
   coordinator.resume();
-  const { server, address } = await startServer(
-    coordinator.handlers(),
-    cfg.coordinator?.host ?? '127.0.0.1',
-    cfg.coordinator?.port ?? 0,
-  );
-  emitLine({ type: 'listening', address });
-  log.info({ address }, 'listening');
+  // --listen HOST[:PORT] (the Ray actor passes its node's IP, so workers on other nodes can dial
+  // it) wins over the config's coordinator.host/port; loopback only when neither names a host.
+  const listen = parseListen(args.listen, cfg.coordinator?.host ?? '127.0.0.1', cfg.coordinator?.port ?? 0);
+  // --tls-dir: mutual TLS with the job's identities; a worker's identity is its certificate's.
+  const tls = args['tls-dir']
+    ? {
+        identity: readTlsDir(args['tls-dir']),
+        peerCheck: workerPeerCheck((peer, reason) => log.warn({ peer: peer ?? null }, reason)),
+      }
+    : undefined;
+  const { server, address } = await startServer(coordinator.handlers(), listen.host, listen.port, tls);
+  emitLine({ type: 'listening', address, tls: tls !== undefined });
+  log.info({ address, tls: tls !== undefined }, 'listening');
   const res = await coordinator.run();
   // Let waiting workers collect the 'done' answer before the server goes away.
   await new Promise((r) => setTimeout(r, 1500));
@@ -85,6 +91,14 @@ async function main(): Promise<number> {
     ...(res.error !== undefined ? { error: res.error } : {}),
   });
   return res.status === 'succeeded' ? 0 : 1;
+}
+
+/** `HOST`, `HOST:PORT` or `[IPv6]:PORT`; an absent part keeps the default. */
+function parseListen(v: string | undefined, host: string, port: number): { host: string; port: number } {
+  if (v === undefined) return { host, port };
+  const m = /^(?:\[([^\]]+)\]|([^:]+))(?::(\d{1,5}))?$/.exec(v);
+  if (!m) throw new Error(`--listen ${v}: expected HOST, HOST:PORT or [IPv6]:PORT`);
+  return { host: m[1] ?? m[2]!, port: m[3] !== undefined ? Number(m[3]) : port };
 }
 
 /**

@@ -11,7 +11,7 @@ let telemetry: Telemetry | undefined;
 
 async function main(): Promise<number> {
   telemetry = await startTelemetry(process.env, 'tensorguard-worker');
-  const args = parseArgs(process.argv.slice(2), ['config', 'worker-index', 'aggregator']);
+  const args = parseArgs(process.argv.slice(2), ['config', 'worker-index', 'aggregator', 'tls-dir']);
   const index = Number(args['worker-index'] ?? process.env.TENSORGUARD_WORKER_INDEX);
   if (!args.config || !args.aggregator || !Number.isInteger(index)) {
     throw new Error('usage: worker.js --config <job.json> --worker-index <i> --aggregator <host:port>');
@@ -23,6 +23,7 @@ async function main(): Promise<number> {
   const { prepareModel } = await import('../job.js');
   const { DpClippingEngine } = await import('../clipping.js');
   const { RoundClient } = await import('../round-client.js');
+  const { readTlsDir } = await import('../coordinator/rpc.js');
   const cfg = loadRunConfig(args.config);
   if (index < 0 || index >= cfg.workers.count)
     throw new Error(`--worker-index ${index} is outside [0, ${cfg.workers.count})`);
@@ -43,6 +44,7 @@ async function main(): Promise<number> {
     workerIndex: index,
     config: cfg,
     dimension: prepared.parameters,
+    ...(args['tls-dir'] ? { tls: readTlsDir(args['tls-dir']) } : {}),
     shard,
     engine,
     log,

@@ -4,6 +4,8 @@
 // prototypes) and every handler validates what it reads before use. Each round-stage call is a long poll: it returns when
 // the stage closes (everyone answered or the deadline passed), which is the round barrier.
 import * as grpc from '@grpc/grpc-js';
+import fs from 'node:fs';
+import path from 'node:path';
 import v8 from 'node:v8';
 
 export const SERVICE_NAME = 'tensorguard.worker.v1.RoundService';
@@ -66,33 +68,107 @@ const CHANNEL_OPTIONS = {
   'grpc.max_send_message_length': 512 * 1024 * 1024,
 };
 
-/** Serves `service` on host:port (0: any free port). Resolves with the bound address. */
+/**
+ * Mutual TLS with the job's identities (ray-cluster's pki.py writes them): `ca` signs every party's
+ * certificate; `cert`/`key` are this party's. PEM bytes.
+ */
+export interface TlsIdentity {
+  ca: Buffer;
+  cert: Buffer;
+  key: Buffer;
+}
+
+/** The name every worker verifies on the aggregator's certificate, whatever address it dials. */
+export const AGGREGATOR_TLS_NAME = 'tensorguard-aggregator';
+
+/** Reads ca.pem, cert.pem and key.pem from `dir` (the `--tls-dir` of both programs). */
+export function readTlsDir(dir: string): TlsIdentity {
+  const read = (f: string) => {
+    try {
+      return fs.readFileSync(path.join(dir, f));
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? String(err);
+      throw new Error(`--tls-dir ${dir}: cannot read ${f} (${code})`);
+    }
+  };
+  return { ca: read('ca.pem'), cert: read('cert.pem'), key: read('key.pem') };
+}
+
+/**
+ * With TLS, who may send a request: the edge calls it with the peer certificate's common name
+ * (the worker's identity) before the handler; it throws RpcError to refuse.
+ */
+export type PeerCheck = (method: string, req: unknown, peer: string | undefined) => void;
+
+/**
+ * Serves `service` on host:port (0: any free port). Resolves with the bound address. With `tls`
+ * the server speaks TLS only and requires a client certificate signed by `tls.identity.ca`, and
+ * `peerCheck` sees each request with its peer's certificate name before the handler.
+ */
 export function startRpcServer<M extends string>(
   service: RpcService<M>,
   handlers: Record<M, Handler>,
   host: string,
   port: number,
+  tls?: { identity: TlsIdentity; peerCheck: PeerCheck },
 ): Promise<{ server: grpc.Server; address: string }> {
   const server = new grpc.Server(CHANNEL_OPTIONS);
   const impl: grpc.UntypedServiceImplementation = {};
   for (const m of service.methods) {
     impl[m] = (call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-      handlers[m](call.request).then(
-        (res) => cb(null, res),
-        (err: unknown) => {
-          const code = err instanceof RpcError ? err.code : grpc.status.INTERNAL;
-          cb({ code, details: err instanceof Error ? err.message : String(err) });
-        },
-      );
+      const fail = (err: unknown) => {
+        const code = err instanceof RpcError ? err.code : grpc.status.INTERNAL;
+        cb({ code, details: err instanceof Error ? err.message : String(err) });
+      };
+      try {
+        if (tls) {
+          const cn: unknown = call.getAuthContext()?.sslPeerCertificate?.subject?.CN;
+          tls.peerCheck(m, call.request, typeof cn === 'string' ? cn : undefined);
+        }
+      } catch (err) {
+        fail(err);
+        return;
+      }
+      handlers[m](call.request).then((res) => cb(null, res), fail);
     };
   }
   server.addService(definitionOf(service), impl);
+  const creds = tls
+    ? grpc.ServerCredentials.createSsl(
+        tls.identity.ca,
+        [{ private_key: tls.identity.key, cert_chain: tls.identity.cert }],
+        true,
+      )
+    : grpc.ServerCredentials.createInsecure();
   return new Promise((resolve, reject) => {
-    server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, bound) => {
+    server.bindAsync(`${host}:${port}`, creds, (err, bound) => {
       if (err) reject(err);
-      else resolve({ server, address: `${host}:${bound}` });
+      else resolve({ server, address: `${host.includes(':') ? `[${host}]` : host}:${bound}` });
     });
   });
+}
+
+/**
+ * The worker identity rule of the round service: a request's workerId (and workerIndex, where the
+ * message has one) must be the one in the peer's certificate, `worker-<index>`. A refusal is
+ * reported to `log` with the peer's name and answered PERMISSION_DENIED.
+ */
+export function workerPeerCheck(log: (peer: string | undefined, reason: string) => void): PeerCheck {
+  return (method, req, peer) => {
+    const r = (req ?? {}) as { workerId?: unknown; workerIndex?: unknown };
+    let reason: string | undefined;
+    if (peer === undefined || !/^worker-\d+$/.test(peer)) {
+      const named = peer === undefined ? 'no worker' : JSON.stringify(peer);
+      reason = `its certificate names ${named}, not a worker of this job`;
+    } else if (r.workerId !== peer) {
+      reason = `it sent workerId ${JSON.stringify(r.workerId)} with the certificate of ${peer}`;
+    } else if (r.workerIndex !== undefined && `worker-${String(r.workerIndex)}` !== peer) {
+      reason = `it sent workerIndex ${JSON.stringify(r.workerIndex)} with the certificate of ${peer}`;
+    }
+    if (reason === undefined) return;
+    log(peer, `${method} refused: ${reason}`);
+    throw new RpcError(grpc.status.PERMISSION_DENIED, `${method} refused: ${reason}`);
+  };
 }
 
 /** The round service (the coordinator). */
@@ -100,17 +176,29 @@ export function startServer(
   handlers: Record<Method, Handler>,
   host: string,
   port: number,
+  tls?: { identity: TlsIdentity; peerCheck: PeerCheck },
 ): Promise<{ server: grpc.Server; address: string }> {
-  return startRpcServer(ROUND_SERVICE, handlers, host, port);
+  return startRpcServer(ROUND_SERVICE, handlers, host, port, tls);
 }
 
 /** A client of one unary service; every call has a deadline. */
 export class RpcClient<M extends string> {
   private readonly client: grpc.Client & Record<string, unknown>;
-  constructor(service: RpcService<M>, address: string) {
+  /** With `tls`, dials with that client certificate and verifies the server as `tlsServerName`. */
+  constructor(
+    service: RpcService<M>,
+    address: string,
+    tls?: TlsIdentity,
+    tlsServerName = AGGREGATOR_TLS_NAME,
+  ) {
     const Client = grpc.makeGenericClientConstructor(definitionOf(service), service.name);
-    this.client = new Client(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS) as grpc.Client &
-      Record<string, unknown>;
+    const creds = tls
+      ? grpc.credentials.createSsl(tls.ca, tls.key, tls.cert)
+      : grpc.credentials.createInsecure();
+    const options = tls
+      ? { ...CHANNEL_OPTIONS, 'grpc.ssl_target_name_override': tlsServerName }
+      : CHANNEL_OPTIONS;
+    this.client = new Client(address, creds, options) as grpc.Client & Record<string, unknown>;
   }
   /** One call with a deadline (ms from now). Rejects with the grpc ServiceError. */
   call<T>(method: M, req: unknown, deadlineMs: number): Promise<T> {
@@ -133,7 +221,7 @@ export class RpcClient<M extends string> {
 
 /** The round service's client (workers). */
 export class RoundServiceClient extends RpcClient<Method> {
-  constructor(address: string) {
-    super(ROUND_SERVICE, address);
+  constructor(address: string, tls?: TlsIdentity) {
+    super(ROUND_SERVICE, address, tls);
   }
 }

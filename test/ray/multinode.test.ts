@@ -1,0 +1,191 @@
+// A job across two real Ray nodes: the head in the root network namespace, a worker node in its
+// own namespace, joined by a veth pair (netns.ts). Workers are SPREAD over both nodes; the
+// aggregator listens on its node's veth address with the job's mutual-TLS identities, so every
+// training link between the nodes crosses the veth link. About 2–3 minutes on 2 cores.
+import { loadJobSpec, resolveRunConfig } from '@tensorguard/driver';
+import { expect } from 'chai';
+import fs from 'node:fs';
+import path from 'node:path';
+import { checkpointParams, clippedSgdReference, maxDiff } from '../worker/reference.js';
+import { cli, dashboardGet, jobEnv, nodeProcesses, root, until } from './harness.js';
+import { NetnsCluster } from './netns.js';
+
+interface ActorRow {
+  name: string;
+  state: string;
+  node_id: string;
+}
+
+/** The result line `train --json` prints last on stdout. */
+function resultLine(stdout: string): Record<string, unknown> {
+  const last = stdout.trim().split('\n').pop() ?? '';
+  return JSON.parse(last) as Record<string, unknown>;
+}
+
+/** Runs the rogue client in the second node's namespace; its {code, message}. */
+async function rogueJoin(
+  cluster: NetnsCluster,
+  address: string,
+  workerId: string,
+  tlsDir?: string,
+): Promise<{ code: number; message: string }> {
+  const child = cluster.spawnInNode2(process.execPath, [
+    '--conditions=tensorguard-source',
+    '--import',
+    'tsx',
+    path.join(root, 'test/ray/rogue-client.ts'),
+    address,
+    workerId,
+    ...(tlsDir ? [tlsDir] : []),
+  ]);
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  await new Promise((r) => child.on('exit', r));
+  const line = out.trim().split('\n').pop();
+  if (!line) throw new Error(`the rogue client printed nothing: ${err}`);
+  return JSON.parse(line) as { code: number; message: string };
+}
+
+describe('ray: one job across two Ray nodes (network namespaces joined by a veth pair)', function () {
+  this.timeout(600_000);
+  let cluster: NetnsCluster;
+  let env: NodeJS.ProcessEnv;
+  const dir = fs.mkdtempSync('/tmp/tg-multinode-');
+
+  before(async () => {
+    cluster = await NetnsCluster.start({ headCpus: 2, node2Cpus: 2 });
+    env = {
+      ...jobEnv(),
+      RAY_AUTH_TOKEN: cluster.head.info.token,
+      RAY_ADDRESS: cluster.head.info.dashboardUrl,
+    };
+  });
+  after(async () => {
+    await cluster?.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('SPREAD puts workers on both nodes, the links use the veth addresses and mutual TLS, and without noise the model equals one process of clipped SGD', async () => {
+    const file = path.join(dir, 'spread.json');
+    fs.writeFileSync(
+      file,
+      JSON.stringify({
+        name: 'spread',
+        model: { kind: 'mlp', hidden: [16] },
+        dataset: { format: 'idx', preset: 'fashion-mnist', trainExamples: 90, testExamples: 100 },
+        workers: { count: 3, cpusPerWorker: 0.5, placementStrategy: 'SPREAD' },
+        coordinator: { cpus: 0.5 },
+        privacy: { clipNorm: 0.5, noiseMultiplier: 0, delta: 1e-5, epsilonBudget: null, samplingRate: 1 },
+        secureAggregation: { mode: 'masking', threshold: 2 },
+        optimizer: { kind: 'sgd', learningRate: 0.5, momentum: 0.5 },
+        rounds: 5,
+        evaluation: { everyRounds: 5 },
+        checkpoint: { dir: path.join(dir, 'ckpt-spread'), everyRounds: 5 },
+        roundTimeoutMs: 20_000,
+      }),
+    );
+    const run = cli(['train', file, '--json'], env);
+    const id = await until('the job id', () => /submitted job (\S+)/.exec(run.stderr)?.[1], 120_000);
+    // While it runs: where the job's actors are, and what the aggregator listens on.
+    const actors = await until(
+      'the three worker actors alive',
+      async () => {
+        const body = await dashboardGet<{ data: { result: { result: ActorRow[] } } }>(
+          cluster.head.info,
+          '/api/v0/actors?limit=1000&detail=true',
+        );
+        const rows = body.data.result.result.filter(
+          (a) => a.name.startsWith(`tg-${id}-`) && a.state === 'ALIVE',
+        );
+        return rows.length === 4 ? rows : undefined;
+      },
+      120_000,
+    );
+    const code = await run.done;
+    expect(code, run.stderr.slice(-3000)).to.equal(0);
+    const result = resultLine(run.stdout);
+    expect(result.status).to.equal('succeeded');
+    expect(result.rounds).to.equal(5);
+
+    const nodes = await dashboardGet<{
+      data: { result: { result: { node_id: string; node_ip: string }[] } };
+    }>(cluster.head.info, '/api/v0/nodes?limit=100');
+    const ipOf = new Map(nodes.data.result.result.map((n) => [n.node_id, n.node_ip]));
+    const workerIps = new Set(
+      actors.filter((a) => /-worker-\d+$/.test(a.name)).map((a) => ipOf.get(a.node_id)),
+    );
+    expect([...workerIps].sort(), 'worker actors by node IP').to.deep.equal(
+      [cluster.headIp, cluster.node2Ip].sort(),
+    );
+    const aggregatorIp = ipOf.get(actors.find((a) => a.name.endsWith('-aggregator'))!.node_id)!;
+
+    // The aggregator's listening line (in the job's log): its node's veth address, TLS on.
+    const logs = await cluster.client().logs(id);
+    const listening = /\{"type":"listening","address":"([^"]+)","tls":(true|false)\}/.exec(logs);
+    expect(listening, 'the listening line in the job log').to.not.equal(null);
+    expect(listening![1]!.startsWith(`${aggregatorIp}:`), listening![1]).to.equal(true);
+    expect(listening![2]).to.equal('true');
+    // No key material reaches the job's log.
+    expect(logs).to.not.contain('PRIVATE KEY');
+
+    // Ground truth: the same clipped SGD in one process on the union of the shards.
+    const resolved = path.join(dir, 'spread.resolved.json');
+    fs.writeFileSync(
+      resolved,
+      JSON.stringify(await resolveRunConfig(loadJobSpec(file), { jobId: id, dataDir: dir })),
+    );
+    const reference = clippedSgdReference(resolved, 5);
+    const ck = checkpointParams(resolved);
+    expect(ck.round).to.equal(5);
+    const { maxErr, maxAbs } = maxDiff(ck.params, reference);
+    expect(maxErr).to.be.below(2e-5);
+    expect(maxAbs).to.be.above(0.01);
+  });
+
+  it("a rogue process on the second node without the job's certificate cannot join; one holding worker 1's certificate cannot act as worker 2", async () => {
+    const file = path.join(dir, 'long.json');
+    fs.writeFileSync(
+      file,
+      JSON.stringify({
+        name: 'long',
+        model: { kind: 'mlp', hidden: [16] },
+        dataset: { format: 'idx', preset: 'fashion-mnist', trainExamples: 300, testExamples: 100 },
+        workers: { count: 3, cpusPerWorker: 0.5, placementStrategy: 'SPREAD', maxRestarts: 0 },
+        coordinator: { cpus: 0.5 },
+        privacy: { clipNorm: 1, noiseMultiplier: 1, delta: 1e-5, epsilonBudget: null, samplingRate: 0.1 },
+        secureAggregation: { mode: 'masking', threshold: 2 },
+        optimizer: { kind: 'sgd', learningRate: 0.1 },
+        rounds: 100_000,
+        evaluation: { everyRounds: 1000 },
+        checkpoint: { dir: path.join(dir, 'ckpt-long'), everyRounds: 1000 },
+        roundTimeoutMs: 5000,
+      }),
+    );
+    const run = cli(['train', file, '--json'], env);
+    try {
+      const id = await until('the job id', () => /submitted job (\S+)/.exec(run.stderr)?.[1], 120_000);
+      await until('round 2', () => /^round ([2-9]|\d{2,})\//m.test(run.stderr), 180_000);
+      const logs = await cluster.client().logs(id);
+      const address = /\{"type":"listening","address":"([^"]+)"/.exec(logs)![1]!;
+
+      const noCert = await rogueJoin(cluster, address, 'worker-0');
+      expect(noCert.code, noCert.message).to.equal(14); // UNAVAILABLE: the TLS handshake is refused
+
+      // Worker 1's own identity directory, as its Node child was given it (--tls-dir).
+      const w1 = nodeProcesses(id).get('worker-1');
+      expect(w1, 'worker-1 process').to.not.equal(undefined);
+      const argv = fs.readFileSync(`/proc/${w1}/cmdline`, 'utf8').split('\0');
+      const tlsDir = argv[argv.indexOf('--tls-dir') + 1]!;
+      expect(fs.statSync(tlsDir).mode & 0o777).to.equal(0o700);
+      expect(fs.statSync(path.join(tlsDir, 'key.pem')).mode & 0o777).to.equal(0o600);
+      const impostor = await rogueJoin(cluster, address, 'worker-2', tlsDir);
+      expect(impostor.code, impostor.message).to.equal(7); // PERMISSION_DENIED
+      expect(impostor.message).to.contain('with the certificate of worker-1');
+    } finally {
+      run.child.kill('SIGINT');
+      await run.done;
+    }
+  });
+});

@@ -1,0 +1,108 @@
+// Mutual TLS on the training link with the job's identities, made by the same code the Ray
+// entrypoint runs (ray-cluster's pki.py): a job completes over TLS; a process without this job's
+// certificate, or with another index's, or with another job's, takes no part.
+import { RoundServiceClient } from '@tensorguard/worker';
+import { expect } from 'chai';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import {
+  address,
+  killAll,
+  ROOT,
+  startCoordinator,
+  startWorker,
+  tmpDir,
+  writeConfig,
+  type Proc,
+} from './harness.js';
+
+/** Identity directories (ca.pem, cert.pem, key.pem) for the aggregator and workers 0..n-1 of one job. */
+function identities(job: string, workers: number): { aggregator: string; workers: string[] } {
+  const script = [
+    'import json, sys',
+    'from tensorguard_ray._internal.pki import JobPki',
+    'pki = JobPki(sys.argv[1])',
+    'n = int(sys.argv[2])',
+    'print(json.dumps({"aggregator": pki.aggregator().write(), "workers": [pki.worker(i).write() for i in range(n)]}))',
+  ].join('\n');
+  const out = execFileSync(path.join(ROOT, '.venv/bin/python'), ['-c', script, job, String(workers)], {
+    encoding: 'utf8',
+  });
+  return JSON.parse(out) as { aggregator: string; workers: string[] };
+}
+
+function startCoordinatorTls(config: string, tlsDir: string): Proc {
+  return startCoordinator(config, { TENSORGUARD_JOIN_GRACE_MS: '500' }, ['--tls-dir', tlsDir]);
+}
+
+describe('worker + coordinator over mutual TLS with the job identities', function () {
+  this.timeout(240_000);
+  const dirs: string[] = [];
+  after(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+
+  it('a job completes over TLS; the coordinator refuses a client without a certificate, with another index’s, and with another job’s', async () => {
+    const dir = tmpDir('tg-tls-');
+    const ids = identities('job-tls', 3);
+    const other = identities('job-other', 1);
+    dirs.push(dir, ids.aggregator, ...ids.workers, other.aggregator, ...other.workers);
+    const config = writeConfig(dir, { rounds: 2 });
+    const coord = startCoordinatorTls(config, ids.aggregator);
+    const procs: Proc[] = [coord];
+    try {
+      const addr = await address(coord);
+      const listening = coord.lines.find((l) => l.type === 'listening');
+      expect(listening?.tls).to.equal(true);
+
+      // No certificate: the handshake fails, nothing reaches a handler.
+      const plain = new RoundServiceClient(addr);
+      const noCert = await plain
+        .call('Join', { workerId: 'worker-0', workerIndex: 0, shardSize: 1 }, 5000)
+        .then(
+          () => null,
+          (e: Error & { code?: number }) => e,
+        );
+      plain.close();
+      expect(noCert, 'a client without a certificate').to.be.instanceOf(Error);
+      expect(noCert!.code).to.equal(14); // UNAVAILABLE: TLS handshake refused
+
+      // Worker 1's certificate claiming to be worker 2: PERMISSION_DENIED, and a log line names it.
+      const read = (d: string) => ({
+        ca: fs.readFileSync(path.join(d, 'ca.pem')),
+        cert: fs.readFileSync(path.join(d, 'cert.pem')),
+        key: fs.readFileSync(path.join(d, 'key.pem')),
+      });
+      const w1 = new RoundServiceClient(addr, read(ids.workers[1]!));
+      const impostor = await w1
+        .call('Join', { workerId: 'worker-2', workerIndex: 2, shardSize: 1 }, 5000)
+        .then(
+          () => null,
+          (e: Error & { code?: number }) => e,
+        );
+      w1.close();
+      expect(impostor!.code).to.equal(7); // PERMISSION_DENIED
+      expect(impostor!.message).to.contain('it sent workerId "worker-2" with the certificate of worker-1');
+
+      // Another job's worker 0: its CA is not this job's, the handshake fails.
+      const foreign = new RoundServiceClient(addr, read(other.workers[0]!));
+      const stranger = await foreign
+        .call('Join', { workerId: 'worker-0', workerIndex: 0, shardSize: 1 }, 5000)
+        .then(
+          () => null,
+          (e: Error & { code?: number }) => e,
+        );
+      foreign.close();
+      expect(stranger!.code).to.equal(14);
+
+      const ws = [0, 1, 2].map((i) => startWorker(config, i, addr, {}, ['--tls-dir', ids.workers[i]!]));
+      procs.push(...ws);
+      const done = await coord.waitFor((l) => l.type === 'done', 180_000);
+      expect(done.status, JSON.stringify(done)).to.equal('succeeded');
+      expect(done.rounds).to.equal(2);
+      expect(await Promise.all(ws.map((w) => w.exited))).to.deep.equal([0, 0, 0]);
+      expect(coord.stderr.join('')).to.match(/"peer":"worker-1".*Join refused/);
+    } finally {
+      killAll(procs);
+    }
+  });
+});
