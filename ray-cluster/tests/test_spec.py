@@ -32,3 +32,11 @@ def test_every_bad_field_is_listed():
 def test_not_an_object():
     with pytest.raises(SpecError, match=r"\(root\): must be an object, got list"):
         parse_ray_spec([], "j")
+
+
+def test_coordinator_resources_pin_the_aggregator_bundle():
+    rs = parse_ray_spec({**GOOD, "coordinator": {"resources": {"node:10.0.0.1": 0.01}}}, "j")
+    assert rs.coordinator_resources == {"node:10.0.0.1": 0.01}
+    for bad in ({"CPU": 1}, {"x": 0}, ["x"]):
+        with pytest.raises(SpecError, match=r"coordinator\.resources"):
+            parse_ray_spec({**GOOD, "coordinator": {"resources": bad}}, "j")

@@ -7,6 +7,7 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
 import { checkpointParams, clippedSgdReference, maxDiff } from '../worker/reference.js';
+import { PrivacyLedger } from '@tensorguard/worker';
 import { cli, dashboardGet, jobEnv, nodeProcesses, root, until } from './harness.js';
 import { NetnsCluster } from './netns.js';
 
@@ -187,5 +188,103 @@ describe('ray: one job across two Ray nodes (network namespaces joined by a veth
       run.child.kill('SIGINT');
       await run.done;
     }
+  });
+
+  /** A 3-worker job SPREAD over both nodes with the aggregator kept on the head. */
+  function writeFaultSpec(name: string, rounds: number): string {
+    const file = path.join(dir, `${name}.json`);
+    fs.writeFileSync(
+      file,
+      JSON.stringify({
+        name,
+        model: { kind: 'mlp', hidden: [16] },
+        dataset: { format: 'idx', preset: 'fashion-mnist', trainExamples: 300, testExamples: 100 },
+        workers: { count: 3, cpusPerWorker: 0.5, placementStrategy: 'SPREAD', maxRestarts: 3 },
+        coordinator: { cpus: 0.5, resources: { [`node:${cluster.headIp}`]: 0.01 } },
+        privacy: { clipNorm: 1, noiseMultiplier: 1, delta: 1e-5, epsilonBudget: null, samplingRate: 0.2 },
+        secureAggregation: { mode: 'masking', threshold: 2 },
+        optimizer: { kind: 'sgd', learningRate: 0.1 },
+        rounds,
+        evaluation: { everyRounds: rounds },
+        checkpoint: { dir: path.join(dir, `ckpt-${name}`), everyRounds: 5 },
+        roundTimeoutMs: 3000,
+      }),
+    );
+    return file;
+  }
+
+  /**
+   * Every released round is in the ledger and counted: as many entries as rounds released, each
+   * with at least the quorum of survivors and the realised noise of exactly those survivors
+   * (t = 2: σ·√(s/2)), and the job's ε is the privacy report's.
+   */
+  function checkLedger(name: string, result: Record<string, unknown>): { survivors: number[] } {
+    const ckpt = path.join(dir, `ckpt-${name}`);
+    const ledger = new PrivacyLedger(path.join(ckpt, 'privacy-ledger.jsonl')).read();
+    // Round numbers rise; a round aborted before its release (too few survivors) has no entry.
+    const rounds = ledger.map((e) => e.round);
+    expect(rounds).to.deep.equal([...new Set(rounds)].sort((a, b) => a - b));
+    expect(ledger.length).to.equal(result.rounds);
+    for (const e of ledger) {
+      expect(e.survivors).to.be.at.least(2);
+      expect(e.noiseMultiplier).to.be.closeTo(Math.sqrt(e.survivors / 2), 1e-12);
+    }
+    const report = JSON.parse(fs.readFileSync(path.join(ckpt, 'privacy-report.json'), 'utf8')) as {
+      epsilon: number;
+    };
+    expect(result.epsilon).to.be.closeTo(report.epsilon, 1e-9);
+    return { survivors: ledger.map((e) => e.survivors) };
+  }
+
+  /** Workers of `id` on the second node (their actors' node IP), by the state API. */
+  async function workersOnNode2(id: string): Promise<string[]> {
+    const body = await dashboardGet<{ data: { result: { result: ActorRow[] } } }>(
+      cluster.head.info,
+      '/api/v0/actors?limit=1000&detail=true',
+    );
+    const nodes = await dashboardGet<{
+      data: { result: { result: { node_id: string; node_ip: string }[] } };
+    }>(cluster.head.info, '/api/v0/nodes?limit=100');
+    const ipOf = new Map(nodes.data.result.result.map((n) => [n.node_id, n.node_ip]));
+    return body.data.result.result
+      .filter((a) => a.state === 'ALIVE' && new RegExp(`^tg-${id}-worker-\\d+$`).test(a.name))
+      .filter((a) => ipOf.get(a.node_id) === cluster.node2Ip)
+      .map((a) => a.name);
+  }
+
+  it("the veth link down for longer than roundTimeoutMs: rounds go on with the head's workers at quorum, the other node's rejoin, and every released round is counted", async () => {
+    const run = cli(['train', writeFaultSpec('link-down', 40), '--json'], env);
+    const id = await until('the job id', () => /submitted job (\S+)/.exec(run.stderr)?.[1], 120_000);
+    await until('round 3', () => /^round ([3-9]|\d{2,})\//m.test(run.stderr), 180_000);
+    expect((await workersOnNode2(id)).length, 'workers on the second node').to.be.at.least(1);
+    cluster.setLink(false);
+    try {
+      // Twice the round timeout: every round opened meanwhile loses the second node's workers.
+      await new Promise((r) => setTimeout(r, 7000));
+    } finally {
+      cluster.setLink(true);
+    }
+    const code = await run.done;
+    expect(code, run.stderr.slice(-3000)).to.equal(0);
+    const result = resultLine(run.stdout);
+    expect(result.status).to.equal('succeeded');
+    const { survivors } = checkLedger('link-down', result);
+    expect(Math.min(...survivors), 'some round ran without the cut-off node').to.be.below(3);
+    expect(survivors.at(-1), 'the cut-off workers rejoined after the link came back').to.equal(3);
+  });
+
+  it('killing every process of the second node mid-job makes its workers dropouts; the job goes on at quorum and every released round is counted', async () => {
+    const run = cli(['train', writeFaultSpec('kill-node', 60), '--json'], env);
+    const id = await until('the job id', () => /submitted job (\S+)/.exec(run.stderr)?.[1], 120_000);
+    await until('round 3', () => /^round ([3-9]|\d{2,})\//m.test(run.stderr), 180_000);
+    const victims = await workersOnNode2(id);
+    expect(victims.length, 'workers on the second node').to.be.at.least(1);
+    expect(cluster.killNode2()).to.be.above(0);
+    const code = await run.done;
+    expect(code, run.stderr.slice(-3000)).to.equal(0);
+    const result = resultLine(run.stdout);
+    expect(result.status).to.equal('succeeded');
+    const { survivors } = checkLedger('kill-node', result);
+    expect(Math.min(...survivors), 'some round ran without the dead node').to.be.below(3);
   });
 });

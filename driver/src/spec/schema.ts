@@ -100,6 +100,12 @@ export const coordinatorSchema = z.strictObject({
       message: 'must be HOST or HOST:PORT (an IPv6 host in brackets)',
     })
     .optional(),
+  /**
+   * Extra Ray resources of the aggregator's bundle, e.g. `{ "node:10.0.0.1": 0.01 }` (Ray's
+   * per-node resource) to keep the aggregator on a given node, or a custom resource an operator
+   * gave the nodes allowed to host it. Default none.
+   */
+  resources: z.record(z.string().min(1), z.number().positive()).optional(),
 });
 
 export const privacySchema = z.strictObject({

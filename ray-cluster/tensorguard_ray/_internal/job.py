@@ -33,7 +33,9 @@ def _bundles(rs: RaySpec) -> list[dict[str, float]]:
     worker: dict[str, float] = {"CPU": rs.cpus_per_worker}
     if rs.gpus_per_worker > 0:
         worker["GPU"] = rs.gpus_per_worker
-    return [{"CPU": rs.coordinator_cpus}] + [dict(worker) for _ in range(rs.worker_count)]
+    return [{"CPU": rs.coordinator_cpus, **rs.coordinator_resources}] + [
+        dict(worker) for _ in range(rs.worker_count)
+    ]
 
 
 def _place(rs: RaySpec, timeout_s: float):

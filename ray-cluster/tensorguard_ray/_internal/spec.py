@@ -8,7 +8,7 @@ field named instead of as a Ray scheduling error or a Node stack trace later.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 STRATEGIES = ("PACK", "SPREAD")
@@ -35,6 +35,8 @@ class RaySpec:
     placement_strategy: str
     max_restarts: int
     rounds: int
+    # Extra Ray resources of the aggregator's bundle (coordinator.resources).
+    coordinator_resources: dict = field(default_factory=dict)
 
 
 def _num(obj: Mapping[str, Any], key: str, path: str, problems: list[str], *, default=None,
@@ -80,6 +82,15 @@ def parse_ray_spec(raw: Any, job_id: str) -> RaySpec:
         problems.append("coordinator: must be an object")
         coordinator = {}
     coord_cpus = _num(coordinator, "cpus", "coordinator", problems, default=1, exclusive=True)
+    extra = coordinator.get("resources", {})
+    if not (isinstance(extra, dict) and all(
+            isinstance(k, str) and k and isinstance(v, (int, float)) and not isinstance(v, bool)
+            and v > 0 for k, v in extra.items())):
+        problems.append("coordinator.resources: must map resource names to numbers > 0")
+        extra = {}
+    if "CPU" in extra or "GPU" in extra:
+        problems.append("coordinator.resources: set CPUs with coordinator.cpus; the aggregator uses no GPU")
+        extra = {}
     rounds = _num(raw, "rounds", "(root)", problems, minimum=1, integer=True)
     ckpt = raw.get("checkpoint")
     if ckpt is not None and not (isinstance(ckpt, dict) and isinstance(ckpt.get("dir", ""), str)):
@@ -92,6 +103,7 @@ def parse_ray_spec(raw: Any, job_id: str) -> RaySpec:
         cpus_per_worker=cpus,
         gpus_per_worker=gpus,
         coordinator_cpus=coord_cpus,
+        coordinator_resources={k: float(v) for k, v in extra.items()},
         placement_strategy=strategy,
         max_restarts=restarts,
         rounds=rounds,
