@@ -1,15 +1,14 @@
 // A job across two real Ray nodes: the head in the root network namespace, a worker node in its
-// own namespace, joined by a veth pair (netns.ts). Workers are SPREAD over both nodes; the
+// own namespace, joined by a veth pair (@tensorguard/driver's NetnsCluster). Workers are SPREAD over both nodes; the
 // aggregator listens on its node's veth address with the job's mutual-TLS identities, so every
 // training link between the nodes crosses the veth link. About 2–3 minutes on 2 cores.
-import { loadJobSpec, resolveRunConfig } from '@tensorguard/driver';
+import { loadJobSpec, NetnsCluster, resolveRunConfig } from '@tensorguard/driver';
 import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
 import { checkpointParams, clippedSgdReference, maxDiff } from '../worker/reference.js';
 import { PrivacyLedger } from '@tensorguard/worker';
 import { cli, dashboardGet, jobEnv, nodeProcesses, root, until } from './harness.js';
-import { NetnsCluster } from './netns.js';
 
 interface ActorRow {
   name: string;
@@ -56,7 +55,7 @@ describe('ray: one job across two Ray nodes (network namespaces joined by a veth
   const dir = fs.mkdtempSync('/tmp/tg-multinode-');
 
   before(async () => {
-    cluster = await NetnsCluster.start({ headCpus: 2, node2Cpus: 2 });
+    cluster = await NetnsCluster.start({ root, headCpus: 2, node2Cpus: 2 });
     env = {
       ...jobEnv(),
       RAY_AUTH_TOKEN: cluster.head.info.token,

@@ -41,3 +41,4 @@ export {
   type FollowOptions,
   type FollowResult,
 } from './job.js';
+export { NetnsCluster } from './netns-cluster.js';

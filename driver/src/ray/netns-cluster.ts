@@ -1,13 +1,14 @@
-// A real two-node Ray cluster on one machine: the head in this (root) network namespace on one end
-// of a veth pair, a worker node in its own network namespace on the other end. The two nodes reach
-// each other only through the veth addresses, so every link between them (Ray's and TensorGuard's)
-// crosses that link, which a test can take down. Needs root (`ip netns`), as CI runs.
+// For tests and benchmarks: a real two-node Ray cluster on one machine. The head runs in this
+// (root) network namespace on one end of a veth pair, a worker node in its own network namespace
+// on the other end. The two nodes reach each other only through the veth addresses, so every link
+// between them (Ray's and TensorGuard's) crosses that link, which a test can take down. Needs root
+// (`ip netns`), as CI runs.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { headEnv, LocalHead, type RayJobsClient } from '@tensorguard/driver';
-import { root } from './harness.js';
+import { headEnv, LocalHead } from './local-head.js';
+import type { RayJobsClient } from './jobs-client.js';
 
 function ip(...args: string[]): string {
   return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -18,6 +19,7 @@ export class NetnsCluster {
   private closed = false;
 
   private constructor(
+    private readonly root: string,
     readonly head: LocalHead,
     /** The second node's network namespace. */
     readonly ns: string,
@@ -32,7 +34,12 @@ export class NetnsCluster {
    * Creates the namespace and the veth pair, starts the head (node IP = its veth address) and a
    * worker node inside the namespace, and waits until Ray lists both nodes alive.
    */
-  static async start(o: { headCpus: number; node2Cpus: number }): Promise<NetnsCluster> {
+  static async start(o: {
+    /** Repository root with the .venv (as LocalHead's). */
+    root: string;
+    headCpus: number;
+    node2Cpus: number;
+  }): Promise<NetnsCluster> {
     if (process.getuid?.() !== 0)
       throw new Error('the multi-node tests need root for `ip netns` (CI runs as root)');
     const id = crypto.randomBytes(3).toString('hex');
@@ -59,13 +66,13 @@ export class NetnsCluster {
     }
     let head: LocalHead;
     try {
-      head = await LocalHead.start({ root, numCpus: o.headCpus, nodeIp: headIp });
+      head = await LocalHead.start({ root: o.root, numCpus: o.headCpus, nodeIp: headIp });
     } catch (err) {
       NetnsCluster.removeNetwork(ns, hostIf);
       throw err;
     }
     const tempDir = fs.mkdtempSync(path.join('/tmp', 'tg-ray2-'));
-    const c = new NetnsCluster(head, ns, hostIf, headIp, node2Ip, tempDir);
+    const c = new NetnsCluster(o.root, head, ns, hostIf, headIp, node2Ip, tempDir);
     try {
       await c.startNode2(o.node2Cpus);
     } catch (err) {
@@ -76,7 +83,7 @@ export class NetnsCluster {
   }
 
   private async startNode2(cpus: number): Promise<void> {
-    const ray = path.join(root, '.venv', 'bin', 'ray');
+    const ray = path.join(this.root, '.venv', 'bin', 'ray');
     const log = fs.openSync(path.join(this.node2TempDir, 'node.log'), 'a');
     // The bind mount hides the log file's folder from node 2 only; the log stays writable.
     const env: NodeJS.ProcessEnv = { ...process.env, ...headEnv(this.head.info.token) };
@@ -168,7 +175,7 @@ export class NetnsCluster {
   /** Runs a command inside the second node's namespace. */
   spawnInNode2(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
     return spawn('ip', ['netns', 'exec', this.ns, cmd, ...args], {
-      cwd: root,
+      cwd: this.root,
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
