@@ -10,7 +10,9 @@ import {
   type RoundHandler,
   type RoundMethod,
 } from '@tensorguard/worker';
+import { gaussianEvent, poissonSampledEvent, RdpAccountant } from '@tensorguard/dp';
 import { expect } from 'chai';
+import fs from 'node:fs';
 import type { Server } from '@grpc/grpc-js';
 import {
   address,
@@ -26,6 +28,7 @@ type Announcement = Record<string, unknown> & { kind: string };
 
 async function tamperingProxy(
   upstream: string,
+  /** Sees (and may change) every round announcement before it reaches the worker. */
   tamper: (open: Announcement) => void,
 ): Promise<{ server: Server; address: string; forwarded: Map<string, number>; close: () => void }> {
   const client = new RoundServiceClient(upstream);
@@ -91,4 +94,56 @@ describe('worker: a coordinator announcing other privacy parameters than the con
       }
     });
   }
+
+  it('with privacy.colluders = 1 the reported ε is at least the ε of the honest workers’ noise alone (what is left when a colluder subtracts its share)', async () => {
+    const dir = tmpDir('tg-collude-');
+    const config = writeConfig(dir, {
+      rounds: 5,
+      privacy: {
+        clipNorm: 1,
+        noiseMultiplier: 1,
+        delta: 1e-5,
+        epsilonBudget: null,
+        samplingRate: 0.2,
+        colluders: 1,
+      },
+    });
+    const procs: Proc[] = [];
+    const coord = startCoordinator(config, { TENSORGUARD_JOIN_GRACE_MS: '500' });
+    procs.push(coord);
+    const announced: Announcement[] = [];
+    let proxy: Awaited<ReturnType<typeof tamperingProxy>> | undefined;
+    try {
+      // No tampering: the proxy only records the noise share every worker was told to add (and,
+      // having checked it against its config, added).
+      proxy = await tamperingProxy(await address(coord), (o) => void announced.push(o));
+      const ws = [0, 1, 2].map((i) => startWorker(config, i, proxy!.address));
+      procs.push(...ws);
+      const done = await coord.waitFor((l) => l.type === 'done', 120_000);
+      expect(done.status).to.equal('succeeded');
+      const report = JSON.parse(fs.readFileSync(done.privacy_report as string, 'utf8')) as {
+        epsilon: number;
+        colluders: number;
+        releasedRounds: { round: number; survivors: number; shards: number[] }[];
+      };
+      expect(report.colluders).to.equal(1);
+      // The honest noise of each released round: survivors − 1 shares of the announced std, in
+      // units of the sensitivity Δ = C + √d/scale (integer units: × scale).
+      const accountant = new RdpAccountant();
+      for (const r of report.releasedRounds) {
+        expect(r.shards, 'every shard in every round (no dropouts)').to.have.length(3);
+        const open = announced.find((a) => (a.params as { round: number }).round === r.round)!;
+        const enc = open.encoding as { scale: number; dimension: number };
+        const sensitivity = (1 + Math.sqrt(enc.dimension) / enc.scale) * enc.scale;
+        const honestStd = (open.noiseShareStd as number) * Math.sqrt(r.survivors - 1);
+        accountant.compose(poissonSampledEvent(0.2, gaussianEvent(honestStd / sensitivity)));
+      }
+      const honest = accountant.epsilon(1e-5);
+      expect(report.releasedRounds).to.have.length(5);
+      expect(report.epsilon).to.be.at.least(honest * (1 - 1e-9));
+    } finally {
+      proxy?.close();
+      killAll(procs);
+    }
+  });
 });

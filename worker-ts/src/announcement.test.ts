@@ -117,4 +117,16 @@ describe('checkAnnouncement: a worker checks every privacy parameter it is told'
       "the key holder's key earlier in this job",
     );
   });
+
+  it('with privacy.colluders = c each share carries σΔ/√(t − c); a share sized for t (colluders ignored) is refused', () => {
+    const colluding: RunConfig = { ...cfg, privacy: { ...cfg.privacy, colluders: 1 } };
+    const p0 = roundPrivacy(cfg, d, 4);
+    const p1 = roundPrivacy(colluding, d, 4);
+    // t = 3: shares of variance σ²Δ²/2 instead of σ²Δ²/3, so that 3 survivors minus 1 colluder hold σ²Δ².
+    expect(p1.shareStd / p0.shareStd).to.be.closeTo(Math.sqrt(3 / 2), 1e-12);
+    expect(() => checkAnnouncement(honest(), { ...ctx, cfg: colluding })).to.throw(
+      AnnouncementError,
+      'noiseShareStd',
+    );
+  });
 });

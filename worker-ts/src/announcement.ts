@@ -21,7 +21,10 @@ export interface RoundPrivacy {
   scale: number;
   /** Gradient-unit sensitivity of one example: C inflated by randomized rounding (C + √d/scale). */
   sensitivity: number;
-  /** Std, in integer units, of each worker's noise share: σ·Δ·scale/√t. */
+  /**
+   * Std, in integer units, of each worker's noise share: σ·Δ·scale/√(t − c) with c the declared
+   * colluders, so that any t survivors of which c collude still hold t − c honest shares: σ·Δ.
+   */
   shareStd: number;
   /** Fewest contributors a released sum may have (the quorum t, secureAggregation.threshold). */
   quorum: number;
@@ -38,7 +41,12 @@ export function roundPrivacy(cfg: RunConfig, dimension: number, members: number)
   return {
     scale,
     sensitivity,
-    shareStd: shareStdInteger(cfg.privacy.noiseMultiplier, sensitivity, scale, quorum),
+    shareStd: shareStdInteger(
+      cfg.privacy.noiseMultiplier,
+      sensitivity,
+      scale,
+      quorum - cfg.privacy.colluders,
+    ),
     quorum,
     shamirThreshold: Math.min(members, Math.max(quorum, Math.floor(members / 2) + 1)),
     degree: members - 1,
@@ -116,7 +124,7 @@ export function checkAnnouncement(open: RoundOpen, ctx: AnnouncementContext): vo
     if (!same(announced, expected)) refuse(parameter, announced, `${expected} (${source})`);
   };
 
-  exact('noiseShareStd', open.noiseShareStd, p.shareStd, 'σ·(C + √d/scale)·scale/√t');
+  exact('noiseShareStd', open.noiseShareStd, p.shareStd, 'σ·(C + √d/scale)·scale/√(t − colluders)');
   exact('samplingRate', open.samplingRate, cfg.privacy.samplingRate, 'privacy.samplingRate');
   exact('clipNorm', open.clipNorm, cfg.privacy.clipNorm, 'privacy.clipNorm');
   if (n < p.quorum)

@@ -85,3 +85,17 @@ describe('parseRunConfig: workers.lanes', () => {
     );
   });
 });
+
+describe('parseRunConfig: privacy.colluders', () => {
+  it('defaults to 0 and must stay below the quorum', () => {
+    expect(parseRunConfig(base()).privacy.colluders).to.equal(0);
+    const c = base() as ReturnType<typeof base> & { privacy: Record<string, unknown> };
+    c.privacy = { ...c.privacy, colluders: 2 };
+    expect(() => parseRunConfig(c)).to.throw(
+      ConfigError,
+      "config field 'privacy.colluders': 2 colluders need secureAggregation.threshold above them (it is 2): a quorum must hold an honest worker's noise",
+    );
+    c.privacy = { ...c.privacy, colluders: 1 };
+    expect(parseRunConfig(c).privacy.colluders).to.equal(1);
+  });
+});

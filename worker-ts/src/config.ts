@@ -65,6 +65,11 @@ export interface RunConfig {
     accountant: 'rdp' | 'pld';
     /** Poisson sampling rate q of every record per round. */
     samplingRate: number;
+    /**
+     * Workers that may collude with the aggregator (default 0): noise shares are sized so that the
+     * honest survivors alone carry σ, and rounds are accounted at the honest noise only.
+     */
+    colluders: number;
   };
   secureAggregation: {
     mode: 'masking' | 'he';
@@ -205,6 +210,8 @@ export function parseRunConfig(raw: unknown): RunConfig {
   num(privacy, 'noiseMultiplier', 'privacy', (n) => n >= 0, 'a number ≥ 0');
   num(privacy, 'delta', 'privacy', (n) => n > 0 && n < 1, 'in (0, 1)');
   num(privacy, 'samplingRate', 'privacy', (n) => n > 0 && n <= 1, 'in (0, 1]');
+  if (privacy.colluders === undefined) privacy.colluders = 0;
+  num(privacy, 'colluders', 'privacy', (n) => Number.isInteger(n) && n >= 0, 'an integer ≥ 0');
   if (privacy.epsilonBudget !== null) num(privacy, 'epsilonBudget', 'privacy', pos, 'a number > 0 or null');
   if (privacy.accountant === undefined) privacy.accountant = 'rdp';
   oneOf(privacy, 'accountant', 'privacy', ['rdp', 'pld'] as const);
@@ -212,6 +219,12 @@ export function parseRunConfig(raw: unknown): RunConfig {
   const mode = oneOf(sa, 'mode', 'secureAggregation', ['masking', 'he'] as const);
   const t = num(sa, 'threshold', 'secureAggregation', int, 'an integer ≥ 1');
   if (t > count) throw new ConfigError('secureAggregation.threshold', `${t} exceeds workers.count ${count}`);
+  if ((privacy.colluders as number) >= t) {
+    throw new ConfigError(
+      'privacy.colluders',
+      `${String(privacy.colluders)} colluders need secureAggregation.threshold above them (it is ${t}): a quorum must hold an honest worker's noise`,
+    );
+  }
   if (mode === 'he' && t < 2) {
     throw new ConfigError(
       'secureAggregation.threshold',

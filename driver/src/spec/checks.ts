@@ -104,6 +104,16 @@ export function crossFieldIssues(raw: unknown): SpecIssue[] {
   if (t !== undefined && count !== undefined && Number.isInteger(t) && t > count) {
     out.push({ path: 'secureAggregation.threshold', message: `${t} exceeds workers.count ${count}` });
   }
+  const colluders = num(privacy?.colluders);
+  if (colluders !== undefined && t !== undefined && count !== undefined) {
+    const quorum = Number.isInteger(t) ? t : Math.ceil(t * count);
+    if (colluders >= quorum) {
+      out.push({
+        path: 'privacy.colluders',
+        message: `${colluders} colluders need secureAggregation.threshold above them (it resolves to ${quorum}): a quorum must hold an honest worker's noise`,
+      });
+    }
+  }
   if (sa?.mode === 'he' && t !== undefined && count !== undefined) {
     const tCount = Number.isInteger(t) ? t : Math.ceil(t * count);
     if (tCount < 2) {

@@ -121,6 +121,13 @@ export const privacySchema = z.strictObject({
   epsilonBudget: positive.nullable(),
   /** Default 'rdp'. */
   accountant: z.enum(['rdp', 'pld']).default('rdp'),
+  /**
+   * How many workers the guarantee tolerates colluding with the aggregator (they can subtract
+   * their own noise shares from the sum). Each share is sized so that the honest survivors alone
+   * carry σ, and every round is accounted at the honest noise only. Must be below
+   * secureAggregation.threshold. Default 0: no worker colludes with the aggregator.
+   */
+  colluders: z.number().int().min(0).default(0),
   /** Poisson sampling rate q of every record per round. Exactly one of this and expectedBatchSize. */
   samplingRate: z.number().gt(0).max(1).optional(),
   /** Expected records per round over all workers (q = this / training records). */

@@ -193,6 +193,16 @@ const BAD: [string, Mutate, string[]][] = [
     ['secureAggregation.threshold: 5 exceeds workers.count 3'],
   ],
   [
+    'as many colluders as the quorum',
+    (s) => {
+      s.secureAggregation = { threshold: 2 };
+      s.privacy.colluders = 2;
+    },
+    [
+      "privacy.colluders: 2 colluders need secureAggregation.threshold above them (it resolves to 2): a quorum must hold an honest worker's noise",
+    ],
+  ],
+  [
     'threshold neither fraction nor count',
     (s) => (s.secureAggregation = { threshold: 1.5 }),
     ['secureAggregation.threshold: must be a fraction in (0, 1) or an integer count ≥ 1'],

@@ -633,7 +633,10 @@ export class Coordinator {
     const t = cfg.secureAggregation.threshold;
     const survivors = received.length;
     const shards = received.map((i) => waiters[i]!.req.workerIndex);
-    const realised = realizedNoiseMultiplier(cfg.privacy.noiseMultiplier, survivors, t);
+    // Only honest noise counts: up to `colluders` survivors may subtract their own shares, so the
+    // release holds survivors − c shares, each sized for t − c (announcement.ts).
+    const c = cfg.privacy.colluders;
+    const realised = realizedNoiseMultiplier(cfg.privacy.noiseMultiplier, survivors - c, t - c);
     const budget = cfg.privacy.epsilonBudget;
     if (budget !== null) {
       const after = this.accountant.epsilonAfter({
@@ -659,7 +662,7 @@ export class Coordinator {
               granularity: 1 / scale,
               dimension: d,
               localStddev: shareStd,
-              contributors: survivors,
+              contributors: survivors - c,
             }),
           )
         : nonPrivateEvent();
@@ -670,6 +673,7 @@ export class Coordinator {
       survivors,
       shards,
       quorum: t,
+      colluders: c,
       configuredNoiseMultiplier: cfg.privacy.noiseMultiplier,
       integerEvent,
       time: new Date().toISOString(),
@@ -736,13 +740,16 @@ export class Coordinator {
           epsilonRdp: this.accountant.rdpEpsilon(),
           epsilonIntegerMechanism: integerMechanismEpsilon(this.ledgerEntries, this.delta, cfg.workers.count),
           integerMechanism:
-            "each worker adds exact discrete Gaussian noise N_Z(0, (σΔs)²/t) (dp's CSPRNG sampler); epsilonIntegerMechanism is dp's RDP bound for the Poisson-subsampled distributed discrete Gaussian (Kairouz, Liu, Steinke 2021; Zhu & Wang 2019 subsampling), looser than the Gaussian accounting above",
+            "each worker adds exact discrete Gaussian noise N_Z(0, (σΔs)²/(t − c)) (dp's CSPRNG sampler); epsilonIntegerMechanism is dp's RDP bound for the Poisson-subsampled distributed discrete Gaussian over the survivors − c honest shares (Kairouz, Liu, Steinke 2021; Zhu & Wang 2019 subsampling), looser than the Gaussian accounting above",
           privacyUnit: 'one training record',
           samplingRate: cfg.privacy.samplingRate,
           clipNorm: cfg.privacy.clipNorm,
           noiseMultiplier: cfg.privacy.noiseMultiplier,
           quorum: cfg.secureAggregation.threshold,
-          noiseRule: 'each worker adds variance σ²Δ²/t; a round with s survivors is accounted at σ·√(s/t)',
+          colluders: cfg.privacy.colluders,
+          noiseRule:
+            'each worker adds variance σ²Δ²/(t − c); a round with s survivors is accounted at σ·√((s − c)/(t − c)), the noise of its honest survivors alone',
+          threatModel: `the aggregator may be curious; up to ${cfg.privacy.colluders} worker(s) may collude with it and remove their own noise shares (privacy.colluders); ε counts only the honest workers' noise`,
           releasedRounds: this.ledgerEntries,
           stopReason: this.doneReason,
         },

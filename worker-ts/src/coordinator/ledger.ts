@@ -16,6 +16,11 @@ import type { RoundEvent } from './privacy.js';
 export interface LedgerEntry extends RoundEvent {
   /** Configured quorum t and noise multiplier σ, for the privacy report. */
   quorum: number;
+  /**
+   * Declared colluders c (privacy.colluders): noiseMultiplier is that of the survivors − c honest
+   * shares. Absent in ledgers written before it existed (then 0).
+   */
+  colluders?: number;
   configuredNoiseMultiplier: number;
   /**
    * The integer mechanism as run (dp's Poisson-sampled distributed discrete Gaussian event, or a
