@@ -189,7 +189,7 @@ describe('worker + coordinator: faults', function () {
       const other = path.join(dir, 'truncated.json');
       fs.writeFileSync(
         other,
-        JSON.stringify({ ...cfg, dataset: { format: 'csv', path: csv, testPath: csv } }),
+        JSON.stringify({ ...cfg, dataset: { format: 'csv', path: csv, testPath: csv, numClasses: 2 } }),
       );
       await expectFailure(
         other,

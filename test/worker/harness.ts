@@ -37,10 +37,12 @@ export function freePort(): Promise<number> {
   });
 }
 
-function start(script: string, args: string[], env: Record<string, string> = {}): Proc {
+/** `wrap`: a command line the program runs under (e.g. `unshare ...`), its argv appended. */
+function start(script: string, args: string[], env: Record<string, string> = {}, wrap: string[] = []): Proc {
+  const argv = [process.execPath, ...NODE_ARGS, path.join(ROOT, 'worker-ts/src/bin', script), ...args];
   const child = spawn(
-    process.execPath,
-    [...NODE_ARGS, path.join(ROOT, 'worker-ts/src/bin', script), ...args],
+    wrap.length > 0 ? wrap[0]! : argv[0]!,
+    wrap.length > 0 ? [...wrap.slice(1), ...argv] : argv.slice(1),
     {
       cwd: ROOT,
       env: { ...process.env, TF_NUM_INTRAOP_THREADS: '1', TF_NUM_INTEROP_THREADS: '1', ...env },
@@ -107,8 +109,9 @@ export function startCoordinator(
   configFile: string,
   env: Record<string, string> = {},
   extraArgs: string[] = [],
+  wrap: string[] = [],
 ): Proc {
-  return start('coordinator.ts', ['--config', configFile, ...extraArgs], env);
+  return start('coordinator.ts', ['--config', configFile, ...extraArgs], env, wrap);
 }
 
 export function startWorker(

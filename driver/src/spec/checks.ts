@@ -23,6 +23,16 @@ export function crossFieldIssues(raw: unknown): SpecIssue[] {
     if (dataset.preset === 'fashion-mnist' && (dataset.format === 'csv' || dataset.format === 'jsonl')) {
       out.push({ path: 'dataset.format', message: "preset 'fashion-mnist' needs format 'idx'" });
     }
+    if (
+      (dataset.format === 'csv' || dataset.format === 'jsonl') &&
+      dataset.numClasses === undefined &&
+      dataset.sharding !== 'files'
+    ) {
+      out.push({
+        path: 'dataset.numClasses',
+        message: `is required for ${String(dataset.format)} data: the coordinator reads no training record, so it cannot count the classes`,
+      });
+    }
     // The worker's own rules for 'files' (worker-ts/src/config.ts), checked here too so that such a
     // spec exits 2 before submission instead of failing inside the job.
     if (dataset.sharding === 'files') {

@@ -56,7 +56,10 @@ const BAD: [string, Mutate, string[]][] = [
   [
     'neither dataset path nor preset',
     (s) => (s.dataset = { format: 'csv' }),
-    ["dataset.path: set exactly one of dataset.path and dataset.preset ('fashion-mnist')"],
+    [
+      "dataset.path: set exactly one of dataset.path and dataset.preset ('fashion-mnist')",
+      'dataset.numClasses: is required for csv data: the coordinator reads no training record, so it cannot count the classes',
+    ],
   ],
   [
     'both dataset path and preset',
@@ -66,7 +69,10 @@ const BAD: [string, Mutate, string[]][] = [
   [
     'preset with csv',
     (s) => (s.dataset.format = 'csv'),
-    ["dataset.format: preset 'fashion-mnist' needs format 'idx'"],
+    [
+      "dataset.format: preset 'fashion-mnist' needs format 'idx'",
+      'dataset.numClasses: is required for csv data: the coordinator reads no training record, so it cannot count the classes',
+    ],
   ],
   [
     "sharding 'files' of IDX, without numClasses, with trainExamples",
@@ -323,7 +329,7 @@ describe('job spec', () => {
         [
           'name: csv-job',
           'model: { kind: mlp, hidden: [16] }',
-          'dataset: { format: csv, path: data/train.csv, testPath: data/test.csv }',
+          'dataset: { format: csv, path: data/train.csv, testPath: data/test.csv, numClasses: 2 }',
           'workers: { count: 2 }',
           'privacy: { clipNorm: 1, noiseMultiplier: 1, epsilonBudget: null, samplingRate: 0.1 }',
           'optimizer: { kind: adam, learningRate: 0.001 }',

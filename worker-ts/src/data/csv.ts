@@ -98,3 +98,36 @@ export function readText(file: string): string {
     );
   }
 }
+
+/** The column names of a CSV file's header line, reading nothing after it (up to 1 MiB). */
+export function readCsvHeader(file: string): string[] {
+  let text = '';
+  try {
+    const fd = fs.openSync(file, 'r');
+    try {
+      const buf = Buffer.alloc(64 * 1024);
+      for (let pos = 0; pos < 1 << 20;) {
+        const n = fs.readSync(fd, buf, 0, buf.length, pos);
+        if (n === 0) break;
+        const chunk = buf.subarray(0, n).toString('utf8');
+        const nl = chunk.indexOf('\n');
+        text += nl >= 0 ? chunk.slice(0, nl) : chunk;
+        if (nl >= 0) break;
+        pos += n;
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch (err) {
+    throw new DatasetError(
+      `${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+      file,
+      {},
+      { cause: err },
+    );
+  }
+  const header = text.replace(/\r$/, '');
+  if (header.trim() === '')
+    throw new DatasetError(`${file}:1: empty file, expected a header line`, file, { line: 1 });
+  return header.split(',').map((c) => c.trim());
+}

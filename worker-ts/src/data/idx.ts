@@ -101,6 +101,48 @@ export function readIdxFile(file: string): IdxTensor {
   return parseIdx(raw, file);
 }
 
+/**
+ * The dimensions an IDX file declares in its header, reading no record: the first few hundred
+ * bytes only (for a gzipped file, the start of the stream, inflated as far as it goes).
+ */
+export function readIdxShape(file: string): number[] {
+  let head: Buffer;
+  try {
+    const fd = fs.openSync(file, 'r');
+    try {
+      const buf = Buffer.alloc(4096);
+      head = buf.subarray(0, fs.readSync(fd, buf, 0, buf.length, 0));
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch (err) {
+    throw new DatasetError(
+      `${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+      file,
+      {},
+      { cause: err },
+    );
+  }
+  if (head[0] === 0x1f && head[1] === 0x8b) {
+    try {
+      head = zlib.gunzipSync(head, { finishFlush: zlib.constants.Z_SYNC_FLUSH });
+    } catch (err) {
+      throw new DatasetError(
+        `${file}: gzip stream is corrupt (${(err as Error).message})`,
+        file,
+        {},
+        { cause: err },
+      );
+    }
+  }
+  if (head.length < 4 || head[0] !== 0 || head[1] !== 0)
+    throw new DatasetError(`${file}: not an IDX file (bad magic bytes)`, file, { offset: 0 });
+  const ndim = head[3]!;
+  if (head.length < 4 + 4 * ndim)
+    throw new DatasetError(`${file}: the IDX header is truncated`, file, { offset: 4 });
+  return Array.from({ length: ndim }, (_, i) => head.readUInt32BE(4 + 4 * i));
+}
+
 /** Finds `name` or `name.gz` in `dir`. */
 export function findIdx(dir: string, name: string): string {
   for (const candidate of [path.join(dir, name), path.join(dir, `${name}.gz`)]) {

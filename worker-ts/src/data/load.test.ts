@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import { ConfigError, parseRunConfig } from '../config.js';
 import { DatasetError } from './errors.js';
 import { loadShard, loadTrainSchema } from './load.js';
@@ -89,5 +90,42 @@ describe('data/load: sharding', () => {
     for (const [dataset, message] of cases) {
       expect(() => parseRunConfig(config(dataset))).to.throw(ConfigError, message);
     }
+  });
+});
+
+describe('data/load: loadTrainSchema reads metadata, never a record', () => {
+  let dir: string;
+  before(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tg-schema-'))));
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('CSV: the header line only (records after it, even malformed, are not read)', () => {
+    const file = path.join(dir, 'train.csv');
+    fs.writeFileSync(file, 'a,b,c,label\nnot,a,record,at all,,,\n');
+    const schema = loadTrainSchema(parseRunConfig(config({ format: 'csv', path: file, numClasses: 4 })));
+    expect(schema).to.deep.equal({ featureShape: [3], numClasses: 4 });
+    expect(() => loadTrainSchema(parseRunConfig(config({ format: 'csv', path: file })))).to.throw(
+      DatasetError,
+      'dataset.numClasses is required for csv data: the coordinator reads no training record, so it cannot count the classes',
+    );
+  });
+
+  it('IDX: the images header only, gzipped or not; the preset needs no file at all', () => {
+    // An IDX header claiming 1000 images of 5×7 followed by only 3 bytes: a record read would fail.
+    const header = Buffer.from([0, 0, 0x08, 3, 0, 0, 0x03, 0xe8, 0, 0, 0, 5, 0, 0, 0, 7, 1, 2, 3]);
+    for (const [name, bytes] of [
+      ['plain', header],
+      ['gz', zlib.gzipSync(header)],
+    ] as const) {
+      const d = path.join(dir, name);
+      fs.mkdirSync(d);
+      fs.writeFileSync(
+        path.join(d, name === 'gz' ? 'train-images-idx3-ubyte.gz' : 'train-images-idx3-ubyte'),
+        bytes,
+      );
+      const schema = loadTrainSchema(parseRunConfig(config({ format: 'idx', path: d, testPath: d })));
+      expect(schema).to.deep.equal({ featureShape: [5, 7, 1], numClasses: 10 });
+    }
+    const preset = loadTrainSchema(parseRunConfig(config({ format: 'idx', preset: 'fashion-mnist' })));
+    expect(preset).to.deep.equal({ featureShape: [28, 28, 1], numClasses: 10 });
   });
 });

@@ -1,10 +1,10 @@
 // Loads the training shard and the test set a RunConfig names.
 import path from 'node:path';
 import type { RunConfig } from '../config.js';
-import { readCsvFile } from './csv.js';
+import { readCsvFile, readCsvHeader } from './csv.js';
 import { recordLength, selectRecords, type Dataset } from './dataset.js';
 import { DatasetError } from './errors.js';
-import { fashionMnistDir, findIdx, loadImagePair, readIdxFile } from './idx.js';
+import { fashionMnistDir, findIdx, loadImagePair, readIdxFile, readIdxShape } from './idx.js';
 import { readJsonlFile } from './jsonl.js';
 import { shardFiles, shardRange } from './shard.js';
 
@@ -120,14 +120,46 @@ export function loadShard(cfg: RunConfig, index: number): Dataset {
 }
 
 /**
- * What the coordinator needs of the training data (record shape and classes). With sharding
- * 'files' it reads only the first file, since the coordinator trains on no shard.
+ * What the coordinator needs of the training data, the record shape and the class count, from
+ * metadata only: it never reads a training record (it trains on no shard, and secure aggregation
+ * would protect nothing from an aggregator holding the data). A preset is known; an IDX dataset's
+ * shape is in its images file's header; a CSV dataset's in its header line (of the first file with
+ * sharding 'files'); a JSONL record is model.seqLen token ids. Outside presets and IDX (10 classes,
+ * the MNIST family) the class count must be configured: counting classes would read the labels.
+ * Throws DatasetError naming the file or the field.
  */
-export function loadTrainSchema(cfg: RunConfig): Pick<Dataset, 'featureShape' | 'numClasses' | 'size'> {
-  if (cfg.dataset.sharding !== 'files') return loadTrainSet(cfg);
-  const first = listDataFiles(cfg)[0]!;
-  const ds = readFile(cfg, first);
-  return { featureShape: ds.featureShape, numClasses: cfg.dataset.numClasses!, size: ds.size };
+export function loadTrainSchema(cfg: RunConfig): Pick<Dataset, 'featureShape' | 'numClasses'> {
+  const d = cfg.dataset;
+  if (d.format === 'idx') {
+    if (d.path === undefined) return { featureShape: [28, 28, 1], numClasses: d.numClasses ?? 10 };
+    const images = fsIsDir(d.path) ? findIdx(d.path, 'train-images-idx3-ubyte') : d.path;
+    const shape = readIdxShape(images);
+    if (shape.length !== 3)
+      throw new DatasetError(
+        `${images}: expected 3 dimensions [n, rows, cols], found ${shape.length}`,
+        images,
+      );
+    return { featureShape: [shape[1]!, shape[2]!, 1], numClasses: d.numClasses ?? 10 };
+  }
+  if (d.numClasses === undefined) {
+    throw new DatasetError(
+      `dataset.numClasses is required for ${d.format} data: the coordinator reads no training record, so it cannot count the classes`,
+      '(config)',
+    );
+  }
+  if (d.format === 'jsonl') return { featureShape: [cfg.model.seqLen ?? 32], numClasses: d.numClasses };
+  const file = d.sharding === 'files' ? listDataFiles(cfg)[0]! : d.path!;
+  const columns = readCsvHeader(file);
+  const label = d.labelColumn ?? 'label';
+  if (!columns.includes(label))
+    throw new DatasetError(
+      `${file}:1: no column named '${label}' in the header; set dataset.labelColumn`,
+      file,
+      {
+        line: 1,
+      },
+    );
+  return { featureShape: [columns.length - 1], numClasses: d.numClasses };
 }
 
 const extensionOf = (cfg: RunConfig) => (cfg.dataset.format === 'csv' ? 'csv' : 'jsonl');
