@@ -31,13 +31,16 @@ export interface RunConfig {
     /** Held-out test data (same format); defaults to the preset's test split. */
     testPath?: string;
     /**
-     * How records are split among workers (the driver's job spec names): 'contiguous' (default)
-     * gives worker i the i-th of N balanced index ranges of the whole training set; 'files' makes
-     * `path` a directory of .csv (format csv) or .jsonl (format jsonl) files and gives worker i the
-     * files i, i+N, i+2N, ... in name order, and no other. 'range' is read as 'contiguous' (older
-     * configs).
+     * How records are split among workers (the driver's job spec names): 'hash' (default) gives
+     * worker i the records whose keyed hash falls to i (data/shard.ts: no record's shard depends on
+     * another record); 'contiguous' gives worker i the i-th of N balanced index ranges (every round
+     * is then charged to every shard); 'files' makes `path` a directory of .csv (format csv) or
+     * .jsonl (format jsonl) files and gives worker i the files i, i+N, i+2N, ... in name order, and
+     * no other. 'range' is read as 'contiguous' (older configs).
      */
-    sharding?: 'contiguous' | 'files' | 'range';
+    sharding?: 'hash' | 'contiguous' | 'files' | 'range';
+    /** 'hash' sharding's HMAC key (default: the job name); the same for every worker. */
+    shardKey?: string;
     /** Use only the first N training / test records (default all). */
     trainExamples?: number;
     testExamples?: number;
@@ -174,13 +177,16 @@ export function parseRunConfig(raw: unknown): RunConfig {
       );
     }
   }
-  if (dataset.sharding === undefined || dataset.sharding === 'range') dataset.sharding = 'contiguous';
-  const sharding = oneOf(dataset, 'sharding', 'dataset', ['contiguous', 'files'] as const);
+  if (dataset.sharding === undefined) dataset.sharding = 'hash';
+  if (dataset.sharding === 'range') dataset.sharding = 'contiguous';
+  const sharding = oneOf(dataset, 'sharding', 'dataset', ['hash', 'contiguous', 'files'] as const);
+  if (dataset.shardKey !== undefined && typeof dataset.shardKey !== 'string')
+    throw new ConfigError('dataset.shardKey', 'must be a string');
   if (sharding === 'files') {
     if (dataset.format === 'idx') {
       throw new ConfigError(
         'dataset.sharding',
-        "'files' needs format csv or jsonl with dataset.path a directory of such files; IDX is one file per split: use sharding 'contiguous'",
+        "'files' needs format csv or jsonl with dataset.path a directory of such files; IDX is one file per split: use sharding 'hash'",
       );
     }
     if (typeof dataset.path !== 'string') {
@@ -195,7 +201,7 @@ export function parseRunConfig(raw: unknown): RunConfig {
     if (dataset.trainExamples !== undefined) {
       throw new ConfigError(
         'dataset.trainExamples',
-        "applies to sharding 'contiguous' only; with 'files', choose the files instead",
+        "applies to sharding 'hash' and 'contiguous' only; with 'files', choose the files instead",
       );
     }
   }

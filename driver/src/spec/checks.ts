@@ -40,7 +40,7 @@ export function crossFieldIssues(raw: unknown): SpecIssue[] {
         out.push({
           path: 'dataset.sharding',
           message:
-            "'files' needs format csv or jsonl with dataset.path a directory of such files; IDX is one file per split: use 'contiguous'",
+            "'files' needs format csv or jsonl with dataset.path a directory of such files; IDX is one file per split: use 'hash'",
         });
       }
       if (dataset.numClasses === undefined) {
@@ -53,7 +53,7 @@ export function crossFieldIssues(raw: unknown): SpecIssue[] {
       if (dataset.trainExamples !== undefined) {
         out.push({
           path: 'dataset.trainExamples',
-          message: "applies to sharding 'contiguous' only; with 'files', choose the files instead",
+          message: "applies to sharding 'hash' and 'contiguous' only; with 'files', choose the files instead",
         });
       }
     }

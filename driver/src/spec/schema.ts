@@ -57,8 +57,14 @@ export const datasetSchema = z.strictObject({
   preset: z.literal('fashion-mnist').optional(),
   /** Held-out data in the same format. Default: the preset's test split. */
   testPath: path.optional(),
-  /** How records are split among workers. Default 'contiguous' (equal index ranges). */
-  sharding: z.enum(['contiguous', 'files']).default('contiguous'),
+  /**
+   * How records are split among workers. Default 'hash': by a keyed hash of each record, so no
+   * record's shard depends on another record. 'contiguous': equal index ranges (every round is
+   * then charged to every shard). 'files': csv/jsonl files dealt round-robin.
+   */
+  sharding: z.enum(['hash', 'contiguous', 'files']).default('hash'),
+  /** 'hash' sharding's HMAC key. Default: the job name. */
+  shardKey: z.string().min(1).optional(),
   /** Use only the first N training / test records. Default: all. */
   trainExamples: posInt.optional(),
   testExamples: posInt.optional(),

@@ -81,15 +81,15 @@ const BAD: [string, Mutate, string[]][] = [
       s.dataset.trainExamples = 100;
     },
     [
-      "dataset.sharding: 'files' needs format csv or jsonl with dataset.path a directory of such files; IDX is one file per split: use 'contiguous'",
+      "dataset.sharding: 'files' needs format csv or jsonl with dataset.path a directory of such files; IDX is one file per split: use 'hash'",
       "dataset.numClasses: is required with sharding 'files' (each worker reads only its own files, so the class count cannot be inferred)",
-      "dataset.trainExamples: applies to sharding 'contiguous' only; with 'files', choose the files instead",
+      "dataset.trainExamples: applies to sharding 'hash' and 'contiguous' only; with 'files', choose the files instead",
     ],
   ],
   [
     'sharding',
     (s) => (s.dataset.sharding = 'random'),
-    ["dataset.sharding: must be one of 'contiguous', 'files', got 'random'"],
+    ["dataset.sharding: must be one of 'hash', 'contiguous', 'files', got 'random'"],
   ],
   ['no workers', (s) => (s.workers.count = 0), ['workers.count: must be ≥ 1, got 0']],
   ['too many workers', (s) => (s.workers.count = 1000), ['workers.count: must be ≤ 256, got 1000']],

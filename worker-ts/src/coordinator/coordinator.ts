@@ -632,7 +632,13 @@ export class Coordinator {
     const cfg = this.config;
     const t = cfg.secureAggregation.threshold;
     const survivors = received.length;
-    const shards = received.map((i) => waiters[i]!.req.workerIndex);
+    // Per-shard accounting needs shards that do not depend on other records (data/shard.ts):
+    // under 'contiguous' a removed record shifts others across range boundaries, so every round
+    // is charged to every shard there.
+    const shards =
+      cfg.dataset.sharding === 'contiguous'
+        ? Array.from({ length: cfg.workers.count }, (_, i) => i)
+        : received.map((i) => waiters[i]!.req.workerIndex);
     // Only honest noise counts: up to `colluders` survivors may subtract their own shares, so the
     // release holds survivors − c shares, each sized for t − c (announcement.ts).
     const c = cfg.privacy.colluders;

@@ -61,10 +61,10 @@ describe('data/load: sharding', () => {
     expect(() => loadShard(three, 2)).to.throw(DatasetError, 'worker 2 of 3 gets no file');
   });
 
-  it("'contiguous' is the default and 'range' its alias", () => {
+  it("'hash' is the default; 'range' is an alias of 'contiguous'", () => {
     const a = parseRunConfig(config({ format: 'idx', preset: 'fashion-mnist' }));
     const b = parseRunConfig(config({ format: 'idx', preset: 'fashion-mnist', sharding: 'range' }));
-    expect(a.dataset.sharding).to.equal('contiguous');
+    expect(a.dataset.sharding).to.equal('hash');
     expect(b.dataset.sharding).to.equal('contiguous');
   });
 
@@ -72,7 +72,7 @@ describe('data/load: sharding', () => {
     const cases: [Record<string, unknown>, string][] = [
       [
         { format: 'idx', preset: 'fashion-mnist', sharding: 'files' },
-        "config field 'dataset.sharding': 'files' needs format csv or jsonl with dataset.path a directory of such files; IDX is one file per split: use sharding 'contiguous'",
+        "config field 'dataset.sharding': 'files' needs format csv or jsonl with dataset.path a directory of such files; IDX is one file per split: use sharding 'hash'",
       ],
       [
         { format: 'csv', path: dir, sharding: 'files' },
@@ -80,11 +80,11 @@ describe('data/load: sharding', () => {
       ],
       [
         { format: 'csv', path: dir, sharding: 'files', numClasses: 3, trainExamples: 5 },
-        "config field 'dataset.trainExamples': applies to sharding 'contiguous' only",
+        "config field 'dataset.trainExamples': applies to sharding 'hash' and 'contiguous' only",
       ],
       [
         { format: 'csv', path: dir, sharding: 'rows' },
-        'config field \'dataset.sharding\': must be one of contiguous, files, got "rows"',
+        'config field \'dataset.sharding\': must be one of hash, contiguous, files, got "rows"',
       ],
     ];
     for (const [dataset, message] of cases) {
@@ -127,5 +127,26 @@ describe('data/load: loadTrainSchema reads metadata, never a record', () => {
     }
     const preset = loadTrainSchema(parseRunConfig(config({ format: 'idx', preset: 'fashion-mnist' })));
     expect(preset).to.deep.equal({ featureShape: [28, 28, 1], numClasses: 10 });
+  });
+});
+
+describe("data/load: 'hash' sharding", () => {
+  it('the workers’ shards partition the training set, and each worker keeps only its own', () => {
+    const cfg = () =>
+      parseRunConfig(config({ format: 'idx', preset: 'fashion-mnist', trainExamples: 600 }, 3));
+    const shards = [0, 1, 2].map((i) => loadShard(cfg(), i));
+    expect(shards.reduce((a, s) => a + s.size, 0)).to.equal(600);
+    for (const s of shards) expect(s.size).to.be.within(150, 250);
+    // Disjoint: a record (its pixels) is in one shard only.
+    const key = (s: (typeof shards)[number], i: number) =>
+      s.features.subarray(i * 784, (i + 1) * 784).join(',');
+    const seen = new Set<string>();
+    let total = 0;
+    for (const s of shards)
+      for (let i = 0; i < s.size; i++) {
+        seen.add(key(s, i));
+        total++;
+      }
+    expect(seen.size).to.equal(total);
   });
 });

@@ -6,7 +6,7 @@ import { recordLength, selectRecords, type Dataset } from './dataset.js';
 import { DatasetError } from './errors.js';
 import { fashionMnistDir, findIdx, loadImagePair, readIdxFile, readIdxShape } from './idx.js';
 import { readJsonlFile } from './jsonl.js';
-import { shardFiles, shardRange } from './shard.js';
+import { hashShards, shardFiles, shardRange } from './shard.js';
 
 function fromImages(
   images: { shape: number[]; data: Uint8Array },
@@ -92,8 +92,9 @@ export function loadTestSet(cfg: RunConfig): Dataset {
 }
 
 /**
- * Worker `index`'s shard of the training set. 'contiguous': its balanced index range of the whole
- * set. 'files': only its files (i mod N, name order) of the directory `dataset.path`, read and
+ * Worker `index`'s shard of the training set. 'hash' (default): the records whose keyed hash
+ * falls to it (shard.ts). 'contiguous': its balanced index range of the whole set. 'files': only
+ * its files (i mod N, name order) of the directory `dataset.path`, read and
  * concatenated; no other file is opened. Throws DatasetError naming the file or directory.
  */
 export function loadShard(cfg: RunConfig, index: number): Dataset {
@@ -112,6 +113,13 @@ export function loadShard(cfg: RunConfig, index: number): Dataset {
     );
   }
   const all = loadTrainSet(cfg);
+  if (cfg.dataset.sharding === 'hash') {
+    // Every record is read to hash it, and only this worker's are kept.
+    const shards = hashShards(all, cfg.workers.count, cfg.dataset.shardKey ?? cfg.name);
+    const mine: number[] = [];
+    for (let i = 0; i < shards.length; i++) if (shards[i] === index) mine.push(i);
+    return selectRecords(all, Int32Array.from(mine));
+  }
   const { start, end } = shardRange(all.size, cfg.workers.count, index);
   return selectRecords(
     all,
