@@ -53,9 +53,12 @@ describe('ray: one job across two Ray nodes (network namespaces joined by a veth
   let cluster: NetnsCluster;
   let env: NodeJS.ProcessEnv;
   const dir = fs.mkdtempSync('/tmp/tg-multinode-');
+  /** Data that only the head's node has (the second node sees an empty folder here). */
+  const headOnly = path.join(dir, 'head-only');
 
   before(async () => {
-    cluster = await NetnsCluster.start({ root, headCpus: 2, node2Cpus: 2 });
+    fs.mkdirSync(headOnly);
+    cluster = await NetnsCluster.start({ root, headCpus: 2, node2Cpus: 2, node2Hides: [headOnly] });
     env = {
       ...jobEnv(),
       RAY_AUTH_TOKEN: cluster.head.info.token,
@@ -250,6 +253,40 @@ describe('ray: one job across two Ray nodes (network namespaces joined by a veth
       .filter((a) => ipOf.get(a.node_id) === cluster.node2Ip)
       .map((a) => a.name);
   }
+
+  it('a worker whose shard is missing on its node fails the job at once, naming the node and the path', async () => {
+    const csv = path.join(headOnly, 'train.csv');
+    const rows = Array.from({ length: 120 }, (_, i) => `${(i % 7) / 7},${(i % 5) / 5},${i % 2}`);
+    fs.writeFileSync(csv, ['a,b,label', ...rows].join('\n') + '\n');
+    const file = path.join(dir, 'missing.json');
+    fs.writeFileSync(
+      file,
+      JSON.stringify({
+        name: 'missing',
+        model: { kind: 'mlp', hidden: [4] },
+        dataset: { format: 'csv', path: csv, testPath: csv, numClasses: 2 },
+        workers: { count: 3, cpusPerWorker: 0.5, placementStrategy: 'SPREAD' },
+        coordinator: { cpus: 0.5, resources: { [`node:${cluster.headIp}`]: 0.01 } },
+        privacy: { clipNorm: 1, noiseMultiplier: 1, delta: 1e-5, epsilonBudget: null, samplingRate: 0.2 },
+        secureAggregation: { mode: 'masking', threshold: 2 },
+        optimizer: { kind: 'sgd', learningRate: 0.1 },
+        rounds: 1000,
+        checkpoint: { dir: path.join(dir, 'ckpt-missing'), everyRounds: 1000 },
+        roundTimeoutMs: 3000,
+      }),
+    );
+    const run = cli(['train', file, '--json'], env);
+    const code = await run.done;
+    expect(code).to.equal(1);
+    const result = resultLine(run.stdout);
+    expect(result.status).to.equal('failed');
+    expect(result.error).to.match(
+      new RegExp(
+        `^worker \\d on node ${cluster.node2Ip.replace(/\./g, '\\.')}: cannot load its shard: .*${csv.replace(/[/.]/g, '\\$&')}`,
+      ),
+    );
+    expect(Number(result.rounds ?? 0), 'failed before training').to.be.below(10);
+  });
 
   it("the veth link down for longer than roundTimeoutMs: rounds go on with the head's workers at quorum, the other node's rejoin, and every released round is counted", async () => {
     const run = cli(['train', writeFaultSpec('link-down', 40), '--json'], env);

@@ -77,7 +77,9 @@ describe('worker: a coordinator announcing other privacy parameters than the con
         const ws = [0, 1, 2].map((i) => startWorker(config, i, proxy!.address));
         procs.push(...ws);
         const codes = await Promise.all(ws.map((w) => w.exited));
-        expect(codes).to.deep.equal([1, 1, 1]);
+        // EXIT_FATAL (3): not restarted by its supervisor, the job is told why.
+        expect(codes).to.deep.equal([3, 3, 3]);
+        for (const w of ws) expect(w.lines.some((l) => l.type === 'fatal')).to.equal(true);
         for (const w of ws) {
           expect(w.stderr.join('')).to.match(
             new RegExp(

@@ -39,6 +39,12 @@ export class NetnsCluster {
     root: string;
     headCpus: number;
     node2Cpus: number;
+    /**
+     * Folders the second node must not see (each covered by an empty folder in its mount
+     * namespace): data present on the head's machine only, as on a real cluster without shared
+     * storage.
+     */
+    node2Hides?: string[];
   }): Promise<NetnsCluster> {
     if (process.getuid?.() !== 0)
       throw new Error('the multi-node tests need root for `ip netns` (CI runs as root)');
@@ -74,7 +80,7 @@ export class NetnsCluster {
     const tempDir = fs.mkdtempSync(path.join('/tmp', 'tg-ray2-'));
     const c = new NetnsCluster(o.root, head, ns, hostIf, headIp, node2Ip, tempDir);
     try {
-      await c.startNode2(o.node2Cpus);
+      await c.startNode2(o.node2Cpus, o.node2Hides ?? []);
     } catch (err) {
       await c.close();
       throw err;
@@ -82,11 +88,15 @@ export class NetnsCluster {
     return c;
   }
 
-  private async startNode2(cpus: number): Promise<void> {
+  private async startNode2(cpus: number, hides: string[]): Promise<void> {
+    const empty = path.join(this.node2TempDir, 'empty');
+    fs.mkdirSync(empty);
+    const covers = hides.map((_, i) => `mount --bind "$empty" "$h${i}"`).join(' && ');
+    const hideEnv = Object.fromEntries(hides.map((h, i) => [`h${i}`, h]));
     const ray = path.join(this.root, '.venv', 'bin', 'ray');
     const log = fs.openSync(path.join(this.node2TempDir, 'node.log'), 'a');
     // The bind mount hides the log file's folder from node 2 only; the log stays writable.
-    const env: NodeJS.ProcessEnv = { ...process.env, ...headEnv(this.head.info.token) };
+    const env: NodeJS.ProcessEnv = { ...process.env, ...headEnv(this.head.info.token), empty, ...hideEnv };
     delete env.RAY_ADDRESS;
     this.node2 = spawn(
       'ip',
@@ -103,7 +113,7 @@ export class NetnsCluster {
         'private',
         'sh',
         '-c',
-        'src=$1; dst=$2; shift 2; mount --bind "$src" "$dst" && exec "$@"',
+        `src=$1; dst=$2; shift 2; mount --bind "$src" "$dst"${covers ? ` && ${covers}` : ''} && exec "$@"`,
         'sh',
         this.node2TempDir,
         this.head.info.tempDir,

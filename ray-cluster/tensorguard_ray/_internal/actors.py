@@ -21,6 +21,11 @@ from .pki import Identity, remove_identity_dir
 
 NAMESPACE = "tensorguard"
 
+# A Node child that exits with this code cannot run where it is (its data shard is missing or
+# unreadable on this node, or it refused the coordinator's privacy parameters): restarting it would
+# fail the same way, so the supervisor keeps its "fatal" line for the job controller instead.
+EXIT_FATAL = 3
+
 
 def aggregator_name(job_id: str) -> str:
     return f"tg-{job_id}-aggregator"
@@ -60,6 +65,7 @@ class _Supervisor:
         self._done: Optional[dict] = None
         self._address: Optional[str] = None
         self._exit_code: Optional[int] = None
+        self._fatal: Optional[dict] = None
         self._stopping = False
         self.state = "STARTING"
         label = "aggregator" if index is None else str(index)
@@ -109,6 +115,8 @@ class _Supervisor:
                 self._address = parsed["address"]
             elif kind == "done":
                 self._done = parsed
+            elif kind == "fatal":
+                self._fatal = parsed
             self._events.append(parsed)
             self._cond.notify_all()
 
@@ -120,6 +128,11 @@ class _Supervisor:
                 return
             if self._finished_ok(code):
                 self.state = "FINISHED"
+                return
+            if code == EXIT_FATAL and self._fatal is not None:
+                self.state = "FAILED"
+                print(f"tensorguard: the {self.role} child of job {self.job_id} cannot run on "
+                      f"this node: {self._fatal.get('error')}", file=sys.stderr, flush=True)
                 return
         print(f"tensorguard: the {self.role} child (pid {self._child.pid}) of job {self.job_id} "
               f"exited with {code}; exiting the actor so that Ray restarts it", file=sys.stderr,
@@ -140,6 +153,8 @@ class _Supervisor:
             "generation": self.generation,
             "state": self.state,
             "exit_code": self._exit_code,
+            "fatal": self._fatal.get("error") if self._fatal else None,
+            "node_ip": ray.util.get_node_ip_address(),
         }
 
     def events(self, since: int = 0, timeout_s: float = 5.0) -> dict:

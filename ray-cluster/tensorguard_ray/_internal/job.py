@@ -115,7 +115,7 @@ def run_job(spec: dict, job_id: str, launch: Launch, *, placement_timeout_s: flo
         if on_started is not None:
             on_started({"aggregator": address, "actors": [aggregator_name(job_id)]
                         + [worker_name(job_id, i) for i in range(rs.worker_count)]})
-        done = _follow(agg, emit)
+        done = _follow(agg, emit, workers)
         result = {
             "type": "result",
             "job_id": job_id,
@@ -139,10 +139,30 @@ def run_job(spec: dict, job_id: str, launch: Launch, *, placement_timeout_s: flo
         _teardown(actors, pg)
 
 
-def _follow(agg: Any, emit: Callable[[dict], None]) -> dict:
-    """Relays the coordinator's metrics as progress lines until its done line."""
+def _fatal_worker(workers: list[Any]) -> Optional[str]:
+    """The first worker that cannot run where it was placed (its "fatal" line), as a message
+    naming it and its node; None when every worker can run."""
+    try:
+        infos = ray.get([w.info.remote() for w in workers], timeout=30)
+    except Exception:  # noqa: BLE001 - a restarting actor: ask again on the next poll
+        return None
+    for info in infos:
+        if info.get("fatal"):
+            return f"worker {info['index']} on node {info['node_ip']}: {info['fatal']}"
+    return None
+
+
+def _follow(agg: Any, emit: Callable[[dict], None], workers: Optional[list[Any]] = None) -> dict:
+    """Relays the coordinator's metrics as progress lines until its done line. Raises
+    JobFailedError at once when a worker reports that it cannot run on its node."""
     since, generation = 0, None
+    checked = 0.0
     while True:
+        if workers and time.monotonic() - checked >= 2.0:
+            checked = time.monotonic()
+            fatal = _fatal_worker(workers)
+            if fatal is not None:
+                raise JobFailedError(fatal)
         try:
             batch = ray.get(agg.events.remote(since, 5.0), timeout=60)
         except GetTimeoutError:

@@ -9,6 +9,13 @@ import { startTelemetry, type Telemetry } from '../telemetry.js';
 
 let telemetry: Telemetry | undefined;
 
+/**
+ * The worker cannot run where it is: it prints a {"type":"fatal"} line and exits with
+ * EXIT_FATAL, which its Ray supervisor reports to the job instead of restarting it.
+ */
+class FatalError extends Error {}
+const EXIT_FATAL = 3;
+
 async function main(): Promise<number> {
   telemetry = await startTelemetry(process.env, 'tensorguard-worker');
   const args = parseArgs(process.argv.slice(2), ['config', 'worker-index', 'aggregator', 'tls-dir']);
@@ -23,11 +30,18 @@ async function main(): Promise<number> {
   const { prepareModel } = await import('../job.js');
   const { DpClippingEngine } = await import('../clipping.js');
   const { RoundClient } = await import('../round-client.js');
+  const { AnnouncementError } = await import('../announcement.js');
   const { readTlsDir } = await import('../coordinator/rpc.js');
   const cfg = loadRunConfig(args.config);
   if (index < 0 || index >= cfg.workers.count)
     throw new Error(`--worker-index ${index} is outside [0, ${cfg.workers.count})`);
-  const shard = loadShard(cfg, index);
+  let shard: Awaited<ReturnType<typeof loadShard>>;
+  try {
+    shard = loadShard(cfg, index);
+  } catch (err) {
+    // Missing or unreadable on this node: a restart here would fail the same way.
+    throw new FatalError(`cannot load its shard: ${err instanceof Error ? err.message : String(err)}`);
+  }
   const prepared = prepareModel(cfg, shard);
   log.info(
     { records: shard.size, model: prepared.def.kind, parameters: prepared.parameters },
@@ -51,7 +65,14 @@ async function main(): Promise<number> {
     emit: emitLine,
     ...(cfg.testingSamplingSeed !== undefined ? { samplingSeed: cfg.testingSamplingSeed } : {}),
   });
-  const reason = await client.run();
+  let reason: string;
+  try {
+    reason = await client.run();
+  } catch (err) {
+    // The coordinator asked for other privacy parameters than the job's: it would ask again.
+    if (err instanceof AnnouncementError) throw new FatalError(err.message);
+    throw err;
+  }
   log.info({ reason }, 'job done');
   client.close();
   engine.dispose();
@@ -66,6 +87,10 @@ main().then(
   (err: unknown) => {
     createLogger('worker').error({ err }, 'worker failed');
     process.stderr.write(`worker failed: ${err instanceof Error ? err.message : String(err)}\n`);
+    if (err instanceof FatalError) {
+      emitLine({ type: 'fatal', error: err.message });
+      process.exit(EXIT_FATAL);
+    }
     process.exit(1);
   },
 );
