@@ -105,4 +105,19 @@ describe('worker + coordinator over mutual TLS with the job identities', functio
       killAll(procs);
     }
   });
+
+  it('without the job identities the coordinator refuses to listen anywhere but loopback', async () => {
+    const dir = tmpDir('tg-notls-');
+    dirs.push(dir);
+    const coord = startCoordinator(writeConfig(dir, {}), {}, ['--listen', '0.0.0.0']);
+    try {
+      const done = await coord.waitFor((l) => l.type === 'done', 60_000);
+      expect(done.status).to.equal('failed');
+      expect(done.error).to.contain('refusing to listen on 0.0.0.0 without TLS');
+      expect(await coord.exited).to.equal(1);
+      expect(coord.lines.some((l) => l.type === 'listening')).to.equal(false);
+    } finally {
+      killAll([coord]);
+    }
+  });
 });

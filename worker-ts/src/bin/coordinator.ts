@@ -70,6 +70,13 @@ async function main(): Promise<number> {
         peerCheck: workerPeerCheck((peer, reason) => log.warn({ peer: peer ?? null }, reason)),
       }
     : undefined;
+  // Without identities a worker's index is whatever it claims: only processes of this machine may
+  // reach such a server (tests and benchmarks that start the programs directly).
+  if (!tls && !isLoopback(listen.host)) {
+    throw new Error(
+      `refusing to listen on ${listen.host} without TLS: workers on other hosts need the job's identities (--tls-dir); without it, listen on loopback only`,
+    );
+  }
   const { server, address } = await startServer(coordinator.handlers(), listen.host, listen.port, tls);
   emitLine({ type: 'listening', address, tls: tls !== undefined });
   log.info({ address, tls: tls !== undefined }, 'listening');
@@ -91,6 +98,10 @@ async function main(): Promise<number> {
     ...(res.error !== undefined ? { error: res.error } : {}),
   });
   return res.status === 'succeeded' ? 0 : 1;
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
 /** `HOST`, `HOST:PORT` or `[IPv6]:PORT`; an absent part keeps the default. */
