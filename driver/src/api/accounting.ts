@@ -79,3 +79,12 @@ function plannedEpsilonSync(p: PlanParameters): number {
 export async function plannedEpsilon(p: PlanParameters): Promise<number> {
   return plannedEpsilonSync(p);
 }
+
+/**
+ * A job document (resolved: σ in place of a target ε) whose rounds are released without noise,
+ * σ = 0: its ε is infinite, whatever a log line or a default says.
+ */
+export function isNonPrivate(spec: Record<string, unknown>): boolean {
+  const p = spec.privacy;
+  return typeof p === 'object' && p !== null && (p as Record<string, unknown>).noiseMultiplier === 0;
+}

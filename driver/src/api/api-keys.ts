@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import { promisify } from 'node:util';
 import YAML from 'yaml';
 import { z } from 'zod';
+import { RateLimiter, type BucketOptions } from './rate-limit.js';
 
 const scrypt = promisify(crypto.scrypt) as (
   password: crypto.BinaryLike,
@@ -111,6 +112,25 @@ export function loadApiKeyFile(file: string): ApiKeyEntry[] {
   });
 }
 
+/**
+ * Why `key` cannot be an API key, or null when it can: a key travels as gRPC metadata
+ * (`authorization: Bearer <key>`), whose values are printable ASCII, and HTTP trims the ends.
+ * `serve --hash-key` and authentication apply this same check, so that every key the first
+ * hashes can be sent and recognised (passphrases with spaces included).
+ */
+export function keyProblem(key: string): string | null {
+  if (key.length === 0) return 'is empty';
+  if (key.length > MAX_KEY_LENGTH) return `is longer than ${MAX_KEY_LENGTH} characters`;
+  if (!KEY_RE.test(key)) {
+    return 'must be printable ASCII (letters, digits, spaces and punctuation; gRPC metadata carries nothing else)';
+  }
+  if (key.trim() !== key) return 'must not begin or end with a space (HTTP trims them)';
+  return null;
+}
+
+export const MAX_KEY_LENGTH = 512;
+const KEY_RE = /^[\x20-\x7e]+$/;
+
 /** `sha256:<hex>` of a key: right for generated high-entropy keys (the default). */
 export function hashKeySha256(key: string): string {
   return `sha256:${crypto.createHash('sha256').update(key, 'utf8').digest('hex')}`;
@@ -130,19 +150,44 @@ export function generateKey(): string {
 }
 
 export type AuthResult =
-  { ok: true; entry: ApiKeyEntry } | { ok: false; reason: 'missing' | 'malformed' | 'unknown' | 'revoked' };
+  | { ok: true; entry: ApiKeyEntry }
+  | { ok: false; reason: 'missing' | 'malformed' | 'unknown' | 'revoked' }
+  /** Too many keys from this peer needed scrypt: retry after `retryMs` (no hash was computed). */
+  | { ok: false; reason: 'throttled'; retryMs: number };
+
+export interface ApiKeyStoreOptions {
+  /**
+   * scrypt verifications (keys not found by their SHA-256) allowed per peer address: each costs
+   * ~100 ms of CPU and 32 MiB, so a stream of made-up keys must not buy one per request.
+   * Default 1 per second, burst 5.
+   */
+  scryptPerPeer?: BucketOptions;
+  /** Called before each scrypt computation (tests count them; nothing else should need it). */
+  onScrypt?: () => void;
+}
+
+/** How many digests of keys that matched nothing are remembered (no scrypt on a repeat). */
+const UNKNOWN_CACHE_SIZE = 10_000;
 
 /**
- * Checks bearer keys against the key file. sha256 entries are found by digest; scrypt entries
- * are tried in turn on a cache miss, and a successful match is cached by the key's sha256
- * digest (in memory only), so scrypt runs once per key and process. `reload()` re-reads the file
- * (the server calls it on SIGHUP and when the file changes); revocations apply to the next call.
+ * Checks bearer keys against the key file, cheapest first. sha256 entries are found by digest.
+ * A key's SHA-256 digest then finds it in two in-memory caches: keys that matched a scrypt
+ * entry, and keys that matched nothing (bounded). Only a key in neither costs scrypt, and only
+ * while its peer address has tokens (`scryptPerPeer`), so unknown keys cannot make the server
+ * hash per request. `reload()` re-reads the file (the server calls it on SIGHUP) and empties
+ * the caches; revocations apply to the next call.
  */
 export class ApiKeyStore {
   private entries: ApiKeyEntry[] = [];
   private scryptCache = new Map<string, string>();
+  private unknownCache = new Map<string, true>();
+  private readonly peerLimiter: RateLimiter;
 
-  constructor(readonly file: string) {
+  constructor(
+    readonly file: string,
+    private readonly opts: ApiKeyStoreOptions = {},
+  ) {
+    this.peerLimiter = new RateLimiter(opts.scryptPerPeer ?? { perSecond: 1, burst: 5 });
     this.reload();
   }
 
@@ -150,17 +195,21 @@ export class ApiKeyStore {
   reload(): void {
     this.entries = loadApiKeyFile(this.file);
     this.scryptCache.clear();
+    this.unknownCache.clear();
   }
 
   get size(): number {
     return this.entries.length;
   }
 
-  /** `authorization` metadata value(s) -> the key's entry, or why it was refused. */
-  async authenticate(authorization: string | undefined): Promise<AuthResult> {
+  /**
+   * `authorization` metadata value -> the key's entry, or why it was refused. `peer` (the
+   * caller's address, without port) buckets the scrypt verifications.
+   */
+  async authenticate(authorization: string | undefined, peer = ''): Promise<AuthResult> {
     if (authorization === undefined || authorization === '') return { ok: false, reason: 'missing' };
-    const m = /^Bearer ([\x21-\x7e]{1,512})$/i.exec(authorization);
-    if (!m) return { ok: false, reason: 'malformed' };
+    const m = /^Bearer (.*)$/is.exec(authorization);
+    if (!m || keyProblem(m[1]!) !== null) return { ok: false, reason: 'malformed' };
     const key = m[1]!;
     const digest = crypto.createHash('sha256').update(key, 'utf8').digest();
     let found: ApiKeyEntry | undefined;
@@ -171,20 +220,37 @@ export class ApiKeyStore {
       const cachedId = this.scryptCache.get(digest.toString('hex'));
       found = cachedId === undefined ? undefined : this.entries.find((e) => e.id === cachedId);
     }
-    if (!found) {
-      for (const e of this.entries) {
+    const hex = digest.toString('hex');
+    if (!found && this.unknownCache.has(hex)) return { ok: false, reason: 'unknown' };
+    const scryptEntries = found ? [] : this.entries.filter((e) => e.hash.kind === 'scrypt');
+    if (scryptEntries.length > 0) {
+      const waitMs = this.peerLimiter.take(peer);
+      if (waitMs > 0) return { ok: false, reason: 'throttled', retryMs: waitMs };
+      const entries = this.entries;
+      for (const e of scryptEntries) {
         if (e.hash.kind !== 'scrypt') continue;
         const { N, r, p, salt } = e.hash;
+        this.opts.onScrypt?.();
         const d = await scrypt(key, salt, e.hash.digest.length, { N, r, p, maxmem: 128 * N * r * 2 });
         if (crypto.timingSafeEqual(d, e.hash.digest)) {
-          this.scryptCache.set(digest.toString('hex'), e.id);
+          // Only when the file was not reloaded meanwhile (reload empties the caches).
+          if (this.entries === entries) this.scryptCache.set(hex, e.id);
           found = e;
           break;
         }
       }
+      if (!found && this.entries === entries) this.rememberUnknown(hex);
     }
     if (!found) return { ok: false, reason: 'unknown' };
     if (found.revoked) return { ok: false, reason: 'revoked' };
     return { ok: true, entry: found };
+  }
+
+  private rememberUnknown(hex: string): void {
+    if (this.unknownCache.size >= UNKNOWN_CACHE_SIZE) {
+      // Oldest first (Map keeps insertion order).
+      this.unknownCache.delete(this.unknownCache.keys().next().value!);
+    }
+    this.unknownCache.set(hex, true);
   }
 }

@@ -4,6 +4,7 @@
 // prints the same metric-line contract, for tests and benchmarks without a Ray cluster.
 
 import { setTimeout as sleep } from 'node:timers/promises';
+import { figureOrNull } from './json-numbers.js';
 
 /** What a backend needs to find a job again, persisted with the job record (JSON). */
 export interface BackendHandle {
@@ -117,7 +118,7 @@ export interface MetricsLine {
   type: 'metrics';
   round: number;
   roundsTotal: number;
-  /** null when the line has none (the previous value stands). */
+  /** null when the line has none (the previous value stands); "Infinity" (no noise) is Infinity. */
   epsilon: number | null;
   delta: number | null;
   evalAccuracy: number | null;
@@ -170,7 +171,7 @@ export function parseMetricLine(
       type: 'metrics',
       round,
       roundsTotal: num(o.rounds_total) ?? 0,
-      epsilon: num(o.epsilon),
+      epsilon: figureOrNull(o.epsilon),
       delta: num(o.delta),
       evalAccuracy: num(o.eval_accuracy),
       evalLoss: num(o.eval_loss),
@@ -181,7 +182,7 @@ export function parseMetricLine(
     return {
       type: 'done',
       status: str(o.status) || (o.error ? 'failed' : 'succeeded'),
-      epsilon: num(o.epsilon),
+      epsilon: figureOrNull(o.epsilon),
       delta: num(o.delta),
       testAccuracy: num(o.test_accuracy),
       rounds: num(o.rounds),

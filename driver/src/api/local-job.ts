@@ -6,12 +6,13 @@
 // usage: node local-job.js <job-dir>   (reads <job-dir>/job.json, writes <job-dir>/exit.json)
 import fs from 'node:fs';
 import path from 'node:path';
+import { stringifyKeepingNonFinite } from './json-numbers.js';
 
 export interface LocalJobFile {
   jobId: string;
   rounds: number;
-  /** ε after round r at index r-1. */
-  epsilons: number[];
+  /** ε after round r at index r-1 ("Infinity" in the file when there is no noise). */
+  epsilons: Array<number | string>;
   delta: number;
   evalEveryRounds: number;
   roundMs: number;
@@ -26,7 +27,7 @@ function main(): void {
     process.exit(2);
   }
   const job = JSON.parse(fs.readFileSync(path.join(dir, 'job.json'), 'utf8')) as LocalJobFile;
-  const emit = (o: Record<string, unknown>) => process.stdout.write(JSON.stringify(o) + '\n');
+  const emit = (o: Record<string, unknown>) => process.stdout.write(stringifyKeepingNonFinite(o) + '\n');
   const finish = (status: 'succeeded' | 'failed' | 'stopped', code: number) => {
     fs.writeFileSync(path.join(dir, 'exit.json.tmp'), JSON.stringify({ status, code }));
     fs.renameSync(path.join(dir, 'exit.json.tmp'), path.join(dir, 'exit.json'));

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { epsilonSchedule } from './accounting.js';
+import { stringifyKeepingNonFinite } from './json-numbers.js';
 import {
   BackendError,
   LogLines,
@@ -86,7 +87,8 @@ export class LocalProcessBackend implements JobBackend {
       roundMs: this.roundMs,
       failAfterRound: null,
     };
-    fs.writeFileSync(path.join(dir, 'job.json'), JSON.stringify(job));
+    // ε = ∞ (no noise) travels as "Infinity", not as JSON's null.
+    fs.writeFileSync(path.join(dir, 'job.json'), stringifyKeepingNonFinite(job));
     const here = fileURLToPath(import.meta.url);
     const fromSource = here.endsWith('.ts');
     const script = path.join(path.dirname(here), fromSource ? 'local-job.ts' : 'local-job.js');

@@ -4,6 +4,7 @@
 // picks every active job up again from its cursor, so no event is lost or repeated.
 import type { Logger } from 'pino';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { isNonPrivate } from './accounting.js';
 import { BackendError, parseMetricLine, type BackendHandle, type JobBackend } from './backend.js';
 import { isTerminal, type JobEventKind, type JobState } from './domain.js';
 import type { JobStore, JobRecord, JobUpdate } from './store.js';
@@ -166,7 +167,9 @@ export class JobMonitor {
   private async followOnce(rec: JobRecord, signal: AbortSignal): Promise<void> {
     const jobId = rec.jobId;
     let state = rec.state;
-    let epsilon = rec.privacySpent.epsilon;
+    // A job without noise has ε = ∞ whatever its lines say (an old coordinator prints null).
+    const nonPrivate = isNonPrivate(rec.spec);
+    let epsilon = nonPrivate ? Infinity : rec.privacySpent.epsilon;
     let delta = rec.privacySpent.delta;
     const parse = this.backend.parseLine
       ? (t: string) => this.backend.parseLine!(t)
@@ -185,7 +188,7 @@ export class JobMonitor {
         state = 'RUNNING';
       }
       if (m.type === 'metrics') {
-        epsilon = m.epsilon ?? epsilon;
+        epsilon = nonPrivate ? Infinity : (m.epsilon ?? epsilon);
         delta = m.delta ?? delta;
         const privacySpent = { epsilon, delta, accountant: rec.privacySpent.accountant };
         kinds.push({ type: 'round_progress', round: m.round, roundsTotal: m.roundsTotal, privacySpent });
@@ -200,7 +203,8 @@ export class JobMonitor {
       } else {
         const ok = m.status === 'succeeded';
         const message = ok ? m.stopReason : (m.error ?? (m.stopReason || `coordinator reported ${m.status}`));
-        if (m.epsilon !== null) update.epsilon = m.epsilon;
+        if (nonPrivate) update.epsilon = Infinity;
+        else if (m.epsilon !== null) update.epsilon = m.epsilon;
         if (m.delta !== null) update.delta = m.delta;
         if (m.rounds !== null) update.roundsCompleted = m.rounds;
         kinds.push({

@@ -3,10 +3,11 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ApiKeyStore, hashKeyScrypt, hashKeySha256 } from './api-keys.js';
+import { ApiKeyStore, hashKeyScrypt, hashKeySha256, keyProblem } from './api-keys.js';
 import { ApiError } from './errors.js';
 import { canonicalJson } from './privacy-report.js';
 import { RateLimiter } from './rate-limit.js';
+import { peerAddress } from './server.js';
 import { decodeStatus, encodeStatus } from './status-details.js';
 import { JobStore, StoreLockedError } from './store.js';
 
@@ -62,7 +63,9 @@ describe('api/api-keys', () => {
     expect(a.ok && a.entry.tenant).to.equal('team-a');
     const s = await store.authenticate('bearer chosen-passphrase');
     expect(s.ok && s.entry.scopes).to.deep.equal(['jobs.read']);
-    expect(await store.authenticate('Bearer two words')).to.deep.equal({ ok: false, reason: 'malformed' });
+    // Spaces are allowed: `serve --hash-key` hashes passphrases with them.
+    expect(await store.authenticate('Bearer two words')).to.deep.equal({ ok: false, reason: 'unknown' });
+    expect(await store.authenticate('Bearer tab\there')).to.deep.equal({ ok: false, reason: 'malformed' });
     expect(await store.authenticate(undefined)).to.deep.equal({ ok: false, reason: 'missing' });
     expect(await store.authenticate('Bearer nope')).to.deep.equal({ ok: false, reason: 'unknown' });
     expect(await store.authenticate('Bearer key-r')).to.deep.equal({ ok: false, reason: 'revoked' });
@@ -79,14 +82,54 @@ describe('api/api-keys', () => {
       file,
       `keys:\n  - id: s\n    tenant: t\n    hash: "${await hashKeyScrypt('Correct-Horse-9')}"\n`,
     );
-    const store = new ApiKeyStore(file);
-    const t0 = performance.now();
+    let hashes = 0;
+    const store = new ApiKeyStore(file, { onScrypt: () => (hashes += 1) });
     expect((await store.authenticate('Bearer Correct-Horse-9')).ok).to.equal(true);
-    const first = performance.now() - t0;
-    const t1 = performance.now();
     expect((await store.authenticate('Bearer Correct-Horse-9')).ok).to.equal(true);
-    expect(performance.now() - t1).to.be.lessThan(first / 5);
+    expect(hashes).to.equal(1);
     expect((await store.authenticate('Bearer Correct-Horse-8')).ok).to.equal(false);
+    expect((await store.authenticate('Bearer Correct-Horse-8')).ok).to.equal(false);
+    expect(hashes).to.equal(2);
+  });
+
+  it('authenticates every key `--hash-key` accepts (spaces included) and refuses what it refuses', async () => {
+    const dir = tmp();
+    const file = path.join(dir, 'keys.yaml');
+    const phrase = 'correct horse battery staple';
+    fs.writeFileSync(file, `keys:\n  - id: s\n    tenant: t\n    hash: "${await hashKeyScrypt(phrase)}"\n`);
+    const store = new ApiKeyStore(file);
+    expect(await store.authenticate(`Bearer ${phrase}`)).to.deep.include({ ok: true });
+    expect(keyProblem(phrase)).to.equal(null);
+    expect(keyProblem('pässwort')).to.match(/printable ASCII/);
+    expect(keyProblem(' padded ')).to.match(/begin or end with a space/);
+    expect(keyProblem('x'.repeat(513))).to.match(/longer than 512/);
+    expect(await store.authenticate('Bearer pässwort')).to.deep.equal({ ok: false, reason: 'malformed' });
+  });
+
+  it('limits scrypt verifications per peer before hashing (sha256 keys are never limited)', async () => {
+    const dir = tmp();
+    const file = path.join(dir, 'keys.yaml');
+    fs.writeFileSync(
+      file,
+      `keys:\n  - id: h\n    tenant: t\n    hash: ${hashKeySha256('tg_fast')}\n` +
+        `  - id: s\n    tenant: t\n    hash: "${await hashKeyScrypt('slow phrase')}"\n`,
+    );
+    let hashes = 0;
+    const store = new ApiKeyStore(file, {
+      onScrypt: () => (hashes += 1),
+      scryptPerPeer: { perSecond: 0.001, burst: 2 },
+    });
+    expect((await store.authenticate('Bearer nope-1', 'ipv4:10.0.0.1')).ok).to.equal(false);
+    expect((await store.authenticate('Bearer nope-2', 'ipv4:10.0.0.1')).ok).to.equal(false);
+    expect(await store.authenticate('Bearer nope-3', 'ipv4:10.0.0.1')).to.deep.include({
+      reason: 'throttled',
+    });
+    expect(hashes).to.equal(2);
+    expect((await store.authenticate('Bearer tg_fast', 'ipv4:10.0.0.1')).ok).to.equal(true);
+    expect((await store.authenticate('Bearer nope-3', 'ipv4:10.0.0.2')).ok).to.equal(false);
+    expect(hashes).to.equal(3);
+    expect(peerAddress('ipv4:10.0.0.7:51234')).to.equal('ipv4:10.0.0.7');
+    expect(peerAddress('ipv6:[::1]:443')).to.equal('ipv6:[::1]');
   });
 });
 
@@ -191,10 +234,12 @@ describe('api/store', () => {
 });
 
 describe('api/privacy-report canonicalJson', () => {
-  it('sorts keys at every level and refuses non-finite numbers', () => {
+  it('sorts keys at every level and writes non-finite numbers as strings, never null', () => {
     expect(canonicalJson({ b: 1, a: [{ d: 2, c: 'x' }], e: undefined })).to.equal(
       '{"a":[{"c":"x","d":2}],"b":1}',
     );
-    expect(() => canonicalJson({ x: Infinity })).to.throw('non-finite');
+    expect(canonicalJson({ x: Infinity, y: -Infinity, z: NaN })).to.equal(
+      '{"x":"Infinity","y":"-Infinity","z":"NaN"}',
+    );
   });
 });

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { PrivacyReport, PrivacyReportBody } from './domain.js';
 
-export const REPORT_VERSION = 1;
+export const REPORT_VERSION = 2;
 
 export interface SigningKey {
   privateKey: crypto.KeyObject;
@@ -63,15 +63,38 @@ export function canonicalJson(v: unknown): string {
       .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
       .join(',')}}`;
   }
-  if (typeof v === 'number' && !Number.isFinite(v)) throw new Error(`cannot sign a non-finite number (${v})`);
+  // JSON has no Infinity and JSON.stringify would write null (read back as 0: ε understated).
+  // As in the proto3 JSON mapping, a non-finite number is written as the string of its name.
+  if (typeof v === 'number' && !Number.isFinite(v)) return JSON.stringify(String(v));
   return JSON.stringify(v);
 }
 
-/** The signed document: fields 1-10 of tensorguard.v1.PrivacyReport with their .proto names. */
+/** Stated in every signed report whose ε is infinite (non_private: true). */
+export const NON_PRIVATE_WARNING =
+  'NOT DIFFERENTIALLY PRIVATE: this job ran without noise (noise multiplier 0); epsilon is Infinity ' +
+  'and no privacy guarantee holds for its outputs';
+
+/** A report whose guarantee is void: ε infinite (or not a number), or no noise at all. */
+export function isNonPrivateReport(b: PrivacyReportBody): boolean {
+  return (
+    !Number.isFinite(b.epsilon) ||
+    b.parameters.noiseMultiplier === 0 ||
+    b.shards.some((s) => !Number.isFinite(s.epsilon))
+  );
+}
+
+/**
+ * The signed document: fields 1-10 of tensorguard.v1.PrivacyReport with their .proto names,
+ * plus `non_private` (always present, so a verifier can rely on it) and, when it is true, a
+ * `warning`. An infinite ε is the string "Infinity" (canonicalJson).
+ */
 export function reportPayload(b: PrivacyReportBody): Record<string, unknown> {
   const p = b.parameters;
+  const nonPrivate = isNonPrivateReport(b);
   return {
     report_version: REPORT_VERSION,
+    non_private: nonPrivate,
+    ...(nonPrivate ? { warning: NON_PRIVATE_WARNING } : {}),
     job_id: b.jobId,
     tenant: b.tenant,
     state: `JOB_STATE_${b.state}`,

@@ -6,6 +6,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { context, propagation, SpanKind, SpanStatusCode, type TextMapGetter } from '@opentelemetry/api';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
+import type { Http2Server } from 'node:http2';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { type trainingService as pb, TrainingServiceService } from '@tensorguard/proto';
@@ -17,6 +18,7 @@ import { ApiError } from './errors.js';
 import { EventHub, JobMonitor } from './monitor.js';
 import type { SigningKey } from './privacy-report.js';
 import { RateLimiter, type BucketOptions } from './rate-limit.js';
+import { AccountantPool } from './accountant-pool.js';
 import { TrainingService, type CallContext } from './service.js';
 import type { SpecResolver, SpecValidator } from './spec.js';
 import type { JobStore } from './store.js';
@@ -50,6 +52,13 @@ export interface ApiServerOptions {
   maxStreamsPerKey?: number;
   /** Upper bound on a unary call's time when the client sets a longer deadline or none (default 60 s). */
   maxUnaryMs?: number;
+  /**
+   * Accountant work (σ calibration, planned ε) runs in this pool's threads, off the event
+   * loop. Default: a pool of 2 threads owned (and closed) by the server.
+   */
+  accountantPool?: AccountantPool;
+  /** Accept jobs without noise (σ = 0); default false (FAILED_PRECONDITION). */
+  allowNonPrivate?: boolean;
 }
 
 export interface ApiServer {
@@ -146,6 +155,42 @@ function protoDefinitions(): protoLoader.PackageDefinition {
   );
 }
 
+/** "ipv4:10.0.0.7:51234" -> "ipv4:10.0.0.7": buckets per address, not per connection. */
+export function peerAddress(peer: string): string {
+  const m = /^(ipv4:[^:]+|ipv6:\[[^\]]*\]|ipv6:.*?)(?::\d+)?$/.exec(peer);
+  return m ? m[1]! : peer;
+}
+
+/**
+ * Node's HTTP/2 layer keeps only the first of repeated `authorization` headers (a
+ * single-value header), so grpc-js would see one key where the client sent two. This listener
+ * runs before grpc-js's on every stream, reads the raw header list, and hands grpc-js every
+ * value, which authorize() then refuses. grpc-js keeps its HTTP/2 servers in a private field;
+ * when a version moves it, the server refuses to start rather than run without the check.
+ */
+function guardDuplicateAuthorization(server: grpc.Server): void {
+  const servers = (server as unknown as { http2Servers?: Map<unknown, unknown> }).http2Servers;
+  if (!(servers instanceof Map) || servers.size === 0) {
+    throw new Error(
+      'cannot install the duplicate-authorization check: @grpc/grpc-js no longer exposes its HTTP/2 ' +
+        'servers (http2Servers); update guardDuplicateAuthorization in driver/src/api/server.ts',
+    );
+  }
+  for (const h2 of servers.keys()) {
+    (h2 as Http2Server).prependListener(
+      'stream',
+      (_stream: unknown, headers: Record<string, unknown>, _flags: number, raw: string[] | undefined) => {
+        if (!Array.isArray(raw)) return;
+        const values: string[] = [];
+        for (let i = 0; i + 1 < raw.length; i += 2) {
+          if (raw[i]!.toLowerCase() === 'authorization') values.push(raw[i + 1]!);
+        }
+        if (values.length > 1) headers.authorization = values;
+      },
+    );
+  }
+}
+
 export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
   const log = o.logger;
   const maxMessageBytes = o.maxMessageBytes ?? 4 * 1024 * 1024;
@@ -155,6 +200,8 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
   const streamsByKey = new Map<string, number>();
   const openStreams = new Set<{ end: (err: ApiError) => void }>();
 
+  const ownPool = o.accountantPool === undefined;
+  const pool = o.accountantPool ?? new AccountantPool();
   const hub = new EventHub();
   const monitor = new JobMonitor(o.store, o.backend, hub, log.child({ component: 'monitor' }));
   const service = new TrainingService({
@@ -164,6 +211,8 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
     validateSpec: o.validateSpec,
     ...(o.resolveSpec ? { resolveSpec: o.resolveSpec } : {}),
     signingKey: o.signingKey,
+    planEpsilon: pool.plannedEpsilon,
+    allowNonPrivate: o.allowNonPrivate ?? false,
   });
 
   interface Authed {
@@ -173,8 +222,26 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
 
   async function authorize(call: AnyCall, scope: Scope): Promise<Authed> {
     const values = call.metadata.get('authorization');
-    if (values.length > 1) throw new ApiError('UNAUTHENTICATED', 'send exactly one authorization header');
-    const res = await o.apiKeys.authenticate(values[0] === undefined ? undefined : String(values[0]));
+    // Two keys are refused, not "first wins" (see guardDuplicateAuthorization).
+    if (values.length > 1) {
+      throw new ApiError('UNAUTHENTICATED', 'send exactly one authorization header', {
+        errorInfo: { reason: 'API_KEY_DUPLICATE', domain: 'tensorguard.dev', metadata: {} },
+      });
+    }
+    const res = await o.apiKeys.authenticate(
+      values[0] === undefined ? undefined : String(values[0]),
+      peerAddress(call.getPeer()),
+    );
+    if (!res.ok && res.reason === 'throttled') {
+      throw new ApiError(
+        'RESOURCE_EXHAUSTED',
+        `too many unrecognised API keys from this address; retry in ${res.retryMs} ms`,
+        {
+          retryDelayMs: res.retryMs,
+          errorInfo: { reason: 'AUTH_RATE_LIMITED', domain: 'tensorguard.dev', metadata: {} },
+        },
+      );
+    }
     if (!res.ok) {
       const why = {
         missing: 'missing API key: send metadata "authorization: Bearer <key>"',
@@ -429,6 +496,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(o.listen, creds, (err, p) => (err ? reject(err) : resolve(p))),
   );
+  guardDuplicateAuthorization(server);
   // Health only, plaintext, same states: a probe learns whether the server serves and nothing
   // else (no TrainingService, no reflection), so it needs neither TLS nor an API key.
   let healthServer: grpc.Server | null = null;
@@ -483,6 +551,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
           });
         });
         await monitor.close();
+        if (ownPool) await pool.close();
         healthServer?.forceShutdown();
       })();
       return closing;

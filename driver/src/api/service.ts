@@ -1,7 +1,7 @@
 // TrainingService in domain terms: validation, tenancy, idempotency, pagination and the
 // privacy report. server.ts adapts it to gRPC (auth, limits, logging, status codes).
 import crypto from 'node:crypto';
-import { loadRdp, plannedEpsilon } from './accounting.js';
+import { isNonPrivate, loadRdp, plannedEpsilon, type PlanParameters } from './accounting.js';
 import { BackendError, type JobBackend } from './backend.js';
 import {
   isTerminal,
@@ -36,6 +36,16 @@ export interface ServiceOptions {
   /** Resolves derived parameters after validation (default: none, the document as validated). */
   resolveSpec?: SpecResolver;
   signingKey: SigningKey;
+  /**
+   * ε of planned rounds for the budget check (default: accounting.plannedEpsilon on this
+   * thread; the server passes its accountant pool's, since PLD takes seconds).
+   */
+  planEpsilon?: (p: PlanParameters, signal?: AbortSignal) => Promise<number>;
+  /**
+   * Accept jobs without noise (σ = 0, ε infinite). Default false: such a submission is refused
+   * with FAILED_PRECONDITION naming `serve --allow-non-private`.
+   */
+  allowNonPrivate?: boolean;
   now?: () => number;
 }
 
@@ -119,7 +129,7 @@ export class TrainingService {
       throw ApiError.invalidArgument(violations, 'SubmitJob request');
     const prefix = 'document' in (req.spec ?? {}) ? 'spec.document' : 'spec.yaml';
     if (this.o.resolveSpec) {
-      const res = await this.o.resolveSpec(valid.spec);
+      const res = await this.o.resolveSpec(valid.spec, ctx.signal);
       if (!res.ok) {
         throw ApiError.invalidArgument(
           res.issues.map((i) => ({
@@ -131,7 +141,8 @@ export class TrainingService {
       }
       valid = res;
     }
-    await this.checkBudget(valid.spec, valid.rounds, prefix);
+    this.checkPrivate(valid.spec, prefix);
+    await this.checkBudget(valid.spec, valid.rounds, prefix, ctx.signal);
     if (req.validateOnly) return { job: null, created: false };
 
     const privacy = obj(valid.spec.privacy);
@@ -161,6 +172,8 @@ export class TrainingService {
       );
     }
     if (!created) return { job: record, created: false };
+    // Infinite from the start: a non-private job never reads ε = 0 (the monitor keeps it so).
+    if (isNonPrivate(valid.spec)) this.o.store.append(record.jobId, [], { epsilon: Infinity });
     try {
       const h = await this.o.backend.submit({ jobId: record.jobId, spec: valid.spec, signal: ctx.signal });
       this.o.store.setBackendHandle(record.jobId, h.backendJobId, h.data);
@@ -183,8 +196,31 @@ export class TrainingService {
     return { job: this.o.store.get(record.jobId)!, created: true };
   }
 
+  /**
+   * A job without noise releases its updates in clear (ε = ∞): refused unless the operator
+   * allowed it, so that no tenant gets a non-private job by a default or a typo.
+   */
+  private checkPrivate(spec: Obj, prefix: string): void {
+    if (this.o.allowNonPrivate || !isNonPrivate(spec)) return;
+    throw new ApiError(
+      'FAILED_PRECONDITION',
+      `${prefix}.privacy.noiseMultiplier is 0: the job would train without differential privacy ` +
+        '(ε = ∞). Set privacy.noiseMultiplier > 0 or privacy.targetEpsilon; non-private jobs run ' +
+        'only on a server started with --allow-non-private',
+      {
+        preconditionFailure: [
+          {
+            type: 'NON_PRIVATE',
+            subject: `${prefix}.privacy.noiseMultiplier`,
+            description: 'noiseMultiplier 0 (ε = ∞) is not allowed on this server',
+          },
+        ],
+      },
+    );
+  }
+
   /** FAILED_PRECONDITION when the planned rounds would spend more than privacy.epsilonBudget. */
-  private async checkBudget(spec: Obj, rounds: number, prefix: string): Promise<void> {
+  private async checkBudget(spec: Obj, rounds: number, prefix: string, signal: AbortSignal): Promise<void> {
     const p = obj(spec.privacy);
     const budget = num(p.epsilonBudget);
     const q = num(p.samplingRate);
@@ -192,7 +228,8 @@ export class TrainingService {
     const delta = num(p.delta);
     if (budget === null || q === null || sigma === null || delta === null) return;
     const accountant = p.accountant === 'pld' ? 'pld' : 'rdp';
-    const eps = await plannedEpsilon({ samplingRate: q, noiseMultiplier: sigma, delta, rounds, accountant });
+    const plan = this.o.planEpsilon ?? plannedEpsilon;
+    const eps = await plan({ samplingRate: q, noiseMultiplier: sigma, delta, rounds, accountant }, signal);
     if (eps > budget) {
       throw new ApiError(
         'FAILED_PRECONDITION',
@@ -323,7 +360,7 @@ export class TrainingService {
         tenant: r.tenant,
         state,
         generateTimeMs: (this.o.now ?? Date.now)(),
-        epsilon: r.privacySpent.epsilon,
+        epsilon: isNonPrivate(spec) ? Infinity : r.privacySpent.epsilon,
         delta,
         epsilonBudget: num(p.epsilonBudget) ?? 0,
         roundsCompleted: r.roundsCompleted,

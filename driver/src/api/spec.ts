@@ -1,8 +1,15 @@
 // Validation of job documents arriving through the API: the driver's job-spec schema, the same
 // one `tensorguard train` uses, so a bad field gets the same path and message either way.
-import YAML from 'yaml';
 import { z } from 'zod';
-import { JobSpecError, parseJobSpec, resolveRunConfig, validateJobSpec } from '../spec/index.js';
+import {
+  checkValueBounds,
+  DocumentError,
+  JobSpecError,
+  parseDocumentText,
+  parseJobSpec,
+  resolveRunConfig,
+  validateJobSpec,
+} from '../spec/index.js';
 import type { FieldViolation } from './status-details.js';
 
 export interface SpecIssue {
@@ -22,22 +29,30 @@ export type SpecValidator = (doc: unknown) => SpecResult;
  * Decides, once per submission, what needs a choice before a job starts (σ calibrated from a
  * target ε, q from an expected batch size), on a document the validator accepted.
  */
-export type SpecResolver = (spec: Record<string, unknown>) => Promise<SpecResult>;
+export type SpecResolver = (spec: Record<string, unknown>, signal?: AbortSignal) => Promise<SpecResult>;
 
 /** The job document of a request: parsed YAML or the Struct, with the field prefix for errors. */
 export function specDocument(
   spec: { document?: Record<string, unknown> | undefined; yaml?: string | undefined } | undefined,
 ): { doc: unknown; prefix: string } | { violation: FieldViolation } {
   if (spec === undefined) return { violation: { field: 'spec', description: 'is required' } };
-  if (spec.document !== undefined) return { doc: spec.document, prefix: 'spec.document' };
-  if (spec.yaml !== undefined) {
+  // Bounded before anything else reads the document: one request must not stall the server.
+  const bounded = (prefix: string, parse: () => unknown) => {
     try {
-      return { doc: YAML.parse(spec.yaml, { maxAliasCount: 100 }) as unknown, prefix: 'spec.yaml' };
+      return { doc: parse(), prefix };
     } catch (err) {
-      return {
-        violation: { field: 'spec.yaml', description: `is not valid YAML: ${(err as Error).message}` },
-      };
+      if (!(err instanceof DocumentError)) throw err;
+      const field = err.issue.path === '' ? prefix : `${prefix}.${err.issue.path}`;
+      return { violation: { field, description: err.issue.message } };
     }
+  };
+  if (spec.document !== undefined) {
+    const document = spec.document;
+    return bounded('spec.document', () => (checkValueBounds(document), document));
+  }
+  if (spec.yaml !== undefined) {
+    const text = spec.yaml;
+    return bounded('spec.yaml', () => parseDocumentText(text));
   }
   return { violation: { field: 'spec', description: 'must set document or yaml' } };
 }

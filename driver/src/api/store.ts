@@ -16,6 +16,7 @@ import {
   type JobState,
   type ListJobsFilter,
 } from './domain.js';
+import { parseKeepingNonFinite, stringifyKeepingNonFinite } from './json-numbers.js';
 
 const SCHEMA_VERSION = 1;
 
@@ -116,7 +117,7 @@ function rowToRecord(r: JobRow): JobRecord {
     backend: r.backend,
     backendData: JSON.parse(r.backend_data) as Record<string, unknown>,
     logCursor: r.log_cursor,
-    privacy: JSON.parse(r.privacy_json) as Record<string, unknown>,
+    privacy: parseKeepingNonFinite(r.privacy_json) as Record<string, unknown>,
   };
 }
 
@@ -355,7 +356,7 @@ export class JobStore {
           update.evalAccuracy ?? job.evalAccuracy,
           job.lastEventId + kinds.length,
           update.logCursor ?? job.logCursor,
-          JSON.stringify(update.privacy ?? job.privacy),
+          stringifyKeepingNonFinite(update.privacy ?? job.privacy),
           jobId,
         );
       return events;
@@ -370,7 +371,7 @@ export class JobStore {
       this.db.prepare('UPDATE jobs SET last_event_id = ? WHERE job_id = ?').run(kinds.length, jobId);
     return kinds.map((k, i) => {
       const eventId = lastId + i + 1;
-      stmt.run(jobId, eventId, t, JSON.stringify(k));
+      stmt.run(jobId, eventId, t, stringifyKeepingNonFinite(k));
       return { eventId, jobId, timeMs: t, ...k };
     });
   }
@@ -386,7 +387,7 @@ export class JobStore {
       eventId: r.event_id,
       jobId,
       timeMs: r.time_ms,
-      ...(JSON.parse(r.kind_json) as JobEventKind),
+      ...(parseKeepingNonFinite(r.kind_json) as JobEventKind),
     }));
   }
 }

@@ -1,15 +1,16 @@
 // `tensorguard serve`: the gRPC TrainingService for other services (docs/api.md).
 import fs from 'node:fs';
 import path from 'node:path';
-import { pino } from 'pino';
-import { ApiKeyStore, generateKey, hashKeyScrypt, hashKeySha256 } from '../api/api-keys.js';
+import { destination, pino } from 'pino';
+import { ApiKeyStore, generateKey, hashKeyScrypt, hashKeySha256, keyProblem } from '../api/api-keys.js';
+import { AccountantPool } from '../api/accountant-pool.js';
 import type { JobBackend } from '../api/backend.js';
 import { LocalProcessBackend } from '../api/local-process-backend.js';
 import { SimulatedBackend } from '../api/simulated-backend.js';
 import { loadOrCreateSigningKey } from '../api/privacy-report.js';
 import { createRayJobBackend, RayJobBackend } from '../api/ray-backend.js';
 import { startApiServer } from '../api/server.js';
-import { driverSpecResolver, driverSpecValidator } from '../api/spec.js';
+import { driverSpecValidator } from '../api/spec.js';
 import { RayError } from '../ray/errors.js';
 import { JobStore } from '../api/store.js';
 import { startTelemetry } from '../api/telemetry.js';
@@ -44,6 +45,9 @@ options:
                             process printing synthetic rounds (tests); simulated runs them as timers in
                             the server (load benchmarks). Neither trains anything
   --local-round-ms N        local-process and simulated: milliseconds per round (default 200)
+  --allow-non-private       accept jobs without noise (privacy.noiseMultiplier 0: ε is infinite);
+                            refused by default. Their ε shows as Infinity and their signed privacy
+                            reports say non_private: true
   --log-level LEVEL         trace, debug, info, warn, error, fatal or silent (default:
                             TENSORGUARD_LOG_LEVEL, else info)
 
@@ -73,6 +77,7 @@ interface Opts {
   hashKey: boolean;
   scrypt: boolean;
   generateKey: boolean;
+  allowNonPrivate: boolean;
 }
 
 function positiveInt(flag: string, v: string): number {
@@ -97,6 +102,7 @@ export function parseServeArgs(args: string[], cwd: string, env: NodeJS.ProcessE
     hashKey: false,
     scrypt: false,
     generateKey: false,
+    allowNonPrivate: false,
   };
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
@@ -172,6 +178,9 @@ export function parseServeArgs(args: string[], cwd: string, env: NodeJS.ProcessE
       case '--generate-key':
         o.generateKey = true;
         break;
+      case '--allow-non-private':
+        o.allowNonPrivate = true;
+        break;
       default:
         throw new UsageError(`unknown option ${a}`);
     }
@@ -244,10 +253,13 @@ export const command: Command = {
     if (o.hashKey) {
       const key = await readStdin(io.signal);
       if (key === '') throw new UsageError('--hash-key reads the key on stdin; got nothing');
+      const problem = keyProblem(key);
+      if (problem !== null) throw new UsageError(`--hash-key: the key ${problem}`);
       io.stdout(`${o.scrypt ? await hashKeyScrypt(key) : hashKeySha256(key)}\n`);
       return 0;
     }
-    const log = pino({ level: o.logLevel, base: { service: 'tensorguard-api' } });
+    // Logs go to stderr: stdout carries only the machine-readable listening line (docs/api.md).
+    const log = pino({ level: o.logLevel, base: { service: 'tensorguard-api' } }, destination(2));
     const telemetry = await startTelemetry(io.env, 'tensorguard-api');
     const apiKeys = new ApiKeyStore(o.apiKeys!);
     const { key: signingKey, created } = loadOrCreateSigningKey(
@@ -262,19 +274,23 @@ export const command: Command = {
           ...(o.tlsClientCa ? { clientCa: readPem(o.tlsClientCa, 'client CA bundle') } : {}),
         }
       : undefined;
+    const accountantPool = new AccountantPool();
     const server = await startApiServer({
       listen: o.listen!,
       apiKeys,
       store,
       backend,
       validateSpec: driverSpecValidator,
-      resolveSpec: driverSpecResolver,
+      // σ calibration takes seconds with PLD: it runs in the pool's threads, not on the event loop.
+      resolveSpec: accountantPool.resolveSpec,
+      accountantPool,
       signingKey,
       logger: log,
       ...(tls ? { tls } : {}),
       ...(o.healthListen ? { healthListen: o.healthListen } : {}),
       maxMessageBytes: o.maxMessageBytes,
       rateLimit: { perSecond: o.rateLimit, burst: o.rateBurst },
+      allowNonPrivate: o.allowNonPrivate,
     });
     const host = o.listen!.slice(0, o.listen!.lastIndexOf(':'));
     if (!tls && !/^(127\.|localhost$|\[::1\]$)/.test(host)) {
@@ -324,6 +340,7 @@ export const command: Command = {
     log.info('shutting down');
     process.removeListener('SIGHUP', onHup);
     await server.close();
+    await accountantPool.close();
     await backend.close();
     store.close();
     await telemetry.shutdown();

@@ -8,3 +8,11 @@ export {
   type RunConfigJson,
 } from './resolve.js';
 export { DEMO_WORKERS, demoSpec, demoSpecInput } from './demo.js';
+export {
+  DEFAULT_DOCUMENT_LIMITS,
+  DocumentError,
+  checkValueBounds,
+  parseDocumentText,
+  prescanText,
+  type DocumentLimits,
+} from './bounded-yaml.js';

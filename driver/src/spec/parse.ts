@@ -2,7 +2,7 @@
 // a JobSpec with every default filled in.
 import fs from 'node:fs';
 import nodePath from 'node:path';
-import YAML from 'yaml';
+import { DocumentError, parseDocumentText } from './bounded-yaml.js';
 import { crossFieldIssues } from './checks.js';
 import { issuesFromZod, JobSpecError, type SpecIssue } from './errors.js';
 import { jobSpecSchema, type JobSpec } from './schema.js';
@@ -42,12 +42,10 @@ export function loadJobSpec(file: string): JobSpec {
   }
   let doc: unknown;
   try {
-    doc = YAML.parse(text, { maxAliasCount: 100 });
+    doc = parseDocumentText(text);
   } catch (err) {
-    throw new JobSpecError(
-      [{ path: '', message: `is not valid YAML/JSON: ${(err as Error).message}` }],
-      file,
-    );
+    if (err instanceof DocumentError) throw new JobSpecError([err.issue], file);
+    throw err;
   }
   const r = validateJobSpec(doc);
   if (!r.ok) throw new JobSpecError(r.issues, file);
