@@ -33,9 +33,16 @@ function doc(rounds: number, name: string) {
   };
 }
 
+/** σ calibrated for ε = 3 with the PLD accountant: seconds of CPU per call. */
+function pldDoc(name: string) {
+  const d = doc(50, name);
+  const { noiseMultiplier: _n, ...privacy } = d.privacy;
+  return { ...d, privacy: { ...privacy, targetEpsilon: 3, accountant: 'pld' } };
+}
+
 export const benchmark: Benchmark = {
   description:
-    'TrainingService over loopback (simulated backend): 200 WatchJob streams + 50 submissions/s + 50 GetJob/s; unary latency, dropped events',
+    'TrainingService over loopback (simulated backend): 200 WatchJob streams + 50 submissions/s + 50 GetJob/s; unary latency, dropped events; then the same with PLD calibrations (validate_only) in the mix',
   async run({ quick, root, log }) {
     const durationS = quick ? 8 : 30;
     const roundMs = 100;
@@ -43,6 +50,7 @@ export const benchmark: Benchmark = {
     const watchedJobs = 20;
     const submitsPerS = 50;
     const getsPerS = 50;
+    const pldPerS = 0.5;
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tg-bench-api-'));
     fs.writeFileSync(
       path.join(dir, 'keys.yaml'),
@@ -110,7 +118,8 @@ export const benchmark: Benchmark = {
       const deadline = () => ({ deadline: Date.now() + 10_000 });
 
       log(`submitting ${watchedJobs} long jobs and opening ${streams} WatchJob streams`);
-      const rounds = Math.ceil((durationS * 1000) / roundMs);
+      // Long enough for both phases (without and with PLD calibrations in the mix).
+      const rounds = Math.ceil((2 * durationS * 1000) / roundMs) + 50;
       const watched: string[] = [];
       for (let i = 0; i < watchedJobs; i++) {
         const { res } = await unary<pb.SubmitJobResponse>(
@@ -159,49 +168,83 @@ export const benchmark: Benchmark = {
       log(`${streamsLive} of ${streams} streams live after ${(performance.now() - opened).toFixed(0)} ms`);
       slow.length = 0;
 
-      log(`${durationS} s of ${submitsPerS} submissions/s and ${getsPerS} GetJob/s`);
-      const submitMs: number[] = [];
-      const getMs: number[] = [];
-      let errors = 0;
-      const pending: Promise<void>[] = [];
-      const t0 = performance.now();
+      // One phase of steady load; with `pldPerS` > 0, PLD calibrations (validate_only, seconds of
+      // CPU each, run in the server's accountant threads) join the mix, and the other calls'
+      // latency is measured alongside.
       let n = 0;
-      while (performance.now() - t0 < durationS * 1000) {
-        const tick = performance.now();
-        for (let k = 0; k < submitsPerS / 10; k++, n++) {
-          const i = n;
-          pending.push(
-            unary<pb.SubmitJobResponse>(
-              (c, cb) =>
-                c.submitJob(
-                  { requestId: `s-${i}`, spec: { document: doc(3, `s${i}`) }, validateOnly: false },
-                  md,
-                  deadline(),
-                  cb,
-                ),
-              i,
-            ).then(
-              (r) => void submitMs.push(r.ms),
-              () => void (errors += 1),
-            ),
-          );
-          const jobId = watched[i % watchedJobs]!;
-          pending.push(
-            unary<pb.GetJobResponse>((c, cb) => c.getJob({ jobId }, md, deadline(), cb), i).then(
-              (r) => void getMs.push(r.ms),
-              () => void (errors += 1),
-            ),
-          );
+      let errors = 0;
+      const phase = async (pldPerS: number) => {
+        log(
+          `${durationS} s of ${submitsPerS} submissions/s and ${getsPerS} GetJob/s` +
+            (pldPerS > 0 ? ` and ${pldPerS} PLD calibrations/s` : ''),
+        );
+        const submitMs: number[] = [];
+        const getMs: number[] = [];
+        const pldMs: number[] = [];
+        let pldErrors = 0;
+        const pending: Promise<void>[] = [];
+        const t0 = performance.now();
+        let pldSent = 0;
+        while (performance.now() - t0 < durationS * 1000) {
+          const tick = performance.now();
+          if (pldPerS > 0 && pldSent < ((tick - t0) / 1000) * pldPerS + 1) {
+            const i = pldSent++;
+            pending.push(
+              unary<pb.SubmitJobResponse>(
+                (c, cb) =>
+                  c.submitJob(
+                    { requestId: `pld-${i}`, spec: { document: pldDoc(`pld${i}`) }, validateOnly: true },
+                    md,
+                    { deadline: Date.now() + 60_000 },
+                    cb,
+                  ),
+                i,
+              ).then(
+                (r) => void pldMs.push(r.ms),
+                () => void (pldErrors += 1),
+              ),
+            );
+          }
+          for (let k = 0; k < submitsPerS / 10; k++, n++) {
+            const i = n;
+            pending.push(
+              unary<pb.SubmitJobResponse>(
+                (c, cb) =>
+                  c.submitJob(
+                    { requestId: `s-${i}`, spec: { document: doc(3, `s${i}`) }, validateOnly: false },
+                    md,
+                    deadline(),
+                    cb,
+                  ),
+                i,
+              ).then(
+                (r) => void submitMs.push(r.ms),
+                () => void (errors += 1),
+              ),
+            );
+            const jobId = watched[i % watchedJobs]!;
+            pending.push(
+              unary<pb.GetJobResponse>((c, cb) => c.getJob({ jobId }, md, deadline(), cb), i).then(
+                (r) => void getMs.push(r.ms),
+                () => void (errors += 1),
+              ),
+            );
+          }
+          const wait = 100 - (performance.now() - tick);
+          if (wait > 0) await new Promise((r) => setTimeout(r, wait));
         }
-        const wait = 100 - (performance.now() - tick);
-        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-      }
-      const elapsedS = (performance.now() - t0) / 1000;
-      await Promise.all(pending);
-      const worst = [...slow].sort((a, b) => b.ms - a.ms).slice(0, 5);
-      log(
-        `slowest calls: ${worst.map((w) => `${w.ms.toFixed(0)} ms at t=${((w.at - t0) / 1000).toFixed(2)} s`).join(', ')}`,
-      );
+        const elapsedS = (performance.now() - t0) / 1000;
+        await Promise.all(pending);
+        const worst = [...slow].sort((a, b) => b.ms - a.ms).slice(0, 5);
+        log(
+          `slowest calls: ${worst.map((w) => `${w.ms.toFixed(0)} ms at t=${((w.at - t0) / 1000).toFixed(2)} s`).join(', ')}`,
+        );
+        slow.length = 0;
+        return { submitMs, getMs, pldMs, pldErrors, elapsedS };
+      };
+      const base = await phase(0);
+      const withPld = await phase(pldPerS);
+      const { submitMs, getMs, elapsedS } = base;
       log('waiting for the watched jobs to finish');
       const ends = await Promise.all(streamDone);
       let dropped = 0;
@@ -234,12 +277,27 @@ export const benchmark: Benchmark = {
         {
           call: 'WatchJob',
           calls: streams,
-          per_s: received / elapsedS,
+          per_s: received / (base.elapsedS + withPld.elapsedS),
           p50_ms: null,
           p99_ms: null,
           max_ms: null,
         },
+        ...(
+          [
+            ['SubmitJob (PLD in mix)', withPld.submitMs],
+            ['GetJob (PLD in mix)', withPld.getMs],
+            ['PLD validate_only', withPld.pldMs],
+          ] as const
+        ).map(([call, ms]) => ({
+          call,
+          calls: ms.length,
+          per_s: ms.length / withPld.elapsedS,
+          p50_ms: pct(ms, 50),
+          p99_ms: pct(ms, 99),
+          max_ms: pct(ms, 100),
+        })),
       ];
+      log(`PLD calibrations: ${withPld.pldMs.length} answered, ${withPld.pldErrors} failed`);
       log(`events received ${received}, stream errors ${streamErrors}, unary errors ${errors}`);
       return {
         rows,
@@ -251,6 +309,9 @@ export const benchmark: Benchmark = {
           unary_errors: errors,
           stream_errors: streamErrors,
           submissions_per_s: submitMs.length / elapsedS,
+          pld_in_mix_unary_p99_ms: pct([...withPld.submitMs, ...withPld.getMs], 99),
+          pld_calls: withPld.pldMs.length,
+          pld_errors: withPld.pldErrors,
         },
       };
     } finally {

@@ -38,6 +38,17 @@ describe('api/accountant-pool', function () {
     expect(await queued).to.equal(await plannedEpsilon(rdp));
   });
 
+  it('keeps a thread for quick work while PLD tasks hold the others', async () => {
+    pool = new AccountantPool({ threads: 2 });
+    const ctl = new AbortController();
+    const pld = [pool.plannedEpsilon(slowPld, ctl.signal), pool.plannedEpsilon(slowPld, ctl.signal)];
+    // The second PLD task waits; the quick one after it runs on the reserved thread.
+    expect(await pool.plannedEpsilon(rdp)).to.equal(await plannedEpsilon(rdp));
+    expect(pool.load).to.deep.equal({ running: 1, queued: 1 });
+    ctl.abort(new ApiError('CANCELLED', 'done'));
+    await Promise.allSettled(pld);
+  });
+
   it("honours the caller's signal, queued or running", async () => {
     pool = new AccountantPool({ threads: 1 });
     const ctl = new AbortController();

@@ -2,7 +2,9 @@
 // accountant one call takes seconds of CPU, which on the server's event loop stalled every
 // other tenant's calls. Tasks wait in a bounded FIFO queue for a free thread; each has a
 // deadline (the call's signal and the pool's own bound), and a thread still busy at its task's
-// deadline is terminated and replaced, so abandoned work never holds a thread.
+// deadline is terminated and replaced, so abandoned work never holds a thread. PLD tasks (seconds
+// each) may hold all threads but one, so that the quick RDP work every submission needs never
+// waits behind a tenant's PLD calibrations.
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
@@ -14,7 +16,7 @@ import type { SpecResult } from './spec.js';
 export interface AccountantPoolOptions {
   /** Worker threads (default 2). */
   threads?: number;
-  /** Longest a task may run once started, in ms (default 30 000). */
+  /** Longest a task may run once its thread is ready, in ms (default 60 000). */
   taskTimeoutMs?: number;
   /** Most tasks waiting for a thread; more are refused with RESOURCE_EXHAUSTED (default 64). */
   maxQueued?: number;
@@ -23,6 +25,8 @@ export interface AccountantPoolOptions {
 interface Pending {
   id: number;
   task: AccountantTask;
+  /** PLD work: seconds of CPU. */
+  slow: boolean;
   signal: AbortSignal | undefined;
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
@@ -66,7 +70,7 @@ export class AccountantPool {
 
   constructor(o: AccountantPoolOptions = {}) {
     this.threads = o.threads ?? 2;
-    this.taskTimeoutMs = o.taskTimeoutMs ?? 30_000;
+    this.taskTimeoutMs = o.taskTimeoutMs ?? 60_000;
     this.maxQueued = o.maxQueued ?? 64;
     if (!Number.isInteger(this.threads) || this.threads < 1) {
       throw new RangeError(`AccountantPool: threads must be an integer ≥ 1, got ${this.threads}`);
@@ -99,7 +103,15 @@ export class AccountantPool {
       );
     }
     return new Promise((resolve, reject) => {
-      const p: Pending = { id: this.nextId++, task, signal, resolve, reject, onAbort: () => {} };
+      const p: Pending = {
+        id: this.nextId++,
+        task,
+        slow: isSlow(task),
+        signal,
+        resolve,
+        reject,
+        onAbort: () => {},
+      };
       p.onAbort = () => this.abort(p, abortError(signal!));
       signal?.addEventListener('abort', p.onAbort, { once: true });
       this.queue.push(p);
@@ -140,21 +152,30 @@ export class AccountantPool {
     return slot;
   }
 
+  /** The first queued task that may start now: slow ones only while a thread stays for quick ones. */
+  private nextEligible(): number {
+    const slowRunning = this.slots.filter((s) => s.busy?.slow).length;
+    const slowAllowed = this.threads === 1 || slowRunning < this.threads - 1;
+    return this.queue.findIndex((p) => !p.slow || slowAllowed);
+  }
+
   private pump(): void {
     while (this.queue.length > 0 && !this.closed) {
+      const next = this.nextEligible();
+      if (next < 0) return;
       let slot = this.slots.find((s) => s.busy === null);
       if (!slot) {
         if (this.slots.length >= this.threads) return;
         try {
           slot = this.spawn();
         } catch (err) {
-          const p = this.queue.shift()!;
-          p.signal?.removeEventListener('abort', p.onAbort);
-          p.reject(new Error('cannot start an accountant thread', { cause: err }));
+          const [p] = this.queue.splice(next, 1);
+          p!.signal?.removeEventListener('abort', p!.onAbort);
+          p!.reject(new Error('cannot start an accountant thread', { cause: err }));
           continue;
         }
       }
-      const p = this.queue.shift()!;
+      const p = this.queue.splice(next, 1)[0]!;
       slot.busy = p;
       if (slot.ready) this.startTimer(slot, p);
       slot.worker.postMessage({ id: p.id, task: p.task });
@@ -219,6 +240,16 @@ export class AccountantPool {
     }
     await Promise.all(slots.map((s) => s.worker.terminate()));
   }
+}
+
+function isSlow(t: AccountantTask): boolean {
+  if (t.kind === 'plannedEpsilon') return t.arg.accountant === 'pld';
+  const privacy = t.arg.privacy;
+  return (
+    typeof privacy === 'object' &&
+    privacy !== null &&
+    (privacy as { accountant?: unknown }).accountant === 'pld'
+  );
 }
 
 function abortError(signal: AbortSignal): unknown {
