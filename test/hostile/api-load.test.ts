@@ -340,6 +340,7 @@ for md in ([('authorization', 'Bearer ${KEY_A}')],
 
     const { report } = await call(cp, cp.getPrivacyReport, { jobId }, A);
     expect(report!.epsilon).to.equal(Infinity);
+    expect(report!.nonPrivate).to.equal(true);
     const signed = verifyReport(report!, permissive.signingKeyId);
     expect(signed.epsilon).to.equal('Infinity');
     expect(signed.non_private).to.equal(true);
@@ -360,6 +361,7 @@ for md in ([('authorization', 'Bearer ${KEY_A}')],
     expect(events.at(-1)!.stateChanged!.state).to.equal(pb.JobState.JOB_STATE_SUCCEEDED);
     const { report } = await call(c, c.getPrivacyReport, { jobId: jobB }, B);
     const signed = verifyReport(report!, server.signingKeyId);
+    expect(report!.nonPrivate).to.equal(false);
     expect(signed.non_private).to.equal(false);
     expect(signed.epsilon).to.be.a('number').and.to.be.greaterThan(0);
     expect(signed).to.not.have.property('warning');

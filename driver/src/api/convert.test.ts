@@ -113,8 +113,18 @@ describe('api/convert', () => {
       signature: new Uint8Array(64).fill(7),
       keyId: '0123456789abcdef',
       publicKeyPem: '-----BEGIN PUBLIC KEY-----\n...\n-----END PUBLIC KEY-----\n',
+      nonPrivate: false,
     };
     expect(viaWire(privacyReportToProto, privacyReportFromProto, pb.PrivacyReport, r)).to.deep.equal(r);
+    // A non-private report: ε = +Inf survives the bytes, with its flag.
+    const inf: PrivacyReport = {
+      ...r,
+      epsilon: Infinity,
+      nonPrivate: true,
+      shards: [{ ...r.shards[0]!, epsilon: Infinity }],
+      parameters: { ...r.parameters, noiseMultiplier: 0 },
+    };
+    expect(viaWire(privacyReportToProto, privacyReportFromProto, pb.PrivacyReport, inf)).to.deep.equal(inf);
     expect(() => privacyReportFromProto({ ...privacyReportToProto(r), signatureAlgorithm: 'rsa' })).to.throw(
       'unknown signature algorithm "rsa"',
     );

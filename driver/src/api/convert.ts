@@ -197,6 +197,7 @@ export function privacyReportToProto(r: PrivacyReport): pb.PrivacyReport {
     signature: Buffer.from(r.signature),
     keyId: r.keyId,
     publicKeyPem: r.publicKeyPem,
+    nonPrivate: r.nonPrivate,
   };
 }
 
@@ -223,6 +224,7 @@ export function privacyReportFromProto(r: pb.PrivacyReport): PrivacyReport {
     signature: new Uint8Array(r.signature),
     keyId: r.keyId,
     publicKeyPem: r.publicKeyPem,
+    nonPrivate: r.nonPrivate,
   };
 }
 

@@ -104,6 +104,8 @@ export interface PrivacyReportBody {
 }
 
 export interface PrivacyReport extends PrivacyReportBody {
+  /** No guarantee holds: ε is infinite (no noise). Signed as `non_private`. */
+  nonPrivate: boolean;
   signedPayload: Uint8Array;
   signatureAlgorithm: 'ed25519';
   signature: Uint8Array;

@@ -131,6 +131,7 @@ export function signReport(body: PrivacyReportBody, key: SigningKey): PrivacyRep
   const signature = crypto.sign(null, signedPayload, key.privateKey);
   return {
     ...body,
+    nonPrivate: isNonPrivateReport(body),
     signedPayload,
     signatureAlgorithm: 'ed25519',
     signature,

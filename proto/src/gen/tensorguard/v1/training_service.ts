@@ -322,7 +322,10 @@ export interface PrivacyReport {
   generateTime?:
     | Date
     | undefined;
-  /** Overall guarantee: the maximum of the shards' ε at this δ. */
+  /**
+   * Overall guarantee: the maximum of the shards' ε at this δ. +Inf (never 0) for a job that ran
+   * without noise; then non_private is true.
+   */
   epsilon: number;
   delta: number;
   /** The spec's hard limit privacy.epsilonBudget (0 = none). */
@@ -334,9 +337,10 @@ export interface PrivacyReport {
   /** Empty when the job reported no per-shard figures (then every shard has the job's ε). */
   shards: ShardPrivacy[];
   /**
-   * The exact bytes that are signed: UTF-8 JSON of fields 1 to 10 with sorted keys and
-   * `"report_version": 1` (see docs/api.md). It is authoritative: verify the signature over
-   * these bytes, then read the figures from them.
+   * The exact bytes that are signed: UTF-8 JSON of fields 1 to 10 and 16 with sorted keys,
+   * `"report_version": 2`, a non-finite ε as the string "Infinity", and a "warning" when
+   * non_private (see docs/api.md). It is authoritative: verify the signature over these bytes,
+   * then read the figures from them.
    */
   signedPayload: Buffer;
   /** "ed25519" (RFC 8032, pure, no pre-hash). */
@@ -347,6 +351,11 @@ export interface PrivacyReport {
   keyId: string;
   /** The server's public key, PEM (SPKI). Trust it only if key_id matches the one you pinned. */
   publicKeyPem: string;
+  /**
+   * True when no privacy guarantee holds: ε is infinite (the job ran without noise, noise
+   * multiplier 0, which a server accepts only with --allow-non-private). Signed as "non_private".
+   */
+  nonPrivate: boolean;
 }
 
 function createBaseJobSpec(): JobSpec {
@@ -2787,6 +2796,7 @@ function createBasePrivacyReport(): PrivacyReport {
     signature: Buffer.alloc(0),
     keyId: "",
     publicKeyPem: "",
+    nonPrivate: false,
   };
 }
 
@@ -2836,6 +2846,9 @@ export const PrivacyReport: MessageFns<PrivacyReport> = {
     }
     if (message.publicKeyPem !== "") {
       writer.uint32(122).string(message.publicKeyPem);
+    }
+    if (message.nonPrivate !== false) {
+      writer.uint32(128).bool(message.nonPrivate);
     }
     return writer;
   },
@@ -2973,6 +2986,14 @@ export const PrivacyReport: MessageFns<PrivacyReport> = {
             message.publicKeyPem = reader.string();
             continue;
           }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.nonPrivate = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3036,6 +3057,11 @@ export const PrivacyReport: MessageFns<PrivacyReport> = {
         : isSet(object.public_key_pem)
         ? globalThis.String(object.public_key_pem)
         : "",
+      nonPrivate: isSet(object.nonPrivate)
+        ? globalThis.Boolean(object.nonPrivate)
+        : isSet(object.non_private)
+        ? globalThis.Boolean(object.non_private)
+        : false,
     };
   },
 
@@ -3086,6 +3112,9 @@ export const PrivacyReport: MessageFns<PrivacyReport> = {
     if (message.publicKeyPem !== "") {
       obj.publicKeyPem = message.publicKeyPem;
     }
+    if (message.nonPrivate !== false) {
+      obj.nonPrivate = message.nonPrivate;
+    }
     return obj;
   },
 
@@ -3111,6 +3140,7 @@ export const PrivacyReport: MessageFns<PrivacyReport> = {
     message.signature = object.signature ?? Buffer.alloc(0);
     message.keyId = object.keyId ?? "";
     message.publicKeyPem = object.publicKeyPem ?? "";
+    message.nonPrivate = object.nonPrivate ?? false;
     return message;
   },
 };
