@@ -32,6 +32,7 @@ export interface Tensor {
 
 /** (ε, δ) spent so far, with the accountant that computed it. */
 export interface PrivacySpent {
+  /** +Inf (never 0) for a job that runs without noise (noise multiplier 0). */
   epsilon: number;
   delta: number;
   /** "rdp" or "pld". */
