@@ -118,7 +118,10 @@ export interface MetricsLine {
   type: 'metrics';
   round: number;
   roundsTotal: number;
-  /** null when the line has none (the previous value stands); "Infinity" (no noise) is Infinity. */
+  /**
+   * null when the line has no `epsilon` (the previous value stands); "Infinity", and an explicit
+   * JSON null (JSON.stringify's rendering of Infinity), are Infinity.
+   */
   epsilon: number | null;
   delta: number | null;
   evalAccuracy: number | null;
@@ -171,7 +174,9 @@ export function parseMetricLine(
       type: 'metrics',
       round,
       roundsTotal: num(o.rounds_total) ?? 0,
-      epsilon: figureOrNull(o.epsilon),
+      // An explicit null is what JSON.stringify makes of Infinity or NaN (a coordinator's ε that
+      // overflowed, or no noise): read as ∞, never as "no value, keep the smaller previous one".
+      epsilon: o.epsilon === null ? Infinity : figureOrNull(o.epsilon),
       delta: num(o.delta),
       evalAccuracy: num(o.eval_accuracy),
       evalLoss: num(o.eval_loss),

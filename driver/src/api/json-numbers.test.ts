@@ -21,6 +21,9 @@ describe('api: an infinite ε stays infinite through every conversion', () => {
   it('a metric line with epsilon "Infinity" parses to Infinity', () => {
     const m = parseMetricLine('{"type":"metrics","round":1,"rounds_total":2,"epsilon":"Infinity"}');
     expect(m).to.include({ type: 'metrics', epsilon: Infinity });
+    // JSON.stringify({ epsilon: Infinity }) writes null: a round with ε null is not "unchanged".
+    expect(parseMetricLine('{"type":"metrics","round":2,"epsilon":null}')).to.include({ epsilon: Infinity });
+    expect(parseMetricLine('{"type":"metrics","round":2}')).to.include({ epsilon: null });
     const d = parseMetricLine('{"type":"done","status":"succeeded","epsilon":"Infinity"}');
     expect(d).to.include({ type: 'done', epsilon: Infinity });
   });
