@@ -91,8 +91,17 @@ export {
   type UnmaskShares,
   type KeyRoster,
   type RoundResult,
+  type RoundIdentity,
+  type SurvivorAttestation,
 } from './messages.js';
-export { RoundParticipant, newSessionId, type ParticipantState } from './participant.js';
+export {
+  RoundParticipant,
+  newSessionId,
+  advertiseTranscript,
+  survivorsTranscript,
+  type ParticipantState,
+  type ParticipantOptions,
+} from './participant.js';
 export {
   AggregatorRound,
   DEFAULT_DEADLINES_MS,

@@ -51,6 +51,38 @@ export interface AdvertiseKeys {
   encryptionKey: Uint8Array;
   /** X25519 public key for pairwise masks (s_u^PK), 32 bytes. */
   maskingKey: Uint8Array;
+  /**
+   * With identities (RoundIdentity): the worker's credential (its job certificate) and its
+   * signature over both keys in this round's context, so that the aggregator cannot substitute
+   * keys of its own (a man in the middle of every pairwise agreement).
+   */
+  credential?: Uint8Array;
+  signature?: Uint8Array;
+}
+
+/**
+ * A worker's long-term identity in a job (the job's certificate and key; worker-ts builds it from
+ * `--tls-dir`). With identities, advertised keys are signed and checked, and a worker reveals
+ * unmask shares only for the survivor set it signed, once more than half of all members (and at
+ * least the Shamir threshold) signed it too (the consistency check of Bonawitz et al. 2017,
+ * round 3 of the actively secure protocol).
+ */
+export interface RoundIdentity {
+  /** What others verify this worker's signatures with (its certificate). */
+  readonly credential: Uint8Array;
+  sign(data: Uint8Array): Uint8Array;
+  /**
+   * True when `credential` is a valid credential of member `memberId` of this job (issued by the
+   * job's authority, naming that member) and `signature` is its signature over `data`.
+   */
+  verify(memberId: string, credential: Uint8Array, data: Uint8Array, signature: Uint8Array): boolean;
+}
+
+/** Consistency check (worker → aggregator → every survivor): a survivor's signature over U3. */
+export interface SurvivorAttestation {
+  index: number;
+  /** Signature over (context, sorted survivor indices). */
+  signature: Uint8Array;
 }
 
 /** One Shamir share bundle, AES-GCM encrypted from `from` to `to`. */

@@ -36,7 +36,9 @@ import type {
   KeyRoster,
   MaskedInput,
   RevealedShare,
+  RoundIdentity,
   ShareKeys,
+  SurvivorAttestation,
   UnmaskShares,
 } from './messages.js';
 import { FIELD_BYTES, randomFieldElement, fieldToBytes, splitSecret } from './shamir.js';
@@ -56,6 +58,42 @@ interface HeldShares {
 /** Plaintext of one share bundle: masking-key share ‖ self-mask-seed share. */
 const BUNDLE_BYTES = 2 * FIELD_BYTES;
 
+/** What a signature covers: a label, the round's session id and number, then the payload. */
+function transcript(label: string, round: CompiledRound, ...parts: Uint8Array[]): Uint8Array {
+  const head = Buffer.from(`tensorguard-secagg/${label}\0`);
+  const r = Buffer.alloc(8);
+  r.writeBigUInt64BE(BigInt(round.round));
+  return Buffer.concat([head, round.sessionId, r, ...parts]);
+}
+
+/** The bytes a worker signs over its advertised keys. */
+export function advertiseTranscript(
+  round: CompiledRound,
+  k: Pick<AdvertiseKeys, 'index' | 'encryptionKey' | 'maskingKey'>,
+): Uint8Array {
+  const i = Buffer.alloc(4);
+  i.writeUInt32BE(k.index);
+  return transcript('advertise', round, i, k.encryptionKey, k.maskingKey);
+}
+
+/** The bytes a survivor signs over the survivor set U3 it was told (sorted, 4 bytes each). */
+export function survivorsTranscript(round: CompiledRound, survivors: readonly number[]): Uint8Array {
+  const sorted = [...survivors].sort((a, b) => a - b);
+  const b = Buffer.alloc(4 * sorted.length);
+  sorted.forEach((v, i) => b.writeUInt32BE(v, 4 * i));
+  return transcript('survivors', round, b);
+}
+
+export interface ParticipantOptions {
+  /**
+   * This worker's job identity. With it, advertised keys are signed and every roster entry must
+   * carry a valid signature of its member; unmask shares are revealed only for a survivor set
+   * that at least `threshold` of its members attested. Without it (tests, one trusted host), the
+   * honest-but-curious protocol.
+   */
+  identity?: RoundIdentity;
+}
+
 export class RoundParticipant {
   readonly round: CompiledRound;
   readonly index: number;
@@ -71,13 +109,17 @@ export class RoundParticipant {
   /** Neighbours that shared keys with this worker: its pairwise masks are against exactly these. */
   #maskedWith: number[] = [];
   #unmaskAnswer: { survivors: string; response: UnmaskShares } | undefined;
+  readonly #identity: RoundIdentity | undefined;
+  /** The survivor set this worker attested (signed), once: it never signs another this round. */
+  #attested: { survivors: string; attestation: SurvivorAttestation } | undefined;
 
-  constructor(round: CompiledRound, index: number) {
+  constructor(round: CompiledRound, index: number, options: ParticipantOptions = {}) {
     if (!Number.isSafeInteger(index) || index < 0 || index >= round.n) {
       throw new MalformedMessageError(`worker index ${index} is not in the roster of ${round.n}`);
     }
     this.round = round;
     this.index = index;
+    this.#identity = options.identity;
   }
 
   get state(): ParticipantState {
@@ -115,10 +157,16 @@ export class RoundParticipant {
   advertiseKeys(): AdvertiseKeys {
     this.#expect('INIT', 'advertise keys');
     this.#state = 'ADVERTISED';
-    return {
+    const keys = {
       index: this.index,
       encryptionKey: this.#encryption.publicKey,
       maskingKey: this.#masking.publicKey,
+    };
+    if (!this.#identity) return keys;
+    return {
+      ...keys,
+      credential: this.#identity.credential,
+      signature: this.#identity.sign(advertiseTranscript(this.round, keys)),
     };
   }
 
@@ -149,6 +197,21 @@ export class RoundParticipant {
             round: this.round.round,
           }),
         );
+      }
+      if (this.#identity) {
+        const member = this.round.members[k.index]!;
+        const signed =
+          k.credential !== undefined &&
+          k.signature !== undefined &&
+          this.#identity.verify(member, k.credential, advertiseTranscript(this.round, k), k.signature);
+        if (!signed) {
+          this.#fail(
+            new SharePolicyError(
+              `the roster's keys for index ${k.index} (${member}) are not signed by that member's job identity; the aggregator may be substituting keys`,
+              { round: this.round.round },
+            ),
+          );
+        }
       }
       map.set(k.index, k);
     }
@@ -308,20 +371,42 @@ export class RoundParticipant {
    * the masking-key share of each held owner not in U3, never both for one owner. Answers once per
    * round: a repeat of the same request gets the same answer, a different one a SharePolicyError
    * (an aggregator that told different workers different survivor sets could otherwise collect
-   * both kinds of share for one worker). Throws ThresholdError when U3 is smaller than minInputs.
+   * both kinds of share for one worker). With an identity, also the consistency check: U3 must be
+   * the set this worker attested, signed by at least `threshold` of its members (`attestations`).
+   * Throws ThresholdError when U3 is smaller than minInputs, SharePolicyError when the check fails.
    */
-  unmask(survivors: readonly number[]): UnmaskShares {
+  /**
+   * Consistency check, with an identity: signs the survivor set U3 the aggregator announced to this
+   * worker. Once per round: a different set later is a SharePolicyError (the aggregator told
+   * workers different sets), the same set gets the same attestation.
+   */
+  attestSurvivors(survivors: readonly number[]): SurvivorAttestation {
+    if (!this.#identity)
+      throw new SharePolicyError('attestSurvivors needs a RoundIdentity (ParticipantOptions.identity)', {
+        round: this.round.round,
+      });
     const key = JSON.stringify([...survivors].sort((a, b) => a - b));
-    if (this.#unmaskAnswer) {
-      if (this.#unmaskAnswer.survivors === key) return this.#unmaskAnswer.response;
-      throw new SharePolicyError(
-        'this worker already answered a different unmask request in this round; answering again could reveal both shares of a peer',
-        { round: this.round.round },
+    if (this.#attested) {
+      if (this.#attested.survivors === key) return this.#attested.attestation;
+      this.#fail(
+        new SharePolicyError(
+          'this worker already attested a different survivor set in this round; the aggregator is telling workers different sets',
+          { round: this.round.round },
+        ),
       );
     }
-    if (this.#state === 'ABORTED')
-      throw new RoundAbortedError('the round was aborted on this worker', { round: this.round.round });
-    this.#expect('SUBMITTED', 'unmask');
+    this.#expect('SUBMITTED', 'attest the survivor set');
+    this.#checkSurvivors(survivors);
+    const attestation = {
+      index: this.index,
+      signature: this.#identity.sign(survivorsTranscript(this.round, survivors)),
+    };
+    this.#attested = { survivors: key, attestation };
+    return attestation;
+  }
+
+  /** Checks U3 as unmask would, failing the round on a malformed or too small set. */
+  #checkSurvivors(survivors: readonly number[]): Set<number> {
     const set = new Set<number>();
     for (const s of survivors) {
       if (!Number.isSafeInteger(s) || s < 0 || s >= this.round.n)
@@ -340,6 +425,22 @@ export class RoundParticipant {
           round: this.round.round,
         }),
       );
+    return set;
+  }
+
+  unmask(survivors: readonly number[], attestations: readonly SurvivorAttestation[] = []): UnmaskShares {
+    const key = JSON.stringify([...survivors].sort((a, b) => a - b));
+    if (this.#unmaskAnswer) {
+      if (this.#unmaskAnswer.survivors === key) return this.#unmaskAnswer.response;
+      throw new SharePolicyError(
+        'this worker already answered a different unmask request in this round; answering again could reveal both shares of a peer',
+        { round: this.round.round },
+      );
+    }
+    if (this.#state === 'ABORTED')
+      throw new RoundAbortedError('the round was aborted on this worker', { round: this.round.round });
+    this.#expect('SUBMITTED', 'unmask');
+    const set = this.#checkSurvivors(survivors);
     for (const s of set) {
       if (!this.#held.has(s) && this.round.neighbours[this.index]!.includes(s)) {
         this.#fail(
@@ -356,6 +457,38 @@ export class RoundParticipant {
           { round: this.round.round, survivors: set.size, threshold: this.round.minInputs },
         ),
       );
+    }
+    if (this.#identity) {
+      // Consistency check: only the set this worker attested, and only when more than half of all
+      // members (and at least `threshold`) signed that same set. Honest workers sign one set per
+      // round, so no two different sets can both gather enough signatures.
+      if (this.#attested?.survivors !== key) {
+        this.#fail(
+          new SharePolicyError(
+            'asked to unmask for a survivor set this worker did not attest; nothing is revealed',
+            { round: this.round.round },
+          ),
+        );
+      }
+      const data = survivorsTranscript(this.round, survivors);
+      const signers = new Set<number>();
+      for (const a of attestations) {
+        const k = this.#roster.get(a.index);
+        if (!set.has(a.index) || signers.has(a.index) || !k?.credential) continue;
+        if (this.#identity.verify(this.round.members[a.index]!, k.credential, data, a.signature))
+          signers.add(a.index);
+      }
+      // A majority of all members as well: with a sparse (SecAgg+) graph the Shamir threshold is
+      // a majority of a worker's holders only, and two disjoint groups could each reach it.
+      const need = Math.max(this.round.threshold, Math.floor(this.round.n / 2) + 1);
+      if (signers.size < need) {
+        this.#fail(
+          new SharePolicyError(
+            `only ${signers.size} survivors signed this survivor set; ${need} are required before this worker reveals shares (the aggregator may be telling workers different sets)`,
+            { round: this.round.round },
+          ),
+        );
+      }
     }
     const selfMaskShares: RevealedShare[] = [];
     const maskingKeyShares: RevealedShare[] = [];
