@@ -208,10 +208,17 @@ export class AggregatorRound {
     const ctx = this.#check('ADVERTISE_KEYS', msg.index);
     checkPublicKey(msg.encryptionKey, 'encryptionKey', ctx);
     checkPublicKey(msg.maskingKey, 'maskingKey', ctx);
+    if ((msg.credential === undefined) !== (msg.signature === undefined)) {
+      throw new MalformedMessageError('credential and signature come together or not at all', ctx);
+    }
+    // Relayed as they came: every worker checks each member's signature itself.
     this.#keys.set(msg.index, {
       index: msg.index,
       encryptionKey: Uint8Array.from(msg.encryptionKey),
       maskingKey: Uint8Array.from(msg.maskingKey),
+      ...(msg.credential !== undefined && msg.signature !== undefined
+        ? { credential: Uint8Array.from(msg.credential), signature: Uint8Array.from(msg.signature) }
+        : {}),
     });
   }
 

@@ -16,11 +16,14 @@ import {
   type Encoding,
   type KeyRoster,
   type RingVector,
+  type RoundIdentity,
+  type SurvivorAttestation,
 } from '@tensorguard/secure-agg';
 import { checkAnnouncement } from './announcement.js';
 import type { ClippingEngine } from './clipping.js';
 import type { RunConfig } from './config.js';
 import type { Dataset } from './data/dataset.js';
+import { x509Identity } from './identity.js';
 import { recordLength } from './data/dataset.js';
 import type { Logger } from './logger.js';
 import { PhaseTimer, rounded } from './metrics.js';
@@ -69,9 +72,12 @@ export class RoundClient {
   private encryptor: { keyId: string; enc: HeEncryptor } | undefined;
   /** This worker's noise shares; the next round's is drawn while this round uploads and waits. */
   private readonly noise = new NoiseShares();
+  /** With TLS: the job identity that signs this worker's keys and survivor sets (secure-agg). */
+  private readonly identity: RoundIdentity | undefined;
 
   constructor(private readonly o: RoundClientOptions) {
     this.client = new RoundServiceClient(o.address, o.tls);
+    this.identity = o.tls ? x509Identity(o.tls) : undefined;
     this.workerId = `worker-${o.workerIndex}`;
     this.random =
       o.samplingSeed !== undefined ? seededRandom(`${o.samplingSeed}/${o.workerIndex}`) : systemRandom;
@@ -167,7 +173,7 @@ export class RoundClient {
     }
     const plan = planEncoding(open.encoding);
     const send = async <T>(
-      method: 'AdvertiseKeys' | 'ShareKeys' | 'MaskedInput' | 'Unmask' | 'EncryptedInput',
+      method: 'AdvertiseKeys' | 'ShareKeys' | 'MaskedInput' | 'Attest' | 'Unmask' | 'EncryptedInput',
       message: unknown,
       size: number,
       deadline: number,
@@ -192,7 +198,11 @@ export class RoundClient {
         ),
       );
     } else {
-      const me = new RoundParticipant(compileRound(open.params), open.index);
+      const me = new RoundParticipant(
+        compileRound(open.params),
+        open.index,
+        this.identity ? { identity: this.identity } : {},
+      );
       const adv = me.advertiseKeys();
       const roster = await send<KeyRoster>('AdvertiseKeys', adv, 64, 120_000);
       const sk = me.shareKeys(roster);
@@ -207,7 +217,12 @@ export class RoundClient {
       const survivors = await timer.time('upload', () =>
         send<number[]>('MaskedInput', masked, masked.vector.byteLength, LONG_POLL_MS),
       );
-      const un = me.unmask(survivors);
+      // Consistency check (with identities): sign the survivor set this worker was told, and
+      // unmask only once enough survivors signed the same set.
+      const attestations = this.identity
+        ? await send<SurvivorAttestation[]>('Attest', me.attestSurvivors(survivors), 72, 120_000)
+        : [];
+      const un = me.unmask(survivors, attestations);
       await send('Unmask', un, (un.selfMaskShares.length + un.maskingKeyShares.length) * 36, 120_000);
     }
     this.o.emit({ type: 'metrics', round: r, phase_seconds: rounded(timer.seconds), bytes_sent: bytes });

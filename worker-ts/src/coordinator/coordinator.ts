@@ -23,6 +23,7 @@ import {
   type RingVector,
   type RoundParams,
   type ShareKeys,
+  type SurvivorAttestation,
   type UnmaskShares,
 } from '@tensorguard/secure-agg';
 import {
@@ -116,6 +117,17 @@ interface LiveRound {
   /** Resolved whenever a stage may be complete. */
   poke: () => void;
   stageWaiters: Map<string, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>;
+  /**
+   * Masking mode with identities, once the survivor set is announced: the survivors' signatures
+   * over it, relayed to every survivor (secure-agg's consistency check; this process only relays).
+   */
+  attest?: {
+    survivors: readonly number[];
+    signatures: Map<number, SurvivorAttestation>;
+    /** Resolves the waiting Attest calls with every signature relayed so far. */
+    release: () => void;
+    waiting: ((all: SurvivorAttestation[]) => void)[];
+  };
 }
 
 export class Coordinator {
@@ -223,6 +235,7 @@ export class Coordinator {
       AdvertiseKeys: (req) => this.stage(req as StageRequest<AdvertiseKeys>, 'ADVERTISE_KEYS'),
       ShareKeys: (req) => this.stage(req as StageRequest<ShareKeys>, 'SHARE_KEYS'),
       MaskedInput: (req) => this.stage(req as StageRequest<MaskedInput>, 'MASKED_INPUT'),
+      Attest: (req) => this.attestation(req as StageRequest<SurvivorAttestation>),
       Unmask: (req) => this.stage(req as StageRequest<UnmaskShares>, 'UNMASK'),
       EncryptedInput: (req) => this.stage(req as StageRequest<EncryptedInput>, 'ENCRYPTED_INPUT'),
     };
@@ -309,6 +322,36 @@ export class Coordinator {
       live.stageWaiters.set(`${stage}:${req.workerId}`, { resolve, reject }),
     );
     live.poke();
+    return p;
+  }
+
+  /**
+   * Relays a survivor's signature over the announced survivor set; answers, once every survivor
+   * signed (or the stage deadline passed), with all signatures relayed. Each worker checks them
+   * itself: nothing here is trusted by the workers.
+   */
+  private attestation(req: StageRequest<SurvivorAttestation>): Promise<SurvivorAttestation[]> {
+    const live = this.live;
+    const a = live?.attest;
+    if (!live || live.r !== req.round || !a) {
+      throw new RpcError(grpc.status.ABORTED, `round ${req.round} is not collecting survivor signatures`);
+    }
+    const index = live.members.indexOf(req.workerId);
+    const msg = req.message;
+    if (
+      index < 0 ||
+      msg?.index !== index ||
+      !a.survivors.includes(index) ||
+      !(msg.signature instanceof Uint8Array)
+    ) {
+      throw new RpcError(
+        grpc.status.PERMISSION_DENIED,
+        `${req.workerId} is not a survivor of round ${req.round}`,
+      );
+    }
+    if (!a.signatures.has(index)) a.signatures.set(index, { index, signature: msg.signature });
+    const p = new Promise<SurvivorAttestation[]>((resolve) => a.waiting.push(resolve));
+    if (a.signatures.size === a.survivors.length) a.release();
     return p;
   }
 
@@ -556,11 +599,25 @@ export class Coordinator {
         }
         a.closeStage();
         const surv = a.survivors();
+        const attest: NonNullable<LiveRound['attest']> = {
+          survivors: surv,
+          signatures: new Map(),
+          waiting: [],
+          release: () => {
+            const all = [...attest.signatures.values()];
+            for (const w of attest.waiting.splice(0)) w(all);
+          },
+        };
+        live.attest = attest;
+        // Workers without identities never attest; with them, answer after the stage deadline.
+        const attestTimer = setTimeout(attest.release, this.o.stageTimeoutMs ?? 15_000);
         answer('MASKED_INPUT', () => surv);
         await timer.time('unmask', async () => {
           await waitUntil(a);
           a.closeStage();
         });
+        clearTimeout(attestTimer);
+        attest.release();
         const result = a.result();
         answer('UNMASK', () => ({ ok: true }));
         released = { sum: result.sum, survivors: result.survivors.length };

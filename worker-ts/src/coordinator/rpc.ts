@@ -16,6 +16,7 @@ export const METHODS = [
   'AdvertiseKeys',
   'ShareKeys',
   'MaskedInput',
+  'Attest',
   'Unmask',
   'EncryptedInput',
 ] as const;

@@ -1,0 +1,55 @@
+// A worker's job identity for secure aggregation (secure-agg's RoundIdentity) from its `--tls-dir`:
+// the same X.509 certificate and key it uses for mutual TLS, issued by the job's CA
+// (ray-cluster's pki.py). Signatures are ECDSA P-256 with SHA-256 over secure-agg's transcripts.
+import { createPrivateKey, sign, verify, X509Certificate, type KeyObject } from 'node:crypto';
+import type { RoundIdentity } from '@tensorguard/secure-agg';
+import type { TlsIdentity } from './coordinator/rpc.js';
+
+/** The subject's common name, e.g. 'worker-3' (Node prints the subject one attribute per line). */
+function commonName(cert: X509Certificate): string | undefined {
+  return /^CN=(.*)$/m.exec(cert.subject)?.[1];
+}
+
+/**
+ * `tls`'s certificate as this worker's credential and its key for signing. Another member's
+ * credential is accepted when the job's CA issued it, it is valid now, and its common name is that
+ * member's id; parsed certificates are cached by their bytes.
+ */
+export function x509Identity(tls: TlsIdentity): RoundIdentity {
+  const ca = new X509Certificate(tls.ca);
+  const key: KeyObject = createPrivateKey(tls.key);
+  const checked = new Map<string, { cn: string | undefined; cert: X509Certificate } | null>();
+  const load = (credential: Uint8Array) => {
+    const k = Buffer.from(credential).toString('latin1');
+    let entry = checked.get(k);
+    if (entry === undefined) {
+      try {
+        const cert = new X509Certificate(Buffer.from(credential));
+        const now = Date.now();
+        const valid =
+          cert.checkIssued(ca) &&
+          cert.verify(ca.publicKey) &&
+          Date.parse(cert.validFrom) <= now &&
+          now <= Date.parse(cert.validTo);
+        entry = valid ? { cn: commonName(cert), cert } : null;
+      } catch {
+        entry = null;
+      }
+      checked.set(k, entry);
+    }
+    return entry;
+  };
+  return {
+    credential: new Uint8Array(tls.cert),
+    sign: (data) => new Uint8Array(sign('sha256', data, key)),
+    verify: (memberId, credential, data, signature) => {
+      const entry = load(credential);
+      if (!entry || entry.cn !== memberId) return false;
+      try {
+        return verify('sha256', data, entry.cert.publicKey, signature);
+      } catch {
+        return false;
+      }
+    },
+  };
+}
