@@ -89,6 +89,8 @@ async function otherTenantCalls(
     } catch (err) {
       out.failed.push((err as Error).message);
     }
+    // A steady client, not a flood (the per-key rate limit would answer that).
+    await new Promise((r) => setTimeout(r, 20));
   }
   return out;
 }
@@ -252,7 +254,10 @@ describe('hostile input: the API server under load (tensorguard serve)', functio
       server
         .logs()
         .split('\n')
-        .filter((l) => l.includes('"method":"SubmitJob"') && l.includes('"code":"DEADLINE_EXCEEDED"')).length;
+        // The server's own deadline timer or the client's RST_STREAM at the same instant, whichever
+        // it sees first.
+        .filter((l) => l.includes('"method":"SubmitJob"') && /"code":"(DEADLINE_EXCEEDED|CANCELLED)"/.test(l))
+        .length;
     const before = logged();
     const err = await refusal(
       call(
