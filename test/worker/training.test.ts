@@ -33,6 +33,14 @@ describe('worker + coordinator: training', function () {
       ]);
     }
 
+    // No noise: ε is infinite, and the report says so (never null or 0).
+    const report = JSON.parse(fs.readFileSync(done.privacy_report as string, 'utf8')) as Record<
+      string,
+      unknown
+    >;
+    expect(report.epsilon).to.equal('Infinity');
+    expect(report.nonPrivate).to.equal(true);
+
     // Reference: one process, the same clipped SGD on the union of the shards.
     const params = clippedSgdReference(file, 5);
     const ck = checkpointParams(file);

@@ -53,6 +53,13 @@ export function jobIdArg(p: ParsedArgs): string {
 const fmt = (x: number | null | undefined, digits: number) =>
   x === null || x === undefined ? '–' : x.toFixed(digits);
 
+/**
+ * ε as the job lines carry it: a number, or infinite (JSON has no Infinity: the coordinator's
+ * lines write null, the API "Infinity"). Never shown as a number it is not, nor as 0.
+ */
+const fmtEpsilon = (x: number | string | null | undefined, digits: number) =>
+  typeof x === 'number' && Number.isFinite(x) ? x.toFixed(digits) : '∞ (no noise: not private)';
+
 function duration(s: number): string {
   if (!Number.isFinite(s) || s < 0) return '–';
   if (s < 90) return `${Math.round(s)}s`;
@@ -70,7 +77,7 @@ export function progressText(
   const eta = (p.rounds_total - p.round) * p.round_seconds;
   return [
     `round ${p.round}/${p.rounds_total}`,
-    `ε ${fmt(p.epsilon, 3)}${budget ? ` of ${budget}` : ''}`,
+    `ε ${fmtEpsilon(p.epsilon, 3)}${budget ? ` of ${budget}` : ''}`,
     `eval acc ${fmt(acc, 3)}`,
     `${fmt(p.round_seconds, 2)} s/round`,
     `ETA ${duration(eta)}`,
@@ -80,7 +87,7 @@ export function progressText(
 export function resultText(r: ResultLine): string {
   if (r.status === 'succeeded') {
     return (
-      `job ${r.job_id} succeeded: ${r.rounds ?? '?'} rounds, ε = ${fmt(r.epsilon, 4)} (δ = ${r.delta ?? '?'}), ` +
+      `job ${r.job_id} succeeded: ${r.rounds ?? '?'} rounds, ε = ${fmtEpsilon(r.epsilon, 4)} (δ = ${r.delta ?? '?'}), ` +
       `test accuracy ${fmt(r.test_accuracy, 4)}\n  checkpoint: ${r.checkpoint ?? '–'}\n  privacy report: ${r.privacy_report ?? '–'}`
     );
   }

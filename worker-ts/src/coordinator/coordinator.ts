@@ -796,7 +796,9 @@ export class Coordinator {
       JSON.stringify(
         {
           job: cfg.name,
-          epsilon: this.epsilon,
+          // JSON has no Infinity: a job without noise says so, never null or 0.
+          epsilon: Number.isFinite(this.epsilon) ? this.epsilon : 'Infinity',
+          nonPrivate: !Number.isFinite(this.epsilon),
           delta: this.delta,
           epsilonBudget: cfg.privacy.epsilonBudget,
           accountant: this.accountant.describe(),
