@@ -14,6 +14,7 @@ import { repoRoot } from '../paths.js';
 import type { ApiKeyStore, Scope } from './api-keys.js';
 import type { JobBackend } from './backend.js';
 import { jobEventToProto, jobToProto, listFilterFromProto, privacyReportToProto } from './convert.js';
+import type { TenantRoots } from './confine.js';
 import { ApiError } from './errors.js';
 import { EventHub, JobMonitor } from './monitor.js';
 import type { SigningKey } from './privacy-report.js';
@@ -59,6 +60,8 @@ export interface ApiServerOptions {
   accountantPool?: AccountantPool;
   /** Accept jobs without noise (σ = 0); default false (FAILED_PRECONDITION). */
   allowNonPrivate?: boolean;
+  /** Per-tenant data and state roots that confine a document's paths (see confine.ts). */
+  roots?: TenantRoots;
 }
 
 export interface ApiServer {
@@ -213,6 +216,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
     signingKey: o.signingKey,
     planEpsilon: pool.plannedEpsilon,
     allowNonPrivate: o.allowNonPrivate ?? false,
+    ...(o.roots ? { roots: o.roots } : {}),
   });
 
   interface Authed {

@@ -10,6 +10,7 @@ import {
   type ListJobsFilter,
   type PrivacyReport,
 } from './domain.js';
+import { confineJobPaths, withJobCheckpointDir, type TenantRoots } from './confine.js';
 import { ApiError } from './errors.js';
 import type { JobMonitor } from './monitor.js';
 import { canonicalJson, signReport, type SigningKey } from './privacy-report.js';
@@ -46,6 +47,12 @@ export interface ServiceOptions {
    * with FAILED_PRECONDITION naming `serve --allow-non-private`.
    */
   allowNonPrivate?: boolean;
+  /**
+   * Per-tenant path roots (serve --data-root, --state-root): every path in a document must lie
+   * in `<dataRoot>/<tenant>/`, checkpoints go to `<stateRoot>/<tenant>/jobs/<job id>/`. Without
+   * them paths pass unchecked (tests of other behaviour only; `tensorguard serve` always sets them).
+   */
+  roots?: TenantRoots;
   now?: () => number;
 }
 
@@ -128,6 +135,21 @@ export class TrainingService {
     if (violations.length > 0 || valid === null)
       throw ApiError.invalidArgument(violations, 'SubmitJob request');
     const prefix = 'document' in (req.spec ?? {}) ? 'spec.document' : 'spec.yaml';
+    if (this.o.roots) {
+      // Before anything reads a file the document names (σ calibration, the backend).
+      const confined = confineJobPaths(valid.spec, ctx.tenant, this.o.roots);
+      if (!confined.ok) {
+        const at = 'prefix' in d ? d.prefix : prefix;
+        throw ApiError.invalidArgument(
+          confined.issues.map((i) => ({
+            field: i.path === '' ? at : `${at}.${i.path}`,
+            description: i.message,
+          })),
+          'SubmitJob request',
+        );
+      }
+      valid = { ...valid, spec: confined.spec };
+    }
     if (this.o.resolveSpec) {
       const res = await this.o.resolveSpec(valid.spec, ctx.signal);
       if (!res.ok) {
@@ -175,7 +197,10 @@ export class TrainingService {
     // Infinite from the start: a non-private job never reads ε = 0 (the monitor keeps it so).
     if (isNonPrivate(valid.spec)) this.o.store.append(record.jobId, [], { epsilon: Infinity });
     try {
-      const h = await this.o.backend.submit({ jobId: record.jobId, spec: valid.spec, signal: ctx.signal });
+      const spec = this.o.roots
+        ? withJobCheckpointDir(valid.spec, ctx.tenant, record.jobId, this.o.roots)
+        : valid.spec;
+      const h = await this.o.backend.submit({ jobId: record.jobId, spec, signal: ctx.signal });
       this.o.store.setBackendHandle(record.jobId, h.backendJobId, h.data);
     } catch (err) {
       // Not committed: a retry with the same request_id submits afresh.

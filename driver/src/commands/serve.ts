@@ -45,6 +45,12 @@ options:
                             process printing synthetic rounds (tests); simulated runs them as timers in
                             the server (load benchmarks). Neither trains anything
   --local-round-ms N        local-process and simulated: milliseconds per round (default 200)
+  --data-root DIR           per-tenant readable data: a job's paths (dataset.path, testPath,
+                            model.baseCheckpoint) must lie in DIR/<tenant>/; relative ones resolve
+                            there (default: TENSORGUARD_STATE_DIR/data, else .tensorguard/data)
+  --state-root DIR          per-tenant job state: checkpoints and ledgers of a job go to
+                            DIR/<tenant>/jobs/<job id>/ and nowhere else; checkpoint.dir is refused
+                            (default: TENSORGUARD_STATE_DIR/tenants, else .tensorguard/tenants)
   --allow-non-private       accept jobs without noise (privacy.noiseMultiplier 0: ε is infinite);
                             refused by default. Their ε shows as Infinity and their signed privacy
                             reports say non_private: true
@@ -78,6 +84,8 @@ interface Opts {
   scrypt: boolean;
   generateKey: boolean;
   allowNonPrivate: boolean;
+  dataRoot: string;
+  stateRoot: string;
 }
 
 function positiveInt(flag: string, v: string): number {
@@ -91,7 +99,12 @@ export function parseServeArgs(args: string[], cwd: string, env: NodeJS.ProcessE
   if (envLevel !== undefined && envLevel !== '' && !LOG_LEVELS.includes(envLevel)) {
     throw new UsageError(`TENSORGUARD_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${envLevel}"`);
   }
+  const stateBase = env.TENSORGUARD_STATE_DIR
+    ? path.resolve(cwd, env.TENSORGUARD_STATE_DIR)
+    : path.join(cwd, '.tensorguard');
   const o: Opts = {
+    dataRoot: path.join(stateBase, 'data'),
+    stateRoot: path.join(stateBase, 'tenants'),
     db: path.join(cwd, '.tensorguard', 'api', 'jobs.db'),
     maxMessageBytes: 4 * 1024 * 1024,
     rateLimit: 20,
@@ -177,6 +190,12 @@ export function parseServeArgs(args: string[], cwd: string, env: NodeJS.ProcessE
         break;
       case '--generate-key':
         o.generateKey = true;
+        break;
+      case '--data-root':
+        o.dataRoot = path.resolve(cwd, value());
+        break;
+      case '--state-root':
+        o.stateRoot = path.resolve(cwd, value());
         break;
       case '--allow-non-private':
         o.allowNonPrivate = true;
@@ -291,6 +310,7 @@ export const command: Command = {
       maxMessageBytes: o.maxMessageBytes,
       rateLimit: { perSecond: o.rateLimit, burst: o.rateBurst },
       allowNonPrivate: o.allowNonPrivate,
+      roots: { dataRoot: o.dataRoot, stateRoot: o.stateRoot },
     });
     const host = o.listen!.slice(0, o.listen!.lastIndexOf(':'));
     if (!tls && !/^(127\.|localhost$|\[::1\]$)/.test(host)) {
