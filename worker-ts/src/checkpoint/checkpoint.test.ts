@@ -128,13 +128,15 @@ describe('checkpoint/store', () => {
         .sort(),
     ).to.deep.equal(['round-000002', 'round-000003']);
   });
-  it('refuses a corrupt checkpoint and leaves every file untouched', () => {
+  it('refuses a corrupt checkpoint (and no intact older one) and leaves every file untouched', () => {
     saveCheckpoint(dir, contents(1, 1));
     saveCheckpoint(dir, contents(2, 2));
-    const f = path.join(latestCheckpointDir(dir)!, 'model.safetensors');
-    const b = fs.readFileSync(f);
-    b[b.length - 1] = b[b.length - 1]! ^ 0xff;
-    fs.writeFileSync(f, b);
+    for (const r of ['round-000001', 'round-000002']) {
+      const f = path.join(dir, r, 'model.safetensors');
+      const b = fs.readFileSync(f);
+      b[b.length - 1] = b[b.length - 1]! ^ 0xff;
+      fs.writeFileSync(f, b);
+    }
     const before = snapshot(dir);
     expect(() => loadLatestCheckpoint(dir, { baseModelFingerprint: FP })).to.throw(
       CheckpointError,
@@ -150,6 +152,34 @@ describe('checkpoint/store', () => {
       'checkpoint was trained from a different base model',
     );
     expect(snapshot(dir)).to.deep.equal(before);
+  });
+  it('falls back to the previous intact checkpoint when the latest is corrupt, saying so', () => {
+    saveCheckpoint(dir, contents(1, 1));
+    saveCheckpoint(dir, contents(2, 2));
+    const f = path.join(latestCheckpointDir(dir)!, 'model.safetensors');
+    const b = fs.readFileSync(f);
+    b[b.length - 1] = b[b.length - 1]! ^ 0xff;
+    fs.writeFileSync(f, b);
+    const notes: string[] = [];
+    const c = loadLatestCheckpoint(dir, { baseModelFingerprint: FP }, (m) => notes.push(m))!;
+    expect(c.manifest.round).to.equal(1);
+    expect(notes).to.have.length(1);
+    expect(notes[0]).to.match(/round-000002 is unusable .*previous intact checkpoint .*round-000001/);
+  });
+  it('writes checkpoints 0600 in 0700 directories and refuses non-finite tensors', () => {
+    const sub = path.join(dir, 'ck');
+    const d = saveCheckpoint(sub, contents(1, 1));
+    expect(fs.statSync(sub).mode & 0o777).to.equal(0o700);
+    expect(fs.statSync(d).mode & 0o777).to.equal(0o700);
+    for (const f of fs.readdirSync(d)) expect(fs.statSync(path.join(d, f)).mode & 0o777).to.equal(0o600);
+    expect(fs.statSync(path.join(sub, 'LATEST')).mode & 0o777).to.equal(0o600);
+    const bad = contents(2, 2);
+    (bad.model.w!.data as Float32Array)[0] = NaN;
+    expect(() => saveCheckpoint(sub, bad)).to.throw(
+      CheckpointError,
+      "model tensor 'w' has a non-finite value at index 0",
+    );
+    expect(loadLatestCheckpoint(sub, { baseModelFingerprint: FP })!.manifest.round).to.equal(1);
   });
   it('ignores a half-written temporary directory left by a crash', () => {
     saveCheckpoint(dir, contents(1, 1));

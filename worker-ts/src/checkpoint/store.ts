@@ -13,7 +13,15 @@
 // checkpoint raises CheckpointError and leaves every file as it was.
 import fs from 'node:fs';
 import path from 'node:path';
-import { fsyncDir, writeFileAtomic } from './atomic.js';
+import {
+  PRIVATE_DIR_MODE,
+  PRIVATE_FILE_MODE,
+  fsyncDir,
+  mkdirPrivate,
+  writeError,
+  writeFileAtomic,
+  writeFully,
+} from './atomic.js';
 import { CheckpointError } from './errors.js';
 import { parseManifest, sha256Hex, type Manifest } from './manifest.js';
 import { decodeSafetensors, encodeSafetensors, type NamedTensor } from './safetensors.js';
@@ -35,40 +43,71 @@ export function roundDirName(round: number): string {
   return `round-${String(round).padStart(6, '0')}`;
 }
 
-/** Saves a checkpoint atomically and returns its directory. Keeps the newest `keep` (default 2). */
+/**
+ * Saves a checkpoint atomically and returns its directory. Keeps the newest `keep` (default 2).
+ * Throws CheckpointError naming the path when a write fails (a full disk) or a tensor holds a
+ * non-finite value; then the temporary directory is removed and the previous checkpoint, and
+ * LATEST pointing at it, are untouched.
+ */
 export function saveCheckpoint(dir: string, contents: CheckpointContents, keep = 2): string {
-  fs.mkdirSync(dir, { recursive: true });
+  for (const [group, tensors] of [
+    ['model', contents.model],
+    ['optimizer', contents.optimizer],
+  ] as const) {
+    for (const [name, t] of Object.entries(tensors)) {
+      if (!(t.data as ArrayLike<number | bigint>) || typeof (t.data as ArrayLike<unknown>)[0] === 'bigint')
+        continue;
+      const data = t.data as ArrayLike<number>;
+      for (let i = 0; i < data.length; i++) {
+        if (!Number.isFinite(data[i])) {
+          throw new CheckpointError(
+            `${dir}: refusing to checkpoint round ${contents.manifest.round}: ${group} tensor '${name}' has a non-finite value at index ${i}`,
+            dir,
+          );
+        }
+      }
+    }
+  }
+  mkdirPrivate(dir);
   const name = roundDirName(contents.manifest.round);
   const final = path.join(dir, name);
   const tmp = path.join(dir, `.tmp-${name}-${process.pid}-${Date.now()}`);
-  fs.mkdirSync(tmp);
-  const files: Record<string, string> = {};
-  const write = (file: string, data: Uint8Array | string) => {
-    const fd = fs.openSync(path.join(tmp, file), 'w', 0o644);
-    try {
-      fs.writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
+  let current = tmp;
+  try {
+    fs.mkdirSync(tmp, { mode: PRIVATE_DIR_MODE });
+    const files: Record<string, string> = {};
+    const write = (file: string, data: Uint8Array | string) => {
+      current = path.join(tmp, file);
+      const fd = fs.openSync(current, 'w', PRIVATE_FILE_MODE);
+      try {
+        writeFully(fd, typeof data === 'string' ? Buffer.from(data) : data, current);
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+    };
+    const meta = { format: 'tensorguard', round: String(contents.manifest.round) };
+    for (const [file, tensors] of [
+      ['model.safetensors', contents.model],
+      ['optimizer.safetensors', contents.optimizer],
+    ] as const) {
+      const bytes = encodeSafetensors(tensors, meta);
+      files[file] = sha256Hex(bytes);
+      write(file, bytes);
     }
-  };
-  const meta = { format: 'tensorguard', round: String(contents.manifest.round) };
-  for (const [file, tensors] of [
-    ['model.safetensors', contents.model],
-    ['optimizer.safetensors', contents.optimizer],
-  ] as const) {
-    const bytes = encodeSafetensors(tensors, meta);
-    files[file] = sha256Hex(bytes);
-    write(file, bytes);
+    const manifest: Manifest = {
+      schemaVersion: 1,
+      createdAt: new Date().toISOString(),
+      ...contents.manifest,
+      files,
+    };
+    write('manifest.json', JSON.stringify(manifest, null, 2) + '\n');
+    current = tmp;
+    fsyncDir(tmp);
+  } catch (err) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw writeError(current, err);
   }
-  const manifest: Manifest = {
-    schemaVersion: 1,
-    createdAt: new Date().toISOString(),
-    ...contents.manifest,
-    files,
-  };
-  write('manifest.json', JSON.stringify(manifest, null, 2) + '\n');
-  fsyncDir(tmp);
   // A directory of this name can only be a complete earlier save of the same round that crashed
   // before LATEST moved; LATEST does not point at it, so replacing it loses nothing.
   if (fs.existsSync(final)) fs.rmSync(final, { recursive: true, force: true });
@@ -143,8 +182,47 @@ export function loadCheckpoint(cdir: string, expect: LoadExpectations): LoadedCh
   return { dir: cdir, manifest, model, optimizer: decoded['optimizer.safetensors']! };
 }
 
-/** Loads the checkpoint LATEST points to, or returns null when there is none. */
-export function loadLatestCheckpoint(dir: string, expect: LoadExpectations): LoadedCheckpoint | null {
+/** Called when the latest checkpoint is unusable and an older intact one is used instead. */
+export type FallbackNotice = (message: string, detail: Record<string, unknown>) => void;
+
+/**
+ * Loads the checkpoint LATEST points to, or returns null when there is none. When that one is
+ * corrupt (a hash that does not match its manifest, a missing file), falls back to the newest
+ * older round directory that verifies, and calls `notice` saying so; LATEST is not rewritten
+ * (loading never writes). A checkpoint of another base model is never skipped: that error is
+ * thrown, as is the first error when no older checkpoint verifies.
+ */
+export function loadLatestCheckpoint(
+  dir: string,
+  expect: LoadExpectations,
+  notice?: FallbackNotice,
+): LoadedCheckpoint | null {
   const cdir = latestCheckpointDir(dir);
-  return cdir === null ? null : loadCheckpoint(cdir, expect);
+  if (cdir === null) return null;
+  try {
+    return loadCheckpoint(cdir, expect);
+  } catch (err) {
+    if (!(err instanceof CheckpointError) || /different base model/.test(err.message)) throw err;
+    const older = fs
+      .readdirSync(dir)
+      .filter((f) => /^round-\d{6}$/.test(f) && path.join(dir, f) < cdir)
+      .sort()
+      .reverse();
+    for (const name of older) {
+      try {
+        const ck = loadCheckpoint(path.join(dir, name), expect);
+        notice?.(
+          `latest checkpoint ${cdir} is unusable (${err.message}); resuming from the previous intact checkpoint ${ck.dir}`,
+          {
+            corrupt: cdir,
+            using: ck.dir,
+          },
+        );
+        return ck;
+      } catch {
+        // try the next older one
+      }
+    }
+    throw err;
+  }
 }

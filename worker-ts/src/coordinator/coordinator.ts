@@ -34,12 +34,11 @@ import {
   type DpEvent,
 } from '@tensorguard/dp';
 import { randomBytes } from 'node:crypto';
-import fs from 'node:fs';
 import path from 'node:path';
 import { CheckpointError } from '../checkpoint/errors.js';
 import { tensor, type NamedTensor } from '../checkpoint/safetensors.js';
 import { loadLatestCheckpoint, saveCheckpoint } from '../checkpoint/store.js';
-import { writeFileAtomic } from '../checkpoint/atomic.js';
+import { mkdirPrivate, writeFileAtomic } from '../checkpoint/atomic.js';
 import { ConfigError, type RunConfig } from '../config.js';
 import type { Logger } from '../logger.js';
 import { PhaseTimer, rounded } from '../metrics.js';
@@ -165,8 +164,25 @@ export class Coordinator {
         "'he' needs a key holder; pass CoordinatorOptions.keyHolder",
       );
     }
-    fs.mkdirSync(o.config.checkpoint.dir, { recursive: true });
-    this.ledger = new PrivacyLedger(path.join(o.config.checkpoint.dir, 'privacy-ledger.jsonl'));
+    mkdirPrivate(o.config.checkpoint.dir);
+    // A torn ledger line is charged as the worst case the config allows: every shard, the least
+    // noise a release can carry (quorum survivors).
+    const cfg0 = o.config;
+    this.ledger = new PrivacyLedger(path.join(cfg0.checkpoint.dir, 'privacy-ledger.jsonl'), (round) => ({
+      round,
+      samplingRate: cfg0.privacy.samplingRate,
+      noiseMultiplier: realizedNoiseMultiplier(
+        cfg0.privacy.noiseMultiplier,
+        cfg0.secureAggregation.threshold - cfg0.privacy.colluders,
+        cfg0.secureAggregation.threshold - cfg0.privacy.colluders,
+      ),
+      survivors: cfg0.secureAggregation.threshold,
+      shards: Array.from({ length: cfg0.workers.count }, (_, i) => i),
+      quorum: cfg0.secureAggregation.threshold,
+      colluders: cfg0.privacy.colluders,
+      configuredNoiseMultiplier: cfg0.privacy.noiseMultiplier,
+      time: new Date().toISOString(),
+    }));
     this.accountant = new JobAccountant({
       kind: o.config.privacy.accountant,
       delta: o.config.privacy.delta,
@@ -198,7 +214,12 @@ export class Coordinator {
    * CheckpointError (naming the file) for a corrupt checkpoint or another base model.
    */
   resume(): void {
-    const ck = loadLatestCheckpoint(this.config.checkpoint.dir, { baseModelFingerprint: this.o.fingerprint });
+    const ck = loadLatestCheckpoint(
+      this.config.checkpoint.dir,
+      { baseModelFingerprint: this.o.fingerprint },
+      (msg, detail) => this.o.log.warn(detail, msg),
+    );
+    this.ledger.afterRound = ck?.manifest.round ?? 0;
     this.ledger.repair();
     this.ledgerEntries = this.ledger.read();
     const events: LedgerEntry[] = [...this.ledgerEntries];
@@ -628,7 +649,16 @@ export class Coordinator {
         const norm = 1 / (cfg.privacy.samplingRate * total);
         const grad = new Float32Array(sum.length);
         for (let i = 0; i < sum.length; i++) grad[i] = sum[i]! * norm;
+        // A non-finite update (an empty shard's 0/0, a diverged model) would poison every later
+        // round and the checkpoint: stop the job with the old parameters kept.
+        const before = Float32Array.from(this.params);
         this.optimizer.step(this.params, grad);
+        if (!this.params.every(Number.isFinite) || !Number.isFinite(norm)) {
+          this.params.set(before);
+          throw new Error(
+            `round ${r}: the update made the model parameters non-finite (NaN or Infinity); the job stops and nothing non-finite is checkpointed (check the dataset for empty shards or extreme values, or lower the learning rate)`,
+          );
+        }
         this.modelVersion = r;
       });
       if (process.env.TENSORGUARD_TEST_CRASH_AFTER_RELEASE === String(this.releasedRounds)) {

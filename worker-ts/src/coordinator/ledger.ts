@@ -5,8 +5,11 @@
 //   - a crash after the append and before the sum is released over-counts one round (safe);
 //   - a crash after the release and before the next checkpoint still finds the round here, so
 //     after resume ε includes it even though the model restarts from the older checkpoint;
-//   - a crash during the append leaves a torn last line; the release had not happened (it waits
-//     for the fsync), so the torn line is dropped, and any other damage is an error.
+//   - a crash or a write error (a full disk) during the append leaves a torn last line. The
+//     coordinator stops before releasing when the append fails, but a reader cannot tell a torn
+//     line from a release whose append completed on a device that lied, so a torn last line is
+//     counted conservatively: it is charged as the next round after the last intact one, with the
+//     caller's worst-case event (every shard, least noise). Any other damage is an error.
 import fs from 'node:fs';
 import { appendLineDurable, writeFileAtomic } from '../checkpoint/atomic.js';
 import { CheckpointError } from '../checkpoint/errors.js';
@@ -22,6 +25,8 @@ export interface LedgerEntry extends RoundEvent {
    */
   colluders?: number;
   configuredNoiseMultiplier: number;
+  /** Set on the worst-case entry that stands for a torn line (ledger.ts). */
+  torn?: boolean;
   /**
    * The integer mechanism as run (dp's Poisson-sampled distributed discrete Gaussian event, or a
    * non-private event without noise), for the report's rigorous integer bound.
@@ -30,10 +35,28 @@ export interface LedgerEntry extends RoundEvent {
   time: string;
 }
 
-export class PrivacyLedger {
-  constructor(readonly file: string) {}
+/**
+ * Builds the conservative entry charged for a torn last line: `round` is one past the last intact
+ * entry (or past `afterRound` when there is none).
+ */
+export type TornEntry = (round: number) => LedgerEntry;
 
-  /** Entries in order. Throws CheckpointError for a damaged line other than a torn last one. */
+export class PrivacyLedger {
+  /**
+   * @param torn  the worst-case entry for a torn last line; without it a torn line is an error
+   *              (never silently dropped).
+   * @param afterRound  the round a torn first line follows (the checkpoint's round, or 0).
+   */
+  constructor(
+    readonly file: string,
+    private readonly torn?: TornEntry,
+    public afterRound = 0,
+  ) {}
+
+  /**
+   * Entries in order, a torn last line counted as a released round (see above). Throws
+   * CheckpointError for any other damaged line, or for a torn line when no `torn` was given.
+   */
   read(): LedgerEntry[] {
     if (!fs.existsSync(this.file)) return [];
     const text = fs.readFileSync(this.file, 'utf8');
@@ -54,7 +77,11 @@ export class PrivacyLedger {
         out.push(e);
       } catch (err) {
         const torn = i === lines.length - 1 && !text.endsWith('\n');
-        if (torn) break;
+        if (torn && this.torn) {
+          const prev = out[out.length - 1]?.round ?? this.afterRound;
+          out.push({ ...this.torn(prev + 1), torn: true });
+          break;
+        }
         throw new CheckpointError(
           `${this.file}:${i + 1}: damaged privacy ledger entry (${(err as Error).message}); refusing to resume without knowing what was released`,
           this.file,
@@ -65,7 +92,10 @@ export class PrivacyLedger {
     return out;
   }
 
-  /** Drops a torn last line (see above) so later appends start on a fresh line. */
+  /**
+   * Replaces a torn last line by its conservative entry (see above), so that later appends start
+   * on a fresh line and the charge survives every later resume.
+   */
   repair(): void {
     if (!fs.existsSync(this.file)) return;
     const text = fs.readFileSync(this.file, 'utf8');

@@ -21,11 +21,43 @@ describe('data/csv', () => {
       .that.deep.equals({ line: 3 });
   });
   it('names a non-numeric cell and a missing label column', () => {
-    expect(() => parseCsv('a,label\nfoo,1\n', 'x.csv')).to.throw(
-      "x.csv:2: column 'a' is 'foo', not a finite number",
-    );
+    expect(() => parseCsv('a,label\nfoo,1\n', 'x.csv')).to.throw('x.csv:2: column 1 is not a finite number');
     expect(() => parseCsv('a,b\n1,2\n', 'x.csv')).to.throw("no column named 'label'");
-    expect(() => parseCsv('a,label\n1,1.5\n', 'x.csv')).to.throw('x.csv:2: label 1.5 is not a class index');
+    expect(() => parseCsv('a,label\n1,1.5\n', 'x.csv')).to.throw('x.csv:2: the label is not a class index');
+  });
+  it('never shows a value in an error message, only the file and line', () => {
+    const secret = 'Jane Patient-Doe 1961';
+    const cases: [string, string][] = [
+      [`a,label\n1,0\n${secret},1\n`, 'x.csv:3:'],
+      [`a,label\n1,0\n2,${secret}\n`, 'x.csv:3:'],
+      [`${secret},b\n1,2\n`, 'x.csv:1:'],
+    ];
+    for (const [text, where] of cases) {
+      let msg = '';
+      try {
+        parseCsv(text, 'x.csv');
+      } catch (e) {
+        msg = (e as Error).message;
+      }
+      expect(msg).to.include(where);
+      expect(msg).not.to.include('Jane');
+      expect(msg).not.to.include('1961');
+    }
+    const jsonl: [string, string][] = [
+      [`{"text":"a","label":0}\n{"text":"a","label":"${secret}"}\n`, 'd.jsonl:2:'],
+      [`{"text":"a","label":0}\n{"text":"${secret}",label:1}\n`, 'd.jsonl:2:'],
+      [`{"text":"${secret}","label":0`, 'd.jsonl:1:'],
+    ];
+    for (const [text, where] of jsonl) {
+      let msg = '';
+      try {
+        parseJsonl(text, 'd.jsonl', { vocabSize: 10, seqLen: 4 });
+      } catch (e) {
+        msg = (e as Error).message;
+      }
+      expect(msg).to.include(where);
+      expect(msg).not.to.include('Jane');
+    }
   });
 });
 

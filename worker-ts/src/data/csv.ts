@@ -24,7 +24,7 @@ export function parseCsv(text: string, file: string, opts: CsvOptions = {}): Dat
   const labelIdx = columns.indexOf(labelColumn);
   if (labelIdx < 0) {
     throw new DatasetError(
-      `${file}:1: no column named '${labelColumn}' in the header (columns: ${columns.join(', ')}); set dataset.labelColumn`,
+      `${file}:1: no column named '${labelColumn}' in the header (${columns.length} columns); set dataset.labelColumn to a column of the header`,
       file,
       { line: 1 },
     );
@@ -51,7 +51,7 @@ export function parseCsv(text: string, file: string, opts: CsvOptions = {}): Dat
       const v = cell === '' ? NaN : Number(cell);
       if (!Number.isFinite(v)) {
         throw new DatasetError(
-          `${file}:${lineNo}: column '${columns[c]}' is '${cell.slice(0, 20)}', not a finite number`,
+          `${file}:${lineNo}: column ${c + 1} is not a finite number (the value is not shown: data files may hold private records)`,
           file,
           { line: lineNo },
         );
@@ -59,7 +59,7 @@ export function parseCsv(text: string, file: string, opts: CsvOptions = {}): Dat
       if (c === labelIdx) {
         if (!Number.isInteger(v) || v < 0 || (opts.numClasses !== undefined && v >= opts.numClasses)) {
           throw new DatasetError(
-            `${file}:${lineNo}: label ${cell} is not a class index in [0, ${opts.numClasses ?? 'n'})`,
+            `${file}:${lineNo}: the label is not a class index in [0, ${opts.numClasses ?? 'n'}) (the value is not shown)`,
             file,
             { line: lineNo },
           );

@@ -21,13 +21,9 @@ export function parseIdx(buf: Uint8Array, file: string): IdxTensor {
       offset: 0,
     });
   if (buf[0] !== 0 || buf[1] !== 0) {
-    throw new DatasetError(
-      `${file}: not an IDX file (magic bytes ${hex(buf, 0, 4)} should start with 00 00)`,
-      file,
-      {
-        offset: 0,
-      },
-    );
+    throw new DatasetError(`${file}: not an IDX file (its first two bytes should be 00 00)`, file, {
+      offset: 0,
+    });
   }
   if (buf[2] !== UBYTE) {
     throw new DatasetError(
@@ -189,8 +185,4 @@ export const DEFAULT_FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
 
 export function fashionMnistDir(env: NodeJS.ProcessEnv = process.env): string {
   return env.TENSORGUARD_DATA_DIR ?? DEFAULT_FASHION_MNIST_DIR;
-}
-
-function hex(buf: Uint8Array, start: number, end: number): string {
-  return Array.from(buf.subarray(start, end), (b) => b.toString(16).padStart(2, '0')).join(' ');
 }

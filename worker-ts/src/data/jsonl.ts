@@ -30,10 +30,9 @@ export function parseJsonl(text: string, file: string, opts: JsonlOptions): Data
     } catch (err) {
       const truncated = i === lines.length - 1 && !endsWithNewline;
       throw new DatasetError(
-        `${file}:${lineNo}: not valid JSON${truncated ? ' (the last line is cut short: is the file truncated?)' : ''}: ${(err as Error).message}`,
+        `${file}:${lineNo}: not valid JSON${truncated ? ' (the last line is cut short: is the file truncated?)' : ''}${jsonPosition(err)}`,
         file,
         { line: lineNo },
-        { cause: err },
       );
     }
     if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) {
@@ -54,7 +53,7 @@ export function parseJsonl(text: string, file: string, opts: JsonlOptions): Data
       (opts.numClasses !== undefined && l >= opts.numClasses)
     ) {
       throw new DatasetError(
-        `${file}:${lineNo}: field '${labelField}' must be a class index in [0, ${opts.numClasses ?? 'n'}), got ${JSON.stringify(l)}`,
+        `${file}:${lineNo}: field '${labelField}' must be a class index in [0, ${opts.numClasses ?? 'n'}), got a ${l === null ? 'null' : typeof l} (the value is not shown)`,
         file,
         { line: lineNo },
       );
@@ -78,4 +77,13 @@ export function parseJsonl(text: string, file: string, opts: JsonlOptions): Data
 
 export function readJsonlFile(file: string, opts: JsonlOptions): Dataset {
   return parseJsonl(readText(file), file, opts);
+}
+
+/**
+ * The column of a JSON syntax error, without the excerpt of the text that V8 puts in its message
+ * (that excerpt is a record's value, which error messages must never show).
+ */
+function jsonPosition(err: unknown): string {
+  const m = /position (\d+)/.exec(err instanceof Error ? err.message : '');
+  return m ? ` at column ${Number(m[1]) + 1}` : '';
 }

@@ -5,7 +5,8 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { ConfigError, parseRunConfig } from '../config.js';
 import { DatasetError } from './errors.js';
-import { loadShard, loadTrainSchema } from './load.js';
+import { loadShard, loadTrainSchema, requireRegularFile } from './load.js';
+import { execFileSync } from 'node:child_process';
 
 function config(dataset: Record<string, unknown>, workers = 2): Record<string, unknown> {
   return {
@@ -148,5 +149,40 @@ describe("data/load: 'hash' sharding", () => {
         total++;
       }
     expect(seen.size).to.equal(total);
+  });
+});
+
+describe('data/load: refusals before training', () => {
+  let dir: string;
+  before(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tg-refuse-'));
+  });
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('refuses an empty shard (a header-only CSV), naming the file', () => {
+    const f = path.join(dir, 'empty.csv');
+    fs.writeFileSync(f, 'x,y,label\n');
+    const cfg = parseRunConfig(config({ format: 'csv', path: f, sharding: 'contiguous', numClasses: 2 }, 2));
+    expect(() => loadShard(cfg, 0)).to.throw(DatasetError, `${f}: worker 0 of 2 has 0 records in its shard`);
+  });
+
+  it('refuses a FIFO without opening it (an open would block), and a directory as a CSV file', () => {
+    const fifo = path.join(dir, 'pipe.csv');
+    execFileSync('mkfifo', [fifo]);
+    const cfg = parseRunConfig(config({ format: 'csv', path: fifo, sharding: 'contiguous', numClasses: 2 }));
+    expect(() => loadShard(cfg, 0)).to.throw(
+      DatasetError,
+      `${fifo}: is a FIFO; a dataset must be a regular file`,
+    );
+    expect(() => loadTrainSchema(cfg)).to.throw(DatasetError, `${fifo}: is a FIFO`);
+    expect(() => requireRegularFile('/dev/null')).to.throw(DatasetError, '/dev/null: is a device');
+  });
+
+  it("'files': an unreadable file fails its worker, naming the file", () => {
+    const d = fs.mkdtempSync(path.join(dir, 'files-'));
+    fs.writeFileSync(path.join(d, 'a.csv'), 'x,label\n1,0\n');
+    fs.mkdirSync(path.join(d, 'b.csv'));
+    const cfg = parseRunConfig(config({ format: 'csv', path: d, sharding: 'files', numClasses: 2 }));
+    expect(() => loadShard(cfg, 1)).to.throw(DatasetError, `${path.join(d, 'b.csv')}: is a directory`);
   });
 });

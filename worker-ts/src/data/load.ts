@@ -43,6 +43,7 @@ function loadSplit(cfg: RunConfig['dataset'], model: RunConfig['model'], split: 
       return fromImages(pair.images, pair.labels, limit, dir);
     }
     // A single images file given: labels next to it with 'images-idx3' → 'labels-idx1'.
+    requireRegularFile(dir);
     const images = readIdxFile(dir);
     const labelsFile = findIdx(
       path.dirname(dir),
@@ -55,6 +56,7 @@ function loadSplit(cfg: RunConfig['dataset'], model: RunConfig['model'], split: 
       `dataset.${split === 'train' ? 'path' : 'testPath'} is required for ${cfg.format}`,
       '(config)',
     );
+  requireRegularFile(file);
   const ds =
     cfg.format === 'csv'
       ? readCsvFile(file, {
@@ -98,6 +100,48 @@ export function loadTestSet(cfg: RunConfig): Dataset {
  * concatenated; no other file is opened. Throws DatasetError naming the file or directory.
  */
 export function loadShard(cfg: RunConfig, index: number): Dataset {
+  const shard = loadShardRecords(cfg, index);
+  if (shard.size === 0) {
+    // An empty shard would contribute 0/0 updates and "succeed" having learnt nothing.
+    throw new DatasetError(
+      `${shard.source}: worker ${index} of ${cfg.workers.count} has 0 records in its shard; check that the file has records after its header, or give fewer workers`,
+      shard.source,
+    );
+  }
+  return shard;
+}
+
+/**
+ * Refuses anything but a regular file (a FIFO, a device, a socket) by fs.stat, before opening it:
+ * opening a FIFO blocks until a writer comes. Throws DatasetError naming the file.
+ */
+export function requireRegularFile(file: string): void {
+  let st;
+  try {
+    st = statSync(file);
+  } catch (err) {
+    throw new DatasetError(
+      `${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+      file,
+      undefined,
+      { cause: err },
+    );
+  }
+  if (!st.isFile()) {
+    const kind = st.isFIFO()
+      ? 'a FIFO'
+      : st.isCharacterDevice() || st.isBlockDevice()
+        ? 'a device'
+        : st.isSocket()
+          ? 'a socket'
+          : st.isDirectory()
+            ? 'a directory'
+            : 'not a regular file';
+    throw new DatasetError(`${file}: is ${kind}; a dataset must be a regular file`, file);
+  }
+}
+
+function loadShardRecords(cfg: RunConfig, index: number): Dataset {
   if (cfg.dataset.sharding === 'files') {
     const files = shardFiles(listDataFiles(cfg), cfg.workers.count, index);
     if (files.length === 0) {
@@ -157,6 +201,7 @@ export function loadTrainSchema(cfg: RunConfig): Pick<Dataset, 'featureShape' | 
   }
   if (d.format === 'jsonl') return { featureShape: [cfg.model.seqLen ?? 32], numClasses: d.numClasses };
   const file = d.sharding === 'files' ? listDataFiles(cfg)[0]! : d.path!;
+  requireRegularFile(file);
   const columns = readCsvHeader(file);
   const label = d.labelColumn ?? 'label';
   if (!columns.includes(label))
@@ -193,6 +238,7 @@ export function listDataFiles(cfg: RunConfig): string[] {
 }
 
 function readFile(cfg: RunConfig, file: string): Dataset {
+  requireRegularFile(file);
   return cfg.dataset.format === 'csv'
     ? readCsvFile(file, {
         ...(cfg.dataset.labelColumn ? { labelColumn: cfg.dataset.labelColumn } : {}),
