@@ -5,6 +5,7 @@
 import type { Logger } from 'pino';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isNonPrivate } from './accounting.js';
+import { clientJobMessage } from './client-message.js';
 import { BackendError, parseMetricLine, type BackendHandle, type JobBackend } from './backend.js';
 import { isTerminal, type JobEventKind, type JobState } from './domain.js';
 import type { JobStore, JobRecord, JobUpdate } from './store.js';
@@ -127,6 +128,16 @@ export class JobMonitor {
     this.transition(record.jobId, 'CANCELLED', reason);
   }
 
+  /**
+   * A message from the cluster as a tenant may read it (client-message.ts): file contents, host
+   * paths, PIDs and traces stay in the server log, under the job id.
+   */
+  private fromCluster(jobId: string, raw: string): string {
+    const message = clientJobMessage(jobId, raw);
+    if (message !== raw) this.log.warn({ jobId, clusterMessage: raw }, 'job message from the cluster');
+    return message;
+  }
+
   private async run(jobId: string, signal: AbortSignal): Promise<void> {
     let attempt = 0;
     while (!signal.aborted) {
@@ -139,17 +150,22 @@ export class JobMonitor {
         if (isTerminal(after.state)) return;
         // The log ended without a done line: the backend's own state decides.
         const st = await this.backend.status(handleOf(after));
-        if (st.state === 'SUCCEEDED') this.transition(jobId, 'SUCCEEDED', st.message);
+        if (st.state === 'SUCCEEDED')
+          this.transition(jobId, 'SUCCEEDED', this.fromCluster(jobId, st.message));
         else if (st.state === 'STOPPED')
-          this.transition(jobId, 'CANCELLED', st.message || 'stopped on the cluster');
+          this.transition(
+            jobId,
+            'CANCELLED',
+            this.fromCluster(jobId, st.message || 'stopped on the cluster'),
+          );
         else if (st.state === 'FAILED')
-          this.transition(jobId, 'FAILED', st.message || 'failed on the cluster');
+          this.transition(jobId, 'FAILED', this.fromCluster(jobId, st.message || 'failed on the cluster'));
         else continue; // still running: the log stream was cut; read on from the cursor
         return;
       } catch (err) {
         if (signal.aborted) return;
         if (err instanceof BackendError && !err.retryable) {
-          this.transition(jobId, 'FAILED', err.message);
+          this.transition(jobId, 'FAILED', this.fromCluster(jobId, err.message));
           return;
         }
         attempt += 1;
@@ -202,7 +218,10 @@ export class JobMonitor {
         }
       } else {
         const ok = m.status === 'succeeded';
-        const message = ok ? m.stopReason : (m.error ?? (m.stopReason || `coordinator reported ${m.status}`));
+        const message = this.fromCluster(
+          jobId,
+          ok ? m.stopReason : (m.error ?? (m.stopReason || `coordinator reported ${m.status}`)),
+        );
         if (nonPrivate) update.epsilon = Infinity;
         else if (m.epsilon !== null) update.epsilon = m.epsilon;
         if (m.delta !== null) update.delta = m.delta;
