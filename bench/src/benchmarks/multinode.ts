@@ -1,0 +1,428 @@
+// What a second Ray node and TLS cost a round: the same small job (tanh CNN, 3 workers, secure
+// aggregation, no evaluation) run
+//  (a) through `tensorguard train --address` on a one-node Ray cluster (LocalHead, 4 CPUs);
+//  (b) the same on a two-node cluster (NetnsCluster: the head in this network namespace, a worker
+//      node in its own, joined by a veth pair; 2 + 2 CPUs), workers SPREAD over both nodes and
+//      the aggregator pinned to the head (`coordinator.resources: {"node:<headIp>": 0.01}`), so
+//      the links of the workers on the second node cross the veth link (both Ray paths use the
+//      job's mutual-TLS identities, as `train` always does);
+//  (c) the coordinator and workers started directly, over loopback, once with `--tls-dir`
+//      identities made by the project's own PKI (tensorguard_ray._internal.pki.JobPki) and once
+//      without, same config.
+// Per run: the coordinator's `round_seconds` (mean and median, the first round left out: it
+// compiles the model's kernels), the per-round wall time from the arrival rate of round lines
+// (as ray-overhead measures it), and bytes per worker per round (the workers' `bytes_sent`;
+// the Ray paths' worker lines are read back from the job's logs). The ratios compare medians,
+// which a shared machine's scheduling stalls move less than means.
+// Load drift: both clusters stay up for the whole benchmark (their idle cost is on every variant),
+// and the variants run twice in mirrored order (single, multi, tls, plain, then plain, tls,
+// multi, single), so that a load that rises or falls linearly over the run biases no side; each
+// ratio is that of the two runs' mean medians.
+import { spawn, type ChildProcess, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { Benchmark, Row } from '../types.js';
+
+const WORKERS = 3;
+const REPEATS = 2;
+
+/** What this benchmark uses of @tensorguard/driver, loaded from driver/dist at run time. */
+interface ClusterInfo {
+  dashboardUrl: string;
+  token: string;
+}
+interface JobsClient {
+  logs(id: string): Promise<string>;
+}
+interface Head {
+  info: ClusterInfo;
+  client(): JobsClient;
+  close(): Promise<void>;
+}
+interface Netns {
+  head: Head;
+  headIp: string;
+  node2Ip: string;
+  client(): JobsClient;
+  close(): Promise<void>;
+}
+interface Driver {
+  LocalHead: { start(o: { root: string; numCpus: number }): Promise<Head> };
+  NetnsCluster: {
+    start(o: { root: string; headCpus: number; node2Cpus: number }): Promise<Netns>;
+  };
+  loadJobSpec(file: string): unknown;
+  resolveRunConfig(spec: unknown, o: { jobId: string; dataDir: string }): Promise<unknown>;
+}
+
+/** The job. `extra` pins the coordinator to a node on the two-node cluster. */
+function jobSpec(
+  name: string,
+  rounds: number,
+  ckpt: string,
+  extra: { spread?: boolean; coordinatorResources?: Record<string, number> } = {},
+): Record<string, unknown> {
+  return {
+    name,
+    model: { kind: 'cnn-tanh' },
+    dataset: { format: 'idx', preset: 'fashion-mnist', trainExamples: 1500, testExamples: 200 },
+    workers: {
+      count: WORKERS,
+      cpusPerWorker: 0.5,
+      ...(extra.spread ? { placementStrategy: 'SPREAD' } : {}),
+    },
+    coordinator: {
+      cpus: 0.5,
+      ...(extra.coordinatorResources ? { resources: extra.coordinatorResources } : {}),
+    },
+    privacy: { clipNorm: 1, noiseMultiplier: 1, delta: 1e-5, epsilonBudget: null, samplingRate: 32 / 500 },
+    secureAggregation: { mode: 'masking', threshold: WORKERS },
+    optimizer: { kind: 'sgd', learningRate: 0.5, momentum: 0.9 },
+    rounds,
+    evaluation: { everyRounds: 100_000 },
+    checkpoint: { dir: ckpt, everyRounds: 100_000 },
+    roundTimeoutMs: 600_000,
+  };
+}
+
+/** A child whose stdout/stderr lines are kept with their arrival time (ms since `t0`). */
+interface Watched {
+  child: ChildProcess;
+  lines: { t: number; stream: 'out' | 'err'; text: string }[];
+  exited: Promise<number | null>;
+}
+
+function watch(cmd: string, args: string[], env: NodeJS.ProcessEnv, t0: number, cwd: string): Watched {
+  const child = spawn(cmd, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const w: Watched = {
+    child,
+    lines: [],
+    exited: new Promise((resolve) => child.on('exit', (code) => resolve(code))),
+  };
+  for (const stream of ['out', 'err'] as const) {
+    let buf = '';
+    (stream === 'out' ? child.stdout! : child.stderr!).on('data', (d: Buffer) => {
+      const t = performance.now() - t0;
+      buf += d.toString();
+      let i;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        w.lines.push({ t, stream, text: buf.slice(0, i) });
+        buf = buf.slice(i + 1);
+      }
+    });
+  }
+  return w;
+}
+
+async function until<T>(
+  what: string,
+  f: () => T | undefined,
+  timeoutMs: number,
+  alive: Watched[],
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = f();
+    if (v !== undefined) return v;
+    const dead = alive.find((w) => w.child.exitCode !== null);
+    if (dead || Date.now() > deadline) {
+      const tail = alive.flatMap((w) => w.lines.map((l) => l.text)).slice(-30);
+      throw new Error(`${dead ? 'a process exited' : 'timed out'} waiting for ${what}:\n${tail.join('\n')}`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+interface RunResult {
+  /** Arrival times (ms) of the round lines, one per round. */
+  roundArrivals: number[];
+  /** The coordinator's round_seconds, per round. */
+  roundSeconds: number[];
+  /** bytes_sent of every worker metrics line (one per worker and round). */
+  workerBytes: number[];
+  /** Ray paths: how many nodes the worker actors ran on (Ray's state API). */
+  workerNodes?: number;
+}
+
+type Line = Record<string, unknown>;
+
+/** The metric lines in a text (the Ray job log prefixes each actor's line with its name). */
+function metricLines(text: string): Line[] {
+  const out: Line[] = [];
+  for (const l of text.split('\n')) {
+    const i = l.indexOf('{"type":"metrics"');
+    if (i < 0) continue;
+    try {
+      out.push(JSON.parse(l.slice(i)) as Line);
+    } catch {
+      // a line cut by Ray's log relay
+    }
+  }
+  return out;
+}
+
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+async function viaRay(
+  root: string,
+  address: { dashboardUrl: string; token: string },
+  client: JobsClient,
+  spec: Record<string, unknown>,
+  dir: string,
+): Promise<RunResult> {
+  const file = path.join(dir, `${String(spec.name)}.json`);
+  fs.writeFileSync(file, JSON.stringify(spec));
+  const t0 = performance.now();
+  const cli = watch(
+    process.execPath,
+    [
+      path.join(root, 'driver', 'dist', 'bin', 'tensorguard.js'),
+      'train',
+      file,
+      '--json',
+      '--address',
+      address.dashboardUrl,
+    ],
+    {
+      RAY_AUTH_TOKEN: address.token,
+      RAY_ADDRESS: address.dashboardUrl,
+      TENSORGUARD_RAY_PYTHON: path.join(root, '.venv', 'bin', 'python'),
+      TENSORGUARD_STATE_DIR: path.join(dir, 'state'),
+    },
+    t0,
+    root,
+  );
+  const code = await cli.exited;
+  const err = cli.lines.filter((l) => l.stream === 'err');
+  const result = cli.lines.filter((l) => l.stream === 'out').at(-1)?.text ?? '';
+  if (code !== 0)
+    throw new Error(`tensorguard train exited ${code}: ${result}\n${err.map((l) => l.text).join('\n')}`);
+  const id = err.map((l) => /^submitted job (\S+)/.exec(l.text)?.[1]).find((x) => x !== undefined);
+  if (id === undefined) throw new Error('tensorguard train printed no job id');
+  const lines = metricLines(await client.logs(id));
+  const coordinator = lines.filter((l) => typeof l.round_seconds === 'number');
+  // Where the worker actors ran (dead actors keep their node in the state API).
+  const get = async <T>(p: string): Promise<T> => {
+    const res = await fetch(`${address.dashboardUrl}${p}`, {
+      headers: { Authorization: `Bearer ${address.token}` },
+    });
+    if (!res.ok) throw new Error(`GET ${p}: ${res.status} ${await res.text()}`);
+    return ((await res.json()) as { data: { result: { result: T } } }).data.result.result;
+  };
+  const actors = await get<{ name: string; node_id: string }[]>('/api/v0/actors?limit=10000&detail=true');
+  const workerNodes = new Set(
+    actors.filter((a) => new RegExp(`^tg-${id}-worker-\\d+$`).test(a.name)).map((a) => a.node_id),
+  );
+  return {
+    workerNodes: workerNodes.size,
+    roundArrivals: err.filter((l) => /^round \d+\//.test(l.text)).map((l) => l.t),
+    roundSeconds: coordinator.map((l) => Number(l.round_seconds)),
+    workerBytes: lines.filter((l) => typeof l.bytes_sent === 'number').map((l) => Number(l.bytes_sent)),
+  };
+}
+
+/** Identity directories of one job from the project's PKI (as test/worker/tls.test.ts makes them). */
+function identities(root: string, jobId: string, parent: string): { aggregator: string; workers: string[] } {
+  const script = [
+    'import json, sys',
+    'from tensorguard_ray._internal.pki import JobPki',
+    'pki = JobPki(sys.argv[1])',
+    'n, parent = int(sys.argv[2]), sys.argv[3]',
+    'print(json.dumps({"aggregator": pki.aggregator().write(parent), "workers": [pki.worker(i).write(parent) for i in range(n)]}))',
+  ].join('\n');
+  const out = execFileSync(
+    path.join(root, '.venv', 'bin', 'python'),
+    ['-c', script, jobId, String(WORKERS), parent],
+    {
+      encoding: 'utf8',
+    },
+  );
+  return JSON.parse(out) as { aggregator: string; workers: string[] };
+}
+
+async function direct(
+  root: string,
+  configFile: string,
+  tls: { aggregator: string; workers: string[] } | undefined,
+): Promise<RunResult> {
+  const env = { TF_NUM_INTRAOP_THREADS: '1', TF_NUM_INTEROP_THREADS: '1', TF_CPP_MIN_LOG_LEVEL: '2' };
+  const bin = (b: string) => path.join(root, 'worker-ts', 'dist', 'bin', b);
+  const t0 = performance.now();
+  const coord = watch(
+    process.execPath,
+    [bin('coordinator.js'), '--config', configFile, ...(tls ? ['--tls-dir', tls.aggregator] : [])],
+    env,
+    t0,
+    root,
+  );
+  const procs = [coord];
+  try {
+    const parsed = (w: Watched) =>
+      w.lines
+        .filter((l) => l.stream === 'out' && l.text.startsWith('{'))
+        .map((l) => ({ t: l.t, o: JSON.parse(l.text) as Line }));
+    const listening = await until(
+      'the coordinator to listen',
+      () => parsed(coord).find((x) => x.o.type === 'listening')?.o,
+      120_000,
+      procs,
+    );
+    if (listening.tls !== (tls !== undefined))
+      throw new Error(`coordinator listens with tls=${String(listening.tls)}`);
+    const workers: Watched[] = [];
+    for (let i = 0; i < WORKERS; i++) {
+      const w = watch(
+        process.execPath,
+        [
+          bin('worker.js'),
+          '--config',
+          configFile,
+          '--worker-index',
+          String(i),
+          '--aggregator',
+          String(listening.address),
+          ...(tls ? ['--tls-dir', tls.workers[i]!] : []),
+        ],
+        { ...env, TENSORGUARD_WORKER_INDEX: String(i) },
+        t0,
+        root,
+      );
+      workers.push(w);
+      procs.push(w);
+    }
+    const done = await until(
+      'the job to finish',
+      () => parsed(coord).find((x) => x.o.type === 'done')?.o,
+      600_000,
+      [coord],
+    );
+    if (done.status !== 'succeeded') throw new Error(`direct job failed: ${String(done.error)}`);
+    await Promise.all(workers.map((w) => w.exited));
+    const m = parsed(coord).filter((x) => x.o.type === 'metrics');
+    return {
+      roundArrivals: m.map((x) => x.t),
+      roundSeconds: m.map((x) => Number(x.o.round_seconds)),
+      workerBytes: workers.flatMap((w) =>
+        parsed(w)
+          .filter((x) => x.o.type === 'metrics' && typeof x.o.bytes_sent === 'number')
+          .map((x) => Number(x.o.bytes_sent)),
+      ),
+    };
+  } finally {
+    for (const p of procs) if (p.child.exitCode === null) p.child.kill('SIGKILL');
+  }
+}
+
+function row(name: string, rep: number, r: RunResult, rounds: number): Row {
+  if (r.roundArrivals.length !== rounds || r.roundSeconds.length !== rounds)
+    throw new Error(
+      `${name}: ${r.roundArrivals.length} round lines and ${r.roundSeconds.length} coordinator metric lines of ${rounds} rounds`,
+    );
+  const [first] = r.roundArrivals;
+  const last = r.roundArrivals.at(-1)!;
+  const steady = r.roundSeconds.slice(1);
+  return {
+    path: name,
+    rep,
+    rounds,
+    round_mean_s: Number(mean(steady).toFixed(4)),
+    round_median_s: Number(median(steady).toFixed(4)),
+    round_wall_s: Number(((last - first!) / 1000 / (rounds - 1)).toFixed(4)),
+    bytes_per_worker_round: r.workerBytes.length ? Math.round(mean(r.workerBytes)) : null,
+    worker_lines: r.workerBytes.length,
+    worker_nodes: r.workerNodes ?? null,
+  };
+}
+
+type Variant = 'single-node' | 'two-node' | 'direct tls' | 'direct plaintext';
+
+export const benchmark: Benchmark = {
+  description:
+    'one Ray node vs two network-namespace nodes (tensorguard train), and TLS vs plaintext (direct programs): tanh CNN, 3 workers, secure aggregation',
+  async run({ quick, root, log }) {
+    const rounds = quick ? 40 : 150;
+    const driver = (await import(
+      pathToFileURL(path.join(root, 'driver', 'dist', 'index.js')).href
+    )) as Driver;
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tg-bench-multinode-'));
+    let single: Head | undefined;
+    let multi: Netns | undefined;
+    try {
+      log('starting a one-node Ray cluster (4 CPUs) and a two-node one (network namespaces, 2 + 2 CPUs)');
+      single = await driver.LocalHead.start({ root, numCpus: 4 });
+      multi = await driver.NetnsCluster.start({ root, headCpus: 2, node2Cpus: 2 });
+      const headIp = multi.headIp;
+
+      // The direct runs' config: what `train` would hand the programs (resolveRunConfig).
+      const directJob = 'multinode-direct';
+      const specFile = path.join(dir, 'direct-spec.json');
+      fs.writeFileSync(specFile, JSON.stringify(jobSpec('direct', rounds, path.join(dir, 'ckpt-direct'))));
+      const configFile = path.join(dir, 'direct.json');
+      fs.writeFileSync(
+        configFile,
+        JSON.stringify(
+          await driver.resolveRunConfig(driver.loadJobSpec(specFile), { jobId: directJob, dataDir: dir }),
+        ),
+      );
+      const ids = identities(root, directJob, dir);
+
+      const once = async (v: Variant, rep: number): Promise<RunResult> => {
+        const ckpt = path.join(dir, `ckpt-${v.replace(/ /g, '-')}-${rep}`);
+        if (v === 'single-node') {
+          return viaRay(root, single!.info, single!.client(), jobSpec(`single${rep}`, rounds, ckpt), dir);
+        }
+        if (v === 'two-node') {
+          const r = await viaRay(
+            root,
+            multi!.head.info,
+            multi!.client(),
+            jobSpec(`multi${rep}`, rounds, ckpt, {
+              spread: true,
+              coordinatorResources: { [`node:${headIp}`]: 0.01 },
+            }),
+            dir,
+          );
+          if (r.workerNodes !== 2)
+            throw new Error(
+              `two-node: the workers ran on ${r.workerNodes} node(s), not on both: SPREAD did not spread`,
+            );
+          return r;
+        }
+        fs.rmSync(path.join(dir, 'ckpt-direct'), { recursive: true, force: true });
+        return direct(root, configFile, v === 'direct tls' ? ids : undefined);
+      };
+
+      const order: Variant[] = ['single-node', 'two-node', 'direct tls', 'direct plaintext'];
+      const rows: Row[] = [];
+      for (let rep = 0; rep < REPEATS; rep++) {
+        for (const v of rep % 2 === 0 ? order : [...order].reverse()) {
+          log(`${v} (run ${rep + 1} of ${REPEATS}): ${rounds} rounds`);
+          rows.push(row(v, rep + 1, await once(v, rep), rounds));
+        }
+      }
+      const med = (v: Variant) => mean(rows.filter((r) => r.path === v).map((r) => Number(r.round_median_s)));
+      const bytes = rows
+        .map((r) => r.bytes_per_worker_round)
+        .filter((b): b is number => typeof b === 'number');
+      return {
+        rows,
+        summary: {
+          multinode_over_single_node_round_time: Number((med('two-node') / med('single-node')).toFixed(3)),
+          bytes_per_worker_per_round: Math.round(mean(bytes)),
+          tls_over_plaintext_round_time: Number((med('direct tls') / med('direct plaintext')).toFixed(3)),
+        },
+      };
+    } finally {
+      await multi?.close();
+      await single?.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  },
+};
