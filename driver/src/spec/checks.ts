@@ -124,7 +124,24 @@ export function crossFieldIssues(raw: unknown): SpecIssue[] {
       });
     }
   }
-  if (sa?.mode === 'he' && t !== undefined && count !== undefined) {
+  // Specs that validate but cannot run: secure aggregation needs two contributors per round, or
+  // the released "sum" is one worker's update (and the coordinator's quorum check has nothing to
+  // protect); the workers would otherwise start and fail at the first round.
+  if (count === 1) {
+    out.push({
+      path: 'workers.count',
+      message: `${count} worker cannot run: secure aggregation needs at least 2 workers (a sum over one worker is that worker's update); set workers.count to 2 or more`,
+    });
+  } else if (sa?.mode !== 'he' && t !== undefined && count !== undefined && count >= 2) {
+    const tCount = Number.isInteger(t) ? t : Math.ceil(t * count);
+    if (tCount < 2) {
+      out.push({
+        path: 'secureAggregation.threshold',
+        message: `resolves to ${tCount}; secure aggregation needs at least 2 contributors per round (a sum over one worker is that worker's update)`,
+      });
+    }
+  }
+  if (sa?.mode === 'he' && t !== undefined && count !== undefined && count >= 2) {
     const tCount = Number.isInteger(t) ? t : Math.ceil(t * count);
     if (tCount < 2) {
       out.push({

@@ -184,6 +184,20 @@ const BAD: [string, Mutate, string[]][] = [
     ],
   ],
   [
+    'one worker (validates by shape, cannot run)',
+    (s) => (s.workers.count = 1),
+    [
+      "workers.count: 1 worker cannot run: secure aggregation needs at least 2 workers (a sum over one worker is that worker's update); set workers.count to 2 or more",
+    ],
+  ],
+  [
+    'a masking threshold of one worker',
+    (s) => (s.secureAggregation = { threshold: 1 }),
+    [
+      "secureAggregation.threshold: resolves to 1; secure aggregation needs at least 2 contributors per round (a sum over one worker is that worker's update)",
+    ],
+  ],
+  [
     'a key holder without homomorphic mode',
     (s) => (s.secureAggregation = { keyHolder: '10.0.0.7:7000' }),
     ["secureAggregation.keyHolder: applies to mode 'he' only; remove it or set mode 'he'"],
