@@ -95,7 +95,11 @@ describe('hostile input: a job document reaches only its tenant’s files (tenso
       '--backend',
       'local-process',
       '--local-round-ms',
-      '20',
+      '60000',
+      '--max-jobs-per-tenant',
+      '2',
+      '--max-workers-per-tenant',
+      '5',
       '--data-root',
       dataRoot,
       '--state-root',
@@ -209,6 +213,43 @@ describe('hostile input: a job document reaches only its tenant’s files (tenso
       A,
     );
     expect(res.job).to.equal(undefined);
+  });
+
+  it('per-tenant limits: RESOURCE_EXHAUSTED beyond the jobs and workers a tenant may hold, others unaffected', async () => {
+    const B = bearer(KEY_B);
+    const submit = (id: string, md: grpc.Metadata, workers = 2) =>
+      call(
+        c,
+        c.submitJob,
+        {
+          requestId: id,
+          spec: { document: jobDocument({ workers: { count: workers } }) },
+          validateOnly: false,
+        },
+        md,
+      );
+    const j1 = (await submit('lim-1', B)).job!;
+    const j2 = (await submit('lim-2', B)).job!;
+    const third = await refusal(submit('lim-3', B));
+    expect(third.code).to.equal(grpc.status.RESOURCE_EXHAUSTED);
+    expect(third.details).to.include('limit is 2');
+    // A retry of an accepted request is not counted against itself.
+    expect((await submit('lim-2', B)).job!.jobId).to.equal(j2.jobId);
+    // Another tenant is not limited by bob's jobs.
+    const a = (await submit('lim-a', A)).job!;
+    await call(c, c.cancelJob, { jobId: j1.jobId, reason: 'limits' }, B);
+    // One job (2 workers) left: 2 + 4 > 5 workers.
+    const wide = await refusal(submit('lim-4', B, 4));
+    expect(wide.code).to.equal(grpc.status.RESOURCE_EXHAUSTED);
+    expect(wide.details).to.include('workers');
+    const j5 = (await submit('lim-5', B, 3)).job!;
+    for (const [id, md] of [
+      [j2.jobId, B],
+      [j5.jobId, B],
+      [a.jobId, A],
+    ] as const) {
+      await call(c, c.cancelJob, { jobId: id, reason: 'limits' }, md);
+    }
   });
 
   it("left no file of the other tenant changed, and none written outside the job's own directory", () => {

@@ -76,6 +76,11 @@ export const benchmark: Benchmark = {
         '100000',
         '--rate-burst',
         '100000',
+        // Many long jobs of one tenant: the per-tenant limits are not what this measures.
+        '--max-jobs-per-tenant',
+        '100000',
+        '--max-workers-per-tenant',
+        '10000000',
         '--log-level',
         'warn',
       ],

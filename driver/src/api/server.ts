@@ -62,6 +62,8 @@ export interface ApiServerOptions {
   allowNonPrivate?: boolean;
   /** Per-tenant data and state roots that confine a document's paths (see confine.ts). */
   roots?: TenantRoots;
+  /** Per-tenant limits on jobs QUEUED or RUNNING and their workers (RESOURCE_EXHAUSTED beyond). */
+  limits?: { maxJobsPerTenant: number; maxWorkersPerTenant: number };
 }
 
 export interface ApiServer {
@@ -217,6 +219,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
     planEpsilon: pool.plannedEpsilon,
     allowNonPrivate: o.allowNonPrivate ?? false,
     ...(o.roots ? { roots: o.roots } : {}),
+    ...(o.limits ? { limits: o.limits } : {}),
   });
 
   interface Authed {

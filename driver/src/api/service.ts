@@ -53,6 +53,8 @@ export interface ServiceOptions {
    * them paths pass unchecked (tests of other behaviour only; `tensorguard serve` always sets them).
    */
   roots?: TenantRoots;
+  /** Per-tenant limits on jobs QUEUED or RUNNING at once, and on their workers in total. */
+  limits?: { maxJobsPerTenant: number; maxWorkersPerTenant: number };
   now?: () => number;
 }
 
@@ -166,6 +168,7 @@ export class TrainingService {
     this.checkPrivate(valid.spec, prefix);
     await this.checkBudget(valid.spec, valid.rounds, prefix, ctx.signal);
     if (req.validateOnly) return { job: null, created: false };
+    this.checkTenantLimits(ctx.tenant, req.requestId, valid.spec);
 
     const privacy = obj(valid.spec.privacy);
     const { record, created, conflict } = this.o.store.createJob({
@@ -219,6 +222,36 @@ export class TrainingService {
     }
     this.o.monitor.follow(record.jobId);
     return { job: this.o.store.get(record.jobId)!, created: true };
+  }
+
+  /**
+   * Per-tenant limits: jobs QUEUED or RUNNING at once and their workers in total. A retry of a
+   * request already accepted is not counted against itself (it returns the existing job).
+   */
+  private checkTenantLimits(tenant: string, requestId: string, spec: Obj): void {
+    const l = this.o.limits;
+    if (!l) return;
+    const active = this.o.store.activeJobs().filter((r) => r.tenant === tenant);
+    if (active.some((r) => r.requestId === requestId)) return;
+    const workers = (r: Obj) => num(obj(r.workers).count) ?? 0;
+    const used = active.reduce((n, r) => n + workers(r.spec), 0);
+    const wanted = workers(spec);
+    const exhausted = (what: string) =>
+      new ApiError('RESOURCE_EXHAUSTED', what, {
+        errorInfo: { reason: 'TENANT_LIMIT', domain: 'tensorguard.dev', metadata: {} },
+      });
+    if (active.length >= l.maxJobsPerTenant) {
+      throw exhausted(
+        `the tenant has ${active.length} jobs queued or running, the limit is ${l.maxJobsPerTenant}; ` +
+          'wait for one to finish or cancel one',
+      );
+    }
+    if (used + wanted > l.maxWorkersPerTenant) {
+      throw exhausted(
+        `the tenant's jobs use ${used} workers and this one asks for ${wanted}, the limit is ` +
+          `${l.maxWorkersPerTenant}; wait for a job to finish or ask for fewer workers`,
+      );
+    }
   }
 
   /**

@@ -51,6 +51,11 @@ options:
   --state-root DIR          per-tenant job state: checkpoints and ledgers of a job go to
                             DIR/<tenant>/jobs/<job id>/ and nowhere else; checkpoint.dir is refused
                             (default: TENSORGUARD_STATE_DIR/tenants, else .tensorguard/tenants)
+  --max-jobs-per-tenant N   jobs QUEUED or RUNNING at once per tenant; more is RESOURCE_EXHAUSTED
+                            (default 8)
+  --max-workers-per-tenant N
+                            workers.count summed over a tenant's QUEUED and RUNNING jobs; more is
+                            RESOURCE_EXHAUSTED (default 64)
   --allow-non-private       accept jobs without noise (privacy.noiseMultiplier 0: ε is infinite);
                             refused by default. Their ε shows as Infinity and their signed privacy
                             reports say non_private: true
@@ -86,6 +91,8 @@ interface Opts {
   allowNonPrivate: boolean;
   dataRoot: string;
   stateRoot: string;
+  maxJobsPerTenant: number;
+  maxWorkersPerTenant: number;
 }
 
 function positiveInt(flag: string, v: string): number {
@@ -105,6 +112,8 @@ export function parseServeArgs(args: string[], cwd: string, env: NodeJS.ProcessE
   const o: Opts = {
     dataRoot: path.join(stateBase, 'data'),
     stateRoot: path.join(stateBase, 'tenants'),
+    maxJobsPerTenant: 8,
+    maxWorkersPerTenant: 64,
     db: path.join(cwd, '.tensorguard', 'api', 'jobs.db'),
     maxMessageBytes: 4 * 1024 * 1024,
     rateLimit: 20,
@@ -190,6 +199,12 @@ export function parseServeArgs(args: string[], cwd: string, env: NodeJS.ProcessE
         break;
       case '--generate-key':
         o.generateKey = true;
+        break;
+      case '--max-jobs-per-tenant':
+        o.maxJobsPerTenant = positiveInt(a, value());
+        break;
+      case '--max-workers-per-tenant':
+        o.maxWorkersPerTenant = positiveInt(a, value());
         break;
       case '--data-root':
         o.dataRoot = path.resolve(cwd, value());
@@ -311,6 +326,7 @@ export const command: Command = {
       rateLimit: { perSecond: o.rateLimit, burst: o.rateBurst },
       allowNonPrivate: o.allowNonPrivate,
       roots: { dataRoot: o.dataRoot, stateRoot: o.stateRoot },
+      limits: { maxJobsPerTenant: o.maxJobsPerTenant, maxWorkersPerTenant: o.maxWorkersPerTenant },
     });
     const host = o.listen!.slice(0, o.listen!.lastIndexOf(':'));
     if (!tls && !/^(127\.|localhost$|\[::1\]$)/.test(host)) {
