@@ -154,24 +154,26 @@ describe('worker + coordinator: faults', function () {
       expect(snapshot(ck)).to.deep.equal(before);
     }
 
-    it('a corrupt checkpoint', async () => {
+    it('corrupt checkpoints with no intact one to fall back to', async () => {
+      // (A corrupt latest with an intact previous one falls back: test/hostile/faults.test.ts.)
       const ck = path.join(dir, 'ckpt');
-      const latest = path.join(
-        ck,
-        fs.readFileSync(path.join(ck, 'LATEST'), 'utf8').trim(),
-        'model.safetensors',
-      );
-      const original = fs.readFileSync(latest);
-      const bad = Buffer.from(original);
-      bad[bad.length - 5] = bad[bad.length - 5]! ^ 0x40;
-      fs.writeFileSync(latest, bad);
+      const files = fs
+        .readdirSync(ck)
+        .filter((d) => /^round-\d{6}$/.test(d))
+        .map((d) => path.join(ck, d, 'model.safetensors'));
+      const originals = files.map((f) => fs.readFileSync(f));
+      files.forEach((f, i) => {
+        const bad = Buffer.from(originals[i]!);
+        bad[bad.length - 5] = bad[bad.length - 5]! ^ 0x40;
+        fs.writeFileSync(f, bad);
+      });
       try {
         await expectFailure(
           file,
           /CheckpointError: .*round-000002\/model\.safetensors: corrupt checkpoint file \(SHA-256/,
         );
       } finally {
-        fs.writeFileSync(latest, original);
+        files.forEach((f, i) => fs.writeFileSync(f, originals[i]!));
       }
     });
 
