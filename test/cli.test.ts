@@ -1,6 +1,7 @@
 // The built `tensorguard` binary, as users run it.
 import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -50,6 +51,21 @@ describe('tensorguard CLI', () => {
     expect(res.stdout).to.include(
       'Fashion-MNIST not found in /nonexistent/fmnist: `apt-get install dataset-fashion-mnist` as root, or set TENSORGUARD_DATA_DIR',
     );
+  });
+
+  it('is linked by npm as node_modules/.bin/tensorguard (a committed shim), so `npx tensorguard` runs', () => {
+    // npm links bins at `npm ci`, before the build: the bin must be a committed file.
+    const pkg = JSON.parse(fs.readFileSync(path.join(root, 'driver', 'package.json'), 'utf8')) as {
+      bin: Record<string, string>;
+    };
+    const shim = path.join(root, 'driver', pkg.bin.tensorguard!);
+    expect(shim).not.to.include(`${path.sep}dist${path.sep}`);
+    const linked = path.join(root, 'node_modules', '.bin', 'tensorguard');
+    expect(fs.realpathSync(linked)).to.equal(fs.realpathSync(shim));
+    const res = spawnSync(linked, ['--help'], { encoding: 'utf8', timeout: 60_000 });
+    expect(res.status, res.stderr).to.equal(0);
+    expect(res.stdout).to.match(/^usage: tensorguard <command>/);
+    expect(res.stdout).to.include('doctor');
   });
 
   it('refuses an unknown command and an unknown option with exit 2', () => {

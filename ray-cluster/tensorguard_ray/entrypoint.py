@@ -18,6 +18,7 @@ from typing import NoReturn
 
 import ray
 
+from ._internal.errors import first_cause, one_line
 from ._internal.job import JobFailedError, ResourcesUnavailableError, format_line, run_job
 from ._internal.launch import Launch, LaunchError
 from ._internal.spec import SpecError
@@ -28,6 +29,7 @@ def _emit(obj: dict) -> None:
 
 
 def _fail(job_id: str, status_code: int, error: str) -> int:
+    error = one_line(error)
     _emit({"type": "result", "job_id": job_id, "status": "failed", "error": error})
     print(f"tensorguard: {error}", file=sys.stderr, flush=True)
     return status_code
@@ -71,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(job_id, 1, str(err))
     except KeyboardInterrupt:
         return _fail(job_id, 1, "stopped (SIGTERM or Ctrl-C); actors and placement group removed")
+    except Exception as err:  # noqa: BLE001 - any other failure still ends in a result line
+        return _fail(job_id, 1, first_cause(err))
     _emit(result)
     return 0 if result["status"] == "succeeded" else 1
 

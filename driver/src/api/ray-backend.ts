@@ -39,8 +39,9 @@ export interface RayBackendOptions {
   address: string | null;
   /**
    * RAY_ADDRESS, RAY_AUTH_TOKEN (sent to a given cluster), TENSORGUARD_RAY_PYTHON (python on a
-   * given cluster, default `python`), TENSORGUARD_STATE_DIR (checkpoint parent), TENSORGUARD_ROOT
-   * and the FORWARDED_ENV variables passed on to jobs.
+   * given cluster, default `<root>/.venv/bin/python` there when present, else `python`),
+   * TENSORGUARD_STATE_DIR (checkpoint parent), TENSORGUARD_ROOT and the FORWARDED_ENV variables
+   * passed on to jobs.
    */
   env: NodeJS.ProcessEnv;
   /** Aborts the start of a private head (Ctrl-C while it starts). */
@@ -144,7 +145,11 @@ export class RayJobBackend implements JobBackend {
       await submitTrainingJob(this.client, config, {
         jobId,
         root: this.root,
-        python: local ? venvPython(this.root) : (this.env.TENSORGUARD_RAY_PYTHON ?? 'python'),
+        ...(local
+          ? { python: venvPython(this.root) }
+          : this.env.TENSORGUARD_RAY_PYTHON
+            ? { python: this.env.TENSORGUARD_RAY_PYTHON }
+            : {}),
         ...(local ? { node: process.execPath } : {}),
         env: this.env,
       });

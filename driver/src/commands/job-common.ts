@@ -91,7 +91,25 @@ export function resultText(r: ResultLine): string {
       `test accuracy ${fmt(r.test_accuracy, 4)}\n  checkpoint: ${r.checkpoint ?? '–'}\n  privacy report: ${r.privacy_report ?? '–'}`
     );
   }
-  return `job ${r.job_id} failed: ${r.error ?? 'no error message'}`;
+  return `job ${r.job_id} failed: ${r.error ? oneLine(r.error) : 'no error message'}`;
+}
+
+// eslint-disable-next-line no-control-regex -- ANSI escape sequences are what it removes
+const ANSI = /\x1b\[[0-9;?]*[ -/]*[@-~]/g;
+
+/**
+ * A message from Ray or a job as one line: ANSI colour codes removed; for a Python traceback only
+ * its last line (the exception and its message), else its lines joined by "; ".
+ */
+export function oneLine(text: string): string {
+  const lines = text
+    .replace(ANSI, '')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
+  if (lines.some((l) => l.startsWith('Traceback (most recent call last)') || l.startsWith('File "')))
+    return lines.at(-1) ?? '';
+  return lines.join('; ');
 }
 
 /** Runs a command body, turning RayErrors into a message and exit code 1. */

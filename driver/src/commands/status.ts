@@ -1,7 +1,7 @@
 import { repoRoot } from '../paths.js';
 import { requireCluster } from '../ray/cluster.js';
 import { scanLogs } from '../ray/job.js';
-import { jobIdArg, parseArgs, progressText, resultText, str, withRayErrors } from './job-common.js';
+import { jobIdArg, oneLine, parseArgs, progressText, resultText, str, withRayErrors } from './job-common.js';
 import type { Command } from './types.js';
 
 export const command: Command = {
@@ -35,7 +35,9 @@ export const command: Command = {
         );
         return 0;
       }
-      io.stdout(`job ${id}: ${details.status}${details.message ? ` (${details.message})` : ''}\n`);
+      // A failed job's Ray message is its last 20,000 characters of log; its result says why.
+      const message = result?.status === 'failed' ? '' : oneLine(details.message ?? '');
+      io.stdout(`job ${id}: ${details.status}${message ? ` (${message})` : ''}\n`);
       if (progress) io.stdout(`  ${progressText(progress, undefined)}\n`);
       if (result) io.stdout(`  ${resultText(result).replace(/\n/g, '\n  ')}\n`);
       return 0;

@@ -1,3 +1,6 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { repoRoot, venvPython } from '../paths.js';
 import { findCluster } from '../ray/cluster.js';
 import type { RayJobDetails, RayJobsClient } from '../ray/jobs-client.js';
@@ -14,7 +17,7 @@ import { JobSpecError } from '../spec/errors.js';
 import { loadJobSpec } from '../spec/parse.js';
 import { resolveRunConfig } from '../spec/resolve.js';
 import type { JobSpec } from '../spec/schema.js';
-import { parseArgs, progressText, resultText, str, withRayErrors } from './job-common.js';
+import { oneLine, parseArgs, progressText, resultText, str, withRayErrors } from './job-common.js';
 import { type Command, type Io, UsageError } from './types.js';
 
 export const command: Command = {
@@ -67,13 +70,18 @@ export const command: Command = {
           if (json) {
             io.stdout(
               JSON.stringify(
-                result ?? { type: 'result', job_id: jobId, status: 'failed', error: details.message },
+                result ?? {
+                  type: 'result',
+                  job_id: jobId,
+                  status: 'failed',
+                  error: oneLine(details.message ?? ''),
+                },
               ) + '\n',
             );
           } else if (result) {
             io.stdout(resultText(result) + '\n');
           } else {
-            io.stdout(`job ${jobId} ended ${details.status}: ${details.message ?? ''}\n`);
+            io.stdout(`job ${jobId} ended ${details.status}: ${oneLine(details.message ?? '')}\n`);
           }
         },
       },
@@ -159,7 +167,11 @@ export async function runJobSpec(spec: JobSpec, o: RunJobSpecOptions, io: Io): P
       await submitTrainingJob(client, config, {
         jobId,
         root,
-        python: local ? venvPython(root) : (io.env.TENSORGUARD_RAY_PYTHON ?? 'python'),
+        ...(local
+          ? { python: venvPython(root) }
+          : io.env.TENSORGUARD_RAY_PYTHON
+            ? { python: io.env.TENSORGUARD_RAY_PYTHON }
+            : {}),
         ...(local ? { node: process.execPath } : {}),
         env: io.env,
       });
@@ -202,7 +214,7 @@ async function follow(
     onProgress,
     onLog: (line) => {
       logTail.push(line);
-      if (logTail.length > 40) logTail.shift();
+      if (logTail.length > 2000) logTail.shift();
     },
   });
   if (tty) io.stderr('\n');
@@ -215,6 +227,18 @@ async function follow(
   }
   const ok = details.status === 'SUCCEEDED' && result?.status === 'succeeded';
   o.report({ jobId, details, ...(result ? { result } : {}), ok });
-  if (!ok && !o.json) io.stderr(`last log lines:\n${logTail.slice(-20).join('\n')}\n`);
+  if (!ok) io.stderr(`full log: ${await saveJobLog(client, jobId, logTail)}\n`);
   return ok ? 0 : 1;
+}
+
+/**
+ * Writes a failed job's whole log (Ray's, else the lines seen while following it) to
+ * `<tmpdir>/tensorguard-<job id>.log` (0600) and returns that path: a private head and its logs
+ * are gone once `train` returns, and the one-line error leaves the traceback out.
+ */
+async function saveJobLog(client: RayJobsClient, jobId: string, seen: string[]): Promise<string> {
+  const file = path.join(os.tmpdir(), `tensorguard-${jobId}.log`);
+  const text = await client.logs(jobId).catch(() => seen.join('\n') + '\n');
+  fs.writeFileSync(file, text, { mode: 0o600 });
+  return file;
 }

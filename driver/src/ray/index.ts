@@ -29,6 +29,7 @@ export {
 export { findCluster, requireCluster, dashboardUrl, type ClusterTarget } from './cluster.js';
 export {
   submitTrainingJob,
+  entrypointCommand,
   followJob,
   waitTerminal,
   parseJobLine,

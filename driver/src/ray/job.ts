@@ -76,11 +76,28 @@ export interface SubmitOptions {
   jobId: string;
   /** Repository root on the cluster's nodes (with worker-ts/dist built). */
   root: string;
-  /** Python with tensorguard_ray installed, on the cluster. */
-  python: string;
+  /**
+   * Python with tensorguard_ray installed, on the cluster. Default: `<root>/.venv/bin/python` when
+   * the node has it (a cluster started from the repository's own venv), else `python` on PATH.
+   */
+  python?: string;
   /** Node.js binary on the cluster. Default: `node` on PATH there. */
   node?: string;
   env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * The job's shell command. Without a given python it is chosen on the node that runs it (the
+ * driver cannot see the cluster's filesystem): the repository's `.venv` under TENSORGUARD_ROOT
+ * (set in the job's runtime_env) when present, else `python` on PATH. `-m` with
+ * PYTHONPATH=<root>/ray-cluster finds tensorguard_ray even where it is not pip-installed.
+ */
+export function entrypointCommand(config: RunConfigJson, python?: string): string {
+  const args = `-m tensorguard_ray.entrypoint --spec-json ${shellQuote(JSON.stringify(config))}`;
+  const pythonPath = 'PYTHONPATH="$TENSORGUARD_ROOT/ray-cluster${PYTHONPATH:+:$PYTHONPATH}"';
+  if (python !== undefined) return `${pythonPath} ${shellQuote(python)} ${args}`;
+  const venv = '"$TENSORGUARD_ROOT/.venv/bin/python"';
+  return `if [ -x ${venv} ]; then TG_PY=${venv}; else TG_PY=python; fi; ${pythonPath} exec "$TG_PY" ${args}`;
 }
 
 /** Submits the resolved config as a Ray job running `python -m tensorguard_ray.entrypoint`. */
@@ -100,7 +117,7 @@ export async function submitTrainingJob(
   }
   return client.submit({
     submissionId: opts.jobId,
-    entrypoint: `${shellQuote(opts.python)} -m tensorguard_ray.entrypoint --spec-json ${shellQuote(JSON.stringify(config))}`,
+    entrypoint: entrypointCommand(config, opts.python),
     runtimeEnv: { env_vars: envVars },
     metadata: { tensorguard_name: config.name, tensorguard_rounds: String(config.rounds) },
     entrypointNumCpus: 0,

@@ -11,11 +11,12 @@ import time
 from typing import Any, Callable, Optional
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from .actors import NAMESPACE, aggregator_name, remote_classes, worker_name
+from .errors import first_cause, one_line
 from .launch import Launch
 from .pki import JobPki
 from .spec import RaySpec, parse_ray_spec
@@ -104,7 +105,13 @@ def run_job(spec: dict, job_id: str, launch: Launch, *, placement_timeout_s: flo
         try:
             address = ray.get(agg.address.remote(listen_timeout_s))
         except RayActorError as err:
-            raise JobFailedError(f"the aggregator actor died before listening: {err}") from err
+            raise JobFailedError(
+                f"the aggregator actor died before listening: {first_cause(err)}"
+            ) from err
+        except RayTaskError as err:
+            # The coordinator exited before listening (a data file or checkpoint it cannot
+            # read): its own error, not Ray's traceback around it, is what the user needs.
+            raise JobFailedError(first_cause(err)) from err
         workers = [
             Worker.options(
                 **opts(i + 1, worker_name(job_id, i), rs.cpus_per_worker, rs.gpus_per_worker)
@@ -130,7 +137,7 @@ def run_job(spec: dict, job_id: str, launch: Launch, *, placement_timeout_s: flo
         }
         for k in ("error", "stop_reason"):
             if done.get(k) is not None:
-                result[k] = done[k]
+                result[k] = one_line(str(done[k])) if k == "error" else done[k]
         if result["status"] not in ("succeeded", "failed"):
             result["error"] = f"unknown status {result['status']!r} in the coordinator's done line"
             result["status"] = "failed"
@@ -170,7 +177,7 @@ def _follow(agg: Any, emit: Callable[[dict], None], workers: Optional[list[Any]]
         except RayActorError as err:
             raise JobFailedError(
                 f"the aggregator actor died and was not restarted (workers.maxRestarts "
-                f"exhausted?): {err}"
+                f"exhausted?): {first_cause(err)}"
             ) from err
         if batch["generation"] != generation:
             # A restarted aggregator: its event indexes start again from 0.
