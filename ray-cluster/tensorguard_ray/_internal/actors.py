@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import ray
 
-from .launch import Launch, child_env, write_config
+from .launch import Launch, child_env, remove_config, write_config
 from .metrics import ActorMetrics
 from .node_process import NodeProcess
 from .pki import Identity, remove_identity_dir
@@ -139,6 +139,7 @@ class _Supervisor:
               flush=True)
         self._child.kill(0.5)  # its process group may still hold grandchildren
         remove_identity_dir(self._tls_dir)  # os._exit skips atexit
+        remove_config(self._config_path)  # the restarted actor writes it again
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(1)
@@ -179,10 +180,7 @@ class _Supervisor:
             self.state = "FINISHED"
         self._child.kill()
         remove_identity_dir(self._tls_dir)
-        try:
-            os.unlink(self._config_path)
-        except OSError:
-            pass
+        remove_config(self._config_path)
 
 
 class AggregatorSupervisor(_Supervisor):

@@ -74,9 +74,22 @@ def write_config(config: Mapping[str, Any], job_id: str, name: str) -> str:
     """Writes the config JSON to a node-local file (each actor writes its own: the entrypoint's
     files are not visible on other nodes); atomic, so a restarted actor never reads half."""
     d = Path(tempfile.gettempdir()) / "tensorguard" / job_id
-    d.mkdir(parents=True, exist_ok=True)
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = d / f"{name}.json"
     tmp = d / f".{name}.json.{os.getpid()}"
-    tmp.write_text(json.dumps(config))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(config))
     os.replace(tmp, path)
     return str(path)
+
+
+def remove_config(path: str) -> None:
+    """Removes a config written by write_config, and its job directory once it is empty, so that
+    nothing of a job is left in the system temp folder after it."""
+    p = Path(path)
+    for step in (p.unlink, p.parent.rmdir):
+        try:
+            step()
+        except OSError:
+            pass  # already gone, or another actor's config of the job is still there
