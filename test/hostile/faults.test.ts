@@ -210,6 +210,27 @@ describe('hostile: faults and bad data', function () {
     }
   });
 
+  it('a non-finite update stops the job before anything non-finite is checkpointed', async () => {
+    const ck = path.join(dir, 'ck-nonfinite');
+    const file = writeConfig(dir, {
+      rounds: 2,
+      workers: { count: 2 },
+      dataset: { format: 'idx', preset: 'fashion-mnist', trainExamples: 100, testExamples: 100 },
+      optimizer: { kind: 'sgd', learningRate: 1e300 },
+      checkpoint: { dir: ck, everyRounds: 1 },
+    });
+    const coord = startCoordinator(file, FAST);
+    procs.push(coord);
+    const addr = await address(coord);
+    procs.push(startWorker(file, 0, addr), startWorker(file, 1, addr));
+    const done = await coord.waitFor((l) => l.type === 'done', 180_000);
+    expect(done.status).to.equal('failed');
+    expect(done.error as string).to.match(/round 1: the update made the model parameters non-finite/);
+    expect(await coord.exited).to.equal(1);
+    expect(fs.existsSync(path.join(ck, 'LATEST'))).to.equal(false);
+    killAll(procs.splice(0));
+  });
+
   it('a corrupt latest checkpoint: resumes from the previous intact one, saying so; the ledger still counts every released round', async () => {
     const file = writeConfig(dir, {
       rounds: 2,
