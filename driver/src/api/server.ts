@@ -311,6 +311,8 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
         });
         const fields = { method, code, latencyMs: Number(latencyMs.toFixed(2)), tenant, keyId, ...extra };
         if (err?.code === 'INTERNAL') log.error({ ...fields, err: err.cause ?? err }, 'request failed');
+        // A cause the client's message leaves out (the cluster's own text): the log keeps it.
+        else if (err?.cause !== undefined) log.warn({ ...fields, err: err.cause }, 'request failed');
         else log.info(fields, 'request');
       },
     };

@@ -213,7 +213,10 @@ export class TrainingService {
       if (err instanceof BackendError) {
         throw new ApiError(
           err.retryable ? 'UNAVAILABLE' : 'FAILED_PRECONDITION',
-          `the cluster did not accept the job: ${err.message}`,
+          // The backend's text may name host paths or quote Ray's output: the log keeps it.
+          err.retryable
+            ? 'the cluster did not accept the job (unreachable or busy): retry later; the server log has the details'
+            : 'the cluster did not accept the job: see the server log',
           {},
           { cause: err },
         );
