@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { confineJobPaths, jobStateDir, realpathExisting, withJobCheckpointDir } from './confine.js';
+import { confineJobPaths, jobStateDir, realpathExisting, specForBackend } from './confine.js';
 
 describe('api/confine: job document paths stay in the tenant roots', () => {
   const dir = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'tg-confine-')));
@@ -79,8 +79,13 @@ describe('api/confine: job document paths stay in the tenant roots', () => {
     expect(r.ok).to.equal(true);
     if (!r.ok) return;
     const ds = r.spec.dataset as Record<string, string>;
-    expect(ds.path).to.equal(path.join(roots.dataRoot, 'alice', 'train.csv'));
-    expect(ds.testPath).to.equal(path.join(roots.dataRoot, 'alice', 'sub', 'new.csv'));
+    // Relative to the tenant's root in the stored document (no host path in GetJob)…
+    expect(ds.path).to.equal('train.csv');
+    expect(ds.testPath).to.equal(path.join('sub', 'new.csv'));
+    // …absolute for the backend.
+    const run = specForBackend(r.spec, 'alice', 'job-a', roots).dataset as Record<string, string>;
+    expect(run.path).to.equal(path.join(roots.dataRoot, 'alice', 'train.csv'));
+    expect(run.testPath).to.equal(path.join(roots.dataRoot, 'alice', 'sub', 'new.csv'));
   });
 
   it('accepts an absolute path inside the root and leaves a preset document alone', () => {
@@ -95,7 +100,7 @@ describe('api/confine: job document paths stay in the tenant roots', () => {
   });
 
   it("places checkpoints in the job's own directory under the state root", () => {
-    const s = withJobCheckpointDir(doc({ path: 'x' }), 'alice', 'job-a', roots);
+    const s = specForBackend(doc({ path: 'x' }), 'alice', 'job-a', roots);
     expect((s.checkpoint as Record<string, unknown>).dir).to.equal(
       path.join(jobStateDir(roots, 'alice', 'job-a'), 'checkpoints'),
     );

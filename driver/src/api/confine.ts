@@ -67,7 +67,8 @@ function inside(child: string, root: string): boolean {
  * data root; every read path must lie inside it after `..` and symlinks are resolved.
  * `checkpoint.dir` is refused: the server places checkpoints in the job's own directory (the job
  * id is not known before submission). Returns the document with absolute, resolved paths, or
- * the issues (one per bad field). Never names a host path in an issue.
+ * the issues (one per bad field). Never names a host path in an issue. The returned paths are
+ * normalised and relative to the tenant's data root (what GetJob shows).
  */
 export function confineJobPaths(
   spec: Obj,
@@ -93,7 +94,9 @@ export function confineJobPaths(
       issues.push({ path: field, message: "must be inside the tenant's data root" });
       continue;
     }
-    holder![key] = real;
+    // Kept relative to the tenant's root: GetJob shows the document, and the host path is not
+    // the tenant's business. specForBackend makes it absolute again.
+    holder![key] = nodePath.relative(realBase, real) || '.';
   }
   const dir = obj(out.checkpoint)?.dir;
   if (dir !== undefined) {
@@ -107,9 +110,19 @@ export function confineJobPaths(
   return issues.length > 0 ? { ok: false, issues } : { ok: true, spec: out };
 }
 
-/** The document the backend runs: checkpoints in `<stateRoot>/<tenant>/jobs/<job id>/checkpoints`. */
-export function withJobCheckpointDir(spec: Obj, tenant: string, jobId: string, roots: TenantRoots): Obj {
+/**
+ * The document the backend runs, from a confined one: read paths absolute under the tenant's
+ * (real) data root, checkpoints in `<stateRoot>/<tenant>/jobs/<job id>/checkpoints`.
+ */
+export function specForBackend(spec: Obj, tenant: string, jobId: string, roots: TenantRoots): Obj {
   const out = structuredClone(spec);
+  const realBase = realpathExisting(tenantDataRoot(roots, tenant));
+  for (const field of READ_PATH_FIELDS) {
+    const [section, key] = field.split('.') as [string, string];
+    const holder = obj(out[section]);
+    const v = holder?.[key];
+    if (typeof v === 'string') holder![key] = nodePath.resolve(realBase, v);
+  }
   const checkpoint = obj(out.checkpoint) ?? {};
   out.checkpoint = { ...checkpoint, dir: nodePath.join(jobStateDir(roots, tenant, jobId), 'checkpoints') };
   return out;

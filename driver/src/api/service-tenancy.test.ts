@@ -67,6 +67,15 @@ describe('api/service: tenancy guards', () => {
     expect(cp.dir).to.equal(path.join(roots.stateRoot, 'alice', 'jobs', job!.jobId, 'checkpoints'));
   });
 
+  it("stores the document's paths relative to the data root and runs them absolute", async () => {
+    fs.mkdirSync(path.join(roots.dataRoot, 'dave'), { recursive: true });
+    const d = doc({ dataset: { format: 'csv', path: './sub/../train.csv', numClasses: 2 } });
+    const { job } = await submit('dave', 'd-1', d);
+    expect((job!.spec.dataset as Record<string, unknown>).path).to.equal('train.csv');
+    const run = submitted.at(-1)!.dataset as Record<string, unknown>;
+    expect(run.path).to.equal(path.join(fs.realpathSync(roots.dataRoot), 'dave', 'train.csv'));
+  });
+
   it('refuses /etc/passwd naming spec.document.dataset.path', async () => {
     const e = await refused(
       submit('alice', 'a-x', doc({ dataset: { format: 'csv', path: '/etc/passwd', numClasses: 2 } })),

@@ -10,7 +10,7 @@ import {
   type ListJobsFilter,
   type PrivacyReport,
 } from './domain.js';
-import { confineJobPaths, withJobCheckpointDir, type TenantRoots } from './confine.js';
+import { confineJobPaths, specForBackend, type TenantRoots } from './confine.js';
 import { ApiError } from './errors.js';
 import type { JobMonitor } from './monitor.js';
 import { canonicalJson, signReport, type SigningKey } from './privacy-report.js';
@@ -201,7 +201,7 @@ export class TrainingService {
     if (isNonPrivate(valid.spec)) this.o.store.append(record.jobId, [], { epsilon: Infinity });
     try {
       const spec = this.o.roots
-        ? withJobCheckpointDir(valid.spec, ctx.tenant, record.jobId, this.o.roots)
+        ? specForBackend(valid.spec, ctx.tenant, record.jobId, this.o.roots)
         : valid.spec;
       const h = await this.o.backend.submit({ jobId: record.jobId, spec, signal: ctx.signal });
       this.o.store.setBackendHandle(record.jobId, h.backendJobId, h.data);
