@@ -136,7 +136,9 @@ export class TrainingService {
     }
     if (violations.length > 0 || valid === null)
       throw ApiError.invalidArgument(violations, 'SubmitJob request');
-    const prefix = 'document' in (req.spec ?? {}) ? 'spec.document' : 'spec.yaml';
+    // The field the document came in (ts-proto sets `document: undefined` on YAML requests, so
+    // the key's presence says nothing).
+    const prefix = req.spec?.document !== undefined ? 'spec.document' : 'spec.yaml';
     if (this.o.roots) {
       // Before anything reads a file the document names (σ calibration, the backend).
       const confined = confineJobPaths(valid.spec, ctx.tenant, this.o.roots);
