@@ -28,7 +28,7 @@ const KEY = 'tg_ray_backend_test_key_0123456789ab';
 const md = bearer(KEY);
 
 /** A real, small job: ~300 training records over 2 workers, evaluation on 200. */
-function rayJob(name: string, rounds: number, dir: string): Record<string, unknown> {
+function rayJob(name: string, rounds: number): Record<string, unknown> {
   return {
     name,
     rounds,
@@ -41,7 +41,8 @@ function rayJob(name: string, rounds: number, dir: string): Record<string, unkno
     secureAggregation: { mode: 'masking', threshold: 2 },
     optimizer: { kind: 'sgd', learningRate: 0.1 },
     evaluation: { everyRounds: 2 },
-    checkpoint: { dir: path.join(dir, 'ckpt', name), everyRounds: 100 },
+    // checkpoint.dir is the server's to choose: <state-root>/<tenant>/jobs/<job id>/checkpoints.
+    checkpoint: { everyRounds: 100 },
   };
 }
 
@@ -53,6 +54,10 @@ function serveArgs(dir: string): string[] {
     keyFile(dir, [{ id: 'k', tenant: 't', key: KEY }]),
     '--db',
     path.join(dir, 'jobs.db'),
+    '--state-root',
+    path.join(dir, 'state'),
+    '--data-root',
+    path.join(dir, 'data'),
   ];
 }
 
@@ -127,7 +132,7 @@ describe('TrainingService on the Ray backend (real Ray, real training)', functio
       const { job } = await call(
         c,
         c.submitJob,
-        { requestId: 'private-1', spec: { document: rayJob('private', 4, dir) }, validateOnly: false },
+        { requestId: 'private-1', spec: { document: rayJob('private', 4) }, validateOnly: false },
         md,
         60_000,
       );
@@ -151,7 +156,7 @@ describe('TrainingService on the Ray backend (real Ray, real training)', functio
       expect(report!.parameters!.noiseMultiplier).to.equal(1);
       expect(report!.parameters!.samplingRate).to.equal(0.1);
       expect(report!.roundsCompleted).to.equal(4);
-      expect(fs.existsSync(path.join(dir, 'ckpt', 'private'))).to.equal(true);
+      expect(fs.existsSync(path.join(dir, 'state', 't', 'jobs', job!.jobId, 'checkpoints'))).to.equal(true);
     } finally {
       c.close();
       expect(await server.stop()).to.equal(0);
@@ -186,7 +191,7 @@ describe('TrainingService on the Ray backend (real Ray, real training)', functio
       const { job } = await call(
         c1,
         c1.submitJob,
-        { requestId: 'restart-1', spec: { document: rayJob('restarted', 8, sub) }, validateOnly: false },
+        { requestId: 'restart-1', spec: { document: rayJob('restarted', 8) }, validateOnly: false },
         md,
         60_000,
       );
@@ -194,7 +199,7 @@ describe('TrainingService on the Ray backend (real Ray, real training)', functio
       const again = await call(
         c1,
         c1.submitJob,
-        { requestId: 'restart-1', spec: { document: rayJob('restarted', 8, sub) }, validateOnly: false },
+        { requestId: 'restart-1', spec: { document: rayJob('restarted', 8) }, validateOnly: false },
         md,
         60_000,
       );
@@ -238,7 +243,7 @@ describe('TrainingService on the Ray backend (real Ray, real training)', functio
       const server: ServerProcess = await serve(serveArgs(sub), env);
       // Rounds of this small job take milliseconds: enough of them that it is still running when
       // the cancellation arrives (no ε budget, tests only; σ high so ε stays small anyway).
-      const longJob = rayJob('cancelled', 100_000, sub);
+      const longJob = rayJob('cancelled', 100_000);
       Object.assign(longJob.privacy as object, { noiseMultiplier: 10, epsilonBudget: null });
       longJob.evaluation = { everyRounds: 10_000 };
       const c = client(server.address);
@@ -277,6 +282,42 @@ describe('TrainingService on the Ray backend (real Ray, real training)', functio
         expect(await server.stop()).to.equal(0);
       }
       expect(await ray.aliveNodes()).to.equal(1);
+    });
+
+    it('a job the cluster cannot place yet waits QUEUED with the reason, and can be cancelled there', async () => {
+      const sub = scratch('ray-queued');
+      const server: ServerProcess = await serve(serveArgs(sub), env);
+      const c = client(server.address);
+      try {
+        const big = { ...rayJob('too-big', 2), workers: { count: 2, cpusPerWorker: 64 } };
+        const { job } = await call(
+          c,
+          c.submitJob,
+          { requestId: 'queued-1', spec: { document: big }, validateOnly: false },
+          md,
+          60_000,
+        );
+        let got = await call(c, c.getJob, { jobId: job!.jobId }, md);
+        for (let i = 0; i < 120 && !got.job!.message.includes('waiting for'); i++) {
+          await sleep(500);
+          got = await call(c, c.getJob, { jobId: job!.jobId }, md);
+        }
+        expect(got.job!.state, server.logs().slice(-2000)).to.equal(pb.JobState.JOB_STATE_QUEUED);
+        expect(got.job!.message).to.match(/^waiting for the cluster's resources: it needs 2 worker bundles/);
+        expect(got.job!.message).to.match(/the cluster has CPU 4/);
+        // The API's jobs wait without a placement limit (TENSORGUARD_PLACEMENT_TIMEOUT_S = 0).
+        await sleep(5000);
+        expect((await call(c, c.getJob, { jobId: job!.jobId }, md)).job!.state).to.equal(
+          pb.JobState.JOB_STATE_QUEUED,
+        );
+        await call(c, c.cancelJob, { jobId: job!.jobId, reason: 'too big' }, md, 30_000);
+        expect((await call(c, c.getJob, { jobId: job!.jobId }, md)).job!.state).to.equal(
+          pb.JobState.JOB_STATE_CANCELLED,
+        );
+      } finally {
+        c.close();
+        expect(await server.stop()).to.equal(0);
+      }
     });
   });
 });

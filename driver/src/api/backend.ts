@@ -96,7 +96,13 @@ export interface JobBackend {
    * `parseMetricLine` (the coordinator's own `metrics` / `done` lines); a Ray job's log relays
    * them as the entrypoint's `progress` / `result` lines among other processes' output.
    */
-  parseLine?(text: string): MetricsLine | DoneLine | null;
+  parseLine?(text: string): MetricsLine | DoneLine | QueuedLine | null;
+  /**
+   * True when the backend says, by QueuedLine, while a job waits for resources: the job then
+   * stays QUEUED (with the reason as its message) until its first progress line, instead of
+   * turning RUNNING when the backend starts it.
+   */
+  readonly reportsQueueing?: boolean;
 }
 
 export class BackendError extends Error {
@@ -131,6 +137,13 @@ export interface MetricsLine {
 }
 
 /** `{"type":"done"|"result",...}`: printed once when the coordinator stops. */
+/** The job cannot be placed yet (Ray: its placement group waits for resources). */
+export interface QueuedLine {
+  type: 'queued';
+  /** Resource counts only (what the job needs, what the cluster has): shown to the tenant. */
+  reason: string;
+}
+
 export interface DoneLine {
   type: 'done';
   /** 'succeeded' or 'failed' (anything else is treated as failed). */

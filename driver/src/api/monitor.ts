@@ -190,13 +190,24 @@ export class JobMonitor {
     const parse = this.backend.parseLine
       ? (t: string) => this.backend.parseLine!(t)
       : (t: string) => parseMetricLine(t);
-    if (state === 'QUEUED' && (await this.backend.status(handleOf(rec))).state === 'RUNNING') {
+    if (
+      state === 'QUEUED' &&
+      !this.backend.reportsQueueing &&
+      (await this.backend.status(handleOf(rec))).state === 'RUNNING'
+    ) {
       this.transition(jobId, 'RUNNING', '');
       state = 'RUNNING';
     }
     for await (const line of this.backend.follow(handleOf(rec), rec.logCursor, signal)) {
       const m = parse(line.text);
       if (m === null) continue;
+      if (m.type === 'queued') {
+        // Still waiting for resources: the job stays QUEUED, its message says why.
+        if (state === 'QUEUED')
+          this.store.append(jobId, [], { logCursor: line.index + 1, message: m.reason });
+        this.hub.notify(jobId);
+        continue;
+      }
       const kinds: JobEventKind[] = [];
       const update: JobUpdate = { logCursor: line.index + 1 };
       if (state === 'QUEUED') {

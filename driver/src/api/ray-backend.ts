@@ -28,6 +28,7 @@ import {
   type BackendJobState,
   type BackendStatus,
   type DoneLine,
+  type QueuedLine,
   type JobBackend,
   type LogLine,
   type MetricsLine,
@@ -85,14 +86,26 @@ function backendError(err: unknown, what: string): BackendError {
  * `{"type":"result"}` lines. The actors' forwarded output (the coordinator's and workers' raw
  * metric lines among it) carries Ray's `(Actor pid=…)` prefix and is a log, never an event.
  */
-export function parseRayJobLine(text: string): MetricsLine | DoneLine | null {
+export function parseRayJobLine(text: string): MetricsLine | DoneLine | QueuedLine | null {
   const t = text.trim();
+  if (t.startsWith('{"type":"queued"')) {
+    try {
+      const reason = (JSON.parse(t) as { reason?: unknown }).reason;
+      return {
+        type: 'queued',
+        reason: typeof reason === 'string' ? reason.slice(0, 500) : 'waiting for resources',
+      };
+    } catch {
+      return null;
+    }
+  }
   if (!t.startsWith('{"type":"progress"') && !t.startsWith('{"type":"result"')) return null;
   return parseMetricLine(t, 'progress');
 }
 
 export class RayJobBackend implements JobBackend {
   readonly name = 'ray';
+  readonly reportsQueueing = true;
   private readonly root: string;
   private readonly pollMs: number;
   /** Identifies the cluster in job handles; a private head's id dies with it. */
@@ -122,7 +135,7 @@ export class RayJobBackend implements JobBackend {
     return this.target.kind === 'private' ? this.target.head : undefined;
   }
 
-  parseLine(text: string): MetricsLine | DoneLine | null {
+  parseLine(text: string): MetricsLine | DoneLine | QueuedLine | null {
     return parseRayJobLine(text);
   }
 
@@ -151,7 +164,9 @@ export class RayJobBackend implements JobBackend {
             ? { python: this.env.TENSORGUARD_RAY_PYTHON }
             : {}),
         ...(local ? { node: process.execPath } : {}),
-        env: this.env,
+        // A job the cluster cannot place yet waits QUEUED (tenants cancel it) instead of failing
+        // after the CLI's 60 s, unless the operator set a limit.
+        env: { TENSORGUARD_PLACEMENT_TIMEOUT_S: '0', ...this.env },
       });
     } catch (err) {
       // The request may have reached Ray before it failed; the caller forgets this job id (a

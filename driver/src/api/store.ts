@@ -157,6 +157,8 @@ export interface JobUpdate {
   evalAccuracy?: number;
   logCursor?: number;
   privacy?: Record<string, unknown>;
+  /** The job's message without a state change (a QUEUED job's reason for waiting). */
+  message?: string;
 }
 
 export class JobStore {
@@ -337,6 +339,8 @@ export class JobStore {
           message = k.message;
         }
       }
+      if (update.message !== undefined && !kinds.some((k) => k.type === 'state_changed'))
+        message = update.message;
       const events = this.insertEvents(jobId, job.lastEventId, kinds, t);
       this.db
         .prepare(

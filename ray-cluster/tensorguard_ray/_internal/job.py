@@ -39,23 +39,44 @@ def _bundles(rs: RaySpec) -> list[dict[str, float]]:
     ]
 
 
-def _place(rs: RaySpec, timeout_s: float):
-    bundles = _bundles(rs)
-    pg = placement_group(bundles, strategy=rs.placement_strategy, name=f"tg-{rs.job_id}-pg")
-    if pg.wait(timeout_seconds=timeout_s):
-        return pg
-    remove_placement_group(pg)
+def _shortage(rs: RaySpec, bundles: list[dict[str, float]]) -> str:
+    """What the job needs and what the cluster has: resource counts only, nothing private."""
     need = {k: sum(b.get(k, 0) for b in bundles) for k in ("CPU", "GPU")}
     have = ray.cluster_resources()
     free = ray.available_resources()
-    raise ResourcesUnavailableError(
-        f"the cluster cannot place the job within {timeout_s:g}s: it needs "
-        f"{rs.worker_count} worker bundles of {bundles[1]} plus a coordinator bundle of "
+    return (
+        f"it needs {rs.worker_count} worker bundles of {bundles[1]} plus a coordinator bundle of "
         f"{bundles[0]} ({rs.placement_strategy}), in all CPU {need['CPU']:g}, GPU {need['GPU']:g}; "
         f"the cluster has CPU {have.get('CPU', 0):g} (free {free.get('CPU', 0):g}), "
-        f"GPU {have.get('GPU', 0):g} (free {free.get('GPU', 0):g}). Lower workers.count, "
-        "workers.cpusPerWorker or workers.gpusPerWorker, add nodes, or wait longer "
-        "(TENSORGUARD_PLACEMENT_TIMEOUT_S)."
+        f"GPU {have.get('GPU', 0):g} (free {free.get('GPU', 0):g})"
+    )
+
+
+def _place(rs: RaySpec, timeout_s: float, emit: Optional[Callable[[dict], None]] = None):
+    """Places the job's bundles. While the cluster cannot place them yet, emits one
+    {"type":"queued","reason":...} line (the API keeps the job QUEUED with that reason). Waits
+    forever when ``timeout_s`` <= 0 (jobs of `tensorguard serve`, which tenants can cancel); else
+    raises ResourcesUnavailableError after ``timeout_s``."""
+    bundles = _bundles(rs)
+    pg = placement_group(bundles, strategy=rs.placement_strategy, name=f"tg-{rs.job_id}-pg")
+    deadline = None if timeout_s <= 0 else time.monotonic() + timeout_s
+    announced = False
+    while True:
+        left = None if deadline is None else deadline - time.monotonic()
+        step = 2.0 if left is None else max(0.1, min(2.0, left))
+        if pg.wait(timeout_seconds=step):
+            return pg
+        if not announced and emit is not None:
+            reason = "waiting for the cluster's resources: " + _shortage(rs, bundles)
+            emit({"type": "queued", "reason": reason})
+            announced = True
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+    remove_placement_group(pg)
+    raise ResourcesUnavailableError(
+        f"the cluster cannot place the job within {timeout_s:g}s: {_shortage(rs, bundles)}. "
+        "Lower workers.count, workers.cpusPerWorker or workers.gpusPerWorker, add nodes, or wait "
+        "longer (TENSORGUARD_PLACEMENT_TIMEOUT_S)."
     )
 
 
@@ -81,7 +102,7 @@ def run_job(spec: dict, job_id: str, launch: Launch, *, placement_timeout_s: flo
     pg = None
     t0 = time.monotonic()
     try:
-        pg = _place(rs, placement_timeout_s)
+        pg = _place(rs, placement_timeout_s, emit)
 
         def opts(bundle: int, name: str, cpus: float, gpus: float) -> dict:
             return dict(
