@@ -255,7 +255,13 @@ export class RayJobsClient {
       done = true;
       notify();
     });
-    const onAbort = () => ws.close();
+    // terminate, not close: a close handshake waits for the server's answer (up to 30 s), and
+    // a cancelled job whose log is silent (still waiting for resources) would hold the caller.
+    const onAbort = () => {
+      done = true;
+      notify();
+      ws.terminate();
+    };
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
       for (;;) {

@@ -61,17 +61,22 @@ def _place(rs: RaySpec, timeout_s: float, emit: Optional[Callable[[dict], None]]
     pg = placement_group(bundles, strategy=rs.placement_strategy, name=f"tg-{rs.job_id}-pg")
     deadline = None if timeout_s <= 0 else time.monotonic() + timeout_s
     announced = False
-    while True:
-        left = None if deadline is None else deadline - time.monotonic()
-        step = 2.0 if left is None else max(0.1, min(2.0, left))
-        if pg.wait(timeout_seconds=step):
-            return pg
-        if not announced and emit is not None:
-            reason = "waiting for the cluster's resources: " + _shortage(rs, bundles)
-            emit({"type": "queued", "reason": reason})
-            announced = True
-        if deadline is not None and time.monotonic() >= deadline:
-            break
+    try:
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            step = 2.0 if left is None else max(0.1, min(2.0, left))
+            if pg.wait(timeout_seconds=step):
+                return pg
+            if not announced and emit is not None:
+                reason = "waiting for the cluster's resources: " + _shortage(rs, bundles)
+                emit({"type": "queued", "reason": reason})
+                announced = True
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+    except BaseException:
+        # Cancelled while waiting (SIGTERM is a KeyboardInterrupt here): the pending group goes.
+        remove_placement_group(pg)
+        raise
     remove_placement_group(pg)
     raise ResourcesUnavailableError(
         f"the cluster cannot place the job within {timeout_s:g}s: {_shortage(rs, bundles)}. "
