@@ -15,7 +15,9 @@ export type SecAggErrorCode =
   | 'SHARE_POLICY' // a request that would reveal both kinds of share for one peer
   | 'DECRYPT_POLICY' // the HE key holder refused to decrypt (too few inputs, second request, …)
   | 'ABORTED' // the round was aborted earlier; see `cause`
-  | 'UNAVAILABLE'; // the peer (aggregator or key holder) cannot be reached
+  | 'UNAVAILABLE' // the peer (aggregator or key holder) cannot be reached
+  | 'PERMISSION' // the caller's certificate does not name the worker it claims to be
+  | 'NOT_FOUND'; // something named in the request (a model version) is not held
 
 export interface SecAggErrorFields {
   round?: number | undefined;
@@ -143,5 +145,19 @@ export class RoundAbortedError extends SecAggError {
 export class UnavailableError extends SecAggError {
   constructor(message: string, fields: SecAggErrorFields = {}) {
     super('UNAVAILABLE', message, fields);
+  }
+}
+
+/** Under mutual TLS: the request names a worker other than the one the caller's certificate names. */
+export class PermissionError extends SecAggError {
+  constructor(message: string, fields: SecAggErrorFields = {}) {
+    super('PERMISSION', message, fields);
+  }
+}
+
+/** What the request names (a model version) is not held by the aggregator. */
+export class NotFoundError extends SecAggError {
+  constructor(message: string, fields: SecAggErrorFields = {}) {
+    super('NOT_FOUND', message, fields);
   }
 }

@@ -14,6 +14,8 @@ export {
   DecryptionPolicyError,
   RoundAbortedError,
   UnavailableError,
+  PermissionError,
+  NotFoundError,
   type SecAggErrorCode,
   type SecAggErrorFields,
   type DecryptionRule,

@@ -110,6 +110,22 @@ export class AggregatorRound {
     return this.#deadline;
   }
 
+  /**
+   * Restarts the current stage's deadline from now. The aggregator calls it when it held a stage's
+   * opening back (the release gate ran between MASKED_INPUT and UNMASK), so the workers get the
+   * stage's whole deadline. Throws StageError in DONE or ABORTED.
+   */
+  restartClock(): void {
+    const stage = this.#stage;
+    if (stage === 'DONE' || stage === 'ABORTED')
+      throw new StageError(`round ${this.params.round} is ${stage}; no stage clock to restart`, {
+        round: this.params.round,
+        stage,
+        expected: 'an active stage',
+      });
+    this.#deadline = this.#now() + this.#deadlines[stage];
+  }
+
   /** The error that aborted the round, if it was aborted. */
   get error(): SecAggError | undefined {
     return this.#error;

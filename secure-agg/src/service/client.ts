@@ -16,6 +16,8 @@ import {
   withCountSlot,
   type ActiveStage,
   type RingVector,
+  type RoundIdentity,
+  type SurvivorAttestation,
 } from '../index.js';
 import {
   advertisedKeysFromProto,
@@ -24,8 +26,14 @@ import {
   encryptedInputToProto,
   encryptedShareToProto,
   maskedVectorToProto,
+  modelParametersFromProto,
+  modelVersionToProto,
   roundOpenFromProto,
+  survivorAttestationFromProto,
+  survivorAttestationToProto,
   unmaskSharesToProto,
+  type ModelParameters,
+  type ModelVersionRef,
   type RoundOpen,
 } from './convert.js';
 import { callUnary, makeClient, type ClientTlsOptions } from './grpc-edge.js';
@@ -48,6 +56,11 @@ export interface SecureAggClientOptions {
   stageMarginMs?: number;
   /** Largest message sent or received, bytes. Default 256 MiB. */
   maxMessageBytes?: number;
+  /**
+   * This worker's job identity: advertised keys are signed, the roster's signatures checked, and
+   * unmask shares revealed only for a survivor set enough members attested (the Attest stage).
+   */
+  identity?: RoundIdentity;
   /** Called before each stage's message is sent (progress reporting, fault injection in tests). */
   beforeStage?: (stage: WorkerStage, round: number) => void | Promise<void>;
 }
@@ -94,11 +107,14 @@ export class SecureAggClient {
     return callUnary(this.#client, def, req, timeoutMs, `${method} failed`, round);
   }
 
-  /** Registers with the aggregator; resolves with the session id and the next round number. */
-  async join(): Promise<{ sessionId: Uint8Array; nextRound: number }> {
+  /**
+   * Registers with the aggregator (training workers declare their shard's record count, default
+   * 0); resolves with the session id and the next round number.
+   */
+  async join(shardSize = 0): Promise<{ sessionId: Uint8Array; nextRound: number }> {
     const r = await this.#unary<pb.JoinRequest, pb.JoinResponse>(
       'join',
-      { workerId: this.workerId },
+      { workerId: this.workerId, shardSize },
       this.#opts.callTimeoutMs ?? 10_000,
     );
     return { sessionId: Uint8Array.from(r.sessionId), nextRound: r.nextRound };
@@ -112,6 +128,19 @@ export class SecureAggClient {
       timeoutMs,
     );
     return roundOpenFromProto(r);
+  }
+
+  /**
+   * The trainable parameters of `version` (GetModel); `expectedLength` checks their count. Throws
+   * NotFoundError when the aggregator no longer holds that version.
+   */
+  async getModel(version: ModelVersionRef, expectedLength?: number): Promise<ModelParameters> {
+    const r = await this.#unary<pb.GetModelRequest, pb.GetModelResponse>(
+      'getModel',
+      { workerId: this.workerId, version: modelVersionToProto(version) },
+      this.#opts.callTimeoutMs ?? 10_000,
+    );
+    return modelParametersFromProto(r, expectedLength);
   }
 
   #stageTimeout(open: RoundOpen, stage: WorkerStage): number {
@@ -141,7 +170,11 @@ export class SecureAggClient {
     }
     const round = compileRound(open.params);
     const index = round.members.indexOf(this.workerId);
-    const participant = new RoundParticipant(round, index);
+    const participant = new RoundParticipant(
+      round,
+      index,
+      this.#opts.identity ? { identity: this.#opts.identity } : {},
+    );
     const r = round.round;
     try {
       await this.#opts.beforeStage?.('ADVERTISE_KEYS', r);
@@ -185,8 +218,22 @@ export class SecureAggClient {
         this.#stageTimeout(open, 'MASKED_INPUT'),
         r,
       );
+      let attestations: SurvivorAttestation[] = [];
+      if (this.#opts.identity) {
+        const att = await this.#unary<pb.AttestRequest, pb.AttestResponse>(
+          'attest',
+          {
+            workerId: this.workerId,
+            round: r,
+            attestation: survivorAttestationToProto(participant.attestSurvivors(sub.survivors)),
+          },
+          this.#stageTimeout(open, 'UNMASK'),
+          r,
+        );
+        attestations = att.attestations.map(survivorAttestationFromProto);
+      }
       await this.#opts.beforeStage?.('UNMASK', r);
-      const shares = participant.unmask(sub.survivors);
+      const shares = participant.unmask(sub.survivors, attestations);
       const res = await this.#unary<pb.UnmaskRequest, pb.UnmaskResponse>(
         'unmask',
         { workerId: this.workerId, round: r, ...unmaskSharesToProto(shares) },

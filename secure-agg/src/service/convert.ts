@@ -11,7 +11,9 @@ import {
   ringFromBytes,
   ringToBytes,
   type AdvertiseKeys,
+  type EncodingOptions,
   type EncryptedShare,
+  type SurvivorAttestation,
   type RevealedShare,
   type RingBits,
   type RingVector,
@@ -50,6 +52,28 @@ export interface RoundOpen {
   modelVersion: ModelVersionRef | undefined;
   /** Present exactly when scheme is 'he'. */
   he?: HeRoundKey;
+  /** Training rounds: how each worker encodes and noises its contribution. */
+  training?: RoundTraining;
+}
+
+/**
+ * What a training round announces beyond the secure sum: every field is a privacy parameter a
+ * worker checks against its own copy of the job's config (worker-ts's checkAnnouncement).
+ */
+export interface RoundTraining {
+  encoding: EncodingOptions;
+  /** Std of each worker's integer noise share, integer units (0: noise off). */
+  noiseShareStd: number;
+  /** Poisson sampling rate q, in (0, 1]. */
+  samplingRate: number;
+  /** Per-sample clip norm C. */
+  clipNorm: number;
+}
+
+/** A model version and its trainable parameters, flattened in weight order (GetModel). */
+export interface ModelParameters {
+  version: ModelVersionRef;
+  parameters: Float32Array;
 }
 
 function bytes(v: Uint8Array): Buffer {
@@ -84,7 +108,127 @@ export function roundOpenToProto(o: RoundOpen): pb.RoundAnnouncement {
         : pb.AggregationScheme.AGGREGATION_SCHEME_MASKING,
     hePublicKey: o.he ? bytes(o.he.publicKey) : Buffer.alloc(0),
     heKeyId: o.he?.keyId ?? '',
+    training: o.training ? trainingToProto(o.training) : undefined,
   };
+}
+
+function finite(field: string, v: number, lo: number, loOpen: boolean, hi = Infinity): number {
+  if (!Number.isFinite(v) || (loOpen ? v <= lo : v < lo) || v > hi)
+    throw new MalformedMessageError(
+      `${field} must be a finite number ${loOpen ? '>' : '≥'} ${lo}${hi < Infinity ? ` and ≤ ${hi}` : ''}, got ${v}`,
+    );
+  return v;
+}
+
+export function encodingOptionsToProto(e: EncodingOptions): pb.EncodingOptions {
+  return {
+    clipNorm: e.clipNorm,
+    scale: e.scale,
+    workers: e.workers,
+    dimension: e.dimension,
+    noiseStd: e.noiseStd,
+    failureProbability: e.failureProbability,
+    bits: e.bits === undefined || e.bits === 'auto' ? 0 : e.bits,
+  };
+}
+
+/** Validates ranges; whether the values are the job's is the worker's check, not this one's. */
+export function encodingOptionsFromProto(m: pb.EncodingOptions | undefined): EncodingOptions {
+  if (!m) throw new MalformedMessageError('training.encoding is missing');
+  if (m.bits !== 0 && m.bits !== 32 && m.bits !== 64)
+    throw new MalformedMessageError(`training.encoding.bits must be 0 (auto), 32 or 64, got ${m.bits}`);
+  if (m.workers < 1)
+    throw new MalformedMessageError(`training.encoding.workers must be ≥ 1, got ${m.workers}`);
+  if (m.dimension < 1)
+    throw new MalformedMessageError(`training.encoding.dimension must be ≥ 1, got ${m.dimension}`);
+  return {
+    clipNorm: finite('training.encoding.clip_norm', m.clipNorm, 0, true),
+    scale: finite('training.encoding.scale', m.scale, 0, true),
+    workers: m.workers,
+    dimension: m.dimension,
+    ...(m.noiseStd !== undefined
+      ? { noiseStd: finite('training.encoding.noise_std', m.noiseStd, 0, false) }
+      : {}),
+    ...(m.failureProbability !== undefined
+      ? {
+          failureProbability: finite(
+            'training.encoding.failure_probability',
+            m.failureProbability,
+            0,
+            true,
+            1,
+          ),
+        }
+      : {}),
+    ...(m.bits !== 0 ? { bits: m.bits } : {}),
+  };
+}
+
+export function trainingToProto(t: RoundTraining): pb.TrainingParams {
+  return {
+    encoding: encodingOptionsToProto(t.encoding),
+    noiseShareStd: t.noiseShareStd,
+    samplingRate: t.samplingRate,
+    clipNorm: t.clipNorm,
+  };
+}
+
+export function trainingFromProto(m: pb.TrainingParams): RoundTraining {
+  return {
+    encoding: encodingOptionsFromProto(m.encoding),
+    noiseShareStd: finite('training.noise_share_std', m.noiseShareStd, 0, false),
+    samplingRate: finite('training.sampling_rate', m.samplingRate, 0, true, 1),
+    clipNorm: finite('training.clip_norm', m.clipNorm, 0, true),
+  };
+}
+
+export function survivorAttestationToProto(a: SurvivorAttestation): pb.SurvivorAttestation {
+  return { index: a.index, signature: bytes(a.signature) };
+}
+
+export function survivorAttestationFromProto(m: pb.SurvivorAttestation | undefined): SurvivorAttestation {
+  if (!m) throw new MalformedMessageError('attestation is missing');
+  if (m.signature.length === 0) throw new MalformedMessageError('attestation.signature is empty');
+  return { index: m.index, signature: Uint8Array.from(m.signature) };
+}
+
+export function modelVersionToProto(v: ModelVersionRef): { round: number; fingerprint: string } {
+  return { round: v.round, fingerprint: v.fingerprint };
+}
+
+export function modelVersionFromProto(
+  m: { round: number; fingerprint: string } | undefined,
+  field = 'version',
+): ModelVersionRef {
+  if (!m) throw new MalformedMessageError(`${field} is missing`);
+  return { round: m.round, fingerprint: m.fingerprint };
+}
+
+export function modelParametersToProto(m: ModelParameters): pb.GetModelResponse {
+  const p = m.parameters;
+  return {
+    version: modelVersionToProto(m.version),
+    parameters: {
+      name: 'trainable',
+      shape: [p.length],
+      data: Buffer.from(p.buffer, p.byteOffset, p.byteLength),
+    },
+  };
+}
+
+/** Checks the tensor is one flat float32 vector of `expectedLength` values when given. */
+export function modelParametersFromProto(m: pb.GetModelResponse, expectedLength?: number): ModelParameters {
+  const t = m.parameters;
+  if (!t) throw new MalformedMessageError('parameters are missing');
+  if (t.shape.length !== 1 || t.data.length !== 4 * t.shape[0]!)
+    throw new MalformedMessageError(
+      `parameters must be a flat float32 vector (shape [n], 4·n bytes), got shape [${t.shape.join(', ')}] with ${t.data.length} bytes`,
+    );
+  if (expectedLength !== undefined && t.shape[0] !== expectedLength)
+    throw new MalformedMessageError(`parameters hold ${t.shape[0]} values, the model has ${expectedLength}`);
+  const parameters = new Float32Array(t.shape[0]!);
+  Buffer.from(parameters.buffer).set(t.data);
+  return { version: modelVersionFromProto(m.version), parameters };
 }
 
 export function roundOpenFromProto(m: pb.RoundAnnouncement): RoundOpen {
@@ -131,11 +275,18 @@ export function roundOpenFromProto(m: pb.RoundAnnouncement): RoundOpen {
     modelVersion: m.modelVersion
       ? { round: m.modelVersion.round, fingerprint: m.modelVersion.fingerprint }
       : undefined,
+    ...(m.training ? { training: trainingFromProto(m.training) } : {}),
   };
 }
 
 export function advertisedKeysToProto(k: AdvertiseKeys): pb.AdvertisedKeys {
-  return { index: k.index, encryptionKey: bytes(k.encryptionKey), maskingKey: bytes(k.maskingKey) };
+  return {
+    index: k.index,
+    encryptionKey: bytes(k.encryptionKey),
+    maskingKey: bytes(k.maskingKey),
+    credential: k.credential ? bytes(k.credential) : Buffer.alloc(0),
+    signature: k.signature ? bytes(k.signature) : Buffer.alloc(0),
+  };
 }
 
 export function advertisedKeysFromProto(m: pb.AdvertisedKeys | undefined): AdvertiseKeys {
@@ -144,6 +295,8 @@ export function advertisedKeysFromProto(m: pb.AdvertisedKeys | undefined): Adver
     index: m.index,
     encryptionKey: Uint8Array.from(m.encryptionKey),
     maskingKey: Uint8Array.from(m.maskingKey),
+    ...(m.credential.length > 0 ? { credential: Uint8Array.from(m.credential) } : {}),
+    ...(m.signature.length > 0 ? { signature: Uint8Array.from(m.signature) } : {}),
   };
 }
 

@@ -13,13 +13,22 @@ import fc from 'fast-check';
 import {
   compileRound,
   encodeIntegers,
+  MalformedMessageError,
   HeAccumulator,
   HeEncryptor,
   RoundParticipant,
   toIntegers,
   withCountSlot,
 } from '../index.js';
-import { advertisedKeysToProto, encryptedShareToProto, roundOpenFromProto } from './convert.js';
+import {
+  advertisedKeysToProto,
+  encryptedShareToProto,
+  modelParametersFromProto,
+  modelParametersToProto,
+  roundOpenFromProto,
+  roundOpenToProto,
+  type RoundTraining,
+} from './convert.js';
 import { AggregatorServer, KeyHolderClient, KeyHolderServer, SecureAggClient } from './index.js';
 import { rawCall, rawCallPath } from './testing/raw-call.js';
 
@@ -66,7 +75,21 @@ describe('service fuzz (loopback)', function () {
 
   it('thousands of random and mutated messages never crash the aggregator, which then runs a correct round', async () => {
     const deadlinesMs = { ADVERTISE_KEYS: 700, SHARE_KEYS: 700, MASKED_INPUT: 700, UNMASK: 700 };
-    const server = new AggregatorServer({ vectorLength: 8, bits: 32, deadlinesMs });
+    const version = { round: 0, fingerprint: 'ab'.repeat(32) };
+    let gated = 0;
+    const server = new AggregatorServer({
+      vectorLength: 8,
+      bits: 32,
+      deadlinesMs,
+      // The training hooks run under the fuzz too: the gate approves, GetModel serves one version.
+      releaseGate: async () => {
+        gated++;
+      },
+      model: (v) =>
+        v.round === version.round && v.fingerprint === version.fingerprint
+          ? { version, parameters: Float32Array.from([1, 2, 3, 4, 5, 6, 7, 8]) }
+          : undefined,
+    });
     const port = await server.start();
     const address = `127.0.0.1:${port}`;
     const raw = new Client(address, credentials.createInsecure());
@@ -79,8 +102,16 @@ describe('service fuzz (loopback)', function () {
       const enc = <T>(t: { encode(m: T): { finish(): Uint8Array } }, m: T) =>
         Buffer.from(t.encode(m).finish());
       for (const id of ['f0', 'f1', 'f2', 'f3'])
-        await rawCall(raw, 'join', enc(pb.JoinRequest, { workerId: id }));
-      const pending = server.openRound({ members: ['f0', 'f1', 'f2', 'f3'] }).catch(() => undefined);
+        await rawCall(raw, 'join', enc(pb.JoinRequest, { workerId: id, shardSize: 0 }));
+      const training: RoundTraining = {
+        encoding: { clipNorm: 1, scale: 1000, workers: 4, dimension: 8, noiseStd: 0.5 },
+        noiseShareStd: 250,
+        samplingRate: 0.1,
+        clipNorm: 1,
+      };
+      const pending = server
+        .openRound({ members: ['f0', 'f1', 'f2', 'f3'], modelVersion: version, training })
+        .catch(() => undefined);
       const ann = await rawCall(
         raw,
         'awaitRound',
@@ -88,13 +119,14 @@ describe('service fuzz (loopback)', function () {
         2000,
       );
       const open = roundOpenFromProto(pb.RoundAnnouncement.decode(ann.body!));
+      expect(open.training).to.deep.equal(training);
       const round = compileRound(open.params);
       const ps = [0, 1, 2, 3].map((i) => new RoundParticipant(round, i));
       const adv = ps.map((p) => p.advertiseKeys());
       const shares = ps.map((p) => p.shareKeys(adv));
       // Valid-looking seeds for every method, built from real protocol messages.
       const seeds: [Method, Buffer][] = [
-        ['join', enc(pb.JoinRequest, { workerId: 'f1' })],
+        ['join', enc(pb.JoinRequest, { workerId: 'f1', shardSize: 0 })],
         ['awaitRound', enc(pb.AwaitRoundRequest, { workerId: 'f2', minRound: 0 })],
         [
           'advertiseKeys',
@@ -121,6 +153,15 @@ describe('service fuzz (loopback)', function () {
             maskingKeyShares: [],
           }),
         ],
+        [
+          'attest',
+          enc(pb.AttestRequest, {
+            workerId: 'f1',
+            round: 0,
+            attestation: { index: 1, signature: Buffer.alloc(64, 3) },
+          }),
+        ],
+        ['getModel', enc(pb.GetModelRequest, { workerId: 'f2', version })],
       ];
       let state = 1234567;
       const rnd = () => {
@@ -163,7 +204,7 @@ describe('service fuzz (loopback)', function () {
                 enc(pb.AdvertiseKeysRequest, {
                   workerId,
                   round,
-                  keys: { index, encryptionKey: b, maskingKey: b },
+                  keys: { index, encryptionKey: b, maskingKey: b, credential: b, signature: b },
                 }),
               ],
               [
@@ -182,6 +223,15 @@ describe('service fuzz (loopback)', function () {
                   round,
                   selfMaskShares: [{ owner: index, share: b }],
                   maskingKeyShares: [{ owner: index, share: b }],
+                }),
+              ],
+              ['join', enc(pb.JoinRequest, { workerId, shardSize: index })],
+              ['attest', enc(pb.AttestRequest, { workerId, round, attestation: { index, signature: b } })],
+              [
+                'getModel',
+                enc(pb.GetModelRequest, {
+                  workerId,
+                  version: { round, fingerprint: b.toString('latin1') },
                 }),
               ],
             ];
@@ -214,10 +264,91 @@ describe('service fuzz (loopback)', function () {
         ),
       );
       expect(Array.from(toIntegers((await r).ring))).to.deep.equal([3, 3, 3, 3, 3, 3, 3, -3]);
+      expect(gated, 'the release gate ran for the healthy round').to.be.at.least(1);
+      expect(Array.from((await clients[1]!.getModel(version, 8)).parameters)).to.deep.equal([
+        1, 2, 3, 4, 5, 6, 7, 8,
+      ]);
       clients.forEach((c) => c.close());
     } finally {
       raw.close();
       await server.close();
+    }
+  });
+
+  it('mutated announcements and model responses decode or are refused with MalformedMessageError', () => {
+    const training: RoundTraining = {
+      encoding: { clipNorm: 1, scale: 1000, workers: 3, dimension: 4, noiseStd: 0.5, bits: 64 },
+      noiseShareStd: 12.5,
+      samplingRate: 0.25,
+      clipNorm: 1,
+    };
+    const annSeed = Buffer.from(
+      pb.RoundAnnouncement.encode(
+        roundOpenToProto({
+          scheme: 'masking',
+          params: {
+            sessionId: new Uint8Array(16).fill(1),
+            round: 3,
+            members: ['a', 'b', 'c'],
+            vectorLength: 4,
+            bits: 64,
+            threshold: 2,
+            degree: 2,
+            graphSeed: new Uint8Array(32),
+            minInputs: 2,
+          },
+          deadlinesMs: { ADVERTISE_KEYS: 1, SHARE_KEYS: 1, MASKED_INPUT: 1, UNMASK: 1 },
+          modelVersion: { round: 2, fingerprint: 'cd'.repeat(32) },
+          training,
+        }),
+      ).finish(),
+    );
+    const modelSeed = Buffer.from(
+      pb.GetModelResponse.encode(
+        modelParametersToProto({
+          version: { round: 2, fingerprint: 'cd'.repeat(32) },
+          parameters: Float32Array.from([0.5, -1, 2, 3]),
+        }),
+      ).finish(),
+    );
+    let state = 987654;
+    const rnd = () => {
+      state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+      return state / 4294967296;
+    };
+    let refused = 0;
+    const tryDecode = (f: () => unknown) => {
+      try {
+        f();
+      } catch (err) {
+        // Bytes that are not protobuf fail in the generated decoder (a RangeError or Error);
+        // values the wire can carry but the domain cannot are our MalformedMessageError.
+        if (!(err instanceof Error)) throw err;
+        refused++;
+      }
+    };
+    for (let i = 0; i < 3000; i++) {
+      tryDecode(() => roundOpenFromProto(pb.RoundAnnouncement.decode(mutate(annSeed, rnd))));
+      tryDecode(() => modelParametersFromProto(pb.GetModelResponse.decode(mutate(modelSeed, rnd)), 4));
+    }
+    expect(refused).to.be.greaterThan(0);
+    // Hostile values with a valid encoding: always MalformedMessageError, naming the field.
+    const hostile: [Partial<pb.TrainingParams>, string][] = [
+      [{ noiseShareStd: -1 }, 'training.noise_share_std'],
+      [{ noiseShareStd: Number.NaN }, 'training.noise_share_std'],
+      [{ samplingRate: 0 }, 'training.sampling_rate'],
+      [{ samplingRate: 1.5 }, 'training.sampling_rate'],
+      [{ clipNorm: Number.POSITIVE_INFINITY }, 'training.clip_norm'],
+      [{ encoding: undefined }, 'training.encoding'],
+    ];
+    const base = pb.RoundAnnouncement.decode(annSeed);
+    for (const [patch, field] of hostile) {
+      const m = { ...base, training: { ...base.training!, ...patch } };
+      const bytes = pb.RoundAnnouncement.encode(m).finish();
+      expect(() => roundOpenFromProto(pb.RoundAnnouncement.decode(bytes)), field).to.throw(
+        MalformedMessageError,
+        field,
+      );
     }
   });
 
@@ -252,7 +383,7 @@ describe('service fuzz (loopback)', function () {
     const enc = <T>(t: { encode(m: T): { finish(): Uint8Array } }, m: T) => Buffer.from(t.encode(m).finish());
     try {
       for (const id of ['f0', 'f1', 'f2', 'f3'])
-        await rawCall(raw, 'join', enc(pb.JoinRequest, { workerId: id }));
+        await rawCall(raw, 'join', enc(pb.JoinRequest, { workerId: id, shardSize: 0 }));
       const pending = server.openRound({ members: ['f0', 'f1', 'f2', 'f3'] }).catch(() => undefined);
       await rawCall(raw, 'awaitRound', enc(pb.AwaitRoundRequest, { workerId: 'f0', minRound: 0 }), 2000);
       const encryptor = await HeEncryptor.create(link.publicKey);

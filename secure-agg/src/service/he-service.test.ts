@@ -139,6 +139,62 @@ describe('service, HE scheme (in-process servers, real gRPC over loopback)', fun
     }
   });
 
+  it('asks the release gate before the key holder decrypts; a refused release decrypts nothing', async () => {
+    const events: string[] = [];
+    let refuse = false;
+    // Its own key holder: a key holder decrypts each round number once, and other tests used 0.
+    const own = await KeyHolderServer.create({ minInputs: 2 });
+    const ownClient = new KeyHolderClient({ address: `127.0.0.1:${await own.start()}` });
+    const ownLink = await ownClient.link();
+    const watched: KeyHolderLink = {
+      ...ownLink,
+      decryptSum: (req) => {
+        events.push(`decrypt ${req.round}`);
+        return ownLink.decryptSum(req);
+      },
+    };
+    const server = new AggregatorServer({
+      vectorLength: 2,
+      bits: 32,
+      scheme: 'he',
+      keyHolder: watched,
+      releaseGate: async (r) => {
+        events.push(`gate ${r.round} ${r.scheme} ${r.survivors.join(',')}`);
+        if (refuse) throw new Error('the privacy budget is spent');
+      },
+    });
+    const port = await server.start();
+    const clients = [0, 1].map(
+      (i) => new SecureAggClient({ address: `127.0.0.1:${port}`, workerId: `q${i}` }),
+    );
+    try {
+      for (const c of clients) await c.join();
+      const ok = server.openRound();
+      await Promise.all(
+        clients.map(async (c, i) => c.contribute(await c.awaitRound(0), encodeIntegers(32, [i, 1]))),
+      );
+      expect(Array.from(toIntegers((await ok).ring))).to.deep.equal([1, 2]);
+      expect(events).to.deep.equal(['gate 0 he q0,q1', 'decrypt 0']);
+      refuse = true;
+      const refused = server.openRound().catch((e: unknown) => e);
+      const outs = await Promise.all(
+        clients.map(async (c) => c.contribute(await c.awaitRound(1), encodeIntegers(32, [1, 2]))),
+      );
+      expect(((await refused) as Error).message).to.equal(
+        'round 1 aborted: the release was refused (the privacy budget is spent); nothing was decrypted',
+      );
+      expect(outs.every((o) => !o.completed && o.reason.includes('the privacy budget is spent'))).to.equal(
+        true,
+      );
+      expect(events).to.deep.equal(['gate 0 he q0,q1', 'decrypt 0', 'gate 1 he q0,q1']);
+    } finally {
+      clients.forEach((c) => c.close());
+      await server.close();
+      ownClient.close();
+      await own.close();
+    }
+  });
+
   it('aborts the round, releasing nothing, when the key holder refuses', async () => {
     const refusing: KeyHolderLink = {
       ...link,
@@ -196,7 +252,8 @@ describe('service, HE scheme (in-process servers, real gRPC over loopback)', fun
         5000,
       );
     try {
-      for (const id of ['z0', 'z1', 'z2']) await rawCall(raw, 'join', enc(pb.JoinRequest, { workerId: id }));
+      for (const id of ['z0', 'z1', 'z2'])
+        await rawCall(raw, 'join', enc(pb.JoinRequest, { workerId: id, shardSize: 0 }));
       const pending = server.openRound().catch((e: unknown) => e);
       await rawCall(raw, 'awaitRound', enc(pb.AwaitRoundRequest, { workerId: 'z0', minRound: 0 }), 2000);
       expect((await rawCall(raw, 'submitEncryptedInput', Buffer.from([0x0a, 0xff]))).code).to.equal(

@@ -19,8 +19,11 @@ import {
   compileRound,
   ConfigError,
   DEFAULT_DEADLINES_MS,
+  DuplicateMessageError,
   HeRound,
   MalformedMessageError,
+  NotFoundError,
+  PermissionError,
   RoundAbortedError,
   SecAggError,
   StageError,
@@ -34,6 +37,7 @@ import {
   type SignedVector,
   type Stage,
   type StageDeadlinesMs,
+  type SurvivorAttestation,
 } from '../index.js';
 import {
   advertisedKeysFromProto,
@@ -42,11 +46,17 @@ import {
   encryptedInputFromProto,
   encryptedShareToProto,
   maskedVectorFromProto,
+  modelParametersToProto,
+  modelVersionFromProto,
   roundOpenToProto,
+  survivorAttestationFromProto,
+  survivorAttestationToProto,
   unmaskSharesFromProto,
   type AggregationScheme,
+  type ModelParameters,
   type ModelVersionRef,
   type RoundOpen,
+  type RoundTraining,
 } from './convert.js';
 import {
   rawDefinition,
@@ -66,6 +76,15 @@ export interface RoundSum {
   /** The same sum as ring residues. */
   ring: RingVector;
   /** Worker ids whose inputs are in the sum. */
+  survivors: string[];
+  modelVersion: ModelVersionRef | undefined;
+}
+
+/** What the release gate is asked to approve: a round whose inputs are in, before it is revealed. */
+export interface PendingRelease {
+  round: number;
+  scheme: AggregationScheme;
+  /** Worker ids whose inputs the sum will hold. */
   survivors: string[];
   modelVersion: ModelVersionRef | undefined;
 }
@@ -122,6 +141,19 @@ export interface AggregatorServerOptions {
    * 256 KiB per ciphertext plus 1 MiB (HE).
    */
   maxMessageBytes?: number;
+  /**
+   * The release gate, awaited once per round after its inputs are in (masking: MASKED_INPUT
+   * closed; HE: the input stage closed) and before anything that reveals the sum (survivors are
+   * asked to unmask; the key holder is asked to decrypt). The coordinator appends the round to its
+   * ledger and checks the budget here. A rejection aborts the round with its message, and nothing
+   * is unmasked or decrypted. The UNMASK deadline counts from when the gate resolves.
+   */
+  releaseGate?: (release: PendingRelease) => Promise<void>;
+  /**
+   * GetModel: the trainable parameters of a version, or undefined when that version is not held
+   * (answered NOT_FOUND). Without it GetModel is answered NOT_FOUND.
+   */
+  model?: (version: ModelVersionRef) => ModelParameters | undefined | Promise<ModelParameters | undefined>;
   /** Called with every completed round's sum (after the openRound promise resolves). */
   onSum?: (sum: RoundSum) => void | Promise<void>;
   /** Called when a round aborts. */
@@ -137,6 +169,19 @@ interface LiveRound {
   abortedIn: ActiveStage | undefined;
   timer: NodeJS.Timeout | undefined;
   settle: { resolve: (s: RoundSum) => void; reject: (e: SecAggError) => void };
+  /** The release gate's run, set when MASKED_INPUT closes (resolves either way). */
+  gate: Promise<void> | undefined;
+  /** The consistency check's relay, open from the UNMASK stage's start. */
+  attest: AttestRelay | undefined;
+}
+
+/** Survivors' signatures over U3, relayed to every survivor once all signed or the time is up. */
+interface AttestRelay {
+  signatures: Map<number, SurvivorAttestation>;
+  released: boolean;
+  waiting: (() => void)[];
+  timer: NodeJS.Timeout | undefined;
+  release: () => void;
 }
 
 /** An HE round and the calls waiting for its end. */
@@ -166,7 +211,9 @@ export class AggregatorServer {
   readonly #log: Logger;
   readonly #server: Server;
   readonly #sessionId = Uint8Array.from(randomBytes(16));
-  readonly #members = new Map<string, number>(); // id → join time (ms)
+  readonly #members = new Map<string, { joinedAt: number; shardSize: number }>();
+  /** Under mutual TLS a caller is the worker its certificate's common name names. */
+  readonly #peerIdentity: boolean;
   readonly #rounds = new Map<number, LiveRound>();
   readonly #heRounds = new Map<number, LiveHeRound>();
   readonly #roundWaiters = new Set<() => void>();
@@ -216,6 +263,7 @@ export class AggregatorServer {
         );
     }
     this.#opts = { ...options, deadlinesMs, maxMessageBytes, scheme, encryptedInputMs };
+    this.#peerIdentity = options.tls?.clientCa !== undefined;
     this.#log = options.logger ?? pino({ level: 'silent' });
     this.#server = new Server({
       'grpc.max_receive_message_length': maxMessageBytes,
@@ -245,6 +293,8 @@ export class AggregatorServer {
         pb.SubmitEncryptedInputResponse,
         (r) => this.#encryptedInput(r),
       ),
+      attest: this.#unary('attest', pb.AttestRequest, pb.AttestResponse, (r) => this.#attest(r)),
+      getModel: this.#unary('getModel', pb.GetModelRequest, pb.GetModelResponse, (r) => this.#getModel(r)),
     };
     this.#server.addService(rawDefinition(SecureAggregationService), handlers);
   }
@@ -277,7 +327,12 @@ export class AggregatorServer {
 
   /** Worker ids currently joined, in join order. */
   members(): string[] {
-    return [...this.#members.entries()].sort((a, b) => a[1] - b[1]).map(([id]) => id);
+    return [...this.#members.entries()].sort((a, b) => a[1].joinedAt - b[1].joinedAt).map(([id]) => id);
+  }
+
+  /** Records in each joined worker's shard, as it declared at Join (0 when not training). */
+  shardSizes(): Map<string, number> {
+    return new Map([...this.#members].map(([id, m]) => [id, m.shardSize]));
   }
 
   /** Resolves once at least `count` workers have joined (rejects on abort). */
@@ -308,13 +363,15 @@ export class AggregatorServer {
    * (ThresholdError when too few survived). Rounds may overlap: round r+1 can be opened (its key
    * setup running) while round r is still collecting inputs.
    */
-  openRound(options: { modelVersion?: ModelVersionRef; members?: string[] } = {}): Promise<RoundSum> {
+  openRound(
+    options: { modelVersion?: ModelVersionRef; members?: string[]; training?: RoundTraining } = {},
+  ): Promise<RoundSum> {
     if (this.#closed) return Promise.reject(new RoundAbortedError('the aggregator is shut down'));
     const members = options.members ?? this.members();
     for (const m of members) {
       if (!this.#members.has(m)) return Promise.reject(new ConfigError('members', `${m} has not joined`));
     }
-    if (this.#opts.scheme === 'he') return this.#openHeRound(members, options.modelVersion);
+    if (this.#opts.scheme === 'he') return this.#openHeRound(members, options.modelVersion, options.training);
     const n = members.length;
     let params: RoundParams;
     try {
@@ -352,12 +409,15 @@ export class AggregatorServer {
           params,
           deadlinesMs: this.#opts.deadlinesMs,
           modelVersion: options.modelVersion,
+          ...(options.training ? { training: options.training } : {}),
         },
         index: new Map(members.map((m, i) => [m, i])),
         lastSeen: new Map(),
         abortedIn: undefined,
         timer: undefined,
         settle: { resolve, reject },
+        gate: undefined,
+        attest: undefined,
       };
       this.#rounds.set(params.round, live);
       agg.onTransition((stage) => this.#onTransition(live, stage));
@@ -375,7 +435,11 @@ export class AggregatorServer {
    * every member answered or the stage deadline passed, the key holder decrypts the sum of at
    * least minInputs contributions (or the round aborts and nothing is decrypted).
    */
-  async #openHeRound(members: string[], modelVersion: ModelVersionRef | undefined): Promise<RoundSum> {
+  async #openHeRound(
+    members: string[],
+    modelVersion: ModelVersionRef | undefined,
+    training: RoundTraining | undefined,
+  ): Promise<RoundSum> {
     const kh = this.#opts.keyHolder!;
     const n = members.length;
     const minInputs = Math.max(this.#opts.minInputs?.(n) ?? Math.floor(n / 2) + 1, kh.minInputs);
@@ -420,6 +484,7 @@ export class AggregatorServer {
           deadlinesMs: this.#opts.deadlinesMs,
           modelVersion,
           he: { publicKey: kh.publicKey, keyId: kh.keyId, encryptedInputMs: this.#opts.encryptedInputMs },
+          ...(training ? { training } : {}),
         },
         index: new Map(members.map((m, i) => [m, i])),
         timer: undefined,
@@ -450,6 +515,20 @@ export class AggregatorServer {
     }
     const kh = this.#opts.keyHolder!;
     const ids = contributors.map((i) => live.open.params.members[i]!);
+    if (this.#opts.releaseGate) {
+      try {
+        await this.#opts.releaseGate({
+          round,
+          scheme: 'he',
+          survivors: ids,
+          modelVersion: live.open.modelVersion,
+        });
+      } catch (err) {
+        this.#finishHe(live, this.#refused(round, err, 'nothing was decrypted'));
+        return;
+      }
+      if (live.finished) return; // aborted meanwhile (shutdown)
+    }
     try {
       const ring = await kh.decryptSum({
         round,
@@ -539,7 +618,15 @@ export class AggregatorServer {
 
   #onTransition(live: LiveRound, stage: Stage): void {
     const round = live.open.params.round;
-    this.#arm(live);
+    if (stage === 'UNMASK' && this.#opts.releaseGate) {
+      // Nobody unmasks, and the UNMASK clock does not run, until the gate approved the release.
+      clearTimeout(live.timer);
+      live.gate = this.#runGate(live);
+    } else {
+      this.#arm(live);
+      if (stage === 'UNMASK') this.#startAttest(live);
+    }
+    if (stage === 'DONE' || stage === 'ABORTED') this.#endAttest(live);
     if (stage === 'DONE') {
       const r = live.agg.result();
       const sum: RoundSum = {
@@ -568,6 +655,59 @@ export class AggregatorServer {
     }
   }
 
+  #refused(round: number, err: unknown, what: string): RoundAbortedError {
+    const why = err instanceof Error ? err.message : String(err);
+    return new RoundAbortedError(`round ${round} aborted: the release was refused (${why}); ${what}`, {
+      round,
+      cause: err,
+    });
+  }
+
+  async #runGate(live: LiveRound): Promise<void> {
+    const p = live.open.params;
+    try {
+      await this.#opts.releaseGate!({
+        round: p.round,
+        scheme: 'masking',
+        survivors: live.agg.survivors().map((i) => p.members[i]!),
+        modelVersion: live.open.modelVersion,
+      });
+    } catch (err) {
+      if (live.agg.stage === 'UNMASK') {
+        live.abortedIn = 'MASKED_INPUT';
+        live.agg.abort(this.#refused(p.round, err, 'nothing was unmasked'));
+      }
+      return;
+    }
+    if (live.agg.stage !== 'UNMASK') return; // aborted meanwhile (shutdown)
+    live.agg.restartClock();
+    this.#arm(live);
+    this.#startAttest(live);
+  }
+
+  /** Opens the consistency check's relay; it answers after all survivors attested or half the UNMASK deadline. */
+  #startAttest(live: LiveRound): void {
+    const relay: AttestRelay = {
+      signatures: new Map(),
+      released: false,
+      waiting: [],
+      timer: undefined,
+      release: () => {
+        if (relay.released) return;
+        relay.released = true;
+        clearTimeout(relay.timer);
+        for (const w of relay.waiting.splice(0)) w();
+      },
+    };
+    relay.timer = setTimeout(relay.release, Math.ceil(this.#opts.deadlinesMs.UNMASK / 2));
+    relay.timer.unref();
+    live.attest = relay;
+  }
+
+  #endAttest(live: LiveRound): void {
+    live.attest?.release();
+  }
+
   /** Workers that did not answer the last stage they were part of leave the membership. */
   #evictSilent(live: LiveRound, last: ActiveStage): void {
     for (const [id, i] of live.index) {
@@ -584,7 +724,32 @@ export class AggregatorServer {
     res: { encode(m: Res): { finish(): Uint8Array } },
     handle: (r: Req, call: ServerUnaryCall<Buffer, Buffer>) => Promise<Res>,
   ): UntypedHandleCall {
-    return unaryHandler(this.#log, method, req, res, handle);
+    if (!this.#peerIdentity) return unaryHandler(this.#log, method, req, res, handle);
+    return unaryHandler(this.#log, method, req, res, (r, call) => {
+      this.#checkPeer(method, (r as { workerId?: unknown }).workerId, call);
+      return handle(r, call);
+    });
+  }
+
+  /**
+   * Under mutual TLS the caller is the worker its certificate's subject CN names (the job's CA
+   * issued it); a request that claims another worker id is refused, whatever it carries.
+   */
+  #checkPeer(method: Method, claimed: unknown, call: ServerUnaryCall<Buffer, Buffer>): void {
+    const cn = call.getAuthContext()?.sslPeerCertificate?.subject?.CN as string | string[] | undefined;
+    const name = typeof cn === 'string' ? cn : undefined;
+    if (name !== undefined && name === claimed) return;
+    const peer = call.getPeer();
+    this.#log.warn(
+      { method, peer, certificateName: name ?? null, claimedWorkerId: String(claimed).slice(0, 140) },
+      'refused a call whose certificate does not name the worker it claims to be',
+    );
+    throw new PermissionError(
+      name === undefined
+        ? `the caller at ${peer} presented no certificate naming a worker; use the job's certificate (--tls-dir)`
+        : `the certificate of the caller at ${peer} names ${JSON.stringify(name)}, but the request claims worker ${JSON.stringify(String(claimed).slice(0, 140))}; a worker may act only as itself`,
+      { workerId: name },
+    );
   }
 
   #live(round: number, workerId: string): { live: LiveRound; index: number } {
@@ -638,8 +803,12 @@ export class AggregatorServer {
       throw new MalformedMessageError(
         `worker_id must be 1..128 characters of [A-Za-z0-9._:-], got ${JSON.stringify(r.workerId.slice(0, 140))}`,
       );
-    if (!this.#members.has(r.workerId)) {
-      this.#members.set(r.workerId, performance.now());
+    if (!Number.isSafeInteger(r.shardSize) || r.shardSize < 0)
+      throw new MalformedMessageError(`shard_size must be a non-negative safe integer, got ${r.shardSize}`);
+    const known = this.#members.get(r.workerId);
+    if (known) known.shardSize = r.shardSize;
+    else {
+      this.#members.set(r.workerId, { joinedAt: performance.now(), shardSize: r.shardSize });
       this.#log.info({ workerId: r.workerId }, 'worker joined');
       for (const w of [...this.#memberWaiters]) w();
     }
@@ -705,7 +874,69 @@ export class AggregatorServer {
       vector: maskedVectorFromProto(r.maskedVector, p.bits, p.vectorLength),
     });
     await this.#afterStage(live, 'MASKED_INPUT', index);
+    // Survivors learn U3 (and so may unmask) only after the release gate approved the round.
+    await live.gate;
+    if (live.agg.stage === 'ABORTED') {
+      const e = live.agg.error!;
+      throw new RoundAbortedError(`round ${p.round} aborted: ${e.message}`, { round: p.round, cause: e });
+    }
     return { survivors: live.agg.survivors() };
+  }
+
+  async #attest(r: pb.AttestRequest): Promise<pb.AttestResponse> {
+    const { live, index } = this.#live(r.round, r.workerId);
+    const relay = live.attest;
+    if (live.agg.stage !== 'UNMASK' || !relay) {
+      throw new StageError(
+        `round ${r.round} is ${live.agg.stage}; Attest belongs between SubmitMaskedInput's answer and Unmask`,
+        { round: r.round, workerId: r.workerId, stage: live.agg.stage, expected: 'UNMASK' },
+      );
+    }
+    const a = survivorAttestationFromProto(r.attestation);
+    if (a.index !== index)
+      throw new MalformedMessageError(`attestation.index is ${a.index} but ${r.workerId} has index ${index}`);
+    const survivors = live.agg.survivors();
+    if (!survivors.includes(index))
+      throw new StageError(`${r.workerId} is not a survivor of round ${r.round}; it has nothing to attest`, {
+        round: r.round,
+        workerId: r.workerId,
+        stage: 'UNMASK',
+        expected: 'a survivor',
+      });
+    if (relay.signatures.has(index))
+      throw new DuplicateMessageError(`${r.workerId} already attested round ${r.round}`, {
+        round: r.round,
+        workerId: r.workerId,
+      });
+    relay.signatures.set(index, a);
+    if (relay.signatures.size === survivors.length) relay.release();
+    if (!relay.released) await new Promise<void>((resolve) => relay.waiting.push(resolve));
+    if ((live.agg.stage as Stage) === 'ABORTED') {
+      const e = live.agg.error!;
+      throw new RoundAbortedError(`round ${r.round} aborted: ${e.message}`, { round: r.round, cause: e });
+    }
+    return {
+      attestations: [...relay.signatures.values()]
+        .sort((x, y) => x.index - y.index)
+        .map(survivorAttestationToProto),
+    };
+  }
+
+  async #getModel(r: pb.GetModelRequest): Promise<pb.GetModelResponse> {
+    if (!this.#members.has(r.workerId))
+      throw new StageError(`${r.workerId} is not a member; call Join first`, {
+        workerId: r.workerId,
+        stage: 'none',
+        expected: 'a member',
+      });
+    const v = modelVersionFromProto(r.version);
+    const m = await this.#opts.model?.(v);
+    if (!m)
+      throw new NotFoundError(
+        `model version ${v.round} (${v.fingerprint.slice(0, 16)}) is not held by the aggregator; await the next round's announcement`,
+        { workerId: r.workerId },
+      );
+    return modelParametersToProto(m);
   }
 
   async #unmask(r: pb.UnmaskRequest): Promise<pb.UnmaskResponse> {

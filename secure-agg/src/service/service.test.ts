@@ -5,7 +5,16 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { encodeIntegers, generateKeyPair, ThresholdError, toIntegers } from '../index.js';
+import { createPrivateKey, sign, verify, X509Certificate } from 'node:crypto';
+import { pino } from 'pino';
+import {
+  encodeIntegers,
+  generateKeyPair,
+  PermissionError,
+  ThresholdError,
+  toIntegers,
+  type RoundIdentity,
+} from '../index.js';
 import { AggregatorServer, SecureAggClient, type RoundSum } from './index.js';
 import { rawCall } from './testing/raw-call.js';
 
@@ -110,8 +119,11 @@ describe('service (in-process server, real gRPC over loopback)', function () {
     const raw = new Client(`127.0.0.1:${port}`, credentials.createInsecure());
     const enc = <T>(t: { encode(m: T): { finish(): Uint8Array } }, m: T) => Buffer.from(t.encode(m).finish());
     try {
-      for (const id of ['x0', 'x1', 'x2']) await rawCall(raw, 'join', enc(pb.JoinRequest, { workerId: id }));
-      expect(await rawCall(raw, 'join', enc(pb.JoinRequest, { workerId: 'bad id!' }))).to.deep.include({
+      for (const id of ['x0', 'x1', 'x2'])
+        await rawCall(raw, 'join', enc(pb.JoinRequest, { workerId: id, shardSize: 0 }));
+      expect(
+        await rawCall(raw, 'join', enc(pb.JoinRequest, { workerId: 'bad id!', shardSize: 0 })),
+      ).to.deep.include({
         code: status.INVALID_ARGUMENT,
         details: 'worker_id must be 1..128 characters of [A-Za-z0-9._:-], got "bad id!"',
       });
@@ -121,6 +133,8 @@ describe('service (in-process server, real gRPC over loopback)', function () {
         index,
         encryptionKey: Buffer.from(generateKeyPair().publicKey),
         maskingKey: Buffer.from(generateKeyPair().publicKey),
+        credential: Buffer.alloc(0),
+        signature: Buffer.alloc(0),
       });
       expect(
         await rawCall(
@@ -203,19 +217,102 @@ describe('service (in-process server, real gRPC over loopback)', function () {
     }
   });
 
-  describe('TLS', () => {
+  it('runs the release gate after MASKED_INPUT and before anyone unmasks; a refused release unmasks nothing', async () => {
+    const events: string[] = [];
+    let refuse = false;
+    const server = new AggregatorServer({
+      vectorLength: 2,
+      bits: 32,
+      deadlinesMs: FAST,
+      releaseGate: async (r) => {
+        events.push(`gate ${r.round} ${r.survivors.join(',')}`);
+        // Longer than the UNMASK deadline: the UNMASK clock must start only after the gate.
+        await new Promise((res) => setTimeout(res, 2000));
+        if (refuse) throw new Error('the privacy budget is spent');
+      },
+    });
+    const port = await server.start();
+    const clients = [0, 1, 2].map(
+      (i) =>
+        new SecureAggClient({
+          address: `127.0.0.1:${port}`,
+          workerId: `g${i}`,
+          beforeStage: (stage, round) => void events.push(`${stage} ${round} g${i}`),
+        }),
+    );
+    try {
+      for (const c of clients) await c.join();
+      const pending = server.openRound();
+      await Promise.all(
+        clients.map(async (c, i) => c.contribute(await c.awaitRound(0), encodeIntegers(32, [i, 1]))),
+      );
+      expect(Array.from(toIntegers((await pending).ring))).to.deep.equal([3, 3]);
+      const gateAt = events.indexOf('gate 0 g0,g1,g2');
+      expect(gateAt).to.be.greaterThan(events.lastIndexOf('MASKED_INPUT 0 g2') - 1);
+      expect(events.findIndex((e) => e.startsWith('UNMASK 0'))).to.be.greaterThan(gateAt);
+
+      refuse = true;
+      const refused = server.openRound();
+      refused.catch(() => undefined);
+      const outcomes = await Promise.all(
+        clients.map(async (c, i) => c.contribute(await c.awaitRound(1), encodeIntegers(32, [i, 1]))),
+      );
+      for (const o of outcomes) {
+        expect(o.completed).to.equal(false);
+        expect(o.reason).to.include(
+          'the release was refused (the privacy budget is spent); nothing was unmasked',
+        );
+      }
+      let err: Error | undefined;
+      await refused.catch((e: Error) => (err = e));
+      expect(err?.message).to.include('the release was refused');
+      expect(events.some((e) => e.startsWith('UNMASK 1'))).to.equal(false);
+      expect(server.members()).to.deep.equal(['g0', 'g1', 'g2']);
+    } finally {
+      clients.forEach((c) => c.close());
+      await server.close();
+    }
+  });
+
+  it('records shard sizes at Join and serves model versions through GetModel', async () => {
+    const version = { round: 3, fingerprint: 'aa'.repeat(32) };
+    const server = new AggregatorServer({
+      vectorLength: 3,
+      bits: 32,
+      model: (v) => (v.round === 3 ? { version, parameters: Float32Array.from([1, -2, 0.5]) } : undefined),
+    });
+    const port = await server.start();
+    const c = new SecureAggClient({ address: `127.0.0.1:${port}`, workerId: 'm0' });
+    const stranger = new SecureAggClient({ address: `127.0.0.1:${port}`, workerId: 'm9' });
+    try {
+      await c.join(1234);
+      expect(server.shardSizes()).to.deep.equal(new Map([['m0', 1234]]));
+      const m = await c.getModel(version, 3);
+      expect(m.version).to.deep.equal(version);
+      expect(Array.from(m.parameters)).to.deep.equal([1, -2, 0.5]);
+      let err: Error | undefined;
+      await c.getModel({ round: 2, fingerprint: 'bb' }).catch((e: Error) => (err = e));
+      expect(err?.message).to.include('model version 2 (bb) is not held by the aggregator');
+      let err2: Error | undefined;
+      await stranger.getModel(version).catch((e: Error) => (err2 = e));
+      expect(err2?.message).to.include('m9 is not a member; call Join first');
+    } finally {
+      c.close();
+      stranger.close();
+      await server.close();
+    }
+  });
+
+  describe('mutual TLS: a worker is who its certificate says', () => {
     let dir: string;
     before(function () {
       dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tg-tls-'));
       const ssl = (...a: string[]) => execFileSync('openssl', a, { cwd: dir, stdio: 'pipe' });
+      const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
       ssl(
         'req',
         '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
+        ...ec,
         '-keyout',
         'ca.key',
         '-out',
@@ -225,77 +322,170 @@ describe('service (in-process server, real gRPC over loopback)', function () {
         '-subj',
         '/CN=tg-test-ca',
       );
-      for (const who of ['server', 'client']) {
-        ssl(
-          'req',
-          '-newkey',
-          'ec',
-          '-pkeyopt',
-          'ec_paramgen_curve:prime256v1',
-          '-nodes',
-          '-keyout',
-          `${who}.key`,
-          '-out',
-          `${who}.csr`,
-          '-subj',
-          `/CN=${who === 'server' ? 'localhost' : 'worker'}`,
-        );
-        fs.writeFileSync(
-          path.join(dir, `${who}.ext`),
-          who === 'server' ? 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' : 'extendedKeyUsage=clientAuth\n',
-        );
+      // The job's layout: the aggregator's certificate names 'tensorguard-aggregator' (and its
+      // node's addresses); a worker's names worker-<index>.
+      const who: [string, string][] = [
+        ['server', 'subjectAltName=DNS:tensorguard-aggregator,DNS:localhost,IP:127.0.0.1\n'],
+        ['worker-0', 'extendedKeyUsage=clientAuth\n'],
+        ['worker-1', 'extendedKeyUsage=clientAuth\n'],
+        ['worker-2', 'extendedKeyUsage=clientAuth\n'],
+      ];
+      for (const [name, ext] of who) {
+        const cn = name === 'server' ? 'tensorguard-aggregator' : name;
+        ssl('req', ...ec, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`);
+        fs.writeFileSync(path.join(dir, `${name}.ext`), ext);
         ssl(
           'x509',
           '-req',
           '-in',
-          `${who}.csr`,
+          `${name}.csr`,
           '-CA',
           'ca.pem',
           '-CAkey',
           'ca.key',
           '-CAcreateserial',
           '-out',
-          `${who}.pem`,
+          `${name}.pem`,
           '-days',
           '1',
           '-extfile',
-          `${who}.ext`,
+          `${name}.ext`,
         );
       }
     });
     after(() => fs.rmSync(dir, { recursive: true, force: true }));
     const read = (f: string) => fs.readFileSync(path.join(dir, f));
+    const tlsOf = (name: string) => ({
+      rootCa: read('ca.pem'),
+      certChain: read(`${name}.pem`),
+      privateKey: read(`${name}.key`),
+      serverNameOverride: 'tensorguard-aggregator',
+    });
+    /** A RoundIdentity from the job's X.509 material, as worker-ts builds it from --tls-dir. */
+    const identityOf = (name: string): RoundIdentity => {
+      const ca = new X509Certificate(read('ca.pem'));
+      const key = createPrivateKey(read(`${name}.key`));
+      return {
+        credential: read(`${name}.pem`),
+        sign: (data) => sign('sha256', data, key),
+        verify: (member, credential, data, signature) => {
+          const cert = new X509Certificate(Buffer.from(credential));
+          return (
+            cert.checkIssued(ca) &&
+            cert.verify(ca.publicKey) &&
+            /^CN=(.*)$/m.exec(cert.subject)?.[1] === member &&
+            verify('sha256', data, cert.publicKey, signature)
+          );
+        },
+      };
+    };
+    const serverTls = () => ({
+      certChain: read('server.pem'),
+      privateKey: read('server.key'),
+      clientCa: read('ca.pem'),
+    });
 
-    it('runs a round over mutual TLS and refuses a client without a certificate', async () => {
-      const server = new AggregatorServer({
-        vectorLength: 2,
-        bits: 32,
-        deadlinesMs: FAST,
-        tls: { certChain: read('server.pem'), privateKey: read('server.key'), clientCa: read('ca.pem') },
-      });
+    it('runs a round with signed keys and the consistency check; refuses a client without a certificate', async () => {
+      const server = new AggregatorServer({ vectorLength: 2, bits: 32, deadlinesMs: FAST, tls: serverTls() });
       const port = await server.start();
-      const tls = { rootCa: read('ca.pem'), certChain: read('client.pem'), privateKey: read('client.key') };
-      const clients = [0, 1].map(
-        (i) => new SecureAggClient({ address: `localhost:${port}`, workerId: `t${i}`, tls }),
+      const clients = [0, 1, 2].map(
+        (i) =>
+          new SecureAggClient({
+            address: `127.0.0.1:${port}`,
+            workerId: `worker-${i}`,
+            tls: tlsOf(`worker-${i}`),
+            identity: identityOf(`worker-${i}`),
+          }),
       );
       const anonymous = new SecureAggClient({
-        address: `localhost:${port}`,
-        workerId: 'anon',
-        tls: { rootCa: read('ca.pem') },
+        address: `127.0.0.1:${port}`,
+        workerId: 'worker-0',
+        tls: { rootCa: read('ca.pem'), serverNameOverride: 'tensorguard-aggregator' },
         callTimeoutMs: 3000,
       });
       try {
         for (const c of clients) await c.join();
         const pending = server.openRound();
-        await Promise.all(
+        const outcomes = await Promise.all(
           clients.map(async (c, i) => c.contribute(await c.awaitRound(0), encodeIntegers(32, [i, 1]))),
         );
-        expect(Array.from(toIntegers((await pending).ring))).to.deep.equal([1, 2]);
+        expect(outcomes.map((o) => o.completed)).to.deep.equal([true, true, true]);
+        expect(Array.from(toIntegers((await pending).ring))).to.deep.equal([3, 3]);
         let refused: Error | undefined;
         await anonymous.join().catch((e: Error) => (refused = e));
         expect(refused?.message).to.match(/^join failed: /);
+        expect(server.members()).to.not.include('anon');
       } finally {
         [...clients, anonymous].forEach((c) => c.close());
+        await server.close();
+      }
+    });
+
+    it("refuses worker-1's certificate claiming worker-2 with PERMISSION_DENIED and logs the peer", async () => {
+      const lines: Record<string, unknown>[] = [];
+      const logger = pino(
+        { level: 'info' },
+        { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) },
+      );
+      const server = new AggregatorServer({ vectorLength: 2, bits: 32, tls: serverTls(), logger });
+      const port = await server.start();
+      const impostor = new SecureAggClient({
+        address: `127.0.0.1:${port}`,
+        workerId: 'worker-2',
+        tls: tlsOf('worker-1'),
+      });
+      const raw = new Client(
+        `127.0.0.1:${port}`,
+        credentials.createSsl(read('ca.pem'), read('worker-1.key'), read('worker-1.pem')),
+        { 'grpc.ssl_target_name_override': 'tensorguard-aggregator' },
+      );
+      try {
+        let err: Error | undefined;
+        await impostor.join().catch((e: Error) => (err = e));
+        expect(err).to.be.instanceOf(PermissionError);
+        expect(err?.message).to.match(
+          /names "worker-1", but the request claims worker "worker-2"; a worker may act only as itself/,
+        );
+        const r = await rawCall(
+          raw,
+          'join',
+          Buffer.from(pb.JoinRequest.encode({ workerId: 'worker-2', shardSize: 0 }).finish()),
+        );
+        expect(r.code).to.equal(status.PERMISSION_DENIED);
+        // Every method checks, not only Join: worker-1 joined as itself cannot wait as worker-2.
+        expect(
+          (
+            await rawCall(
+              raw,
+              'join',
+              Buffer.from(pb.JoinRequest.encode({ workerId: 'worker-1', shardSize: 0 }).finish()),
+            )
+          ).code,
+        ).to.equal(status.OK);
+        expect(
+          (
+            await rawCall(
+              raw,
+              'awaitRound',
+              Buffer.from(pb.AwaitRoundRequest.encode({ workerId: 'worker-2', minRound: 0 }).finish()),
+              2000,
+            )
+          ).code,
+        ).to.equal(status.PERMISSION_DENIED);
+        expect(server.members()).to.deep.equal(['worker-1']);
+        const refusals = lines.filter(
+          (l) => l.msg === 'refused a call whose certificate does not name the worker it claims to be',
+        );
+        expect(refusals.length).to.be.at.least(3);
+        expect(refusals[0]).to.include({
+          certificateName: 'worker-1',
+          claimedWorkerId: 'worker-2',
+          method: 'join',
+        });
+        expect(String(refusals[0]!.peer)).to.match(/^127\.0\.0\.1:\d+$/);
+      } finally {
+        impostor.close();
+        raw.close();
         await server.close();
       }
     });

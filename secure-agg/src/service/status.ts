@@ -8,6 +8,8 @@ import {
   SecAggError,
   StageError,
   UnavailableError,
+  PermissionError,
+  NotFoundError,
   type SecAggErrorCode,
 } from '../index.js';
 
@@ -23,6 +25,8 @@ const TO_STATUS: Record<SecAggErrorCode, status> = {
   ABORTED: status.ABORTED,
   DEADLINE: status.DEADLINE_EXCEEDED,
   UNAVAILABLE: status.UNAVAILABLE,
+  PERMISSION: status.PERMISSION_DENIED,
+  NOT_FOUND: status.NOT_FOUND,
 };
 
 /** The status code and details a handler answers with for `err` (INTERNAL for non-domain errors). */
@@ -38,8 +42,12 @@ export function fromStatus(err: ServiceError, what: string, round?: number): Sec
   switch (err.code) {
     case status.INVALID_ARGUMENT:
       return new MalformedMessageError(msg, { round, cause: err });
-    case status.FAILED_PRECONDITION:
+    case status.PERMISSION_DENIED:
+    case status.UNAUTHENTICATED:
+      return new PermissionError(msg, { round, cause: err });
     case status.NOT_FOUND:
+      return new NotFoundError(msg, { round, cause: err });
+    case status.FAILED_PRECONDITION:
       return new StageError(msg, { round, cause: err, stage: 'unknown', expected: 'unknown' });
     case status.ALREADY_EXISTS:
       return new DuplicateMessageError(msg, { round, cause: err });

@@ -18,7 +18,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { ModelVersion } from "./common.js";
+import { ModelVersion, Tensor } from "./common.js";
 
 export const protobufPackage = "tensorguard.v1";
 
@@ -67,6 +67,11 @@ export function aggregationSchemeToJSON(object: AggregationScheme): string {
 export interface JoinRequest {
   /** Stable worker identity, 1..128 characters of [A-Za-z0-9._:-]. */
   workerId: string;
+  /**
+   * Training: records in the worker's shard (dataset sizes are public in this threat model); the
+   * coordinator sizes the encoding's per-worker bound from the largest shard. 0 when not training.
+   */
+  shardSize: number;
 }
 
 export interface JoinResponse {
@@ -123,6 +128,46 @@ export interface RoundAnnouncement {
    * and echoes it in SubmitEncryptedInputRequest.key_id. Empty under masking.
    */
   heKeyId: string;
+  /**
+   * Training rounds: how each worker encodes and noises its contribution. Every field is a privacy
+   * parameter the worker checks against its own copy of the job's config before taking part.
+   */
+  training?: TrainingParams | undefined;
+}
+
+/** The fixed-point encoding of a contribution (secure-agg's EncodingOptions). */
+export interface EncodingOptions {
+  /** ℓ2 clip norm C of one worker's contribution (> 0). */
+  clipNorm: number;
+  /** Fixed-point scale s, integers per unit (> 0). */
+  scale: number;
+  /** Upper bound on the number of workers whose vectors are summed (≥ 1). */
+  workers: number;
+  /** Vector length d (≥ 1). */
+  dimension: number;
+  /** Std of the total noise in the sum, gradient units; absent: 0. */
+  noiseStd?:
+    | number
+    | undefined;
+  /** Allowed probability that a coordinate of the sum overflows; absent: the library default. */
+  failureProbability?:
+    | number
+    | undefined;
+  /** Ring width: 32 or 64; 0 (absent) means the smallest that is safe ('auto'). */
+  bits: number;
+}
+
+/** What a training round tells each worker beyond the secure sum's parameters. */
+export interface TrainingParams {
+  encoding?:
+    | EncodingOptions
+    | undefined;
+  /** Std of this worker's integer noise share, in integer units (0: noise off). */
+  noiseShareStd: number;
+  /** Poisson sampling rate q of the worker's shard, in (0, 1]. */
+  samplingRate: number;
+  /** Per-sample clip norm C. */
+  clipNorm: number;
 }
 
 export interface StageDeadlines {
@@ -141,6 +186,12 @@ export interface AdvertisedKeys {
   encryptionKey: Buffer;
   /** X25519 public key for pairwise masks, 32 bytes. */
   maskingKey: Buffer;
+  /**
+   * Jobs with identities: the worker's job certificate (DER or PEM) and its signature over both
+   * keys in this round's context, so the aggregator cannot substitute keys. Empty otherwise.
+   */
+  credential: Buffer;
+  signature: Buffer;
 }
 
 export interface AdvertiseKeysRequest {
@@ -239,14 +290,49 @@ export interface SubmitEncryptedInputResponse {
   contributors: number[];
 }
 
+export interface SurvivorAttestation {
+  /** Roster index of the signer. */
+  index: number;
+  /** Signature over (round context, sorted survivor indices). */
+  signature: Buffer;
+}
+
+export interface AttestRequest {
+  workerId: string;
+  round: number;
+  attestation?: SurvivorAttestation | undefined;
+}
+
+export interface AttestResponse {
+  /** Every survivor's attestation relayed so far, in index order. */
+  attestations: SurvivorAttestation[];
+}
+
+export interface GetModelRequest {
+  workerId: string;
+  /** The version wanted (the announcement's model_version). */
+  version?: ModelVersion | undefined;
+}
+
+export interface GetModelResponse {
+  version?:
+    | ModelVersion
+    | undefined;
+  /** The trainable parameters, flattened in the model's weight order. */
+  parameters?: Tensor | undefined;
+}
+
 function createBaseJoinRequest(): JoinRequest {
-  return { workerId: "" };
+  return { workerId: "", shardSize: 0 };
 }
 
 export const JoinRequest: MessageFns<JoinRequest> = {
   encode(message: JoinRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.workerId !== "") {
       writer.uint32(10).string(message.workerId);
+    }
+    if (message.shardSize !== 0) {
+      writer.uint32(16).uint64(message.shardSize);
     }
     return writer;
   },
@@ -272,6 +358,14 @@ export const JoinRequest: MessageFns<JoinRequest> = {
             message.workerId = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.shardSize = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -291,6 +385,11 @@ export const JoinRequest: MessageFns<JoinRequest> = {
         : isSet(object.worker_id)
         ? globalThis.String(object.worker_id)
         : "",
+      shardSize: isSet(object.shardSize)
+        ? globalThis.Number(object.shardSize)
+        : isSet(object.shard_size)
+        ? globalThis.Number(object.shard_size)
+        : 0,
     };
   },
 
@@ -298,6 +397,9 @@ export const JoinRequest: MessageFns<JoinRequest> = {
     const obj: any = {};
     if (message.workerId !== "") {
       obj.workerId = message.workerId;
+    }
+    if (message.shardSize !== 0) {
+      obj.shardSize = Math.round(message.shardSize);
     }
     return obj;
   },
@@ -308,6 +410,7 @@ export const JoinRequest: MessageFns<JoinRequest> = {
   fromPartial<I extends Exact<DeepPartial<JoinRequest>, I>>(object: I): JoinRequest {
     const message = createBaseJoinRequest();
     message.workerId = object.workerId ?? "";
+    message.shardSize = object.shardSize ?? 0;
     return message;
   },
 };
@@ -514,6 +617,7 @@ function createBaseRoundAnnouncement(): RoundAnnouncement {
     scheme: 0,
     hePublicKey: Buffer.alloc(0),
     heKeyId: "",
+    training: undefined,
   };
 }
 
@@ -560,6 +664,9 @@ export const RoundAnnouncement: MessageFns<RoundAnnouncement> = {
     }
     if (message.heKeyId !== "") {
       writer.uint32(114).string(message.heKeyId);
+    }
+    if (message.training !== undefined) {
+      TrainingParams.encode(message.training, writer.uint32(122).fork()).join();
     }
     return writer;
   },
@@ -689,6 +796,14 @@ export const RoundAnnouncement: MessageFns<RoundAnnouncement> = {
             message.heKeyId = reader.string();
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.training = TrainingParams.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -749,6 +864,7 @@ export const RoundAnnouncement: MessageFns<RoundAnnouncement> = {
         : isSet(object.he_key_id)
         ? globalThis.String(object.he_key_id)
         : "",
+      training: isSet(object.training) ? TrainingParams.fromJSON(object.training) : undefined,
     };
   },
 
@@ -796,6 +912,9 @@ export const RoundAnnouncement: MessageFns<RoundAnnouncement> = {
     if (message.heKeyId !== "") {
       obj.heKeyId = message.heKeyId;
     }
+    if (message.training !== undefined) {
+      obj.training = TrainingParams.toJSON(message.training);
+    }
     return obj;
   },
 
@@ -822,6 +941,325 @@ export const RoundAnnouncement: MessageFns<RoundAnnouncement> = {
     message.scheme = object.scheme ?? 0;
     message.hePublicKey = object.hePublicKey ?? Buffer.alloc(0);
     message.heKeyId = object.heKeyId ?? "";
+    message.training = (object.training !== undefined && object.training !== null)
+      ? TrainingParams.fromPartial(object.training)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseEncodingOptions(): EncodingOptions {
+  return {
+    clipNorm: 0,
+    scale: 0,
+    workers: 0,
+    dimension: 0,
+    noiseStd: undefined,
+    failureProbability: undefined,
+    bits: 0,
+  };
+}
+
+export const EncodingOptions: MessageFns<EncodingOptions> = {
+  encode(message: EncodingOptions, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.clipNorm !== 0) {
+      writer.uint32(9).double(message.clipNorm);
+    }
+    if (message.scale !== 0) {
+      writer.uint32(17).double(message.scale);
+    }
+    if (message.workers !== 0) {
+      writer.uint32(24).uint32(message.workers);
+    }
+    if (message.dimension !== 0) {
+      writer.uint32(32).uint32(message.dimension);
+    }
+    if (message.noiseStd !== undefined) {
+      writer.uint32(41).double(message.noiseStd);
+    }
+    if (message.failureProbability !== undefined) {
+      writer.uint32(49).double(message.failureProbability);
+    }
+    if (message.bits !== 0) {
+      writer.uint32(56).uint32(message.bits);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EncodingOptions {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEncodingOptions();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 9) {
+              break;
+            }
+
+            message.clipNorm = reader.double();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.scale = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.workers = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.dimension = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 41) {
+              break;
+            }
+
+            message.noiseStd = reader.double();
+            continue;
+          }
+          case 6: {
+            if (tag !== 49) {
+              break;
+            }
+
+            message.failureProbability = reader.double();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.bits = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EncodingOptions {
+    return {
+      clipNorm: isSet(object.clipNorm)
+        ? globalThis.Number(object.clipNorm)
+        : isSet(object.clip_norm)
+        ? globalThis.Number(object.clip_norm)
+        : 0,
+      scale: isSet(object.scale) ? globalThis.Number(object.scale) : 0,
+      workers: isSet(object.workers) ? globalThis.Number(object.workers) : 0,
+      dimension: isSet(object.dimension) ? globalThis.Number(object.dimension) : 0,
+      noiseStd: isSet(object.noiseStd)
+        ? globalThis.Number(object.noiseStd)
+        : isSet(object.noise_std)
+        ? globalThis.Number(object.noise_std)
+        : undefined,
+      failureProbability: isSet(object.failureProbability)
+        ? globalThis.Number(object.failureProbability)
+        : isSet(object.failure_probability)
+        ? globalThis.Number(object.failure_probability)
+        : undefined,
+      bits: isSet(object.bits) ? globalThis.Number(object.bits) : 0,
+    };
+  },
+
+  toJSON(message: EncodingOptions): unknown {
+    const obj: any = {};
+    if (message.clipNorm !== 0) {
+      obj.clipNorm = floatToJson(message.clipNorm);
+    }
+    if (message.scale !== 0) {
+      obj.scale = floatToJson(message.scale);
+    }
+    if (message.workers !== 0) {
+      obj.workers = Math.round(message.workers);
+    }
+    if (message.dimension !== 0) {
+      obj.dimension = Math.round(message.dimension);
+    }
+    if (message.noiseStd !== undefined) {
+      obj.noiseStd = floatToJson(message.noiseStd);
+    }
+    if (message.failureProbability !== undefined) {
+      obj.failureProbability = floatToJson(message.failureProbability);
+    }
+    if (message.bits !== 0) {
+      obj.bits = Math.round(message.bits);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EncodingOptions>, I>>(base?: I): EncodingOptions {
+    return EncodingOptions.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EncodingOptions>, I>>(object: I): EncodingOptions {
+    const message = createBaseEncodingOptions();
+    message.clipNorm = object.clipNorm ?? 0;
+    message.scale = object.scale ?? 0;
+    message.workers = object.workers ?? 0;
+    message.dimension = object.dimension ?? 0;
+    message.noiseStd = object.noiseStd ?? undefined;
+    message.failureProbability = object.failureProbability ?? undefined;
+    message.bits = object.bits ?? 0;
+    return message;
+  },
+};
+
+function createBaseTrainingParams(): TrainingParams {
+  return { encoding: undefined, noiseShareStd: 0, samplingRate: 0, clipNorm: 0 };
+}
+
+export const TrainingParams: MessageFns<TrainingParams> = {
+  encode(message: TrainingParams, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.encoding !== undefined) {
+      EncodingOptions.encode(message.encoding, writer.uint32(10).fork()).join();
+    }
+    if (message.noiseShareStd !== 0) {
+      writer.uint32(17).double(message.noiseShareStd);
+    }
+    if (message.samplingRate !== 0) {
+      writer.uint32(25).double(message.samplingRate);
+    }
+    if (message.clipNorm !== 0) {
+      writer.uint32(33).double(message.clipNorm);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TrainingParams {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTrainingParams();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.encoding = EncodingOptions.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.noiseShareStd = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.samplingRate = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.clipNorm = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TrainingParams {
+    return {
+      encoding: isSet(object.encoding) ? EncodingOptions.fromJSON(object.encoding) : undefined,
+      noiseShareStd: isSet(object.noiseShareStd)
+        ? globalThis.Number(object.noiseShareStd)
+        : isSet(object.noise_share_std)
+        ? globalThis.Number(object.noise_share_std)
+        : 0,
+      samplingRate: isSet(object.samplingRate)
+        ? globalThis.Number(object.samplingRate)
+        : isSet(object.sampling_rate)
+        ? globalThis.Number(object.sampling_rate)
+        : 0,
+      clipNorm: isSet(object.clipNorm)
+        ? globalThis.Number(object.clipNorm)
+        : isSet(object.clip_norm)
+        ? globalThis.Number(object.clip_norm)
+        : 0,
+    };
+  },
+
+  toJSON(message: TrainingParams): unknown {
+    const obj: any = {};
+    if (message.encoding !== undefined) {
+      obj.encoding = EncodingOptions.toJSON(message.encoding);
+    }
+    if (message.noiseShareStd !== 0) {
+      obj.noiseShareStd = floatToJson(message.noiseShareStd);
+    }
+    if (message.samplingRate !== 0) {
+      obj.samplingRate = floatToJson(message.samplingRate);
+    }
+    if (message.clipNorm !== 0) {
+      obj.clipNorm = floatToJson(message.clipNorm);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TrainingParams>, I>>(base?: I): TrainingParams {
+    return TrainingParams.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TrainingParams>, I>>(object: I): TrainingParams {
+    const message = createBaseTrainingParams();
+    message.encoding = (object.encoding !== undefined && object.encoding !== null)
+      ? EncodingOptions.fromPartial(object.encoding)
+      : undefined;
+    message.noiseShareStd = object.noiseShareStd ?? 0;
+    message.samplingRate = object.samplingRate ?? 0;
+    message.clipNorm = object.clipNorm ?? 0;
     return message;
   },
 };
@@ -980,7 +1418,13 @@ export const StageDeadlines: MessageFns<StageDeadlines> = {
 };
 
 function createBaseAdvertisedKeys(): AdvertisedKeys {
-  return { index: 0, encryptionKey: Buffer.alloc(0), maskingKey: Buffer.alloc(0) };
+  return {
+    index: 0,
+    encryptionKey: Buffer.alloc(0),
+    maskingKey: Buffer.alloc(0),
+    credential: Buffer.alloc(0),
+    signature: Buffer.alloc(0),
+  };
 }
 
 export const AdvertisedKeys: MessageFns<AdvertisedKeys> = {
@@ -993,6 +1437,12 @@ export const AdvertisedKeys: MessageFns<AdvertisedKeys> = {
     }
     if (message.maskingKey.length !== 0) {
       writer.uint32(26).bytes(message.maskingKey);
+    }
+    if (message.credential.length !== 0) {
+      writer.uint32(34).bytes(message.credential);
+    }
+    if (message.signature.length !== 0) {
+      writer.uint32(42).bytes(message.signature);
     }
     return writer;
   },
@@ -1034,6 +1484,22 @@ export const AdvertisedKeys: MessageFns<AdvertisedKeys> = {
             message.maskingKey = Buffer.from(reader.bytes());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.credential = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.signature = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1059,6 +1525,8 @@ export const AdvertisedKeys: MessageFns<AdvertisedKeys> = {
         : isSet(object.masking_key)
         ? Buffer.from(bytesFromBase64(object.masking_key))
         : Buffer.alloc(0),
+      credential: isSet(object.credential) ? Buffer.from(bytesFromBase64(object.credential)) : Buffer.alloc(0),
+      signature: isSet(object.signature) ? Buffer.from(bytesFromBase64(object.signature)) : Buffer.alloc(0),
     };
   },
 
@@ -1073,6 +1541,12 @@ export const AdvertisedKeys: MessageFns<AdvertisedKeys> = {
     if (message.maskingKey.length !== 0) {
       obj.maskingKey = base64FromBytes(message.maskingKey);
     }
+    if (message.credential.length !== 0) {
+      obj.credential = base64FromBytes(message.credential);
+    }
+    if (message.signature.length !== 0) {
+      obj.signature = base64FromBytes(message.signature);
+    }
     return obj;
   },
 
@@ -1084,6 +1558,8 @@ export const AdvertisedKeys: MessageFns<AdvertisedKeys> = {
     message.index = object.index ?? 0;
     message.encryptionKey = object.encryptionKey ?? Buffer.alloc(0);
     message.maskingKey = object.maskingKey ?? Buffer.alloc(0);
+    message.credential = object.credential ?? Buffer.alloc(0);
+    message.signature = object.signature ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -2316,6 +2792,449 @@ export const SubmitEncryptedInputResponse: MessageFns<SubmitEncryptedInputRespon
   },
 };
 
+function createBaseSurvivorAttestation(): SurvivorAttestation {
+  return { index: 0, signature: Buffer.alloc(0) };
+}
+
+export const SurvivorAttestation: MessageFns<SurvivorAttestation> = {
+  encode(message: SurvivorAttestation, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.index !== 0) {
+      writer.uint32(8).uint32(message.index);
+    }
+    if (message.signature.length !== 0) {
+      writer.uint32(18).bytes(message.signature);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SurvivorAttestation {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSurvivorAttestation();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.index = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.signature = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SurvivorAttestation {
+    return {
+      index: isSet(object.index) ? globalThis.Number(object.index) : 0,
+      signature: isSet(object.signature) ? Buffer.from(bytesFromBase64(object.signature)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: SurvivorAttestation): unknown {
+    const obj: any = {};
+    if (message.index !== 0) {
+      obj.index = Math.round(message.index);
+    }
+    if (message.signature.length !== 0) {
+      obj.signature = base64FromBytes(message.signature);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SurvivorAttestation>, I>>(base?: I): SurvivorAttestation {
+    return SurvivorAttestation.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SurvivorAttestation>, I>>(object: I): SurvivorAttestation {
+    const message = createBaseSurvivorAttestation();
+    message.index = object.index ?? 0;
+    message.signature = object.signature ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseAttestRequest(): AttestRequest {
+  return { workerId: "", round: 0, attestation: undefined };
+}
+
+export const AttestRequest: MessageFns<AttestRequest> = {
+  encode(message: AttestRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.workerId !== "") {
+      writer.uint32(10).string(message.workerId);
+    }
+    if (message.round !== 0) {
+      writer.uint32(16).uint64(message.round);
+    }
+    if (message.attestation !== undefined) {
+      SurvivorAttestation.encode(message.attestation, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AttestRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAttestRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.workerId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.round = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.attestation = SurvivorAttestation.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AttestRequest {
+    return {
+      workerId: isSet(object.workerId)
+        ? globalThis.String(object.workerId)
+        : isSet(object.worker_id)
+        ? globalThis.String(object.worker_id)
+        : "",
+      round: isSet(object.round) ? globalThis.Number(object.round) : 0,
+      attestation: isSet(object.attestation) ? SurvivorAttestation.fromJSON(object.attestation) : undefined,
+    };
+  },
+
+  toJSON(message: AttestRequest): unknown {
+    const obj: any = {};
+    if (message.workerId !== "") {
+      obj.workerId = message.workerId;
+    }
+    if (message.round !== 0) {
+      obj.round = Math.round(message.round);
+    }
+    if (message.attestation !== undefined) {
+      obj.attestation = SurvivorAttestation.toJSON(message.attestation);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AttestRequest>, I>>(base?: I): AttestRequest {
+    return AttestRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AttestRequest>, I>>(object: I): AttestRequest {
+    const message = createBaseAttestRequest();
+    message.workerId = object.workerId ?? "";
+    message.round = object.round ?? 0;
+    message.attestation = (object.attestation !== undefined && object.attestation !== null)
+      ? SurvivorAttestation.fromPartial(object.attestation)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseAttestResponse(): AttestResponse {
+  return { attestations: [] };
+}
+
+export const AttestResponse: MessageFns<AttestResponse> = {
+  encode(message: AttestResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.attestations) {
+      SurvivorAttestation.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AttestResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAttestResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.attestations.push(SurvivorAttestation.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AttestResponse {
+    return {
+      attestations: globalThis.Array.isArray(object?.attestations)
+        ? object.attestations.map((e: any) => SurvivorAttestation.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: AttestResponse): unknown {
+    const obj: any = {};
+    if (message.attestations?.length) {
+      obj.attestations = message.attestations.map((e) => SurvivorAttestation.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AttestResponse>, I>>(base?: I): AttestResponse {
+    return AttestResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AttestResponse>, I>>(object: I): AttestResponse {
+    const message = createBaseAttestResponse();
+    message.attestations = object.attestations?.map((e) => SurvivorAttestation.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseGetModelRequest(): GetModelRequest {
+  return { workerId: "", version: undefined };
+}
+
+export const GetModelRequest: MessageFns<GetModelRequest> = {
+  encode(message: GetModelRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.workerId !== "") {
+      writer.uint32(10).string(message.workerId);
+    }
+    if (message.version !== undefined) {
+      ModelVersion.encode(message.version, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetModelRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetModelRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.workerId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.version = ModelVersion.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetModelRequest {
+    return {
+      workerId: isSet(object.workerId)
+        ? globalThis.String(object.workerId)
+        : isSet(object.worker_id)
+        ? globalThis.String(object.worker_id)
+        : "",
+      version: isSet(object.version) ? ModelVersion.fromJSON(object.version) : undefined,
+    };
+  },
+
+  toJSON(message: GetModelRequest): unknown {
+    const obj: any = {};
+    if (message.workerId !== "") {
+      obj.workerId = message.workerId;
+    }
+    if (message.version !== undefined) {
+      obj.version = ModelVersion.toJSON(message.version);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetModelRequest>, I>>(base?: I): GetModelRequest {
+    return GetModelRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetModelRequest>, I>>(object: I): GetModelRequest {
+    const message = createBaseGetModelRequest();
+    message.workerId = object.workerId ?? "";
+    message.version = (object.version !== undefined && object.version !== null)
+      ? ModelVersion.fromPartial(object.version)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseGetModelResponse(): GetModelResponse {
+  return { version: undefined, parameters: undefined };
+}
+
+export const GetModelResponse: MessageFns<GetModelResponse> = {
+  encode(message: GetModelResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.version !== undefined) {
+      ModelVersion.encode(message.version, writer.uint32(10).fork()).join();
+    }
+    if (message.parameters !== undefined) {
+      Tensor.encode(message.parameters, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetModelResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetModelResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.version = ModelVersion.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.parameters = Tensor.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetModelResponse {
+    return {
+      version: isSet(object.version) ? ModelVersion.fromJSON(object.version) : undefined,
+      parameters: isSet(object.parameters) ? Tensor.fromJSON(object.parameters) : undefined,
+    };
+  },
+
+  toJSON(message: GetModelResponse): unknown {
+    const obj: any = {};
+    if (message.version !== undefined) {
+      obj.version = ModelVersion.toJSON(message.version);
+    }
+    if (message.parameters !== undefined) {
+      obj.parameters = Tensor.toJSON(message.parameters);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetModelResponse>, I>>(base?: I): GetModelResponse {
+    return GetModelResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetModelResponse>, I>>(object: I): GetModelResponse {
+    const message = createBaseGetModelResponse();
+    message.version = (object.version !== undefined && object.version !== null)
+      ? ModelVersion.fromPartial(object.version)
+      : undefined;
+    message.parameters = (object.parameters !== undefined && object.parameters !== null)
+      ? Tensor.fromPartial(object.parameters)
+      : undefined;
+    return message;
+  },
+};
+
 /**
  * Secure aggregation (Bonawitz et al. 2017, optionally with the SecAgg+ sparse graph of Bell et al.
  * 2020) between workers and the aggregator process. A round goes through four stages, each a unary
@@ -2414,6 +3333,34 @@ export const SecureAggregationService = {
       Buffer.from(SubmitEncryptedInputResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SubmitEncryptedInputResponse => SubmitEncryptedInputResponse.decode(value),
   },
+  /**
+   * Consistency check (jobs with identities, between SubmitMaskedInput and Unmask): the caller's
+   * signature over the survivor set U3; returns every survivor's signature relayed so far, when all
+   * survivors attested or the stage deadline passed. A worker reveals unmask shares only for a set
+   * that more than half of the members signed.
+   */
+  attest: {
+    path: "/tensorguard.v1.SecureAggregation/Attest" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AttestRequest): Buffer => Buffer.from(AttestRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AttestRequest => AttestRequest.decode(value),
+    responseSerialize: (value: AttestResponse): Buffer => Buffer.from(AttestResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AttestResponse => AttestResponse.decode(value),
+  },
+  /**
+   * Training: the model parameters of a version (the announcement names the version a round
+   * computes against). NOT_FOUND when the coordinator no longer holds that version.
+   */
+  getModel: {
+    path: "/tensorguard.v1.SecureAggregation/GetModel" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetModelRequest): Buffer => Buffer.from(GetModelRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetModelRequest => GetModelRequest.decode(value),
+    responseSerialize: (value: GetModelResponse): Buffer => Buffer.from(GetModelResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetModelResponse => GetModelResponse.decode(value),
+  },
 } as const;
 
 export interface SecureAggregationServer extends UntypedServiceImplementation {
@@ -2435,6 +3382,18 @@ export interface SecureAggregationServer extends UntypedServiceImplementation {
    * holder refused or could not be reached; nothing is then decrypted).
    */
   submitEncryptedInput: handleUnaryCall<SubmitEncryptedInputRequest, SubmitEncryptedInputResponse>;
+  /**
+   * Consistency check (jobs with identities, between SubmitMaskedInput and Unmask): the caller's
+   * signature over the survivor set U3; returns every survivor's signature relayed so far, when all
+   * survivors attested or the stage deadline passed. A worker reveals unmask shares only for a set
+   * that more than half of the members signed.
+   */
+  attest: handleUnaryCall<AttestRequest, AttestResponse>;
+  /**
+   * Training: the model parameters of a version (the announcement names the version a round
+   * computes against). NOT_FOUND when the coordinator no longer holds that version.
+   */
+  getModel: handleUnaryCall<GetModelRequest, GetModelResponse>;
 }
 
 export interface SecureAggregationClient extends Client {
@@ -2551,6 +3510,46 @@ export interface SecureAggregationClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SubmitEncryptedInputResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Consistency check (jobs with identities, between SubmitMaskedInput and Unmask): the caller's
+   * signature over the survivor set U3; returns every survivor's signature relayed so far, when all
+   * survivors attested or the stage deadline passed. A worker reveals unmask shares only for a set
+   * that more than half of the members signed.
+   */
+  attest(
+    request: AttestRequest,
+    callback: (error: ServiceError | null, response: AttestResponse) => void,
+  ): ClientUnaryCall;
+  attest(
+    request: AttestRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AttestResponse) => void,
+  ): ClientUnaryCall;
+  attest(
+    request: AttestRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AttestResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Training: the model parameters of a version (the announcement names the version a round
+   * computes against). NOT_FOUND when the coordinator no longer holds that version.
+   */
+  getModel(
+    request: GetModelRequest,
+    callback: (error: ServiceError | null, response: GetModelResponse) => void,
+  ): ClientUnaryCall;
+  getModel(
+    request: GetModelRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetModelResponse) => void,
+  ): ClientUnaryCall;
+  getModel(
+    request: GetModelRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetModelResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const SecureAggregationClient = makeGenericClientConstructor(
@@ -2568,6 +3567,10 @@ function bytesFromBase64(b64: string): Uint8Array {
 
 function base64FromBytes(arr: Uint8Array): string {
   return globalThis.Buffer.from(arr).toString("base64");
+}
+
+function floatToJson(value: number | null | undefined): number | string | null | undefined {
+  return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;
 }
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
