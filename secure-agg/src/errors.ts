@@ -17,7 +17,8 @@ export type SecAggErrorCode =
   | 'ABORTED' // the round was aborted earlier; see `cause`
   | 'UNAVAILABLE' // the peer (aggregator or key holder) cannot be reached
   | 'PERMISSION' // the caller's certificate does not name the worker it claims to be
-  | 'NOT_FOUND'; // something named in the request (a model version) is not held
+  | 'NOT_FOUND' // something named in the request (a model version) is not held
+  | 'FINISHED'; // the job is over: no round will open again (the message says why)
 
 export interface SecAggErrorFields {
   round?: number | undefined;
@@ -159,5 +160,12 @@ export class PermissionError extends SecAggError {
 export class NotFoundError extends SecAggError {
   constructor(message: string, fields: SecAggErrorFields = {}) {
     super('NOT_FOUND', message, fields);
+  }
+}
+
+/** The aggregator finished the job: no round will open again; `message` carries its reason. */
+export class JobFinishedError extends SecAggError {
+  constructor(message: string, fields: SecAggErrorFields = {}) {
+    super('FINISHED', message, fields);
   }
 }

@@ -16,6 +16,7 @@ export {
   UnavailableError,
   PermissionError,
   NotFoundError,
+  JobFinishedError,
   type SecAggErrorCode,
   type SecAggErrorFields,
   type DecryptionRule,

@@ -4,6 +4,8 @@ export {
   AggregatorServer,
   type AggregatorServerOptions,
   type KeyHolderLink,
+  type OpenRoundOptions,
+  type PendingRelease,
   type RoundSum,
 } from './server.js';
 export {
@@ -17,7 +19,16 @@ export { type ServerTlsOptions, type ClientTlsOptions } from './grpc-edge.js';
 export { KeyHolderServer, type KeyHolderServerOptions } from './key-holder-server.js';
 export { KeyHolderClient, type KeyHolderClientOptions } from './key-holder-client.js';
 export { spawnKeyHolder, type SpawnedKeyHolder } from './spawn.js';
-export { type RoundOpen, type ModelVersionRef, type AggregationScheme, type HeRoundKey } from './convert.js';
+export {
+  roundOpenFromProto,
+  roundOpenToProto,
+  type RoundOpen,
+  type RoundTraining,
+  type ModelParameters,
+  type ModelVersionRef,
+  type AggregationScheme,
+  type HeRoundKey,
+} from './convert.js';
 export {
   loadAggregatorConfig,
   loadKeyHolderConfig,

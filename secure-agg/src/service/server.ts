@@ -20,6 +20,7 @@ import {
   ConfigError,
   DEFAULT_DEADLINES_MS,
   DuplicateMessageError,
+  JobFinishedError,
   HeRound,
   MalformedMessageError,
   NotFoundError,
@@ -132,6 +133,11 @@ export interface AggregatorServerOptions {
    * holder's minInputs.
    */
   minInputs?: (n: number) => number;
+  /**
+   * Number of the first round opened; default 0. A coordinator that resumes from its ledger
+   * continues its numbering, so a round number names one release for the whole job.
+   */
+  firstRound?: number;
   /** Stage deadlines in ms; default DEFAULT_DEADLINES_MS. */
   deadlinesMs?: Partial<StageDeadlinesMs>;
   /** Scheme 'he': deadline of the SubmitEncryptedInput stage, ms; default deadlinesMs.MASKED_INPUT. */
@@ -159,6 +165,23 @@ export interface AggregatorServerOptions {
   /** Called when a round aborts. */
   onAbort?: (round: number, error: SecAggError) => void;
   logger?: Logger;
+}
+
+/** openRound's options; the per-round overrides replace what the server's options derive from n. */
+export interface OpenRoundOptions {
+  modelVersion?: ModelVersionRef;
+  /** The roster, in index order; default every joined member, in join order. */
+  members?: string[];
+  /** Training rounds: the encoding and noise each worker is told (and checks). */
+  training?: RoundTraining;
+  /** Shamir threshold of this round (masking); default from the server's options. */
+  threshold?: number;
+  /** Neighbours per worker of this round (masking); default from the server's options. */
+  degree?: number;
+  /** Fewest inputs this round's sum may contain; default from the server's options. */
+  minInputs?: number;
+  /** Ring width of this round, at most the server's `bits` (which sizes the messages). */
+  bits?: RingBits;
 }
 
 interface LiveRound {
@@ -218,7 +241,11 @@ export class AggregatorServer {
   readonly #heRounds = new Map<number, LiveHeRound>();
   readonly #roundWaiters = new Set<() => void>();
   readonly #memberWaiters = new Set<() => void>();
-  #nextRound = 0;
+  #nextRound: number;
+  /** Workers in an AwaitRound call now (the coordinator's round barrier reads it). */
+  readonly #awaiting = new Map<string, number>();
+  /** Set by finish(): AwaitRound answers OUT_OF_RANGE with it. */
+  #finished: string | undefined;
   #port = 0;
   #closed = false;
 
@@ -264,6 +291,10 @@ export class AggregatorServer {
     }
     this.#opts = { ...options, deadlinesMs, maxMessageBytes, scheme, encryptedInputMs };
     this.#peerIdentity = options.tls?.clientCa !== undefined;
+    const first = options.firstRound ?? 0;
+    if (!Number.isSafeInteger(first) || first < 0)
+      throw new ConfigError('firstRound', `must be a non-negative safe integer, got ${first}`);
+    this.#nextRound = first;
     this.#log = options.logger ?? pino({ level: 'silent' });
     this.#server = new Server({
       'grpc.max_receive_message_length': maxMessageBytes,
@@ -330,6 +361,22 @@ export class AggregatorServer {
     return [...this.#members.entries()].sort((a, b) => a[1].joinedAt - b[1].joinedAt).map(([id]) => id);
   }
 
+  /** Members now waiting in AwaitRound for a round that includes them. */
+  awaiting(): string[] {
+    return [...this.#awaiting.keys()].filter((id) => this.#members.has(id));
+  }
+
+  /**
+   * Ends the job: no round opens again, and every AwaitRound (now and later) is answered
+   * OUT_OF_RANGE with `reason` (the client's JobFinishedError), so workers exit instead of polling.
+   */
+  finish(reason: string): void {
+    if (this.#finished !== undefined) return;
+    this.#finished = reason;
+    this.#log.info({ reason }, 'job finished');
+    for (const w of [...this.#roundWaiters]) w();
+  }
+
   /** Records in each joined worker's shard, as it declared at Join (0 when not training). */
   shardSizes(): Map<string, number> {
     return new Map([...this.#members].map(([id, m]) => [id, m.shardSize]));
@@ -363,15 +410,24 @@ export class AggregatorServer {
    * (ThresholdError when too few survived). Rounds may overlap: round r+1 can be opened (its key
    * setup running) while round r is still collecting inputs.
    */
-  openRound(
-    options: { modelVersion?: ModelVersionRef; members?: string[]; training?: RoundTraining } = {},
-  ): Promise<RoundSum> {
+  openRound(options: OpenRoundOptions = {}): Promise<RoundSum> {
     if (this.#closed) return Promise.reject(new RoundAbortedError('the aggregator is shut down'));
+    if (this.#finished !== undefined)
+      return Promise.reject(new JobFinishedError(`the job is finished: ${this.#finished}`));
+    if (options.bits !== undefined && options.bits !== 32 && options.bits !== 64)
+      return Promise.reject(new ConfigError('bits', `must be 32 or 64, got ${String(options.bits)}`));
+    if (options.bits !== undefined && options.bits > this.#opts.bits)
+      return Promise.reject(
+        new ConfigError(
+          'bits',
+          `a round of ${options.bits}-bit words does not fit the ${this.#opts.bits}-bit messages this aggregator was sized for; construct it with bits ${options.bits}`,
+        ),
+      );
     const members = options.members ?? this.members();
     for (const m of members) {
       if (!this.#members.has(m)) return Promise.reject(new ConfigError('members', `${m} has not joined`));
     }
-    if (this.#opts.scheme === 'he') return this.#openHeRound(members, options.modelVersion, options.training);
+    if (this.#opts.scheme === 'he') return this.#openHeRound(members, options);
     const n = members.length;
     let params: RoundParams;
     try {
@@ -384,16 +440,18 @@ export class AggregatorServer {
       } else {
         threshold = this.#opts.threshold?.(n) ?? Math.floor(n / 2) + 1;
       }
+      threshold = options.threshold ?? threshold;
+      degree = options.degree ?? degree;
       params = {
         sessionId: this.#sessionId,
         round: this.#nextRound,
         members,
         vectorLength: this.#opts.vectorLength,
-        bits: this.#opts.bits,
+        bits: options.bits ?? this.#opts.bits,
         threshold,
         degree,
         graphSeed: Uint8Array.from(randomBytes(32)),
-        minInputs: this.#opts.minInputs?.(n) ?? Math.floor(n / 2) + 1,
+        minInputs: options.minInputs ?? this.#opts.minInputs?.(n) ?? Math.floor(n / 2) + 1,
       };
       compileRound(params); // validates before anything is announced
     } catch (err) {
@@ -435,14 +493,14 @@ export class AggregatorServer {
    * every member answered or the stage deadline passed, the key holder decrypts the sum of at
    * least minInputs contributions (or the round aborts and nothing is decrypted).
    */
-  async #openHeRound(
-    members: string[],
-    modelVersion: ModelVersionRef | undefined,
-    training: RoundTraining | undefined,
-  ): Promise<RoundSum> {
+  async #openHeRound(members: string[], options: OpenRoundOptions): Promise<RoundSum> {
+    const { modelVersion, training } = options;
     const kh = this.#opts.keyHolder!;
     const n = members.length;
-    const minInputs = Math.max(this.#opts.minInputs?.(n) ?? Math.floor(n / 2) + 1, kh.minInputs);
+    const minInputs = Math.max(
+      options.minInputs ?? this.#opts.minInputs?.(n) ?? Math.floor(n / 2) + 1,
+      kh.minInputs,
+    );
     if (!Number.isSafeInteger(minInputs) || minInputs > n) {
       throw new ConfigError(
         'minInputs',
@@ -454,7 +512,7 @@ export class AggregatorServer {
       round: this.#nextRound++,
       members,
       vectorLength: this.#opts.vectorLength,
-      bits: this.#opts.bits,
+      bits: options.bits ?? this.#opts.bits,
       threshold: minInputs,
       degree: n - 1,
       graphSeed: new Uint8Array(32),
@@ -465,7 +523,7 @@ export class AggregatorServer {
       members,
       minInputs,
       length: this.#opts.vectorLength + 1,
-      bits: this.#opts.bits,
+      bits: params.bits,
       keyId: kh.keyId,
       deadlineMs: this.#opts.encryptedInputMs,
     });
@@ -834,7 +892,9 @@ export class AggregatorServer {
         .filter((l) => l.open.params.round >= r.minRound && l.index.has(r.workerId))
         .sort((a, b) => a.open.params.round - b.open.params.round)[0];
       if (found) return roundOpenToProto(found.open);
+      if (this.#finished !== undefined) throw new JobFinishedError(this.#finished);
       if (this.#closed) throw new RoundAbortedError('the aggregator is shutting down');
+      this.#awaiting.set(r.workerId, (this.#awaiting.get(r.workerId) ?? 0) + 1);
       await new Promise<void>((resolve, reject) => {
         const wake = () => {
           this.#roundWaiters.delete(wake);
@@ -845,6 +905,10 @@ export class AggregatorServer {
           this.#roundWaiters.delete(wake);
           reject(new RoundAbortedError('call cancelled'));
         });
+      }).finally(() => {
+        const k = (this.#awaiting.get(r.workerId) ?? 1) - 1;
+        if (k > 0) this.#awaiting.set(r.workerId, k);
+        else this.#awaiting.delete(r.workerId);
       });
     }
   }

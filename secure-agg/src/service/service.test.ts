@@ -10,6 +10,7 @@ import { pino } from 'pino';
 import {
   encodeIntegers,
   generateKeyPair,
+  JobFinishedError,
   PermissionError,
   ThresholdError,
   toIntegers,
@@ -299,6 +300,53 @@ describe('service (in-process server, real gRPC over loopback)', function () {
     } finally {
       c.close();
       stranger.close();
+      await server.close();
+    }
+  });
+
+  it('continues a resumed numbering, takes per-round parameters, shows who awaits, and ends the job', async () => {
+    const server = new AggregatorServer({ vectorLength: 2, bits: 64, deadlinesMs: FAST, firstRound: 41 });
+    const port = await server.start();
+    const clients = [0, 1, 2].map(
+      (i) => new SecureAggClient({ address: `127.0.0.1:${port}`, workerId: `p${i}` }),
+    );
+    try {
+      for (const c of clients) await c.join();
+      const waits = clients.map((c) => c.awaitRound(0));
+      const deadline = Date.now() + 5000;
+      while (server.awaiting().length < 3 && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 20));
+      expect(server.awaiting().sort()).to.deep.equal(['p0', 'p1', 'p2']);
+      const pending = server.openRound({ threshold: 3, degree: 2, minInputs: 3, bits: 32 });
+      const opens = await Promise.all(waits);
+      expect(opens[0]!.params).to.include({ round: 41, threshold: 3, degree: 2, minInputs: 3, bits: 32 });
+      await Promise.all(clients.map((c, i) => c.contribute(opens[i]!, encodeIntegers(32, [i, -1]))));
+      const sum = await pending;
+      expect(sum.round).to.equal(41);
+      expect(Array.from(toIntegers(sum.ring))).to.deep.equal([3, -3]);
+      expect(server.awaiting()).to.deep.equal([]);
+
+      const later = clients[0]!.awaitRound(42);
+      server.finish('completed 1 rounds');
+      for (const p of [later, clients[1]!.awaitRound(42)]) {
+        let err: Error | undefined;
+        await p.catch((e: Error) => (err = e));
+        expect(err).to.be.instanceOf(JobFinishedError);
+        expect(err?.message).to.equal('completed 1 rounds');
+      }
+      let refused: Error | undefined;
+      await server.openRound().catch((e: Error) => (refused = e));
+      expect(refused?.message).to.equal('the job is finished: completed 1 rounds');
+      expect(() => new AggregatorServer({ vectorLength: 2, bits: 32, firstRound: -1 })).to.throw(
+        'firstRound',
+      );
+      const narrow = new AggregatorServer({ vectorLength: 2, bits: 32 });
+      let wide: Error | undefined;
+      await narrow.openRound({ bits: 64, members: [] }).catch((e: Error) => (wide = e));
+      expect(wide?.message).to.include('does not fit the 32-bit messages');
+      await narrow.close();
+    } finally {
+      clients.forEach((c) => c.close());
       await server.close();
     }
   });

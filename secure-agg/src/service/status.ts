@@ -10,6 +10,7 @@ import {
   UnavailableError,
   PermissionError,
   NotFoundError,
+  JobFinishedError,
   type SecAggErrorCode,
 } from '../index.js';
 
@@ -27,6 +28,8 @@ const TO_STATUS: Record<SecAggErrorCode, status> = {
   UNAVAILABLE: status.UNAVAILABLE,
   PERMISSION: status.PERMISSION_DENIED,
   NOT_FOUND: status.NOT_FOUND,
+  // gRPC's code for iterating past the end: there is no next round.
+  FINISHED: status.OUT_OF_RANGE,
 };
 
 /** The status code and details a handler answers with for `err` (INTERNAL for non-domain errors). */
@@ -47,6 +50,9 @@ export function fromStatus(err: ServiceError, what: string, round?: number): Sec
       return new PermissionError(msg, { round, cause: err });
     case status.NOT_FOUND:
       return new NotFoundError(msg, { round, cause: err });
+    case status.OUT_OF_RANGE:
+      // The reason is the aggregator's, verbatim: the worker reports why the job ended.
+      return new JobFinishedError(err.details || err.message, { round, cause: err });
     case status.FAILED_PRECONDITION:
       return new StageError(msg, { round, cause: err, stage: 'unknown', expected: 'unknown' });
     case status.ALREADY_EXISTS:

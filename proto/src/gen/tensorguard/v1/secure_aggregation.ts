@@ -3264,7 +3264,10 @@ export const SecureAggregationService = {
     responseSerialize: (value: JoinResponse): Buffer => Buffer.from(JoinResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): JoinResponse => JoinResponse.decode(value),
   },
-  /** Waits until a round that includes the caller opens (long poll, bounded by the call deadline). */
+  /**
+   * Waits until a round that includes the caller opens (long poll, bounded by the call deadline).
+   * OUT_OF_RANGE once the job is over (no round will open again); the details say why.
+   */
   awaitRound: {
     path: "/tensorguard.v1.SecureAggregation/AwaitRound" as const,
     requestStream: false as const,
@@ -3366,7 +3369,10 @@ export const SecureAggregationService = {
 export interface SecureAggregationServer extends UntypedServiceImplementation {
   /** Registers a worker; it is in the roster of the next round that opens. */
   join: handleUnaryCall<JoinRequest, JoinResponse>;
-  /** Waits until a round that includes the caller opens (long poll, bounded by the call deadline). */
+  /**
+   * Waits until a round that includes the caller opens (long poll, bounded by the call deadline).
+   * OUT_OF_RANGE once the job is over (no round will open again); the details say why.
+   */
   awaitRound: handleUnaryCall<AwaitRoundRequest, RoundAnnouncement>;
   /** Stage 1: the caller's public keys; returns the keys of every worker that advertised (U1). */
   advertiseKeys: handleUnaryCall<AdvertiseKeysRequest, AdvertiseKeysResponse>;
@@ -3410,7 +3416,10 @@ export interface SecureAggregationClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: JoinResponse) => void,
   ): ClientUnaryCall;
-  /** Waits until a round that includes the caller opens (long poll, bounded by the call deadline). */
+  /**
+   * Waits until a round that includes the caller opens (long poll, bounded by the call deadline).
+   * OUT_OF_RANGE once the job is over (no round will open again); the details say why.
+   */
   awaitRound(
     request: AwaitRoundRequest,
     callback: (error: ServiceError | null, response: RoundAnnouncement) => void,
