@@ -1,12 +1,17 @@
 #!/usr/bin/env node
 // The HE key holder process: `node secure-agg/dist/bin/key-holder.js [--config <file>]
-// [--listen HOST:PORT] [--watch-stdin]`. It generates a BFV key pair, serves the public key and
+// [--listen HOST:PORT] [--min-inputs N] [--tls-dir DIR] [--watch-stdin]`. --min-inputs and
+// --tls-dir (ca.pem, cert.pem, key.pem of the job: mutual TLS, DecryptSum only for the
+// aggregator's certificate) override the file, so a training coordinator can start it from its
+// job's config without writing another file. It generates a BFV key pair, serves the public key and
 // decrypts only aggregates (he_key_holder.proto; the rules are HeKeyService's). Without --config it
 // runs with the defaults (loopback, an ephemeral port, minInputs 2), as when an aggregator starts it
 // as its child; --listen overrides the file's address. stdout carries one JSON line,
 // {"event":"listening","port","address","keyId","minInputs"}; the pino log goes to stderr.
 // SIGTERM/SIGINT (or stdin closing, with --watch-stdin) stop it. It must run where the aggregator's
 // operator cannot read its memory (docs/secure-aggregation.md, HE mode).
+import fs from 'node:fs';
+import path from 'node:path';
 import { destination, pino } from 'pino';
 import { KeyHolderServer, loadKeyHolderConfig, type KeyHolderConfig } from '../service/index.js';
 
@@ -24,8 +29,10 @@ function flag(argv: string[], name: string): string | undefined {
 
 async function main(argv: string[]): Promise<number> {
   for (const a of argv.filter((x) => x.startsWith('--')))
-    if (!['--config', '--listen', '--watch-stdin'].includes(a)) {
-      process.stderr.write('usage: key-holder [--config <file.json>] [--listen HOST:PORT] [--watch-stdin]\n');
+    if (!['--config', '--listen', '--min-inputs', '--tls-dir', '--watch-stdin'].includes(a)) {
+      process.stderr.write(
+        'usage: key-holder [--config <file.json>] [--listen HOST:PORT] [--min-inputs N] [--tls-dir DIR] [--watch-stdin]\n',
+      );
       return 2;
     }
   const file = flag(argv, '--config');
@@ -36,8 +43,30 @@ async function main(argv: string[]): Promise<number> {
     ? loadKeyHolderConfig(file)
     : { config: {}, server: {} };
   const listen = flag(argv, '--listen');
+  const minInputsFlag = flag(argv, '--min-inputs');
+  if (minInputsFlag !== undefined && !/^\d+$/.test(minInputsFlag))
+    throw new Error(`--min-inputs must be an integer ≥ 2, got ${JSON.stringify(minInputsFlag)}`);
+  const tlsDir = flag(argv, '--tls-dir');
+  const read = (f: string) => {
+    try {
+      return fs.readFileSync(path.join(tlsDir!, f));
+    } catch (err) {
+      throw new Error(
+        `--tls-dir ${tlsDir}: cannot read ${f} (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+      );
+    }
+  };
+  const tls = tlsDir
+    ? { certChain: read('cert.pem'), privateKey: read('key.pem'), clientCa: read('ca.pem') }
+    : undefined;
   const logger = pino({ level: config.logLevel ?? 'info' }, destination(2));
-  const server = await KeyHolderServer.create({ ...options, ...(listen ? { address: listen } : {}), logger });
+  const server = await KeyHolderServer.create({
+    ...options,
+    ...(listen ? { address: listen } : {}),
+    ...(minInputsFlag !== undefined ? { minInputs: Number(minInputsFlag) } : {}),
+    ...(tls ? { tls } : {}),
+    logger,
+  });
   const port = await server.start();
   const host = (listen ?? options?.address ?? '127.0.0.1:0').replace(/:\d+$/, '');
   emit({

@@ -37,6 +37,15 @@ export interface ServerTlsOptions {
   clientCa?: Buffer;
 }
 
+/** The subject common name of the caller's TLS client certificate, when it presented one. */
+export function peerCommonName(call: ServerUnaryCall<Buffer, Buffer>): string | undefined {
+  const cn = call.getAuthContext()?.sslPeerCertificate?.subject?.CN as string | string[] | undefined;
+  return typeof cn === 'string' ? cn : undefined;
+}
+
+/** The job's name for the aggregator: its certificate's CN and DNS SAN, whatever address it has. */
+export const AGGREGATOR_NAME = 'tensorguard-aggregator';
+
 /** `service` with requests and responses left as raw bytes. */
 export function rawDefinition(service: Record<string, object>): ServiceDefinition {
   const out: Record<string, unknown> = {};

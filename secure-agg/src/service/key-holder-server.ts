@@ -5,9 +5,11 @@
 import { Server } from '@grpc/grpc-js';
 import { heKeyHolder as pb, HeKeyHolderService } from '@tensorguard/proto';
 import { pino, type Logger } from 'pino';
-import { ConfigError, HeKeyService, MalformedMessageError } from '../index.js';
+import { ConfigError, HeKeyService, MalformedMessageError, PermissionError } from '../index.js';
 import { decryptRequestFromProto, decryptResponseToProto, publicKeyInfoToProto } from './convert.js';
 import {
+  AGGREGATOR_NAME,
+  peerCommonName,
   rawDefinition,
   serverCredentials,
   shutdownGracefully,
@@ -22,6 +24,12 @@ export interface KeyHolderServerOptions {
   address?: string;
   /** TLS (and mTLS with clientCa, to admit only the aggregator); default insecure, loopback only. */
   tls?: ServerTlsOptions;
+  /**
+   * Under mutual TLS, the certificate common name DecryptSum is answered for (the job's CA also
+   * issues the workers' certificates, and no worker may ask for a decryption). Default
+   * 'tensorguard-aggregator'.
+   */
+  aggregatorName?: string;
   /** Fewest distinct contributors a decrypted sum may hold; an integer ≥ 2. Default 2. */
   minInputs?: number;
   /** Largest request accepted, bytes; default 64 MiB (about 250 ciphertexts, d ≈ 10^6). */
@@ -49,8 +57,28 @@ export class KeyHolderServer {
       publicKey: unaryHandler(this.#log, 'publicKey', pb.PublicKeyRequest, pb.PublicKeyResponse, () =>
         Promise.resolve(publicKeyInfoToProto(this.#service.publicKey())),
       ),
-      decryptSum: unaryHandler(this.#log, 'decryptSum', pb.DecryptSumRequest, pb.DecryptSumResponse, (r) =>
-        Promise.resolve().then(() => this.#decrypt(r)),
+      decryptSum: unaryHandler(
+        this.#log,
+        'decryptSum',
+        pb.DecryptSumRequest,
+        pb.DecryptSumResponse,
+        (r, call) =>
+          Promise.resolve().then(() => {
+            if (this.#opts.tls?.clientCa !== undefined) {
+              const want = this.#opts.aggregatorName ?? AGGREGATOR_NAME;
+              const name = peerCommonName(call);
+              if (name !== want) {
+                this.#log.warn(
+                  { peer: call.getPeer(), certificateName: name ?? null, round: r.round },
+                  'refused DecryptSum from a caller that is not the aggregator',
+                );
+                throw new PermissionError(
+                  `only the aggregator (${want}) may ask for a decryption; the caller at ${call.getPeer()} is ${name === undefined ? 'unnamed' : JSON.stringify(name)}`,
+                );
+              }
+            }
+            return this.#decrypt(r);
+          }),
       ),
     });
   }

@@ -60,6 +60,7 @@ import {
   type RoundTraining,
 } from './convert.js';
 import {
+  peerCommonName,
   rawDefinition,
   serverCredentials,
   shutdownGracefully,
@@ -794,8 +795,7 @@ export class AggregatorServer {
    * issued it); a request that claims another worker id is refused, whatever it carries.
    */
   #checkPeer(method: Method, claimed: unknown, call: ServerUnaryCall<Buffer, Buffer>): void {
-    const cn = call.getAuthContext()?.sslPeerCertificate?.subject?.CN as string | string[] | undefined;
-    const name = typeof cn === 'string' ? cn : undefined;
+    const name = peerCommonName(call);
     if (name !== undefined && name === claimed) return;
     const peer = call.getPeer();
     this.#log.warn(

@@ -1,5 +1,5 @@
 import { Client, credentials, status } from '@grpc/grpc-js';
-import { secureAggregation as pb } from '@tensorguard/proto';
+import { heKeyHolder as kh, HeKeyHolderService, secureAggregation as pb } from '@tensorguard/proto';
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -16,8 +16,14 @@ import {
   toIntegers,
   type RoundIdentity,
 } from '../index.js';
-import { AggregatorServer, SecureAggClient, type RoundSum } from './index.js';
-import { rawCall } from './testing/raw-call.js';
+import {
+  AggregatorServer,
+  KeyHolderClient,
+  KeyHolderServer,
+  SecureAggClient,
+  type RoundSum,
+} from './index.js';
+import { rawCall, rawCallPath } from './testing/raw-call.js';
 
 const FAST = { ADVERTISE_KEYS: 1500, SHARE_KEYS: 1500, MASKED_INPUT: 1500, UNMASK: 1500 };
 
@@ -535,6 +541,61 @@ describe('service (in-process server, real gRPC over loopback)', function () {
         impostor.close();
         raw.close();
         await server.close();
+      }
+    });
+
+    it('HE over mutual TLS on both links; the key holder decrypts only for the aggregator', async () => {
+      const holder = await KeyHolderServer.create({ minInputs: 2, tls: serverTls() });
+      const khPort = await holder.start();
+      // The aggregator's own certificate is its client identity towards the key holder.
+      const khClient = new KeyHolderClient({ address: `127.0.0.1:${khPort}`, tls: tlsOf('server') });
+      const server = new AggregatorServer({
+        vectorLength: 2,
+        bits: 32,
+        scheme: 'he',
+        keyHolder: await khClient.link(),
+        tls: serverTls(),
+      });
+      const port = await server.start();
+      const clients = [0, 1].map(
+        (i) =>
+          new SecureAggClient({
+            address: `127.0.0.1:${port}`,
+            workerId: `worker-${i}`,
+            tls: tlsOf(`worker-${i}`),
+          }),
+      );
+      const rogue = new Client(
+        `127.0.0.1:${khPort}`,
+        credentials.createSsl(read('ca.pem'), read('worker-1.key'), read('worker-1.pem')),
+        { 'grpc.ssl_target_name_override': 'tensorguard-aggregator' },
+      );
+      try {
+        for (const c of clients) await c.join();
+        const pending = server.openRound();
+        await Promise.all(
+          clients.map(async (c, i) => c.contribute(await c.awaitRound(0), encodeIntegers(32, [i, 5]))),
+        );
+        expect(Array.from(toIntegers((await pending).ring))).to.deep.equal([1, 10]);
+        const ask = kh.DecryptSumRequest.encode({
+          round: 1,
+          contributors: ['worker-0', 'worker-1'],
+          keyId: holder.keyId,
+          length: 3,
+          ringBits: 32,
+          ciphertexts: [],
+        }).finish();
+        const r = await rawCallPath(rogue, HeKeyHolderService.decryptSum.path, Buffer.from(ask), 3000);
+        expect(r.code).to.equal(status.PERMISSION_DENIED);
+        expect(r.details).to.match(
+          /only the aggregator \(tensorguard-aggregator\) may ask for a decryption; the caller at .* is "worker-1"/,
+        );
+      } finally {
+        clients.forEach((c) => c.close());
+        rogue.close();
+        await server.close();
+        khClient.close();
+        await holder.close();
       }
     });
   });
