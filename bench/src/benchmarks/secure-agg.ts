@@ -82,7 +82,13 @@ function wireBytesPerWorker(n: number, d: number): number {
     enc(pb.AdvertiseKeysRequest, {
       workerId: id,
       round: 1,
-      keys: { index: 3, encryptionKey: key, maskingKey: key },
+      keys: {
+        index: 3,
+        encryptionKey: key,
+        maskingKey: key,
+        credential: Buffer.alloc(0),
+        signature: Buffer.alloc(0),
+      },
     }) +
     enc(pb.ShareKeysRequest, {
       workerId: id,
