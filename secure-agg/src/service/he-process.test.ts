@@ -15,7 +15,8 @@ import {
   withCountSlot,
   type HeAggregate,
 } from '../index.js';
-import { KeyHolderClient, SecureAggClient } from './index.js';
+import { KeyHolderClient, SecureAggClient, spawnKeyHolder } from './index.js';
+import { makeJobPki } from './testing/pki.js';
 import { exited, pkg, start } from './testing/processes.js';
 
 const bin = (name: string) => path.join(pkg, 'src', 'bin', `${name}.ts`);
@@ -187,6 +188,42 @@ describe('service, HE scheme (real processes)', function () {
       agg?.child.kill('SIGKILL');
       kh.child.kill('SIGTERM');
       await exited(kh.child);
+    }
+  });
+
+  it('the key holder binary takes --min-inputs and --tls-dir: mutual TLS, answering only the job', async () => {
+    const pki = makeJobPki(fs.mkdtempSync(path.join(dir, 'pki-')), 1);
+    const kh = await spawnKeyHolder(bin('key-holder'), [
+      '--min-inputs',
+      '3',
+      '--tls-dir',
+      pki.dir('aggregator'),
+      '--watch-stdin',
+    ]);
+    const read = (role: string, f: string) => fs.readFileSync(path.join(pki.dir(role), f));
+    const asAggregator = new KeyHolderClient({
+      address: kh.address,
+      tls: {
+        rootCa: read('aggregator', 'ca.pem'),
+        certChain: read('aggregator', 'cert.pem'),
+        privateKey: read('aggregator', 'key.pem'),
+        serverNameOverride: 'tensorguard-aggregator',
+      },
+    });
+    const anonymous = new KeyHolderClient({
+      address: kh.address,
+      tls: { rootCa: read('aggregator', 'ca.pem'), serverNameOverride: 'tensorguard-aggregator' },
+    });
+    try {
+      const link = await asAggregator.link();
+      expect(link.minInputs).to.equal(3);
+      expect(link.keyId).to.equal(kh.keyId);
+      const err = await refusal(anonymous.link());
+      expect(err.code).to.equal('UNAVAILABLE');
+    } finally {
+      asAggregator.close();
+      anonymous.close();
+      await kh.close();
     }
   });
 

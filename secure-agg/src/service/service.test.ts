@@ -1,7 +1,6 @@
 import { Client, credentials, status } from '@grpc/grpc-js';
 import { heKeyHolder as kh, HeKeyHolderService, secureAggregation as pb } from '@tensorguard/proto';
 import { expect } from 'chai';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,6 +22,7 @@ import {
   SecureAggClient,
   type RoundSum,
 } from './index.js';
+import { makeJobPki } from './testing/pki.js';
 import { rawCall, rawCallPath } from './testing/raw-call.js';
 
 const FAST = { ADVERTISE_KEYS: 1500, SHARE_KEYS: 1500, MASKED_INPUT: 1500, UNMASK: 1500 };
@@ -359,68 +359,26 @@ describe('service (in-process server, real gRPC over loopback)', function () {
 
   describe('mutual TLS: a worker is who its certificate says', () => {
     let dir: string;
+    let pki: ReturnType<typeof makeJobPki>;
     before(function () {
       dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tg-tls-'));
-      const ssl = (...a: string[]) => execFileSync('openssl', a, { cwd: dir, stdio: 'pipe' });
-      const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-      ssl(
-        'req',
-        '-x509',
-        ...ec,
-        '-keyout',
-        'ca.key',
-        '-out',
-        'ca.pem',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=tg-test-ca',
-      );
-      // The job's layout: the aggregator's certificate names 'tensorguard-aggregator' (and its
-      // node's addresses); a worker's names worker-<index>.
-      const who: [string, string][] = [
-        ['server', 'subjectAltName=DNS:tensorguard-aggregator,DNS:localhost,IP:127.0.0.1\n'],
-        ['worker-0', 'extendedKeyUsage=clientAuth\n'],
-        ['worker-1', 'extendedKeyUsage=clientAuth\n'],
-        ['worker-2', 'extendedKeyUsage=clientAuth\n'],
-      ];
-      for (const [name, ext] of who) {
-        const cn = name === 'server' ? 'tensorguard-aggregator' : name;
-        ssl('req', ...ec, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`);
-        fs.writeFileSync(path.join(dir, `${name}.ext`), ext);
-        ssl(
-          'x509',
-          '-req',
-          '-in',
-          `${name}.csr`,
-          '-CA',
-          'ca.pem',
-          '-CAkey',
-          'ca.key',
-          '-CAcreateserial',
-          '-out',
-          `${name}.pem`,
-          '-days',
-          '1',
-          '-extfile',
-          `${name}.ext`,
-        );
-      }
+      pki = makeJobPki(dir, 3);
     });
     after(() => fs.rmSync(dir, { recursive: true, force: true }));
-    const read = (f: string) => fs.readFileSync(path.join(dir, f));
-    const tlsOf = (name: string) => ({
-      rootCa: read('ca.pem'),
-      certChain: read(`${name}.pem`),
-      privateKey: read(`${name}.key`),
+    /** `role`'s file: 'ca.pem', 'cert.pem' or 'key.pem' (the --tls-dir layout). */
+    const pem = (role: string, f: string) => fs.readFileSync(path.join(pki.dir(role), f));
+    const tlsOf = (role: string) => ({
+      rootCa: pem(role, 'ca.pem'),
+      certChain: pem(role, 'cert.pem'),
+      privateKey: pem(role, 'key.pem'),
       serverNameOverride: 'tensorguard-aggregator',
     });
     /** A RoundIdentity from the job's X.509 material, as worker-ts builds it from --tls-dir. */
     const identityOf = (name: string): RoundIdentity => {
-      const ca = new X509Certificate(read('ca.pem'));
-      const key = createPrivateKey(read(`${name}.key`));
+      const ca = new X509Certificate(pem(name, 'ca.pem'));
+      const key = createPrivateKey(pem(name, 'key.pem'));
       return {
-        credential: read(`${name}.pem`),
+        credential: pem(name, 'cert.pem'),
         sign: (data) => sign('sha256', data, key),
         verify: (member, credential, data, signature) => {
           const cert = new X509Certificate(Buffer.from(credential));
@@ -434,9 +392,9 @@ describe('service (in-process server, real gRPC over loopback)', function () {
       };
     };
     const serverTls = () => ({
-      certChain: read('server.pem'),
-      privateKey: read('server.key'),
-      clientCa: read('ca.pem'),
+      certChain: pem('aggregator', 'cert.pem'),
+      privateKey: pem('aggregator', 'key.pem'),
+      clientCa: pem('aggregator', 'ca.pem'),
     });
 
     it('runs a round with signed keys and the consistency check; refuses a client without a certificate', async () => {
@@ -454,7 +412,7 @@ describe('service (in-process server, real gRPC over loopback)', function () {
       const anonymous = new SecureAggClient({
         address: `127.0.0.1:${port}`,
         workerId: 'worker-0',
-        tls: { rootCa: read('ca.pem'), serverNameOverride: 'tensorguard-aggregator' },
+        tls: { rootCa: pem('aggregator', 'ca.pem'), serverNameOverride: 'tensorguard-aggregator' },
         callTimeoutMs: 3000,
       });
       try {
@@ -490,7 +448,11 @@ describe('service (in-process server, real gRPC over loopback)', function () {
       });
       const raw = new Client(
         `127.0.0.1:${port}`,
-        credentials.createSsl(read('ca.pem'), read('worker-1.key'), read('worker-1.pem')),
+        credentials.createSsl(
+          pem('worker-1', 'ca.pem'),
+          pem('worker-1', 'key.pem'),
+          pem('worker-1', 'cert.pem'),
+        ),
         { 'grpc.ssl_target_name_override': 'tensorguard-aggregator' },
       );
       try {
@@ -548,7 +510,7 @@ describe('service (in-process server, real gRPC over loopback)', function () {
       const holder = await KeyHolderServer.create({ minInputs: 2, tls: serverTls() });
       const khPort = await holder.start();
       // The aggregator's own certificate is its client identity towards the key holder.
-      const khClient = new KeyHolderClient({ address: `127.0.0.1:${khPort}`, tls: tlsOf('server') });
+      const khClient = new KeyHolderClient({ address: `127.0.0.1:${khPort}`, tls: tlsOf('aggregator') });
       const server = new AggregatorServer({
         vectorLength: 2,
         bits: 32,
@@ -567,7 +529,11 @@ describe('service (in-process server, real gRPC over loopback)', function () {
       );
       const rogue = new Client(
         `127.0.0.1:${khPort}`,
-        credentials.createSsl(read('ca.pem'), read('worker-1.key'), read('worker-1.pem')),
+        credentials.createSsl(
+          pem('worker-1', 'ca.pem'),
+          pem('worker-1', 'key.pem'),
+          pem('worker-1', 'cert.pem'),
+        ),
         { 'grpc.ssl_target_name_override': 'tensorguard-aggregator' },
       );
       try {
