@@ -6,11 +6,11 @@
 // between the first and the last round (the Ray path's lines travel actor → entrypoint → job
 // logs → driver; their arrival rate is the round rate). The coordinator's own round_seconds is
 // shown beside it: the same in both paths unless Ray's processes compete for the CPUs.
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Benchmark, Row } from '../types.js';
+import { until, watch } from '../watch.js';
 
 const WORKERS = 3;
 
@@ -52,54 +52,6 @@ function runConfig(spec: Record<string, unknown>): Record<string, unknown> {
     optimizer: { kind: 'sgd', learningRate: 0.5, momentum: 0.9 },
     envelope: { maxTrainableParameters: 5_000_000, maxUpdateBytes: 64 * 2 ** 20 },
   };
-}
-
-/** A child whose stdout/stderr lines are kept with their arrival time (ms since `t0`). */
-interface Watched {
-  child: ChildProcess;
-  lines: { t: number; stream: 'out' | 'err'; text: string }[];
-  exited: Promise<number | null>;
-}
-
-function watch(cmd: string, args: string[], env: NodeJS.ProcessEnv, t0: number, cwd: string): Watched {
-  const child = spawn(cmd, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const w: Watched = {
-    child,
-    lines: [],
-    exited: new Promise((resolve) => child.on('exit', (code) => resolve(code))),
-  };
-  for (const stream of ['out', 'err'] as const) {
-    let buf = '';
-    (stream === 'out' ? child.stdout! : child.stderr!).on('data', (d: Buffer) => {
-      const t = performance.now() - t0;
-      buf += d.toString();
-      let i;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        w.lines.push({ t, stream, text: buf.slice(0, i) });
-        buf = buf.slice(i + 1);
-      }
-    });
-  }
-  return w;
-}
-
-async function until<T>(
-  what: string,
-  f: () => T | undefined,
-  timeoutMs: number,
-  alive: Watched[],
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = f();
-    if (v !== undefined) return v;
-    const dead = alive.find((w) => w.child.exitCode !== null);
-    if (dead || Date.now() > deadline) {
-      const tail = alive.flatMap((w) => w.lines.map((l) => l.text)).slice(-30);
-      throw new Error(`${dead ? 'a process exited' : 'timed out'} waiting for ${what}:\n${tail.join('\n')}`);
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 interface PathResult {
