@@ -3,7 +3,7 @@
 // numeric CSV has no need for it, and a quoted field is reported rather than misread.
 import fs from 'node:fs';
 import type { Dataset } from './dataset.js';
-import { DatasetError } from './errors.js';
+import { DatasetError, unreadable } from './errors.js';
 
 export interface CsvOptions {
   /** Name of the label column (default 'label'). */
@@ -90,12 +90,7 @@ export function readText(file: string): string {
   try {
     return fs.readFileSync(file, 'utf8');
   } catch (err) {
-    throw new DatasetError(
-      `${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
-      file,
-      {},
-      { cause: err },
-    );
+    throw unreadable(file, err);
   }
 }
 
@@ -119,12 +114,7 @@ export function readCsvHeader(file: string): string[] {
       fs.closeSync(fd);
     }
   } catch (err) {
-    throw new DatasetError(
-      `${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
-      file,
-      {},
-      { cause: err },
-    );
+    throw unreadable(file, err);
   }
   const header = text.replace(/\r$/, '');
   if (header.trim() === '')

@@ -11,3 +11,9 @@ export class DatasetError extends Error {
     super(message, options);
   }
 }
+
+/** The file could not be opened or read: names it and the OS error code (never its contents). */
+export function unreadable(file: string, err: unknown): DatasetError {
+  const code = (err as NodeJS.ErrnoException).code ?? String(err);
+  return new DatasetError(`${file}: cannot read (${code})`, file, {}, { cause: err });
+}

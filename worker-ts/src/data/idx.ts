@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { DatasetError } from './errors.js';
+import { DatasetError, unreadable } from './errors.js';
 
 export interface IdxTensor {
   shape: number[];
@@ -75,12 +75,7 @@ export function readIdxFile(file: string): IdxTensor {
   try {
     raw = fs.readFileSync(file);
   } catch (err) {
-    throw new DatasetError(
-      `${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
-      file,
-      {},
-      { cause: err },
-    );
+    throw unreadable(file, err);
   }
   if (raw[0] === 0x1f && raw[1] === 0x8b) {
     try {
@@ -112,12 +107,7 @@ export function readIdxShape(file: string): number[] {
       fs.closeSync(fd);
     }
   } catch (err) {
-    throw new DatasetError(
-      `${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
-      file,
-      {},
-      { cause: err },
-    );
+    throw unreadable(file, err);
   }
   if (head[0] === 0x1f && head[1] === 0x8b) {
     try {

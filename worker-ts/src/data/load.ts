@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { RunConfig } from '../config.js';
 import { readCsvFile, readCsvHeader } from './csv.js';
 import { recordLength, selectRecords, type Dataset } from './dataset.js';
-import { DatasetError } from './errors.js';
+import { DatasetError, unreadable } from './errors.js';
 import { fashionMnistDir, findIdx, loadImagePair, readIdxFile, readIdxShape } from './idx.js';
 import { readJsonlFile } from './jsonl.js';
 import { hashShards, shardFiles, shardRange } from './shard.js';
@@ -120,12 +120,7 @@ export function requireRegularFile(file: string): void {
   try {
     st = statSync(file);
   } catch (err) {
-    throw new DatasetError(
-      `${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
-      file,
-      undefined,
-      { cause: err },
-    );
+    throw unreadable(file, err);
   }
   if (!st.isFile()) {
     const kind = st.isFIFO()
