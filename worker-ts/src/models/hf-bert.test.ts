@@ -1,0 +1,234 @@
+import * as tf from '@tensorflow/tfjs-node';
+import { expect } from 'chai';
+import { crossEntropySum } from '../clipping-reference.js';
+import { DpClippingEngine } from '../clipping.js';
+import {
+  HfModelError,
+  hfBert,
+  hfName,
+  parseBertConfig,
+  type BertConfig,
+  type HfBertOptions,
+} from './hf-bert.js';
+import { sizeOf, trainableSpecs, type ModelDef } from './model.js';
+
+/** A BERT small enough for batch-of-one loops: 2 layers, hidden 16, 4 heads, FFN 32. */
+const tiny: BertConfig = parseBertConfig(
+  {
+    model_type: 'bert',
+    vocab_size: 40,
+    hidden_size: 16,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    intermediate_size: 32,
+    max_position_embeddings: 12,
+    type_vocab_size: 2,
+    layer_norm_eps: 1e-12,
+    pad_token_id: 0,
+    hidden_act: 'gelu',
+  },
+  'tiny/config.json',
+);
+
+/** Seeded N(0, scale²) values for every parameter (layer-norm gains around 1), LoRA B included. */
+export function randomValues(def: ModelDef, seed: number, scale = 0.3): Record<string, Float32Array> {
+  let s = seed >>> 0 || 1;
+  const u = () => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return ((s >>> 0) + 0.5) / 4294967296;
+  };
+  const out: Record<string, Float32Array> = {};
+  for (const p of def.params) {
+    const v = new Float32Array(sizeOf(p.shape));
+    const gain = p.name.endsWith('.gamma');
+    for (let i = 0; i < v.length; i++) {
+      const n = Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
+      v[i] = (gain ? 1 : 0) + scale * n;
+    }
+    out[p.name] = v;
+  }
+  return out;
+}
+
+/** Token ids [B, T]: example i has lengths[i] tokens in [1, vocab), then padding (0). */
+function paddedIds(lengths: number[], T: number, vocab: number, seed: number): number[][] {
+  let s = seed;
+  return lengths.map((L) =>
+    Array.from({ length: T }, (_, t) => {
+      s = (s * 1103515245 + 12345) % 2147483648;
+      return t < L ? 1 + (s % (vocab - 1)) : 0;
+    }),
+  );
+}
+
+/**
+ * Ground truth: each example's gradient from a batch of one holding only its real tokens (a model
+ * built for that length: no padding at all), clipped to C and summed in float64.
+ */
+function trimmedReference(
+  opts: HfBertOptions,
+  values: Record<string, Float32Array>,
+  ids: number[][],
+  lengths: number[],
+  labels: number[],
+  clipNorm: number,
+): { norms: number[]; sum: Float64Array } {
+  const specs = trainableSpecs(hfBert(opts));
+  const total = specs.reduce((a, s) => a + sizeOf(s.shape), 0);
+  const sum = new Float64Array(total);
+  const norms: number[] = [];
+  ids.forEach((row, i) => {
+    const L = lengths[i]!;
+    const def = hfBert({ ...opts, seqLen: L });
+    const g = tf.tidy(() => {
+      const named: Record<string, tf.Tensor> = {};
+      for (const p of def.params) named[p.name] = tf.tensor(values[p.name]!, p.shape);
+      const x = tf.tensor2d([row.slice(0, L)], [1, L], 'int32');
+      const y = tf.tensor1d([labels[i]!], 'int32');
+      const f = (...ps: tf.Tensor[]) => {
+        const p = { ...named };
+        specs.forEach((s, j) => (p[s.name] = ps[j]!));
+        return crossEntropySum(tf, def.forward(tf, p, x), y) as tf.Scalar;
+      };
+      const grads = tf.grads(f)(specs.map((s) => named[s.name]!));
+      return tf.concat(grads.map((t) => t.reshape([-1])));
+    });
+    const a = g.dataSync();
+    g.dispose();
+    let sq = 0;
+    for (const v of a) sq += v * v;
+    const norm = Math.sqrt(sq);
+    norms.push(norm);
+    const w = Math.min(1, clipNorm / norm);
+    for (let j = 0; j < a.length; j++) sum[j]! += w * a[j]!;
+  });
+  return { norms, sum };
+}
+
+function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let d = 0;
+  let n = 0;
+  for (let i = 0; i < b.length; i++) {
+    d += (a[i]! - b[i]!) ** 2;
+    n += b[i]! ** 2;
+  }
+  return Math.sqrt(d / n);
+}
+
+async function expectPerSampleParity(opts: HfBertOptions, lengths: number[], seed: number): Promise<void> {
+  const def = hfBert(opts);
+  const values = randomValues(def, seed);
+  const ids = paddedIds(lengths, opts.seqLen, opts.config.vocabSize, seed);
+  const labels = lengths.map((_, i) => (i * 7 + seed) % opts.numClasses);
+  const { norms } = trimmedReference(opts, values, ids, lengths, labels, 1e9);
+  // C halfway between two middle norms: some examples are clipped, some are not, and rounding
+  // cannot move one across C.
+  const sorted = [...norms].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  const clipNorm = (sorted[mid - 1]! + sorted[mid]!) / 2;
+  const ref = trimmedReference(opts, values, ids, lengths, labels, clipNorm);
+  const engine = new DpClippingEngine(def, values);
+  const x = tf.tensor2d(ids, undefined, 'int32');
+  const y = tf.tensor1d(labels, 'int32');
+  try {
+    const before = tf.memory().numTensors;
+    const got = await engine.clippedSum(x, y, clipNorm);
+    expect(got.sum.length).to.equal(ref.sum.length);
+    expect(relErr(got.sum, ref.sum)).to.be.below(2e-5);
+    expect(got.clipped).to.equal(norms.filter((n) => n > clipNorm).length);
+    await engine.clippedSum(x, y, clipNorm);
+    expect(tf.memory().numTensors).to.equal(before);
+  } finally {
+    engine.dispose();
+    tf.dispose([x, y]);
+  }
+}
+
+describe('hf-bert model', () => {
+  const base = { config: tiny, seqLen: 8, numClasses: 3 };
+  const lengths = [8, 3, 5, 1, 6];
+
+  it('LoRA on query/value (PEFT default): per-example gradients of A, B and the classifier equal batch-of-one runs without padding', async () => {
+    const def = hfBert({ ...base, lora: { rank: 2, alpha: 4 } });
+    expect(def.params.filter((p) => p.trainable).map((p) => p.name)).to.deep.equal([
+      'encoder.layer.0.attention.self.query.lora_a',
+      'encoder.layer.0.attention.self.query.lora_b',
+      'encoder.layer.0.attention.self.value.lora_a',
+      'encoder.layer.0.attention.self.value.lora_b',
+      'encoder.layer.1.attention.self.query.lora_a',
+      'encoder.layer.1.attention.self.query.lora_b',
+      'encoder.layer.1.attention.self.value.lora_a',
+      'encoder.layer.1.attention.self.value.lora_b',
+      'classifier.kernel',
+      'classifier.bias',
+    ]);
+    await expectPerSampleParity({ ...base, lora: { rank: 2, alpha: 4 } }, lengths, 11);
+  });
+
+  it("LoRA on 'all-linear' with [CLS] pooling: every projection's adapters match batch-of-one", async () => {
+    const opts: HfBertOptions = {
+      ...base,
+      pooling: 'cls',
+      lora: { rank: 3, alpha: 6, targetModules: 'all-linear' },
+    };
+    expect(hfBert(opts).loraModules).to.have.length(12);
+    await expectPerSampleParity(opts, lengths, 12);
+  });
+
+  it('full fine-tuning: the rules of every block (embeddings, their LayerNorm, attention with padding, GELU FFN, layer norms) match batch-of-one', async () => {
+    await expectPerSampleParity({ ...base, train: 'full' }, [8, 2, 5, 7], 13);
+  });
+
+  it('padding does not change an example: padded batch logits equal each unpadded example alone', () => {
+    const def = hfBert({ ...base, lora: { rank: 2 } });
+    const values = randomValues(def, 5);
+    const ids = paddedIds(lengths, 8, tiny.vocabSize, 5);
+    tf.tidy(() => {
+      const named: Record<string, tf.Tensor> = {};
+      for (const p of def.params) named[p.name] = tf.tensor(values[p.name]!, p.shape);
+      const batch = def.forward(tf, named, tf.tensor2d(ids, undefined, 'int32')).arraySync() as number[][];
+      lengths.forEach((L, i) => {
+        const one = hfBert({ ...base, seqLen: L, lora: { rank: 2 } });
+        const alone = one
+          .forward(tf, named, tf.tensor2d([ids[i]!.slice(0, L)], undefined, 'int32'))
+          .arraySync() as number[][];
+        for (let k = 0; k < 3; k++) expect(batch[i]![k]).to.be.closeTo(alone[0]![k]!, 1e-5);
+      });
+    });
+  });
+
+  it('maps every base parameter to its HF tensor name (Linear weights transposed)', () => {
+    expect(hfName('encoder.layer.3.attention.self.query.kernel')).to.deep.equal({
+      hf: 'encoder.layer.3.attention.self.query.weight',
+      transpose: true,
+    });
+    expect(hfName('embeddings.LayerNorm.gamma')).to.deep.equal({
+      hf: 'embeddings.LayerNorm.weight',
+      transpose: false,
+    });
+    expect(hfName('embeddings.word_embeddings.embeddings')).to.deep.equal({
+      hf: 'embeddings.word_embeddings.weight',
+      transpose: false,
+    });
+    expect(hfName('encoder.layer.0.attention.self.value.lora_a')).to.equal(null);
+    expect(hfName('classifier.kernel')).to.equal(null);
+  });
+
+  it('refuses a config that is not a BERT encoder, naming the file and field', () => {
+    expect(() => parseBertConfig({ model_type: 'gpt2' }, 'm/config.json')).to.throw(
+      HfModelError,
+      'm/config.json: model_type is "gpt2"; model.kind \'hf-bert\' loads BERT-architecture encoders',
+    );
+    expect(() => parseBertConfig({ model_type: 'bert', vocab_size: 10 }, 'm/config.json')).to.throw(
+      'm/config.json: hidden_size must be a non-negative integer, got undefined',
+    );
+    expect(() => hfBert({ ...base, seqLen: 13 })).to.throw(
+      'sequence length 13 must be an integer in [1, max_position_embeddings = 12]',
+    );
+    expect(() => hfBert({ ...base, lora: { targetModules: ['query', 'ffn' as never] } })).to.throw(
+      'model.lora.targetModules: unknown module "ffn"',
+    );
+  });
+});
