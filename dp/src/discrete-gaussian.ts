@@ -22,15 +22,34 @@ function gcd(a: number, b: number): number {
   return a;
 }
 
+/** The double x as an exact fraction m / 2^e (m, e bigints, e ≥ 0). */
+function exactDouble(x: number): { m: bigint; e: bigint } {
+  let e = 0n;
+  // Multiplying a double by 2 is exact; after at most 1074 steps x is an integer.
+  while (!Number.isInteger(x)) {
+    x *= 2;
+    e++;
+  }
+  return { m: BigInt(x), e };
+}
+
 /**
  * The exact rational σ² used for a requested σ: the first continued-fraction convergent of σ² with
- * denominator <= 2^16 that is within 1e-12 relative of the double σ², else ceil(σ²·2^16)/2^16
- * (rounded up: never less noise than asked). σ = 10 gives 100/1; σ = 1.1 gives 121/100.
+ * denominator <= 2^16 that is within 1e-12 relative of σ² and not below it, else σ² rounded up
+ * to a multiple of 2^-16 (or of a coarser power of two when the numerator would pass 2^53).
+ * Never less noise than asked: the result is ≥ the exact square of the double σ, compared in
+ * exact integer arithmetic (the double product σ·σ may round down). σ = 10 gives 100/1;
+ * σ = 1.1 gives 121/100 when that is not below the double 1.1's square, else the next one up.
  */
 export function exactVariance(sigma: number): ExactVariance {
   if (!(Number.isFinite(sigma) && sigma > 0 && sigma * sigma < 2 ** 40)) {
     throw new InvalidArgumentError('sigma', `sigma must be a number in (0, 2^20), got ${sigma}`);
   }
+  // σ² exactly: (m / 2^e)² = m² / 2^(2e).
+  const { m, e } = exactDouble(sigma);
+  const num2 = m * m;
+  const den2 = 1n << (2n * e);
+  const notBelow = (h: number, k: number): boolean => BigInt(h) * den2 >= num2 * BigInt(k);
   const v = sigma * sigma;
   let [h0, h1, k0, k1] = [0, 1, 1, 0];
   let x = v;
@@ -38,15 +57,24 @@ export function exactVariance(sigma: number): ExactVariance {
     const a = Math.floor(x);
     [h0, h1] = [h1, a * h1 + h0];
     [k0, k1] = [k1, a * k1 + k0];
-    if (k1 > 65536) break;
-    if (Math.abs(h1 / k1 - v) <= 1e-12 * v) return { numerator: h1, denominator: k1 };
+    if (k1 > 65536 || h1 > SAFE) break;
+    if (Math.abs(h1 / k1 - v) <= 1e-12 * v && notBelow(h1, k1)) return { numerator: h1, denominator: k1 };
     const frac = x - a;
     if (frac < 1e-15) break;
     x = 1 / frac;
   }
-  const num = Math.ceil(v * 65536);
-  const g = gcd(num, 65536);
-  return { numerator: num / g, denominator: 65536 / g };
+  // ceil(σ² · 2^s) / 2^s with the numerator kept below 2^52 (exact in a double).
+  for (let shift = 16n; ; shift--) {
+    const scaled = num2 << shift;
+    const ceil = (scaled + den2 - 1n) / den2;
+    if (ceil < BigInt(SAFE) || shift === 0n) {
+      let n = Number(ceil);
+      let d = 2 ** Number(shift);
+      const g = gcd(n, d);
+      [n, d] = [n / g, d / g];
+      return { numerator: n, denominator: d };
+    }
+  }
 }
 
 /** Bernoulli(exp(−num/den)) for 0 <= num/den <= 1 (CKS20 Algorithm 1). */

@@ -53,9 +53,33 @@ describe('SecureRandom', () => {
 describe('discrete Gaussian (Canonne–Kamath–Steinke 2020)', () => {
   it('uses an exact rational variance, never below the requested σ²', () => {
     expect(exactVariance(10)).to.deep.equal({ numerator: 100, denominator: 1 });
-    expect(exactVariance(1.1)).to.deep.equal({ numerator: 121, denominator: 100 });
+    expect(exactVariance(0.5)).to.deep.equal({ numerator: 1, denominator: 4 });
     const v = exactVariance(Math.PI);
     expect(v.numerator / v.denominator).to.be.at.least(Math.PI * Math.PI);
+  });
+
+  it('never returns a variance below the exact square of the double σ, not even by 1e-12 relative', () => {
+    // The double 1.1 is slightly above 11/10, so 121/100 (the old answer) was below its square.
+    const exactSquareAtMost = (sigma: number, v: { numerator: number; denominator: number }): boolean => {
+      let m = sigma;
+      let e = 0n;
+      while (!Number.isInteger(m)) {
+        m *= 2;
+        e++;
+      }
+      // (M / 2^e)² <= n / d  ⇔  M² · d <= n · 2^(2e)
+      return BigInt(m) ** 2n * BigInt(v.denominator) <= BigInt(v.numerator) << (2n * e);
+    };
+    const rng = pinned('exact variance');
+    const sigmas = [1.1, 0.1, 0.3, 2.2, 1e-3, 1234.5678, 1048575.9, Math.SQRT2, Math.E];
+    for (let i = 0; i < 2000; i++) sigmas.push(2 ** ((rng.uint32() / 2 ** 32) * 40 - 20));
+    for (const sigma of sigmas) {
+      const v = exactVariance(sigma);
+      expect(exactSquareAtMost(sigma, v), `σ = ${sigma}: ${v.numerator}/${v.denominator}`).to.equal(true);
+      expect(Number.isSafeInteger(v.numerator) && Number.isSafeInteger(v.denominator)).to.equal(true);
+      // At σ ≥ 1 (shares in integer units are far larger) the rounding up costs < 2^-16 relative.
+      if (sigma >= 1) expect(v.numerator / v.denominator / (sigma * sigma)).to.be.below(1 + 2 ** -16 + 1e-12);
+    }
   });
 
   for (const sigma of [1, 3.5, 10]) {

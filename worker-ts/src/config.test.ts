@@ -99,3 +99,13 @@ describe('parseRunConfig: privacy.colluders', () => {
     expect(parseRunConfig(c).privacy.colluders).to.equal(1);
   });
 });
+
+describe('parseRunConfig: testingSamplingSeed', () => {
+  it('is refused in a job config: a known seed would make the private batches predictable', () => {
+    const c = { ...base(), testingSamplingSeed: 'abc' };
+    expect(() => parseRunConfig(c)).to.throw(
+      ConfigError,
+      "config field 'testingSamplingSeed': is not accepted in a job config: the sampling must be secret; remove the field",
+    );
+  });
+});

@@ -97,8 +97,8 @@ export interface RunConfig {
   roundTimeoutMs: number;
   /** Coordinator listen address (default 127.0.0.1:0). */
   coordinator?: { host?: string; port?: number };
-  /** Deterministic sampling seed: tests and benchmarks only (the sampling must be secret). */
-  testingSamplingSeed?: string;
+  /** Always absent: parseRunConfig refuses it (reproducible sampling is an in-process test option). */
+  testingSamplingSeed?: undefined;
 }
 
 export class ConfigError extends Error {
@@ -155,6 +155,14 @@ export function clippingLanes(workers: RunConfig['workers']): { count: number; t
 /** Validates a parsed config object. Throws ConfigError naming the field. */
 export function parseRunConfig(raw: unknown): RunConfig {
   const c = obj(raw, '(root)');
+  if ('testingSamplingSeed' in c) {
+    // A known seed makes the private Poisson batches predictable to whoever knows it. Tests that
+    // need reproducible sampling pass a seeded RandomSource to the round client in-process.
+    throw new ConfigError(
+      'testingSamplingSeed',
+      'is not accepted in a job config: the sampling must be secret; remove the field',
+    );
+  }
   const model = obj(c.model, 'model');
   oneOf(model, 'kind', 'model', ['mlp', 'cnn-tanh', 'transformer-lora'] as const);
   const dataset = obj(c.dataset, 'dataset');

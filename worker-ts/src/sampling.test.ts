@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { poissonSample, seededRandom } from './sampling.js';
+import { poissonSample, realisedRate, seededRandom } from './sampling.js';
 
 describe('sampling', () => {
   it('takes every record at q = 1 and none at q = 0', () => {
@@ -20,6 +20,22 @@ describe('sampling', () => {
     expect(Array.from(poissonSample(100, 0.3, seededRandom('s')))).to.deep.equal(
       Array.from(poissonSample(100, 0.3, seededRandom('s'))),
     );
+  });
+  it('never selects with a probability above q: the threshold is floor(q · 2^32), not rounded up', () => {
+    // q · 2^32 = 1000.75: the word 1000 is the first one above the rate and must not select.
+    const q = 1000.75 / 2 ** 32;
+    const words = (value: number) => (bytes: number) => {
+      const out = new Uint8Array(bytes);
+      const view = new DataView(out.buffer);
+      for (let i = 0; i < bytes; i += 4) view.setUint32(i, value, true);
+      return out;
+    };
+    expect(poissonSample(4, q, words(1000)).length).to.equal(0);
+    expect(poissonSample(4, q, words(999)).length).to.equal(4);
+    for (const r of [q, 0.1, 1 / 3, 0.7, 2 ** -33, 1 - 2 ** -40]) {
+      expect(realisedRate(r)).to.be.at.most(r);
+      expect(r - realisedRate(r)).to.be.below(2 ** -32);
+    }
   });
   it('rejects a bad rate', () => {
     expect(() => poissonSample(3, 1.5)).to.throw('sampling rate must be in [0, 1], got 1.5');

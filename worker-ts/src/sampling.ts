@@ -4,7 +4,9 @@
 //
 // The coin flips come from a CSPRNG: node:crypto.randomBytes, or, for reproducible tests only, an
 // AES-256-CTR keystream keyed by SHA-256 of a seed. Each flip compares a 32-bit uniform with
-// round(q · 2^32), so the realised rate is q to within 2^-33 (q = 1 takes every record).
+// floor(q · 2^32), so the realised rate is at most q and within 2^-32 below it (q = 1 takes every
+// record). Rounding down matters: the accountant charges q, and a rate above it would be
+// under-counted.
 import { createCipheriv, createHash, randomBytes } from 'node:crypto';
 
 export type RandomSource = (bytes: number) => Uint8Array;
@@ -19,11 +21,17 @@ export function seededRandom(seed: string): RandomSource {
   return (n) => cipher.update(Buffer.alloc(n));
 }
 
+/** The selection probability actually used for rate q: floor(q · 2^32) / 2^32 ≤ q (1 for q = 1). */
+export function realisedRate(q: number): number {
+  // q · 2^32 is exact in a double (a power-of-two scaling), so floor never exceeds it.
+  return q === 1 ? 1 : Math.floor(q * 2 ** 32) / 2 ** 32;
+}
+
 /** Indices in [0, n) of the records selected with probability q each, in increasing order. */
 export function poissonSample(n: number, q: number, random: RandomSource = systemRandom): Int32Array {
   if (!(q >= 0 && q <= 1)) throw new RangeError(`sampling rate must be in [0, 1], got ${q}`);
   if (q === 1) return Int32Array.from({ length: n }, (_, i) => i);
-  const threshold = Math.round(q * 2 ** 32);
+  const threshold = realisedRate(q) * 2 ** 32;
   const bytes = random(4 * n);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const out: number[] = [];

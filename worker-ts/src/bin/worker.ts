@@ -63,7 +63,6 @@ async function main(): Promise<number> {
     engine,
     log,
     emit: emitLine,
-    ...(cfg.testingSamplingSeed !== undefined ? { samplingSeed: cfg.testingSamplingSeed } : {}),
   });
   let reason: string;
   try {
