@@ -38,6 +38,9 @@ export function jobStateDir(roots: TenantRoots, tenant: string, jobId: string): 
   return nodePath.join(nodePath.resolve(roots.stateRoot), tenant, 'jobs', jobId);
 }
 
+/** The folder in a job's directory that is its `checkpoint.dir` (checkpoints, ledger, report, adapter). */
+export const JOB_CHECKPOINT_FOLDER = 'checkpoints';
+
 /**
  * `p` with `..` and every symlink in its existing part resolved (fs.realpath on the longest
  * existing prefix, the rest appended), so that a link inside a root pointing out is seen as out.
@@ -124,6 +127,9 @@ export function specForBackend(spec: Obj, tenant: string, jobId: string, roots: 
     if (typeof v === 'string') holder![key] = nodePath.resolve(realBase, v);
   }
   const checkpoint = obj(out.checkpoint) ?? {};
-  out.checkpoint = { ...checkpoint, dir: nodePath.join(jobStateDir(roots, tenant, jobId), 'checkpoints') };
+  out.checkpoint = {
+    ...checkpoint,
+    dir: nodePath.join(jobStateDir(roots, tenant, jobId), JOB_CHECKPOINT_FOLDER),
+  };
   return out;
 }

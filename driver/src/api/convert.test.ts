@@ -1,6 +1,10 @@
 import { trainingService as pb } from '@tensorguard/proto';
 import { expect } from 'chai';
 import {
+  artifactKindFromProto,
+  artifactKindToProto,
+  artifactPartFromProto,
+  artifactPartToProto,
   jobEventFromProto,
   jobEventToProto,
   jobFromProto,
@@ -12,7 +16,14 @@ import {
   privacyReportFromProto,
   privacyReportToProto,
 } from './convert.js';
-import type { Job, JobEvent, JobState, PrivacyReport } from './domain.js';
+import {
+  ARTIFACT_KINDS,
+  type ArtifactPart,
+  type Job,
+  type JobEvent,
+  type JobState,
+  type PrivacyReport,
+} from './domain.js';
 
 /** Domain -> proto -> bytes -> proto -> domain must be the identity. */
 function viaWire<T, P>(
@@ -128,6 +139,40 @@ describe('api/convert', () => {
     expect(() => privacyReportFromProto({ ...privacyReportToProto(r), signatureAlgorithm: 'rsa' })).to.throw(
       'unknown signature algorithm "rsa"',
     );
+  });
+
+  it('round-trips every artifact kind and refuses UNSPECIFIED and unknown numbers', () => {
+    for (const k of ARTIFACT_KINDS) expect(artifactKindFromProto(artifactKindToProto(k))).to.equal(k);
+    const req = (kind: pb.ArtifactKind) =>
+      pb.GetJobArtifactRequest.decode(pb.GetJobArtifactRequest.encode({ jobId: 'j', kind }).finish()).kind;
+    expect(artifactKindFromProto(req(artifactKindToProto('ADAPTER')))).to.equal('ADAPTER');
+    expect(artifactKindFromProto(pb.ArtifactKind.ARTIFACT_KIND_UNSPECIFIED)).to.equal(null);
+    expect(artifactKindFromProto(42 as pb.ArtifactKind)).to.equal(null);
+  });
+
+  it('round-trips artifact stream parts (header, chunk, empty chunk) through the wire', () => {
+    const parts: ArtifactPart[] = [
+      {
+        type: 'file',
+        file: {
+          name: 'model.safetensors',
+          sizeBytes: 3 * 1024 ** 3,
+          sha256: 'ab'.repeat(32),
+          mediaType: 'application/octet-stream',
+        },
+      },
+      { type: 'chunk', data: new Uint8Array([0, 1, 2, 255]) },
+      // A view into a larger buffer: only its own bytes travel.
+      { type: 'chunk', data: new Uint8Array(new Uint8Array([9, 8, 7, 6, 5]).buffer, 1, 3) },
+      { type: 'chunk', data: new Uint8Array(0) },
+    ];
+    for (const p of parts) {
+      const back = viaWire(artifactPartToProto, artifactPartFromProto, pb.GetJobArtifactResponse, p);
+      if (p.type === 'chunk')
+        expect(back).to.deep.equal({ type: 'chunk', data: new Uint8Array([...p.data]) });
+      else expect(back).to.deep.equal(p);
+    }
+    expect(() => artifactPartFromProto({})).to.throw('neither a file header nor a chunk');
   });
 
   it('round-trips list filters and reports unknown states', () => {

@@ -3,6 +3,8 @@
 import { trainingService as pb, type PrivacySpent as PbPrivacySpent } from '@tensorguard/proto';
 import type {
   AccountingParameters,
+  ArtifactKind,
+  ArtifactPart,
   Job,
   JobEvent,
   JobState,
@@ -261,4 +263,46 @@ export function listFilterToProto(
     createTimeFrom: dateOrUndefined(f.createTimeFromMs),
     createTimeTo: dateOrUndefined(f.createTimeToMs),
   };
+}
+
+const ARTIFACT_KIND_TO_PROTO: Record<ArtifactKind, pb.ArtifactKind> = {
+  CHECKPOINT: pb.ArtifactKind.ARTIFACT_KIND_CHECKPOINT,
+  ADAPTER: pb.ArtifactKind.ARTIFACT_KIND_ADAPTER,
+  REPORT: pb.ArtifactKind.ARTIFACT_KIND_REPORT,
+  METRICS: pb.ArtifactKind.ARTIFACT_KIND_METRICS,
+  PRIVACY_REPORT: pb.ArtifactKind.ARTIFACT_KIND_PRIVACY_REPORT,
+};
+
+export function artifactKindToProto(k: ArtifactKind): pb.ArtifactKind {
+  return ARTIFACT_KIND_TO_PROTO[k];
+}
+
+/** Returns null for UNSPECIFIED and for numbers this version does not know. */
+export function artifactKindFromProto(k: pb.ArtifactKind): ArtifactKind | null {
+  for (const [d, v] of Object.entries(ARTIFACT_KIND_TO_PROTO)) if (v === k) return d as ArtifactKind;
+  return null;
+}
+
+export function artifactPartToProto(p: ArtifactPart): pb.GetJobArtifactResponse {
+  return p.type === 'file'
+    ? { file: { ...p.file } }
+    : // A Buffer view, not a copy: chunks are up to 1 MiB each.
+      { chunk: Buffer.from(p.data.buffer, p.data.byteOffset, p.data.byteLength) };
+}
+
+/** Throws on a message with neither part set (only a peer newer or broken than this one sends that). */
+export function artifactPartFromProto(m: pb.GetJobArtifactResponse): ArtifactPart {
+  if (m.file) {
+    return {
+      type: 'file',
+      file: {
+        name: m.file.name,
+        sizeBytes: m.file.sizeBytes,
+        sha256: m.file.sha256,
+        mediaType: m.file.mediaType,
+      },
+    };
+  }
+  if (m.chunk !== undefined) return { type: 'chunk', data: new Uint8Array(m.chunk) };
+  throw new Error('GetJobArtifact message has neither a file header nor a chunk');
 }

@@ -112,3 +112,27 @@ export interface PrivacyReport extends PrivacyReportBody {
   keyId: string;
   publicKeyPem: string;
 }
+
+/** What GetJobArtifact returns (docs/api.md, "Artifacts"). */
+export type ArtifactKind = 'CHECKPOINT' | 'ADAPTER' | 'REPORT' | 'METRICS' | 'PRIVACY_REPORT';
+
+export const ARTIFACT_KINDS: readonly ArtifactKind[] = [
+  'CHECKPOINT',
+  'ADAPTER',
+  'REPORT',
+  'METRICS',
+  'PRIVACY_REPORT',
+];
+
+/** One file of an artifact, announced before its bytes. */
+export interface ArtifactFile {
+  /** A plain file name, no directories. */
+  name: string;
+  sizeBytes: number;
+  /** SHA-256 of the bytes, lowercase hex. */
+  sha256: string;
+  mediaType: string;
+}
+
+/** One message of an artifact stream: a file's header, or the next bytes of that file. */
+export type ArtifactPart = { type: 'file'; file: ArtifactFile } | { type: 'chunk'; data: Uint8Array };

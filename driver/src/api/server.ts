@@ -9,11 +9,19 @@ import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-
 import type { Http2Server } from 'node:http2';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { type trainingService as pb, TrainingServiceService } from '@tensorguard/proto';
+import { trainingService as pb, TrainingServiceService } from '@tensorguard/proto';
 import { repoRoot } from '../paths.js';
 import type { ApiKeyStore, Scope } from './api-keys.js';
 import type { JobBackend } from './backend.js';
-import { jobEventToProto, jobToProto, listFilterFromProto, privacyReportToProto } from './convert.js';
+import { ARTIFACT_CHUNK_BYTES } from './artifacts.js';
+import {
+  artifactKindFromProto,
+  artifactPartToProto,
+  jobEventToProto,
+  jobToProto,
+  listFilterFromProto,
+  privacyReportToProto,
+} from './convert.js';
 import type { TenantRoots } from './confine.js';
 import { ApiError } from './errors.js';
 import { EventHub, JobMonitor } from './monitor.js';
@@ -49,7 +57,7 @@ export interface ApiServerOptions {
   maxMessageBytes?: number;
   /** Default per-key rate limit (default 20 requests/s, burst 40). */
   rateLimit?: BucketOptions;
-  /** Concurrent WatchJob streams per key (default 1000). */
+  /** Concurrent WatchJob and GetJobArtifact streams per key (default 1000). */
   maxStreamsPerKey?: number;
   /** Upper bound on a unary call's time when the client sets a longer deadline or none (default 60 s). */
   maxUnaryMs?: number;
@@ -64,6 +72,8 @@ export interface ApiServerOptions {
   roots?: TenantRoots;
   /** Per-tenant limits on jobs QUEUED or RUNNING and their workers (RESOURCE_EXHAUSTED beyond). */
   limits?: { maxJobsPerTenant: number; maxWorkersPerTenant: number };
+  /** Largest artifact GetJobArtifact sends, in bytes (default 2 GiB); larger is RESOURCE_EXHAUSTED. */
+  maxArtifactBytes?: number;
 }
 
 export interface ApiServer {
@@ -119,10 +129,14 @@ const rpcDuration = meter.createHistogram('rpc.server.duration', {
   unit: 'ms',
 });
 const activeStreams = meter.createUpDownCounter('tensorguard.api.active_streams', {
-  description: 'Open WatchJob streams',
+  description: 'Open WatchJob and GetJobArtifact streams',
 });
 const eventsSent = meter.createCounter('tensorguard.api.events_sent', {
   description: 'Job events sent on streams',
+});
+const artifactBytesSent = meter.createCounter('tensorguard.api.artifact_bytes_sent', {
+  description: 'Bytes of job artifacts sent by GetJobArtifact',
+  unit: 'By',
 });
 
 type AnyCall = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>;
@@ -220,6 +234,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
     allowNonPrivate: o.allowNonPrivate ?? false,
     ...(o.roots ? { roots: o.roots } : {}),
     ...(o.limits ? { limits: o.limits } : {}),
+    ...(o.maxArtifactBytes !== undefined ? { maxArtifactBytes: o.maxArtifactBytes } : {}),
   });
 
   interface Authed {
@@ -364,82 +379,147 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
     };
   }
 
-  const watchJob: grpc.handleServerStreamingCall<pb.WatchJobRequest, pb.WatchJobResponse> = (call) => {
-    const obs = observe('WatchJob', call as AnyCall);
-    const { signal, dispose } = callSignal(call as AnyCall, null);
-    let sent = 0;
-    let ended = false;
-    let keyId = '';
-    const handle = {
-      end: (err: ApiError) => {
-        if (ended) return;
+  /**
+   * A server-streaming handler: authentication, the per-key limit on open streams, the call's
+   * deadline (no server cap: a stream lasts as long as the client wants), backpressure in
+   * `write`, and the final status. `fn` writes its messages and returns when the stream is done;
+   * `stats` lands in the request log line.
+   */
+  function serverStream<Req, Res>(
+    method: string,
+    scope: Scope,
+    fn: (
+      ctx: CallContext,
+      req: Req,
+      write: (res: Res) => Promise<void>,
+      stats: Record<string, number>,
+    ) => Promise<void>,
+  ): grpc.handleServerStreamingCall<Req, Res> {
+    return (call) => {
+      const obs = observe(method, call as AnyCall);
+      const { signal, dispose } = callSignal(call as AnyCall, null);
+      const stats: Record<string, number> = {};
+      let ended = false;
+      let keyId = '';
+      const release = () => {
         ended = true;
         openStreams.delete(handle);
         if (keyId) streamsByKey.set(keyId, (streamsByKey.get(keyId) ?? 1) - 1);
         dispose();
-        obs.finish(err.code === 'CANCELLED' && call.cancelled ? null : err, { eventsSent: sent });
-        // grpc-js turns an 'error' event on a server stream into the call's status.
-        if (!call.cancelled) call.emit('error', Object.assign(new Error(err.message), err.toServiceError()));
-      },
+      };
+      const handle = {
+        end: (err: ApiError) => {
+          if (ended) return;
+          release();
+          obs.finish(err.code === 'CANCELLED' && call.cancelled ? null : err, stats);
+          // grpc-js turns an 'error' event on a server stream into the call's status.
+          if (!call.cancelled)
+            call.emit('error', Object.assign(new Error(err.message), err.toServiceError()));
+        },
+      };
+      const write = async (res: Res): Promise<void> => {
+        if (ended || signal.aborted) {
+          throw signal.reason instanceof ApiError ? signal.reason : new ApiError('CANCELLED', 'cancelled');
+        }
+        if (call.write(res)) return;
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            call.removeListener('drain', done);
+            signal.removeEventListener('abort', done);
+            resolve();
+          };
+          call.on('drain', done);
+          signal.addEventListener('abort', done, { once: true });
+        });
+      };
+      const run = async () => {
+        const who = await authorize(call as AnyCall, scope);
+        obs.setCaller(who);
+        if (isMalformed(call.request)) {
+          throw ApiError.invalidArgument([
+            { field: '(message)', description: `does not decode: ${call.request.__malformed}` },
+          ]);
+        }
+        const open = streamsByKey.get(who.keyId) ?? 0;
+        if (open >= maxStreams) {
+          throw new ApiError(
+            'RESOURCE_EXHAUSTED',
+            `API key "${who.keyId}" has ${open} open WatchJob/GetJobArtifact streams (limit ${maxStreams})`,
+          );
+        }
+        keyId = who.keyId;
+        streamsByKey.set(keyId, open + 1);
+        openStreams.add(handle);
+        activeStreams.add(1, { 'rpc.method': method });
+        try {
+          await fn({ tenant: who.tenant, signal }, call.request, write, stats);
+        } finally {
+          activeStreams.add(-1, { 'rpc.method': method });
+        }
+      };
+      run().then(
+        () => {
+          if (ended) return;
+          if (signal.aborted)
+            return handle.end(
+              signal.reason instanceof ApiError ? signal.reason : new ApiError('CANCELLED', 'cancelled'),
+            );
+          release();
+          obs.finish(null, stats);
+          call.end();
+        },
+        (err: unknown) => handle.end(ApiError.from(err)),
+      );
     };
-    const run = async () => {
-      const who = await authorize(call as AnyCall, 'jobs.read');
-      obs.setCaller(who);
-      if (isMalformed(call.request)) {
+  }
+
+  const watchJob = serverStream<pb.WatchJobRequest, pb.WatchJobResponse>(
+    'WatchJob',
+    'jobs.read',
+    async (ctx, req, write, stats) => {
+      stats.eventsSent = 0;
+      for await (const e of service.watch(ctx, req.jobId, req.afterEventId)) {
+        await write({ event: jobEventToProto(e) });
+        stats.eventsSent += 1;
+        eventsSent.add(1);
+      }
+    },
+  );
+
+  const getJobArtifact = serverStream<pb.GetJobArtifactRequest, pb.GetJobArtifactResponse>(
+    'GetJobArtifact',
+    'jobs.read',
+    async (ctx, req, write, stats) => {
+      const kind = artifactKindFromProto(req.kind);
+      if (kind === null) {
         throw ApiError.invalidArgument([
-          { field: '(message)', description: `does not decode: ${call.request.__malformed}` },
+          {
+            field: 'kind',
+            description:
+              req.kind === pb.ArtifactKind.ARTIFACT_KIND_UNSPECIFIED
+                ? 'is required: ARTIFACT_KIND_CHECKPOINT, _ADAPTER, _REPORT, _METRICS or _PRIVACY_REPORT'
+                : `unknown artifact kind ${req.kind}; use ARTIFACT_KIND_CHECKPOINT, _ADAPTER, _REPORT, _METRICS or _PRIVACY_REPORT`,
+          },
         ]);
       }
-      const open = streamsByKey.get(who.keyId) ?? 0;
-      if (open >= maxStreams) {
-        throw new ApiError(
-          'RESOURCE_EXHAUSTED',
-          `API key "${who.keyId}" has ${open} open WatchJob streams (limit ${maxStreams})`,
-        );
-      }
-      keyId = who.keyId;
-      streamsByKey.set(keyId, open + 1);
-      openStreams.add(handle);
-      activeStreams.add(1);
+      const artifact = await service.artifact(ctx, req.jobId, kind);
+      stats.files = artifact.files.length;
+      stats.bytesSent = 0;
       try {
-        const ctx = { tenant: who.tenant, signal };
-        for await (const e of service.watch(ctx, call.request.jobId, call.request.afterEventId)) {
-          if (ended) return;
-          if (!call.write({ event: jobEventToProto(e) })) {
-            await new Promise<void>((resolve) => {
-              const done = () => {
-                call.removeListener('drain', done);
-                signal.removeEventListener('abort', done);
-                resolve();
-              };
-              call.on('drain', done);
-              signal.addEventListener('abort', done, { once: true });
-            });
+        // Below the message limit with room for the framing, and never above 1 MiB.
+        const chunk = Math.max(1, Math.min(ARTIFACT_CHUNK_BYTES, maxMessageBytes - 64));
+        for await (const part of artifact.parts(ctx.signal, chunk)) {
+          await write(artifactPartToProto(part));
+          if (part.type === 'chunk') {
+            stats.bytesSent += part.data.byteLength;
+            artifactBytesSent.add(part.data.byteLength, { 'tensorguard.artifact.kind': kind });
           }
-          sent += 1;
-          eventsSent.add(1);
         }
       } finally {
-        activeStreams.add(-1);
+        await artifact.close();
       }
-    };
-    run().then(
-      () => {
-        if (ended) return;
-        if (signal.aborted)
-          return handle.end(
-            signal.reason instanceof ApiError ? signal.reason : new ApiError('CANCELLED', 'cancelled'),
-          );
-        ended = true;
-        openStreams.delete(handle);
-        if (keyId) streamsByKey.set(keyId, (streamsByKey.get(keyId) ?? 1) - 1);
-        dispose();
-        obs.finish(null, { eventsSent: sent });
-        call.end();
-      },
-      (err: unknown) => handle.end(ApiError.from(err)),
-    );
-  };
+    },
+  );
 
   const handlers: pb.TrainingServiceServer = {
     submitJob: unary('SubmitJob', 'jobs.write', async (ctx, req: pb.SubmitJobRequest) => {
@@ -472,7 +552,8 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
     cancelJob: unary('CancelJob', 'jobs.write', async (ctx, req: pb.CancelJobRequest) => ({
       job: jobToProto(await service.cancel(ctx, req.jobId, req.reason)),
     })),
-    watchJob: watchJob,
+    watchJob,
+    getJobArtifact,
     getPrivacyReport: unary(
       'GetPrivacyReport',
       'jobs.read',

@@ -2,15 +2,17 @@
 // privacy report. server.ts adapts it to gRPC (auth, limits, logging, status codes).
 import crypto from 'node:crypto';
 import { isNonPrivate, loadRdp, plannedEpsilon, type PlanParameters } from './accounting.js';
+import { DEFAULT_MAX_ARTIFACT_BYTES, openArtifact, type OpenedArtifact } from './artifacts.js';
 import { BackendError, type JobBackend } from './backend.js';
 import {
   isTerminal,
+  type ArtifactKind,
   type JobEvent,
   type JobState,
   type ListJobsFilter,
   type PrivacyReport,
 } from './domain.js';
-import { confineJobPaths, specForBackend, type TenantRoots } from './confine.js';
+import { confineJobPaths, jobStateDir, specForBackend, type TenantRoots } from './confine.js';
 import { ApiError } from './errors.js';
 import type { JobMonitor } from './monitor.js';
 import { canonicalJson, signReport, type SigningKey } from './privacy-report.js';
@@ -55,6 +57,8 @@ export interface ServiceOptions {
   roots?: TenantRoots;
   /** Per-tenant limits on jobs QUEUED or RUNNING at once, and on their workers in total. */
   limits?: { maxJobsPerTenant: number; maxWorkersPerTenant: number };
+  /** Largest artifact GetJobArtifact sends, in bytes (default 2 GiB); larger is RESOURCE_EXHAUSTED. */
+  maxArtifactBytes?: number;
   now?: () => number;
 }
 
@@ -395,6 +399,39 @@ export class TrainingService {
         await this.o.monitor.hub.wait(jobId, ctx.signal);
       }
     }
+  }
+
+  /**
+   * Opens an artifact of a finished job (SUCCEEDED, FAILED or CANCELLED) for streaming; the caller
+   * closes it. Files come only from the job's own directory under the tenant's state root.
+   * NOT_FOUND (no such job for this tenant, or no such artifact), FAILED_PRECONDITION (the job
+   * has not ended; the server has no state root), RESOURCE_EXHAUSTED (above maxArtifactBytes).
+   */
+  async artifact(ctx: CallContext, jobId: string, kind: ArtifactKind): Promise<OpenedArtifact> {
+    const r = this.owned(ctx, jobId);
+    if (!isTerminal(r.state)) {
+      throw new ApiError(
+        'FAILED_PRECONDITION',
+        `job ${jobId} is ${r.state}: its artifacts can be fetched once it has ended (WatchJob says when)`,
+        { preconditionFailure: [{ type: 'JOB_STATE', subject: jobId, description: `job is ${r.state}` }] },
+      );
+    }
+    if (!this.o.roots) {
+      // Without a state root a job's files may be anywhere its document said: nothing is sent.
+      throw new ApiError(
+        'FAILED_PRECONDITION',
+        'this server keeps no job files (it runs without a state root); artifacts are not available',
+      );
+    }
+    return openArtifact({
+      jobId,
+      state: r.state,
+      spec: r.spec,
+      kind,
+      jobDir: jobStateDir(this.o.roots, ctx.tenant, jobId),
+      maxBytes: this.o.maxArtifactBytes ?? DEFAULT_MAX_ARTIFACT_BYTES,
+      signal: ctx.signal,
+    });
   }
 
   async privacyReport(ctx: CallContext, jobId: string): Promise<PrivacyReport> {

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { destination, pino } from 'pino';
 import { ApiKeyStore, generateKey, hashKeyScrypt, hashKeySha256, keyProblem } from '../api/api-keys.js';
 import { AccountantPool } from '../api/accountant-pool.js';
+import { DEFAULT_MAX_ARTIFACT_BYTES } from '../api/artifacts.js';
 import type { JobBackend } from '../api/backend.js';
 import { LocalProcessBackend } from '../api/local-process-backend.js';
 import { SimulatedBackend } from '../api/simulated-backend.js';
@@ -56,6 +57,8 @@ options:
   --max-workers-per-tenant N
                             workers.count summed over a tenant's QUEUED and RUNNING jobs; more is
                             RESOURCE_EXHAUSTED (default 64)
+  --max-artifact-bytes N    largest job artifact GetJobArtifact sends (a checkpoint, an adapter: all its
+                            files together); larger is RESOURCE_EXHAUSTED (default 2147483648, 2 GiB)
   --allow-non-private       accept jobs without noise (privacy.noiseMultiplier 0: ε is infinite);
                             refused by default. Their ε shows as Infinity and their signed privacy
                             reports say non_private: true
@@ -93,6 +96,7 @@ interface Opts {
   stateRoot: string;
   maxJobsPerTenant: number;
   maxWorkersPerTenant: number;
+  maxArtifactBytes: number;
 }
 
 function positiveInt(flag: string, v: string): number {
@@ -114,6 +118,7 @@ export function parseServeArgs(args: string[], cwd: string, env: NodeJS.ProcessE
     stateRoot: path.join(stateBase, 'tenants'),
     maxJobsPerTenant: 8,
     maxWorkersPerTenant: 64,
+    maxArtifactBytes: DEFAULT_MAX_ARTIFACT_BYTES,
     db: path.join(cwd, '.tensorguard', 'api', 'jobs.db'),
     maxMessageBytes: 4 * 1024 * 1024,
     rateLimit: 20,
@@ -206,6 +211,9 @@ export function parseServeArgs(args: string[], cwd: string, env: NodeJS.ProcessE
       case '--max-workers-per-tenant':
         o.maxWorkersPerTenant = positiveInt(a, value());
         break;
+      case '--max-artifact-bytes':
+        o.maxArtifactBytes = positiveInt(a, value());
+        break;
       case '--data-root':
         o.dataRoot = path.resolve(cwd, value());
         break;
@@ -275,7 +283,7 @@ async function makeBackend(o: Opts, io: Io): Promise<JobBackend> {
 
 export const command: Command = {
   name: 'serve',
-  summary: 'serve the gRPC TrainingService API (submit, watch, cancel jobs; privacy reports)',
+  summary: 'serve the gRPC TrainingService API (submit, watch, cancel jobs; privacy reports, artifacts)',
   usage,
   async run(args, io) {
     const o = parseServeArgs(args, io.cwd, io.env);
@@ -327,6 +335,7 @@ export const command: Command = {
       allowNonPrivate: o.allowNonPrivate,
       roots: { dataRoot: o.dataRoot, stateRoot: o.stateRoot },
       limits: { maxJobsPerTenant: o.maxJobsPerTenant, maxWorkersPerTenant: o.maxWorkersPerTenant },
+      maxArtifactBytes: o.maxArtifactBytes,
     });
     const host = o.listen!.slice(0, o.listen!.lastIndexOf(':'));
     if (!tls && !/^(127\.|localhost$|\[::1\]$)/.test(host)) {

@@ -28,6 +28,79 @@ export const protobufPackage = "tensorguard.v1";
 
 export const protobufFileName = "tensorguard/v1/training_service.proto";
 
+/** What GetJobArtifact returns. */
+export enum ArtifactKind {
+  ARTIFACT_KIND_UNSPECIFIED = 0,
+  /**
+   * ARTIFACT_KIND_CHECKPOINT - The model tensors of the job's final checkpoint (the one its LATEST pointer names): one
+   * safetensors file, "model.safetensors", keyed by parameter name.
+   */
+  ARTIFACT_KIND_CHECKPOINT = 1,
+  /**
+   * ARTIFACT_KIND_ADAPTER - The trained LoRA adapter in PEFT's layout: "adapter_config.json",
+   * "adapter_model.safetensors" and the files written beside them (the classification head).
+   * NOT_FOUND for a model that trains no adapter.
+   */
+  ARTIFACT_KIND_ADAPTER = 2,
+  /** ARTIFACT_KIND_REPORT - The self-contained HTML report (charts of ε, accuracy and loss, round times): "report.html". */
+  ARTIFACT_KIND_REPORT = 3,
+  /** ARTIFACT_KIND_METRICS - One JSON line per released round: "metrics.jsonl". */
+  ARTIFACT_KIND_METRICS = 4,
+  /**
+   * ARTIFACT_KIND_PRIVACY_REPORT - The job's own privacy report, as its coordinator wrote it: "privacy-report.json" (the signed
+   * report of the server is GetPrivacyReport).
+   */
+  ARTIFACT_KIND_PRIVACY_REPORT = 5,
+  UNRECOGNIZED = -1,
+}
+
+export function artifactKindFromJSON(object: any): ArtifactKind {
+  switch (object) {
+    case 0:
+    case "ARTIFACT_KIND_UNSPECIFIED":
+      return ArtifactKind.ARTIFACT_KIND_UNSPECIFIED;
+    case 1:
+    case "ARTIFACT_KIND_CHECKPOINT":
+      return ArtifactKind.ARTIFACT_KIND_CHECKPOINT;
+    case 2:
+    case "ARTIFACT_KIND_ADAPTER":
+      return ArtifactKind.ARTIFACT_KIND_ADAPTER;
+    case 3:
+    case "ARTIFACT_KIND_REPORT":
+      return ArtifactKind.ARTIFACT_KIND_REPORT;
+    case 4:
+    case "ARTIFACT_KIND_METRICS":
+      return ArtifactKind.ARTIFACT_KIND_METRICS;
+    case 5:
+    case "ARTIFACT_KIND_PRIVACY_REPORT":
+      return ArtifactKind.ARTIFACT_KIND_PRIVACY_REPORT;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ArtifactKind.UNRECOGNIZED;
+  }
+}
+
+export function artifactKindToJSON(object: ArtifactKind): string {
+  switch (object) {
+    case ArtifactKind.ARTIFACT_KIND_UNSPECIFIED:
+      return "ARTIFACT_KIND_UNSPECIFIED";
+    case ArtifactKind.ARTIFACT_KIND_CHECKPOINT:
+      return "ARTIFACT_KIND_CHECKPOINT";
+    case ArtifactKind.ARTIFACT_KIND_ADAPTER:
+      return "ARTIFACT_KIND_ADAPTER";
+    case ArtifactKind.ARTIFACT_KIND_REPORT:
+      return "ARTIFACT_KIND_REPORT";
+    case ArtifactKind.ARTIFACT_KIND_METRICS:
+      return "ARTIFACT_KIND_METRICS";
+    case ArtifactKind.ARTIFACT_KIND_PRIVACY_REPORT:
+      return "ARTIFACT_KIND_PRIVACY_REPORT";
+    case ArtifactKind.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /**
  * A job's lifecycle. QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED (QUEUED may go straight
  * to a terminal state). Terminal states never change.
@@ -356,6 +429,38 @@ export interface PrivacyReport {
    * multiplier 0, which a server accepts only with --allow-non-private). Signed as "non_private".
    */
   nonPrivate: boolean;
+}
+
+export interface GetJobArtifactRequest {
+  jobId: string;
+  /** Required (UNSPECIFIED is INVALID_ARGUMENT). */
+  kind: ArtifactKind;
+}
+
+/**
+ * One message of a GetJobArtifact stream: a file's header, or the next bytes of the file whose
+ * header came last.
+ */
+export interface GetJobArtifactResponse {
+  file?:
+    | ArtifactFile
+    | undefined;
+  /** The next bytes of the current file, in order; at most 1 MiB (1048576 bytes) each. */
+  chunk?: Buffer | undefined;
+}
+
+/** Starts one file of an artifact; its `size_bytes` bytes follow in `chunk` messages. */
+export interface ArtifactFile {
+  /** A plain file name without directories ("model.safetensors", "adapter_config.json"). */
+  name: string;
+  sizeBytes: number;
+  /** SHA-256 of the file's bytes, 64 lowercase hex characters. */
+  sha256: string;
+  /**
+   * Media type: "application/octet-stream" (safetensors), "application/json", "text/html",
+   * "application/x-ndjson" (metrics.jsonl).
+   */
+  mediaType: string;
 }
 
 function createBaseJobSpec(): JobSpec {
@@ -3145,6 +3250,307 @@ export const PrivacyReport: MessageFns<PrivacyReport> = {
   },
 };
 
+function createBaseGetJobArtifactRequest(): GetJobArtifactRequest {
+  return { jobId: "", kind: 0 };
+}
+
+export const GetJobArtifactRequest: MessageFns<GetJobArtifactRequest> = {
+  encode(message: GetJobArtifactRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.jobId !== "") {
+      writer.uint32(10).string(message.jobId);
+    }
+    if (message.kind !== 0) {
+      writer.uint32(16).int32(message.kind);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetJobArtifactRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetJobArtifactRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetJobArtifactRequest {
+    return {
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      kind: isSet(object.kind) ? artifactKindFromJSON(object.kind) : 0,
+    };
+  },
+
+  toJSON(message: GetJobArtifactRequest): unknown {
+    const obj: any = {};
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.kind !== 0) {
+      obj.kind = artifactKindToJSON(message.kind);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetJobArtifactRequest>, I>>(base?: I): GetJobArtifactRequest {
+    return GetJobArtifactRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetJobArtifactRequest>, I>>(object: I): GetJobArtifactRequest {
+    const message = createBaseGetJobArtifactRequest();
+    message.jobId = object.jobId ?? "";
+    message.kind = object.kind ?? 0;
+    return message;
+  },
+};
+
+function createBaseGetJobArtifactResponse(): GetJobArtifactResponse {
+  return { file: undefined, chunk: undefined };
+}
+
+export const GetJobArtifactResponse: MessageFns<GetJobArtifactResponse> = {
+  encode(message: GetJobArtifactResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.file !== undefined) {
+      ArtifactFile.encode(message.file, writer.uint32(10).fork()).join();
+    }
+    if (message.chunk !== undefined) {
+      writer.uint32(18).bytes(message.chunk);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetJobArtifactResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetJobArtifactResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.file = ArtifactFile.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.chunk = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetJobArtifactResponse {
+    return {
+      file: isSet(object.file) ? ArtifactFile.fromJSON(object.file) : undefined,
+      chunk: isSet(object.chunk) ? Buffer.from(bytesFromBase64(object.chunk)) : undefined,
+    };
+  },
+
+  toJSON(message: GetJobArtifactResponse): unknown {
+    const obj: any = {};
+    if (message.file !== undefined) {
+      obj.file = ArtifactFile.toJSON(message.file);
+    }
+    if (message.chunk !== undefined) {
+      obj.chunk = base64FromBytes(message.chunk);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetJobArtifactResponse>, I>>(base?: I): GetJobArtifactResponse {
+    return GetJobArtifactResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetJobArtifactResponse>, I>>(object: I): GetJobArtifactResponse {
+    const message = createBaseGetJobArtifactResponse();
+    message.file = (object.file !== undefined && object.file !== null)
+      ? ArtifactFile.fromPartial(object.file)
+      : undefined;
+    message.chunk = object.chunk ?? undefined;
+    return message;
+  },
+};
+
+function createBaseArtifactFile(): ArtifactFile {
+  return { name: "", sizeBytes: 0, sha256: "", mediaType: "" };
+}
+
+export const ArtifactFile: MessageFns<ArtifactFile> = {
+  encode(message: ArtifactFile, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.sizeBytes !== 0) {
+      writer.uint32(16).uint64(message.sizeBytes);
+    }
+    if (message.sha256 !== "") {
+      writer.uint32(26).string(message.sha256);
+    }
+    if (message.mediaType !== "") {
+      writer.uint32(34).string(message.mediaType);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ArtifactFile {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseArtifactFile();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.sizeBytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.mediaType = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ArtifactFile {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      sizeBytes: isSet(object.sizeBytes)
+        ? globalThis.Number(object.sizeBytes)
+        : isSet(object.size_bytes)
+        ? globalThis.Number(object.size_bytes)
+        : 0,
+      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+      mediaType: isSet(object.mediaType)
+        ? globalThis.String(object.mediaType)
+        : isSet(object.media_type)
+        ? globalThis.String(object.media_type)
+        : "",
+    };
+  },
+
+  toJSON(message: ArtifactFile): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.sizeBytes !== 0) {
+      obj.sizeBytes = Math.round(message.sizeBytes);
+    }
+    if (message.sha256 !== "") {
+      obj.sha256 = message.sha256;
+    }
+    if (message.mediaType !== "") {
+      obj.mediaType = message.mediaType;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ArtifactFile>, I>>(base?: I): ArtifactFile {
+    return ArtifactFile.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ArtifactFile>, I>>(object: I): ArtifactFile {
+    const message = createBaseArtifactFile();
+    message.name = object.name ?? "";
+    message.sizeBytes = object.sizeBytes ?? 0;
+    message.sha256 = object.sha256 ?? "";
+    message.mediaType = object.mediaType ?? "";
+    return message;
+  },
+};
+
 /**
  * TrainingService submits and follows differentially private training jobs for other services.
  * It is what `tensorguard serve` exposes. Every call needs `authorization: Bearer <api key>`
@@ -3233,6 +3639,28 @@ export const TrainingServiceService = {
       Buffer.from(GetPrivacyReportResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetPrivacyReportResponse => GetPrivacyReportResponse.decode(value),
   },
+  /**
+   * Streams what a finished job (SUCCEEDED, FAILED or CANCELLED) produced, chosen by `kind`: the
+   * model of its final checkpoint, its PEFT adapter, its HTML report, its per-round metrics or
+   * its privacy report. The stream holds one or more files, each an ArtifactFile header (name,
+   * size, SHA-256) followed by its bytes in `chunk` messages of at most 1 MiB; it ends (OK) after
+   * the last byte of the last file. Check each file's SHA-256 before using it.
+   * NOT_FOUND when the job does not exist, belongs to another tenant, or has no such artifact
+   * (the message says which: e.g. a model without LoRA adapters has no adapter);
+   * FAILED_PRECONDITION while the job is QUEUED or RUNNING; RESOURCE_EXHAUSTED when the artifact
+   * is larger than the server's limit per artifact (serve --max-artifact-bytes, default 2 GiB).
+   */
+  getJobArtifact: {
+    path: "/tensorguard.v1.TrainingService/GetJobArtifact" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: GetJobArtifactRequest): Buffer =>
+      Buffer.from(GetJobArtifactRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetJobArtifactRequest => GetJobArtifactRequest.decode(value),
+    responseSerialize: (value: GetJobArtifactResponse): Buffer =>
+      Buffer.from(GetJobArtifactResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetJobArtifactResponse => GetJobArtifactResponse.decode(value),
+  },
 } as const;
 
 export interface TrainingServiceServer extends UntypedServiceImplementation {
@@ -3265,6 +3693,18 @@ export interface TrainingServiceServer extends UntypedServiceImplementation {
    * with every accounting parameter needed to recompute it, signed by the server's Ed25519 key.
    */
   getPrivacyReport: handleUnaryCall<GetPrivacyReportRequest, GetPrivacyReportResponse>;
+  /**
+   * Streams what a finished job (SUCCEEDED, FAILED or CANCELLED) produced, chosen by `kind`: the
+   * model of its final checkpoint, its PEFT adapter, its HTML report, its per-round metrics or
+   * its privacy report. The stream holds one or more files, each an ArtifactFile header (name,
+   * size, SHA-256) followed by its bytes in `chunk` messages of at most 1 MiB; it ends (OK) after
+   * the last byte of the last file. Check each file's SHA-256 before using it.
+   * NOT_FOUND when the job does not exist, belongs to another tenant, or has no such artifact
+   * (the message says which: e.g. a model without LoRA adapters has no adapter);
+   * FAILED_PRECONDITION while the job is QUEUED or RUNNING; RESOURCE_EXHAUSTED when the artifact
+   * is larger than the server's limit per artifact (serve --max-artifact-bytes, default 2 GiB).
+   */
+  getJobArtifact: handleServerStreamingCall<GetJobArtifactRequest, GetJobArtifactResponse>;
 }
 
 export interface TrainingServiceClient extends Client {
@@ -3372,6 +3812,26 @@ export interface TrainingServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetPrivacyReportResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Streams what a finished job (SUCCEEDED, FAILED or CANCELLED) produced, chosen by `kind`: the
+   * model of its final checkpoint, its PEFT adapter, its HTML report, its per-round metrics or
+   * its privacy report. The stream holds one or more files, each an ArtifactFile header (name,
+   * size, SHA-256) followed by its bytes in `chunk` messages of at most 1 MiB; it ends (OK) after
+   * the last byte of the last file. Check each file's SHA-256 before using it.
+   * NOT_FOUND when the job does not exist, belongs to another tenant, or has no such artifact
+   * (the message says which: e.g. a model without LoRA adapters has no adapter);
+   * FAILED_PRECONDITION while the job is QUEUED or RUNNING; RESOURCE_EXHAUSTED when the artifact
+   * is larger than the server's limit per artifact (serve --max-artifact-bytes, default 2 GiB).
+   */
+  getJobArtifact(
+    request: GetJobArtifactRequest,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<GetJobArtifactResponse>;
+  getJobArtifact(
+    request: GetJobArtifactRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<GetJobArtifactResponse>;
 }
 
 export const TrainingServiceClient = makeGenericClientConstructor(
