@@ -15,7 +15,7 @@ from typing import Any, Optional
 import ray
 
 from .launch import Launch, child_env, remove_config, write_config
-from .metrics import ActorMetrics
+from .metrics import ActorMetrics, epsilon_budget_of
 from .node_process import NodeProcess
 from .pki import Identity, remove_identity_dir
 
@@ -69,7 +69,8 @@ class _Supervisor:
         self._stopping = False
         self.state = "STARTING"
         label = "aggregator" if index is None else str(index)
-        self._metrics = ActorMetrics(job_id, label)
+        self._metrics = ActorMetrics(
+            job_id, label, epsilon_budget_of(config) if index is None else None)
         ctx = ray.get_runtime_context()
         cpus = ctx.get_assigned_resources().get("CPU", 1.0)
         gpu_ids = [str(g) for g in ctx.get_accelerator_ids().get("GPU", [])]
@@ -181,6 +182,8 @@ class _Supervisor:
         self._child.kill()
         remove_identity_dir(self._tls_dir)
         remove_config(self._config_path)
+        # The last values (the final ε) reach Ray's metrics agent only at its next report.
+        self._metrics.linger()
 
 
 class AggregatorSupervisor(_Supervisor):
