@@ -75,7 +75,12 @@ export function parseTextCsv(
   const labelColumn = opts.labelColumn ?? 'label';
   let rows: { record: string[]; info: { lines: number } }[];
   try {
-    rows = parse(text, { bom: true, info: true, skip_empty_lines: true, relax_column_count: false }) as {
+    rows = parse(text, {
+      bom: true,
+      info: true,
+      skip_empty_lines: true,
+      relax_column_count: false,
+    }) as unknown as {
       record: string[];
       info: { lines: number };
     }[];
