@@ -4,6 +4,7 @@ import { command as doctor } from './commands/doctor.js';
 import { command as list } from './commands/list.js';
 import { command as logs } from './commands/logs.js';
 import { command as privacy } from './commands/privacy.js';
+import { command as report } from './commands/report.js';
 import { command as status } from './commands/status.js';
 import { command as stop } from './commands/stop.js';
 import { command as train } from './commands/train.js';
@@ -11,7 +12,7 @@ import { command as serve } from './commands/serve.js';
 import { type Command, type Io, UsageError } from './commands/types.js';
 
 /** Every sub-command, in the order `--help` lists them. Commands register here. */
-export const COMMANDS: Command[] = [demo, doctor, serve, train, status, logs, stop, list, privacy];
+export const COMMANDS: Command[] = [demo, doctor, serve, train, status, logs, stop, list, privacy, report];
 
 export function helpText(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

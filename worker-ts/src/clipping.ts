@@ -14,6 +14,7 @@ import {
   DataParallelLanes,
   DpModel,
   assertSupported,
+  crossEntropySum,
   dpSgdStep,
   flattenSum,
   tf,
@@ -186,17 +187,31 @@ export class DpClippingEngine implements ClippingEngine {
 
   /** Accuracy on a labelled set, in batches (the coordinator's evaluation). */
   accuracy(x: Tensor, labels: Tensor, batch = 1000): number {
+    return this.evaluate(x, labels, batch).accuracy;
+  }
+
+  /**
+   * Accuracy and mean cross-entropy (nats per example, of the softmax of the logits) on a
+   * labelled set, in batches: the coordinator's held-out evaluation. Both 0 for an empty set.
+   */
+  evaluate(x: Tensor, labels: Tensor, batch = 1000): { accuracy: number; loss: number } {
     const n = x.shape[0]!;
     let correct = 0;
+    let lossSum = 0;
     for (let s = 0; s < n; s += batch) {
       const k = Math.min(batch, n - s);
-      correct += tf.tidy(() => {
+      const [hits, loss] = tf.tidy(() => {
         const logits = this.model.forward(tf.slice(x, s, k));
-        const hits = tf.equal(tf.argMax(logits, 1), tf.cast(tf.slice(labels, s, k), 'int32'));
-        return tf.sum(tf.cast(hits, 'int32')).dataSync()[0]!;
+        const y = tf.cast(tf.slice(labels, s, k), 'int32');
+        const hit = tf.equal(tf.argMax(logits, 1), y);
+        // The training objective's own loss (dp's), so eval loss and training loss compare.
+        const nll = crossEntropySum(logits, y);
+        return [tf.sum(tf.cast(hit, 'int32')).dataSync()[0]!, nll.dataSync()[0]!];
       });
+      correct += hits;
+      lossSum += loss;
     }
-    return n === 0 ? 0 : correct / n;
+    return n === 0 ? { accuracy: 0, loss: 0 } : { accuracy: correct / n, loss: lossSum / n };
   }
 
   /** The model kind, for logs. */

@@ -97,6 +97,7 @@ export {
   Coordinator,
   type CoordinatorOptions,
   type CoordinatorResult,
+  type Evaluation,
   type HeKeyHolderLink,
 } from './coordinator/coordinator.js';
 export { RoundClient, type RoundClientOptions } from './round-client.js';

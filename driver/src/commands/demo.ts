@@ -3,9 +3,7 @@
 // private local Ray cluster, secure aggregation, σ calibrated for ε = 3 at δ = 1e-5.
 import fs from 'node:fs';
 import path from 'node:path';
-import { repoRoot } from '../paths.js';
-import type { ProgressLine } from '../ray/job.js';
-import { stateDir } from '../ray/local-head.js';
+import { METRICS_FILE, REPORT_FILE } from '@tensorguard/worker/report';
 import { DEMO_WORKERS, demoSpec } from '../spec/demo.js';
 import { parseArgs, str } from './job-common.js';
 import { runJobSpec, type JobEnd } from './train.js';
@@ -20,13 +18,13 @@ export const command: Command = {
     'Runs the built-in quick-start job through `tensorguard train`: the tanh CNN on Fashion-MNIST,',
     '4 workers on a private local Ray cluster, secure aggregation, DP-SGD with σ calibrated for',
     'ε = 3 at δ = 1e-5. Shows the live progress line and prints where the checkpoint, the privacy',
-    'report and the per-round metrics are. Ctrl-C stops it.',
+    'report, the per-round metrics and the HTML job report are. Ctrl-C stops it.',
     '',
     '  --full        the benchmark-grade run: all 60000 records, 1172 rounds (about 10 minutes',
     '                on 2 cores, 86 % test accuracy at ε ≈ 2.9;',
     '                default: 20000 records, 150 rounds, about a minute)',
     '  --json        last output line is one JSON object: epsilon, delta, test_accuracy, workers,',
-    '                rounds, checkpoint, privacy_report, metrics, job_id, wall_seconds',
+    '                rounds, checkpoint, privacy_report, metrics, report, job_id, wall_seconds',
     '  --num-cpus N  logical CPUs of the local head (default 4)',
   ].join('\n'),
   async run(args, io) {
@@ -44,30 +42,21 @@ export const command: Command = {
         `${DEMO_WORKERS} workers with secure aggregation, ${spec.rounds} rounds, target ε = 3 at δ = 1e-5`,
     );
     const t0 = Date.now();
-    // Per-round metrics, kept after the private head (and its Prometheus endpoint) is gone.
-    let metricsFile: string | undefined;
-    let metrics: fs.WriteStream | undefined;
-    const onProgress = (pl: ProgressLine) => metrics?.write(JSON.stringify(pl) + '\n');
-    const code = await runJobSpec(
+    // Per-round metrics and the job report are the job's own (metrics.jsonl and report.html,
+    // written by the coordinator beside the checkpoints): they outlive the private head.
+    return runJobSpec(
       spec,
       {
         command: 'demo',
         json,
         ...(numCpus !== undefined ? { numCpus: Number(numCpus) } : {}),
-        onSubmitted: ({ jobId, metricsUrl }) => {
-          const dir = path.join(io.env.TENSORGUARD_STATE_DIR ?? stateDir(repoRoot(io.env)), 'jobs', jobId);
-          fs.mkdirSync(dir, { recursive: true });
-          metricsFile = path.join(dir, 'metrics.jsonl');
-          metrics = fs.createWriteStream(metricsFile);
+        onSubmitted: ({ metricsUrl }) => {
           if (metricsUrl) say(`live metrics (Prometheus, ray_tensorguard_*): ${metricsUrl}`);
         },
-        onProgress,
-        report: (end) => report(end, json, full, metricsFile, (Date.now() - t0) / 1000, io),
+        report: (end) => report(end, json, full, (Date.now() - t0) / 1000, io),
       },
       io,
     );
-    await new Promise<void>((resolve) => (metrics ? metrics.end(resolve) : resolve()));
-    return code;
   },
 };
 
@@ -75,10 +64,13 @@ function report(
   { jobId, details, result, ok }: JobEnd,
   json: boolean,
   full: boolean,
-  metricsFile: string | undefined,
   wallSeconds: number,
   io: Io,
 ): void {
+  // The job's checkpoint folder holds privacy-report.json, metrics.jsonl and report.html.
+  const dir = result?.privacy_report ? path.dirname(result.privacy_report) : undefined;
+  const beside = (name: string) =>
+    dir !== undefined && fs.existsSync(path.join(dir, name)) ? path.join(dir, name) : null;
   const out = {
     job_id: jobId,
     status: ok ? 'succeeded' : 'failed',
@@ -89,7 +81,8 @@ function report(
     rounds: result?.rounds ?? null,
     checkpoint: result?.checkpoint ?? null,
     privacy_report: result?.privacy_report ?? null,
-    metrics: metricsFile ?? null,
+    metrics: beside(METRICS_FILE),
+    report: beside(REPORT_FILE),
     full,
     wall_seconds: Number(wallSeconds.toFixed(1)),
     ...(ok ? {} : { error: result?.error ?? details.message ?? details.status }),
@@ -110,6 +103,7 @@ function report(
       `  checkpoint:     ${out.checkpoint ?? '–'} (safetensors)`,
       `  privacy report: ${out.privacy_report ?? '–'}`,
       `  metrics:        ${out.metrics ?? '–'} (one JSON line per round)`,
+      `  report:         ${out.report ?? '–'} (charts and privacy certificate; opens offline)`,
     ].join('\n') + '\n',
   );
 }

@@ -11,6 +11,8 @@ import type { RunConfig } from '../config.js';
 import type { HeKeyHolderLink } from '../coordinator/coordinator.js';
 import { parseArgs } from './args.js';
 import { emitLine } from '../metrics.js';
+import { writeFileAtomic } from '../checkpoint/atomic.js';
+import { JOB_SPEC_FILE, writeJobReport } from '../report/html.js';
 import { createLogger } from '../logger.js';
 import { startTelemetry, type Telemetry } from '../telemetry.js';
 
@@ -47,7 +49,7 @@ async function main(): Promise<number> {
     ...prepared,
     evaluate: (p) => {
       engine.setTrainable(p);
-      return engine.accuracy(tx, ty);
+      return engine.evaluate(tx, ty);
     },
     log,
     emit: emitLine,
@@ -60,6 +62,8 @@ async function main(): Promise<number> {
       : {}),
   });
   coordinator.resume();
+  // The resolved spec beside the checkpoints, so that the job report can be rebuilt later.
+  writeFileAtomic(path.join(cfg.checkpoint.dir, JOB_SPEC_FILE), JSON.stringify(cfg, null, 2) + '\n');
   // --listen HOST[:PORT] (the Ray actor passes its node's IP, so workers on other nodes can dial
   // it) wins over the config's coordinator.host/port; loopback only when neither names a host.
   const listen = parseListen(args.listen, cfg.coordinator?.host ?? '127.0.0.1', cfg.coordinator?.port ?? 0);
@@ -81,6 +85,14 @@ async function main(): Promise<number> {
   emitLine({ type: 'listening', address, tls: tls !== undefined });
   log.info({ address, tls: tls !== undefined }, 'listening');
   const res = await coordinator.run();
+  // The job report (report.html) next to the checkpoints, for every kind of job; a report that
+  // cannot be built is logged and leaves the job's outcome as it is.
+  try {
+    const report = writeJobReport(cfg.checkpoint.dir);
+    log.info({ report: report.file }, 'job report written');
+  } catch (err) {
+    log.warn({ err }, 'could not write the job report (rebuild it with `tensorguard report`)');
+  }
   // Let waiting workers collect the 'done' answer before the server goes away.
   await new Promise((r) => setTimeout(r, 1500));
   server.forceShutdown();

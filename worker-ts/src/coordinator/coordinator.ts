@@ -58,9 +58,16 @@ import type {
 import type { KeyHolderLink } from '@tensorguard/secure-agg/service';
 import { PrivacyLedger, type LedgerEntry } from './ledger.js';
 import { integerMechanismEpsilon, JobAccountant } from './privacy.js';
-import { RpcError, type Handler, type Method } from './rpc.js';
+import { encodedSize, RpcError, type Handler, type Method } from './rpc.js';
+import { METRICS_FILE, RoundMetricsLog, type RoundMetrics } from '../report/metrics-log.js';
 
 export type CoordinatorState = 'STARTING' | 'RUNNING' | 'DONE' | 'FAILED';
+
+/** A held-out evaluation: accuracy in [0, 1], loss the mean cross-entropy (nats per example). */
+export interface Evaluation {
+  accuracy: number;
+  loss: number;
+}
 
 export interface CoordinatorOptions {
   config: RunConfig;
@@ -68,8 +75,11 @@ export interface CoordinatorOptions {
   /** Initial values of every parameter (used when there is no checkpoint to resume). */
   initial: Record<string, Float32Array>;
   fingerprint: string;
-  /** Evaluates accuracy of the current trainable vector on the test set. */
-  evaluate: (trainable: Float32Array) => number;
+  /**
+   * Evaluates the current trainable vector on the held-out set: its accuracy, or its accuracy and
+   * mean cross-entropy (then also reported, as `eval_loss`).
+   */
+  evaluate: (trainable: Float32Array) => number | Evaluation;
   log: Logger;
   emit: (line: Record<string, unknown>) => void;
   /** Wait at most this long for all workers before the first round (default 120 s). */
@@ -137,6 +147,10 @@ export class Coordinator {
   params: Float32Array;
   private optimizer: Optimizer;
   private readonly ledger: PrivacyLedger;
+  /** metrics.jsonl beside the checkpoints: one line per released round. */
+  private readonly metricsLog: RoundMetricsLog;
+  /** Payload bytes received from and sent to workers so far; each round's line takes the difference. */
+  private readonly traffic = { received: 0, sent: 0 };
   private readonly accountant: JobAccountant;
   private ledgerEntries: LedgerEntry[] = [];
   /** Round number of the last update applied to `params`. */
@@ -183,6 +197,7 @@ export class Coordinator {
       configuredNoiseMultiplier: cfg0.privacy.noiseMultiplier,
       time: new Date().toISOString(),
     }));
+    this.metricsLog = new RoundMetricsLog(path.join(cfg0.checkpoint.dir, METRICS_FILE));
     this.accountant = new JobAccountant({
       kind: o.config.privacy.accountant,
       delta: o.config.privacy.delta,
@@ -250,7 +265,17 @@ export class Coordinator {
   }
 
   handlers(): Record<Method, Handler> {
-    return {
+    // Bytes as the round service encodes the messages (before gRPC framing and TLS), for the
+    // per-round `bytes_received` / `bytes_sent`.
+    const counted =
+      (h: Handler): Handler =>
+      async (req) => {
+        this.traffic.received += encodedSize(req);
+        const res = await h(req);
+        this.traffic.sent += encodedSize(res);
+        return res;
+      };
+    const all: Record<Method, Handler> = {
       Join: async (req) => this.join(req as JoinRequest),
       NextRound: (req) => this.nextRoundFor(req as NextRoundRequest),
       AdvertiseKeys: (req) => this.stage(req as StageRequest<AdvertiseKeys>, 'ADVERTISE_KEYS'),
@@ -260,6 +285,10 @@ export class Coordinator {
       Unmask: (req) => this.stage(req as StageRequest<UnmaskShares>, 'UNMASK'),
       EncryptedInput: (req) => this.stage(req as StageRequest<EncryptedInput>, 'ENCRYPTED_INPUT'),
     };
+    return Object.fromEntries(Object.entries(all).map(([m, h]) => [m, counted(h)])) as Record<
+      Method,
+      Handler
+    >;
   }
 
   private join(req: JoinRequest): JoinResponse {
@@ -405,7 +434,7 @@ export class Coordinator {
         if (this.budgetStop) break;
       }
       if (!this.doneReason) this.doneReason = `completed ${this.releasedRounds} rounds`;
-      this.lastAccuracy = this.o.evaluate(this.params);
+      this.lastAccuracy = evaluation(this.o.evaluate(this.params)).accuracy;
       this.checkpoint();
       this.state = 'DONE';
     } catch (err) {
@@ -470,7 +499,10 @@ export class Coordinator {
     const cfg = this.config;
     const r = this.nextRound++;
     const roundStart = performance.now();
+    const bytesAtStart = { ...this.traffic };
     const timer = new PhaseTimer({ round: r });
+    /** Phases only metrics.jsonl has (the stdout line keeps its three). */
+    const more = new PhaseTimer({ round: r });
     const members = waiters.map((w) => w.req.workerId);
     const t = cfg.secureAggregation.threshold;
     const holders = members.length;
@@ -604,13 +636,15 @@ export class Coordinator {
         released = { sum, survivors: received.length };
       } else {
         const a = agg!;
-        await waitUntil(a);
-        a.closeStage();
-        const roster = a.keyRoster();
-        answer('ADVERTISE_KEYS', () => roster);
-        await waitUntil(a);
-        a.closeStage();
-        answer('SHARE_KEYS', (id) => a.sharesFor(members.indexOf(id)));
+        await more.time('keys', async () => {
+          await waitUntil(a);
+          a.closeStage();
+          const roster = a.keyRoster();
+          answer('ADVERTISE_KEYS', () => roster);
+          await waitUntil(a);
+          a.closeStage();
+          answer('SHARE_KEYS', (id) => a.sharesFor(members.indexOf(id)));
+        });
         await timer.time('aggregate', () => waitUntil(a));
         // Release point. The survivors' noise shares are what the sum will carry: record the round
         // with that realised noise, durably, before anyone can learn the sum.
@@ -666,23 +700,45 @@ export class Coordinator {
         // applied, before the checkpoint that would have recorded it.
         process.kill(process.pid, 'SIGKILL');
       }
-      let acc: number | null = null;
+      let ev: Evaluation | null = null;
       const count = this.releasedRounds;
       if (count % cfg.evaluation.everyRounds === 0 || count >= cfg.rounds) {
-        acc = this.o.evaluate(this.params);
-        this.lastAccuracy = acc;
+        ev = await more.time('evaluate', () => evaluation(this.o.evaluate(this.params)));
+        this.lastAccuracy = ev.accuracy;
       }
-      if (count % cfg.checkpoint.everyRounds === 0 && count < cfg.rounds) this.checkpoint();
+      if (count % cfg.checkpoint.everyRounds === 0 && count < cfg.rounds)
+        await more.time('checkpoint', () => this.checkpoint());
+      const roundSeconds = Number(((performance.now() - roundStart) / 1000).toFixed(4));
+      const evalLoss = ev && Number.isFinite(ev.loss) ? ev.loss : null;
       this.o.emit({
         type: 'metrics',
         round: count,
         rounds_total: cfg.rounds,
         epsilon: this.epsilon,
         delta: this.delta,
-        eval_accuracy: acc,
+        eval_accuracy: ev?.accuracy ?? null,
+        eval_loss: evalLoss,
         workers_alive: released.survivors,
-        round_seconds: Number(((performance.now() - roundStart) / 1000).toFixed(4)),
+        round_seconds: roundSeconds,
         phase_seconds: rounded(timer.seconds),
+      });
+      this.appendMetrics({
+        round: count,
+        rounds_total: cfg.rounds,
+        epsilon: Number.isFinite(this.epsilon) ? this.epsilon : 'Infinity',
+        epsilon_budget: cfg.privacy.epsilonBudget,
+        delta: this.delta,
+        round_seconds: roundSeconds,
+        phase_seconds: rounded({ ...timer.seconds, ...more.seconds }),
+        bytes_received: this.traffic.received - bytesAtStart.received,
+        bytes_sent: this.traffic.sent - bytesAtStart.sent,
+        workers_total: cfg.workers.count,
+        workers_members: members.length,
+        workers_alive: released.survivors,
+        dropouts: members.length - released.survivors,
+        eval_accuracy: ev?.accuracy ?? null,
+        eval_loss: evalLoss,
+        time: new Date().toISOString(),
       });
       this.o.log.info(
         { round: r, survivors: released.survivors, epsilon: this.epsilon },
@@ -699,6 +755,15 @@ export class Coordinator {
       failAll(new Error(`round ${r} is over`));
       he?.dispose();
       this.live = undefined;
+    }
+  }
+
+  /** metrics.jsonl is for people: a failed write is logged, never a reason to stop the job. */
+  private appendMetrics(m: RoundMetrics): void {
+    try {
+      this.metricsLog.append(m);
+    } catch (err) {
+      this.o.log.warn({ err, file: this.metricsLog.file }, 'could not append to metrics.jsonl');
     }
   }
 
@@ -854,6 +919,11 @@ export class Coordinator {
     );
     return file;
   }
+}
+
+/** An `evaluate` answer as an Evaluation (a bare accuracy has no loss: NaN, reported as null). */
+function evaluation(v: number | Evaluation): Evaluation {
+  return typeof v === 'number' ? { accuracy: v, loss: NaN } : v;
 }
 
 export { CheckpointError };

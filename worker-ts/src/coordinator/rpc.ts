@@ -33,6 +33,9 @@ export const ROUND_SERVICE: RpcService<Method> = { name: SERVICE_NAME, methods: 
 const encode = (v: unknown): Buffer => v8.serialize(v);
 const decode = (b: Buffer): unknown => v8.deserialize(b);
 
+/** Bytes of a message as this service encodes it (the payload, before gRPC framing and TLS). */
+export const encodedSize = (v: unknown): number => (v === undefined ? 0 : encode(v).byteLength);
+
 function definitionOf<M extends string>(service: RpcService<M>): grpc.ServiceDefinition {
   return Object.fromEntries(
     service.methods.map((m) => [
