@@ -112,8 +112,6 @@ export function downloadJobArtifact(
       reject(err);
     };
     const onAbort = () => fail(o.signal!.reason ?? new Error('download cancelled'));
-    if (o.signal?.aborted) return onAbort();
-    o.signal?.addEventListener('abort', onAbort, { once: true });
 
     stream.on('data', (m: pb.GetJobArtifactResponse) => {
       if (failed) return;
@@ -171,5 +169,8 @@ export function downloadJobArtifact(
         fail(err);
       }
     });
+    // After the listeners: cancelling emits the stream's 'error' (CANCELLED), which fail() ignores.
+    if (o.signal?.aborted) onAbort();
+    else o.signal?.addEventListener('abort', onAbort, { once: true });
   });
 }

@@ -1,7 +1,7 @@
 // The program LocalProcessBackend runs for each job: a real Node process that prints the
 // coordinator's metric-line contract to stdout, one round every `roundMs`, with the ε of each
 // round computed beforehand by the real RDP accountant (accounting.ts). It trains nothing: the
-// eval_accuracy it prints is synthetic. Used for API tests and benchmarks without Ray.
+// eval_accuracy and eval_loss it prints are synthetic. Used for API tests and benchmarks without Ray.
 //
 // usage: node local-job.js <job-dir>   (reads <job-dir>/job.json, writes <job-dir>/exit.json)
 import fs from 'node:fs';
@@ -46,6 +46,7 @@ function main(): void {
       epsilon: job.epsilons[round - 1],
       delta: job.delta,
       eval_accuracy: evaluate ? Number((0.5 + (0.4 * round) / job.rounds).toFixed(4)) : null,
+      eval_loss: evaluate ? Number((1.5 - round / job.rounds).toFixed(4)) : null,
     });
     if (job.failAfterRound !== null && round >= job.failAfterRound) {
       emit({ type: 'done', status: 'failed', error: `injected failure after round ${round}`, rounds: round });

@@ -84,6 +84,36 @@ export function progressText(
   ].join(' · ');
 }
 
+/**
+ * The live progress line of a followed job, on stderr: rewritten in place on a terminal (unless
+ * `inPlace` is false, e.g. under --json), else one line per round. The accuracy of the latest
+ * evaluation stays shown between evaluations. `end()` finishes the line.
+ */
+export function liveProgress(
+  io: Io,
+  budget: number | null | undefined,
+  inPlace = true,
+): { onProgress: (p: ProgressLine) => void; end: () => void } {
+  const tty = (process.stderr.isTTY ?? false) && inPlace;
+  let lastAccuracy: number | null = null;
+  return {
+    onProgress(p) {
+      if (p.eval_accuracy !== null) lastAccuracy = p.eval_accuracy;
+      const text = progressText(p, budget, lastAccuracy);
+      io.stderr(tty ? `\r\x1b[2K${text}` : `${text}\n`);
+    },
+    end() {
+      if (tty) io.stderr('\n');
+    },
+  };
+}
+
+/** ε budget a job was submitted with (Ray metadata `tensorguard_epsilon_budget`), else null. */
+export function budgetOf(metadata: Record<string, string> | null | undefined): number | null {
+  const v = Number(metadata?.tensorguard_epsilon_budget ?? NaN);
+  return Number.isFinite(v) && v > 0 ? v : null;
+}
+
 export function resultText(r: ResultLine): string {
   if (r.status === 'succeeded') {
     return (

@@ -17,7 +17,7 @@ import { JobSpecError } from '../spec/errors.js';
 import { loadJobSpec } from '../spec/parse.js';
 import { resolveRunConfig } from '../spec/resolve.js';
 import type { JobSpec } from '../spec/schema.js';
-import { oneLine, parseArgs, progressText, resultText, str, withRayErrors } from './job-common.js';
+import { liveProgress, oneLine, parseArgs, resultText, str, withRayErrors } from './job-common.js';
 import { type Command, type Io, UsageError } from './types.js';
 
 export const command: Command = {
@@ -200,13 +200,10 @@ async function follow(
   o: RunJobSpecOptions,
   io: Io,
 ): Promise<number> {
-  const tty = (process.stderr.isTTY ?? false) && !o.json;
-  let lastAcc: number | null = null;
+  const live = liveProgress(io, budget, !o.json);
   const logTail: string[] = [];
   const onProgress = (pl: ProgressLine) => {
-    if (pl.eval_accuracy !== null) lastAcc = pl.eval_accuracy;
-    const text = progressText(pl, budget, lastAcc);
-    io.stderr(tty ? `\r\x1b[2K${text}` : `${text}\n`);
+    live.onProgress(pl);
     o.onProgress?.(pl);
   };
   const { details, result } = await followJob(client, jobId, {
@@ -217,7 +214,7 @@ async function follow(
       if (logTail.length > 2000) logTail.shift();
     },
   });
-  if (tty) io.stderr('\n');
+  live.end();
   if (io.signal.aborted) {
     io.stderr(`stopping job ${jobId}…\n`);
     await client.stop(jobId).catch(() => false);

@@ -119,7 +119,14 @@ export async function submitTrainingJob(
     submissionId: opts.jobId,
     entrypoint: entrypointCommand(config, opts.python),
     runtimeEnv: { env_vars: envVars },
-    metadata: { tensorguard_name: config.name, tensorguard_rounds: String(config.rounds) },
+    metadata: {
+      tensorguard_name: config.name,
+      tensorguard_rounds: String(config.rounds),
+      // For `tensorguard status --watch`, whose progress line shows ε against it.
+      ...(config.privacy.epsilonBudget
+        ? { tensorguard_epsilon_budget: String(config.privacy.epsilonBudget) }
+        : {}),
+    },
     entrypointNumCpus: 0,
   });
 }
