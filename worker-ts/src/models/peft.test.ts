@@ -1,0 +1,126 @@
+import { expect } from 'chai';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { decodeSafetensors } from '../checkpoint/safetensors.js';
+import { hfBert, parseBertConfig, type HfBertOptions } from './hf-bert.js';
+import { sizeOf } from './model.js';
+import { readPeftAdapter, writePeftAdapter } from './peft.js';
+
+const config = parseBertConfig(
+  {
+    model_type: 'bert',
+    vocab_size: 30,
+    hidden_size: 8,
+    num_hidden_layers: 2,
+    num_attention_heads: 2,
+    intermediate_size: 12,
+    max_position_embeddings: 10,
+  },
+  'tiny/config.json',
+);
+
+function trainableValues(opts: HfBertOptions): Record<string, Float32Array> {
+  const def = hfBert(opts);
+  const out: Record<string, Float32Array> = {};
+  let k = 1;
+  for (const p of def.params.filter((q) => q.trainable))
+    out[p.name] = Float32Array.from({ length: sizeOf(p.shape) }, () => (k++ % 97) / 97 - 0.5);
+  return out;
+}
+
+describe('PEFT adapter export (hf-bert)', () => {
+  let dir: string;
+  beforeEach(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tg-peft-'))));
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it("writes PEFT's adapter_config.json and tensor names/shapes (torch layout) and a head file; reads back the same values", () => {
+    const opts: HfBertOptions = { config, seqLen: 6, numClasses: 3, lora: { rank: 2, alpha: 16 } };
+    const def = hfBert(opts);
+    const values = trainableValues(opts);
+    writePeftAdapter(dir, def, values, 'sentence-transformers/all-MiniLM-L6-v2');
+    expect(fs.readdirSync(dir).sort()).to.deep.equal([
+      'adapter_config.json',
+      'adapter_model.safetensors',
+      'head.safetensors',
+    ]);
+    const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'adapter_config.json'), 'utf8')) as Record<
+      string,
+      unknown
+    >;
+    expect(cfg).to.include({
+      peft_type: 'LORA',
+      r: 2,
+      lora_alpha: 16,
+      lora_dropout: 0,
+      bias: 'none',
+      base_model_name_or_path: 'sentence-transformers/all-MiniLM-L6-v2',
+      fan_in_fan_out: false,
+    });
+    expect(cfg.target_modules).to.deep.equal(['query', 'value']);
+    const file = path.join(dir, 'adapter_model.safetensors');
+    const { tensors, metadata } = decodeSafetensors(fs.readFileSync(file), file);
+    expect(metadata).to.deep.equal({ format: 'pt' });
+    const names = Object.keys(tensors).sort();
+    expect(names).to.have.length(8);
+    expect(names[0]).to.equal('base_model.model.encoder.layer.0.attention.self.query.lora_A.weight');
+    expect(names).to.include('base_model.model.encoder.layer.1.attention.self.value.lora_B.weight');
+    const a = tensors['base_model.model.encoder.layer.0.attention.self.query.lora_A.weight']!;
+    const b = tensors['base_model.model.encoder.layer.0.attention.self.query.lora_B.weight']!;
+    expect([a.dtype, a.shape]).to.deep.equal(['F32', [2, 8]]);
+    expect([b.dtype, b.shape]).to.deep.equal(['F32', [8, 2]]);
+    // lora_A.weight[i][j] = A[j][i]: our A is [in, r], torch's Linear weight [r, in].
+    const A = values['encoder.layer.0.attention.self.query.lora_a']!;
+    expect(a.data[1 * 8 + 5]).to.equal(A[5 * 2 + 1]);
+    const hFile = path.join(dir, 'head.safetensors');
+    const head = decodeSafetensors(fs.readFileSync(hFile), hFile);
+    expect(head.metadata).to.include({ pooling: 'mean', num_classes: '3', target_modules: 'query,value' });
+    expect(head.tensors.weight!.shape).to.deep.equal([3, 8]);
+    expect(head.tensors.bias!.shape).to.deep.equal([3]);
+    const back = readPeftAdapter(dir, def);
+    expect(Object.keys(back).sort()).to.deep.equal(Object.keys(values).sort());
+    for (const [n, v] of Object.entries(values)) expect(Array.from(back[n]!), n).to.deep.equal(Array.from(v));
+  });
+
+  it("with 'dense' targeted, target_modules is a full-match regex of exactly the adapted encoder modules (not the pooler)", () => {
+    const opts: HfBertOptions = {
+      config,
+      seqLen: 6,
+      numClasses: 2,
+      pooling: 'cls',
+      lora: { rank: 1, targetModules: 'all-linear' },
+    };
+    const def = hfBert(opts);
+    writePeftAdapter(dir, def, trainableValues(opts), '/models/minilm');
+    const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'adapter_config.json'), 'utf8')) as {
+      target_modules: string;
+    };
+    const re = new RegExp(`^(?:${cfg.target_modules})$`);
+    const modules = [
+      'embeddings.word_embeddings',
+      'pooler.dense',
+      ...[0, 1].flatMap((l) =>
+        [
+          'attention.self.query',
+          'attention.self.key',
+          'attention.self.value',
+          'attention.output.dense',
+          'intermediate.dense',
+          'output.dense',
+          'attention.output.LayerNorm',
+        ].map((m) => `encoder.layer.${l}.${m}`),
+      ),
+    ];
+    expect(modules.filter((m) => re.test(m)).sort()).to.deep.equal([...def.loraModules].sort());
+    expect(def.loraModules).to.have.length(12);
+  });
+
+  it('refuses to read an adapter whose rank differs from the model, naming the fields', () => {
+    const opts: HfBertOptions = { config, seqLen: 6, numClasses: 2, lora: { rank: 2 } };
+    writePeftAdapter(dir, hfBert(opts), trainableValues(opts), 'x');
+    expect(() => readPeftAdapter(dir, hfBert({ ...opts, lora: { rank: 4 } }))).to.throw(
+      RangeError,
+      "r 2 / lora_alpha 8 differ from the model's 4 / 8 (model.lora.rank, model.lora.alpha)",
+    );
+  });
+});

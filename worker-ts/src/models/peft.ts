@@ -1,0 +1,165 @@
+// A trained hf-bert LoRA adapter in PEFT's on-disk format, so that Python loads it with
+// `PeftModel.from_pretrained(AutoModel.from_pretrained(base), dir)`:
+//   adapter_config.json        PEFT's LoraConfig (peft_type LORA, r, lora_alpha, target_modules, ...)
+//   adapter_model.safetensors  base_model.model.<module>.lora_A.weight [r, in] and .lora_B.weight
+//                              [out, r] (torch's Linear layout: our A [in, r] and B [r, out] transposed)
+//   head.safetensors           the classifier, which PEFT's BertModel has no module for: `weight`
+//                              [classes, hidden] and `bias` [classes] (torch Linear layout), with
+//                              the pooling ('mean' or 'cls') in its metadata.
+// Names, shapes and config keys were checked against what PEFT 0.21 itself writes for BertModel
+// with LoraConfig(target_modules=["query", "value"]).
+import fs from 'node:fs';
+import path from 'node:path';
+import { PRIVATE_DIR_MODE, writeFileAtomic } from '../checkpoint/atomic.js';
+import { decodeSafetensors, encodeSafetensors, tensor } from '../checkpoint/safetensors.js';
+import { transpose2d, type HfBertModelDef } from './hf-bert.js';
+
+export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
+export const ADAPTER_WEIGHTS_FILE = 'adapter_model.safetensors';
+export const HEAD_FILE = 'head.safetensors';
+
+const PEFT_PREFIX = 'base_model.model.';
+
+/**
+ * PEFT's `target_modules` for the adapted modules: the short names (PEFT matches a module whose
+ * path ends in one) when only attention projections are targeted, as PEFT writes them; with
+ * `dense` a full-match regex over the encoder's layers, because the short name would also match
+ * the pooler's dense, which this model neither uses nor trains.
+ */
+function targetModules(def: HfBertModelDef): string[] | string {
+  const t = def.lora!.targetModules;
+  if (!t.includes('dense')) return [...t].sort();
+  const attn = t.filter((m) => m !== 'dense');
+  const parts = [
+    ...(attn.length ? [`attention\\.self\\.(${attn.join('|')})`] : []),
+    'attention\\.output\\.dense',
+    'intermediate\\.dense',
+    'output\\.dense',
+  ];
+  return `.*encoder\\.layer\\.\\d+\\.(${parts.join('|')})`;
+}
+
+/** The adapter_config.json object for a LoRA hf-bert model. */
+export function peftAdapterConfig(def: HfBertModelDef, baseModelNameOrPath: string): Record<string, unknown> {
+  if (!def.lora)
+    throw new RangeError('the model has no LoRA adapters (model trained in full): nothing to export');
+  return {
+    peft_type: 'LORA',
+    task_type: null,
+    base_model_name_or_path: baseModelNameOrPath,
+    revision: null,
+    inference_mode: true,
+    r: def.lora.rank,
+    lora_alpha: def.lora.alpha,
+    lora_dropout: 0.0,
+    target_modules: targetModules(def),
+    bias: 'none',
+    fan_in_fan_out: false,
+    modules_to_save: null,
+    init_lora_weights: true,
+    use_rslora: false,
+    use_dora: false,
+    layers_to_transform: null,
+    layers_pattern: null,
+    rank_pattern: {},
+    alpha_pattern: {},
+  };
+}
+
+export interface PeftFiles {
+  config: Record<string, unknown>;
+  adapter: Buffer;
+  head: Buffer;
+}
+
+/** The three files' contents from the trainable values (by parameter name). */
+export function peftAdapterFiles(
+  def: HfBertModelDef,
+  trainable: Record<string, ArrayLike<number>>,
+  baseModelNameOrPath: string,
+): PeftFiles {
+  const config = peftAdapterConfig(def, baseModelNameOrPath);
+  const r = def.lora!.rank;
+  const get = (name: string): Float32Array => {
+    const v = trainable[name];
+    if (!v) throw new RangeError(`parameter '${name}' has no value`);
+    return Float32Array.from(v);
+  };
+  const shapeOf = (name: string) => def.params.find((p) => p.name === name)!.shape;
+  const tensors: Record<string, ReturnType<typeof tensor>> = {};
+  for (const m of def.loraModules) {
+    const [din] = shapeOf(`${m}.lora_a`) as [number, number];
+    const [, dout] = shapeOf(`${m}.lora_b`) as [number, number];
+    tensors[`${PEFT_PREFIX}${m}.lora_A.weight`] = tensor(transpose2d(get(`${m}.lora_a`), din, r), [r, din]);
+    tensors[`${PEFT_PREFIX}${m}.lora_B.weight`] = tensor(transpose2d(get(`${m}.lora_b`), r, dout), [dout, r]);
+  }
+  const [hidden, classes] = shapeOf('classifier.kernel') as [number, number];
+  const head = encodeSafetensors(
+    {
+      weight: tensor(transpose2d(get('classifier.kernel'), hidden, classes), [classes, hidden]),
+      bias: tensor(get('classifier.bias'), [classes]),
+    },
+    {
+      format: 'pt',
+      pooling: def.pooling,
+      num_classes: String(classes),
+      // TensorGuard's own names (model.lora.targetModules), to rebuild the model from the folder.
+      target_modules: def.lora!.targetModules.join(','),
+    },
+  );
+  return { config, adapter: encodeSafetensors(tensors, { format: 'pt' }), head };
+}
+
+/**
+ * Writes the adapter folder (created 0700 if absent; each file written atomically) and returns
+ * its path. Throws CheckpointError when a file cannot be written.
+ */
+export function writePeftAdapter(
+  dir: string,
+  def: HfBertModelDef,
+  trainable: Record<string, ArrayLike<number>>,
+  baseModelNameOrPath: string,
+): string {
+  const files = peftAdapterFiles(def, trainable, baseModelNameOrPath);
+  fs.mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+  writeFileAtomic(path.join(dir, ADAPTER_WEIGHTS_FILE), files.adapter);
+  writeFileAtomic(path.join(dir, HEAD_FILE), files.head);
+  writeFileAtomic(path.join(dir, ADAPTER_CONFIG_FILE), JSON.stringify(files.config, null, 2) + '\n');
+  return dir;
+}
+
+/**
+ * Reads an adapter folder written by writePeftAdapter (or by PEFT for the same modules) back into
+ * this model's trainable values: LoRA A and B of every adapted module and the classifier. Throws
+ * RangeError naming the file and what does not match the model.
+ */
+export function readPeftAdapter(dir: string, def: HfBertModelDef): Record<string, Float32Array> {
+  const cfgFile = path.join(dir, ADAPTER_CONFIG_FILE);
+  const cfg = JSON.parse(fs.readFileSync(cfgFile, 'utf8')) as { r?: unknown; lora_alpha?: unknown };
+  const lora = def.lora;
+  if (!lora) throw new RangeError('the model has no LoRA adapters (model trained in full): nothing to read');
+  if (cfg.r !== lora.rank || cfg.lora_alpha !== lora.alpha)
+    throw new RangeError(
+      `${cfgFile}: r ${String(cfg.r)} / lora_alpha ${String(cfg.lora_alpha)} differ from the model's ` +
+        `${lora.rank} / ${lora.alpha} (model.lora.rank, model.lora.alpha)`,
+    );
+  const wFile = path.join(dir, ADAPTER_WEIGHTS_FILE);
+  const { tensors } = decodeSafetensors(fs.readFileSync(wFile), wFile);
+  const out: Record<string, Float32Array> = {};
+  const r = lora.rank;
+  for (const m of def.loraModules) {
+    const a = tensors[`${PEFT_PREFIX}${m}.lora_A.weight`];
+    const b = tensors[`${PEFT_PREFIX}${m}.lora_B.weight`];
+    if (!a || !b) throw new RangeError(`${wFile}: no LoRA tensors for module ${m}`);
+    const [, din] = a.shape as [number, number];
+    const [dout] = b.shape as [number, number];
+    out[`${m}.lora_a`] = transpose2d(a.data as Float32Array, r, din);
+    out[`${m}.lora_b`] = transpose2d(b.data as Float32Array, dout, r);
+  }
+  const hFile = path.join(dir, HEAD_FILE);
+  const head = decodeSafetensors(fs.readFileSync(hFile), hFile).tensors;
+  const [classes, hidden] = head.weight!.shape as [number, number];
+  out['classifier.kernel'] = transpose2d(head.weight!.data as Float32Array, classes, hidden);
+  out['classifier.bias'] = Float32Array.from(head.bias!.data as Float32Array);
+  return out;
+}
