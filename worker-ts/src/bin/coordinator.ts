@@ -85,6 +85,13 @@ async function main(): Promise<number> {
   emitLine({ type: 'listening', address, tls: tls !== undefined });
   log.info({ address, tls: tls !== undefined }, 'listening');
   const res = await coordinator.run();
+  // hf-bert with LoRA: the trained adapter in PEFT's format beside the checkpoints.
+  let adapter: string | null = null;
+  if (res.status === 'succeeded') {
+    const { writeJobAdapter } = await import('../models/peft.js');
+    adapter = writeJobAdapter(cfg, prepared.def, coordinator.params);
+    if (adapter) log.info({ adapter }, 'PEFT adapter written');
+  }
   // The job report (report.html) next to the checkpoints, for every kind of job; a report that
   // cannot be built is logged and leaves the job's outcome as it is.
   try {
@@ -106,6 +113,7 @@ async function main(): Promise<number> {
     rounds: res.rounds,
     checkpoint: res.checkpoint,
     privacy_report: res.privacyReport,
+    ...(adapter ? { adapter } : {}),
     stop_reason: res.stopReason,
     ...(res.error !== undefined ? { error: res.error } : {}),
   });

@@ -4,6 +4,7 @@
 import type { ModelRecipe } from '@tensorguard/dp/tfjs';
 import type { RunConfig } from '../config.js';
 import { cnnTanh } from './cnn-tanh.js';
+import { hfBert, readBertConfig } from './hf-bert.js';
 import { mlp } from './mlp.js';
 import type { ModelDef } from './model.js';
 import { transformerLora } from './transformer-lora.js';
@@ -37,7 +38,27 @@ export function buildModel(cfg: RunConfig['model'], data: DataShape): ModelDef {
         ...(cfg.loraRank !== undefined ? { loraRank: cfg.loraRank } : {}),
         ...(cfg.trainable !== undefined ? { trainable: cfg.trainable } : {}),
       });
+    case 'hf-bert':
+      return hfBert({
+        config: readBertConfig(hfModelDir(cfg)),
+        seqLen: data.inputShape[0]!,
+        numClasses: data.numClasses,
+        ...(cfg.pooling ? { pooling: cfg.pooling } : {}),
+        ...(cfg.lora ? { lora: cfg.lora } : {}),
+      });
   }
+}
+
+/**
+ * The Hugging Face folder of an hf-bert config: model.path, which hf/resolve.ts's resolvePresets
+ * fills in from model.preset on this node before the model is built.
+ */
+export function hfModelDir(cfg: RunConfig['model']): string {
+  if (cfg.path === undefined)
+    throw new RangeError(
+      `model.path is not set: model.preset '${cfg.preset ?? ''}' must be resolved (resolvePresets) before the model is built`,
+    );
+  return cfg.path;
 }
 
 /**

@@ -2,10 +2,13 @@
 // operating-envelope check.
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import path from 'node:path';
 import { HE_SLOTS, heCiphertextBytesBound } from '@tensorguard/secure-agg';
 import type { RunConfig } from '../config.js';
 import { CheckpointError } from '../checkpoint/errors.js';
 import { decodeSafetensors } from '../checkpoint/safetensors.js';
+import { hfModelDir } from './build.js';
+import { loadHfBertBase } from './hf-bert.js';
 import { initParams, sizeOf, trainableCount, type ModelDef } from './model.js';
 
 /**
@@ -15,6 +18,8 @@ import { initParams, sizeOf, trainableCount, type ModelDef } from './model.js';
  */
 export function initialValues(def: ModelDef, cfg: RunConfig['model']): Record<string, Float32Array> {
   const values = initParams(def.params, cfg.initSeed ?? 0);
+  // hf-bert: the frozen base from the HF folder's model.safetensors (HF names, torch layouts).
+  if (cfg.kind === 'hf-bert') return { ...values, ...loadHfBertBase(def, hfModelDir(cfg)) };
   if (cfg.baseCheckpoint) {
     const file = cfg.baseCheckpoint;
     let bytes: Buffer;
@@ -68,9 +73,17 @@ export function modelFingerprint(def: ModelDef, cfg: RunConfig['model']): string
       kind: def.kind,
       params: def.params.map((p) => [p.name, p.shape, p.trainable]),
       seed: cfg.initSeed ?? 0,
+      // hf-bert settings that change the function without changing a parameter's shape.
+      hf:
+        cfg.kind === 'hf-bert' ? { pooling: cfg.pooling ?? 'mean', alpha: cfg.lora?.alpha ?? 8 } : undefined,
     }),
   );
   if (cfg.baseCheckpoint) h.update(fs.readFileSync(cfg.baseCheckpoint));
+  if (cfg.kind === 'hf-bert') {
+    const dir = hfModelDir(cfg);
+    h.update(fs.readFileSync(path.join(dir, 'config.json')));
+    h.update(fs.readFileSync(path.join(dir, 'model.safetensors')));
+  }
   return h.digest('hex');
 }
 

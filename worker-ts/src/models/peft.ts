@@ -12,7 +12,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { PRIVATE_DIR_MODE, writeFileAtomic } from '../checkpoint/atomic.js';
 import { decodeSafetensors, encodeSafetensors, tensor } from '../checkpoint/safetensors.js';
+import type { RunConfig } from '../config.js';
 import { transpose2d, type HfBertModelDef } from './hf-bert.js';
+import { trainableSpecs, unflatten, type ModelDef } from './model.js';
 
 export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
 export const ADAPTER_WEIGHTS_FILE = 'adapter_model.safetensors';
@@ -162,4 +164,19 @@ export function readPeftAdapter(dir: string, def: HfBertModelDef): Record<string
   out['classifier.kernel'] = transpose2d(head.weight!.data as Float32Array, classes, hidden);
   out['classifier.bias'] = Float32Array.from(head.bias!.data as Float32Array);
   return out;
+}
+
+/**
+ * At the end of an hf-bert job with LoRA: the final trainable vector (the coordinator's, in
+ * trainable order) as a PEFT adapter in `<checkpoint.dir>/adapter`. Returns the folder, or null for
+ * another model kind. `base_model_name_or_path` is the preset's Hugging Face id, or model.path.
+ */
+export function writeJobAdapter(cfg: RunConfig, def: ModelDef, trainableFlat: Float32Array): string | null {
+  if (def.kind !== 'hf-bert' || !(def as HfBertModelDef).lora) return null;
+  const base =
+    cfg.model.preset === 'all-minilm-l6-v2'
+      ? 'sentence-transformers/all-MiniLM-L6-v2'
+      : (cfg.model.path ?? '');
+  const named = unflatten(trainableSpecs(def), trainableFlat);
+  return writePeftAdapter(path.join(cfg.checkpoint.dir, 'adapter'), def as HfBertModelDef, named, base);
 }
