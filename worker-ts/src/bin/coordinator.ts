@@ -31,7 +31,9 @@ async function main(): Promise<number> {
   const { DpClippingEngine } = await import('../clipping.js');
   const { Coordinator } = await import('../coordinator/coordinator.js');
   const { readTlsDir, startServer, workerPeerCheck } = await import('../coordinator/rpc.js');
-  const cfg = loadRunConfig(args.config);
+  const { resolvePresets } = await import('../hf/resolve.js');
+  // Presets (model folder, text dataset) are fetched here, on the coordinator's node, if missing.
+  const cfg = await resolvePresets(loadRunConfig(args.config));
   const train = loadTrainSchema(cfg);
   const test = loadTestSet(cfg);
   const prepared = prepareModel(cfg, train);

@@ -32,7 +32,9 @@ async function main(): Promise<number> {
   const { RoundClient } = await import('../round-client.js');
   const { AnnouncementError } = await import('../announcement.js');
   const { readTlsDir } = await import('../coordinator/rpc.js');
-  const cfg = loadRunConfig(args.config);
+  const { resolvePresets } = await import('../hf/resolve.js');
+  // Presets (model folder, text dataset) are fetched here, on this worker's node, if missing.
+  const cfg = await resolvePresets(loadRunConfig(args.config));
   if (index < 0 || index >= cfg.workers.count)
     throw new Error(`--worker-index ${index} is outside [0, ${cfg.workers.count})`);
   let shard: Awaited<ReturnType<typeof loadShard>>;
