@@ -10,6 +10,10 @@
 //   TENSORGUARD_TFJS_VARIANT  cpu | gpu | auto (default auto: gpu when `nvidia-smi -L` lists a GPU)
 //   TENSORGUARD_DATA_DIR      folder with Fashion-MNIST IDX files (default /usr/share/datasets/fashion-mnist)
 //   TENSORGUARD_SKIP_APT=1    never call apt-get (print how to install the dataset instead)
+//   TENSORGUARD_CHROMIUM      the headless browser of the report tests (default /usr/bin/chromium)
+//
+// Flags: --quiet; --for-tests (what `npm test` passes): also what only the tests need (Debian's
+// chromium, for the job report test in test/report/).
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -19,6 +23,7 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const quiet = process.argv.includes('--quiet');
+const forTests = process.argv.includes('--for-tests');
 const markers = path.join(root, '.cache', 'setup');
 fs.mkdirSync(markers, { recursive: true });
 
@@ -485,6 +490,33 @@ async function dataset() {
   return `${dir} (installed)`;
 }
 
+// --- chromium (tests only) ------------------------------------------------------------------
+// The job report test opens report.html in a real headless browser: Debian's chromium, driven by
+// playwright-core (playwright's own browser download is not reachable from here).
+async function chromiumBrowser() {
+  const bin = process.env.TENSORGUARD_CHROMIUM ?? '/usr/bin/chromium';
+  if (!forTests) return 'not needed (only `npm test` uses it)';
+  if (fs.existsSync(bin)) return bin;
+  const hint =
+    'install it as root: `apt-get update && apt-get install -y chromium`, or set TENSORGUARD_CHROMIUM to a Chromium binary';
+  if (process.env.TENSORGUARD_CHROMIUM)
+    throw new StepError(`TENSORGUARD_CHROMIUM=${bin} does not exist`, hint);
+  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (!isRoot || process.env.TENSORGUARD_SKIP_APT === '1') throw new StepError(`${bin} not found`, hint);
+  const env = { DEBIAN_FRONTEND: 'noninteractive' };
+  const tryInstall = () =>
+    spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'chromium'], {
+      env: { ...process.env, ...env },
+      stdio: 'ignore',
+    }).status === 0;
+  if (!tryInstall()) {
+    run('apt-get', ['update', '-qq'], { env, hint });
+    run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'chromium'], { env, hint });
+  }
+  if (!fs.existsSync(bin)) throw new StepError(`chromium installed but ${bin} is missing`, hint);
+  return `${bin} (installed)`;
+}
+
 // --- TypeScript build ---------------------------------------------------------------------
 async function build() {
   run(path.join(root, 'node_modules', '.bin', 'tsc'), ['-b'], {
@@ -508,5 +540,6 @@ await step('native TensorFlow.js', nativeTf);
 await step("dp's TensorFlow kernels", dpKernels);
 await step('Python venv with Ray', pythonEnv);
 await step('Fashion-MNIST', dataset);
+await step('chromium (report tests)', chromiumBrowser);
 await step('TypeScript build', build);
 log(`setup: done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);

@@ -245,4 +245,19 @@ describe('job report: metrics.jsonl, report.html and `tensorguard report` in hea
     expect(usage.status).to.equal(2);
     expect(usage.stderr).to.include('expected one job id or checkpoint folder');
   });
+  it("setup's --for-tests step names a missing browser and what to do", () => {
+    const res = spawnSync(process.execPath, [path.join(ROOT, 'scripts', 'setup.mjs'), '--for-tests'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      env: { ...process.env, TENSORGUARD_CHROMIUM: '/nonexistent/chromium' },
+      timeout: 600_000,
+    });
+    expect(res.status).to.equal(1);
+    expect(res.stderr).to.include(
+      'setup: chromium (report tests) FAILED: TENSORGUARD_CHROMIUM=/nonexistent/chromium does not exist',
+    );
+    expect(res.stderr).to.include(
+      'what to do: install it as root: `apt-get update && apt-get install -y chromium`',
+    );
+  });
 });
