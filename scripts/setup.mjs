@@ -11,9 +11,10 @@
 //   TENSORGUARD_DATA_DIR      folder with Fashion-MNIST IDX files (default /usr/share/datasets/fashion-mnist)
 //   TENSORGUARD_SKIP_APT=1    never call apt-get (print how to install the dataset instead)
 //   TENSORGUARD_CHROMIUM      the headless browser of the report tests (default /usr/bin/chromium)
+//   TENSORGUARD_PROMETHEUS    the Prometheus server of the monitoring tests (default /usr/bin/prometheus)
 //
 // Flags: --quiet; --for-tests (what `npm test` passes): also what only the tests need (Debian's
-// chromium, for the job report test in test/report/).
+// chromium, for the job report test in test/report/; Debian's prometheus, for test/monitoring/).
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -490,32 +491,47 @@ async function dataset() {
   return `${dir} (installed)`;
 }
 
-// --- chromium (tests only) ------------------------------------------------------------------
-// The job report test opens report.html in a real headless browser: Debian's chromium, driven by
-// playwright-core (playwright's own browser download is not reachable from here).
-async function chromiumBrowser() {
-  const bin = process.env.TENSORGUARD_CHROMIUM ?? '/usr/bin/chromium';
+// --- Debian programs the tests need (tests only) -------------------------------------------
+// Installed with apt only for `npm test` (--for-tests) and only when missing; an environment
+// variable points at another binary instead.
+//   chromium:   the job report test opens report.html in a real headless browser, driven by
+//               playwright-core (playwright's own browser download is not reachable from here).
+//   prometheus: the monitoring test scrapes a Ray head with a real Prometheus and runs the
+//               Grafana dashboard's queries on it (test/monitoring/).
+function testProgram({ pkg, bin: defaultBin, envVar, what }) {
+  const bin = process.env[envVar] ?? defaultBin;
   if (!forTests) return 'not needed (only `npm test` uses it)';
   if (fs.existsSync(bin)) return bin;
-  const hint =
-    'install it as root: `apt-get update && apt-get install -y chromium`, or set TENSORGUARD_CHROMIUM to a Chromium binary';
-  if (process.env.TENSORGUARD_CHROMIUM)
-    throw new StepError(`TENSORGUARD_CHROMIUM=${bin} does not exist`, hint);
+  const hint = `install it as root: \`apt-get update && apt-get install -y ${pkg}\`, or set ${envVar} to ${what}`;
+  if (process.env[envVar]) throw new StepError(`${envVar}=${bin} does not exist`, hint);
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
   if (!isRoot || process.env.TENSORGUARD_SKIP_APT === '1') throw new StepError(`${bin} not found`, hint);
   const env = { DEBIAN_FRONTEND: 'noninteractive' };
+  const args = ['install', '-y', '-qq', '--no-install-recommends', pkg];
   const tryInstall = () =>
-    spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'chromium'], {
-      env: { ...process.env, ...env },
-      stdio: 'ignore',
-    }).status === 0;
+    spawnSync('apt-get', args, { env: { ...process.env, ...env }, stdio: 'ignore' }).status === 0;
   if (!tryInstall()) {
     run('apt-get', ['update', '-qq'], { env, hint });
-    run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'chromium'], { env, hint });
+    run('apt-get', args, { env, hint });
   }
-  if (!fs.existsSync(bin)) throw new StepError(`chromium installed but ${bin} is missing`, hint);
+  if (!fs.existsSync(bin)) throw new StepError(`${pkg} installed but ${bin} is missing`, hint);
   return `${bin} (installed)`;
 }
+
+const chromiumBrowser = async () =>
+  testProgram({
+    pkg: 'chromium',
+    bin: '/usr/bin/chromium',
+    envVar: 'TENSORGUARD_CHROMIUM',
+    what: 'a Chromium binary',
+  });
+const prometheusServer = async () =>
+  testProgram({
+    pkg: 'prometheus',
+    bin: '/usr/bin/prometheus',
+    envVar: 'TENSORGUARD_PROMETHEUS',
+    what: 'a Prometheus server binary',
+  });
 
 // --- TypeScript build ---------------------------------------------------------------------
 async function build() {
@@ -541,5 +557,6 @@ await step("dp's TensorFlow kernels", dpKernels);
 await step('Python venv with Ray', pythonEnv);
 await step('Fashion-MNIST', dataset);
 await step('chromium (report tests)', chromiumBrowser);
+await step('prometheus (monitoring tests)', prometheusServer);
 await step('TypeScript build', build);
 log(`setup: done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
