@@ -1,5 +1,6 @@
 // Shared by the job commands (train, status, logs, stop, list): flag parsing, the progress line,
 // and how Ray errors become exit codes.
+import path from 'node:path';
 import { RayError } from '../ray/errors.js';
 import type { ProgressLine, ResultLine } from '../ray/job.js';
 import { type Io, UsageError } from './types.js';
@@ -118,7 +119,9 @@ export function resultText(r: ResultLine): string {
   if (r.status === 'succeeded') {
     return (
       `job ${r.job_id} succeeded: ${r.rounds ?? '?'} rounds, ε = ${fmtEpsilon(r.epsilon, 4)} (δ = ${r.delta ?? '?'}), ` +
-      `test accuracy ${fmt(r.test_accuracy, 4)}\n  checkpoint: ${r.checkpoint ?? '–'}\n  privacy report: ${r.privacy_report ?? '–'}`
+      `test accuracy ${fmt(r.test_accuracy, 4)}\n  checkpoint: ${r.checkpoint ?? '–'}\n  privacy report: ${r.privacy_report ?? '–'}` +
+      // The coordinator writes the HTML job report beside the privacy report.
+      (r.privacy_report ? `\n  report: ${path.join(path.dirname(r.privacy_report), 'report.html')}` : '')
     );
   }
   return `job ${r.job_id} failed: ${r.error ? oneLine(r.error) : 'no error message'}`;
