@@ -51,6 +51,11 @@ describe('api/confine: job document paths stay in the tenant roots', () => {
       'model.baseCheckpoint',
     ],
     [
+      'an hf-bert model folder outside',
+      doc({ path: 'train.csv' }, { model: { kind: 'hf-bert', path: '../bob/my-bert' } }),
+      'model.path',
+    ],
+    [
       'any checkpoint.dir',
       doc(
         { path: 'train.csv' },

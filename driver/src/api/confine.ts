@@ -22,6 +22,7 @@ export const READ_PATH_FIELDS = [
   'dataset.testPath',
   'evaluation.testPath',
   'model.baseCheckpoint',
+  'model.path',
 ] as const;
 
 /** A tenant name usable as one path component (api-keys allows `.`/`..`, which are not). */

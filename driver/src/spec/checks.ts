@@ -12,19 +12,51 @@ export function crossFieldIssues(raw: unknown): SpecIssue[] {
   const out: SpecIssue[] = [];
   const spec = obj(raw);
   if (!spec) return out;
+  const model = obj(spec.model);
+  if (model?.kind === 'hf-bert' && (model.path === undefined) === (model.preset === undefined)) {
+    out.push({
+      path: 'model.path',
+      message:
+        "set exactly one of model.path (a Hugging Face model folder) and model.preset ('all-minilm-l6-v2')",
+    });
+  }
   const dataset = obj(spec.dataset);
   if (dataset) {
     if ((dataset.path === undefined) === (dataset.preset === undefined)) {
       out.push({
         path: 'dataset.path',
-        message: "set exactly one of dataset.path and dataset.preset ('fashion-mnist')",
+        message:
+          "set exactly one of dataset.path and dataset.preset ('fashion-mnist', 'rotten-tomatoes', 'imdb')",
       });
     }
     if (dataset.preset === 'fashion-mnist' && (dataset.format === 'csv' || dataset.format === 'jsonl')) {
       out.push({ path: 'dataset.format', message: "preset 'fashion-mnist' needs format 'idx'" });
     }
+    const textPreset = dataset.preset === 'rotten-tomatoes' || dataset.preset === 'imdb';
+    if (textPreset && (dataset.format === 'idx' || dataset.format === 'jsonl')) {
+      out.push({ path: 'dataset.format', message: `preset '${String(dataset.preset)}' needs format 'csv'` });
+    }
+    const modelKind = obj(spec.model)?.kind;
+    if (
+      (textPreset || dataset.textColumn !== undefined) &&
+      modelKind !== undefined &&
+      modelKind !== 'hf-bert'
+    ) {
+      out.push({
+        path: textPreset ? 'dataset.preset' : 'dataset.textColumn',
+        message:
+          "text records are encoded with a Hugging Face model's tokenizer: use model.kind 'hf-bert' (model.preset or model.path)",
+      });
+    }
+    if (dataset.format === 'idx' && (dataset.textColumn !== undefined || dataset.maxTokens !== undefined)) {
+      out.push({
+        path: dataset.textColumn !== undefined ? 'dataset.textColumn' : 'dataset.maxTokens',
+        message: 'applies to text data (format csv or jsonl) only',
+      });
+    }
     if (
       (dataset.format === 'csv' || dataset.format === 'jsonl') &&
+      !textPreset &&
       dataset.numClasses === undefined &&
       dataset.sharding !== 'files'
     ) {

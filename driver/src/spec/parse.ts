@@ -59,7 +59,9 @@ export function resolvePaths(spec: JobSpec, base: string): JobSpec {
   if (out.dataset.path !== undefined) out.dataset.path = abs(out.dataset.path);
   if (out.dataset.testPath !== undefined) out.dataset.testPath = abs(out.dataset.testPath);
   if (out.evaluation.testPath !== undefined) out.evaluation.testPath = abs(out.evaluation.testPath);
-  if (out.model.baseCheckpoint !== undefined) out.model.baseCheckpoint = abs(out.model.baseCheckpoint);
+  if (out.model.kind === 'hf-bert') {
+    if (out.model.path !== undefined) out.model.path = abs(out.model.path);
+  } else if (out.model.baseCheckpoint !== undefined) out.model.baseCheckpoint = abs(out.model.baseCheckpoint);
   if (out.checkpoint.dir !== undefined) out.checkpoint.dir = abs(out.checkpoint.dir);
   return out;
 }

