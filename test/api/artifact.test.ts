@@ -182,6 +182,13 @@ describe('GetJobArtifact on a real Ray job over TLS', function () {
       expect(w.events.at(-1)!.stateChanged?.state, JSON.stringify(w.events.at(-1))).to.equal(
         pb.JobState.JOB_STATE_SUCCEEDED,
       );
+      // Evaluation after rounds 2 and 3 (everyRounds 2, and the last round), with the held-out loss.
+      const evals = w.events.filter((e) => e.evalMetrics).map((e) => e.evalMetrics!);
+      expect(evals.map((e) => e.round)).to.deep.equal([2, ROUNDS]);
+      for (const e of evals) {
+        expect(e.accuracy).to.be.within(0, 1);
+        expect(e.loss).to.be.a('number').and.be.greaterThan(0).and.lessThan(50);
+      }
       const st = await watching;
       expect(st.code, st.stderr.slice(-2000)).to.equal(0);
       // train's live line (one per round off a terminal), ε against the job's budget.
@@ -235,6 +242,22 @@ describe('GetJobArtifact on a real Ray job over TLS', function () {
       };
       expect(rep.epsilon).to.equal(got.job!.privacySpent!.epsilon);
       expect(rep.releasedRounds).to.have.length(ROUNDS);
+
+      // The metrics, one line per round, whose eval loss is the one WatchJob reported; the report.
+      const [metrics] = await dl('METRICS');
+      expect(sha256(metrics!.path)).to.equal(metrics!.sha256);
+      const rows = fs
+        .readFileSync(metrics!.path, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { round: number; eval_loss: number | null });
+      expect(rows.map((r) => r.round)).to.deep.equal([1, 2, 3]);
+      expect(rows.filter((r) => r.eval_loss !== null).map((r) => r.eval_loss)).to.deep.equal(
+        evals.map((e) => e.loss),
+      );
+      const [html] = await dl('REPORT');
+      expect(html!.mediaType).to.equal('text/html');
+      expect(fs.readFileSync(html!.path, 'utf8')).to.match(/^<!doctype html>/i);
 
       // An MLP trains no adapter: NOT_FOUND saying so, and nothing written.
       const adapter = await refusal(dl('ADAPTER'));

@@ -8,6 +8,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import nodePath from 'node:path';
+import { ADAPTER_DIR, METRICS_FILE, PRIVACY_REPORT_FILE, REPORT_FILE } from '@tensorguard/worker/report';
 import type { ArtifactFile, ArtifactKind, ArtifactPart, JobState } from './domain.js';
 import { JOB_CHECKPOINT_FOLDER } from './confine.js';
 import { ApiError } from './errors.js';
@@ -32,10 +33,11 @@ const WHAT: Record<ArtifactKind, string> = {
   PRIVACY_REPORT: 'privacy report (privacy-report.json)',
 };
 
+/** The coordinator's file names (worker-ts/src/report), so that the two sides cannot drift. */
 const SINGLE_FILE: Partial<Record<ArtifactKind, { name: string; mediaType: string }>> = {
-  REPORT: { name: 'report.html', mediaType: 'text/html' },
-  METRICS: { name: 'metrics.jsonl', mediaType: 'application/x-ndjson' },
-  PRIVACY_REPORT: { name: 'privacy-report.json', mediaType: 'application/json' },
+  REPORT: { name: REPORT_FILE, mediaType: 'text/html' },
+  METRICS: { name: METRICS_FILE, mediaType: 'application/x-ndjson' },
+  PRIVACY_REPORT: { name: PRIVACY_REPORT_FILE, mediaType: 'application/json' },
 };
 
 function mediaTypeOf(name: string): string {
@@ -132,7 +134,7 @@ export async function openArtifact(r: ArtifactRequest): Promise<OpenedArtifact> 
     if (model === null) throw notFound(`the checkpoint LATEST names (${name}) has no model.safetensors`);
     wanted.push({ name: 'model.safetensors', path: model, mediaType: 'application/octet-stream' });
   } else if (r.kind === 'ADAPTER') {
-    const dir = await resolve(`${CK}/adapter`);
+    const dir = await resolve(`${CK}/${ADAPTER_DIR}`);
     if (dir === null) {
       throw notFound(
         r.state === 'SUCCEEDED'
@@ -149,7 +151,7 @@ export async function openArtifact(r: ArtifactRequest): Promise<OpenedArtifact> 
     }
     for (const e of entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
       if (!SAFE_NAME_RE.test(e.name) || !(e.isFile() || e.isSymbolicLink())) continue;
-      const p = await resolve(`${CK}/adapter/${e.name}`);
+      const p = await resolve(`${CK}/${ADAPTER_DIR}/${e.name}`);
       if (p !== null) wanted.push({ name: e.name, path: p, mediaType: mediaTypeOf(e.name) });
     }
     if (wanted.length === 0) throw notFound('its adapter directory is empty');

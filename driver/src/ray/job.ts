@@ -12,6 +12,8 @@ export interface ProgressLine {
   epsilon: number | null;
   delta?: number | null;
   eval_accuracy: number | null;
+  /** Mean cross-entropy on the held-out split, beside eval_accuracy (absent from older jobs). */
+  eval_loss?: number | null;
   workers_alive?: number;
   round_seconds: number;
   phase_seconds?: Record<string, number>;

@@ -86,8 +86,8 @@ def _place(rs: RaySpec, timeout_s: float, emit: Optional[Callable[[dict], None]]
 
 
 def _progress_line(m: dict) -> dict:
-    keep = ("round", "rounds_total", "epsilon", "delta", "eval_accuracy", "workers_alive",
-            "round_seconds", "phase_seconds")
+    keep = ("round", "rounds_total", "epsilon", "delta", "eval_accuracy", "eval_loss",
+            "workers_alive", "round_seconds", "phase_seconds")
     return {"type": "progress", **{k: m.get(k) for k in keep if k in m}}
 
 
