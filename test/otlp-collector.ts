@@ -43,6 +43,9 @@ export interface Span {
   name: string;
   kind: number;
   attributes: Record<string, string | number | boolean>;
+  /** start_time_unix_nano and end_time_unix_nano (0n when absent). */
+  startNs: bigint;
+  endNs: bigint;
 }
 
 /** ExportTraceServiceRequest → spans (resource_spans=1 → scope_spans=2 → spans=2). */
@@ -74,6 +77,8 @@ export function decodeSpans(req: Buffer): Span[] {
           name: sp.find((f) => f.no === 5)?.bytes.toString('utf8') ?? '',
           kind: Number(sp.find((f) => f.no === 6)?.varint ?? 0n),
           attributes,
+          startNs: sp.find((f) => f.no === 7)?.bytes.readBigUInt64LE(0) ?? 0n,
+          endNs: sp.find((f) => f.no === 8)?.bytes.readBigUInt64LE(0) ?? 0n,
         });
       }
     }

@@ -74,11 +74,10 @@ describe('worker + coordinator: HE mode', function () {
       expect(m).to.have.length(4);
       expect(Object.keys(m[0]!.phase_seconds as object)).to.have.members([
         'sample',
-        'clip',
         'noise',
         'encode',
         'mask',
-        'upload',
+        'local', // clip → upload's end: the clip time alone is never exported
       ]);
       // One ciphertext per 4096 slots, not the 4 or 8 bytes per parameter of a masked vector.
       expect(m[0]!.bytes_sent as number).to.be.above(50_000);

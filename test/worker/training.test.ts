@@ -25,11 +25,10 @@ describe('worker + coordinator: training', function () {
       expect(m).to.have.length(5);
       expect(Object.keys(m[0]!.phase_seconds as object)).to.have.members([
         'sample',
-        'clip',
         'noise',
         'encode',
         'mask',
-        'upload',
+        'local', // clip → upload's end: the clip time alone is never exported
       ]);
     }
 

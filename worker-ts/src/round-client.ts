@@ -165,7 +165,18 @@ export class RoundClient {
 
   private async round(open: RoundOpen): Promise<void> {
     const r = open.params.round;
-    const timer = new PhaseTimer({ round: r, worker: this.o.workerIndex });
+    // Clipping time and the upload's wait for the others depend on this worker's private batch
+    // size: they run in the window 'local' (clip → upload's end) and are never exported alone.
+    const timer = new PhaseTimer({ round: r, worker: this.o.workerIndex }, ['clip', 'upload']);
+    try {
+      await this.roundPhases(open, timer);
+    } finally {
+      if (timer.inWindow) timer.closeWindow();
+    }
+  }
+
+  private async roundPhases(open: RoundOpen, timer: PhaseTimer): Promise<void> {
+    const r = open.params.round;
     let bytes = 0;
     if (open.model) {
       this.o.engine.setTrainable(open.model);
@@ -197,6 +208,7 @@ export class RoundClient {
           LONG_POLL_MS,
         ),
       );
+      timer.closeWindow();
     } else {
       const me = new RoundParticipant(
         compileRound(open.params),
@@ -217,6 +229,7 @@ export class RoundClient {
       const survivors = await timer.time('upload', () =>
         send<number[]>('MaskedInput', masked, masked.vector.byteLength, LONG_POLL_MS),
       );
+      timer.closeWindow();
       // Consistency check (with identities): sign the survivor set this worker was told, and
       // unmask only once enough survivors signed the same set.
       const attestations = this.identity
@@ -225,7 +238,7 @@ export class RoundClient {
       const un = me.unmask(survivors, attestations);
       await send('Unmask', un, (un.selfMaskShares.length + un.maskingKeyShares.length) * 36, 120_000);
     }
-    this.o.emit({ type: 'metrics', round: r, phase_seconds: rounded(timer.seconds), bytes_sent: bytes });
+    this.o.emit({ type: 'metrics', round: r, phase_seconds: rounded(timer.exported()), bytes_sent: bytes });
   }
 
   /** Poisson sample → clipped sum → fixed-point encoding plus the integer noise share. */
@@ -234,6 +247,7 @@ export class RoundClient {
     const indices = await timer.time('sample', () =>
       poissonSample(shard.size, open.samplingRate, this.random),
     );
+    timer.openWindow('local');
     const clipped = await timer.time('clip', async () => {
       const len = recordLength(shard);
       const B = indices.length;
