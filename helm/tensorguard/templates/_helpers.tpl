@@ -180,3 +180,31 @@ affinity:
 priorityClassName: {{ . }}
 {{- end }}
 {{- end -}}
+
+{{/* Env of the Ray head container: rayCluster.env plus where the Ray dashboard's Metrics view
+     finds Prometheus and Grafana (monitoring.rayDashboard; empty values left to Ray). */}}
+{{- define "tensorguard.rayHeadEnv" -}}
+{{ include "tensorguard.rayEnv" . }}
+{{- $d := .Values.monitoring.rayDashboard }}
+{{- range $name, $value := dict "RAY_PROMETHEUS_HOST" $d.prometheusHost "RAY_PROMETHEUS_NAME" $d.prometheusName "RAY_GRAFANA_HOST" $d.grafanaHost "RAY_GRAFANA_IFRAME_HOST" $d.grafanaIframeHost }}
+{{- if $value }}
+- name: {{ $name }}
+  value: {{ $value | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Annotations of a Ray pod: the group's podAnnotations, plus Prometheus's scrape annotations
+     for Ray's metrics port when monitoring.scrapeAnnotations is on.
+     Call with (dict "root" $ "annotations" <group>.podAnnotations). */}}
+{{- define "tensorguard.rayPodAnnotations" -}}
+{{- $a := deepCopy (default (dict) .annotations) }}
+{{- if .root.Values.monitoring.scrapeAnnotations }}
+{{- $_ := set $a "prometheus.io/scrape" "true" }}
+{{- $_ := set $a "prometheus.io/port" "8080" }}
+{{- $_ := set $a "prometheus.io/path" "/metrics" }}
+{{- end }}
+{{- with $a }}
+{{- toYaml . }}
+{{- end }}
+{{- end -}}
