@@ -57,6 +57,36 @@ export { mlp } from './models/mlp.js';
 export { cnnTanh } from './models/cnn-tanh.js';
 export { transformerLora } from './models/transformer-lora.js';
 export {
+  hfBert,
+  hfName,
+  loadHfBertBase,
+  parseBertConfig,
+  readBertConfig,
+  transpose2d,
+  HfModelError,
+  BERT_LORA_TARGETS,
+  type BertConfig,
+  type BertLoraOptions,
+  type BertLoraTarget,
+  type BertPooling,
+  type HfBertModelDef,
+  type HfBertOptions,
+} from './models/hf-bert.js';
+export {
+  peftAdapterConfig,
+  readPeftAdapter,
+  writePeftAdapter,
+  writeJobAdapter,
+  ADAPTER_CONFIG_FILE,
+  ADAPTER_WEIGHTS_FILE,
+  HEAD_FILE,
+} from './models/peft.js';
+export {
+  peftRoundTrip,
+  type PeftRoundTripOptions,
+  type PeftRoundTripResult,
+} from './models/peft-roundtrip.js';
+export {
   flatten,
   unflatten,
   initParams,
