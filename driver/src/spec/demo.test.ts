@@ -4,7 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import YAML from 'yaml';
-import { demoSpec } from './demo.js';
+import { demoSpec, finetuneDemoSpec } from './demo.js';
 import { parseJobSpec } from './parse.js';
 
 const docs = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../docs/job-spec.md');
@@ -20,6 +20,20 @@ describe('demo spec', () => {
       expect(s.dataset.preset).to.equal('fashion-mnist');
     }
     expect(demoSpec(true).rounds).to.equal(1172);
+  });
+
+  it('--finetune: DP-LoRA on all-MiniLM-L6-v2 for Rotten Tomatoes, 2 workers, threshold 2, target ε 8 at δ 1e-5, budget 8', () => {
+    const s = finetuneDemoSpec();
+    expect(s.model).to.deep.include({ kind: 'hf-bert', preset: 'all-minilm-l6-v2', pooling: 'mean' });
+    expect(s.model.kind === 'hf-bert' && s.model.lora).to.deep.equal({
+      rank: 8,
+      alpha: 8,
+      targetModules: ['query', 'value'],
+    });
+    expect(s.dataset).to.include({ format: 'csv', preset: 'rotten-tomatoes', maxTokens: 32 });
+    expect(s.workers.count).to.equal(2);
+    expect(s.secureAggregation.threshold).to.equal(2);
+    expect(s.privacy).to.include({ targetEpsilon: 8, epsilonBudget: 8, delta: 1e-5 });
   });
 
   it('matches the YAML in docs/job-spec.md ("The demo\'s spec")', () => {
