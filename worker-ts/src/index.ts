@@ -30,6 +30,18 @@ export {
   type PinnedWheel,
   type FetchOptions,
 } from './hf/pypi-fetch.js';
+export { resolvePresets } from './hf/resolve.js';
+export { HfTokenizer, type TextEncoding } from './data/hf-tokenizer.js';
+export {
+  PRESET_SPLIT_SIZES,
+  encodeTextRecords,
+  parseTextCsv,
+  parseTextJsonl,
+  presetSplit,
+  readPresetSplit,
+  readTextFile,
+  type TextRecords,
+} from './data/text.js';
 export { shardRange, shardFiles } from './data/shard.js';
 export { selectRecords, recordLength, type Dataset } from './data/dataset.js';
 export {
@@ -37,6 +49,9 @@ export {
   loadTestSet,
   loadShard,
   loadTrainSchema,
+  isHfText,
+  textTokenizer,
+  DEFAULT_MAX_TOKENS,
   listDataFiles,
   concatDatasets,
 } from './data/load.js';
