@@ -56,6 +56,8 @@ export async function runJob(
   workers: number,
   log: (l: string) => void,
   threadsPerProcess = 1,
+  /** Called with each program's PID once it is started (the finetune benchmark samples their peak RSS). */
+  onSpawned?: (role: 'coordinator' | 'worker', pid: number) => void,
 ): Promise<JobRun> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tg-bench-'));
   const file = path.join(dir, 'job.json');
@@ -67,6 +69,7 @@ export async function runJob(
   const t0 = performance.now();
   const coord = run(root, 'coordinator.js', ['--config', file], env);
   const procs = [coord];
+  if (coord.child.pid !== undefined) onSpawned?.('coordinator', coord.child.pid);
   try {
     const address = await new Promise<string>((resolve, reject) => {
       const timer = setInterval(() => {
@@ -84,6 +87,7 @@ export async function runJob(
       run(root, 'worker.js', ['--config', file, '--worker-index', String(i), '--aggregator', address], env),
     );
     procs.push(...ws);
+    for (const w of ws) if (w.child.pid !== undefined) onSpawned?.('worker', w.child.pid);
     let lastRound = 0;
     const done = await new Promise<Line>((resolve, reject) => {
       const timer = setInterval(() => {

@@ -1,10 +1,16 @@
-// HOOK for the TensorGuard side of `npm run bench -- finetune`: the DP-LoRA job (model.kind
-// 'hf-bert', model.preset, dataset.preset, `workers` workers with secure aggregation, σ calibrated
-// for settings.epsilon at settings.delta over steps(settings) rounds) run with the settings in
-// settings.ts. Until it is plugged in, the benchmark reports the torch sides alone and leaves the
-// keys that need "ours" out of its summary.
+// The TensorGuard side of `npm run bench -- finetune`: the DP-LoRA job (model.kind 'hf-bert',
+// model.preset, dataset.preset, `workers` workers with secure aggregation among all of them, σ
+// calibrated for settings.epsilon at settings.delta over steps(settings) rounds as the driver
+// calibrates) run with the settings in settings.ts by the built programs (job-runner.ts). Measured
+// from outside the job: examples/s over the training rounds, the peak resident memory of each
+// worker process (VmHWM, sampled from /proc while it runs), and the PEFT round trip of the adapter
+// the job wrote (worker-ts's peftRoundTrip, with .venv-bench).
+import fs from 'node:fs';
+import { INTEGER_RDP_ORDERS, calibrateNoiseMultiplier } from '@tensorguard/dp';
+import { peftRoundTrip, resolveModelPreset } from '@tensorguard/worker';
+import { fmnistConfig, runJob } from '../job-runner.js';
 import type { BenchOptions, Row } from '../types.js';
-import type { FinetuneSettings } from './settings.js';
+import { steps, trainRecords, type FinetuneSettings } from './settings.js';
 
 export interface OursResult {
   /** Test accuracy of the DP job. */
@@ -21,11 +27,113 @@ export interface OursResult {
   rows?: Row[];
 }
 
+/** Peak resident set (VmHWM) of a live process in MB, or null when it has exited. */
+function peakRssMb(pid: number): number | null {
+  try {
+    const m = /^VmHWM:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
 /** Runs the TensorGuard side, or says why it did not run. */
 export async function runOurs(
-  _settings: FinetuneSettings,
-  _opts: BenchOptions,
+  s: FinetuneSettings,
+  opts: BenchOptions,
 ): Promise<OursResult | { error: string }> {
-  await Promise.resolve();
-  return { error: 'the TensorGuard side is not plugged in yet (bench/src/finetune/ours.ts)' };
+  const { root, log } = opts;
+  const records = trainRecords(s);
+  const rounds = steps(s);
+  const samplingRate = Math.min(1, s.batch / records);
+  // As the driver calibrates (driver/src/spec/resolve.ts): the job's ε is the integer mechanism's
+  // RDP bound, equal to the Gaussian's at integer orders, so calibrate there.
+  const sigma = calibrateNoiseMultiplier({
+    targetEpsilon: s.epsilon,
+    delta: s.delta,
+    samplingRate,
+    steps: rounds,
+    accountant: 'rdp',
+    orders: INTEGER_RDP_ORDERS,
+  });
+  log(
+    `ours: ${s.workers} workers, q = ${samplingRate.toFixed(4)}, σ = ${sigma.toFixed(4)} for ε = ${s.epsilon}`,
+  );
+  const config = fmnistConfig({
+    name: 'bench-finetune',
+    model: {
+      kind: 'hf-bert',
+      preset: s.modelPreset,
+      lora: { rank: s.loraRank, alpha: s.loraAlpha, targetModules: s.loraTargets },
+    },
+    dataset: {
+      format: 'csv',
+      preset: s.datasetPreset,
+      maxTokens: s.maxTokens,
+      numClasses: 2,
+      ...(s.trainExamples !== undefined ? { trainExamples: s.trainExamples } : {}),
+      ...(s.testExamples !== undefined ? { testExamples: s.testExamples } : {}),
+    },
+    workers: { count: s.workers },
+    privacy: {
+      clipNorm: s.clipNorm,
+      noiseMultiplier: sigma,
+      delta: s.delta,
+      epsilonBudget: s.epsilon,
+      accountant: 'rdp',
+      samplingRate,
+    },
+    secureAggregation: { mode: 'masking', threshold: s.workers },
+    optimizer:
+      s.optimizer === 'adam'
+        ? { kind: 'adam', learningRate: s.learningRate }
+        : { kind: 'sgd', learningRate: s.learningRate, momentum: 0.9 },
+    rounds,
+    // Only after the last round, so that the other rounds' times are training alone.
+    evaluation: { everyRounds: rounds },
+  });
+  const peaks = new Map<number, number>();
+  const workerPids: number[] = [];
+  const sampler = setInterval(() => {
+    for (const pid of workerPids) {
+      const mb = peakRssMb(pid);
+      if (mb !== null) peaks.set(pid, Math.max(peaks.get(pid) ?? 0, mb));
+    }
+  }, 500);
+  let run;
+  try {
+    run = await runJob(root, config, s.workers, log, 1, (role, pid) => {
+      if (role === 'worker') workerPids.push(pid);
+    });
+  } catch (err) {
+    return { error: (err as Error).message.slice(0, 500) };
+  } finally {
+    clearInterval(sampler);
+  }
+  const metrics = run.coordinator.filter((l) => l.type === 'metrics');
+  // The rounds before the last (which also evaluates): examples per second of training.
+  const trainRounds = metrics.slice(0, -1);
+  const trainSeconds = trainRounds.reduce((a, l) => a + Number(l.round_seconds), 0);
+  const examplesPerS =
+    trainRounds.length > 0 ? (trainRounds.length * samplingRate * records) / trainSeconds : Number.NaN;
+  const done = run.done;
+  const result: OursResult = {
+    dpAccuracy: Number(done.test_accuracy),
+    epsilon: Number(done.epsilon),
+    examplesPerS,
+    rows: [{ side: 'ours: PEFT adapter', note: String(done.adapter ?? '(none)') }],
+  };
+  if (peaks.size > 0) result.peakRssMbPerWorker = Math.max(...peaks.values());
+  if (typeof done.adapter === 'string') {
+    try {
+      const modelDir = await resolveModelPreset(s.modelPreset);
+      result.peftRoundtripMaxAbsDiff = peftRoundTrip({
+        modelDir,
+        adapterDir: done.adapter,
+      }).peft_roundtrip_max_abs_diff;
+    } catch (err) {
+      log(`ours: PEFT round trip not run: ${(err as Error).message.slice(0, 300)}`);
+    }
+  }
+  return result;
 }
