@@ -257,7 +257,11 @@ describe('GetJobArtifact on a real Ray job over TLS', function () {
       );
       const [html] = await dl('REPORT');
       expect(html!.mediaType).to.equal('text/html');
-      expect(fs.readFileSync(html!.path, 'utf8')).to.match(/^<!doctype html>/i);
+      const page = fs.readFileSync(html!.path, 'utf8');
+      expect(page).to.match(/^<!doctype html>/i);
+      expect(page).to.include(`${jobId}/checkpoints/${latest}`);
+      // Rendered for the tenant: no host path (the state root, the data root) in it.
+      expect(page).to.not.include(dir);
 
       // An MLP trains no adapter: NOT_FOUND saying so, and nothing written.
       const adapter = await refusal(dl('ADAPTER'));

@@ -118,10 +118,9 @@ describe('api/artifacts: TrainingService.artifact', () => {
     expect(Buffer.concat(chunks).equals(model)).to.equal(true);
   });
 
-  it('streams the report, the metrics and the privacy report by kind', async () => {
+  it('streams the metrics and the privacy report by kind', async () => {
     const { id, ck } = await job();
     const files = {
-      REPORT: ['report.html', '<!doctype html><title>r</title>', 'text/html'],
       METRICS: ['metrics.jsonl', '{"round":1}\n{"round":2}\n', 'application/x-ndjson'],
       PRIVACY_REPORT: ['privacy-report.json', '{"epsilon":1.5}\n', 'application/json'],
     } as const;
@@ -134,6 +133,41 @@ describe('api/artifacts: TrainingService.artifact', () => {
       expect(a.files[0]).to.deep.include({ name, mediaType, sizeBytes: Buffer.byteLength(text) });
       expect(Buffer.from((parts[1] as { data: Uint8Array }).data).toString()).to.equal(text);
     }
+  });
+
+  it("renders the report from the job's metrics with the document GetJob shows, naming no host path", async () => {
+    const { id, ck } = await job();
+    checkpointAt(ck);
+    const rounds = [1, 2].map((round) => ({
+      round,
+      rounds_total: 2,
+      epsilon: 0.5 * round,
+      eval_accuracy: round === 2 ? 0.75 : null,
+      eval_loss: round === 2 ? 0.6 : null,
+    }));
+    fs.writeFileSync(path.join(ck, 'metrics.jsonl'), rounds.map((r) => JSON.stringify(r)).join('\n') + '\n');
+    fs.writeFileSync(path.join(ck, 'privacy-report.json'), JSON.stringify({ job: 't', epsilon: 1 }));
+    // What the cluster ran: absolute host paths, which the tenant is not shown.
+    fs.writeFileSync(path.join(ck, 'job-spec.json'), JSON.stringify({ name: 't', checkpoint: { dir: ck } }));
+    fs.writeFileSync(path.join(ck, 'report.html'), `<html>${ck}</html>`);
+    const a = await service.artifact(ctx('alice'), id, 'REPORT');
+    expect(a.files.map((f) => [f.name, f.mediaType])).to.deep.equal([['report.html', 'text/html']]);
+    const parts = await collect(a, 4096);
+    const html = Buffer.concat(parts.slice(1).map((p) => (p as { data: Uint8Array }).data));
+    expect(html.length).to.equal(a.files[0]!.sizeBytes);
+    expect(sha(html)).to.equal(a.files[0]!.sha256);
+    expect(parts.slice(1).every((p) => (p as { data: Uint8Array }).data.byteLength <= 4096)).to.equal(true);
+    const text = html.toString('utf8');
+    expect(text).to.match(/^<!doctype html>/);
+    expect(text).to.include(`${id}/checkpoints/round-000002`);
+    expect(text).to.include('fashion-mnist'); // the stored document, not job-spec.json
+    expect(text).to.not.include(dir);
+    // A link out of the job's folder among the report's inputs is refused.
+    fs.rmSync(path.join(ck, 'job-spec.json'));
+    fs.symlinkSync(path.join(dir, 'key.pem'), path.join(ck, 'job-spec.json'));
+    expect((await refusal(service.artifact(ctx('alice'), id, 'REPORT'))).message).to.equal(
+      `job ${id}'s report (report.html) cannot be sent: job-spec.json links outside the job's directory`,
+    );
   });
 
   it('streams every file of a PEFT adapter folder, sorted, without temporaries or sub-folders', async () => {

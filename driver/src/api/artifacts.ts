@@ -8,7 +8,15 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import nodePath from 'node:path';
-import { ADAPTER_DIR, METRICS_FILE, PRIVACY_REPORT_FILE, REPORT_FILE } from '@tensorguard/worker/report';
+import {
+  ADAPTER_DIR,
+  JOB_SPEC_FILE,
+  METRICS_FILE,
+  PRIVACY_REPORT_FILE,
+  REPORT_FILE,
+  loadJobReport,
+  renderJobReport,
+} from '@tensorguard/worker/report';
 import type { ArtifactFile, ArtifactKind, ArtifactPart, JobState } from './domain.js';
 import { JOB_CHECKPOINT_FOLDER } from './confine.js';
 import { ApiError } from './errors.js';
@@ -35,7 +43,6 @@ const WHAT: Record<ArtifactKind, string> = {
 
 /** The coordinator's file names (worker-ts/src/report), so that the two sides cannot drift. */
 const SINGLE_FILE: Partial<Record<ArtifactKind, { name: string; mediaType: string }>> = {
-  REPORT: { name: REPORT_FILE, mediaType: 'text/html' },
   METRICS: { name: METRICS_FILE, mediaType: 'application/x-ndjson' },
   PRIVACY_REPORT: { name: PRIVACY_REPORT_FILE, mediaType: 'application/json' },
 };
@@ -125,7 +132,10 @@ export async function openArtifact(r: ArtifactRequest): Promise<OpenedArtifact> 
   };
 
   const wanted: Array<{ name: string; path: string; mediaType: string }> = [];
-  if (r.kind === 'CHECKPOINT') {
+  let rendered: Buffer | null = null;
+  if (r.kind === 'REPORT') {
+    rendered = await renderReport(r, resolve, notFound(ended), refused);
+  } else if (r.kind === 'CHECKPOINT') {
     const latest = await resolve(`${CK}/LATEST`);
     if (latest === null) throw notFound(ended);
     const name = (await fsp.readFile(latest, 'utf8')).trim();
@@ -162,17 +172,24 @@ export async function openArtifact(r: ArtifactRequest): Promise<OpenedArtifact> 
     wanted.push({ name: f.name, path: p, mediaType: f.mediaType });
   }
 
-  const open: Array<{ file: ArtifactFile; handle: fsp.FileHandle }> = [];
+  const open: Source[] = [];
   const closeAll = async () => {
-    await Promise.all(open.splice(0).map((o) => o.handle.close().catch(() => undefined)));
+    await Promise.all(
+      open.splice(0).map((o) => ('handle' in o ? o.handle.close() : undefined)?.catch(() => undefined)),
+    );
   };
   try {
     const sizes: number[] = [];
-    const handles: fsp.FileHandle[] = [];
+    if (rendered !== null) {
+      open.push({
+        file: { name: REPORT_FILE, sizeBytes: 0, sha256: '', mediaType: 'text/html' },
+        data: rendered,
+      });
+      sizes.push(rendered.length);
+    }
     for (const w of wanted) {
       // O_NOFOLLOW: the resolved path must still not be a link when it is opened.
       const h = await fsp.open(w.path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
-      handles.push(h);
       open.push({ file: { name: w.name, sizeBytes: 0, sha256: '', mediaType: w.mediaType }, handle: h });
       const st = await h.stat();
       if (!st.isFile()) throw refused(`${w.name} is not a regular file`);
@@ -194,8 +211,12 @@ export async function openArtifact(r: ArtifactRequest): Promise<OpenedArtifact> 
       );
     }
     for (let i = 0; i < open.length; i++) {
-      open[i]!.file.sizeBytes = sizes[i]!;
-      open[i]!.file.sha256 = await hashHandle(handles[i]!, sizes[i]!, r.signal);
+      const o = open[i]!;
+      o.file.sizeBytes = sizes[i]!;
+      o.file.sha256 =
+        'handle' in o
+          ? await hashHandle(o.handle, sizes[i]!, r.signal)
+          : crypto.createHash('sha256').update(o.data).digest('hex');
     }
     return {
       kind: r.kind,
@@ -210,6 +231,46 @@ export async function openArtifact(r: ArtifactRequest): Promise<OpenedArtifact> 
     if (errno(err) === 'ELOOP') throw refused('a file was replaced by a link while it was opened');
     throw err;
   }
+}
+
+/** An artifact file: open on disk, or built in memory (the report). */
+type Source = { file: ArtifactFile } & ({ handle: fsp.FileHandle } | { data: Buffer });
+
+/**
+ * The job's report, rendered here from its metrics.jsonl and privacy report with the renderer
+ * the coordinator uses (worker-ts/src/report), rather than the report.html on disk: that one
+ * names host paths (the checkpoint folder, the job document as the cluster ran it, with absolute
+ * data paths). This one shows the document as GetJob does and paths relative to the job.
+ */
+async function renderReport(
+  r: ArtifactRequest,
+  resolve: (rel: string) => Promise<string | null>,
+  missing: ApiError,
+  refused: (why: string) => ApiError,
+): Promise<Buffer> {
+  const ck = await resolve(CK);
+  if (ck === null) throw missing;
+  // Every file the renderer reads, confined first (a link out is refused).
+  const found = await Promise.all(
+    [METRICS_FILE, PRIVACY_REPORT_FILE, JOB_SPEC_FILE].map((f) => resolve(`${CK}/${f}`)),
+  );
+  if (found[0] === null && found[1] === null) throw missing;
+  let input;
+  try {
+    input = loadJobReport(ck);
+  } catch (err) {
+    // Its message names host paths; the tenant gets the category.
+    throw refused(`its metrics or privacy report cannot be read (${(err as Error).name})`);
+  }
+  const shown = `${r.jobId}/${CK}`;
+  const html = renderJobReport({
+    ...input,
+    checkpointDir: shown,
+    checkpoint: input.checkpoint === null ? null : `${shown}/${nodePath.basename(input.checkpoint)}`,
+    adapter: input.adapter === null ? null : `${shown}/${ADAPTER_DIR}`,
+    spec: r.spec,
+  });
+  return Buffer.from(html, 'utf8');
 }
 
 async function* readRange(
@@ -242,13 +303,22 @@ async function hashHandle(h: fsp.FileHandle, size: number, signal: AbortSignal):
 }
 
 async function* streamParts(
-  open: Array<{ file: ArtifactFile; handle: fsp.FileHandle }>,
+  open: Source[],
   signal: AbortSignal,
   chunkBytes: number,
   jobId: string,
 ): AsyncGenerator<ArtifactPart> {
-  for (const { file, handle } of open) {
+  for (const o of open) {
+    const file = o.file;
     yield { type: 'file', file: { ...file } };
+    if ('data' in o) {
+      for (let pos = 0; pos < o.data.length; pos += chunkBytes) {
+        signal.throwIfAborted();
+        yield { type: 'chunk', data: o.data.subarray(pos, pos + chunkBytes) };
+      }
+      continue;
+    }
+    const handle = o.handle;
     const hash = crypto.createHash('sha256');
     let n = 0;
     for await (const data of readRange(handle, file.sizeBytes, signal, chunkBytes)) {
