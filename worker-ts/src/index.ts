@@ -38,6 +38,7 @@ export {
   parseTextCsv,
   parseTextJsonl,
   presetSplit,
+  presetSplitFile,
   readPresetSplit,
   readTextFile,
   type TextRecords,

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { resolveDatasetPreset, resolveModelPreset } from '../hf/presets.js';
+import { resolveModelPreset, resolveMovieReviewsCsv } from '../hf/presets.js';
 import { HfTokenizer } from './hf-tokenizer.js';
 import { readPresetSplit } from './text.js';
 
@@ -55,7 +55,7 @@ describe('data/hf-tokenizer: WordPiece parity with Python tokenizers', function 
     const dir = await resolveModelPreset('all-minilm-l6-v2');
     tokenizerJson = path.join(dir, 'tokenizer.json');
     tokenizer = HfTokenizer.fromPath(dir);
-    const csv = await resolveDatasetPreset('rotten-tomatoes');
+    const csv = await resolveMovieReviewsCsv();
     rt = readPresetSplit(csv, 'rotten-tomatoes', 'test').texts.slice(0, 800);
     imdb = readPresetSplit(csv, 'imdb', 'test').texts.slice(0, 250);
   });

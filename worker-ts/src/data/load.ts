@@ -8,7 +8,7 @@ import { fashionMnistDir, findIdx, loadImagePair, readIdxFile, readIdxShape } fr
 import { readJsonlFile } from './jsonl.js';
 import { hashShards, shardFiles, shardRange } from './shard.js';
 import { HfTokenizer } from './hf-tokenizer.js';
-import { encodeTextRecords, readPresetSplit, readTextFile, type TextPreset } from './text.js';
+import { encodeTextRecords, presetSplitFile, readTextFile, type TextPreset } from './text.js';
 
 /** Tokens per text record when dataset.maxTokens is not set. */
 export const DEFAULT_MAX_TOKENS = 128;
@@ -58,7 +58,10 @@ function loadTextSplit(cfg: RunConfig, split: 'train' | 'test', file?: string): 
         `dataset.preset '${d.preset}' is not resolved on this node: call resolvePresets(cfg) first`,
         '(config)',
       );
-    const recs = readPresetSplit(d.path, d.preset as TextPreset, split);
+    // Only this split's file is opened: the coordinator (test split) reads no training record.
+    const splitFile = presetSplitFile(d.path, d.preset as TextPreset, split);
+    requireRegularFile(splitFile);
+    const recs = readTextFile(splitFile, 'jsonl', { numClasses: 2 });
     return encodeTextRecords(recs, tokenizer, {
       maxTokens,
       numClasses: 2,

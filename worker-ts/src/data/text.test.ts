@@ -3,11 +3,18 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseRunConfig, type RunConfig } from '../config.js';
-import { resolveDatasetPreset, resolveModelPreset } from '../hf/presets.js';
+import { resolveModelPreset, resolveMovieReviewsCsv } from '../hf/presets.js';
 import { resolvePresets } from '../hf/resolve.js';
 import { DatasetError } from './errors.js';
 import { loadShard, loadTestSet, loadTrainSchema, loadTrainSet } from './load.js';
-import { PRESET_SPLIT_SIZES, parseTextCsv, presetSplit, readPresetSplit } from './text.js';
+import {
+  PRESET_SPLIT_SIZES,
+  parseTextCsv,
+  presetSplit,
+  presetSplitFile,
+  readPresetSplit,
+  readTextFile,
+} from './text.js';
 
 function config(dataset: Record<string, unknown>, model: Record<string, unknown>, workers = 2): RunConfig {
   return parseRunConfig({
@@ -41,7 +48,7 @@ describe('data/text: text records for Hugging Face models', function () {
   let modelDir: string;
   let dir: string;
   before(async () => {
-    csv = await resolveDatasetPreset('rotten-tomatoes');
+    csv = await resolveMovieReviewsCsv();
     modelDir = await resolveModelPreset('all-minilm-l6-v2');
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tg-text-'));
   });
@@ -73,7 +80,7 @@ describe('data/text: text records for Hugging Face models', function () {
     expect(thrown(() => loadTrainSet(raw)).message).to.include('set model.preset or model.path');
     const cfg = await resolvePresets(raw);
     expect((cfg.model as { path?: string }).path).to.equal(modelDir);
-    expect(cfg.dataset.path).to.equal(csv);
+    expect(cfg.dataset.path).to.equal(path.dirname(csv));
     expect(loadTrainSchema(cfg)).to.deep.equal({ featureShape: [32], numClasses: 2 });
     const train = loadTrainSet(cfg);
     const test = loadTestSet(cfg);
@@ -85,6 +92,29 @@ describe('data/text: text records for Hugging Face models', function () {
     const s1 = loadShard(cfg, 1);
     expect(s0.size + s1.size).to.equal(300);
     expect(s0.size).to.be.within(100, 200);
+  });
+
+  it('the split files hold exactly the split; the coordinator needs only the test file', async () => {
+    const data = path.dirname(csv);
+    const fromFile = readTextFile(presetSplitFile(data, 'rotten-tomatoes', 'train'), 'jsonl');
+    expect(fromFile).to.deep.equal(readPresetSplit(csv, 'rotten-tomatoes', 'train'));
+    // A folder with the test split only: what the coordinator reads works, a training read fails.
+    const only = path.join(dir, 'test-only');
+    fs.mkdirSync(only);
+    fs.copyFileSync(
+      presetSplitFile(data, 'rotten-tomatoes', 'test'),
+      presetSplitFile(only, 'rotten-tomatoes', 'test'),
+    );
+    const cfg = config(
+      { format: 'csv', preset: 'rotten-tomatoes', path: only, maxTokens: 16, testExamples: 50 },
+      { path: modelDir },
+    );
+    expect(loadTrainSchema(cfg)).to.deep.equal({ featureShape: [16], numClasses: 2 });
+    expect(loadTestSet(cfg).size).to.equal(50);
+    expect(thrown(() => loadTrainSet(cfg)).message).to.equal(
+      `${presetSplitFile(only, 'rotten-tomatoes', 'train')}: cannot read (ENOENT)`,
+    );
+    await Promise.resolve();
   });
 
   it("a user's CSV with quoted text (commas, quotes, newlines) and a JSONL file", () => {

@@ -12,6 +12,7 @@
 // split and the split does not change with the package's row order.
 import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
+import path from 'node:path';
 import { parse } from 'csv-parse/sync';
 import type { Dataset } from './dataset.js';
 import { readText } from './csv.js';
@@ -27,6 +28,14 @@ export const PRESET_SPLIT_SIZES: Record<TextPreset, { train: number; test: numbe
   'rotten-tomatoes': { train: 6832, test: 1698 },
   imdb: { train: 20085, test: 4915 },
 };
+
+/**
+ * The file of one split of a preset in the preset's folder (hf/presets.ts writes them when it
+ * unpacks the package): JSONL records {text, label} in the split's order.
+ */
+export function presetSplitFile(dir: string, preset: TextPreset, split: 'train' | 'test'): string {
+  return path.join(dir, `${preset}.${split}.jsonl`);
+}
 
 /** Which split of a preset a text belongs to (see the file comment). */
 export function presetSplit(text: string): 'train' | 'test' {

