@@ -25,6 +25,12 @@ export interface TrainingPrivacySetting {
   accountant?: AccountantKind;
   /** RDP conversion to (ε, δ); default 'improved'. Ignored by PLD. */
   conversion?: RdpConversion;
+  /**
+   * RDP orders; default DEFAULT_RDP_ORDERS. INTEGER_RDP_ORDERS calibrates for the integer
+   * mechanism (distributed discrete Gaussian), whose bound equals the Gaussian's at integer orders
+   * only. Ignored by PLD.
+   */
+  orders?: readonly number[];
   /** PLD grid step, nats; default 1e-4. */
   discretization?: number;
 }
@@ -45,7 +51,7 @@ export function computeEpsilon(setting: TrainingPrivacySetting & { noiseMultipli
     );
     return pld.compose(event, setting.steps).epsilon(setting.delta);
   }
-  return new RdpAccountant()
+  return new RdpAccountant(setting.orders ? { orders: setting.orders } : {})
     .compose(event, setting.steps)
     .epsilon(setting.delta, setting.conversion ?? 'improved');
 }

@@ -11,10 +11,12 @@ export {
 } from './errors.js';
 export {
   DEFAULT_RDP_ORDERS,
+  INTEGER_RDP_ORDERS,
   rdpGaussian,
   rdpPoissonSubsampledGaussian,
   rdpSampledWithoutReplacementGaussian,
   rdpPoissonSubsampledGeneric,
+  rdpPoissonSubsampledSymmetric,
   epsilonFromRdp,
   deltaFromRdp,
   type RdpConversion,

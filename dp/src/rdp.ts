@@ -32,6 +32,15 @@ export const DEFAULT_RDP_ORDERS: readonly number[] = Object.freeze([
   1024,
 ]);
 
+/**
+ * The integer orders of DEFAULT_RDP_ORDERS (2..63, 128, 256, 512, 1024). The integer mechanism's
+ * rigorous RDP bound equals the Gaussian's there (rdpPoissonSubsampledSymmetric), so a σ
+ * calibrated on these orders keeps the integer mechanism's ε within the target.
+ */
+export const INTEGER_RDP_ORDERS: readonly number[] = Object.freeze(
+  DEFAULT_RDP_ORDERS.filter((a) => Number.isInteger(a)),
+);
+
 /** How an RDP curve is turned into (ε, δ). */
 export type RdpConversion = 'improved' | 'classic';
 
@@ -265,6 +274,47 @@ export function rdpPoissonSubsampledGeneric(
   const log3 = Math.log(3);
   for (let l = 3; l <= a; l++) {
     sum = logAdd(sum, log3 + (l - 1) * rdpAt(l) + logBinomial(a, l) + (a - l) * log1mQ + l * logQ);
+  }
+  return Math.min(sum / (a - 1), plain);
+}
+
+/**
+ * Tight RDP amplification by Poisson subsampling for a mechanism whose neighbouring outputs form
+ * a *symmetric shift pair* — the noise Z is symmetric (Z ~ −Z) and neighbouring releases are Z + a
+ * and Z + b (or mixtures of such pairs over randomness both share, e.g. coupled rounding) — with
+ * RDP `rdpAt(l)` of the pair at integer orders l. At integer α >= 2:
+ *
+ *   ε(α) = 1/(α−1) · log[ (1−q)^{α−1}(1 + (α−1)q) + Σ_{l=2..α} C(α,l) (1−q)^{α−l} q^l e^{(l−1)·rdpAt(l)} ].
+ *
+ * Why this is a bound in both directions (docs/privacy.md, "A rigorous ε for the integers"):
+ * remove — D_α((1−q)μ0 + qμ1 ‖ μ0) expands binomially into exactly these terms, each with
+ * E_μ0[(μ1/μ0)^l] = e^{(l−1) D_l(μ1‖μ0)} <= e^{(l−1) rdpAt(l)} (Mironov, Talwar, Zhang 2019, §3);
+ * add — for a symmetric pair D_α(μ0 ‖ (1−q)μ0 + qμ1) <= the remove direction (pair each outcome
+ * with its mirror image: the claim reduces to two-point pairs, where it follows from
+ * a·b >= ℓ for a = 1−q+qℓ, b = (1−q)ℓ+q, ℓ >= 1; proof in docs/privacy.md). Mixtures over shared
+ * randomness keep both bounds (joint convexity of E_Q[(P/Q)^α]). This is Zhu & Wang 2019's bound
+ * without the factor 3 of their general case; for the Gaussian it is the exact subsampled RDP.
+ * Returns min(bound, rdpAt(α)). Throws InvalidArgumentError for a non-integer order < 2.
+ */
+export function rdpPoissonSubsampledSymmetric(
+  samplingRate: number,
+  rdpAt: (order: number) => number,
+  order: number,
+): number {
+  requireProbability('samplingRate', samplingRate);
+  if (!(Number.isInteger(order) && order >= 2)) {
+    throw new InvalidArgumentError('order', `the symmetric bound needs an integer order >= 2, got ${order}`);
+  }
+  const q = samplingRate;
+  if (q === 0) return 0;
+  const plain = rdpAt(order);
+  if (q === 1) return plain;
+  const logQ = Math.log(q);
+  const log1mQ = Math.log1p(-q);
+  const a = order;
+  let sum = (a - 1) * log1mQ + Math.log1p((a - 1) * q);
+  for (let l = 2; l <= a; l++) {
+    sum = logAdd(sum, (l - 1) * rdpAt(l) + logBinomial(a, l) + (a - l) * log1mQ + l * logQ);
   }
   return Math.min(sum / (a - 1), plain);
 }

@@ -3,6 +3,7 @@
 // entry is pure TypeScript (no libtensorflow), so the API server can load it cheaply.
 import {
   DEFAULT_RDP_ORDERS,
+  INTEGER_RDP_ORDERS,
   RdpAccountant,
   computeEpsilon,
   epsilonFromRdp,
@@ -47,14 +48,15 @@ export async function epsilonSchedule(p: PlanParameters): Promise<number[]> {
   if ((p.accountant ?? 'rdp') === 'pld') {
     return Array.from({ length: p.rounds }, (_, i) => plannedEpsilonSync({ ...p, rounds: i + 1 }));
   }
-  const curve = new RdpAccountant().rdpOf(
+  // The integer mechanism's rigorous bound equals the Gaussian's at integer orders (docs/privacy.md).
+  const curve = new RdpAccountant({ orders: INTEGER_RDP_ORDERS }).rdpOf(
     poissonSampledEvent(p.samplingRate, gaussianEvent(p.noiseMultiplier)),
   );
   const out: number[] = [];
   for (let r = 1; r <= p.rounds; r++) {
     out.push(
       epsilonFromRdp(
-        DEFAULT_RDP_ORDERS,
+        INTEGER_RDP_ORDERS,
         curve.map((v) => v * r),
         p.delta,
         'improved',
@@ -72,6 +74,7 @@ function plannedEpsilonSync(p: PlanParameters): number {
     delta: p.delta,
     noiseMultiplier: p.noiseMultiplier,
     accountant: p.accountant ?? 'rdp',
+    ...((p.accountant ?? 'rdp') === 'rdp' ? { orders: INTEGER_RDP_ORDERS } : {}),
   });
 }
 

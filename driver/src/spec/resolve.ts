@@ -105,11 +105,15 @@ export async function calibrateNoiseMultiplier(o: {
   accountant?: 'rdp' | 'pld';
 }): Promise<number> {
   const dp = await import('@tensorguard/dp');
+  // 'rdp': the job's ε is the integer mechanism's rigorous bound, equal to the Gaussian's at
+  // integer orders only (docs/privacy.md), so calibrate there: the job then ends within the target.
+  const accountant = o.accountant ?? 'rdp';
   const setting = {
     samplingRate: o.samplingRate,
     steps: o.rounds,
     delta: o.delta,
-    accountant: o.accountant ?? 'rdp',
+    accountant,
+    ...(accountant === 'rdp' ? { orders: dp.INTEGER_RDP_ORDERS } : {}),
   };
   let sigma: number;
   try {

@@ -438,11 +438,33 @@ describe('job spec', () => {
       doc.rounds = 50;
       const cfg = await resolveRunConfig(parseJobSpec(doc), { jobId: 'j', dataDir: '/d' });
       // What the coordinator records for 50 rounds with t survivors (worker-ts JobAccountant).
+      // With 'rdp' that is the integer mechanism (2 honest shares of exact discrete Gaussian noise).
       const { JobAccountant } = await import('@tensorguard/worker');
+      const dp = await import('@tensorguard/dp');
+      const integerEvent = (sigma: number) => {
+        const scale = 2 ** 16;
+        const d = 1000;
+        return dp.poissonSampledEvent(
+          0.01,
+          dp.distributedDiscreteGaussianEvent({
+            l2ClipNorm: 1,
+            granularity: 1 / scale,
+            dimension: d,
+            localStddev: (sigma * (1 + Math.sqrt(d) / scale) * scale) / Math.sqrt(2),
+            contributors: 2,
+          }),
+        );
+      };
       const eps = (sigma: number) => {
         const acc = new JobAccountant({ kind: accountant, delta: 1e-5, shardCount: 3 });
         for (let r = 1; r <= 50; r++)
-          acc.record({ round: r, samplingRate: 0.01, noiseMultiplier: sigma, survivors: 2 });
+          acc.record({
+            round: r,
+            samplingRate: 0.01,
+            noiseMultiplier: sigma,
+            survivors: 2,
+            ...(accountant === 'rdp' ? { integerEvent: integerEvent(sigma) } : {}),
+          });
         return acc.epsilon();
       };
       expect(eps(cfg.privacy.noiseMultiplier)).to.be.at.most(2);

@@ -795,21 +795,6 @@ export class Coordinator {
     // release holds survivors − c shares, each sized for t − c (announcement.ts).
     const c = cfg.privacy.colluders;
     const realised = realizedNoiseMultiplier(cfg.privacy.noiseMultiplier, survivors - c, t - c);
-    const budget = cfg.privacy.epsilonBudget;
-    if (budget !== null) {
-      const after = this.accountant.epsilonAfter({
-        samplingRate: cfg.privacy.samplingRate,
-        noiseMultiplier: realised,
-        survivors,
-        shards,
-      });
-      if (after > budget) {
-        this.doneReason = `privacy budget: releasing round ${r} would reach ε = ${after.toFixed(3)} > epsilonBudget ${budget}`;
-        this.budgetStop = true;
-        this.o.log.warn({ round: r, epsilon: this.epsilon, next: after }, 'round refused before release');
-        return false;
-      }
-    }
     const d = this.params.length;
     const integerEvent: DpEvent =
       shareStd >= 0.5
@@ -824,6 +809,23 @@ export class Coordinator {
             }),
           )
         : nonPrivateEvent();
+    const budget = cfg.privacy.epsilonBudget;
+    if (budget !== null) {
+      // The release is checked on the integer mechanism it would actually be (a proof).
+      const after = this.accountant.epsilonAfter({
+        samplingRate: cfg.privacy.samplingRate,
+        noiseMultiplier: realised,
+        survivors,
+        shards,
+        integerEvent,
+      });
+      if (after > budget) {
+        this.doneReason = `privacy budget: releasing round ${r} would reach ε = ${after.toFixed(3)} > epsilonBudget ${budget}`;
+        this.budgetStop = true;
+        this.o.log.warn({ round: r, epsilon: this.epsilon, next: after }, 'round refused before release');
+        return false;
+      }
+    }
     const entry: LedgerEntry = {
       round: r,
       samplingRate: cfg.privacy.samplingRate,
@@ -900,7 +902,7 @@ export class Coordinator {
           epsilonRdp: this.accountant.rdpEpsilon(),
           epsilonIntegerMechanism: integerMechanismEpsilon(this.ledgerEntries, this.delta, cfg.workers.count),
           integerMechanism:
-            "each worker adds exact discrete Gaussian noise N_Z(0, (σΔs)²/(t − c)) (dp's CSPRNG sampler); epsilonIntegerMechanism is dp's RDP bound for the Poisson-subsampled distributed discrete Gaussian over the survivors − c honest shares (Kairouz, Liu, Steinke 2021; Zhu & Wang 2019 subsampling), looser than the Gaussian accounting above",
+            "each worker adds exact discrete Gaussian noise N_Z(0, (σΔs)²/(t − c)) (dp's CSPRNG sampler); epsilonIntegerMechanism is dp's RDP bound for the Poisson-subsampled distributed discrete Gaussian over the survivors − c honest shares (Kairouz, Liu, Steinke 2021 per order; tight subsampling for symmetric shift pairs, docs/privacy.md): a proof for the integers, and the job's epsilon with the rdp accountant",
           privacyUnit: 'one training record',
           samplingRate: cfg.privacy.samplingRate,
           clipNorm: cfg.privacy.clipNorm,

@@ -1,8 +1,11 @@
 import {
+  INTEGER_RDP_ORDERS,
   PldAccountant,
   RdpAccountant,
   calibrateNoiseMultiplier,
+  distributedDiscreteGaussianEvent,
   gaussianEvent,
+  nonPrivateEvent,
   poissonSampledEvent,
 } from '@tensorguard/dp';
 import { expect } from 'chai';
@@ -102,5 +105,84 @@ describe('coordinator/privacy', () => {
     expect(l.read().map((x) => x.round)).to.deep.equal([1, 2, 3]);
     fs.writeFileSync(file, 'garbage\n' + JSON.stringify(e) + '\n');
     expect(() => l.read()).to.throw(/l\.jsonl:1: damaged privacy ledger entry/);
+  });
+});
+
+describe('coordinator/privacy: the rigorous ε of the integer mechanism', () => {
+  // The round as the coordinator records it: t honest survivors' exact discrete Gaussian shares,
+  // each of std σ·Δ·scale/√t integer units over a rounding-inflated Δ = C + √d/scale.
+  const integerRound = (q: number, sigma: number, d: number) => {
+    const scale = 2 ** 16;
+    const t = 3;
+    const sensitivity = 1 + Math.sqrt(d) / scale;
+    return poissonSampledEvent(
+      q,
+      distributedDiscreteGaussianEvent({
+        l2ClipNorm: 1,
+        granularity: 1 / scale,
+        dimension: d,
+        localStddev: (sigma * sensitivity * scale) / Math.sqrt(t),
+        contributors: t,
+      }),
+    );
+  };
+  const settings = [
+    // the demo: 150 rounds at q = 512/20000, σ calibrated for ε = 3 (the driver's calibration)
+    // (the one setting where the goal of 2 % is missed: 2.47 %, the continuous ε's best order is
+    // fractional there and the integers' bound is only proven at integer orders)
+    {
+      name: 'demo',
+      q: 512 / 20_000,
+      rounds: 150,
+      sigma: undefined as number | undefined,
+      target: 3,
+      within: 0.025,
+    },
+    // bench fmnist: 1172 rounds at q = 2048/60000, σ = 2; its --quick run: 30 rounds, q = 0.02, σ = 1.1
+    { name: 'fmnist', q: 2048 / 60_000, rounds: 1172, sigma: 2.0, target: undefined, within: 0.02 },
+    { name: 'fmnist --quick', q: 0.02, rounds: 30, sigma: 1.1, target: undefined, within: 0.02 },
+  ];
+  for (const s of settings) {
+    it(`is a proof for the integers and within ${s.within * 100} % of the continuous Gaussian's ε (${s.name})`, () => {
+      const sigma =
+        s.sigma ??
+        calibrateNoiseMultiplier({
+          samplingRate: s.q,
+          steps: s.rounds,
+          delta: 1e-5,
+          targetEpsilon: s.target!,
+          orders: INTEGER_RDP_ORDERS,
+        });
+      const a = new JobAccountant({ kind: 'rdp', delta: 1e-5, shardCount: 4 });
+      for (let r = 1; r <= s.rounds; r++) {
+        a.record({
+          round: r,
+          samplingRate: s.q,
+          noiseMultiplier: sigma,
+          survivors: 3,
+          integerEvent: integerRound(s.q, sigma, 101_770),
+        });
+      }
+      const rigorous = a.epsilon();
+      const continuous = new RdpAccountant()
+        .compose(poissonSampledEvent(s.q, gaussianEvent(sigma)), s.rounds)
+        .epsilon(1e-5);
+      expect(rigorous).to.be.at.least(continuous * (1 - 1e-12));
+      expect(rigorous / continuous, `${rigorous} vs ${continuous}`).to.be.below(1 + s.within);
+      // A job calibrated by the driver ends within its target on the rigorous bound.
+      if (s.target !== undefined) expect(rigorous).to.be.at.most(s.target);
+    });
+  }
+
+  it('a round whose shares carry no usable integer noise makes ε infinite, whatever σ says', () => {
+    const a = new JobAccountant({ kind: 'rdp', delta: 1e-5, shardCount: 2 });
+    a.record({
+      round: 1,
+      samplingRate: 0.1,
+      noiseMultiplier: 1,
+      survivors: 2,
+      integerEvent: nonPrivateEvent(),
+    });
+    expect(a.epsilon()).to.equal(Infinity);
   });
 });

@@ -7,11 +7,15 @@
 //   - 'pld': dp's PldAccountant per shard (tighter, slower: one PLD composition per distinct
 //     history, cached), with the RDP ledger kept beside it for the report.
 //
-// The event of a released round is the Poisson-subsampled Gaussian at the *realised* noise
-// multiplier (σ·√(S/t) for S surviving contributors, relative to the rounding-inflated
-// sensitivity), the same event the driver calibrates σ with, so a job whose every round has t
-// survivors ends at the calibrated target. The exact integer mechanism (distributed discrete
-// Gaussian) is recorded in the ledger too and reported beside it (see worker-ts/README.md).
+// The event of a released round is the mechanism the workers actually run: the Poisson-subsampled
+// sum of the honest survivors' exact discrete Gaussian shares over randomized-rounded integers
+// (dp's distributedDiscreteGaussianEvent, its `integerEvent`), accounted with the KLS21 per-order
+// bound and the tight subsampling bound for symmetric shift pairs: a proof for the integers that
+// equals the Gaussian accounting at the realised noise multiplier σ·√((s−c)/(t−c)) up to the
+// integer orders it uses (docs/privacy.md, "A rigorous ε for the integers"). A round recorded
+// without its integer event (ledgers of older versions) falls back to that Gaussian event.
+// 'pld' composes the Gaussian event's PLD (tighter, but an approximation for the integers); its
+// report names the rigorous figure beside it.
 //
 // This module only accounts; the policy (refuse a round before it would pass the budget) is in
 // the coordinator, which calls `epsilonAfter` before a round opens and again before the sum is
@@ -41,6 +45,21 @@ export interface RoundEvent {
    * before per-shard accounting): every shard, which can only over-count.
    */
   shards?: number[];
+  /**
+   * The integer mechanism as run (Poisson-sampled distributed discrete Gaussian, or non-private
+   * when the shares carry no usable noise): what the RDP ledger accounts when present.
+   */
+  integerEvent?: DpEvent;
+}
+
+/** The event the RDP ledger records for a round: the integer mechanism when known. */
+function ledgerEvent(e: Pick<RoundEvent, 'samplingRate' | 'noiseMultiplier' | 'integerEvent'>): DpEvent {
+  return e.integerEvent ?? roundEvent(e);
+}
+
+/** Whether a round released a sum that nothing bounds (no noise, or unusable integer noise). */
+function unbounded(e: Pick<RoundEvent, 'noiseMultiplier' | 'integerEvent'>): boolean {
+  return e.noiseMultiplier === 0 || e.integerEvent?.kind === 'non-private';
 }
 
 /** The event one shard's records go through in a round. */
@@ -104,12 +123,13 @@ export class JobAccountant {
     if (this.recorded.has(e.round)) return false;
     const event = roundEvent(e);
     const shards = this.shardsOf(e);
-    if (e.noiseMultiplier === 0) {
+    if (unbounded(e)) {
       for (const s of shards) this.nonPrivate.add(s);
       this.recorded.add(e.round);
       return true;
     }
-    this.rdp.recordRound({ round: e.round, shards: shards.map((shard) => ({ shard, event })) });
+    const rigorous = ledgerEvent(e);
+    this.rdp.recordRound({ round: e.round, shards: shards.map((shard) => ({ shard, event: rigorous })) });
     if (this.kind === 'pld') {
       const key = JSON.stringify(event);
       for (const s of shards) {
@@ -151,12 +171,14 @@ export class JobAccountant {
 
   /** ε the job would have after also recording `e` (not recorded). */
   epsilonAfter(e: Omit<RoundEvent, 'round'>): number {
-    if (e.noiseMultiplier === 0 || this.nonPrivate.size > 0) return Infinity;
+    if (unbounded(e) || this.nonPrivate.size > 0) return Infinity;
     const event = roundEvent(e);
     const shards = this.shardsOf(e);
     if (this.kind === 'rdp') {
       const round = (this.rdp.lastRound ?? -1) + 1;
-      return this.rdp.epsilonAfter({ round, shards: shards.map((shard) => ({ shard, event })) }).epsilon;
+      const rigorous = ledgerEvent(e);
+      return this.rdp.epsilonAfter({ round, shards: shards.map((shard) => ({ shard, event: rigorous })) })
+        .epsilon;
     }
     const key = JSON.stringify(event);
     let eps = 0;
@@ -173,8 +195,8 @@ export class JobAccountant {
   /** What computes ε, for the privacy report. */
   describe(): string {
     return this.kind === 'pld'
-      ? 'per-shard PLD (dp PldAccountant: connect-the-dots, grid 1e-4) of the Poisson-subsampled Gaussian at the realised noise multiplier; job ε = max over shards'
-      : "per-shard RDP (dp DistributedAccountant: dp_accounting's orders, improved conversion) of the Poisson-subsampled Gaussian at the realised noise multiplier; job ε = max over shards";
+      ? 'per-shard PLD (dp PldAccountant: connect-the-dots, grid 1e-4) of the Poisson-subsampled Gaussian at the realised noise multiplier, an approximation of the integer mechanism (its rigorous bound is epsilonIntegerMechanism); job ε = max over shards'
+      : "per-shard RDP (dp DistributedAccountant: dp_accounting's orders, improved conversion) of the integer mechanism as run: Poisson-subsampled distributed discrete Gaussian over the honest survivors' shares (Kairouz, Liu, Steinke 2021 per order; tight subsampling for symmetric shift pairs, docs/privacy.md), a proof for the integers; job ε = max over shards";
   }
 
   /** The RDP ledger's exact state (checkpoint manifests). */
@@ -186,9 +208,9 @@ export class JobAccountant {
 /**
  * ε (RDP, max over shards) of the integer mechanism the workers actually run, from the ledger's
  * `integerEvent`s: Poisson-subsampled distributed discrete Gaussian with the rounding-inflated
- * sensitivity (Kairouz, Liu, Steinke 2021), subsampled with dp's generic bound (Zhu & Wang 2019).
- * A rigorous bound for the integers, looser than the Gaussian accounting (the generic subsampling
- * bound); reported beside it. null when some round has no integer event (an older ledger).
+ * sensitivity (Kairouz, Liu, Steinke 2021), with the tight subsampling bound for symmetric shift
+ * pairs (docs/privacy.md). A rigorous bound for the integers; with the 'rdp' accountant it is the
+ * job's ε. null when some round has no integer event (an older ledger).
  */
 export function integerMechanismEpsilon(
   entries: readonly (RoundEvent & { integerEvent?: DpEvent })[],
