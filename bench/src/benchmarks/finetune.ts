@@ -8,7 +8,7 @@
 // leave a side out; --threads=N gives each torch run N intra-op threads (default: the workers, so
 // torch has the cores TensorGuard's workers have).
 import os from 'node:os';
-import { resolveModelPreset, resolveMovieReviewsCsv } from '@tensorguard/worker';
+import { presetSplitFile, resolveDatasetPreset, resolveModelPreset } from '@tensorguard/worker';
 import { runOurs } from '../finetune/ours.js';
 import { FULL, QUICK, steps, trainRecords } from '../finetune/settings.js';
 import { runTorch, type TorchResult } from '../finetune/torch-side.js';
@@ -30,7 +30,13 @@ export const benchmark: Benchmark = {
     const modelDir = await resolveModelPreset(s.modelPreset, {
       onDownload: (w) => log(`downloading ${w.pkg}`),
     });
-    const csv = await resolveMovieReviewsCsv({ onDownload: (w) => log(`downloading ${w.pkg}`) });
+    const data = await resolveDatasetPreset(s.datasetPreset, {
+      onDownload: (w) => log(`downloading ${w.pkg}`),
+    });
+    const splitFiles = {
+      trainFile: presetSplitFile(data, s.datasetPreset, 'train'),
+      testFile: presetSplitFile(data, s.datasetPreset, 'test'),
+    };
     const rows: Row[] = [];
     const summary: Record<string, number> = {};
 
@@ -58,7 +64,7 @@ export const benchmark: Benchmark = {
     for (const mode of ['dp', 'nonprivate'] as const) {
       const r = args.includes('--no-torch')
         ? { error: 'skipped (--no-torch)' }
-        : await runTorch(root, mode, s, { modelDir, csv }, threads, log);
+        : await runTorch(root, mode, s, { modelDir, ...splitFiles }, threads, log);
       const side = mode === 'dp' ? 'Opacus + PEFT (DP)' : 'PEFT (non-private)';
       if ('error' in r) {
         log(`${side} not run: ${r.error}`);

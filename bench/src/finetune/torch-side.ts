@@ -1,6 +1,6 @@
 // The torch sides of the fine-tune benchmark: bench/scripts/finetune_torch.py in .venv-bench
 // (Opacus DP-SGD + PEFT LoRA, and the same LoRA fine-tune without privacy), on the same model
-// folder and CSV the TensorGuard side resolves (worker-ts hf/presets.ts).
+// folder and split files the TensorGuard side resolves (worker-ts hf/presets.ts).
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -28,7 +28,7 @@ export function runTorch(
   root: string,
   mode: 'dp' | 'nonprivate',
   s: FinetuneSettings,
-  paths: { modelDir: string; csv: string },
+  paths: { modelDir: string; trainFile: string; testFile: string },
   threads: number,
   log: (l: string) => void,
 ): Promise<TorchResult | { error: string }> {
@@ -36,8 +36,8 @@ export function runTorch(
   if (!fs.existsSync(python)) return Promise.resolve({ error: `no .venv-bench (${VENV_BENCH_HINT})` });
   const args = [
     path.join(root, 'bench', 'scripts', 'finetune_torch.py'),
-    ...['--model', paths.modelDir, '--csv', paths.csv, '--mode', mode],
-    ...['--source', s.datasetPreset === 'rotten-tomatoes' ? 'rotten_tomatoes' : 'imdb'],
+    ...['--model', paths.modelDir, '--mode', mode],
+    ...['--train-file', paths.trainFile, '--test-file', paths.testFile],
     ...['--max-tokens', String(s.maxTokens), '--batch', String(s.batch), '--epochs', String(s.epochs)],
     ...['--optimizer', s.optimizer, '--lr', String(s.learningRate)],
     ...['--rank', String(s.loraRank), '--alpha', String(s.loraAlpha), '--targets', s.loraTargets.join(',')],
