@@ -95,7 +95,7 @@ function report(
     metrics: beside(METRICS_FILE),
     report: beside(REPORT_FILE),
     // The trained LoRA adapter in PEFT's format (hf-bert jobs; docs/finetune.md).
-    ...(beside('adapter') !== null ? { adapter: beside('adapter') } : {}),
+    ...((result?.adapter ?? beside('adapter')) ? { adapter: result?.adapter ?? beside('adapter') } : {}),
     full,
     wall_seconds: Number(wallSeconds.toFixed(1)),
     ...(ok ? {} : { error: result?.error ?? details.message ?? details.status }),

@@ -121,7 +121,8 @@ export function resultText(r: ResultLine): string {
       `job ${r.job_id} succeeded: ${r.rounds ?? '?'} rounds, ε = ${fmtEpsilon(r.epsilon, 4)} (δ = ${r.delta ?? '?'}), ` +
       `test accuracy ${fmt(r.test_accuracy, 4)}\n  checkpoint: ${r.checkpoint ?? '–'}\n  privacy report: ${r.privacy_report ?? '–'}` +
       // The coordinator writes the HTML job report beside the privacy report.
-      (r.privacy_report ? `\n  report: ${path.join(path.dirname(r.privacy_report), 'report.html')}` : '')
+      (r.privacy_report ? `\n  report: ${path.join(path.dirname(r.privacy_report), 'report.html')}` : '') +
+      (r.adapter ? `\n  adapter: ${r.adapter} (PEFT)` : '')
     );
   }
   return `job ${r.job_id} failed: ${r.error ? oneLine(r.error) : 'no error message'}`;

@@ -30,6 +30,8 @@ export interface ResultLine {
   rounds?: number | null;
   checkpoint?: string | null;
   privacy_report?: string | null;
+  /** The trained LoRA adapter's folder in PEFT's format (hf-bert jobs). */
+  adapter?: string;
   error?: string;
   wall_seconds?: number;
 }

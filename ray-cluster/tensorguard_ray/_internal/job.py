@@ -161,7 +161,7 @@ def run_job(spec: dict, job_id: str, launch: Launch, *, placement_timeout_s: flo
             "privacy_report": done.get("privacy_report"),
             "wall_seconds": round(time.monotonic() - t0, 3),
         }
-        for k in ("error", "stop_reason"):
+        for k in ("error", "stop_reason", "adapter"):
             if done.get(k) is not None:
                 result[k] = one_line(str(done[k])) if k == "error" else done[k]
         if result["status"] not in ("succeeded", "failed"):
