@@ -4,3 +4,11 @@
 export * from './spec/index.js';
 // Ray: Jobs REST client, local head, cluster discovery, job submission and following.
 export * from './ray/index.js';
+// TrainingService clients: a finished job's artifacts, each file's SHA-256 checked.
+export {
+  ArtifactIntegrityError,
+  downloadJobArtifact,
+  type DownloadArtifactOptions,
+  type DownloadedFile,
+} from './api/artifact-client.js';
+export type { ArtifactFile, ArtifactKind } from './api/domain.js';

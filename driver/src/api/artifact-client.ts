@@ -144,7 +144,8 @@ export function downloadJobArtifact(
             );
           }
           p.hash.update(part.data);
-          fs.writeSync(p.fd, part.data);
+          for (let off = 0; off < part.data.byteLength;)
+            off += fs.writeSync(p.fd, part.data, off, part.data.byteLength - off);
         }
       } catch (err) {
         fail(err);
