@@ -163,7 +163,7 @@ export class DpClippingEngine implements ClippingEngine {
   async clippedSum(x: Tensor, labels: Tensor, clipNorm: number): Promise<ClippedSum> {
     const options: ClippingOptions = {
       clipNorm,
-      maxChunkSize: this.options.maxChunkSize ?? 256,
+      maxChunkSize: this.options.maxChunkSize ?? this.def.maxChunkSize ?? 256,
       ...(this.options.clipMethod ? { clipMethod: this.options.clipMethod } : {}),
       ...(this.options.normMethod ? { normMethod: this.options.normMethod } : {}),
     };
@@ -186,7 +186,7 @@ export class DpClippingEngine implements ClippingEngine {
   }
 
   /** Accuracy on a labelled set, in batches (the coordinator's evaluation). */
-  accuracy(x: Tensor, labels: Tensor, batch = 1000): number {
+  accuracy(x: Tensor, labels: Tensor, batch = this.def.maxChunkSize ?? 1000): number {
     return this.evaluate(x, labels, batch).accuracy;
   }
 
@@ -194,7 +194,11 @@ export class DpClippingEngine implements ClippingEngine {
    * Accuracy and mean cross-entropy (nats per example, of the softmax of the logits) on a
    * labelled set, in batches: the coordinator's held-out evaluation. Both 0 for an empty set.
    */
-  evaluate(x: Tensor, labels: Tensor, batch = 1000): { accuracy: number; loss: number } {
+  evaluate(
+    x: Tensor,
+    labels: Tensor,
+    batch = this.def.maxChunkSize ?? 1000,
+  ): { accuracy: number; loss: number } {
     const n = x.shape[0]!;
     let correct = 0;
     let lossSum = 0;

@@ -179,6 +179,9 @@ export function compileLora(o: BertLoraOptions = {}): CompiledLora {
   return { rank, alpha, targetModules };
 }
 
+/** Tokens (examples × seqLen) per clipping chunk and evaluation batch. */
+const TOKENS_PER_CHUNK = 1024;
+
 export interface HfBertModelDef extends ModelDef {
   config: BertConfig;
   pooling: BertPooling;
@@ -324,6 +327,9 @@ export function hfBert(o: HfBertOptions): HfBertModelDef {
   });
   return {
     ...def,
+    // ~1024 tokens per chunk: a chunk's traced activations (≈ 0.7 MB per token for MiniLM: every
+    // intermediate of the forward lives until the chunk's backward) stay under ~1 GB.
+    maxChunkSize: Math.max(1, Math.floor(TOKENS_PER_CHUNK / T)),
     config: c,
     pooling,
     lora,

@@ -27,6 +27,11 @@ export interface ModelDef {
   params: ParamSpec[];
   /** The model as DP layers (what the clipping engine traces). */
   layers: Layer[];
+  /**
+   * Examples per clipping chunk and per evaluation batch this model asks for (default 256 and
+   * 1000): a chunk's traced activations live together, so large models bound their memory here.
+   */
+  maxChunkSize?: number;
   /** Logits [batch, numClasses] from features [batch, ...inputShape], parameters from `p`. */
   forward(tf: Tf, p: Record<string, Tensor>, x: Tensor): Tensor;
 }
