@@ -256,7 +256,7 @@ describe('hostile: faults and bad data', function () {
     b[b.length - 5] = b[b.length - 5]! ^ 0x40;
     fs.writeFileSync(f, b);
     const ledger = path.join(ck, 'privacy-ledger.jsonl');
-    const releasedBefore = fs.readFileSync(ledger, 'utf8').trim().split('\n').length;
+    const releasedBefore = new PrivacyLedger(ledger).read().length;
     const cfg = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
     const more = path.join(dir, 'more.json');
     fs.writeFileSync(more, JSON.stringify({ ...cfg, rounds: 3 }));

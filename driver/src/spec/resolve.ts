@@ -33,10 +33,18 @@ export type RunConfigJson = Omit<JobSpec, 'privacy' | 'secureAggregation' | 'mod
 /** Resolves the spec; throws JobSpecError when a derived value cannot be computed. */
 export async function resolveRunConfig(spec: JobSpec, opts: ResolveOptions): Promise<RunConfigJson> {
   const { privacy, dataset, workers } = spec;
+  const records =
+    dataset.trainExamples ?? (dataset.preset ? PRESET_TRAIN_RECORDS[dataset.preset] : undefined);
+  if (records !== undefined && privacy.delta > 1 / records && !privacy.allowDeltaAboveInverseN) {
+    throw new JobSpecError([
+      {
+        path: 'privacy.delta',
+        message: `${privacy.delta} is above 1/N = ${(1 / records).toPrecision(3)} for N = ${records} training records: at such a δ a mechanism may publish a record outright; lower privacy.delta (for example to ${(0.1 / records).toPrecision(1)}) or set privacy.allowDeltaAboveInverseN: true`,
+      },
+    ]);
+  }
   let samplingRate = privacy.samplingRate;
   if (samplingRate === undefined) {
-    const records =
-      dataset.trainExamples ?? (dataset.preset ? PRESET_TRAIN_RECORDS[dataset.preset] : undefined);
     if (records === undefined) {
       throw new JobSpecError([
         {

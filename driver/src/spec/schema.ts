@@ -160,8 +160,14 @@ export const privacySchema = z.strictObject({
   noiseMultiplier: z.number().min(0).optional(),
   /** The ε to reach after all rounds; the driver calibrates σ for it (RDP). */
   targetEpsilon: positive.optional(),
-  /** δ of the (ε, δ) guarantee. Default 1e-5. */
+  /**
+   * δ of the (ε, δ) guarantee. Default 1e-5. Refused above 1/N (N training records, when the driver
+   * knows N: a preset or dataset.trainExamples) unless allowDeltaAboveInverseN is true: at such a δ
+   * a mechanism may publish a record outright and still meet the guarantee.
+   */
   delta: z.number().gt(0).lt(1).default(1e-5),
+  /** Accept a δ above 1/N (see delta). Default false. */
+  allowDeltaAboveInverseN: z.boolean().default(false),
   /** Hard ε limit: the round that would exceed it is refused. null: no limit (tests only). */
   epsilonBudget: positive.nullable(),
   /** Default 'rdp'. */

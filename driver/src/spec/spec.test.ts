@@ -420,6 +420,36 @@ describe('job spec', () => {
     expect(cfg).to.not.have.nested.property('privacy.expectedBatchSize');
   });
 
+  it('refuses a δ above 1/N when N is known, unless privacy.allowDeltaAboveInverseN says so', async () => {
+    const doc = validSpecInput();
+    doc.dataset = { format: 'idx', preset: 'fashion-mnist', trainExamples: 1000 };
+    doc.privacy = { clipNorm: 1, noiseMultiplier: 1, epsilonBudget: 8, samplingRate: 0.01, delta: 0.002 };
+    let err: unknown;
+    try {
+      await resolveRunConfig(parseJobSpec(doc), { jobId: 'j', dataDir: '/d' });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).to.be.instanceOf(JobSpecError);
+    expect((err as JobSpecError).message).to.include(
+      'privacy.delta: 0.002 is above 1/N = 0.00100 for N = 1000 training records: at such a δ a mechanism may publish a record outright; lower privacy.delta (for example to 0.0001) or set privacy.allowDeltaAboveInverseN: true',
+    );
+    doc.privacy = {
+      clipNorm: 1,
+      noiseMultiplier: 1,
+      epsilonBudget: 8,
+      samplingRate: 0.01,
+      delta: 0.002,
+      allowDeltaAboveInverseN: true,
+    };
+    const cfg = await resolveRunConfig(parseJobSpec(doc), { jobId: 'j', dataDir: '/d' });
+    expect(cfg.privacy.delta).to.equal(0.002);
+    doc.privacy = { clipNorm: 1, noiseMultiplier: 1, epsilonBudget: 8, samplingRate: 0.01, delta: 0.001 };
+    expect((await resolveRunConfig(parseJobSpec(doc), { jobId: 'j', dataDir: '/d' })).privacy.delta).to.equal(
+      0.001,
+    );
+  });
+
   it('takes a text preset for an hf-bert model: its training records give the sampling rate', async () => {
     const doc = validSpecInput();
     doc.model = { kind: 'hf-bert', preset: 'all-minilm-l6-v2' };

@@ -56,7 +56,7 @@ import type {
   StageRequest,
 } from '../protocol.js';
 import type { KeyHolderLink } from '@tensorguard/secure-agg/service';
-import { PrivacyLedger, type LedgerEntry } from './ledger.js';
+import { jobFingerprint, PrivacyLedger, type LedgerEntry } from './ledger.js';
 import { integerMechanismEpsilon, JobAccountant } from './privacy.js';
 import { encodedSize, RpcError, type Handler, type Method } from './rpc.js';
 import { METRICS_FILE, RoundMetricsLog, type RoundMetrics } from '../report/metrics-log.js';
@@ -182,21 +182,26 @@ export class Coordinator {
     // A torn ledger line is charged as the worst case the config allows: every shard, the least
     // noise a release can carry (quorum survivors).
     const cfg0 = o.config;
-    this.ledger = new PrivacyLedger(path.join(cfg0.checkpoint.dir, 'privacy-ledger.jsonl'), (round) => ({
-      round,
-      samplingRate: cfg0.privacy.samplingRate,
-      noiseMultiplier: realizedNoiseMultiplier(
-        cfg0.privacy.noiseMultiplier,
-        cfg0.secureAggregation.threshold - cfg0.privacy.colluders,
-        cfg0.secureAggregation.threshold - cfg0.privacy.colluders,
-      ),
-      survivors: cfg0.secureAggregation.threshold,
-      shards: Array.from({ length: cfg0.workers.count }, (_, i) => i),
-      quorum: cfg0.secureAggregation.threshold,
-      colluders: cfg0.privacy.colluders,
-      configuredNoiseMultiplier: cfg0.privacy.noiseMultiplier,
-      time: new Date().toISOString(),
-    }));
+    this.ledger = new PrivacyLedger(
+      path.join(cfg0.checkpoint.dir, 'privacy-ledger.jsonl'),
+      (round) => ({
+        round,
+        samplingRate: cfg0.privacy.samplingRate,
+        noiseMultiplier: realizedNoiseMultiplier(
+          cfg0.privacy.noiseMultiplier,
+          cfg0.secureAggregation.threshold - cfg0.privacy.colluders,
+          cfg0.secureAggregation.threshold - cfg0.privacy.colluders,
+        ),
+        survivors: cfg0.secureAggregation.threshold,
+        shards: Array.from({ length: cfg0.workers.count }, (_, i) => i),
+        quorum: cfg0.secureAggregation.threshold,
+        colluders: cfg0.privacy.colluders,
+        configuredNoiseMultiplier: cfg0.privacy.noiseMultiplier,
+        time: new Date().toISOString(),
+      }),
+      0,
+      jobFingerprint(cfg0 as unknown as Parameters<typeof jobFingerprint>[0]),
+    );
     this.metricsLog = new RoundMetricsLog(path.join(cfg0.checkpoint.dir, METRICS_FILE));
     this.accountant = new JobAccountant({
       kind: o.config.privacy.accountant,
@@ -234,6 +239,7 @@ export class Coordinator {
       { baseModelFingerprint: this.o.fingerprint },
       (msg, detail) => this.o.log.warn(detail, msg),
     );
+    this.ledger.checkFingerprint();
     this.ledger.afterRound = ck?.manifest.round ?? 0;
     this.ledger.repair();
     this.ledgerEntries = this.ledger.read();
