@@ -198,6 +198,26 @@ describe('hostile: faults and bad data', function () {
           };
         },
       ],
+      [
+        'a test set sharing records with the training set (held-out metrics would not be held out)',
+        () => {
+          const train = path.join(dir, 'overlap-train.csv');
+          const test = path.join(dir, 'overlap-test.csv');
+          const records = Array.from({ length: 40 }, (_, i) => `${i / 40},${(i * 7) % 11},${i % 2}`);
+          fs.writeFileSync(train, ['a,b,label', ...records].join('\n') + '\n');
+          // Three training records copied into an otherwise fresh test set (one a secret).
+          fs.writeFileSync(
+            test,
+            ['a,b,label', records[3], records[17], records[29], '5,5,1', '6,6,0'].join('\n') + '\n',
+          );
+          return {
+            config: csvConfig({ path: train, testPath: test, sharding: 'contiguous' }),
+            index: 0,
+            names: `dataset.testPath: 2 of this worker's 20 training records also appear in the test set`,
+            absent: records[17],
+          };
+        },
+      ],
     ];
     for (const [name, make] of rows) {
       it(name, async () => {

@@ -26,7 +26,8 @@ async function main(): Promise<number> {
   const log = createLogger('worker', { workerIndex: index });
   const { tf } = await import('@tensorguard/dp/tfjs');
   const { clippingLanes, loadRunConfig } = await import('../config.js');
-  const { loadShard } = await import('../data/load.js');
+  const { loadShard, loadTestSet } = await import('../data/load.js');
+  const { refuseTestOverlap } = await import('../data/overlap.js');
   const { prepareModel } = await import('../job.js');
   const { DpClippingEngine } = await import('../clipping.js');
   const { RoundClient } = await import('../round-client.js');
@@ -43,6 +44,11 @@ async function main(): Promise<number> {
   } catch (err) {
     // Missing or unreadable on this node: a restart here would fail the same way.
     throw new FatalError(`cannot load its shard: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  try {
+    refuseTestOverlap(cfg, shard, () => loadTestSet(cfg));
+  } catch (err) {
+    throw new FatalError(err instanceof Error ? err.message : String(err));
   }
   const prepared = prepareModel(cfg, shard);
   log.info(
