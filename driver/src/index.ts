@@ -10,5 +10,5 @@ export {
   downloadJobArtifact,
   type DownloadArtifactOptions,
   type DownloadedFile,
-} from './api/artifact-client.js';
-export type { ArtifactFile, ArtifactKind } from './api/domain.js';
+} from './api/client/artifact-client.js';
+export type { ArtifactFile, ArtifactKind } from './api/jobs/domain.js';

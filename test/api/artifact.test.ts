@@ -24,7 +24,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { downloadJobArtifact } from '../../driver/src/api/artifact-client.js';
+import { downloadJobArtifact } from '../../driver/src/api/client/artifact-client.js';
 import { LocalHead } from '../../driver/src/ray/index.js';
 import {
   bearer,

@@ -10,7 +10,7 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
 import { LocalHead, type RayJobsClient } from '../../driver/src/ray/index.js';
-import { verifyReport } from '../../driver/src/api/privacy-report.js';
+import { verifyReport } from '../../driver/src/api/jobs/privacy-report.js';
 import {
   bearer,
   call,

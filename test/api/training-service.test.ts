@@ -5,9 +5,9 @@ import * as grpc from '@grpc/grpc-js';
 import { trainingService as pb } from '@tensorguard/proto';
 import { expect } from 'chai';
 import path from 'node:path';
-import { decodeStatus } from '../../driver/src/api/status-details.js';
-import { verifyReport } from '../../driver/src/api/privacy-report.js';
-import { epsilonSchedule } from '../../driver/src/api/accounting.js';
+import { decodeStatus } from '../../driver/src/api/edge/status-details.js';
+import { verifyReport } from '../../driver/src/api/jobs/privacy-report.js';
+import { epsilonSchedule } from '../../driver/src/api/jobs/accounting.js';
 import {
   bearer,
   call,

@@ -10,12 +10,12 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { pino } from 'pino';
-import { ApiKeyStore } from '../../driver/src/api/api-keys.js';
-import { loadOrCreateSigningKey, verifyReport } from '../../driver/src/api/privacy-report.js';
-import { startApiServer, type ApiServer } from '../../driver/src/api/server.js';
-import { SimulatedBackend } from '../../driver/src/api/simulated-backend.js';
-import { driverSpecValidator } from '../../driver/src/api/spec.js';
-import { JobStore } from '../../driver/src/api/store.js';
+import { ApiKeyStore } from '../../driver/src/api/edge/api-keys.js';
+import { loadOrCreateSigningKey, verifyReport } from '../../driver/src/api/jobs/privacy-report.js';
+import { startApiServer, type ApiServer } from '../../driver/src/api/edge/server.js';
+import { SimulatedBackend } from '../../driver/src/api/testing/simulated-backend.js';
+import { driverSpecValidator } from '../../driver/src/api/jobs/spec.js';
+import { JobStore } from '../../driver/src/api/jobs/store.js';
 import {
   bearer,
   call,

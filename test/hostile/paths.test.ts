@@ -9,7 +9,7 @@ import { expect } from 'chai';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { decodeStatus } from '../../driver/src/api/status-details.js';
+import { decodeStatus } from '../../driver/src/api/edge/status-details.js';
 import {
   bearer,
   call,

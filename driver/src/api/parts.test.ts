@@ -3,13 +3,13 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ApiKeyStore, hashKeyScrypt, hashKeySha256, keyProblem } from './api-keys.js';
-import { ApiError } from './errors.js';
-import { canonicalJson } from './privacy-report.js';
-import { RateLimiter } from './rate-limit.js';
-import { peerAddress } from './server.js';
-import { decodeStatus, encodeStatus } from './status-details.js';
-import { JobStore, StoreLockedError } from './store.js';
+import { ApiKeyStore, hashKeyScrypt, hashKeySha256, keyProblem } from './edge/api-keys.js';
+import { ApiError } from './edge/errors.js';
+import { canonicalJson } from './jobs/privacy-report.js';
+import { RateLimiter } from './edge/rate-limit.js';
+import { peerAddress } from './edge/server.js';
+import { decodeStatus, encodeStatus } from './edge/status-details.js';
+import { JobStore, StoreLockedError } from './jobs/store.js';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'tg-api-unit-'));
 

@@ -1,6 +1,6 @@
 // `tensorguard serve` option parsing that needs no server: --max-artifact-bytes.
 import { expect } from 'chai';
-import { DEFAULT_MAX_ARTIFACT_BYTES } from '../api/artifacts.js';
+import { DEFAULT_MAX_ARTIFACT_BYTES } from '../api/jobs/artifacts.js';
 import { parseServeArgs } from './serve.js';
 import { UsageError } from './types.js';
 

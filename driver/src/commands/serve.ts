@@ -2,19 +2,19 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { destination, pino } from 'pino';
-import { ApiKeyStore, generateKey, hashKeyScrypt, hashKeySha256, keyProblem } from '../api/api-keys.js';
-import { AccountantPool } from '../api/accountant-pool.js';
-import { DEFAULT_MAX_ARTIFACT_BYTES } from '../api/artifacts.js';
-import type { JobBackend } from '../api/backend.js';
-import { LocalProcessBackend } from '../api/local-process-backend.js';
-import { SimulatedBackend } from '../api/simulated-backend.js';
-import { loadOrCreateSigningKey } from '../api/privacy-report.js';
-import { createRayJobBackend, RayJobBackend } from '../api/ray-backend.js';
-import { startApiServer } from '../api/server.js';
-import { driverSpecValidator } from '../api/spec.js';
+import { ApiKeyStore, generateKey, hashKeyScrypt, hashKeySha256, keyProblem } from '../api/edge/api-keys.js';
+import { AccountantPool } from '../api/jobs/accountant-pool.js';
+import { DEFAULT_MAX_ARTIFACT_BYTES } from '../api/jobs/artifacts.js';
+import type { JobBackend } from '../api/backends/backend.js';
+import { LocalProcessBackend } from '../api/testing/local-process-backend.js';
+import { SimulatedBackend } from '../api/testing/simulated-backend.js';
+import { loadOrCreateSigningKey } from '../api/jobs/privacy-report.js';
+import { createRayJobBackend, RayJobBackend } from '../api/backends/ray-backend.js';
+import { startApiServer } from '../api/edge/server.js';
+import { driverSpecValidator } from '../api/jobs/spec.js';
 import { RayError } from '../ray/errors.js';
-import { JobStore } from '../api/store.js';
-import { startTelemetry } from '../api/telemetry.js';
+import { JobStore } from '../api/jobs/store.js';
+import { startTelemetry } from '../api/edge/telemetry.js';
 import { type Command, type Io, UsageError } from './types.js';
 
 const usage = `usage: tensorguard serve --listen HOST:PORT --api-keys FILE [options]

@@ -7,8 +7,8 @@ import { type trainingService as pb, type TrainingServiceClient } from '@tensorg
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import nodePath from 'node:path';
-import { artifactKindToProto, artifactPartFromProto } from './convert.js';
-import type { ArtifactFile, ArtifactKind } from './domain.js';
+import { artifactKindToProto, artifactPartFromProto } from '../edge/convert.js';
+import type { ArtifactFile, ArtifactKind } from '../jobs/domain.js';
 
 /** The server sent bytes that do not match what it announced; nothing was written. */
 export class ArtifactIntegrityError extends Error {

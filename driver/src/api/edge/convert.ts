@@ -12,7 +12,7 @@ import type {
   PrivacyReport,
   PrivacySpent,
   ShardPrivacy,
-} from './domain.js';
+} from '../jobs/domain.js';
 
 const STATE_TO_PROTO: Record<JobState, pb.JobState> = {
   QUEUED: pb.JobState.JOB_STATE_QUEUED,

@@ -9,8 +9,8 @@ import {
   parseJobSpec,
   resolveRunConfig,
   validateJobSpec,
-} from '../spec/index.js';
-import type { FieldViolation } from './status-details.js';
+} from '../../spec/index.js';
+import type { FieldViolation } from '../edge/status-details.js';
 
 export interface SpecIssue {
   /** Dot path inside the job document, e.g. `privacy.delta` ('' = the document itself). */

@@ -19,7 +19,7 @@ import {
 } from '@tensorguard/worker/report';
 import type { ArtifactFile, ArtifactKind, ArtifactPart, JobState } from './domain.js';
 import { JOB_CHECKPOINT_FOLDER } from './confine.js';
-import { ApiError } from './errors.js';
+import { ApiError } from '../edge/errors.js';
 
 /** The default limit on one artifact's bytes (all its files together): 2 GiB. */
 export const DEFAULT_MAX_ARTIFACT_BYTES = 2 * 1024 ** 3;

@@ -1,8 +1,8 @@
 import { expect } from 'chai';
-import { parseMetricLine } from './backend.js';
+import { parseMetricLine } from '../backends/backend.js';
 import { privacySpentFromProto, privacySpentToProto } from './convert.js';
 import { figureOrNull, parseKeepingNonFinite, stringifyKeepingNonFinite } from './json-numbers.js';
-import { JobStore } from './store.js';
+import { JobStore } from '../jobs/store.js';
 import { trainingService as pb, PrivacySpent } from '@tensorguard/proto';
 
 describe('api: an infinite ε stays infinite through every conversion', () => {

@@ -5,8 +5,8 @@
 import type { Logger } from 'pino';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isNonPrivate } from './accounting.js';
-import { clientJobMessage } from './client-message.js';
-import { BackendError, parseMetricLine, type BackendHandle, type JobBackend } from './backend.js';
+import { clientJobMessage } from '../edge/client-message.js';
+import { BackendError, parseMetricLine, type BackendHandle, type JobBackend } from '../backends/backend.js';
 import { isTerminal, type JobEventKind, type JobState } from './domain.js';
 import type { JobStore, JobRecord, JobUpdate } from './store.js';
 

@@ -1,9 +1,9 @@
 // TrainingService in domain terms: validation, tenancy, idempotency, pagination and the
 // privacy report. server.ts adapts it to gRPC (auth, limits, logging, status codes).
 import crypto from 'node:crypto';
-import { isNonPrivate, loadRdp, plannedEpsilon, type PlanParameters } from './accounting.js';
-import { DEFAULT_MAX_ARTIFACT_BYTES, openArtifact, type OpenedArtifact } from './artifacts.js';
-import { BackendError, type JobBackend } from './backend.js';
+import { isNonPrivate, loadRdp, plannedEpsilon, type PlanParameters } from '../jobs/accounting.js';
+import { DEFAULT_MAX_ARTIFACT_BYTES, openArtifact, type OpenedArtifact } from '../jobs/artifacts.js';
+import { BackendError, type JobBackend } from '../backends/backend.js';
 import {
   isTerminal,
   type ArtifactKind,
@@ -11,14 +11,14 @@ import {
   type JobState,
   type ListJobsFilter,
   type PrivacyReport,
-} from './domain.js';
-import { confineJobPaths, jobStateDir, specForBackend, type TenantRoots } from './confine.js';
+} from '../jobs/domain.js';
+import { confineJobPaths, jobStateDir, specForBackend, type TenantRoots } from '../jobs/confine.js';
 import { ApiError } from './errors.js';
-import type { JobMonitor } from './monitor.js';
-import { canonicalJson, signReport, type SigningKey } from './privacy-report.js';
-import { specDocument, type SpecResolver, type SpecValidator } from './spec.js';
+import type { JobMonitor } from '../jobs/monitor.js';
+import { canonicalJson, signReport, type SigningKey } from '../jobs/privacy-report.js';
+import { specDocument, type SpecResolver, type SpecValidator } from '../jobs/spec.js';
 import type { FieldViolation } from './status-details.js';
-import type { JobRecord, JobStore, ListCursor } from './store.js';
+import type { JobRecord, JobStore, ListCursor } from '../jobs/store.js';
 
 export interface CallContext {
   tenant: string;

@@ -10,10 +10,10 @@ import type { Http2Server } from 'node:http2';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { trainingService as pb, TrainingServiceService } from '@tensorguard/proto';
-import { repoRoot } from '../paths.js';
+import { repoRoot } from '../../paths.js';
 import type { ApiKeyStore, Scope } from './api-keys.js';
-import type { JobBackend } from './backend.js';
-import { ARTIFACT_CHUNK_BYTES } from './artifacts.js';
+import type { JobBackend } from '../backends/backend.js';
+import { ARTIFACT_CHUNK_BYTES } from '../jobs/artifacts.js';
 import {
   artifactKindFromProto,
   artifactPartToProto,
@@ -22,15 +22,15 @@ import {
   listFilterFromProto,
   privacyReportToProto,
 } from './convert.js';
-import type { TenantRoots } from './confine.js';
+import type { TenantRoots } from '../jobs/confine.js';
 import { ApiError } from './errors.js';
-import { EventHub, JobMonitor } from './monitor.js';
-import type { SigningKey } from './privacy-report.js';
+import { EventHub, JobMonitor } from '../jobs/monitor.js';
+import type { SigningKey } from '../jobs/privacy-report.js';
 import { RateLimiter, type BucketOptions } from './rate-limit.js';
-import { AccountantPool } from './accountant-pool.js';
+import { AccountantPool } from '../jobs/accountant-pool.js';
 import { TrainingService, type CallContext } from './service.js';
-import type { SpecResolver, SpecValidator } from './spec.js';
-import type { JobStore } from './store.js';
+import type { SpecResolver, SpecValidator } from '../jobs/spec.js';
+import type { JobStore } from '../jobs/store.js';
 import { meter, tracer } from './telemetry.js';
 
 export const SERVICE_NAME = 'tensorguard.v1.TrainingService';

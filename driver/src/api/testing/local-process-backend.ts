@@ -5,8 +5,8 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { epsilonSchedule } from './accounting.js';
-import { stringifyKeepingNonFinite } from './json-numbers.js';
+import { epsilonSchedule } from '../jobs/accounting.js';
+import { stringifyKeepingNonFinite } from '../edge/json-numbers.js';
 import {
   BackendError,
   LogLines,
@@ -16,7 +16,7 @@ import {
   type JobBackend,
   type LogLine,
   type SubmitOptions,
-} from './backend.js';
+} from '../backends/backend.js';
 import type { LocalJobFile } from './local-job.js';
 
 export interface LocalProcessBackendOptions {

@@ -3,10 +3,10 @@
 // and without `eval_loss`, into the store's eval_metrics events.
 import { expect } from 'chai';
 import pino from 'pino';
-import type { JobBackend, LogLine } from './backend.js';
+import type { JobBackend, LogLine } from '../backends/backend.js';
 import type { JobEvent } from './domain.js';
 import { EventHub, JobMonitor } from './monitor.js';
-import { parseRayJobLine } from './ray-backend.js';
+import { parseRayJobLine } from '../backends/ray-backend.js';
 import { JobStore } from './store.js';
 
 function backendWith(lines: string[], parseLine?: JobBackend['parseLine']): JobBackend {

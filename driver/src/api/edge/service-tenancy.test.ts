@@ -4,13 +4,13 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BackendError, type JobBackend } from './backend.js';
+import { BackendError, type JobBackend } from '../backends/backend.js';
 import { type ApiError } from './errors.js';
-import type { JobMonitor } from './monitor.js';
-import { loadOrCreateSigningKey } from './privacy-report.js';
+import type { JobMonitor } from '../jobs/monitor.js';
+import { loadOrCreateSigningKey } from '../jobs/privacy-report.js';
 import { TrainingService } from './service.js';
-import { driverSpecValidator } from './spec.js';
-import { JobStore } from './store.js';
+import { driverSpecValidator } from '../jobs/spec.js';
+import { JobStore } from '../jobs/store.js';
 
 const doc = (over: Record<string, unknown> = {}) => ({
   name: 't',

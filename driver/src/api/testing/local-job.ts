@@ -6,7 +6,7 @@
 // usage: node local-job.js <job-dir>   (reads <job-dir>/job.json, writes <job-dir>/exit.json)
 import fs from 'node:fs';
 import path from 'node:path';
-import { stringifyKeepingNonFinite } from './json-numbers.js';
+import { stringifyKeepingNonFinite } from '../edge/json-numbers.js';
 
 export interface LocalJobFile {
   jobId: string;

@@ -8,13 +8,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { OpenedArtifact } from './artifacts.js';
-import type { JobBackend } from './backend.js';
+import type { JobBackend } from '../backends/backend.js';
 import { jobStateDir } from './confine.js';
 import type { ArtifactPart } from './domain.js';
-import type { ApiError } from './errors.js';
+import type { ApiError } from '../edge/errors.js';
 import type { JobMonitor } from './monitor.js';
 import { loadOrCreateSigningKey } from './privacy-report.js';
-import { TrainingService, type ServiceOptions } from './service.js';
+import { TrainingService, type ServiceOptions } from '../edge/service.js';
 import { driverSpecValidator } from './spec.js';
 import { JobStore } from './store.js';
 

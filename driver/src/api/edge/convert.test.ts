@@ -23,7 +23,7 @@ import {
   type JobEvent,
   type JobState,
   type PrivacyReport,
-} from './domain.js';
+} from '../jobs/domain.js';
 
 /** Domain -> proto -> bytes -> proto -> domain must be the identity. */
 function viaWire<T, P>(

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { AccountantPool } from './accountant-pool.js';
 import { plannedEpsilon } from './accounting.js';
-import { ApiError } from './errors.js';
+import { ApiError } from '../edge/errors.js';
 
 const rdp = { samplingRate: 0.02, noiseMultiplier: 1.1, delta: 1e-5, rounds: 100 };
 // PLD over this many rounds takes seconds: long enough to be cut by a short deadline.

@@ -4,7 +4,7 @@
 // (idempotent), and after a server restart the job is found again by the id stored with it.
 // Its log is read by line index (the stored cursor), so a re-attached job continues where the
 // previous server stopped reading.
-import { repoRoot, venvPython } from '../paths.js';
+import { repoRoot, venvPython } from '../../paths.js';
 import {
   dashboardUrl,
   LocalHead,
@@ -17,8 +17,8 @@ import {
   submitTrainingJob,
   TERMINAL_STATUSES,
   type RayJobDetails,
-} from '../ray/index.js';
-import { JobSpecError, parseJobSpec, resolveRunConfig } from '../spec/index.js';
+} from '../../ray/index.js';
+import { JobSpecError, parseJobSpec, resolveRunConfig } from '../../spec/index.js';
 import {
   BackendError,
   LogLines,

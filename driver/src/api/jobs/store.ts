@@ -16,7 +16,7 @@ import {
   type JobState,
   type ListJobsFilter,
 } from './domain.js';
-import { parseKeepingNonFinite, stringifyKeepingNonFinite } from './json-numbers.js';
+import { parseKeepingNonFinite, stringifyKeepingNonFinite } from '../edge/json-numbers.js';
 
 const SCHEMA_VERSION = 1;
 

@@ -3,7 +3,13 @@
 // benchmarks of the API itself, where one process per job would measure process start-up on
 // a small machine instead of the server. Jobs do not survive a server restart.
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { BackendHandle, BackendStatus, JobBackend, LogLine, SubmitOptions } from './backend.js';
+import type {
+  BackendHandle,
+  BackendStatus,
+  JobBackend,
+  LogLine,
+  SubmitOptions,
+} from '../backends/backend.js';
 
 interface SimJob {
   lines: string[];

@@ -4,7 +4,7 @@
 // prints the same metric-line contract, for tests and benchmarks without a Ray cluster.
 
 import { setTimeout as sleep } from 'node:timers/promises';
-import { figureOrNull } from './json-numbers.js';
+import { figureOrNull } from '../edge/json-numbers.js';
 
 /** What a backend needs to find a job again, persisted with the job record (JSON). */
 export interface BackendHandle {

@@ -10,7 +10,7 @@ import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { PlanParameters } from './accounting.js';
 import type { AccountantTask, TaskReply } from './accountant-worker.js';
-import { ApiError } from './errors.js';
+import { ApiError } from '../edge/errors.js';
 import type { SpecResult } from './spec.js';
 
 export interface AccountantPoolOptions {
