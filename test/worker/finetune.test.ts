@@ -63,13 +63,17 @@ function writeSmallBert(dir: string, minilm: string): string {
 
 const WORDS = ['great', 'awful', 'moving', 'boring', 'superb', 'dull', 'charming', 'clumsy'];
 
-/** Short labelled reviews: label 1 for the positive words (even index), 0 otherwise. */
-function writeReviews(file: string, n: number): void {
+/**
+ * Short labelled reviews: label 1 for the positive words (even index), 0 otherwise. `kind` names
+ * the set ('training' or 'held-out'), so that no test record repeats a training record (a worker
+ * refuses such a test set).
+ */
+function writeReviews(file: string, n: number, kind: string): void {
   const rows = ['text,label'];
   for (let i = 0; i < n; i++) {
     const w = WORDS[i % WORDS.length]!;
     const extra = i % 3 === 0 ? ' and the cast was fine' : i % 3 === 1 ? '' : ', honestly';
-    rows.push(`"a ${w} film${extra}",${(i % WORDS.length) % 2 === 0 ? 1 : 0}`);
+    rows.push(`"a ${w} ${kind} film ${i}${extra}",${(i % WORDS.length) % 2 === 0 ? 1 : 0}`);
   }
   fs.writeFileSync(file, rows.join('\n') + '\n');
 }
@@ -86,10 +90,19 @@ describe('worker + coordinator: DP-LoRA fine-tuning of a Hugging Face BERT (hf-b
     const dir = tmpDir('tg-ft-eq-');
     const model = writeSmallBert(path.join(dir, 'bert'), minilm);
     const csv = path.join(dir, 'reviews.csv');
-    writeReviews(csv, 24);
+    const testCsv = path.join(dir, 'held-out.csv');
+    writeReviews(csv, 24, 'training');
+    writeReviews(testCsv, 16, 'held-out');
     const file = writeConfig(dir, {
       model: { kind: 'hf-bert', path: model, lora: { rank: 2, alpha: 4, targetModules: ['query', 'value'] } },
-      dataset: { format: 'csv', path: csv, testPath: csv, textColumn: 'text', numClasses: 2, maxTokens: 16 },
+      dataset: {
+        format: 'csv',
+        path: csv,
+        testPath: testCsv,
+        textColumn: 'text',
+        numClasses: 2,
+        maxTokens: 16,
+      },
       workers: { count: 2 },
       privacy: NOISELESS_FULL_BATCH,
       rounds: 3,
