@@ -117,7 +117,7 @@ describe('models', () => {
 describe('config', () => {
   it('names the bad field', () => {
     expect(() => parseRunConfig({ model: { kind: 'resnet' } })).to.throw(
-      'config field \'model.kind\': must be one of mlp, cnn-tanh, transformer-lora, got "resnet"',
+      'config field \'model.kind\': must be one of mlp, cnn-tanh, transformer-lora, hf-bert, got "resnet"',
     );
   });
 });
