@@ -145,7 +145,7 @@ describe('tensorguard CLI', () => {
   it('demo --help describes the Ray quick-start job; a bad option exits 2 before any Ray work', () => {
     const help = tensorguard(['demo', '--help']);
     expect(help.status).to.equal(0);
-    expect(help.stdout).to.include('usage: tensorguard demo [--full] [--json] [--num-cpus N]');
+    expect(help.stdout).to.include('usage: tensorguard demo [--full | --finetune] [--json] [--num-cpus N]');
     expect(help.stdout).to.include('4 workers on a private local Ray cluster');
     const bad = tensorguard(['demo', '--fast']);
     expect(bad.status).to.equal(2);
