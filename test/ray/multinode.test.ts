@@ -187,7 +187,7 @@ describe('ray: one job across two Ray nodes (network namespaces joined by a veth
       expect(fs.statSync(path.join(tlsDir, 'key.pem')).mode & 0o777).to.equal(0o600);
       const impostor = await rogueJoin(cluster, address, 'worker-2', tlsDir);
       expect(impostor.code, impostor.message).to.equal(7); // PERMISSION_DENIED
-      expect(impostor.message).to.contain('with the certificate of worker-1');
+      expect(impostor.message).to.contain('names "worker-1", but the request claims worker "worker-2"');
     } finally {
       run.child.kill('SIGINT');
       await run.done;

@@ -1,26 +1,26 @@
 // A process that tries to take part in a job it holds no (or another) identity for:
 //   node --conditions=tensorguard-source --import tsx test/ray/rogue-client.ts ADDRESS WORKER_ID [TLS_DIR]
-// Calls Join as WORKER_ID, with TLS_DIR's certificate when given, else without one. Prints one
-// JSON line: {"code": <gRPC status or 0>, "message": ...}. Run by the multi-node tests inside the
-// second node's network namespace.
-import { RoundServiceClient } from '@tensorguard/worker';
-import fs from 'node:fs';
-import path from 'node:path';
+// Calls Join of secure-agg's aggregator service as WORKER_ID, over mTLS with TLS_DIR's certificate
+// when given, else in plaintext (which a TLS-only aggregator refuses at the handshake). Prints
+// one JSON line: {"code": <gRPC status or 0>, "message": ...}. Run by the multi-node tests inside
+// the second node's network namespace.
+import { SecureAggClient } from '@tensorguard/secure-agg/service';
+import { clientTls, readTlsDir } from '@tensorguard/worker';
 
 const [address, workerId, tlsDir] = process.argv.slice(2);
 if (!address || !workerId) throw new Error('usage: rogue-client.ts ADDRESS WORKER_ID [TLS_DIR]');
-const read = (f: string) => fs.readFileSync(path.join(tlsDir!, f));
-const client = new RoundServiceClient(
+const client = new SecureAggClient({
   address,
-  tlsDir ? { ca: read('ca.pem'), cert: read('cert.pem'), key: read('key.pem') } : undefined,
-);
-const index = Number(workerId.replace(/^worker-/, ''));
+  workerId,
+  ...(tlsDir ? { tls: clientTls(readTlsDir(tlsDir)) } : {}),
+  callTimeoutMs: 10_000,
+});
 try {
-  await client.call('Join', { workerId, workerIndex: index, shardSize: 1 }, 10_000);
+  await client.join(1);
   console.log(JSON.stringify({ code: 0, message: 'joined' }));
 } catch (err) {
-  const e = err as Error & { code?: number };
-  console.log(JSON.stringify({ code: e.code ?? -1, message: e.message }));
+  const e = err as Error & { cause?: { code?: number } };
+  console.log(JSON.stringify({ code: e.cause?.code ?? -1, message: e.message }));
 } finally {
   client.close();
 }

@@ -2,18 +2,13 @@
 // worker refuses the round, names the parameter, and sends nothing derived from its shard.
 //
 // The compromise is modelled without any hook in the coordinator: the workers dial a proxy here
-// that forwards every call to the real coordinator process and rewrites its round announcements.
-import {
-  ROUND_METHODS,
-  RoundServiceClient,
-  startRoundServer,
-  type RoundHandler,
-  type RoundMethod,
-} from '@tensorguard/worker';
+// that forwards every call of secure-agg's aggregator service (tensorguard.v1.SecureAggregation)
+// to the real coordinator process and rewrites its round announcements (RoundAnnouncement.training).
+import * as grpc from '@grpc/grpc-js';
+import { secureAggregation as pb, SecureAggregationService } from '@tensorguard/proto';
 import { gaussianEvent, poissonSampledEvent, RdpAccountant } from '@tensorguard/dp';
 import { expect } from 'chai';
 import fs from 'node:fs';
-import type { Server } from '@grpc/grpc-js';
 import {
   address,
   killAll,
@@ -24,30 +19,62 @@ import {
   type Proc,
 } from './harness.js';
 
-type Announcement = Record<string, unknown> & { kind: string };
+type Announcement = pb.RoundAnnouncement;
+type Method = keyof typeof SecureAggregationService;
 
+/**
+ * A man in the middle of secure-agg's aggregator service: every call is forwarded as bytes to the
+ * real coordinator, and every round announcement (AwaitRound's answer) is decoded, handed to
+ * `tamper` and re-encoded before it reaches the worker.
+ */
 async function tamperingProxy(
   upstream: string,
   /** Sees (and may change) every round announcement before it reaches the worker. */
   tamper: (open: Announcement) => void,
-): Promise<{ server: Server; address: string; forwarded: Map<string, number>; close: () => void }> {
-  const client = new RoundServiceClient(upstream);
-  const forwarded = new Map<string, number>();
-  const handlers = Object.fromEntries(
-    ROUND_METHODS.map((m): [RoundMethod, RoundHandler] => [
-      m,
-      async (req) => {
-        forwarded.set(m, (forwarded.get(m) ?? 0) + 1);
-        const res = await client.call<Announcement>(m, req, 600_000);
-        if (m === 'NextRound' && res.kind === 'round') tamper(res);
-        return res;
-      },
-    ]),
-  ) as Record<RoundMethod, RoundHandler>;
-  const { server, address: addr } = await startRoundServer(handlers, '127.0.0.1', 0);
+): Promise<{ address: string; forwarded: Map<Method, number>; close: () => void }> {
+  const client = new grpc.Client(upstream, grpc.credentials.createInsecure());
+  const forwarded = new Map<Method, number>();
+  const raw = (b: Buffer) => b;
+  const definition: Record<string, grpc.MethodDefinition<Buffer, Buffer>> = {};
+  const impl: grpc.UntypedServiceImplementation = {};
+  for (const [m, def] of Object.entries(SecureAggregationService) as [Method, { path: string }][]) {
+    definition[m] = {
+      path: def.path,
+      requestStream: false,
+      responseStream: false,
+      requestSerialize: raw,
+      requestDeserialize: raw,
+      responseSerialize: raw,
+      responseDeserialize: raw,
+    };
+    impl[m] = (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
+      forwarded.set(m, (forwarded.get(m) ?? 0) + 1);
+      client.makeUnaryRequest(
+        def.path,
+        raw,
+        raw,
+        call.request,
+        new grpc.Metadata(),
+        { deadline: Date.now() + 600_000 },
+        (err, res) => {
+          if (err || !res) return cb(err ?? { code: grpc.status.INTERNAL, details: 'no answer' });
+          if (m !== 'awaitRound') return cb(null, res);
+          const open = pb.RoundAnnouncement.decode(res);
+          tamper(open);
+          cb(null, Buffer.from(pb.RoundAnnouncement.encode(open).finish()));
+        },
+      );
+    };
+  }
+  const server = new grpc.Server();
+  server.addService(definition as grpc.ServiceDefinition, impl);
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) =>
+      e ? reject(e) : resolve(p),
+    ),
+  );
   return {
-    server,
-    address: addr,
+    address: `127.0.0.1:${port}`,
     forwarded,
     close: () => {
       server.forceShutdown();
@@ -61,8 +88,8 @@ describe('worker: a coordinator announcing other privacy parameters than the con
 
   // Each row: what the compromised coordinator changes, and the parameter every worker must name.
   const cases: [string, (o: Announcement) => void, string][] = [
-    ['a zero noise share', (o) => (o.noiseShareStd = 0), 'noiseShareStd'],
-    ['a sampling rate of 1', (o) => (o.samplingRate = 1), 'samplingRate'],
+    ['a zero noise share', (o) => (o.training!.noiseShareStd = 0), 'noiseShareStd'],
+    ['a sampling rate of 1', (o) => (o.training!.samplingRate = 1), 'samplingRate'],
   ];
   for (const [what, tamper, parameter] of cases) {
     it(`${what}: every worker refuses the round naming ${parameter}, and no masked input is sent`, async () => {
@@ -88,8 +115,19 @@ describe('worker: a coordinator announcing other privacy parameters than the con
           );
         }
         // Refused before key setup: nothing, not even a public key, went to the coordinator.
-        for (const m of ['AdvertiseKeys', 'ShareKeys', 'MaskedInput', 'Unmask', 'EncryptedInput'])
-          expect(proxy.forwarded.get(m) ?? 0, m).to.equal(0);
+        const after: Method[] = [
+          'getModel',
+          'advertiseKeys',
+          'shareKeys',
+          'submitMaskedInput',
+          'attest',
+          'unmask',
+          'submitEncryptedInput',
+        ];
+        for (const m of after) expect(proxy.forwarded.get(m) ?? 0, m).to.equal(0);
+        expect(proxy.forwarded.get('awaitRound'), 'the announcement went through the proxy').to.be.at.least(
+          3,
+        );
       } finally {
         proxy?.close();
         killAll(procs);
@@ -134,10 +172,10 @@ describe('worker: a coordinator announcing other privacy parameters than the con
       const accountant = new RdpAccountant();
       for (const r of report.releasedRounds) {
         expect(r.shards, 'every shard in every round (no dropouts)').to.have.length(3);
-        const open = announced.find((a) => (a.params as { round: number }).round === r.round)!;
-        const enc = open.encoding as { scale: number; dimension: number };
+        const open = announced.find((a) => a.round === r.round)!;
+        const enc = open.training!.encoding!;
         const sensitivity = (1 + Math.sqrt(enc.dimension) / enc.scale) * enc.scale;
-        const honestStd = (open.noiseShareStd as number) * Math.sqrt(r.survivors - 1);
+        const honestStd = open.training!.noiseShareStd * Math.sqrt(r.survivors - 1);
         accountant.compose(poissonSampledEvent(0.2, gaussianEvent(honestStd / sensitivity)));
       }
       const honest = accountant.epsilon(1e-5);

@@ -11,6 +11,7 @@ import {
   killAll,
   snapshot,
   startCoordinator,
+  startCrashingCoordinator,
   startWorker,
   tmpDir,
   writeConfig,
@@ -89,7 +90,7 @@ describe('worker + coordinator: faults', function () {
       coordinator: { host: '127.0.0.1', port },
       checkpoint: { dir: path.join(dir, 'ckpt'), everyRounds: 1 },
     });
-    const first = startCoordinator(file, { ...FAST, TENSORGUARD_TEST_CRASH_AFTER_RELEASE: '2' });
+    const first = startCrashingCoordinator(file, 2, FAST);
     procs.push(first);
     const addr = await address(first);
     const ws = [0, 1, 2].map((i) => startWorker(file, i, addr));

@@ -37,9 +37,13 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** `wrap`: a command line the program runs under (e.g. `unshare ...`), its argv appended. */
+/**
+ * `script`: a program of worker-ts/src/bin, or a path from the repository root. `wrap`: a command
+ * line the program runs under (e.g. `unshare ...`), its argv appended.
+ */
 function start(script: string, args: string[], env: Record<string, string> = {}, wrap: string[] = []): Proc {
-  const argv = [process.execPath, ...NODE_ARGS, path.join(ROOT, 'worker-ts/src/bin', script), ...args];
+  const file = script.includes('/') ? path.join(ROOT, script) : path.join(ROOT, 'worker-ts/src/bin', script);
+  const argv = [process.execPath, ...NODE_ARGS, file, ...args];
   const child = spawn(
     wrap.length > 0 ? wrap[0]! : argv[0]!,
     wrap.length > 0 ? [...wrap.slice(1), ...argv] : argv.slice(1),
@@ -128,9 +132,35 @@ export function startWorker(
   );
 }
 
-/** The HE key holder (bin/key-holder), listening on loopback. */
+/**
+ * The coordinator program with a crash injected by this harness (test/worker/crash-after-release.ts
+ * passes CoordinatorHooks.afterApply): SIGKILLed right after its `releases`-th round was released
+ * and applied, before that round's checkpoint.
+ */
+export function startCrashingCoordinator(
+  configFile: string,
+  releases: number,
+  env: Record<string, string> = {},
+): Proc {
+  return start(
+    'test/worker/crash-after-release.ts',
+    ['--crash-after-release', String(releases), '--config', configFile],
+    env,
+  );
+}
+
+/**
+ * The HE key holder (secure-agg's bin/key-holder), listening on loopback, with the job's quorum
+ * (secureAggregation.threshold of `configFile`) as its floor. Its ready line is
+ * `{"event":"listening","address",...}`.
+ */
 export function startKeyHolder(configFile: string, env: Record<string, string> = {}): Proc {
-  return start('key-holder.ts', ['--config', configFile, '--listen', '127.0.0.1:0'], env);
+  const cfg = JSON.parse(fs.readFileSync(configFile, 'utf8')) as { secureAggregation: { threshold: number } };
+  return start(
+    'secure-agg/src/bin/key-holder.ts',
+    ['--min-inputs', String(cfg.secureAggregation.threshold), '--listen', '127.0.0.1:0'],
+    env,
+  );
 }
 
 export async function address(coord: Proc): Promise<string> {

@@ -1,5 +1,5 @@
 // HE mode (secureAggregation.mode 'he') with real processes over loopback: the key holder
-// (bin/key-holder) holds the only secret key and decrypts only aggregates; the coordinator sums
+// (secure-agg's bin/key-holder) holds the only secret key and decrypts only aggregates; the coordinator sums
 // the survivors' ciphertexts; workers encrypt the same encoded, noised update as in masking mode.
 import { jobSpecSchema, resolveRunConfig } from '@tensorguard/driver';
 import {
@@ -56,7 +56,7 @@ describe('worker + coordinator: HE mode', function () {
     };
     const holder = startKeyHolder(writeConfig(dir, { ...base, secureAggregation: HE }));
     procs.push(holder);
-    const keyHolder = (await holder.waitFor((l) => l.type === 'listening', 60_000)).address as string;
+    const keyHolder = (await holder.waitFor((l) => l.event === 'listening', 60_000)).address as string;
     const file = writeConfig(dir, { ...base, secureAggregation: { ...HE, keyHolder } });
     const { done, coord, ws } = await runJob(file, 3);
     expect(done.status).to.equal('succeeded');
@@ -132,7 +132,7 @@ describe('worker + coordinator: HE mode', function () {
     const dir = tmpDir('tg-he-kh-');
     const holder = startKeyHolder(writeConfig(dir, { secureAggregation: HE }));
     procs.push(holder);
-    const addr = (await holder.waitFor((l) => l.type === 'listening', 60_000)).address as string;
+    const addr = (await holder.waitFor((l) => l.event === 'listening', 60_000)).address as string;
     const kh = new KeyHolderClient({ address: addr });
     const client = {
       decryptSum: (req: HeDecryptRequest) => kh.decryptSum({ ...req, keyId: pk.keyId }),

@@ -1,7 +1,8 @@
 // Mutual TLS on the training link with the job's identities, made by the same code the Ray
 // entrypoint runs (ray-cluster's pki.py): a job completes over TLS; a process without this job's
 // certificate, or with another index's, or with another job's, takes no part.
-import { RoundServiceClient } from '@tensorguard/worker';
+import { SecureAggClient } from '@tensorguard/secure-agg/service';
+import { AGGREGATOR_TLS_NAME, clientTls, readTlsDir } from '@tensorguard/worker';
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -54,44 +55,32 @@ describe('worker + coordinator over mutual TLS with the job identities', functio
       const listening = coord.lines.find((l) => l.type === 'listening');
       expect(listening?.tls).to.equal(true);
 
+      /** What a Join with `tls` as `workerId` gets: the gRPC status (secure-agg keeps it as the cause). */
+      const join = async (tls: ConstructorParameters<typeof SecureAggClient>[0]['tls'], workerId: string) => {
+        const client = new SecureAggClient({ address: addr, workerId, tls, callTimeoutMs: 5000 });
+        try {
+          await client.join(1);
+          return null;
+        } catch (err) {
+          return { message: (err as Error).message, code: ((err as Error).cause as { code: number }).code };
+        } finally {
+          client.close();
+        }
+      };
+
       // No certificate: the handshake fails, nothing reaches a handler.
-      const plain = new RoundServiceClient(addr);
-      const noCert = await plain
-        .call('Join', { workerId: 'worker-0', workerIndex: 0, shardSize: 1 }, 5000)
-        .then(
-          () => null,
-          (e: Error & { code?: number }) => e,
-        );
-      plain.close();
-      expect(noCert, 'a client without a certificate').to.be.instanceOf(Error);
+      const ca = fs.readFileSync(path.join(ids.workers[0]!, 'ca.pem'));
+      const noCert = await join({ rootCa: ca, serverNameOverride: AGGREGATOR_TLS_NAME }, 'worker-0');
+      expect(noCert, 'a client without a certificate').to.not.equal(null);
       expect(noCert!.code).to.equal(14); // UNAVAILABLE: TLS handshake refused
 
       // Worker 1's certificate claiming to be worker 2: PERMISSION_DENIED, and a log line names it.
-      const read = (d: string) => ({
-        ca: fs.readFileSync(path.join(d, 'ca.pem')),
-        cert: fs.readFileSync(path.join(d, 'cert.pem')),
-        key: fs.readFileSync(path.join(d, 'key.pem')),
-      });
-      const w1 = new RoundServiceClient(addr, read(ids.workers[1]!));
-      const impostor = await w1
-        .call('Join', { workerId: 'worker-2', workerIndex: 2, shardSize: 1 }, 5000)
-        .then(
-          () => null,
-          (e: Error & { code?: number }) => e,
-        );
-      w1.close();
+      const impostor = await join(clientTls(readTlsDir(ids.workers[1]!)), 'worker-2');
       expect(impostor!.code).to.equal(7); // PERMISSION_DENIED
-      expect(impostor!.message).to.contain('it sent workerId "worker-2" with the certificate of worker-1');
+      expect(impostor!.message).to.contain('names "worker-1", but the request claims worker "worker-2"');
 
       // Another job's worker 0: its CA is not this job's, the handshake fails.
-      const foreign = new RoundServiceClient(addr, read(other.workers[0]!));
-      const stranger = await foreign
-        .call('Join', { workerId: 'worker-0', workerIndex: 0, shardSize: 1 }, 5000)
-        .then(
-          () => null,
-          (e: Error & { code?: number }) => e,
-        );
-      foreign.close();
+      const stranger = await join(clientTls(readTlsDir(other.workers[0]!)), 'worker-0');
       expect(stranger!.code).to.equal(14);
 
       const ws = [0, 1, 2].map((i) => startWorker(config, i, addr, {}, ['--tls-dir', ids.workers[i]!]));
@@ -100,7 +89,9 @@ describe('worker + coordinator over mutual TLS with the job identities', functio
       expect(done.status, JSON.stringify(done)).to.equal('succeeded');
       expect(done.rounds).to.equal(2);
       expect(await Promise.all(ws.map((w) => w.exited))).to.deep.equal([0, 0, 0]);
-      expect(coord.stderr.join('')).to.match(/"peer":"worker-1".*Join refused/);
+      expect(coord.stderr.join('')).to.match(
+        /"method":"join","peer":"[^"]+","certificateName":"worker-1","claimedWorkerId":"worker-2","msg":"refused a call whose certificate does not name the worker it claims to be"/,
+      );
     } finally {
       killAll(procs);
     }

@@ -2,7 +2,8 @@ import { expect } from 'chai';
 import { planEncoding } from '@tensorguard/secure-agg';
 import { AnnouncementError, checkAnnouncement, roundEncoding, roundPrivacy } from './announcement.js';
 import { parseRunConfig, type RunConfig } from './config.js';
-import type { RoundOpen } from './protocol.js';
+import type { RoundOpen } from '@tensorguard/secure-agg/service';
+import { DEFAULT_DEADLINES_MS } from '@tensorguard/secure-agg';
 
 const cfg: RunConfig = parseRunConfig({
   name: 't',
@@ -26,7 +27,7 @@ function honest(members = 4): RoundOpen {
   const p = roundPrivacy(cfg, d, members);
   const encoding = roundEncoding(cfg, d, members, shard);
   return {
-    kind: 'round',
+    scheme: 'masking',
     params: {
       sessionId: new Uint8Array(16),
       round: 7,
@@ -38,16 +39,13 @@ function honest(members = 4): RoundOpen {
       graphSeed: new Uint8Array(16),
       minInputs: p.quorum,
     },
-    index: 1,
-    encoding,
-    noiseShareStd: p.shareStd,
-    samplingRate: 0.01,
-    clipNorm: 1,
-    modelVersion: 6,
+    deadlinesMs: DEFAULT_DEADLINES_MS,
+    modelVersion: { round: 6, fingerprint: 'ab' },
+    training: { encoding, noiseShareStd: p.shareStd, samplingRate: 0.01, clipNorm: 1 },
   };
 }
 
-const ctx = { cfg, dimension: d, shardSize: shard };
+const ctx = { cfg, dimension: d, shardSize: shard, workerId: 'worker-1' };
 
 describe('checkAnnouncement: a worker checks every privacy parameter it is told', () => {
   it('accepts what an honest coordinator announces, at full and at quorum membership', () => {
@@ -57,10 +55,10 @@ describe('checkAnnouncement: a worker checks every privacy parameter it is told'
 
   // Each row: what a compromised coordinator changes, and the parameter the refusal must name.
   const tampered: [string, (o: RoundOpen) => void, string][] = [
-    ['zero noise', (o) => (o.noiseShareStd = 0), 'noiseShareStd'],
-    ['half the noise', (o) => (o.noiseShareStd /= 2), 'noiseShareStd'],
-    ['a higher sampling rate', (o) => (o.samplingRate = 0.5), 'samplingRate'],
-    ['a larger clip norm', (o) => (o.clipNorm = 10), 'clipNorm'],
+    ['zero noise', (o) => (o.training!.noiseShareStd = 0), 'noiseShareStd'],
+    ['half the noise', (o) => (o.training!.noiseShareStd /= 2), 'noiseShareStd'],
+    ['a higher sampling rate', (o) => (o.training!.samplingRate = 0.5), 'samplingRate'],
+    ['a larger clip norm', (o) => (o.training!.clipNorm = 10), 'clipNorm'],
     ['a quorum of 1', (o) => (o.params = { ...o.params, minInputs: 1 }), 'params.minInputs'],
     [
       'fewer members than the quorum',
@@ -74,16 +72,38 @@ describe('checkAnnouncement: a worker checks every privacy parameter it is told'
       (o) => (o.params = { ...o.params, vectorLength: d + 1 }),
       'params.vectorLength',
     ],
-    ['another scale', (o) => (o.encoding = { ...o.encoding, scale: 2 ** 20 }), 'encoding.scale'],
-    ['less noise in the bound', (o) => (o.encoding = { ...o.encoding, noiseStd: 0 }), 'encoding.noiseStd'],
-    ['a bound below this shard', (o) => (o.encoding = { ...o.encoding, clipNorm: 1 }), 'encoding.clipNorm'],
+    [
+      'another scale',
+      (o) => (o.training!.encoding = { ...o.training!.encoding, scale: 2 ** 20 }),
+      'encoding.scale',
+    ],
+    [
+      'less noise in the bound',
+      (o) => (o.training!.encoding = { ...o.training!.encoding, noiseStd: 0 }),
+      'encoding.noiseStd',
+    ],
+    [
+      'a bound below this shard',
+      (o) => (o.training!.encoding = { ...o.training!.encoding, clipNorm: 1 }),
+      'encoding.clipNorm',
+    ],
     [
       'another ring',
       (o) => (o.params = { ...o.params, bits: o.params.bits === 32 ? 64 : 32 }),
       'params.bits',
     ],
-    ['an index outside the members', (o) => (o.index = 9), 'index'],
-    ['HE mode on a masking job', (o) => (o.he = { publicKey: new Uint8Array(8), keyId: 'k' }), 'he'],
+    [
+      'a roster without this worker',
+      (o) => (o.params = { ...o.params, members: ['worker-0', 'worker-2', 'worker-3'] }),
+      'params.members',
+    ],
+    ['HE mode on a masking job', (o) => (o.scheme = 'he'), 'scheme'],
+    [
+      'an HE key on a masking job',
+      (o) => (o.he = { publicKey: new Uint8Array(8), keyId: 'k', encryptedInputMs: 1 }),
+      'he',
+    ],
+    ['no training parameters', (o) => delete o.training, 'training'],
   ];
   for (const [what, change, parameter] of tampered) {
     it(`refuses ${what}, naming ${parameter}`, () => {
@@ -107,10 +127,17 @@ describe('checkAnnouncement: a worker checks every privacy parameter it is told'
     const { keyIdOf } = await import('@tensorguard/secure-agg');
     const heCfg = { ...cfg, secureAggregation: { ...cfg.secureAggregation, mode: 'he' as const } };
     const pk = new Uint8Array([1, 2, 3]);
-    const o = { ...honest(), he: { publicKey: pk, keyId: keyIdOf(pk) } };
+    const o: RoundOpen = {
+      ...honest(),
+      scheme: 'he',
+      he: { publicKey: pk, keyId: keyIdOf(pk), encryptedInputMs: 1 },
+    };
     expect(() => checkAnnouncement(o, { ...ctx, cfg: heCfg })).not.to.throw();
     expect(() =>
-      checkAnnouncement({ ...o, he: { publicKey: pk, keyId: 'other' } }, { ...ctx, cfg: heCfg }),
+      checkAnnouncement(
+        { ...o, he: { publicKey: pk, keyId: 'other', encryptedInputMs: 1 } },
+        { ...ctx, cfg: heCfg },
+      ),
     ).to.throw(AnnouncementError, 'he.keyId');
     expect(() => checkAnnouncement(o, { ...ctx, cfg: heCfg, heKeyId: 'earlier' })).to.throw(
       AnnouncementError,

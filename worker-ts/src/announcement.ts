@@ -8,9 +8,9 @@
 // "a worker checks every privacy parameter it is told"). The coordinator derives the values it
 // announces with the same functions, so an honest coordinator always passes.
 import { keyIdOf, planEncoding, type EncodingOptions, type RoundParams } from '@tensorguard/secure-agg';
+import type { RoundOpen } from '@tensorguard/secure-agg/service';
 import type { RunConfig } from './config.js';
 import { shareStdInteger } from './noise.js';
-import type { RoundOpen } from './protocol.js';
 
 /** Fixed-point scale when the config names none: 2^16 integers per gradient unit. */
 export const DEFAULT_SCALE = 2 ** 16;
@@ -98,6 +98,8 @@ function same(a: number, b: number): boolean {
 
 export interface AnnouncementContext {
   cfg: RunConfig;
+  /** This worker's id (`worker-<index>`): it must be in the roster. */
+  workerId: string;
   /** Trainable parameters of the worker's model: the vector length. */
   dimension: number;
   /** Records in this worker's shard. */
@@ -107,9 +109,11 @@ export interface AnnouncementContext {
 }
 
 /**
- * Throws AnnouncementError naming the first privacy parameter of `open` that differs from what
- * the job config gives: noise share, sampling rate, clip norm, quorum, Shamir threshold, graph
- * degree, vector length, fixed-point scale, ring bits and the encoding's bounds, HE mode and key.
+ * Throws AnnouncementError naming the first privacy parameter of `open` (secure-agg's round
+ * announcement, `training` included) that differs from what the job config gives: noise share,
+ * sampling rate, clip norm, quorum, Shamir threshold, graph degree, vector length, fixed-point
+ * scale, ring bits and the encoding's bounds, the scheme and the HE key. Field names in the error
+ * are RoundTraining's (`noiseShareStd`, `encoding.scale`) and RoundParams' (`params.minInputs`).
  */
 export function checkAnnouncement(open: RoundOpen, ctx: AnnouncementContext): void {
   const { cfg, dimension } = ctx;
@@ -123,18 +127,22 @@ export function checkAnnouncement(open: RoundOpen, ctx: AnnouncementContext): vo
   const exact = (parameter: string, announced: number, expected: number, source: string) => {
     if (!same(announced, expected)) refuse(parameter, announced, `${expected} (${source})`);
   };
+  const training =
+    open.training ?? refuse('training', 'absent', "the round's encoding and noise (a training round)");
 
-  exact('noiseShareStd', open.noiseShareStd, p.shareStd, 'σ·(C + √d/scale)·scale/√(t − colluders)');
-  exact('samplingRate', open.samplingRate, cfg.privacy.samplingRate, 'privacy.samplingRate');
-  exact('clipNorm', open.clipNorm, cfg.privacy.clipNorm, 'privacy.clipNorm');
+  exact('noiseShareStd', training.noiseShareStd, p.shareStd, 'σ·(C + √d/scale)·scale/√(t − colluders)');
+  exact('samplingRate', training.samplingRate, cfg.privacy.samplingRate, 'privacy.samplingRate');
+  exact('clipNorm', training.clipNorm, cfg.privacy.clipNorm, 'privacy.clipNorm');
   if (n < p.quorum)
     refuse('params.members', `${n} members`, `at least ${p.quorum} (secureAggregation.threshold)`);
   exact('params.minInputs', params.minInputs, p.quorum, 'secureAggregation.threshold');
   exact('params.vectorLength', params.vectorLength, dimension, "the model's trainable parameters");
-  if (!Number.isInteger(open.index) || open.index < 0 || open.index >= n)
-    refuse('index', open.index, `a position in the ${n} members`);
+  if (!params.members.includes(ctx.workerId))
+    refuse('params.members', JSON.stringify(params.members), `a roster that includes ${ctx.workerId}`);
 
   const he = cfg.secureAggregation.mode === 'he';
+  const scheme = he ? 'he' : 'masking';
+  if (open.scheme !== scheme) refuse('scheme', open.scheme, `${scheme} (secureAggregation.mode)`);
   if (he !== (open.he !== undefined))
     refuse('he', open.he ? 'present' : 'absent', `${he ? 'present' : 'absent'} (secureAggregation.mode)`);
   if (open.he) {
@@ -147,7 +155,7 @@ export function checkAnnouncement(open: RoundOpen, ctx: AnnouncementContext): vo
     exact('params.degree', params.degree, p.degree, 'the complete graph');
   }
 
-  const enc = open.encoding;
+  const enc = training.encoding;
   exact('encoding.scale', enc.scale, p.scale, 'secureAggregation.scale');
   exact('encoding.dimension', enc.dimension, dimension, "the model's trainable parameters");
   exact('encoding.workers', enc.workers, n, 'the members of the round');

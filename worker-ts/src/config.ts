@@ -107,7 +107,8 @@ export interface RunConfig {
     /** Fixed-point scale, integers per gradient unit (default 2^16). */
     scale?: number;
     /**
-     * HE mode only: HOST:PORT of a running key holder (`bin/key-holder.js`) to use. Default: the
+     * HE mode only: HOST:PORT of a running key holder (secure-agg's `bin/key-holder.js
+     * --min-inputs <t>`) to use. Default: the
      * coordinator starts its own key holder as a child process on loopback.
      */
     keyHolder?: string;

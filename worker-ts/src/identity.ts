@@ -3,7 +3,7 @@
 // (ray-cluster's pki.py). Signatures are ECDSA P-256 with SHA-256 over secure-agg's transcripts.
 import { createPrivateKey, sign, verify, X509Certificate, type KeyObject } from 'node:crypto';
 import type { RoundIdentity } from '@tensorguard/secure-agg';
-import type { TlsIdentity } from './coordinator/rpc.js';
+import type { TlsIdentity } from './tls.js';
 
 /** The subject's common name, e.g. 'worker-3' (Node prints the subject one attribute per line). */
 function commonName(cert: X509Certificate): string | undefined {

@@ -144,9 +144,16 @@ export {
   type CoordinatorOptions,
   type CoordinatorResult,
   type Evaluation,
+  type CoordinatorHooks,
+  type CoordinatorState,
   type HeKeyHolderLink,
 } from './coordinator/coordinator.js';
-export { RoundClient, type RoundClientOptions } from './round-client.js';
+export {
+  RoundClient,
+  jobMessageBytes,
+  parametersFingerprint,
+  type RoundClientOptions,
+} from './round-client.js';
 export {
   AnnouncementError,
   checkAnnouncement,
@@ -156,10 +163,5 @@ export {
   type AnnouncementContext,
   type RoundPrivacy,
 } from './announcement.js';
-export {
-  RoundServiceClient,
-  startServer as startRoundServer,
-  METHODS as ROUND_METHODS,
-  type Handler as RoundHandler,
-  type Method as RoundMethod,
-} from './coordinator/rpc.js';
+export { runCoordinatorProgram, secureAggKeyHolderScript } from './coordinator/program.js';
+export { readTlsDir, serverTls, clientTls, AGGREGATOR_TLS_NAME, type TlsIdentity } from './tls.js';

@@ -1,37 +1,42 @@
-// The worker's side of training: join the coordinator, then for each round it is invited to:
-// key setup (secure-agg RoundParticipant) → Poisson-sample the shard → clipped sum → fixed-point
-// encoding with randomized rounding plus the integer noise share → mask → upload → unmask shares.
-// In HE mode the key setup and unmask stages go away and "mask" is encryption of the same encoded
-// vector (plus its count slot) under the key holder's public key.
-// Everything that leaves the worker is a masked vector, ciphertexts or a public protocol message.
-import * as grpc from '@grpc/grpc-js';
+// The worker's side of training, on secure-agg's SecureAggClient (the proto service): join the
+// aggregator with the shard's record count, then for each round it is invited to: check the
+// announcement against the job config (announcement.ts) → fetch the model when its version is not
+// the one held (GetModel) → key setup (masking) → Poisson-sample the shard → clipped sum →
+// fixed-point encoding with randomized rounding plus the integer noise share → mask (or encrypt,
+// HE) → upload → unmask shares. The protocol itself (stages, signatures, HE encryption) is the
+// client's. Everything that leaves the worker is a masked vector, ciphertexts or a public
+// protocol message.
+import { createHash } from 'node:crypto';
 import {
-  compileRound,
+  DeadlineError,
   encode,
-  HeEncryptor,
-  withCountSlot,
+  JobFinishedError,
   planEncoding,
-  RoundParticipant,
-  type EncryptedShare,
+  RoundAbortedError,
+  SecAggError,
+  StageError,
+  UnavailableError,
   type Encoding,
-  type KeyRoster,
   type RingVector,
-  type RoundIdentity,
-  type SurvivorAttestation,
 } from '@tensorguard/secure-agg';
+import {
+  SecureAggClient,
+  type ModelVersionRef,
+  type RoundOpen,
+  type RoundTraining,
+} from '@tensorguard/secure-agg/service';
 import { checkAnnouncement } from './announcement.js';
 import type { ClippingEngine } from './clipping.js';
 import type { RunConfig } from './config.js';
 import type { Dataset } from './data/dataset.js';
-import { x509Identity } from './identity.js';
 import { recordLength } from './data/dataset.js';
+import { x509Identity } from './identity.js';
 import type { Logger } from './logger.js';
 import { PhaseTimer, rounded } from './metrics.js';
 import type { Tf } from './models/model.js';
 import { NoiseShares } from './noise.js';
-import type { EncryptedInput, JoinResponse, NextRoundResponse, RoundOpen } from './protocol.js';
-import { RoundServiceClient, type TlsIdentity } from './coordinator/rpc.js';
 import { poissonSample, systemRandom, seededRandom, type RandomSource } from './sampling.js';
+import { clientTls, type TlsIdentity } from './tls.js';
 
 export interface RoundClientOptions {
   tf: Tf;
@@ -43,7 +48,7 @@ export interface RoundClientOptions {
    */
   config: RunConfig;
   dimension: number;
-  /** Mutual TLS with the job's identity (`--tls-dir`); insecure without. */
+  /** Mutual TLS with the job's identity (`--tls-dir`); insecure (loopback only) without. */
   tls?: TlsIdentity;
   shard: Dataset;
   engine: ClippingEngine;
@@ -51,111 +56,126 @@ export interface RoundClientOptions {
   emit: (line: Record<string, unknown>) => void;
   /** Tests only: deterministic sampling. */
   samplingSeed?: string;
-  /** Give up when the coordinator is unreachable for this long (default 120 s). */
+  /** Give up when the aggregator is unreachable for this long (default 120 s). */
   unreachableMs?: number;
 }
 
+/** How long one AwaitRound call waits before it is renewed. */
 const LONG_POLL_MS = 600_000;
 
-function isCode(err: unknown, ...codes: grpc.status[]): boolean {
-  return typeof err === 'object' && err !== null && codes.includes((err as grpc.ServiceError).code);
+/** HE ciphertexts hold 4096 values; one is below 256 KiB (secure-agg's server sizes them so). */
+const HE_SLOTS = 4096;
+const HE_CIPHERTEXT_BYTES = 256 << 10;
+
+/**
+ * The largest message a job's worker sends or receives: its masked vector (at most 64-bit words),
+ * the model (float32) or its ciphertexts (HE), plus 1 MiB for the rest of the message.
+ */
+export function jobMessageBytes(dimension: number, mode: 'masking' | 'he'): number {
+  const payload = mode === 'he' ? Math.ceil((dimension + 1) / HE_SLOTS) * HE_CIPHERTEXT_BYTES : dimension * 8;
+  return Math.max(payload, dimension * 4) + (1 << 20);
+}
+
+/** The fingerprint of a model version: sha256 of its float32 parameters, hex. */
+export function parametersFingerprint(p: Float32Array): string {
+  return createHash('sha256')
+    .update(new Uint8Array(p.buffer, p.byteOffset, p.byteLength))
+    .digest('hex');
 }
 
 export class RoundClient {
-  private readonly client: RoundServiceClient;
+  private readonly client: SecureAggClient;
   private readonly workerId: string;
-  private version = -1;
+  /** The model version the engine holds (none until the first round's GetModel). */
+  private version: ModelVersionRef | undefined;
   private readonly random: RandomSource;
   /** HE mode: the key id of the first announcement; the key holder's key stays for the job. */
   private heKeyId: string | undefined;
-  /** HE mode: the encryptor for the key holder's current public key. */
-  private encryptor: { keyId: string; enc: HeEncryptor } | undefined;
   /** This worker's noise shares; the next round's is drawn while this round uploads and waits. */
   private readonly noise = new NoiseShares();
-  /** With TLS: the job identity that signs this worker's keys and survivor sets (secure-agg). */
-  private readonly identity: RoundIdentity | undefined;
+  /** The phase timer of the round in flight (SecureAggClient's `phase` hook reports into it). */
+  private timer: PhaseTimer | undefined;
 
   constructor(private readonly o: RoundClientOptions) {
-    this.client = new RoundServiceClient(o.address, o.tls);
-    this.identity = o.tls ? x509Identity(o.tls) : undefined;
     this.workerId = `worker-${o.workerIndex}`;
+    this.client = new SecureAggClient({
+      address: o.address,
+      workerId: this.workerId,
+      ...(o.tls ? { tls: clientTls(o.tls), identity: x509Identity(o.tls) } : {}),
+      maxMessageBytes: jobMessageBytes(o.dimension, o.config.secureAggregation.mode),
+      phase: (name, run) => this.phase(name, run),
+    });
     this.random =
       o.samplingSeed !== undefined ? seededRandom(`${o.samplingSeed}/${o.workerIndex}`) : systemRandom;
   }
 
-  /** Retries UNAVAILABLE (coordinator not up yet, or restarting) until `unreachableMs`. */
-  private async call<T>(
-    method: Parameters<RoundServiceClient['call']>[0],
-    req: unknown,
-    deadlineMs: number,
-  ): Promise<T> {
+  /**
+   * SecureAggClient's phases, timed into the round's timer. The upload's answer (the survivors)
+   * is the moment every worker of the round shares: the window 'local' that clipping opened ends
+   * there.
+   */
+  private async phase<T>(name: 'mask' | 'upload', run: () => Promise<T>): Promise<T> {
+    const timer = this.timer;
+    if (!timer) return run();
+    const out = await timer.time(name, run);
+    if (name === 'upload' && timer.inWindow) timer.closeWindow();
+    return out;
+  }
+
+  /** Retries UnavailableError (aggregator not up yet, or restarting) until `unreachableMs`. */
+  private async retrying<T>(call: () => Promise<T>): Promise<T> {
     const giveUp = Date.now() + (this.o.unreachableMs ?? 120_000);
     for (let delay = 100; ; delay = Math.min(2000, delay * 2)) {
       try {
-        return await this.client.call<T>(method, req, deadlineMs);
+        return await call();
       } catch (err) {
-        if (!isCode(err, grpc.status.UNAVAILABLE) || Date.now() > giveUp) throw err;
+        if (!(err instanceof UnavailableError) || Date.now() > giveUp) throw err;
         await new Promise((r) => setTimeout(r, delay));
       }
     }
   }
 
-  /** Runs until the coordinator says the job is done. Returns its reason. */
+  private async join(): Promise<void> {
+    const joined = await this.retrying(() => this.client.join(this.o.shard.size));
+    this.o.log.info({ nextRound: joined.nextRound }, 'joined');
+  }
+
+  /** Runs until the aggregator says the job is finished. Returns its reason. */
   async run(): Promise<string> {
-    const joined = await this.call<JoinResponse>(
-      'Join',
-      { workerId: this.workerId, workerIndex: this.o.workerIndex, shardSize: this.o.shard.size },
-      30_000,
-    );
-    this.o.log.info({ job: joined.jobName, modelVersion: joined.modelVersion }, 'joined');
+    await this.join();
+    let minRound = 0;
     for (;;) {
-      let next: NextRoundResponse;
+      let open: RoundOpen;
       try {
-        next = await this.call<NextRoundResponse>(
-          'NextRound',
-          { workerId: this.workerId, workerIndex: this.o.workerIndex, haveVersion: this.version },
-          LONG_POLL_MS,
-        );
+        open = await this.retrying(() => this.client.awaitRound(minRound, LONG_POLL_MS));
       } catch (err) {
-        if (isCode(err, grpc.status.DEADLINE_EXCEEDED)) continue;
-        if (isCode(err, grpc.status.FAILED_PRECONDITION)) {
-          // The coordinator restarted and forgot us: join again.
-          await this.call(
-            'Join',
-            { workerId: this.workerId, workerIndex: this.o.workerIndex, shardSize: this.o.shard.size },
-            30_000,
-          );
+        if (err instanceof JobFinishedError) return err.message;
+        if (err instanceof DeadlineError) continue;
+        if (err instanceof StageError) {
+          // Not a member (any more): a restarted aggregator, or this worker missed a stage and was
+          // dropped from the membership. Join again; the next round takes it back.
+          await this.join();
           continue;
         }
         throw err;
       }
-      if (next.kind === 'done') return next.reason;
-      if (next.kind === 'wait') continue;
+      const r = open.params.round;
+      minRound = r + 1;
       // A refused announcement ends the worker (AnnouncementError propagates): a coordinator that
       // asks for other privacy parameters once would ask again, and it must not get an update.
-      checkAnnouncement(next, {
+      checkAnnouncement(open, {
         cfg: this.o.config,
+        workerId: this.workerId,
         dimension: this.o.dimension,
         shardSize: this.o.shard.size,
         ...(this.heKeyId !== undefined ? { heKeyId: this.heKeyId } : {}),
       });
-      if (next.he) this.heKeyId = next.he.keyId;
+      if (open.he) this.heKeyId = open.he.keyId;
       try {
-        await this.round(next);
+        await this.round(open);
       } catch (err) {
-        if (
-          isCode(
-            err,
-            grpc.status.ABORTED,
-            grpc.status.FAILED_PRECONDITION,
-            grpc.status.PERMISSION_DENIED,
-            grpc.status.DEADLINE_EXCEEDED,
-          )
-        ) {
-          this.o.log.warn(
-            { round: next.params.round, err: (err as Error).message },
-            'round abandoned; waiting for the next',
-          );
+        if (err instanceof SecAggError && !(err instanceof JobFinishedError)) {
+          this.o.log.warn({ round: r, err: err.message }, 'round abandoned; waiting for the next');
           continue;
         }
         throw err;
@@ -163,95 +183,67 @@ export class RoundClient {
     }
   }
 
+  /** Loads the announced model version unless the engine holds it; checks its fingerprint. */
+  private async syncModel(open: RoundOpen): Promise<void> {
+    const v = open.modelVersion;
+    if (!v) throw new RoundAbortedError(`round ${open.params.round} names no model version`);
+    if (this.version?.round === v.round && this.version.fingerprint === v.fingerprint) return;
+    const m = await this.client.getModel(v, this.o.dimension);
+    if (m.version.round !== v.round || parametersFingerprint(m.parameters) !== v.fingerprint) {
+      throw new RoundAbortedError(
+        `round ${open.params.round}: GetModel answered parameters that do not match the announced version ${v.round} (${v.fingerprint.slice(0, 16)})`,
+      );
+    }
+    this.o.engine.setTrainable(m.parameters);
+    this.version = v;
+  }
+
   private async round(open: RoundOpen): Promise<void> {
     const r = open.params.round;
+    const training = open.training!; // checkAnnouncement refused a round without it
     // Clipping time and the upload's wait for the others depend on this worker's private batch
     // size: they run in the window 'local' (clip → upload's end) and are never exported alone.
     const timer = new PhaseTimer({ round: r, worker: this.o.workerIndex }, ['clip', 'upload']);
+    const bytesBefore = this.client.bytesSent;
+    await this.syncModel(open);
+    const plan = planEncoding(training.encoding);
+    // Key setup first (it needs no input), then the update; the client masks (or encrypts) and
+    // uploads it inside the `phase` hook, timed as 'mask' and 'upload'.
+    const prepared = await this.client.prepare(open);
+    let outcome;
     try {
-      await this.roundPhases(open, timer);
+      const encoded = await this.encodedUpdate(training, plan, timer, open.params.vectorLength);
+      this.timer = timer;
+      outcome = await this.client.submit(prepared, encoded);
     } finally {
+      this.timer = undefined;
       if (timer.inWindow) timer.closeWindow();
     }
-  }
-
-  private async roundPhases(open: RoundOpen, timer: PhaseTimer): Promise<void> {
-    const r = open.params.round;
-    let bytes = 0;
-    if (open.model) {
-      this.o.engine.setTrainable(open.model);
-      this.version = open.modelVersion;
-    }
-    const plan = planEncoding(open.encoding);
-    const send = async <T>(
-      method: 'AdvertiseKeys' | 'ShareKeys' | 'MaskedInput' | 'Attest' | 'Unmask' | 'EncryptedInput',
-      message: unknown,
-      size: number,
-      deadline: number,
-    ) => {
-      bytes += size;
-      return this.call<T>(method, { workerId: this.workerId, round: r, message }, deadline);
-    };
-    if (open.he) {
-      const { publicKey, keyId } = open.he;
-      if (this.encryptor?.keyId !== keyId)
-        this.encryptor = { keyId, enc: await HeEncryptor.create(publicKey) };
-      const enc = this.encryptor.enc;
-      const encoded = await this.encodedUpdate(open, plan, timer);
-      const chunks = await timer.time('mask', () => enc.encrypt(withCountSlot(encoded)));
-      const message: EncryptedInput = { index: open.index, keyId, chunks };
-      await timer.time('upload', () =>
-        send<string[]>(
-          'EncryptedInput',
-          message,
-          chunks.reduce((a, c) => a + c.byteLength, 0),
-          LONG_POLL_MS,
-        ),
-      );
-      timer.closeWindow();
-    } else {
-      const me = new RoundParticipant(
-        compileRound(open.params),
-        open.index,
-        this.identity ? { identity: this.identity } : {},
-      );
-      const adv = me.advertiseKeys();
-      const roster = await send<KeyRoster>('AdvertiseKeys', adv, 64, 120_000);
-      const sk = me.shareKeys(roster);
-      const incoming = await send<EncryptedShare[]>(
-        'ShareKeys',
-        sk,
-        sk.shares.reduce((a, s) => a + s.ciphertext.length + 8, 0),
-        120_000,
-      );
-      const encoded = await this.encodedUpdate(open, plan, timer);
-      const masked = await timer.time('mask', () => me.maskInputWithShares(incoming, encoded));
-      const survivors = await timer.time('upload', () =>
-        send<number[]>('MaskedInput', masked, masked.vector.byteLength, LONG_POLL_MS),
-      );
-      timer.closeWindow();
-      // Consistency check (with identities): sign the survivor set this worker was told, and
-      // unmask only once enough survivors signed the same set.
-      const attestations = this.identity
-        ? await send<SurvivorAttestation[]>('Attest', me.attestSurvivors(survivors), 72, 120_000)
-        : [];
-      const un = me.unmask(survivors, attestations);
-      await send('Unmask', un, (un.selfMaskShares.length + un.maskingKeyShares.length) * 36, 120_000);
-    }
-    this.o.emit({ type: 'metrics', round: r, phase_seconds: rounded(timer.exported()), bytes_sent: bytes });
+    if (!outcome.completed) this.o.log.warn({ round: r, reason: outcome.reason }, 'round did not complete');
+    this.o.emit({
+      type: 'metrics',
+      round: r,
+      phase_seconds: rounded(timer.exported()),
+      bytes_sent: this.client.bytesSent - bytesBefore,
+    });
   }
 
   /** Poisson sample → clipped sum → fixed-point encoding plus the integer noise share. */
-  private async encodedUpdate(open: RoundOpen, plan: Encoding, timer: PhaseTimer): Promise<RingVector> {
+  private async encodedUpdate(
+    training: RoundTraining,
+    plan: Encoding,
+    timer: PhaseTimer,
+    vectorLength: number,
+  ): Promise<RingVector> {
     const { tf, engine, shard } = this.o;
     const indices = await timer.time('sample', () =>
-      poissonSample(shard.size, open.samplingRate, this.random),
+      poissonSample(shard.size, training.samplingRate, this.random),
     );
     timer.openWindow('local');
     const clipped = await timer.time('clip', async () => {
       const len = recordLength(shard);
       const B = indices.length;
-      if (B === 0) return new Float32Array(open.params.vectorLength);
+      if (B === 0) return new Float32Array(vectorLength);
       const feats = shard.dtype === 'float32' ? new Float32Array(B * len) : new Int32Array(B * len);
       const labels = new Int32Array(B);
       for (let i = 0; i < B; i++) {
@@ -262,13 +254,13 @@ export class RoundClient {
       const x = tf.tensor(feats, [B, ...shard.featureShape], shard.dtype);
       const y = tf.tensor1d(labels, 'int32');
       try {
-        return (await engine.clippedSum(x, y, open.clipNorm)).sum;
+        return (await engine.clippedSum(x, y, training.clipNorm)).sum;
       } finally {
         tf.dispose([x, y]);
       }
     });
-    const noise = await timer.time('noise', () => this.noise.take(clipped.length, open.noiseShareStd));
-    this.noise.prefetch(clipped.length, open.noiseShareStd);
+    const noise = await timer.time('noise', () => this.noise.take(clipped.length, training.noiseShareStd));
+    this.noise.prefetch(clipped.length, training.noiseShareStd);
     return timer.time('encode', () => encode(plan, clipped, noise));
   }
 

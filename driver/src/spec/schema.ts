@@ -202,7 +202,8 @@ export const secureAggregationSchema = z.strictObject({
   /** Ring width in bits. Default 'auto' (the smallest with a proven no-overflow bound). */
   bits: z.union([z.literal(32), z.literal(64), z.literal('auto')]).default('auto'),
   /**
-   * mode 'he' only: HOST:PORT of a running key holder (`worker-ts/dist/bin/key-holder.js`), so
+   * mode 'he' only: HOST:PORT of a running key holder (`secure-agg/dist/bin/key-holder.js
+   * --min-inputs <t>`), so
    * that the secret key lives outside the coordinator's machine. Default: the coordinator starts
    * one as a child process on loopback (separation in code only; see docs/secure-aggregation.md).
    */

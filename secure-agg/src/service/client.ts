@@ -63,6 +63,11 @@ export interface SecureAggClientOptions {
   identity?: RoundIdentity;
   /** Called before each stage's message is sent (progress reporting, fault injection in tests). */
   beforeStage?: (stage: WorkerStage, round: number) => void | Promise<void>;
+  /**
+   * Wraps submit's two phases, 'mask' (masking or encryption of the input) and 'upload' (sending
+   * it and waiting for the stage to close), e.g. to time them; default runs them as they are.
+   */
+  phase?: <T>(name: 'mask' | 'upload', run: () => Promise<T>) => Promise<T>;
 }
 
 /**
@@ -91,11 +96,21 @@ export class SecureAggClient {
   readonly #client: Client;
   /** The last HE key's encryptor: a job keeps one key, so it is loaded once. */
   #encryptor: { keyId: string; enc: HeEncryptor } | undefined;
+  #bytesSent = 0;
 
   constructor(options: SecureAggClientOptions) {
     this.#opts = options;
     this.workerId = options.workerId;
     this.#client = makeClient(options.address, options.tls, options.maxMessageBytes ?? 256 << 20);
+  }
+
+  /** Bytes of every request message serialized so far (payloads, not TLS or HTTP/2 framing). */
+  get bytesSent(): number {
+    return this.#bytesSent;
+  }
+
+  #phase<T>(name: 'mask' | 'upload', run: () => Promise<T>): Promise<T> {
+    return this.#opts.phase ? this.#opts.phase(name, run) : run();
   }
 
   #unary<Req, Res>(method: Method, req: Req, timeoutMs: number, round?: number): Promise<Res> {
@@ -104,7 +119,15 @@ export class SecureAggClient {
       requestSerialize: (r: Req) => Buffer;
       responseDeserialize: (b: Buffer) => Res;
     };
-    return callUnary(this.#client, def, req, timeoutMs, `${method} failed`, round);
+    const counted = {
+      ...def,
+      requestSerialize: (r: Req) => {
+        const b = def.requestSerialize(r);
+        this.#bytesSent += b.length;
+        return b;
+      },
+    };
+    return callUnary(this.#client, counted, req, timeoutMs, `${method} failed`, round);
   }
 
   /**
@@ -211,12 +234,14 @@ export class SecureAggClient {
     const r = open.params.round;
     try {
       await this.#opts.beforeStage?.('MASKED_INPUT', r);
-      const masked = participant.maskInput(input);
-      const sub = await this.#unary<pb.SubmitMaskedInputRequest, pb.SubmitMaskedInputResponse>(
-        'submitMaskedInput',
-        { workerId: this.workerId, round: r, maskedVector: maskedVectorToProto(masked.vector) },
-        this.#stageTimeout(open, 'MASKED_INPUT'),
-        r,
+      const masked = await this.#phase('mask', async () => participant.maskInput(input));
+      const sub = await this.#phase('upload', () =>
+        this.#unary<pb.SubmitMaskedInputRequest, pb.SubmitMaskedInputResponse>(
+          'submitMaskedInput',
+          { workerId: this.workerId, round: r, maskedVector: maskedVectorToProto(masked.vector) },
+          this.#stageTimeout(open, 'MASKED_INPUT'),
+          r,
+        ),
       );
       let attestations: SurvivorAttestation[] = [];
       if (this.#opts.identity) {
@@ -259,12 +284,14 @@ export class SecureAggClient {
       );
     try {
       await this.#opts.beforeStage?.('ENCRYPTED_INPUT', r);
-      const chunks = enc.encrypt(withCountSlot(input));
-      const res = await this.#unary<pb.SubmitEncryptedInputRequest, pb.SubmitEncryptedInputResponse>(
-        'submitEncryptedInput',
-        encryptedInputToProto(this.workerId, r, { keyId: open.he!.keyId, chunks }),
-        this.#stageTimeout(open, 'ENCRYPTED_INPUT'),
-        r,
+      const chunks = await this.#phase('mask', async () => enc.encrypt(withCountSlot(input)));
+      const res = await this.#phase('upload', () =>
+        this.#unary<pb.SubmitEncryptedInputRequest, pb.SubmitEncryptedInputResponse>(
+          'submitEncryptedInput',
+          encryptedInputToProto(this.workerId, r, { keyId: open.he!.keyId, chunks }),
+          this.#stageTimeout(open, 'ENCRYPTED_INPUT'),
+          r,
+        ),
       );
       return { round: r, survivors: res.contributors, completed: res.completed, reason: res.reason };
     } catch (err) {

@@ -165,6 +165,8 @@ export interface AggregatorServerOptions {
   onSum?: (sum: RoundSum) => void | Promise<void>;
   /** Called when a round aborts. */
   onAbort?: (round: number, error: SecAggError) => void;
+  /** Called when a masking round enters `stage` (progress and phase timing; never blocks it). */
+  onStage?: (round: number, stage: Stage) => void;
   logger?: Logger;
 }
 
@@ -245,10 +247,17 @@ export class AggregatorServer {
   #nextRound: number;
   /** Workers in an AwaitRound call now (the coordinator's round barrier reads it). */
   readonly #awaiting = new Map<string, number>();
+  /** Woken whenever a worker starts or stops awaiting a round (awaitingChange). */
+  readonly #awaitingWaiters = new Set<() => void>();
   /** Set by finish(): AwaitRound answers OUT_OF_RANGE with it. */
   #finished: string | undefined;
+  /** Members answered OUT_OF_RANGE since finish(), and drained()'s waiters. */
+  readonly #told = new Set<string>();
+  readonly #toldWaiters = new Set<() => void>();
   #port = 0;
   #closed = false;
+  /** Request bytes received and response bytes sent, as protobuf messages (before gRPC framing and TLS). */
+  readonly #traffic = { received: 0, sent: 0 };
 
   constructor(options: AggregatorServerOptions) {
     const vectorBytes = (options.vectorLength * options.bits) / 8;
@@ -357,6 +366,14 @@ export class AggregatorServer {
     return this.#port;
   }
 
+  /**
+   * Bytes of the protobuf messages received (requests) and sent (responses) so far, before gRPC
+   * framing and TLS; a caller takes differences for a round's traffic.
+   */
+  traffic(): { received: number; sent: number } {
+    return { ...this.#traffic };
+  }
+
   /** Worker ids currently joined, in join order. */
   members(): string[] {
     return [...this.#members.entries()].sort((a, b) => a[1].joinedAt - b[1].joinedAt).map(([id]) => id);
@@ -368,6 +385,26 @@ export class AggregatorServer {
   }
 
   /**
+   * Resolves when a worker next starts or stops awaiting a round, or after `timeoutMs`, whichever
+   * comes first (the coordinator's round barrier waits on it instead of polling awaiting()).
+   */
+  awaitingChange(timeoutMs: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.#awaitingWaiters.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, timeoutMs);
+      this.#awaitingWaiters.add(wake);
+    });
+  }
+
+  #awaitingChanged(): void {
+    for (const w of [...this.#awaitingWaiters]) w();
+  }
+
+  /**
    * Ends the job: no round opens again, and every AwaitRound (now and later) is answered
    * OUT_OF_RANGE with `reason` (the client's JobFinishedError), so workers exit instead of polling.
    */
@@ -376,6 +413,28 @@ export class AggregatorServer {
     this.#finished = reason;
     this.#log.info({ reason }, 'job finished');
     for (const w of [...this.#roundWaiters]) w();
+  }
+
+  /**
+   * After finish(): resolves once every member has been told that the job is finished (an
+   * AwaitRound answered OUT_OF_RANGE), or after `timeoutMs`. Closing before that would make a
+   * worker that asks late find no server and retry until it gives up.
+   */
+  async drained(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.#finished === undefined || [...this.#members.keys()].some((id) => !this.#told.has(id))) {
+      const left = deadline - Date.now();
+      if (left <= 0 || this.#closed) return;
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          clearTimeout(timer);
+          this.#toldWaiters.delete(wake);
+          resolve();
+        };
+        const timer = setTimeout(wake, left);
+        this.#toldWaiters.add(wake);
+      });
+    }
   }
 
   /** Records in each joined worker's shard, as it declared at Join (0 when not training). */
@@ -677,6 +736,11 @@ export class AggregatorServer {
 
   #onTransition(live: LiveRound, stage: Stage): void {
     const round = live.open.params.round;
+    try {
+      this.#opts.onStage?.(round, stage);
+    } catch (err) {
+      this.#log.error({ err, round, stage }, 'onStage failed');
+    }
     if (stage === 'UNMASK' && this.#opts.releaseGate) {
       // Nobody unmasks, and the UNMASK clock does not run, until the gate approved the release.
       clearTimeout(live.timer);
@@ -779,10 +843,29 @@ export class AggregatorServer {
 
   #unary<Req, Res>(
     method: Method,
-    req: { decode(b: Uint8Array): Req },
-    res: { encode(m: Res): { finish(): Uint8Array } },
+    reqType: { decode(b: Uint8Array): Req },
+    resType: { encode(m: Res): { finish(): Uint8Array } },
     handle: (r: Req, call: ServerUnaryCall<Buffer, Buffer>) => Promise<Res>,
   ): UntypedHandleCall {
+    const traffic = this.#traffic;
+    const req = {
+      decode: (b: Uint8Array) => {
+        traffic.received += b.byteLength;
+        return reqType.decode(b);
+      },
+    };
+    const res = {
+      encode: (m: Res) => {
+        const w = resType.encode(m);
+        return {
+          finish: () => {
+            const b = w.finish();
+            traffic.sent += b.byteLength;
+            return b;
+          },
+        };
+      },
+    };
     if (!this.#peerIdentity) return unaryHandler(this.#log, method, req, res, handle);
     return unaryHandler(this.#log, method, req, res, (r, call) => {
       this.#checkPeer(method, (r as { workerId?: unknown }).workerId, call);
@@ -892,9 +975,14 @@ export class AggregatorServer {
         .filter((l) => l.open.params.round >= r.minRound && l.index.has(r.workerId))
         .sort((a, b) => a.open.params.round - b.open.params.round)[0];
       if (found) return roundOpenToProto(found.open);
-      if (this.#finished !== undefined) throw new JobFinishedError(this.#finished);
+      if (this.#finished !== undefined) {
+        this.#told.add(r.workerId);
+        for (const w of [...this.#toldWaiters]) w();
+        throw new JobFinishedError(this.#finished);
+      }
       if (this.#closed) throw new RoundAbortedError('the aggregator is shutting down');
       this.#awaiting.set(r.workerId, (this.#awaiting.get(r.workerId) ?? 0) + 1);
+      this.#awaitingChanged();
       await new Promise<void>((resolve, reject) => {
         const wake = () => {
           this.#roundWaiters.delete(wake);
@@ -909,6 +997,7 @@ export class AggregatorServer {
         const k = (this.#awaiting.get(r.workerId) ?? 1) - 1;
         if (k > 0) this.#awaiting.set(r.workerId, k);
         else this.#awaiting.delete(r.workerId);
+        this.#awaitingChanged();
       });
     }
   }
@@ -1055,6 +1144,7 @@ export class AggregatorServer {
     for (const live of this.#heRounds.values())
       this.#finishHe(live, new RoundAbortedError('the aggregator is shutting down'));
     for (const w of [...this.#roundWaiters]) w();
+    this.#awaitingChanged();
     await shutdownGracefully(this.#server, graceMs);
   }
 

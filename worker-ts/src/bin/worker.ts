@@ -32,7 +32,7 @@ async function main(): Promise<number> {
   const { DpClippingEngine } = await import('../clipping.js');
   const { RoundClient } = await import('../round-client.js');
   const { AnnouncementError } = await import('../announcement.js');
-  const { readTlsDir } = await import('../coordinator/rpc.js');
+  const { readTlsDir } = await import('../tls.js');
   const { resolvePresets } = await import('../hf/resolve.js');
   // Presets (model folder, text dataset) are fetched here, on this worker's node, if missing.
   const cfg = await resolvePresets(loadRunConfig(args.config));

@@ -1,31 +1,30 @@
-// The round coordinator, hosted by the aggregator process: membership, the round barrier and
-// stage deadlines, secure aggregation (secure-agg's AggregatorRound), the optimizer over the
-// decoded noisy sum, the privacy ledger and accountant, evaluation and checkpoints.
+// The training coordinator, hosted by the aggregator process: policy around secure-agg's
+// AggregatorServer (the proto-defined service every worker talks to). It owns the membership view
+// and the round barrier (who is awaiting a round), the per-round parameters it announces, the
+// release gate (budget check and the fsynced ledger append before anything is unmasked or
+// decrypted), the accountant, the model state and optimizer, evaluation and checkpoints. The
+// stages, signatures, HE rounds and the key holder's rules are secure-agg's.
 //
-// Lifecycle: 'STARTING' → 'RUNNING' → 'DONE' | 'FAILED'. Within RUNNING each round goes through
-// secure-agg's stages (masking) or HeRound's (HE mode: encrypted inputs summed here, the sum
-// decrypted by the separate key holder); the one step that releases information (closing
-// MASKED_INPUT, after which survivors reveal unmask shares; in HE mode, asking the key holder to
-// decrypt) is preceded by the fsynced ledger append.
-import * as grpc from '@grpc/grpc-js';
+// Lifecycle (CoordinatorState): 'CREATED' → 'RESUMED' → 'SERVING' → 'RUNNING' → 'DONE' | 'FAILED'
+// → 'CLOSED'; any other transition throws with the current state in the message.
+import path from 'node:path';
 import {
-  AggregatorRound,
-  compileRound,
   decode,
   HE_MAX_SUM_BOUND,
-  HeRound,
-  newSessionId,
   planEncoding,
   SecAggError,
-  type AdvertiseKeys,
   type EncodingOptions,
-  type MaskedInput,
-  type RingVector,
-  type RoundParams,
-  type ShareKeys,
-  type SurvivorAttestation,
-  type UnmaskShares,
+  type Stage,
 } from '@tensorguard/secure-agg';
+import {
+  AggregatorServer,
+  type KeyHolderLink,
+  type ModelParameters,
+  type ModelVersionRef,
+  type PendingRelease,
+  type RoundSum,
+  type ServerTlsOptions,
+} from '@tensorguard/secure-agg/service';
 import {
   distributedDiscreteGaussianEvent,
   nonPrivateEvent,
@@ -33,8 +32,6 @@ import {
   realizedNoiseMultiplier,
   type DpEvent,
 } from '@tensorguard/dp';
-import { randomBytes } from 'node:crypto';
-import path from 'node:path';
 import { CheckpointError } from '../checkpoint/errors.js';
 import { tensor, type NamedTensor } from '../checkpoint/safetensors.js';
 import { loadLatestCheckpoint, saveCheckpoint } from '../checkpoint/store.js';
@@ -46,22 +43,31 @@ import { flatten, sizeOf, trainableSpecs, type ModelDef } from '../models/model.
 import { roundEncoding, roundPrivacy } from '../announcement.js';
 import { MAX_SHARE_STD } from '../noise.js';
 import { createOptimizer, type Optimizer } from '../optimizer.js';
-import type {
-  EncryptedInput,
-  JoinRequest,
-  JoinResponse,
-  NextRoundRequest,
-  NextRoundResponse,
-  RoundOpen,
-  StageRequest,
-} from '../protocol.js';
-import type { KeyHolderLink } from '@tensorguard/secure-agg/service';
+import { jobMessageBytes, parametersFingerprint } from '../round-client.js';
 import { jobFingerprint, PrivacyLedger, type LedgerEntry } from './ledger.js';
 import { integerMechanismEpsilon, JobAccountant } from './privacy.js';
-import { encodedSize, RpcError, type Handler, type Method } from './rpc.js';
 import { METRICS_FILE, RoundMetricsLog, type RoundMetrics } from '../report/metrics-log.js';
 
-export type CoordinatorState = 'STARTING' | 'RUNNING' | 'DONE' | 'FAILED';
+export type CoordinatorState = 'CREATED' | 'RESUMED' | 'SERVING' | 'RUNNING' | 'DONE' | 'FAILED' | 'CLOSED';
+
+const TRANSITIONS: Record<CoordinatorState, readonly CoordinatorState[]> = {
+  CREATED: ['RESUMED', 'FAILED'],
+  RESUMED: ['SERVING', 'FAILED'],
+  SERVING: ['RUNNING', 'FAILED', 'CLOSED'],
+  RUNNING: ['DONE', 'FAILED'],
+  DONE: ['CLOSED'],
+  FAILED: ['CLOSED'],
+  CLOSED: [],
+};
+
+/** Test hooks, injected by a harness that runs the coordinator in its own program. */
+export interface CoordinatorHooks {
+  /**
+   * Called after a round's sum was released and applied, before its evaluation and checkpoint,
+   * with the number of rounds released so far (the crash-consistency test kills the process here).
+   */
+  afterApply?: (releasedRounds: number) => void;
+}
 
 /** A held-out evaluation: accuracy in [0, 1], loss the mean cross-entropy (nats per example). */
 export interface Evaluation {
@@ -90,11 +96,12 @@ export interface CoordinatorOptions {
   stageTimeoutMs?: number;
   /** Required with secureAggregation.mode 'he': the key holder that decrypts the round sums. */
   keyHolder?: HeKeyHolderLink;
+  hooks?: CoordinatorHooks;
 }
 
 /**
  * The coordinator's view of the HE key holder: secure-agg's KeyHolderClient.link() (the key holder
- * process and its rules live in secure-agg; this coordinator only sums and asks).
+ * process and its rules live in secure-agg; the aggregator only sums and asks).
  */
 export type HeKeyHolderLink = KeyHolderLink;
 
@@ -110,37 +117,23 @@ export interface CoordinatorResult {
   error?: string;
 }
 
-interface Waiter {
-  req: NextRoundRequest;
-  resolve: (r: NextRoundResponse) => void;
-}
-
+/** The round being aggregated: what its release gate needs to record it. */
 interface LiveRound {
   r: number;
-  /** Masking mode. */
-  agg?: AggregatorRound;
-  /** HE mode. */
-  he?: HeRound;
-  members: string[];
-  encoding: EncodingOptions;
-  /** Resolved whenever a stage may be complete. */
-  poke: () => void;
-  stageWaiters: Map<string, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>;
-  /**
-   * Masking mode with identities, once the survivor set is announced: the survivors' signatures
-   * over it, relayed to every survivor (secure-agg's consistency check; this process only relays).
-   */
-  attest?: {
-    survivors: readonly number[];
-    signatures: Map<number, SurvivorAttestation>;
-    /** Resolves the waiting Attest calls with every signature relayed so far. */
-    release: () => void;
-    waiting: ((all: SurvivorAttestation[]) => void)[];
-  };
+  shareStd: number;
+  scale: number;
+  /** Set by the release gate once the round is in the ledger. */
+  recorded: boolean;
+  /** Resolves when the key stages are over (masking: MASKED_INPUT opened). */
+  keysDone: () => void;
+  /** Resolves when the release gate is asked (the inputs are in). */
+  gateAsked: () => void;
 }
 
+const WORKER_ID = /^worker-(\d+)$/;
+
 export class Coordinator {
-  state: CoordinatorState = 'STARTING';
+  #state: CoordinatorState = 'CREATED';
   readonly config: RunConfig;
   private readonly o: CoordinatorOptions;
   private readonly specs;
@@ -149,22 +142,32 @@ export class Coordinator {
   private readonly ledger: PrivacyLedger;
   /** metrics.jsonl beside the checkpoints: one line per released round. */
   private readonly metricsLog: RoundMetricsLog;
-  /** Payload bytes received from and sent to workers so far; each round's line takes the difference. */
-  private readonly traffic = { received: 0, sent: 0 };
   private readonly accountant: JobAccountant;
   private ledgerEntries: LedgerEntry[] = [];
   /** Round number of the last update applied to `params`. */
   modelVersion = 0;
+  /** The published model version (GetModel): a copy, so that a round in flight cannot change it. */
+  private published: ModelParameters | undefined;
   private nextRound = 1;
+  /** Records per shard (worker index), as each worker declared at Join; kept after dropouts. */
   private readonly shardSizes = new Map<number, number>();
-  private waiting = new Map<string, Waiter>();
+  private server: AggregatorServer | undefined;
   private live: LiveRound | undefined;
   private lastCheckpoint: string | null = null;
   private lastAccuracy: number | null = null;
   private doneReason = '';
   /** Set when a round was refused at its release point because it would pass the budget. */
   private budgetStop = false;
-  private wake: () => void = () => {};
+
+  get state(): CoordinatorState {
+    return this.#state;
+  }
+
+  private transition(to: CoordinatorState): void {
+    if (!TRANSITIONS[this.#state].includes(to))
+      throw new Error(`coordinator: illegal transition ${this.#state} → ${to}`);
+    this.#state = to;
+  }
 
   constructor(o: CoordinatorOptions) {
     this.o = o;
@@ -234,6 +237,7 @@ export class Coordinator {
    * CheckpointError (naming the file) for a corrupt checkpoint or another base model.
    */
   resume(): void {
+    this.transition('RESUMED');
     const ck = loadLatestCheckpoint(
       this.config.checkpoint.dir,
       { baseModelFingerprint: this.o.fingerprint },
@@ -262,6 +266,7 @@ export class Coordinator {
     for (const e of events) this.accountant.record(e);
     const last = Math.max(this.modelVersion, ...events.map((e) => e.round));
     this.nextRound = last + 1;
+    this.publish();
     if (events.length > 0) {
       this.o.log.info(
         { releasedRounds: this.accountant.roundCount, epsilon: this.epsilon },
@@ -270,150 +275,89 @@ export class Coordinator {
     }
   }
 
-  handlers(): Record<Method, Handler> {
-    // Bytes as the round service encodes the messages (before gRPC framing and TLS), for the
-    // per-round `bytes_received` / `bytes_sent`.
-    const counted =
-      (h: Handler): Handler =>
-      async (req) => {
-        this.traffic.received += encodedSize(req);
-        const res = await h(req);
-        this.traffic.sent += encodedSize(res);
-        return res;
-      };
-    const all: Record<Method, Handler> = {
-      Join: async (req) => this.join(req as JoinRequest),
-      NextRound: (req) => this.nextRoundFor(req as NextRoundRequest),
-      AdvertiseKeys: (req) => this.stage(req as StageRequest<AdvertiseKeys>, 'ADVERTISE_KEYS'),
-      ShareKeys: (req) => this.stage(req as StageRequest<ShareKeys>, 'SHARE_KEYS'),
-      MaskedInput: (req) => this.stage(req as StageRequest<MaskedInput>, 'MASKED_INPUT'),
-      Attest: (req) => this.attestation(req as StageRequest<SurvivorAttestation>),
-      Unmask: (req) => this.stage(req as StageRequest<UnmaskShares>, 'UNMASK'),
-      EncryptedInput: (req) => this.stage(req as StageRequest<EncryptedInput>, 'ENCRYPTED_INPUT'),
+  /** Publishes `params` as model version `modelVersion` for GetModel. */
+  private publish(): void {
+    const parameters = Float32Array.from(this.params);
+    this.published = {
+      version: { round: this.modelVersion, fingerprint: parametersFingerprint(parameters) },
+      parameters,
     };
-    return Object.fromEntries(Object.entries(all).map(([m, h]) => [m, counted(h)])) as Record<
-      Method,
-      Handler
-    >;
-  }
-
-  private join(req: JoinRequest): JoinResponse {
-    const n = this.config.workers.count;
-    if (!Number.isInteger(req.workerIndex) || req.workerIndex < 0 || req.workerIndex >= n) {
-      throw new RpcError(
-        grpc.status.INVALID_ARGUMENT,
-        `worker index ${req.workerIndex} is outside [0, ${n})`,
-      );
-    }
-    if (!Number.isInteger(req.shardSize) || req.shardSize < 0) {
-      throw new RpcError(grpc.status.INVALID_ARGUMENT, `shardSize must be a non-negative integer`);
-    }
-    this.shardSizes.set(req.workerIndex, req.shardSize);
-    this.o.log.info({ workerId: req.workerId, index: req.workerIndex }, 'worker joined');
-    return { jobName: this.config.name, modelVersion: this.modelVersion };
-  }
-
-  private nextRoundFor(req: NextRoundRequest): Promise<NextRoundResponse> {
-    if (this.state === 'DONE' || this.state === 'FAILED')
-      return Promise.resolve({ kind: 'done', reason: this.doneReason });
-    if (!this.shardSizes.has(req.workerIndex)) {
-      return Promise.reject(new RpcError(grpc.status.FAILED_PRECONDITION, 'call Join first'));
-    }
-    return new Promise((resolve) => {
-      this.waiting.get(req.workerId)?.resolve({ kind: 'wait' });
-      this.waiting.set(req.workerId, { req, resolve });
-      this.wake();
-    });
-  }
-
-  private async stage(
-    req: StageRequest<unknown>,
-    stage: 'ADVERTISE_KEYS' | 'SHARE_KEYS' | 'MASKED_INPUT' | 'UNMASK' | 'ENCRYPTED_INPUT',
-  ): Promise<unknown> {
-    const live = this.live;
-    if (!live || live.r !== req.round) {
-      throw new RpcError(
-        grpc.status.ABORTED,
-        `round ${req.round} is not open (current: ${live?.r ?? 'none'})`,
-      );
-    }
-    const index = live.members.indexOf(req.workerId);
-    const msg = req.message as { index?: unknown };
-    if (index < 0 || msg?.index !== index) {
-      throw new RpcError(
-        grpc.status.PERMISSION_DENIED,
-        `${req.workerId} is not member ${String(msg?.index)} of round ${req.round}`,
-      );
-    }
-    const mode = this.config.secureAggregation.mode;
-    if ((stage === 'ENCRYPTED_INPUT') !== (mode === 'he')) {
-      throw new RpcError(
-        grpc.status.FAILED_PRECONDITION,
-        `round ${req.round} uses secureAggregation.mode '${mode}'; ${stage} does not belong to it`,
-      );
-    }
-    try {
-      switch (stage) {
-        case 'ADVERTISE_KEYS':
-          live.agg!.submitAdvertiseKeys(req.message as AdvertiseKeys);
-          break;
-        case 'SHARE_KEYS':
-          live.agg!.submitShareKeys(req.message as ShareKeys);
-          break;
-        case 'MASKED_INPUT':
-          live.agg!.submitMaskedInput(req.message as MaskedInput);
-          break;
-        case 'UNMASK':
-          live.agg!.submitUnmask(req.message as UnmaskShares);
-          break;
-        case 'ENCRYPTED_INPUT':
-          live.he!.submit(req.message as EncryptedInput);
-          break;
-      }
-    } catch (err) {
-      if (err instanceof SecAggError) throw new RpcError(grpc.status.FAILED_PRECONDITION, err.message);
-      throw err;
-    }
-    const p = new Promise((resolve, reject) =>
-      live.stageWaiters.set(`${stage}:${req.workerId}`, { resolve, reject }),
-    );
-    live.poke();
-    return p;
   }
 
   /**
-   * Relays a survivor's signature over the announced survivor set; answers, once every survivor
-   * signed (or the stage deadline passed), with all signatures relayed. Each worker checks them
-   * itself: nothing here is trusted by the workers.
+   * Starts secure-agg's aggregator service on `address` (host:port; port 0 for any) with mutual
+   * TLS when `tls` is given (then a worker's id is its certificate's common name). Its first round
+   * continues the resumed numbering. Resolves with the bound port.
    */
-  private attestation(req: StageRequest<SurvivorAttestation>): Promise<SurvivorAttestation[]> {
+  async listen(address: string, tls?: ServerTlsOptions): Promise<number> {
+    this.transition('SERVING');
+    const cfg = this.config;
+    const stageMs = this.o.stageTimeoutMs ?? 15_000;
+    const mode = cfg.secureAggregation.mode;
+    this.server = new AggregatorServer({
+      address,
+      ...(tls ? { tls } : {}),
+      vectorLength: this.params.length,
+      bits: cfg.secureAggregation.bits === 32 ? 32 : 64,
+      scheme: mode,
+      ...(mode === 'he' ? { keyHolder: this.o.keyHolder! } : {}),
+      firstRound: this.nextRound,
+      deadlinesMs: {
+        ADVERTISE_KEYS: stageMs,
+        SHARE_KEYS: stageMs,
+        MASKED_INPUT: cfg.roundTimeoutMs,
+        UNMASK: stageMs,
+      },
+      encryptedInputMs: cfg.roundTimeoutMs,
+      maxMessageBytes: jobMessageBytes(this.params.length, mode),
+      releaseGate: (p) => this.releaseGate(p),
+      onStage: (round, stage) => this.onStage(round, stage),
+      model: (v) => this.modelFor(v),
+      logger: this.o.log,
+    });
+    return this.server.start();
+  }
+
+  /**
+   * Stops the service. After run, first waits (up to `drainMs`) until every member was told that
+   * the job is over, so that none finds the server gone and retries until it gives up.
+   */
+  async close(drainMs = 5000): Promise<void> {
+    if (this.#state === 'CLOSED') return;
+    if (this.#state === 'DONE' || this.#state === 'FAILED') await this.server?.drained(drainMs);
+    if (this.#state !== 'CREATED' && this.#state !== 'RESUMED') this.transition('CLOSED');
+    await this.server?.close(2000);
+  }
+
+  private modelFor(v: ModelVersionRef): ModelParameters | undefined {
+    const p = this.published;
+    return p && p.version.round === v.round && p.version.fingerprint === v.fingerprint ? p : undefined;
+  }
+
+  /**
+   * The release gate (secure-agg calls it once a round's inputs are in and before anything that
+   * reveals the sum): checks the budget and appends the round to the ledger. Throwing refuses the
+   * release; nothing is unmasked or decrypted then.
+   */
+  private releaseGate(p: PendingRelease): Promise<void> {
     const live = this.live;
-    const a = live?.attest;
-    if (!live || live.r !== req.round || !a) {
-      throw new RpcError(grpc.status.ABORTED, `round ${req.round} is not collecting survivor signatures`);
-    }
-    const index = live.members.indexOf(req.workerId);
-    const msg = req.message;
-    if (
-      index < 0 ||
-      msg?.index !== index ||
-      !a.survivors.includes(index) ||
-      !(msg.signature instanceof Uint8Array)
-    ) {
-      throw new RpcError(
-        grpc.status.PERMISSION_DENIED,
-        `${req.workerId} is not a survivor of round ${req.round}`,
-      );
-    }
-    if (!a.signatures.has(index)) a.signatures.set(index, { index, signature: msg.signature });
-    const p = new Promise<SurvivorAttestation[]>((resolve) => a.waiting.push(resolve));
-    if (a.signatures.size === a.survivors.length) a.release();
-    return p;
+    if (!live || live.r !== p.round)
+      return Promise.reject(new Error(`round ${p.round} is not the coordinator's round in flight`));
+    live.gateAsked();
+    const shards = p.survivors.map((id) => Number(WORKER_ID.exec(id)![1]));
+    if (!this.recordRelease(p.round, shards, live.shareStd, live.scale))
+      return Promise.reject(new Error(this.doneReason));
+    live.recorded = true;
+    return Promise.resolve();
+  }
+
+  private onStage(round: number, stage: Stage): void {
+    if (this.live?.r === round && stage === 'MASKED_INPUT') this.live.keysDone();
   }
 
   /** Runs rounds until `rounds` are released, the budget stops training, or a fatal error. */
   async run(): Promise<CoordinatorResult> {
-    this.state = 'RUNNING';
+    this.transition('RUNNING');
     const cfg = this.config;
     let error: string | undefined;
     try {
@@ -442,18 +386,18 @@ export class Coordinator {
       if (!this.doneReason) this.doneReason = `completed ${this.releasedRounds} rounds`;
       this.lastAccuracy = evaluation(this.o.evaluate(this.params)).accuracy;
       this.checkpoint();
-      this.state = 'DONE';
+      this.transition('DONE');
     } catch (err) {
       error = err instanceof Error ? err.message : String(err);
       this.doneReason = `failed: ${error}`;
       this.o.log.error({ err }, 'coordinator failed');
-      this.state = 'FAILED';
+      this.transition('FAILED');
     }
-    for (const w of this.waiting.values()) w.resolve({ kind: 'done', reason: this.doneReason });
-    this.waiting.clear();
+    // Every AwaitRound, now and later, is answered with the reason: workers exit.
+    this.server?.finish(this.doneReason);
     const report = this.writePrivacyReport();
     return {
-      status: this.state === 'DONE' ? 'succeeded' : 'failed',
+      status: this.#state === 'DONE' ? 'succeeded' : 'failed',
       epsilon: this.epsilon,
       delta: this.delta,
       testAccuracy: this.lastAccuracy,
@@ -465,31 +409,40 @@ export class Coordinator {
     };
   }
 
-  /** Round barrier: all workers waiting, or ≥ max(t, 2) after the grace period. */
-  private async gatherMembers(first: boolean): Promise<Waiter[]> {
+  /** The joined workers of this job now awaiting a round, by index (others are never members). */
+  private awaitingWorkers(): { id: string; index: number }[] {
+    const n = this.config.workers.count;
+    const sizes = this.server!.shardSizes();
+    const out: { id: string; index: number }[] = [];
+    for (const id of this.server!.awaiting()) {
+      const m = WORKER_ID.exec(id);
+      const index = m ? Number(m[1]) : -1;
+      if (!(index >= 0 && index < n)) continue;
+      this.shardSizes.set(index, sizes.get(id) ?? 0);
+      out.push({ id, index });
+    }
+    return out.sort((a, b) => a.index - b.index);
+  }
+
+  /** Round barrier: all workers awaiting, or ≥ max(t, 2) after the grace period. */
+  private async gatherMembers(first: boolean): Promise<string[]> {
     const n = this.config.workers.count;
     const need = Math.max(this.config.secureAggregation.threshold, 2);
     const startedAt = Date.now();
     let firstSeen: number | undefined;
     for (;;) {
-      const k = this.waiting.size;
+      const ws = this.awaitingWorkers();
+      const k = ws.length;
       if (k > 0 && firstSeen === undefined) firstSeen = Date.now();
       const grace = first ? (this.o.startupTimeoutMs ?? 120_000) : (this.o.joinGraceMs ?? 3000);
       const since = first ? startedAt : (firstSeen ?? Date.now());
-      if (k >= n || (k >= need && Date.now() - since >= grace)) {
-        const ws = [...this.waiting.values()].sort((a, b) => a.req.workerIndex - b.req.workerIndex);
-        this.waiting = new Map();
-        return ws;
-      }
+      if (k >= n || (k >= need && Date.now() - since >= grace)) return ws.map((w) => w.id);
       if (first && Date.now() - startedAt > 4 * (this.o.startupTimeoutMs ?? 120_000)) {
         throw new Error(
           `only ${k} of ${n} workers joined; at least ${need} are needed (secureAggregation.threshold)`,
         );
       }
-      await new Promise<void>((resolve) => {
-        this.wake = resolve;
-        setTimeout(resolve, 250);
-      });
+      await this.server!.awaitingChange(250);
     }
   }
 
@@ -501,267 +454,134 @@ export class Coordinator {
     return { enc: roundEncoding(this.config, d, members, maxShard), shareStd, sensitivity };
   }
 
-  private async runRound(waiters: Waiter[]): Promise<void> {
+  private async runRound(members: string[]): Promise<void> {
     const cfg = this.config;
+    const server = this.server!;
     const r = this.nextRound++;
     const roundStart = performance.now();
-    const bytesAtStart = { ...this.traffic };
+    const bytesAtStart = server.traffic();
     const timer = new PhaseTimer({ round: r });
     /** Phases only metrics.jsonl has (the stdout line keeps its three). */
     const more = new PhaseTimer({ round: r });
-    const members = waiters.map((w) => w.req.workerId);
-    const t = cfg.secureAggregation.threshold;
-    const holders = members.length;
-    const { enc, shareStd } = this.encodingOptions(members.length);
+    const n = members.length;
+    const { enc, shareStd } = this.encodingOptions(n);
     const plan = planEncoding(enc);
-    const privacy = roundPrivacy(cfg, this.params.length, holders);
-    const params: RoundParams = {
-      sessionId: newSessionId(),
-      round: r,
-      members,
-      vectorLength: this.params.length,
-      bits: plan.bits,
-      threshold: privacy.shamirThreshold,
-      degree: privacy.degree,
-      graphSeed: randomBytes(16),
-      minInputs: Math.min(t, holders),
-    };
-    const keyHolder = this.o.keyHolder;
-    let he: HeRound | undefined;
-    let agg: AggregatorRound | undefined;
-    if (cfg.secureAggregation.mode === 'he') {
-      try {
-        if (!keyHolder)
-          throw new Error("secureAggregation.mode 'he' needs a key holder (CoordinatorOptions.keyHolder)");
-        if (plan.bits === 64 && plan.sumBound >= HE_MAX_SUM_BOUND) {
-          throw new ConfigError(
-            'secureAggregation.scale',
-            `in HE mode the sum must stay below 2^58 in integer units, but it can reach ${plan.sumBound.toExponential(3)}; lower secureAggregation.scale or privacy.clipNorm`,
-          );
-        }
-        he = await HeRound.create({
-          round: r,
-          members,
-          minInputs: params.minInputs,
-          length: this.params.length + 1,
-          bits: plan.bits,
-          keyId: keyHolder.keyId,
-          deadlineMs: cfg.roundTimeoutMs,
-        });
-      } catch (err) {
-        // Fatal for the job: hand the members back so that run() tells them it is over.
-        for (const w of waiters) this.waiting.set(w.req.workerId, w);
-        throw err;
-      }
-    } else {
-      const stageMs = this.o.stageTimeoutMs ?? 15_000;
-      agg = new AggregatorRound(compileRound(params), {
-        deadlinesMs: {
-          ADVERTISE_KEYS: stageMs,
-          SHARE_KEYS: stageMs,
-          MASKED_INPUT: cfg.roundTimeoutMs,
-          UNMASK: stageMs,
-        },
-      });
+    const privacy = roundPrivacy(cfg, this.params.length, n);
+    if (cfg.secureAggregation.mode === 'he' && plan.bits === 64 && plan.sumBound >= HE_MAX_SUM_BOUND) {
+      throw new ConfigError(
+        'secureAggregation.scale',
+        `in HE mode the sum must stay below 2^58 in integer units, but it can reach ${plan.sumBound.toExponential(3)}; lower secureAggregation.scale or privacy.clipNorm`,
+      );
     }
-    let poke: () => void = () => {};
-    const live: LiveRound = {
-      r,
-      ...(agg ? { agg } : {}),
-      ...(he ? { he } : {}),
-      members,
-      encoding: enc,
-      poke: () => poke(),
-      stageWaiters: new Map(),
-    };
+    let gateAsked!: () => void;
+    const asked = new Promise<void>((resolve) => (gateAsked = resolve));
+    let keysDone!: () => void;
+    const keys = new Promise<void>((resolve) => (keysDone = resolve));
+    const live: LiveRound = { r, shareStd, scale: enc.scale, recorded: false, gateAsked, keysDone };
     this.live = live;
-    waiters.forEach((w, index) => {
-      const open: RoundOpen = {
-        kind: 'round',
-        params,
-        index,
+    const summed = server.openRound({
+      members,
+      modelVersion: this.published!.version,
+      training: {
         encoding: enc,
         noiseShareStd: shareStd,
         samplingRate: cfg.privacy.samplingRate,
         clipNorm: cfg.privacy.clipNorm,
-        modelVersion: this.modelVersion,
-        ...(w.req.haveVersion !== this.modelVersion ? { model: this.params } : {}),
-        ...(he && keyHolder ? { he: { publicKey: keyHolder.publicKey, keyId: keyHolder.keyId } } : {}),
-      };
-      w.resolve(open);
+      },
+      threshold: privacy.shamirThreshold,
+      degree: privacy.degree,
+      minInputs: Math.min(cfg.secureAggregation.threshold, n),
+      bits: plan.bits,
     });
+    // Observed either way below; this keeps an early rejection from being reported as unhandled.
+    summed.catch(() => {});
     this.o.log.info({ round: r, members, mode: cfg.secureAggregation.mode }, 'round opened');
-    const answer = (stage: string, f: (id: string) => unknown) => {
-      for (const [key, w] of live.stageWaiters) {
-        if (!key.startsWith(stage + ':')) continue;
-        const id = key.slice(stage.length + 1);
-        try {
-          w.resolve(f(id));
-        } catch (e) {
-          w.reject(e);
-        }
-        live.stageWaiters.delete(key);
-      }
-    };
-    const waitUntil = async (s: { stageComplete: boolean; deadline: number }) => {
-      while (!s.stageComplete && Date.now() < s.deadline) {
-        await new Promise<void>((resolve) => {
-          poke = resolve;
-          setTimeout(resolve, Math.max(1, Math.min(200, s.deadline - Date.now())));
-        });
-      }
-    };
-    const failAll = (err: unknown) => {
-      for (const w of live.stageWaiters.values())
-        w.reject(new RpcError(grpc.status.ABORTED, err instanceof Error ? err.message : String(err)));
-      live.stageWaiters.clear();
-    };
+    let released: RoundSum;
     try {
-      let released: { sum: RingVector; survivors: number } | undefined;
-      if (he) {
-        // HE: one input stage. The sum builds up as ciphertexts arrive; dropouts do not contribute.
-        await timer.time('aggregate', () => waitUntil(he));
-        const received = he.close(); // ThresholdError below minInputs: nothing is decrypted
-        // Release point: record the round with the survivors' noise, durably, before the key
-        // holder decrypts the sum.
-        if (!this.recordRelease(r, received, waiters, shareStd, enc.scale)) return;
-        const contributors = received.map((i) => members[i]!);
-        answer('ENCRYPTED_INPUT', () => contributors);
-        const sum = await timer.time('unmask', async () => {
-          try {
-            return await keyHolder!.decryptSum({ round: r, contributors, aggregate: he.aggregate() });
-          } catch (err) {
-            // Not a round abort: without the key holder no later round can be released either.
-            throw new Error(
-              `the key holder at ${keyHolder!.address} did not decrypt round ${r}: ${err instanceof Error ? err.message : String(err)}`,
-              { cause: err },
-            );
-          }
-        });
-        he.done();
-        released = { sum, survivors: received.length };
-      } else {
-        const a = agg!;
-        await more.time('keys', async () => {
-          await waitUntil(a);
-          a.closeStage();
-          const roster = a.keyRoster();
-          answer('ADVERTISE_KEYS', () => roster);
-          await waitUntil(a);
-          a.closeStage();
-          answer('SHARE_KEYS', (id) => a.sharesFor(members.indexOf(id)));
-        });
-        await timer.time('aggregate', () => waitUntil(a));
-        // Release point. The survivors' noise shares are what the sum will carry: record the round
-        // with that realised noise, durably, before anyone can learn the sum.
-        const received = [...a.received()].sort((x, y) => x - y);
-        if (received.length >= params.minInputs) {
-          if (!this.recordRelease(r, received, waiters, shareStd, enc.scale)) return;
-        }
-        a.closeStage();
-        const surv = a.survivors();
-        const attest: NonNullable<LiveRound['attest']> = {
-          survivors: surv,
-          signatures: new Map(),
-          waiting: [],
-          release: () => {
-            const all = [...attest.signatures.values()];
-            for (const w of attest.waiting.splice(0)) w(all);
-          },
-        };
-        live.attest = attest;
-        // Workers without identities never attest; with them, answer after the stage deadline.
-        const attestTimer = setTimeout(attest.release, this.o.stageTimeoutMs ?? 15_000);
-        answer('MASKED_INPUT', () => surv);
-        await timer.time('unmask', async () => {
-          await waitUntil(a);
-          a.closeStage();
-        });
-        clearTimeout(attestTimer);
-        attest.release();
-        const result = a.result();
-        answer('UNMASK', () => ({ ok: true }));
-        released = { sum: result.sum, survivors: result.survivors.length };
-      }
-      await timer.time('apply', () => {
-        const sum = decode(plan, released.sum);
-        const total = [...this.shardSizes.values()].reduce((x, y) => x + y, 0);
-        const norm = 1 / (cfg.privacy.samplingRate * total);
-        const grad = new Float32Array(sum.length);
-        for (let i = 0; i < sum.length; i++) grad[i] = sum[i]! * norm;
-        // A non-finite update (an empty shard's 0/0, a diverged model) would poison every later
-        // round and the checkpoint: stop the job with the old parameters kept.
-        const before = Float32Array.from(this.params);
-        this.optimizer.step(this.params, grad);
-        if (!this.params.every(Number.isFinite) || !Number.isFinite(norm)) {
-          this.params.set(before);
-          throw new Error(
-            `round ${r}: the update made the model parameters non-finite (NaN or Infinity); the job stops and nothing non-finite is checkpointed (check the dataset for empty shards or extreme values, or lower the learning rate)`,
-          );
-        }
-        this.modelVersion = r;
-      });
-      if (process.env.TENSORGUARD_TEST_CRASH_AFTER_RELEASE === String(this.releasedRounds)) {
-        // Fault injection for the crash-consistency test: die after the sum was released and
-        // applied, before the checkpoint that would have recorded it.
-        process.kill(process.pid, 'SIGKILL');
-      }
-      let ev: Evaluation | null = null;
-      const count = this.releasedRounds;
-      if (count % cfg.evaluation.everyRounds === 0 || count >= cfg.rounds) {
-        ev = await more.time('evaluate', () => evaluation(this.o.evaluate(this.params)));
-        this.lastAccuracy = ev.accuracy;
-      }
-      if (count % cfg.checkpoint.everyRounds === 0 && count < cfg.rounds)
-        await more.time('checkpoint', () => this.checkpoint());
-      const roundSeconds = Number(((performance.now() - roundStart) / 1000).toFixed(4));
-      const evalLoss = ev && Number.isFinite(ev.loss) ? ev.loss : null;
-      this.o.emit({
-        type: 'metrics',
-        round: count,
-        rounds_total: cfg.rounds,
-        epsilon: this.epsilon,
-        delta: this.delta,
-        eval_accuracy: ev?.accuracy ?? null,
-        eval_loss: evalLoss,
-        workers_alive: released.survivors,
-        round_seconds: roundSeconds,
-        phase_seconds: rounded(timer.seconds),
-      });
-      this.appendMetrics({
-        round: count,
-        rounds_total: cfg.rounds,
-        epsilon: Number.isFinite(this.epsilon) ? this.epsilon : 'Infinity',
-        epsilon_budget: cfg.privacy.epsilonBudget,
-        delta: this.delta,
-        round_seconds: roundSeconds,
-        phase_seconds: rounded({ ...timer.seconds, ...more.seconds }),
-        bytes_received: this.traffic.received - bytesAtStart.received,
-        bytes_sent: this.traffic.sent - bytesAtStart.sent,
-        workers_total: cfg.workers.count,
-        workers_members: members.length,
-        workers_alive: released.survivors,
-        dropouts: members.length - released.survivors,
-        eval_accuracy: ev?.accuracy ?? null,
-        eval_loss: evalLoss,
-        time: new Date().toISOString(),
-      });
-      this.o.log.info(
-        { round: r, survivors: released.survivors, epsilon: this.epsilon },
-        'round released and applied',
-      );
+      if (cfg.secureAggregation.mode !== 'he')
+        await more.time('keys', () => Promise.race([keys, summed.then(() => {})]));
+      await timer.time('aggregate', () => Promise.race([asked, summed.then(() => {})]));
+      released = await timer.time('unmask', () => summed);
     } catch (err) {
-      failAll(err);
-      if (err instanceof SecAggError) {
-        this.o.log.warn({ round: r, err: err.message }, 'round aborted; opening the next one');
-        return;
+      if (!(err instanceof SecAggError)) throw err;
+      if (this.budgetStop) return;
+      if (cfg.secureAggregation.mode === 'he' && live.recorded) {
+        // Not a round abort: without the key holder no later round can be released either.
+        throw new Error(`round ${r}: ${err.message}`, { cause: err });
       }
-      throw err;
+      this.o.log.warn({ round: r, err: err.message }, 'round aborted; opening the next one');
+      return;
     } finally {
-      failAll(new Error(`round ${r} is over`));
-      he?.dispose();
       this.live = undefined;
     }
+    if (released.round !== r)
+      throw new Error(`the aggregator released round ${released.round} while the coordinator ran round ${r}`);
+    await timer.time('apply', () => {
+      const sum = decode(plan, released.ring);
+      const total = [...this.shardSizes.values()].reduce((x, y) => x + y, 0);
+      const norm = 1 / (cfg.privacy.samplingRate * total);
+      const grad = new Float32Array(sum.length);
+      for (let i = 0; i < sum.length; i++) grad[i] = sum[i]! * norm;
+      // A non-finite update (an empty shard's 0/0, a diverged model) would poison every later
+      // round and the checkpoint: stop the job with the old parameters kept.
+      const before = Float32Array.from(this.params);
+      this.optimizer.step(this.params, grad);
+      if (!this.params.every(Number.isFinite) || !Number.isFinite(norm)) {
+        this.params.set(before);
+        throw new Error(
+          `round ${r}: the update made the model parameters non-finite (NaN or Infinity); the job stops and nothing non-finite is checkpointed (check the dataset for empty shards or extreme values, or lower the learning rate)`,
+        );
+      }
+      this.modelVersion = r;
+      this.publish();
+    });
+    this.o.hooks?.afterApply?.(this.releasedRounds);
+    let ev: Evaluation | null = null;
+    const count = this.releasedRounds;
+    if (count % cfg.evaluation.everyRounds === 0 || count >= cfg.rounds) {
+      ev = await more.time('evaluate', () => evaluation(this.o.evaluate(this.params)));
+      this.lastAccuracy = ev.accuracy;
+    }
+    if (count % cfg.checkpoint.everyRounds === 0 && count < cfg.rounds)
+      await more.time('checkpoint', () => this.checkpoint());
+    const roundSeconds = Number(((performance.now() - roundStart) / 1000).toFixed(4));
+    const evalLoss = ev && Number.isFinite(ev.loss) ? ev.loss : null;
+    const survivors = released.survivors.length;
+    this.o.emit({
+      type: 'metrics',
+      round: count,
+      rounds_total: cfg.rounds,
+      epsilon: this.epsilon,
+      delta: this.delta,
+      eval_accuracy: ev?.accuracy ?? null,
+      eval_loss: evalLoss,
+      workers_alive: survivors,
+      round_seconds: roundSeconds,
+      phase_seconds: rounded(timer.seconds),
+    });
+    const bytes = server.traffic();
+    this.appendMetrics({
+      round: count,
+      rounds_total: cfg.rounds,
+      epsilon: Number.isFinite(this.epsilon) ? this.epsilon : 'Infinity',
+      epsilon_budget: cfg.privacy.epsilonBudget,
+      delta: this.delta,
+      round_seconds: roundSeconds,
+      phase_seconds: rounded({ ...timer.seconds, ...more.seconds }),
+      bytes_received: bytes.received - bytesAtStart.received,
+      bytes_sent: bytes.sent - bytesAtStart.sent,
+      workers_total: cfg.workers.count,
+      workers_members: members.length,
+      workers_alive: survivors,
+      dropouts: members.length - survivors,
+      eval_accuracy: ev?.accuracy ?? null,
+      eval_loss: evalLoss,
+      time: new Date().toISOString(),
+    });
+    this.o.log.info(
+      { round: r, survivors: released.survivors.length, epsilon: this.epsilon },
+      'round released and applied',
+    );
   }
 
   /** metrics.jsonl is for people: a failed write is logged, never a reason to stop the job. */
@@ -774,19 +594,13 @@ export class Coordinator {
   }
 
   /**
-   * The release point's bookkeeping: checks the round as it will be released (member indices
-   * `received`) against the budget, then appends it to the ledger (fsync) and the accountant.
+   * The release point's bookkeeping: checks the round as it will be released (the shards of its
+   * survivors, `received`) against the budget, then appends it to the ledger (fsync) and the accountant.
    * Returns false, and sets the budget stop, when releasing it would pass privacy.epsilonBudget;
    * nothing has been released then (masked inputs without unmask shares, or ciphertexts the key
    * holder was never asked to decrypt, are useless).
    */
-  private recordRelease(
-    r: number,
-    received: number[],
-    waiters: Waiter[],
-    shareStd: number,
-    scale: number,
-  ): boolean {
+  private recordRelease(r: number, received: number[], shareStd: number, scale: number): boolean {
     const cfg = this.config;
     const t = cfg.secureAggregation.threshold;
     const survivors = received.length;
@@ -796,7 +610,7 @@ export class Coordinator {
     const shards =
       cfg.dataset.sharding === 'contiguous'
         ? Array.from({ length: cfg.workers.count }, (_, i) => i)
-        : received.map((i) => waiters[i]!.req.workerIndex);
+        : received;
     // Only honest noise counts: up to `colluders` survivors may subtract their own shares, so the
     // release holds survivors − c shares, each sized for t − c (announcement.ts).
     const c = cfg.privacy.colluders;
