@@ -69,6 +69,72 @@ describe('service (in-process server, real gRPC over loopback)', function () {
     }
   });
 
+  it("reports what a training coordinator needs: awaiting changes, stages, traffic, the client's phases and bytes, and drained() after finish", async () => {
+    const stages: string[] = [];
+    const server = new AggregatorServer({
+      vectorLength: 4,
+      bits: 32,
+      deadlinesMs: FAST,
+      onStage: (round, stage) => void stages.push(`${round}:${stage}`),
+    });
+    const port = await server.start();
+    const phases: string[] = [];
+    const clients = [0, 1, 2].map(
+      (i) =>
+        new SecureAggClient({
+          address: `127.0.0.1:${port}`,
+          workerId: `t${i}`,
+          phase: async (name, run) => {
+            phases.push(`t${i}:${name}`);
+            return run();
+          },
+        }),
+    );
+    try {
+      for (const c of clients) await c.join();
+      const changed = server.awaitingChange(10_000).then(() => server.awaiting());
+      const waits = clients.map((c) => c.awaitRound(0));
+      expect(await changed).to.have.length.at.least(1);
+      while (server.awaiting().length < 3) await server.awaitingChange(1000);
+      const before = server.traffic();
+      const pending = server.openRound();
+      const opens = await Promise.all(waits);
+      await Promise.all(clients.map((c, i) => c.contribute(opens[i]!, encodeIntegers(32, [i, 1, 0, 0]))));
+      expect(Array.from(toIntegers((await pending).ring))).to.deep.equal([3, 3, 0, 0]);
+      expect(stages).to.deep.equal(['0:SHARE_KEYS', '0:MASKED_INPUT', '0:UNMASK', '0:DONE']);
+      expect([...phases].sort()).to.deep.equal([
+        't0:mask',
+        't0:upload',
+        't1:mask',
+        't1:upload',
+        't2:mask',
+        't2:upload',
+      ]);
+      const after = server.traffic();
+      const sent = clients.reduce((a, c) => a + c.bytesSent, 0);
+      // Each worker's masked vector alone is 4 bytes per value; the server saw every request byte.
+      for (const c of clients) expect(c.bytesSent).to.be.above(4 * 4);
+      expect(after.received - before.received).to.be.at.most(sent);
+      expect(after.received - before.received).to.be.above(3 * 4 * 4);
+      expect(after.sent).to.be.above(before.sent);
+      // finish(): drained() waits until every member was told, and no longer.
+      server.finish('test over');
+      let drained = false;
+      const draining = server.drained(10_000).then(() => (drained = true));
+      await new Promise((r) => setTimeout(r, 50));
+      expect(drained).to.equal(false);
+      for (const c of clients) {
+        const err = await c.awaitRound(1).catch((e: unknown) => e);
+        expect(err).to.be.instanceOf(JobFinishedError);
+      }
+      await draining;
+      expect(drained).to.equal(true);
+    } finally {
+      clients.forEach((c) => c.close());
+      await server.close();
+    }
+  });
+
   it('overlaps key setup of round r+1 with round r and keeps rounds apart', async () => {
     const server = new AggregatorServer({ vectorLength: 3, bits: 32, deadlinesMs: FAST });
     const port = await server.start();
