@@ -148,12 +148,8 @@ export {
   type CoordinatorState,
   type HeKeyHolderLink,
 } from './coordinator/coordinator.js';
-export {
-  RoundClient,
-  jobMessageBytes,
-  parametersFingerprint,
-  type RoundClientOptions,
-} from './round-client.js';
+export { RoundClient, type RoundClientOptions } from './round-client.js';
+export { jobMessageBytes, parametersFingerprint } from './aggregation.js';
 export {
   AnnouncementError,
   checkAnnouncement,

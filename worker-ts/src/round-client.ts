@@ -6,7 +6,6 @@
 // HE) → upload → unmask shares. The protocol itself (stages, signatures, HE encryption) is the
 // client's. Everything that leaves the worker is a masked vector, ciphertexts or a public
 // protocol message.
-import { createHash } from 'node:crypto';
 import {
   DeadlineError,
   encode,
@@ -25,6 +24,7 @@ import {
   type RoundOpen,
   type RoundTraining,
 } from '@tensorguard/secure-agg/service';
+import { jobMessageBytes, parametersFingerprint } from './aggregation.js';
 import { checkAnnouncement } from './announcement.js';
 import type { ClippingEngine } from './clipping.js';
 import type { RunConfig } from './config.js';
@@ -62,26 +62,6 @@ export interface RoundClientOptions {
 
 /** How long one AwaitRound call waits before it is renewed. */
 const LONG_POLL_MS = 600_000;
-
-/** HE ciphertexts hold 4096 values; one is below 256 KiB (secure-agg's server sizes them so). */
-const HE_SLOTS = 4096;
-const HE_CIPHERTEXT_BYTES = 256 << 10;
-
-/**
- * The largest message a job's worker sends or receives: its masked vector (at most 64-bit words),
- * the model (float32) or its ciphertexts (HE), plus 1 MiB for the rest of the message.
- */
-export function jobMessageBytes(dimension: number, mode: 'masking' | 'he'): number {
-  const payload = mode === 'he' ? Math.ceil((dimension + 1) / HE_SLOTS) * HE_CIPHERTEXT_BYTES : dimension * 8;
-  return Math.max(payload, dimension * 4) + (1 << 20);
-}
-
-/** The fingerprint of a model version: sha256 of its float32 parameters, hex. */
-export function parametersFingerprint(p: Float32Array): string {
-  return createHash('sha256')
-    .update(new Uint8Array(p.buffer, p.byteOffset, p.byteLength))
-    .digest('hex');
-}
 
 export class RoundClient {
   private readonly client: SecureAggClient;

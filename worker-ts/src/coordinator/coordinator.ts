@@ -43,7 +43,7 @@ import { flatten, sizeOf, trainableSpecs, type ModelDef } from '../models/model.
 import { roundEncoding, roundPrivacy } from '../announcement.js';
 import { MAX_SHARE_STD } from '../noise.js';
 import { createOptimizer, type Optimizer } from '../optimizer.js';
-import { jobMessageBytes, parametersFingerprint } from '../round-client.js';
+import { jobMessageBytes, parametersFingerprint } from '../aggregation.js';
 import { jobFingerprint, PrivacyLedger, type LedgerEntry } from './ledger.js';
 import { integerMechanismEpsilon, JobAccountant } from './privacy.js';
 import { METRICS_FILE, RoundMetricsLog, type RoundMetrics } from '../report/metrics-log.js';
