@@ -72,7 +72,7 @@ def test_metric_lines_become_ray_tensorguard_series(ray_head):
             "round_seconds": 0.3, "phase_seconds": {"aggregate": 0.2, "unmask": 0.05},
         }),
         worker.observe.remote({
-            "type": "metrics", "round": 3, "phase_seconds": {"clip": 0.12}, "bytes_sent": 4096,
+            "type": "metrics", "round": 3, "phase_seconds": {"local": 0.12}, "bytes_sent": 4096,
         }),
         worker.observe.remote({"type": "metrics", "round": 4, "bytes_sent": 1024}),
         # Bad fields are ignored, not recorded as zero.
@@ -89,8 +89,10 @@ def test_metric_lines_become_ray_tensorguard_series(ray_head):
     assert series(got, "ray_tensorguard_workers_alive", **tags) == [2.0]
     for phase, count in (("total", 1.0), ("aggregate", 1.0), ("unmask", 1.0)):
         assert series(got, "ray_tensorguard_round_seconds_count", phase=phase, **tags) == [count]
-    assert series(got, "ray_tensorguard_round_seconds_count", phase="clip", worker="0") == [1.0]
-    assert series(got, "ray_tensorguard_bytes_sent", worker="0") == [5120.0]
+    # Filtered by job too: other tests' fake workers export series for worker 0 on the same head.
+    mine = {"tensorguard_job": "metrics-1", "worker": "0"}
+    assert series(got, "ray_tensorguard_round_seconds_count", phase="local", **mine) == [1.0]
+    assert series(got, "ray_tensorguard_bytes_sent", **mine) == [5120.0]
     # A worker has no budget; and no series carries a plain `job` label, which Prometheus would
     # rename to exported_job.
     assert series(got, "ray_tensorguard_epsilon_budget", worker="0") == []

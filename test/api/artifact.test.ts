@@ -380,6 +380,9 @@ describe('GetJobArtifact on a real Ray job over TLS', function () {
       (_, i) => `"a ${words[i % 4]} film",${(i % 4) % 2 === 0 ? 1 : 0}`,
     );
     fs.writeFileSync(path.join(data, 'reviews.csv'), ['text,label', ...rows].join('\n') + '\n');
+    // A held-out split of other reviews: a test set sharing training records is refused.
+    const held = words.map((w, i) => `"an utterly ${w} movie",${i % 2 === 0 ? 1 : 0}`);
+    fs.writeFileSync(path.join(data, 'held-out.csv'), ['text,label', ...held].join('\n') + '\n');
     const server = await startServer(serveArgs(), env, 60_000);
     servers.push(server);
     const c = client(server.address, creds);
@@ -396,7 +399,7 @@ describe('GetJobArtifact on a real Ray job over TLS', function () {
         dataset: {
           format: 'csv',
           path: 'reviews.csv',
-          testPath: 'reviews.csv',
+          testPath: 'held-out.csv',
           numClasses: 2,
           maxTokens: 16,
         },

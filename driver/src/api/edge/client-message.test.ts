@@ -36,6 +36,11 @@ describe('api/client-message: job messages carry no contents, paths, PIDs or tra
       'placement group not ready after 60 s on node 10.0.0.5',
       'the cluster could not place or run the job in time',
     ],
+    [
+      'a test set overlapping the training set',
+      "worker 0 on node 10.0.0.5: dataset.testPath: 3 of this worker's 20 training records also appear in the test set (same features and label), so held-out accuracy and loss would describe training records; remove them from one of the two files",
+      'the test set shares records with the training set (held-out metrics would describe training records)',
+    ],
     ['anything else', 'Error: boom\n    at foo (/opt/app/x.js:1:1)', 'the job failed on the cluster'],
   ];
   for (const [what, raw, category] of leaking) {

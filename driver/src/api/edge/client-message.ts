@@ -18,6 +18,10 @@ const CATEGORIES: [RegExp, string][] = [
   [/checkpoint|safetensors|manifest|\bLATEST\b/i, 'a checkpoint could not be read or written'],
   [/non-?finite|\bNaN\b|\bInfinity\b/, 'training produced non-finite values'],
   [
+    /also appear in the test set/i,
+    'the test set shares records with the training set (held-out metrics would describe training records)',
+  ],
+  [
     /dataset|\.csv\b|\.jsonl\b|\bcsv\b|\bjsonl\b|\bidx\b|shard|record|label|ENOENT|EACCES|EISDIR|ENOTDIR|no such file|permission denied|cannot (read|open)/i,
     'dataset file could not be read',
   ],
