@@ -56,20 +56,28 @@ export function headEnv(token: string): Record<string, string> {
   };
 }
 
+/** Binds `port` on loopback and releases it: whether it is free now. */
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+/**
+ * n distinct free ports *below* Linux's ephemeral range (32768–60999). A port the OS handed out for
+ * `listen(0)` could be handed out again the moment it is released, to any process binding port 0
+ * (Ray's own components do), before Ray binds it: seen as the runtime-env agent's port answered by
+ * a Prometheus exporter. Ports drawn at random from 10000–32767 never collide that way.
+ */
 async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: n },
-      () =>
-        new Promise<net.Server>((resolve, reject) => {
-          const s = net.createServer();
-          s.once('error', reject);
-          s.listen(0, '127.0.0.1', () => resolve(s));
-        }),
-    ),
-  );
-  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  const ports: number[] = [];
+  for (let tries = 0; ports.length < n; tries++) {
+    if (tries > 1000) throw new RayHeadError('no free ports in 10000-32767 on 127.0.0.1');
+    const port = 10000 + crypto.randomInt(32768 - 10000);
+    if (!ports.includes(port) && (await portFree(port))) ports.push(port);
+  }
   return ports;
 }
 
