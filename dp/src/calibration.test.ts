@@ -12,6 +12,21 @@ describe('calibration', () => {
     }
   });
 
+  it("mechanism 'integer' calibrates on the integer mechanism's rigorous bound, which sits just above the Gaussian's", () => {
+    const setting = { samplingRate: 512 / 20_000, steps: 150, delta: 1e-5 };
+    const sigma = calibrateNoiseMultiplier({ ...setting, mechanism: 'integer', targetEpsilon: 3 });
+    const rigorous = computeEpsilon({ ...setting, mechanism: 'integer', noiseMultiplier: sigma });
+    expect(rigorous).to.be.at.most(3);
+    expect(rigorous).to.be.above(3 * 0.999);
+    const gaussian = computeEpsilon({ ...setting, noiseMultiplier: sigma });
+    expect(rigorous).to.be.at.least(gaussian);
+    expect(rigorous / gaussian).to.be.below(1.02);
+    // 'integer' is RDP whatever the accountant: no PLD of the integer mechanism is proven.
+    expect(computeEpsilon({ ...setting, mechanism: 'integer', accountant: 'pld', noiseMultiplier: sigma })).to.equal(
+      rigorous,
+    );
+  });
+
   it('maxStepsForBudget is the largest step count within the budget', () => {
     const o = { epsilonBudget: 3, delta: 1e-5, samplingRate: 256 / 60000, noiseMultiplier: 1.1 };
     const t = maxStepsForBudget(o);

@@ -6,6 +6,7 @@ import {
   type RdpConversion,
   epsilonFromRdp,
   rdpPoissonSubsampledGaussian,
+  rdpPoissonSubsampledGaussianSymmetricBound,
   DEFAULT_RDP_ORDERS,
 } from './rdp.js';
 import { requireCount, requireDelta, requirePositive, requireProbability } from './validation.js';
@@ -26,24 +27,45 @@ export interface TrainingPrivacySetting {
   /** RDP conversion to (ε, δ); default 'improved'. Ignored by PLD. */
   conversion?: RdpConversion;
   /**
-   * RDP orders; default DEFAULT_RDP_ORDERS. INTEGER_RDP_ORDERS calibrates for the integer
-   * mechanism (distributed discrete Gaussian), whose bound equals the Gaussian's at integer orders
-   * only. Ignored by PLD.
+   * RDP orders; default DEFAULT_RDP_ORDERS. Ignored by PLD.
    */
   orders?: readonly number[];
+  /**
+   * What is accounted; default 'gaussian' (the Poisson-subsampled Gaussian, with `accountant`).
+   * 'integer': the rigorous RDP bound of the integer mechanism TensorGuard runs (distributed
+   * discrete Gaussian over randomized-rounded integers, at the shares' noise where KLS21's τ
+   * vanishes): rdpPoissonSubsampledGaussianSymmetricBound at `orders`, equal to the Gaussian's
+   * at integer orders and a proven upper bound between them (docs/privacy.md). Always RDP:
+   * `accountant` is then ignored, since no PLD of the integer mechanism is proven.
+   */
+  mechanism?: 'gaussian' | 'integer';
   /** PLD grid step, nats; default 1e-4. */
   discretization?: number;
 }
 
 /**
  * ε after `steps` Poisson-sampled Gaussian steps (rate q, noise multiplier σ) at δ, with the RDP
- * (default) or PLD accountant. Throws InvalidArgumentError for out-of-range inputs.
+ * (default) or PLD accountant, or the integer mechanism's rigorous RDP bound (`mechanism`). Throws InvalidArgumentError for out-of-range inputs.
  */
 export function computeEpsilon(setting: TrainingPrivacySetting & { noiseMultiplier: number }): number {
   requireProbability('samplingRate', setting.samplingRate);
   requireCount('steps', setting.steps, 0);
   requireDelta('delta', setting.delta);
   requirePositive('noiseMultiplier', setting.noiseMultiplier);
+  if (setting.mechanism === 'integer') {
+    const orders = setting.orders ?? DEFAULT_RDP_ORDERS;
+    const curve = rdpPoissonSubsampledGaussianSymmetricBound(
+      setting.samplingRate,
+      setting.noiseMultiplier,
+      orders,
+    );
+    return epsilonFromRdp(
+      orders,
+      curve.map((r) => r * setting.steps),
+      setting.delta,
+      setting.conversion ?? 'improved',
+    ).epsilon;
+  }
   const event = poissonSampledEvent(setting.samplingRate, gaussianEvent(setting.noiseMultiplier));
   if ((setting.accountant ?? 'rdp') === 'pld') {
     const pld = new PldAccountant(

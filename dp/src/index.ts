@@ -17,6 +17,8 @@ export {
   rdpSampledWithoutReplacementGaussian,
   rdpPoissonSubsampledGeneric,
   rdpPoissonSubsampledSymmetric,
+  rdpPoissonSubsampledSymmetricCurve,
+  rdpPoissonSubsampledGaussianSymmetricBound,
   epsilonFromRdp,
   deltaFromRdp,
   type RdpConversion,

@@ -5,7 +5,7 @@
 // The distributed discrete mechanisms are described in the integer units the workers use after
 // scaling by 1/granularity and randomized rounding; their RDP curves are in rdpOfDiscreteEvent.
 import { InvalidArgumentError, InvalidStateError } from './errors.js';
-import { rdpPoissonSubsampledSymmetric } from './rdp.js';
+import { rdpPoissonSubsampledSymmetricCurve } from './rdp.js';
 import { requireCount, requireNonNegative, requirePositive, requireProbability } from './validation.js';
 
 /** The Gaussian mechanism on the whole dataset: noise std = noiseMultiplier × L2 sensitivity. */
@@ -298,35 +298,15 @@ export function rdpOfDiscreteRelease(
  * RDP curve of a discrete release, optionally Poisson-subsampled at rate q. The noise (a sum of
  * discrete Gaussians, or a Skellam) is symmetric and neighbouring releases are integer shifts of
  * it mixed over coupled rounding, so the tight symmetric subsampling bound applies
- * (rdpPoissonSubsampledSymmetric; docs/privacy.md). The bounds hold at integer orders; at a
- * fractional order α > 2 the chord of (α−1)·ε between ⌊α⌋ and ⌈α⌉ (an upper bound, since
- * (α−1)·D_α is convex in α), below 2 the value at 2 (Rényi divergence grows with the order).
+ * (rdpPoissonSubsampledSymmetricCurve; docs/privacy.md): at integer orders the tight bound, at a
+ * fractional order the smaller of its Taylor bound and the chord between neighbouring integer orders.
  */
 export function rdpOfDiscreteEvent(
   event: DistributedDiscreteGaussianEvent | SkellamEvent,
   samplingRate: number,
   orders: readonly number[],
 ): number[] {
-  const cache = new Map<number, number>();
-  const at = (l: number): number => {
-    let v = cache.get(l);
-    if (v === undefined) {
-      v = rdpOfDiscreteRelease(event, l);
-      cache.set(l, v);
-    }
-    return v;
-  };
-  const sub = (a: number) => rdpPoissonSubsampledSymmetric(samplingRate, at, a);
-  return orders.map((alpha) => {
-    const hi = Math.max(2, Math.ceil(alpha));
-    if (!Number.isFinite(at(hi))) return samplingRate === 0 ? 0 : Infinity;
-    const lo = Math.floor(alpha);
-    if (lo === hi || lo < 2) return sub(hi);
-    // (α−1)·D_α is a log-moment-generating function, convex in α: between two integer orders it
-    // lies below the chord through the (bounded) values at both ends.
-    const t = alpha - lo;
-    return ((1 - t) * (lo - 1) * sub(lo) + t * (hi - 1) * sub(hi)) / (alpha - 1);
-  });
+  return rdpPoissonSubsampledSymmetricCurve(samplingRate, (l) => rdpOfDiscreteRelease(event, l), orders);
 }
 
 /**
