@@ -22,9 +22,9 @@ describe('calibration', () => {
     expect(rigorous).to.be.at.least(gaussian);
     expect(rigorous / gaussian).to.be.below(1.02);
     // 'integer' is RDP whatever the accountant: no PLD of the integer mechanism is proven.
-    expect(computeEpsilon({ ...setting, mechanism: 'integer', accountant: 'pld', noiseMultiplier: sigma })).to.equal(
-      rigorous,
-    );
+    expect(
+      computeEpsilon({ ...setting, mechanism: 'integer', accountant: 'pld', noiseMultiplier: sigma }),
+    ).to.equal(rigorous);
   });
 
   it('maxStepsForBudget is the largest step count within the budget', () => {

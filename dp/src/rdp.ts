@@ -376,10 +376,7 @@ export function rdpPoissonSubsampledSymmetricCurve(
     const hi = Math.max(2, Math.ceil(alpha));
     if (!Number.isFinite(at(hi))) return samplingRate === 0 ? 0 : Infinity;
     if (Number.isInteger(alpha)) return sub(alpha);
-    return Math.min(
-      rdpPoissonSubsampledSymmetric(samplingRate, at, alpha),
-      chordOfIntegerOrders(sub, alpha),
-    );
+    return Math.min(rdpPoissonSubsampledSymmetric(samplingRate, at, alpha), chordOfIntegerOrders(sub, alpha));
   });
 }
 

@@ -164,7 +164,11 @@ describe('rdpPoissonSubsampledSymmetric', () => {
     const [exact] = rdpPoissonSubsampledGaussian(q, sigma, [5.5]);
     const ours = rdpPoissonSubsampledSymmetric(q, (l) => l / (2 * sigma * sigma), 5.5);
     expect(ours / exact!).to.be.below(1.02);
-    const chord = (4 * rdpPoissonSubsampledGaussian(q, sigma, [5])[0]! + 5 * rdpPoissonSubsampledGaussian(q, sigma, [6])[0]!) / 2 / 4.5;
+    const chord =
+      (4 * rdpPoissonSubsampledGaussian(q, sigma, [5])[0]! +
+        5 * rdpPoissonSubsampledGaussian(q, sigma, [6])[0]!) /
+      2 /
+      4.5;
     expect(chord / exact!).to.be.above(1.04);
   });
 
@@ -181,8 +185,12 @@ describe('rdpPoissonSubsampledSymmetric', () => {
       if (Number.isInteger(alpha)) continue;
       const mix = mu0.map((x, i) => (1 - q) * x + q * mu1[i]!);
       const bound = rdpPoissonSubsampledSymmetric(q, (l) => renyi(l, mu1, mu0), alpha);
-      expect(renyi(alpha, mix, mu0), `remove, trial ${trial} α ${alpha}`).to.be.at.most(bound * (1 + 1e-9) + 1e-15);
-      expect(renyi(alpha, mu0, mix), `add, trial ${trial} α ${alpha}`).to.be.at.most(bound * (1 + 1e-9) + 1e-15);
+      expect(renyi(alpha, mix, mu0), `remove, trial ${trial} α ${alpha}`).to.be.at.most(
+        bound * (1 + 1e-9) + 1e-15,
+      );
+      expect(renyi(alpha, mu0, mix), `add, trial ${trial} α ${alpha}`).to.be.at.most(
+        bound * (1 + 1e-9) + 1e-15,
+      );
     }
     const sigma = 0.8;
     const one: number[] = [];

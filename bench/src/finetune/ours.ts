@@ -6,7 +6,7 @@
 // worker process (VmHWM, sampled from /proc while it runs), and the PEFT round trip of the adapter
 // the job wrote (worker-ts's peftRoundTrip, with .venv-bench).
 import fs from 'node:fs';
-import { INTEGER_RDP_ORDERS, calibrateNoiseMultiplier } from '@tensorguard/dp';
+import { calibrateNoiseMultiplier } from '@tensorguard/dp';
 import { peftRoundTrip, resolveModelPreset } from '@tensorguard/worker';
 import { fmnistConfig, runJob } from '../job-runner.js';
 import type { BenchOptions, Row } from '../types.js';
@@ -47,14 +47,13 @@ export async function runOurs(
   const rounds = steps(s);
   const samplingRate = Math.min(1, s.batch / records);
   // As the driver calibrates (driver/src/spec/resolve.ts): the job's ε is the integer mechanism's
-  // RDP bound, equal to the Gaussian's at integer orders, so calibrate there.
+  // rigorous RDP bound, so calibrate on it.
   const sigma = calibrateNoiseMultiplier({
     targetEpsilon: s.epsilon,
     delta: s.delta,
     samplingRate,
     steps: rounds,
-    accountant: 'rdp',
-    orders: INTEGER_RDP_ORDERS,
+    mechanism: 'integer',
   });
   log(
     `ours: ${s.workers} workers, q = ${samplingRate.toFixed(4)}, σ = ${sigma.toFixed(4)} for ε = ${s.epsilon}`,

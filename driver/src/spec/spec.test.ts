@@ -467,8 +467,9 @@ describe('job spec', () => {
       doc.privacy = { clipNorm: 1, targetEpsilon: 2, epsilonBudget: 8, samplingRate: 0.01, accountant };
       doc.rounds = 50;
       const cfg = await resolveRunConfig(parseJobSpec(doc), { jobId: 'j', dataDir: '/d' });
-      // What the coordinator records for 50 rounds with t survivors (worker-ts JobAccountant).
-      // With 'rdp' that is the integer mechanism (2 honest shares of exact discrete Gaussian noise).
+      // What the coordinator records for 50 rounds with t survivors (worker-ts JobAccountant): the
+      // integer mechanism (2 honest shares of exact discrete Gaussian noise), whose rigorous bound is
+      // the job's ε and budget under both accountants.
       const { JobAccountant } = await import('@tensorguard/worker');
       const dp = await import('@tensorguard/dp');
       const integerEvent = (sigma: number) => {
@@ -493,7 +494,7 @@ describe('job spec', () => {
             samplingRate: 0.01,
             noiseMultiplier: sigma,
             survivors: 2,
-            ...(accountant === 'rdp' ? { integerEvent: integerEvent(sigma) } : {}),
+            integerEvent: integerEvent(sigma),
           });
         return acc.epsilon();
       };

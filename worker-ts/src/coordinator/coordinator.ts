@@ -706,6 +706,7 @@ export class Coordinator {
   }
 
   private writePrivacyReport(): string {
+    const jsonEpsilon = (e: number | null) => (e === null || Number.isFinite(e) ? e : 'Infinity');
     const file = path.join(this.config.checkpoint.dir, 'privacy-report.json');
     const cfg = this.config;
     writeFileAtomic(
@@ -722,7 +723,11 @@ export class Coordinator {
           epsilonRdp: this.accountant.rdpEpsilon(),
           epsilonIntegerMechanism: integerMechanismEpsilon(this.ledgerEntries, this.delta, cfg.workers.count),
           integerMechanism:
-            "each worker adds exact discrete Gaussian noise N_Z(0, (σΔs)²/(t − c)) (dp's CSPRNG sampler); epsilonIntegerMechanism is dp's RDP bound for the Poisson-subsampled distributed discrete Gaussian over the survivors − c honest shares (Kairouz, Liu, Steinke 2021 per order; tight subsampling for symmetric shift pairs, docs/privacy.md): a proof for the integers, and the job's epsilon with the rdp accountant",
+            "each worker adds exact discrete Gaussian noise N_Z(0, (σΔs)²/(t − c)) (dp's CSPRNG sampler); epsilonIntegerMechanism is dp's RDP bound for the Poisson-subsampled distributed discrete Gaussian over the survivors − c honest shares (Kairouz, Liu, Steinke 2021 per order; tight subsampling for symmetric shift pairs, docs/privacy.md): a proof for the integers, and the job's epsilon with either accountant",
+          // pld only: the continuous Gaussian's PLD, labelled as the non-rigorous reference it is.
+          ...(this.accountant.kind === 'pld'
+            ? { epsilonContinuousReference: jsonEpsilon(this.accountant.continuousReferenceEpsilon()) }
+            : {}),
           privacyUnit: 'one training record',
           samplingRate: cfg.privacy.samplingRate,
           clipNorm: cfg.privacy.clipNorm,

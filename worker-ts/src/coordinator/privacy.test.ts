@@ -1,5 +1,4 @@
 import {
-  INTEGER_RDP_ORDERS,
   PldAccountant,
   RdpAccountant,
   calibrateNoiseMultiplier,
@@ -16,17 +15,19 @@ import { PrivacyLedger, type LedgerEntry } from './ledger.js';
 import { JobAccountant } from './privacy.js';
 
 describe('coordinator/privacy', () => {
-  it("equals dp's RdpAccountant / PldAccountant on the same rounds", () => {
+  it("equals dp's RdpAccountant on the same rounds under both accountants; pld's continuous reference is dp's PldAccountant", () => {
+    const rdp = new RdpAccountant().compose(poissonSampledEvent(0.02, gaussianEvent(1.1)), 200).epsilon(1e-5);
+    const pld = new PldAccountant().compose(poissonSampledEvent(0.02, gaussianEvent(1.1)), 200).epsilon(1e-5);
     for (const kind of ['rdp', 'pld'] as const) {
       const a = new JobAccountant({ kind, delta: 1e-5, shardCount: 3 });
       for (let r = 1; r <= 200; r++)
         a.record({ round: r, samplingRate: 0.02, noiseMultiplier: 1.1, survivors: 3 });
-      const ref = (kind === 'rdp' ? new RdpAccountant() : new PldAccountant()).compose(
-        poissonSampledEvent(0.02, gaussianEvent(1.1)),
-        200,
-      );
-      expect(a.epsilon()).to.be.closeTo(ref.epsilon(1e-5), 1e-9 * ref.epsilon(1e-5));
+      expect(a.epsilon()).to.be.closeTo(rdp, 1e-9 * rdp);
+      if (kind === 'pld') expect(a.continuousReferenceEpsilon()).to.be.closeTo(pld, 1e-9 * pld);
+      else expect(a.continuousReferenceEpsilon()).to.equal(null);
     }
+    // The reference is the smaller figure: were it the budget, the job would overspend the proof.
+    expect(pld).to.be.below(rdp);
   });
 
   it('never counts a round twice', () => {
@@ -64,7 +65,14 @@ describe('coordinator/privacy', () => {
 
   it("a job of calibrated σ with t survivors every round reaches dp's calibration target without passing it", () => {
     for (const kind of ['rdp', 'pld'] as const) {
-      const setting = { samplingRate: 0.01, steps: 300, delta: 1e-5, targetEpsilon: 1.5, accountant: kind };
+      // Rounds without an integer event (older ledgers) are accounted as the Gaussian, with RDP.
+      const setting = {
+        samplingRate: 0.01,
+        steps: 300,
+        delta: 1e-5,
+        targetEpsilon: 1.5,
+        accountant: 'rdp' as const,
+      };
       const sigma = calibrateNoiseMultiplier(setting);
       const a = new JobAccountant({ kind, delta: 1e-5, shardCount: 4 });
       for (let r = 1; r <= 300; r++)
@@ -126,24 +134,26 @@ describe('coordinator/privacy: the rigorous ε of the integer mechanism', () => 
       }),
     );
   };
+  // The goal: within 2 % of the continuous Gaussian's RDP ε (same σ, q, rounds, δ), at the demo's
+  // setting and bench fmnist's (full and --quick). `ratio` is what docs/privacy.md reports.
   const settings = [
-    // the demo: 150 rounds at q = 512/20000, σ calibrated for ε = 3 (the driver's calibration)
-    // (the one setting where the goal of 2 % is missed: 2.47 %, the continuous ε's best order is
-    // fractional there and the integers' bound is only proven at integer orders)
+    // the demo: 150 rounds at q = 512/20000, σ calibrated by the driver for ε = 3 (2.47 % before
+    // the fractional-order bound; now 0.51 %)
     {
       name: 'demo',
       q: 512 / 20_000,
       rounds: 150,
       sigma: undefined as number | undefined,
       target: 3,
-      within: 0.025,
+      ratio: 1.0051,
     },
     // bench fmnist: 1172 rounds at q = 2048/60000, σ = 2; its --quick run: 30 rounds, q = 0.02, σ = 1.1
-    { name: 'fmnist', q: 2048 / 60_000, rounds: 1172, sigma: 2.0, target: undefined, within: 0.02 },
-    { name: 'fmnist --quick', q: 0.02, rounds: 30, sigma: 1.1, target: undefined, within: 0.02 },
+    { name: 'fmnist', q: 2048 / 60_000, rounds: 1172, sigma: 2.0, target: undefined, ratio: 1.0 },
+    { name: 'fmnist --quick', q: 0.02, rounds: 30, sigma: 1.1, target: undefined, ratio: 1.0025 },
   ];
   for (const s of settings) {
-    it(`is a proof for the integers and within ${s.within * 100} % of the continuous Gaussian's ε (${s.name})`, () => {
+    it(`is a proof for the integers and within 2 % of the continuous Gaussian's ε, under both accountants (${s.name})`, () => {
+      // As the driver calibrates (driver/src/spec/resolve.ts), for either accountant.
       const sigma =
         s.sigma ??
         calibrateNoiseMultiplier({
@@ -151,26 +161,37 @@ describe('coordinator/privacy: the rigorous ε of the integer mechanism', () => 
           steps: s.rounds,
           delta: 1e-5,
           targetEpsilon: s.target!,
-          orders: INTEGER_RDP_ORDERS,
+          mechanism: 'integer',
         });
-      const a = new JobAccountant({ kind: 'rdp', delta: 1e-5, shardCount: 4 });
-      for (let r = 1; r <= s.rounds; r++) {
-        a.record({
-          round: r,
-          samplingRate: s.q,
-          noiseMultiplier: sigma,
-          survivors: 3,
-          integerEvent: integerRound(s.q, sigma, 101_770),
-        });
-      }
-      const rigorous = a.epsilon();
       const continuous = new RdpAccountant()
         .compose(poissonSampledEvent(s.q, gaussianEvent(sigma)), s.rounds)
         .epsilon(1e-5);
-      expect(rigorous).to.be.at.least(continuous * (1 - 1e-12));
-      expect(rigorous / continuous, `${rigorous} vs ${continuous}`).to.be.below(1 + s.within);
+      const eps: number[] = [];
+      for (const kind of ['rdp', 'pld'] as const) {
+        const a = new JobAccountant({ kind, delta: 1e-5, shardCount: 4 });
+        for (let r = 1; r <= s.rounds; r++) {
+          a.record({
+            round: r,
+            samplingRate: s.q,
+            noiseMultiplier: sigma,
+            survivors: 3,
+            integerEvent: integerRound(s.q, sigma, 101_770),
+          });
+        }
+        eps.push(a.epsilon());
+      }
+      const [rigorous, underPld] = eps as [number, number];
+      expect(underPld).to.equal(rigorous);
+      // Not below the Gaussian's, up to 1e-6: at fractional orders dp_accounting's series (the
+      // continuous figure) is itself an upper bound, a hair above the true value at fmnist's order.
+      expect(rigorous).to.be.at.least(continuous * (1 - 1e-6));
+      expect(rigorous / continuous, `${rigorous} vs ${continuous}`).to.be.below(1.02);
+      expect(rigorous / continuous).to.be.closeTo(s.ratio, 1e-4);
       // A job calibrated by the driver ends within its target on the rigorous bound.
-      if (s.target !== undefined) expect(rigorous).to.be.at.most(s.target);
+      if (s.target !== undefined) {
+        expect(rigorous).to.be.at.most(s.target);
+        expect(rigorous).to.be.above(s.target * 0.999);
+      }
     });
   }
 

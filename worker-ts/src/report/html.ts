@@ -197,6 +197,7 @@ const PRIVACY_FIELDS: [string, string][] = [
   ['epsilonRdp', 'ε (RDP, cross-check)'],
   ['epsilonIntegerMechanism', 'ε of the integer mechanism'],
   ['integerMechanism', 'integer mechanism'],
+  ['epsilonContinuousReference', 'ε of the continuous Gaussian (PLD; a reference, not a bound)'],
   ['samplingRate', 'sampling rate q'],
   ['clipNorm', 'clip norm C'],
   ['noiseMultiplier', 'noise multiplier σ'],
@@ -234,7 +235,10 @@ function privacySection(p: Record<string, unknown> | null): string {
     if (!(k in p)) continue;
     listed.add(k);
     const v =
-      k === 'epsilon' || k === 'epsilonRdp' || k === 'epsilonIntegerMechanism'
+      k === 'epsilon' ||
+      k === 'epsilonRdp' ||
+      k === 'epsilonIntegerMechanism' ||
+      k === 'epsilonContinuousReference'
         ? p[k] === null
           ? null
           : formatEpsilon(p[k])

@@ -298,10 +298,27 @@ export class TrainingService {
     const plan = this.o.planEpsilon ?? plannedEpsilon;
     const eps = await plan({ samplingRate: q, noiseMultiplier: sigma, delta, rounds, accountant }, signal);
     if (eps > budget) {
+      // Under 'pld' the user may expect the Gaussian's PLD figure: name it, as what it is.
+      const reference =
+        accountant === 'pld'
+          ? ` (the continuous Gaussian's PLD, a non-rigorous reference, gives ${(
+              await plan(
+                {
+                  samplingRate: q,
+                  noiseMultiplier: sigma,
+                  delta,
+                  rounds,
+                  accountant,
+                  continuousReference: true,
+                },
+                signal,
+              )
+            ).toFixed(4)}; the budget is checked on the rigorous bound, docs/privacy.md)`
+          : '';
       throw new ApiError(
         'FAILED_PRECONDITION',
         `privacy budget exhausted: ${rounds} rounds at samplingRate ${q} and noiseMultiplier ${sigma} reach ` +
-          `ε = ${eps.toFixed(4)} at δ = ${delta}, above privacy.epsilonBudget ${budget}; lower rounds or ` +
+          `ε = ${eps.toFixed(4)} at δ = ${delta}${reference}, above privacy.epsilonBudget ${budget}; lower rounds or ` +
           'samplingRate, or raise noiseMultiplier',
         {
           preconditionFailure: [
@@ -472,7 +489,8 @@ export class TrainingService {
           samplingRate: q,
           steps: r.roundsCompleted,
           delta,
-          orders: r.privacySpent.accountant === 'pld' ? [] : RDP_ORDERS,
+          // Both accountants report the integer mechanism's rigorous RDP bound (docs/privacy.md).
+          orders: RDP_ORDERS,
           minContributors: num(obj(spec.secureAggregation).threshold) ?? 0,
           numWorkers: workers,
         },

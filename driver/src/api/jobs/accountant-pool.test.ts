@@ -4,8 +4,9 @@ import { plannedEpsilon } from './accounting.js';
 import { ApiError } from '../edge/errors.js';
 
 const rdp = { samplingRate: 0.02, noiseMultiplier: 1.1, delta: 1e-5, rounds: 100 };
-// PLD over this many rounds takes seconds: long enough to be cut by a short deadline.
-const slowPld = { ...rdp, rounds: 400, accountant: 'pld' as const };
+// The continuous reference (PLD) over this many rounds takes seconds: long enough to be cut by a
+// short deadline.
+const slowPld = { ...rdp, rounds: 400, accountant: 'pld' as const, continuousReference: true };
 
 async function rejection(p: Promise<unknown>): Promise<unknown> {
   try {

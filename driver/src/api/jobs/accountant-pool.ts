@@ -1,6 +1,6 @@
-// A small pool of worker threads for accountant work (σ calibration, planned ε): with the PLD
-// accountant one call takes seconds of CPU, which on the server's event loop stalled every
-// other tenant's calls. Tasks wait in a bounded FIFO queue for a free thread; each has a
+// A small pool of worker threads for accountant work (σ calibration, planned ε): a PLD
+// computation (the continuous reference named beside a 'pld' job's refused budget) takes seconds
+// of CPU, which on the server's event loop stalled every other tenant's calls. Tasks wait in a bounded FIFO queue for a free thread; each has a
 // deadline (the call's signal and the pool's own bound), and a thread still busy at its task's
 // deadline is terminated and replaced, so abandoned work never holds a thread. PLD tasks (seconds
 // each) may hold all threads but one, so that the quick RDP work every submission needs never
@@ -243,13 +243,9 @@ export class AccountantPool {
 }
 
 function isSlow(t: AccountantTask): boolean {
-  if (t.kind === 'plannedEpsilon') return t.arg.accountant === 'pld';
-  const privacy = t.arg.privacy;
-  return (
-    typeof privacy === 'object' &&
-    privacy !== null &&
-    (privacy as { accountant?: unknown }).accountant === 'pld'
-  );
+  // σ calibration and the budget check use the rigorous RDP bound under both accountants
+  // (milliseconds); only the continuous PLD reference takes seconds.
+  return t.kind === 'plannedEpsilon' && t.arg.continuousReference === true;
 }
 
 function abortError(signal: AbortSignal): unknown {

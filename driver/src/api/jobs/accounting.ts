@@ -3,12 +3,10 @@
 // entry is pure TypeScript (no libtensorflow), so the API server can load it cheaply.
 import {
   DEFAULT_RDP_ORDERS,
-  INTEGER_RDP_ORDERS,
   RdpAccountant,
   computeEpsilon,
   epsilonFromRdp,
-  gaussianEvent,
-  poissonSampledEvent,
+  rdpPoissonSubsampledGaussianSymmetricBound,
   type AccountantKind,
 } from '@tensorguard/dp';
 
@@ -33,30 +31,36 @@ export interface PlanParameters {
   noiseMultiplier: number;
   delta: number;
   rounds: number;
-  /** Default 'rdp'. */
+  /**
+   * Default 'rdp'. Either way the planned ε is the integer mechanism's rigorous RDP bound, the
+   * figure the coordinator budgets with under both accountants (under 'pld' the Gaussian's PLD is
+   * a labelled reference only; docs/privacy.md).
+   */
   accountant?: AccountantKind;
+  /**
+   * Instead of the rigorous figure, the continuous Gaussian's PLD ε (dp's PldAccountant), a
+   * labelled non-rigorous reference for 'pld' jobs' messages, never a budget (seconds of CPU).
+   */
+  continuousReference?: boolean;
 }
 
 /**
- * ε after each of rounds 1..rounds (index r-1), composing the same Poisson-subsampled Gaussian
- * every round. RDP: one curve, rescaled per round. PLD: one composition per round (slow for many
- * rounds; use `plannedEpsilon` when only the final value is needed).
+ * ε after each of rounds 1..rounds (index r-1), composing the same round every time: one rigorous
+ * RDP curve of the integer mechanism (rdpPoissonSubsampledGaussianSymmetricBound), rescaled per round.
  */
 export async function epsilonSchedule(p: PlanParameters): Promise<number[]> {
   if (p.rounds < 1) return [];
   if (p.noiseMultiplier === 0) return Array.from({ length: p.rounds }, () => Infinity);
-  if ((p.accountant ?? 'rdp') === 'pld') {
-    return Array.from({ length: p.rounds }, (_, i) => plannedEpsilonSync({ ...p, rounds: i + 1 }));
-  }
-  // The integer mechanism's rigorous bound equals the Gaussian's at integer orders (docs/privacy.md).
-  const curve = new RdpAccountant({ orders: INTEGER_RDP_ORDERS }).rdpOf(
-    poissonSampledEvent(p.samplingRate, gaussianEvent(p.noiseMultiplier)),
+  const curve = rdpPoissonSubsampledGaussianSymmetricBound(
+    p.samplingRate,
+    p.noiseMultiplier,
+    DEFAULT_RDP_ORDERS,
   );
   const out: number[] = [];
   for (let r = 1; r <= p.rounds; r++) {
     out.push(
       epsilonFromRdp(
-        INTEGER_RDP_ORDERS,
+        DEFAULT_RDP_ORDERS,
         curve.map((v) => v * r),
         p.delta,
         'improved',
@@ -68,17 +72,28 @@ export async function epsilonSchedule(p: PlanParameters): Promise<number[]> {
 
 function plannedEpsilonSync(p: PlanParameters): number {
   if (p.noiseMultiplier === 0) return Infinity;
+  if (p.continuousReference) {
+    return computeEpsilon({
+      samplingRate: p.samplingRate,
+      steps: p.rounds,
+      delta: p.delta,
+      noiseMultiplier: p.noiseMultiplier,
+      accountant: 'pld',
+    });
+  }
   return computeEpsilon({
     samplingRate: p.samplingRate,
     steps: p.rounds,
     delta: p.delta,
     noiseMultiplier: p.noiseMultiplier,
-    accountant: p.accountant ?? 'rdp',
-    ...((p.accountant ?? 'rdp') === 'rdp' ? { orders: INTEGER_RDP_ORDERS } : {}),
+    mechanism: 'integer',
   });
 }
 
-/** ε after all `rounds` (the budget check), with the chosen accountant. */
+/**
+ * ε after all `rounds` (the budget check): the integer mechanism's rigorous bound, whatever the
+ * accountant; with `continuousReference`, the Gaussian's PLD instead (a reference only).
+ */
 export async function plannedEpsilon(p: PlanParameters): Promise<number> {
   return plannedEpsilonSync(p);
 }
