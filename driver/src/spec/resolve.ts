@@ -98,12 +98,14 @@ export async function resolveRunConfig(spec: JobSpec, opts: ResolveOptions): Pro
 }
 
 /**
- * The smallest σ (to 1e-4 relative, rounded up) whose ε after `rounds` Poisson-subsampled
- * Gaussian steps at rate `samplingRate` is at most `targetEpsilon` at `delta`, with
- * @tensorguard/dp's calibration and the job's accountant ('rdp' default, or 'pld'): the same
- * accountant and event the coordinator records a round with (at the configured σ when t
- * contributors survive), so the job's own ε reaches but does not exceed the target with a full
- * quorum of t. Throws JobSpecError naming privacy.targetEpsilon when no σ ≤ 10⁴ reaches it.
+ * The smallest σ (to 1e-4 relative, rounded up) whose ε after `rounds` rounds at rate
+ * `samplingRate` is at most `targetEpsilon` at `delta`, where ε is the figure the coordinator
+ * reports and budgets with under either accountant: the integer mechanism's rigorous RDP bound
+ * (@tensorguard/dp's calibration with mechanism 'integer'; docs/privacy.md, "A rigorous ε for the
+ * integers"). So the job's own ε reaches but does not exceed the target with a full quorum of t.
+ * `accountant` is accepted for the record: under 'pld' the Gaussian's PLD is only a labelled
+ * reference, never the budget. Throws JobSpecError naming privacy.targetEpsilon when no σ ≤ 10⁴
+ * reaches it.
  */
 export async function calibrateNoiseMultiplier(o: {
   targetEpsilon: number;
@@ -113,15 +115,11 @@ export async function calibrateNoiseMultiplier(o: {
   accountant?: 'rdp' | 'pld';
 }): Promise<number> {
   const dp = await import('@tensorguard/dp');
-  // 'rdp': the job's ε is the integer mechanism's rigorous bound, equal to the Gaussian's at
-  // integer orders only (docs/privacy.md), so calibrate there: the job then ends within the target.
-  const accountant = o.accountant ?? 'rdp';
   const setting = {
     samplingRate: o.samplingRate,
     steps: o.rounds,
     delta: o.delta,
-    accountant,
-    ...(accountant === 'rdp' ? { orders: dp.INTEGER_RDP_ORDERS } : {}),
+    mechanism: 'integer' as const,
   };
   let sigma: number;
   try {
