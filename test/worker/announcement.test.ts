@@ -187,3 +187,67 @@ describe('worker: a coordinator announcing other privacy parameters than the con
     }
   });
 });
+
+// A coordinator that runs more rounds than the workers' config allows: here it simply runs
+// another config (more rounds, no budget) while the workers hold the job's. Every worker counts
+// the rounds it contributes to and ends at its limit, naming it (worker-ts/src/round-limit.ts).
+describe('worker: a coordinator asking for more rounds than the job allows', function () {
+  this.timeout(180_000);
+
+  const cases: { what: string; worker: Record<string, unknown>; limit: number; source: string }[] = [
+    { what: 'rounds', worker: { rounds: 3 }, limit: 3, source: '\\(rounds = 3\\)' },
+    {
+      // ε of the integer mechanism at q = 0.2, σ = 1, t = 2 honest shares: 3.49 after 2 rounds, 3.96 after 3.
+      what: 'privacy.epsilonBudget',
+      worker: { rounds: 5, privacy: { ...baseConfigPrivacy(), epsilonBudget: 3.7 } },
+      limit: 2,
+      source:
+        '\\(privacy\\.epsilonBudget 3\\.7 at δ = 0\\.00001: 2 rounds at q = 0\\.2, σ = 1 with 2 honest shares each\\)',
+    },
+  ];
+  for (const c of cases) {
+    it(`by ${c.what}: every worker refuses round ${c.limit + 1}, naming its limit, and uploads only ${c.limit} masked inputs`, async () => {
+      const dir = tmpDir('tg-round-limit-');
+      const coordinatorConfig = writeConfig(dir, { rounds: 5 });
+      const workerConfig = writeConfig(dir, c.worker);
+      const procs: Proc[] = [];
+      const coord = startCoordinator(coordinatorConfig, { TENSORGUARD_JOIN_GRACE_MS: '500' });
+      procs.push(coord);
+      let proxy: Awaited<ReturnType<typeof tamperingProxy>> | undefined;
+      try {
+        // No tampering: the proxy counts what each worker sends.
+        proxy = await tamperingProxy(await address(coord), () => {});
+        const ws = [0, 1, 2].map((i) => startWorker(workerConfig, i, proxy!.address));
+        procs.push(...ws);
+        const codes = await Promise.all(ws.map((w) => w.exited));
+        // EXIT_FATAL (3): not restarted by its supervisor (a restart would count afresh).
+        expect(codes).to.deep.equal([3, 3, 3]);
+        for (const w of ws) {
+          expect(w.lines.some((l) => l.type === 'fatal')).to.equal(true);
+          const err = w.stderr.join('');
+          expect(err).to.match(
+            new RegExp(
+              `round ${c.limit + 1} refused: this worker has contributed to ${c.limit} rounds, the most its job config allows ${c.source}`,
+            ),
+          );
+        }
+        expect(proxy.forwarded.get('submitMaskedInput'), 'masked inputs uploaded').to.equal(3 * c.limit);
+      } finally {
+        proxy?.close();
+        killAll(procs);
+      }
+    });
+  }
+});
+
+/** writeConfig's privacy block (harness.ts), to override one field of it. */
+function baseConfigPrivacy(): Record<string, unknown> {
+  return {
+    clipNorm: 1,
+    noiseMultiplier: 1,
+    delta: 1e-5,
+    epsilonBudget: null,
+    accountant: 'rdp',
+    samplingRate: 0.2,
+  };
+}

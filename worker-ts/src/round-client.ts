@@ -35,6 +35,7 @@ import type { Logger } from './logger.js';
 import { PhaseTimer, rounded } from './metrics.js';
 import type { Tf } from './models/model.js';
 import { NoiseShares } from './noise.js';
+import { roundLimit, RoundLimitError, type RoundLimit } from './round-limit.js';
 import { poissonSample, systemRandom, seededRandom, type RandomSource } from './sampling.js';
 import { clientTls, type TlsIdentity } from './tls.js';
 
@@ -75,6 +76,13 @@ export class RoundClient {
   private readonly noise = new NoiseShares();
   /** The phase timer of the round in flight (SecureAggClient's `phase` hook reports into it). */
   private timer: PhaseTimer | undefined;
+  /** The most rounds this worker's shard may take part in (round-limit.ts). */
+  readonly limit: RoundLimit;
+  /**
+   * Rounds whose update (computed from the shard) this worker handed to the client for upload:
+   * each may be released, whatever the round's outcome here says, so each counts.
+   */
+  private contributed = 0;
 
   constructor(private readonly o: RoundClientOptions) {
     this.workerId = `worker-${o.workerIndex}`;
@@ -87,6 +95,12 @@ export class RoundClient {
     });
     this.random =
       o.samplingSeed !== undefined ? seededRandom(`${o.samplingSeed}/${o.workerIndex}`) : systemRandom;
+    this.limit = roundLimit(o.config, o.dimension);
+  }
+
+  /** Rounds this worker has contributed its update to so far. */
+  get contributedRounds(): number {
+    return this.contributed;
   }
 
   /**
@@ -122,6 +136,7 @@ export class RoundClient {
 
   /** Runs until the aggregator says the job is finished. Returns its reason. */
   async run(): Promise<string> {
+    this.o.log.info({ roundLimit: this.limit.rounds, source: this.limit.source }, 'round limit');
     await this.join();
     let minRound = 0;
     for (;;) {
@@ -151,6 +166,13 @@ export class RoundClient {
         ...(this.heKeyId !== undefined ? { heKeyId: this.heKeyId } : {}),
       });
       if (open.he) this.heKeyId = open.he.keyId;
+      // Past its limit a worker ends (RoundLimitError propagates): a coordinator that asks for one
+      // more round would ask again, and the shard's records must not be in another sum.
+      if (this.contributed >= this.limit.rounds) {
+        const err = new RoundLimitError(r, this.contributed, this.limit);
+        this.o.log.error({ round: r, contributed: this.contributed, limit: this.limit.rounds }, err.message);
+        throw err;
+      }
       try {
         await this.round(open);
       } catch (err) {
@@ -193,6 +215,7 @@ export class RoundClient {
     let outcome;
     try {
       const encoded = await this.encodedUpdate(training, plan, timer, open.params.vectorLength);
+      this.contributed += 1;
       this.timer = timer;
       outcome = await this.client.submit(prepared, encoded);
     } finally {

@@ -32,6 +32,7 @@ async function main(): Promise<number> {
   const { DpClippingEngine } = await import('../clipping.js');
   const { RoundClient } = await import('../round-client.js');
   const { AnnouncementError } = await import('../announcement.js');
+  const { RoundLimitError } = await import('../round-limit.js');
   const { readTlsDir } = await import('../tls.js');
   const { resolvePresets } = await import('../hf/resolve.js');
   // Presets (model folder, text dataset) are fetched here, on this worker's node, if missing.
@@ -76,8 +77,9 @@ async function main(): Promise<number> {
   try {
     reason = await client.run();
   } catch (err) {
-    // The coordinator asked for other privacy parameters than the job's: it would ask again.
-    if (err instanceof AnnouncementError) throw new FatalError(err.message);
+    // The coordinator asked for other privacy parameters than the job's, or for more rounds than
+    // the job allows: it would ask again (and a restarted worker would start its count afresh).
+    if (err instanceof AnnouncementError || err instanceof RoundLimitError) throw new FatalError(err.message);
     throw err;
   }
   log.info({ reason }, 'job done');
