@@ -45,7 +45,7 @@ import { MAX_SHARE_STD } from '../noise.js';
 import { createOptimizer, type Optimizer } from '../optimizer.js';
 import { jobMessageBytes, parametersFingerprint } from '../aggregation.js';
 import { jobFingerprint, PrivacyLedger, type LedgerEntry } from './ledger.js';
-import { integerMechanismEpsilon, JobAccountant } from './privacy.js';
+import { checkDeltaAgainstRecords, integerMechanismEpsilon, JobAccountant } from './privacy.js';
 import { METRICS_FILE, RoundMetricsLog, type RoundMetrics } from '../report/metrics-log.js';
 
 export type CoordinatorState = 'CREATED' | 'RESUMED' | 'SERVING' | 'RUNNING' | 'DONE' | 'FAILED' | 'CLOSED';
@@ -151,6 +151,8 @@ export class Coordinator {
   private nextRound = 1;
   /** Records per shard (worker index), as each worker declared at Join; kept after dropouts. */
   private readonly shardSizes = new Map<number, number>();
+  /** δ has been checked against the job's records (every shard's size known). */
+  private deltaChecked = false;
   private server: AggregatorServer | undefined;
   private live: LiveRound | undefined;
   private lastCheckpoint: string | null = null;
@@ -380,6 +382,15 @@ export class Coordinator {
         }
         const members = await this.gatherMembers(first);
         first = false;
+        // δ ≤ 1/N, with N the workers' shard sizes: checked once every worker has reported its own
+        // (normally before round 1); the driver could only check it where it knew N in advance.
+        if (this.shardSizes.size === cfg.workers.count && !this.deltaChecked) {
+          this.deltaChecked = true;
+          const records = [...this.shardSizes.values()].reduce((x, y) => x + y, 0);
+          const allowed =
+            (cfg.privacy as { allowDeltaAboveInverseN?: boolean }).allowDeltaAboveInverseN === true;
+          checkDeltaAgainstRecords(this.delta, records, allowed);
+        }
         await this.runRound(members);
         if (this.budgetStop) break;
       }

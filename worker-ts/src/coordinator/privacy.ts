@@ -226,3 +226,30 @@ export function integerMechanismEpsilon(
   }
   return acc.epsilon();
 }
+
+/**
+ * δ against the job's training records N, once N is known at run time (the sum of the workers'
+ * shard sizes, which are public: docs/privacy.md). The driver checks the same rule when it knows N
+ * before the job (a preset or dataset.trainExamples); for a user's csv or jsonl it does not, so
+ * the coordinator checks it before the first round. Throws DeltaAboveInverseNError when
+ * δ > 1/N unless `allowed` (privacy.allowDeltaAboveInverseN).
+ */
+export function checkDeltaAgainstRecords(delta: number, records: number, allowed: boolean): void {
+  if (allowed || !(records > 0) || delta <= 1 / records) return;
+  throw new DeltaAboveInverseNError(delta, records);
+}
+
+/** δ above 1/N for the job's N training records, not explicitly allowed. */
+export class DeltaAboveInverseNError extends Error {
+  constructor(
+    readonly delta: number,
+    readonly records: number,
+  ) {
+    super(
+      `privacy.delta ${delta} is above 1/N = ${(1 / records).toPrecision(3)} for N = ${records} training records ` +
+        `(the workers' shard sizes): at such a δ a mechanism may publish a record outright; lower privacy.delta ` +
+        `(for example to ${(0.1 / records).toPrecision(1)}) or set privacy.allowDeltaAboveInverseN: true`,
+    );
+    this.name = 'DeltaAboveInverseNError';
+  }
+}
