@@ -2,9 +2,9 @@
 // Runs every suite of `npm test` in order and prints, as its last line, `N passed, N failed`
 // summed over all of them. Exits non-zero when anything failed.
 //
-// Suites: lint, the generated-code check, mocha in each workspace (unit tests next to the code),
-// mocha in test/ (integration), pytest in ray-cluster/, and the helm chart checks. A suite that
-// cannot report counts (lint, checks) counts as one test.
+// Suites: lint, the generated-code checks (proto, the run config's JSON schema), mocha in each
+// workspace (unit tests next to the code), mocha in test/ (integration), pytest in ray-cluster/,
+// and the helm chart checks. A suite that cannot report counts (lint, checks) counts as one test.
 //
 //   node scripts/test.mjs [--only NAME[,NAME]]   run only the named suites (see SUITES below)
 import { spawn } from 'node:child_process';
@@ -22,6 +22,13 @@ const SUITES = [
     name: 'proto-check',
     cmd: 'node',
     args: ['proto/scripts/generate.mjs', '--check'],
+    cwd: root,
+    parse: 'check',
+  },
+  {
+    name: 'run-config-schema-check',
+    cmd: 'node',
+    args: ['worker-ts/scripts/run-config-schema.mjs', '--check'],
     cwd: root,
     parse: 'check',
   },

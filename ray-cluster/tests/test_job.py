@@ -27,13 +27,19 @@ from test_node_process import _gone, _wait_gone
 
 
 def spec(tmp_path, rounds=6, count=3, **workers):
+    """A run config (the fixture programs read only rounds, privacy.delta and checkpoint.dir)."""
     return {
         "name": "t",
+        "model": {"kind": "mlp"},
+        "dataset": {"format": "idx", "preset": "fashion-mnist"},
         "workers": {"count": count, "cpusPerWorker": 0.5, "maxRestarts": 3, **workers},
         "coordinator": {"cpus": 0.5},
         "rounds": rounds,
         "roundTimeoutMs": 60000,
-        "privacy": {"delta": 1e-5},
+        "privacy": {"clipNorm": 1, "noiseMultiplier": 1, "delta": 1e-5, "epsilonBudget": None,
+                    "samplingRate": 0.01},
+        "secureAggregation": {"quorum": 2},
+        "optimizer": {"kind": "sgd", "learningRate": 0.1},
         "checkpoint": {"dir": str(tmp_path / "ckpt"), "everyRounds": 1},
     }
 
@@ -180,7 +186,7 @@ def test_resources_that_never_appear_fail_clearly(ray_head, fixture_launch, tmp_
 def test_bad_spec_is_refused_before_placement(ray_head, fixture_launch, tmp_path):
     bad = spec(tmp_path)
     bad["workers"]["count"] = 0
-    with pytest.raises(SpecError, match=r"workers\.count: must be an integer ≥ 1, got 0"):
+    with pytest.raises(SpecError, match=r"workers\.count: must be an integer ≥ 1 and ≤ 256, got 0"):
         run_job(bad, "bad-spec", fixture_launch, emit=lambda _: None)
 
 

@@ -151,14 +151,22 @@ export function startCrashingCoordinator(
 
 /**
  * The HE key holder (secure-agg's bin/key-holder), listening on loopback, with the job's quorum
- * (secureAggregation.threshold of `configFile`) as its floor. Its ready line is
+ * (secureAggregation.quorum of `configFile`) as its floor. Its ready line is
  * `{"event":"listening","address",...}`.
  */
 export function startKeyHolder(configFile: string, env: Record<string, string> = {}): Proc {
-  const cfg = JSON.parse(fs.readFileSync(configFile, 'utf8')) as { secureAggregation: { threshold: number } };
+  // `threshold` is the quorum's old name (hand-written configs of older tests).
+  const cfg = JSON.parse(fs.readFileSync(configFile, 'utf8')) as {
+    secureAggregation: { quorum?: number; threshold?: number };
+  };
   return start(
     'secure-agg/src/bin/key-holder.ts',
-    ['--min-inputs', String(cfg.secureAggregation.threshold), '--listen', '127.0.0.1:0'],
+    [
+      '--min-inputs',
+      String(cfg.secureAggregation.quorum ?? cfg.secureAggregation.threshold),
+      '--listen',
+      '127.0.0.1:0',
+    ],
     env,
   );
 }

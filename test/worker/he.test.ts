@@ -251,7 +251,7 @@ describe('worker + coordinator: HE mode', function () {
     const resolved = await resolveRunConfig(spec, { jobId: 'he-job', dataDir: tmpDir('tg-he-spec-') });
     const cfg = parseRunConfig(JSON.parse(JSON.stringify(resolved)));
     expect(cfg.secureAggregation.mode).to.equal('he');
-    expect(cfg.secureAggregation.threshold).to.equal(2); // 0.5 of 3 workers, rounded up
+    expect(cfg.secureAggregation.quorum).to.equal(2); // 0.5 of 3 workers, rounded up
     expect(cfg.secureAggregation.keyHolder).to.equal(undefined);
   });
 });

@@ -7,7 +7,7 @@ const base = () => ({
   dataset: { format: 'idx', preset: 'fashion-mnist' },
   workers: { count: 3 } as Record<string, unknown>,
   privacy: { clipNorm: 1, noiseMultiplier: 1, delta: 1e-5, epsilonBudget: null, samplingRate: 0.1 },
-  secureAggregation: { mode: 'masking', threshold: 2 } as Record<string, unknown>,
+  secureAggregation: { mode: 'masking', quorum: 2 } as Record<string, unknown>,
   optimizer: { kind: 'sgd', learningRate: 0.1 },
   rounds: 1,
   evaluation: { everyRounds: 1 },
@@ -17,29 +17,29 @@ const base = () => ({
 });
 
 describe('parseRunConfig: secureAggregation', () => {
-  it("accepts mode 'he' with a threshold ≥ 2 and an optional key holder address", () => {
+  it("accepts mode 'he' with a quorum ≥ 2 and an optional key holder address", () => {
     const c = base();
-    c.secureAggregation = { mode: 'he', threshold: 2 };
+    c.secureAggregation = { mode: 'he', quorum: 2 };
     expect(parseRunConfig(c).secureAggregation.mode).to.equal('he');
-    c.secureAggregation = { mode: 'he', threshold: 3, keyHolder: '10.0.0.7:5000' };
+    c.secureAggregation = { mode: 'he', quorum: 3, keyHolder: '10.0.0.7:5000' };
     expect(parseRunConfig(c).secureAggregation.keyHolder).to.equal('10.0.0.7:5000');
-    c.secureAggregation = { mode: 'he', threshold: 3, keyHolder: '[::1]:5000' };
+    c.secureAggregation = { mode: 'he', quorum: 3, keyHolder: '[::1]:5000' };
     expect(parseRunConfig(c).secureAggregation.keyHolder).to.equal('[::1]:5000');
   });
 
   it('names the field for what HE mode cannot do', () => {
     const c = base();
-    c.secureAggregation = { mode: 'he', threshold: 1 };
+    c.secureAggregation = { mode: 'he', quorum: 1 };
     expect(() => parseRunConfig(c)).to.throw(
       ConfigError,
-      "config field 'secureAggregation.threshold': must be ≥ 2 with mode 'he': the key holder never decrypts a single worker's ciphertext",
+      "config field 'secureAggregation.quorum': must be ≥ 2 with mode 'he': the key holder never decrypts a single worker's ciphertext",
     );
-    c.secureAggregation = { mode: 'he', threshold: 2, keyHolder: 'localhost' };
+    c.secureAggregation = { mode: 'he', quorum: 2, keyHolder: 'localhost' };
     expect(() => parseRunConfig(c)).to.throw(
       ConfigError,
       'config field \'secureAggregation.keyHolder\': must be HOST:PORT of a running key holder, got "localhost"',
     );
-    c.secureAggregation = { mode: 'masking', threshold: 2, keyHolder: 'localhost:1' };
+    c.secureAggregation = { mode: 'masking', quorum: 2, keyHolder: 'localhost:1' };
     expect(() => parseRunConfig(c)).to.throw(
       ConfigError,
       "config field 'secureAggregation.keyHolder': applies to mode 'he' only; remove it or set mode 'he'",
@@ -64,12 +64,12 @@ describe('parseRunConfig: workers.lanes', () => {
     c.workers = { count: 3, lanes: 0 };
     expect(() => parseRunConfig(c)).to.throw(
       ConfigError,
-      "config field 'workers.lanes': must be an integer ≥ 1, got 0",
+      "config field 'workers.lanes': must be an integer ≥ 1 and ≤ 256, got 0",
     );
     c.workers = { count: 3, cpusPerWorker: 2, lanes: 1.5 };
     expect(() => parseRunConfig(c)).to.throw(
       ConfigError,
-      "config field 'workers.lanes': must be an integer ≥ 1, got 1.5",
+      "config field 'workers.lanes': must be an integer ≥ 1 and ≤ 256, got 1.5",
     );
     c.workers = { count: 3, cpusPerWorker: 2.9, lanes: 3 };
     expect(() => parseRunConfig(c)).to.throw(
@@ -93,7 +93,7 @@ describe('parseRunConfig: privacy.colluders', () => {
     c.privacy = { ...c.privacy, colluders: 2 };
     expect(() => parseRunConfig(c)).to.throw(
       ConfigError,
-      "config field 'privacy.colluders': 2 colluders need secureAggregation.threshold above them (it is 2): a quorum must hold an honest worker's noise",
+      "config field 'privacy.colluders': 2 colluders need secureAggregation.quorum above them (it is 2): a quorum must hold an honest worker's noise",
     );
     c.privacy = { ...c.privacy, colluders: 1 };
     expect(parseRunConfig(c).privacy.colluders).to.equal(1);

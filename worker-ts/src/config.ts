@@ -1,9 +1,25 @@
-// RunConfig: the fields of the validated job spec (driver/src/spec) that the worker and the
-// coordinator use. The driver validates the whole spec with zod before a job starts; this loader
-// re-checks only what these programs read, so worker-ts does not depend on the driver and a
-// hand-written config still fails with a message naming the field.
+// RunConfig: the resolved run config the coordinator and the workers read. Its schema (every
+// default, every cross-field rule) is defined once, in run-config/schema.ts; the driver imports it
+// for the config it produces and ray-cluster validates against the JSON schema exported from it.
+// This file is the Node programs' entry point: parse with that schema, and report the first bad
+// field as a ConfigError naming it.
 import fs from 'node:fs';
+import { issuesFromZod } from './run-config/issues.js';
+import { runConfigSchema, threadBudget, type ResolvedRunConfig } from './run-config/schema.js';
 
+export {
+  runConfigSchema,
+  runConfigJsonSchema,
+  type ResolvedRunConfig,
+  type RunConfigInput,
+} from './run-config/schema.js';
+
+/**
+ * The parsed run config as the Node programs read it (run-config/schema.ts has every field's
+ * default and rule; `parseRunConfig` fills them all). A view of `ResolvedRunConfig` with optional
+ * members, plus `secureAggregation.threshold`, the old name of the quorum, kept for readers not yet
+ * moved to `quorum`.
+ */
 export interface RunConfig {
   name: string;
   model: {
@@ -100,7 +116,12 @@ export interface RunConfig {
   };
   secureAggregation: {
     mode: 'masking' | 'he';
-    /** t: the minimum number of contributors per round, and the noise-share divisor. */
+    /** t: the fewest contributors a round's sum may be released with, and the noise-share divisor. */
+    quorum: number;
+    /**
+     * @deprecated The old name of `quorum` (same value); it never meant the Shamir threshold, which
+     * each round derives from its members (announcement.ts).
+     */
     threshold: number;
     /** Ring width (default 'auto'). */
     bits?: 32 | 64 | 'auto';
@@ -108,7 +129,7 @@ export interface RunConfig {
     scale?: number;
     /**
      * HE mode only: HOST:PORT of a running key holder (secure-agg's `bin/key-holder.js
-     * --min-inputs <t>`) to use. Default: the
+     * --min-inputs <quorum>`) to use. Default: the
      * coordinator starts its own key holder as a child process on loopback.
      */
     keyHolder?: string;
@@ -136,79 +157,24 @@ export class ConfigError extends Error {
   }
 }
 
-type Obj = Record<string, unknown>;
-
-function obj(v: unknown, field: string): Obj {
-  if (typeof v !== 'object' || v === null || Array.isArray(v))
-    throw new ConfigError(field, 'must be an object');
-  return v as Obj;
-}
-function num(o: Obj, key: string, field: string, check: (n: number) => boolean, what: string): number {
-  const v = o[key];
-  if (typeof v !== 'number' || !Number.isFinite(v) || !check(v)) {
-    throw new ConfigError(`${field}.${key}`, `must be ${what}, got ${JSON.stringify(v)}`);
-  }
-  return v;
-}
-function oneOf<T extends string>(o: Obj, key: string, field: string, values: readonly T[]): T {
-  const v = o[key];
-  if (typeof v !== 'string' || !values.includes(v as T)) {
-    throw new ConfigError(`${field}.${key}`, `must be one of ${values.join(', ')}, got ${JSON.stringify(v)}`);
-  }
-  return v as T;
-}
-const int = (n: number) => Number.isInteger(n) && n >= 1;
-const pos = (n: number) => n > 0;
-
-/** model.kind 'hf-bert': exactly one of path and preset; pooling and lora (models/hf-bert.ts). */
-function checkHfBertModel(model: Obj): void {
-  if ((model.path === undefined) === (model.preset === undefined))
-    throw new ConfigError(
-      'model.path',
-      "exactly one of model.path and model.preset is required with kind 'hf-bert'",
-    );
-  if (model.path !== undefined && (typeof model.path !== 'string' || model.path === ''))
-    throw new ConfigError('model.path', 'must be a non-empty path to a Hugging Face model folder');
-  if (model.preset !== undefined) oneOf(model, 'preset', 'model', ['all-minilm-l6-v2'] as const);
-  if (model.pooling !== undefined) oneOf(model, 'pooling', 'model', ['mean', 'cls'] as const);
-  if (model.lora === undefined) return;
-  const lora = obj(model.lora, 'model.lora');
-  if (lora.rank !== undefined) num(lora, 'rank', 'model.lora', int, 'an integer ≥ 1');
-  if (lora.alpha !== undefined) num(lora, 'alpha', 'model.lora', pos, 'a number > 0');
-  const t = lora.targetModules;
-  const known = ['query', 'key', 'value', 'dense'];
-  if (
-    t !== undefined &&
-    t !== 'all-linear' &&
-    !(Array.isArray(t) && t.length > 0 && t.every((m) => typeof m === 'string' && known.includes(m)))
-  )
-    throw new ConfigError(
-      'model.lora.targetModules',
-      `must be 'all-linear' or a non-empty list of ${known.join(', ')}, got ${JSON.stringify(t)}`,
-    );
-}
-
-/**
- * A worker's TensorFlow thread budget: its bundle's whole CPUs, at least 1 (what the Ray launcher,
- * ray-cluster/tensorguard_ray/_internal/launch.py, sets TF_NUM_INTRAOP_THREADS to).
- */
-function threadBudget(cpusPerWorker = 1): number {
-  return Math.max(1, Math.floor(cpusPerWorker));
-}
-
 /**
  * The clipping step's lanes for a validated config: how many processes, and each one's intra-op
  * threads (⌊cpusPerWorker / lanes⌋, at least 1). `count` 1 means the worker's own process.
  */
 export function clippingLanes(workers: RunConfig['workers']): { count: number; threadsPerLane: number } {
   const count = workers.lanes ?? 1;
-  return { count, threadsPerLane: Math.max(1, Math.floor((workers.cpusPerWorker ?? 1) / count)) };
+  return { count, threadsPerLane: Math.max(1, Math.floor(threadBudget(workers.cpusPerWorker) / count)) };
 }
 
-/** Validates a parsed config object. Throws ConfigError naming the field. */
+/**
+ * Validates a parsed config object with run-config/schema.ts and fills every default. Reads two old
+ * spellings: `secureAggregation.threshold` (now `quorum`) and `dataset.sharding: 'range'` (now
+ * 'contiguous'). Throws ConfigError naming the first bad field.
+ */
 export function parseRunConfig(raw: unknown): RunConfig {
-  const c = obj(raw, '(root)');
-  if ('testingSamplingSeed' in c) {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    throw new ConfigError('(root)', 'must be an object');
+  if ('testingSamplingSeed' in raw) {
     // A known seed makes the private Poisson batches predictable to whoever knows it. Tests that
     // need reproducible sampling pass a seeded RandomSource to the round client in-process.
     throw new ConfigError(
@@ -216,130 +182,25 @@ export function parseRunConfig(raw: unknown): RunConfig {
       'is not accepted in a job config: the sampling must be secret; remove the field',
     );
   }
-  const model = obj(c.model, 'model');
-  const kind = oneOf(model, 'kind', 'model', ['mlp', 'cnn-tanh', 'transformer-lora', 'hf-bert'] as const);
-  if (kind === 'hf-bert') checkHfBertModel(model);
-  const dataset = obj(c.dataset, 'dataset');
-  oneOf(dataset, 'format', 'dataset', ['idx', 'csv', 'jsonl'] as const);
-  if (dataset.path === undefined && dataset.preset === undefined) {
-    throw new ConfigError('dataset.path', 'is required unless dataset.preset is set');
+  const doc = readOldNames(raw as Record<string, unknown>);
+  const r = runConfigSchema.safeParse(doc);
+  if (!r.success) {
+    const [first] = issuesFromZod(r.error, doc);
+    throw new ConfigError(first?.path || '(root)', first?.message ?? r.error.message);
   }
-  if (dataset.preset !== undefined) {
-    const preset = oneOf(dataset, 'preset', 'dataset', ['fashion-mnist', 'rotten-tomatoes', 'imdb'] as const);
-    const want = preset === 'fashion-mnist' ? 'idx' : 'csv';
-    if (dataset.format !== want)
-      throw new ConfigError('dataset.format', `must be '${want}' with preset '${preset}'`);
-  }
-  if (
-    dataset.textColumn !== undefined &&
-    (typeof dataset.textColumn !== 'string' || dataset.textColumn === '')
-  )
-    throw new ConfigError('dataset.textColumn', 'must be a non-empty column name');
-  if (dataset.maxTokens !== undefined)
-    num(dataset, 'maxTokens', 'dataset', (n) => Number.isInteger(n) && n >= 3, 'an integer ≥ 3');
-  const workers = obj(c.workers, 'workers');
-  const count = num(workers, 'count', 'workers', int, 'an integer ≥ 1');
-  if (workers.cpusPerWorker !== undefined) num(workers, 'cpusPerWorker', 'workers', pos, 'a number > 0');
-  if (workers.lanes !== undefined) {
-    const lanes = num(workers, 'lanes', 'workers', int, 'an integer ≥ 1');
-    const budget = threadBudget(workers.cpusPerWorker as number | undefined);
-    // The driver's job-spec check (driver/src/spec/checks.ts) says the same in the same words.
-    if (lanes > budget) {
-      throw new ConfigError(
-        'workers.lanes',
-        `${lanes} exceeds the worker's thread budget max(1, floor(workers.cpusPerWorker)) = ${budget}: ` +
-          'lower workers.lanes or raise workers.cpusPerWorker',
-      );
-    }
-  }
-  if (dataset.sharding === undefined) dataset.sharding = 'hash';
-  if (dataset.sharding === 'range') dataset.sharding = 'contiguous';
-  const sharding = oneOf(dataset, 'sharding', 'dataset', ['hash', 'contiguous', 'files'] as const);
-  if (dataset.shardKey !== undefined && typeof dataset.shardKey !== 'string')
-    throw new ConfigError('dataset.shardKey', 'must be a string');
-  if (sharding === 'files') {
-    if (dataset.format === 'idx') {
-      throw new ConfigError(
-        'dataset.sharding',
-        "'files' needs format csv or jsonl with dataset.path a directory of such files; IDX is one file per split: use sharding 'hash'",
-      );
-    }
-    if (typeof dataset.path !== 'string') {
-      throw new ConfigError('dataset.path', "must be a directory of data files with sharding 'files'");
-    }
-    if (dataset.numClasses === undefined) {
-      throw new ConfigError(
-        'dataset.numClasses',
-        "is required with sharding 'files': each worker reads only its own files, so the class count cannot be inferred consistently",
-      );
-    }
-    if (dataset.trainExamples !== undefined) {
-      throw new ConfigError(
-        'dataset.trainExamples',
-        "applies to sharding 'hash' and 'contiguous' only; with 'files', choose the files instead",
-      );
-    }
-  }
-  const privacy = obj(c.privacy, 'privacy');
-  num(privacy, 'clipNorm', 'privacy', pos, 'a number > 0');
-  if (typeof privacy.noiseMultiplier !== 'number') {
-    throw new ConfigError(
-      'privacy.noiseMultiplier',
-      'is required here (the driver calibrates it from privacy.targetEpsilon before the job starts)',
-    );
-  }
-  num(privacy, 'noiseMultiplier', 'privacy', (n) => n >= 0, 'a number ≥ 0');
-  num(privacy, 'delta', 'privacy', (n) => n > 0 && n < 1, 'in (0, 1)');
-  num(privacy, 'samplingRate', 'privacy', (n) => n > 0 && n <= 1, 'in (0, 1]');
-  if (privacy.colluders === undefined) privacy.colluders = 0;
-  num(privacy, 'colluders', 'privacy', (n) => Number.isInteger(n) && n >= 0, 'an integer ≥ 0');
-  if (privacy.epsilonBudget !== null) num(privacy, 'epsilonBudget', 'privacy', pos, 'a number > 0 or null');
-  if (privacy.accountant === undefined) privacy.accountant = 'rdp';
-  oneOf(privacy, 'accountant', 'privacy', ['rdp', 'pld'] as const);
-  const sa = obj(c.secureAggregation, 'secureAggregation');
-  const mode = oneOf(sa, 'mode', 'secureAggregation', ['masking', 'he'] as const);
-  const t = num(sa, 'threshold', 'secureAggregation', int, 'an integer ≥ 1');
-  if (t > count) throw new ConfigError('secureAggregation.threshold', `${t} exceeds workers.count ${count}`);
-  if ((privacy.colluders as number) >= t) {
-    throw new ConfigError(
-      'privacy.colluders',
-      `${String(privacy.colluders)} colluders need secureAggregation.threshold above them (it is ${t}): a quorum must hold an honest worker's noise`,
-    );
-  }
-  if (mode === 'he' && t < 2) {
-    throw new ConfigError(
-      'secureAggregation.threshold',
-      "must be ≥ 2 with mode 'he': the key holder never decrypts a single worker's ciphertext",
-    );
-  }
-  if (sa.keyHolder !== undefined) {
-    if (mode !== 'he') {
-      throw new ConfigError(
-        'secureAggregation.keyHolder',
-        "applies to mode 'he' only; remove it or set mode 'he'",
-      );
-    }
-    if (typeof sa.keyHolder !== 'string' || !/^(\[[0-9a-fA-F:]+\]|[^\s:[\]]+):\d{1,5}$/.test(sa.keyHolder)) {
-      throw new ConfigError(
-        'secureAggregation.keyHolder',
-        `must be HOST:PORT of a running key holder, got ${JSON.stringify(sa.keyHolder)}`,
-      );
-    }
-  }
-  const opt = obj(c.optimizer, 'optimizer');
-  oneOf(opt, 'kind', 'optimizer', ['sgd', 'adam'] as const);
-  num(opt, 'learningRate', 'optimizer', pos, 'a number > 0');
-  num(c, 'rounds', '(root)', int, 'an integer ≥ 1');
-  num(obj(c.evaluation, 'evaluation'), 'everyRounds', 'evaluation', int, 'an integer ≥ 1');
-  const ck = obj(c.checkpoint, 'checkpoint');
-  if (typeof ck.dir !== 'string' || ck.dir === '')
-    throw new ConfigError('checkpoint.dir', 'must be a non-empty path');
-  num(ck, 'everyRounds', 'checkpoint', int, 'an integer ≥ 1');
-  const env = obj(c.envelope, 'envelope');
-  num(env, 'maxTrainableParameters', 'envelope', int, 'an integer ≥ 1');
-  num(env, 'maxUpdateBytes', 'envelope', int, 'an integer ≥ 1');
-  num(c, 'roundTimeoutMs', '(root)', int, 'an integer ≥ 1 (milliseconds)');
-  return c as unknown as RunConfig;
+  return asRunConfig(r.data);
+}
+
+/** The parsed config with the deprecated `secureAggregation.threshold` alias of the quorum. */
+export function asRunConfig(c: ResolvedRunConfig): RunConfig {
+  return { ...c, secureAggregation: { ...c.secureAggregation, threshold: c.secureAggregation.quorum } };
+}
+
+function readOldNames(c: Record<string, unknown>): Record<string, unknown> {
+  const dataset = c.dataset as Record<string, unknown> | undefined;
+  if (typeof dataset === 'object' && dataset !== null && dataset.sharding === 'range')
+    return { ...c, dataset: { ...dataset, sharding: 'contiguous' } };
+  return c;
 }
 
 /** Reads and validates a JSON config file. */

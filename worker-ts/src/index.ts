@@ -68,7 +68,18 @@ export {
 } from './checkpoint/store.js';
 export { writeFileAtomic } from './checkpoint/atomic.js';
 export type { Manifest } from './checkpoint/manifest.js';
-export { clippingLanes, parseRunConfig, loadRunConfig, ConfigError, type RunConfig } from './config.js';
+export {
+  asRunConfig,
+  clippingLanes,
+  parseRunConfig,
+  loadRunConfig,
+  ConfigError,
+  runConfigSchema,
+  runConfigJsonSchema,
+  type RunConfig,
+  type ResolvedRunConfig,
+  type RunConfigInput,
+} from './config.js';
 export { mlp } from './models/mlp.js';
 export { cnnTanh } from './models/cnn-tanh.js';
 export { transformerLora } from './models/transformer-lora.js';

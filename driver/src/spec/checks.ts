@@ -1,6 +1,7 @@
 // Rules that span fields. They read the raw document defensively (any field may be missing or of
 // the wrong type) so that they run next to zod's per-field checks: a spec with a bad clipNorm and
 // both noiseMultiplier and targetEpsilon set gets both errors at once.
+import { THRESHOLD_ALIAS_NOTE } from '@tensorguard/worker/run-config';
 import type { SpecIssue } from './errors.js';
 
 type Obj = Record<string, unknown>;
@@ -142,9 +143,18 @@ export function crossFieldIssues(raw: unknown): SpecIssue[] {
   }
   const sa = obj(spec.secureAggregation);
   const count = num(workers?.count);
-  const t = num(sa?.threshold);
+  // The quorum (fewest contributors per round); `threshold` is its old name, read the same way.
+  // Issues name the field the spec wrote.
+  const qField = `secureAggregation.${sa?.quorum === undefined && sa?.threshold !== undefined ? 'threshold' : 'quorum'}`;
+  if (sa?.quorum !== undefined && sa.threshold !== undefined) {
+    out.push({
+      path: 'secureAggregation.threshold',
+      message: `is ${THRESHOLD_ALIAS_NOTE}: give only quorum`,
+    });
+  }
+  const t = num(sa?.quorum ?? sa?.threshold);
   if (t !== undefined && count !== undefined && Number.isInteger(t) && t > count) {
-    out.push({ path: 'secureAggregation.threshold', message: `${t} exceeds workers.count ${count}` });
+    out.push({ path: qField, message: `${t} exceeds workers.count ${count}` });
   }
   const colluders = num(privacy?.colluders);
   if (colluders !== undefined && t !== undefined && count !== undefined) {
@@ -152,7 +162,7 @@ export function crossFieldIssues(raw: unknown): SpecIssue[] {
     if (colluders >= quorum) {
       out.push({
         path: 'privacy.colluders',
-        message: `${colluders} colluders need secureAggregation.threshold above them (it resolves to ${quorum}): a quorum must hold an honest worker's noise`,
+        message: `${colluders} colluders need ${qField} above them (it resolves to ${quorum}): a quorum must hold an honest worker's noise`,
       });
     }
   }
@@ -168,7 +178,7 @@ export function crossFieldIssues(raw: unknown): SpecIssue[] {
     const tCount = Number.isInteger(t) ? t : Math.ceil(t * count);
     if (tCount < 2) {
       out.push({
-        path: 'secureAggregation.threshold',
+        path: qField,
         message: `resolves to ${tCount}; secure aggregation needs at least 2 contributors per round (a sum over one worker is that worker's update)`,
       });
     }
@@ -177,7 +187,7 @@ export function crossFieldIssues(raw: unknown): SpecIssue[] {
     const tCount = Number.isInteger(t) ? t : Math.ceil(t * count);
     if (tCount < 2) {
       out.push({
-        path: 'secureAggregation.threshold',
+        path: qField,
         message: `resolves to ${tCount}; mode 'he' needs at least 2 (the key holder never decrypts one worker's ciphertext)`,
       });
     }

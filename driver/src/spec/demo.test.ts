@@ -10,11 +10,11 @@ import { parseJobSpec } from './parse.js';
 const docs = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../docs/job-spec.md');
 
 describe('demo spec', () => {
-  it('is valid in both sizes: 4 workers, threshold 4, target ε 3 at δ 1e-5, budget 3', () => {
+  it('is valid in both sizes: 4 workers, quorum 4, target ε 3 at δ 1e-5, budget 3', () => {
     for (const full of [false, true]) {
       const s = demoSpec(full);
       expect(s.workers.count).to.equal(4);
-      expect(s.secureAggregation.threshold).to.equal(4);
+      expect(s.secureAggregation.quorum).to.equal(4);
       expect(s.privacy).to.include({ targetEpsilon: 3, epsilonBudget: 3, delta: 1e-5 });
       expect(s.model.kind).to.equal('cnn-tanh');
       expect(s.dataset.preset).to.equal('fashion-mnist');
@@ -22,7 +22,7 @@ describe('demo spec', () => {
     expect(demoSpec(true).rounds).to.equal(1172);
   });
 
-  it('--finetune: DP-LoRA on all-MiniLM-L6-v2 for Rotten Tomatoes, 2 workers, threshold 2, target ε 8 at δ 1e-5, budget 8', () => {
+  it('--finetune: DP-LoRA on all-MiniLM-L6-v2 for Rotten Tomatoes, 2 workers, quorum 2, target ε 8 at δ 1e-5, budget 8', () => {
     const s = finetuneDemoSpec();
     expect(s.model).to.deep.include({ kind: 'hf-bert', preset: 'all-minilm-l6-v2', pooling: 'mean' });
     expect(s.model.kind === 'hf-bert' && s.model.lora).to.deep.equal({
@@ -32,7 +32,7 @@ describe('demo spec', () => {
     });
     expect(s.dataset).to.include({ format: 'csv', preset: 'rotten-tomatoes', maxTokens: 32 });
     expect(s.workers.count).to.equal(2);
-    expect(s.secureAggregation.threshold).to.equal(2);
+    expect(s.secureAggregation.quorum).to.equal(2);
     expect(s.privacy).to.include({ targetEpsilon: 8, epsilonBudget: 8, delta: 1e-5 });
   });
 

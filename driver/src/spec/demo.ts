@@ -11,7 +11,7 @@ export const DEMO_WORKERS = 4;
  * test accuracy (chance is 10 %). Full (`--full`): the published tanh-CNN setting of the `fmnist`
  * benchmark (Papernot et al. 2020; Tramèr & Boneh 2021): all 60,000 records, expected batch
  * 2048, clip 0.1, SGD lr 4 with momentum 0.9, 40 epochs (1172 rounds). Both: target ε = 3 (σ
- * calibrated by the driver), hard budget ε ≤ 3, δ = 1e-5, threshold = workers so that every
+ * calibrated by the driver), hard budget ε ≤ 3, δ = 1e-5, quorum = workers so that every
  * round carries exactly the calibrated σ (with t < n a full round would carry σ·√(n/t): more
  * noise than ε = 3 needs); a round with a dropout is then not released and the next one opens.
  */
@@ -27,7 +27,7 @@ export function demoSpecInput(full: boolean): JobSpecInput {
       ...common,
       dataset: { format: 'idx', preset: 'fashion-mnist' },
       privacy: { clipNorm: 0.1, targetEpsilon: 3, epsilonBudget: 3, delta: 1e-5, expectedBatchSize: 2048 },
-      secureAggregation: { mode: 'masking', threshold: DEMO_WORKERS },
+      secureAggregation: { mode: 'masking', quorum: DEMO_WORKERS },
       optimizer: { kind: 'sgd', learningRate: 4, momentum: 0.9 },
       rounds: Math.ceil((40 * 60_000) / 2048),
       evaluation: { everyRounds: 50 },
@@ -38,7 +38,7 @@ export function demoSpecInput(full: boolean): JobSpecInput {
     ...common,
     dataset: { format: 'idx', preset: 'fashion-mnist', trainExamples: 20_000, testExamples: 2_000 },
     privacy: { clipNorm: 1, targetEpsilon: 3, epsilonBudget: 3, delta: 1e-5, expectedBatchSize: 512 },
-    secureAggregation: { mode: 'masking', threshold: DEMO_WORKERS },
+    secureAggregation: { mode: 'masking', quorum: DEMO_WORKERS },
     optimizer: { kind: 'sgd', learningRate: 1, momentum: 0.9 },
     rounds: 150,
     evaluation: { everyRounds: 10 },
@@ -77,7 +77,7 @@ export function finetuneDemoSpecInput(): JobSpecInput {
     workers: { count: FINETUNE_DEMO_WORKERS, cpusPerWorker: 1 },
     coordinator: { cpus: 0.5 },
     privacy: { clipNorm: 1, targetEpsilon: 8, epsilonBudget: 8, delta: 1e-5, expectedBatchSize: 128 },
-    secureAggregation: { mode: 'masking', threshold: FINETUNE_DEMO_WORKERS },
+    secureAggregation: { mode: 'masking', quorum: FINETUNE_DEMO_WORKERS },
     optimizer: { kind: 'adam', learningRate: 0.005 },
     rounds: 32,
     evaluation: { everyRounds: 16 },

@@ -1,6 +1,9 @@
-// From a validated JobSpec to the config the Node programs read (worker-ts RunConfig): the
-// driver decides everything that needs a choice before the job starts (σ from a target ε, the
-// threshold count, the sampling rate, the checkpoint folder) so that all workers agree on it.
+// From a validated JobSpec to the run config the Node programs and the Ray entrypoint read
+// (worker-ts/src/run-config/schema.ts): the driver decides everything that needs a choice before
+// the job starts (σ from a target ε, the quorum count, the sampling rate, the checkpoint folder) so
+// that all workers agree on it, and parses the result with the run config's own schema, which
+// fills the rest of the defaults: what it submits is what the workers will accept.
+import { runConfigSchema, type ResolvedRunConfig } from '@tensorguard/worker/run-config';
 import path from 'node:path';
 import { JobSpecError } from './errors.js';
 import type { JobSpec } from './schema.js';
@@ -16,19 +19,8 @@ export interface ResolveOptions {
   dataDir: string;
 }
 
-/** The resolved config: the spec plus the fields the driver decided. */
-export type RunConfigJson = Omit<JobSpec, 'privacy' | 'secureAggregation' | 'model' | 'checkpoint'> & {
-  model: Omit<JobSpec['model'], 'trainable'> & { trainable?: string[] };
-  privacy: Omit<JobSpec['privacy'], 'targetEpsilon' | 'expectedBatchSize'> & {
-    noiseMultiplier: number;
-    samplingRate: number;
-    /** Present when σ was calibrated: the target it was calibrated for. */
-    targetEpsilon?: number;
-  };
-  secureAggregation: Omit<JobSpec['secureAggregation'], 'threshold'> & { threshold: number };
-  checkpoint: { dir: string; everyRounds: number };
-  jobId: string;
-};
+/** The resolved config: worker-ts's run config, every default filled, with the job id. */
+export type RunConfigJson = ResolvedRunConfig & { jobId: string };
 
 /** Resolves the spec; throws JobSpecError when a derived value cannot be computed. */
 export async function resolveRunConfig(spec: JobSpec, opts: ResolveOptions): Promise<RunConfigJson> {
@@ -66,22 +58,23 @@ export async function resolveRunConfig(spec: JobSpec, opts: ResolveOptions): Pro
       accountant: privacy.accountant,
     });
   }
-  const t = spec.secureAggregation.threshold;
-  const threshold = Number.isInteger(t) ? t : Math.max(1, Math.ceil(t * workers.count));
-  // hf-bert has no `trainable` (its LoRA settings say what trains).
-  const { trainable, ...model } =
-    spec.model.kind === 'hf-bert' ? { ...spec.model, trainable: undefined } : spec.model;
+  // The quorum t: a fraction of workers.count (rounded up) or a count.
+  const q = spec.secureAggregation.quorum;
+  const quorum = Number.isInteger(q) ? q : Math.max(1, Math.ceil(q * workers.count));
+  // hf-bert has no `trainable` (its LoRA settings say what trains); 'lora' is the adapters and the head.
+  const trainable = spec.model.kind === 'hf-bert' ? undefined : spec.model.trainable;
   const { targetEpsilon, expectedBatchSize: _b, ...restPrivacy } = privacy;
-  return {
+  const { testPath: evaluationTestPath, ...evaluation } = spec.evaluation;
+  const config = {
     ...spec,
     jobId: opts.jobId,
     model: {
-      ...model,
+      ...spec.model,
       ...(trainable === undefined ? {} : { trainable: trainable === 'lora' ? ['lora', 'head'] : trainable }),
     },
     dataset: {
       ...dataset,
-      ...(spec.evaluation.testPath ? { testPath: spec.evaluation.testPath } : {}),
+      ...(evaluationTestPath ? { testPath: evaluationTestPath } : {}),
     },
     privacy: {
       ...restPrivacy,
@@ -89,12 +82,25 @@ export async function resolveRunConfig(spec: JobSpec, opts: ResolveOptions): Pro
       samplingRate,
       ...(targetEpsilon !== undefined ? { targetEpsilon } : {}),
     },
-    secureAggregation: { ...spec.secureAggregation, threshold },
+    secureAggregation: { ...spec.secureAggregation, quorum },
+    evaluation,
     checkpoint: {
       dir: spec.checkpoint.dir ?? path.join(opts.dataDir, 'jobs', opts.jobId, 'checkpoints'),
       everyRounds: spec.checkpoint.everyRounds,
     },
   };
+  // The spec's own checks (checks.ts) refuse everything the run config's rules refuse; a failure
+  // here is a bug in the driver, reported with the field.
+  const r = runConfigSchema.safeParse(config);
+  if (!r.success) {
+    throw new JobSpecError(
+      r.error.issues.map((i) => ({
+        path: i.path.join('.'),
+        message: `resolves to an invalid run config: ${i.message}`,
+      })),
+    );
+  }
+  return { ...r.data, jobId: opts.jobId };
 }
 
 /**

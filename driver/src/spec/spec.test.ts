@@ -325,7 +325,7 @@ describe('job spec', () => {
       placementStrategy: 'PACK',
       maxRestarts: 3,
     });
-    expect(spec.secureAggregation).to.deep.equal({ mode: 'masking', threshold: 0.5, bits: 'auto' });
+    expect(spec.secureAggregation).to.deep.equal({ mode: 'masking', quorum: 0.5, bits: 'auto' });
     expect(spec.privacy.delta).to.equal(1e-5);
     expect(spec.roundTimeoutMs).to.equal(120_000);
     expect(spec.checkpoint).to.deep.equal({ everyRounds: 10 });
@@ -404,17 +404,17 @@ describe('job spec', () => {
 
   it('resolves a homomorphic-mode spec with its key holder for the worker', async () => {
     const doc = validSpecInput();
-    doc.secureAggregation = { mode: 'he', threshold: 0.6, keyHolder: 'keys.internal:7000' };
+    doc.secureAggregation = { mode: 'he', quorum: 0.6, keyHolder: 'keys.internal:7000' };
     const cfg = await resolveRunConfig(parseJobSpec(doc), { jobId: 'j-2', dataDir: '/data' });
-    expect(cfg.secureAggregation).to.include({ mode: 'he', threshold: 2, keyHolder: 'keys.internal:7000' });
+    expect(cfg.secureAggregation).to.include({ mode: 'he', quorum: 2, keyHolder: 'keys.internal:7000' });
   });
 
-  it('resolves the threshold count, the sampling rate and the checkpoint folder', async () => {
+  it('resolves the quorum count, the sampling rate and the checkpoint folder', async () => {
     const doc = validSpecInput();
     doc.privacy = { clipNorm: 1, noiseMultiplier: 1, epsilonBudget: 8, expectedBatchSize: 600 };
-    doc.secureAggregation = { threshold: 0.67 };
+    doc.secureAggregation = { quorum: 0.67 };
     const cfg = await resolveRunConfig(parseJobSpec(doc), { jobId: 'j-1', dataDir: '/data' });
-    expect(cfg.secureAggregation.threshold).to.equal(3); // ceil(0.67 · 3)
+    expect(cfg.secureAggregation.quorum).to.equal(3); // ceil(0.67 · 3)
     expect(cfg.privacy.samplingRate).to.equal(0.01); // 600 of Fashion-MNIST's 60000
     expect(cfg.checkpoint.dir).to.equal('/data/jobs/j-1/checkpoints');
     expect(cfg).to.not.have.nested.property('privacy.expectedBatchSize');

@@ -19,7 +19,7 @@ import {
 function config(dataset: Record<string, unknown>, model: Record<string, unknown>, workers = 2): RunConfig {
   return parseRunConfig({
     name: 't',
-    model: { kind: 'mlp', ...model },
+    model: { kind: 'hf-bert', ...model },
     dataset,
     workers: { count: workers },
     privacy: { clipNorm: 1, noiseMultiplier: 1, delta: 1e-5, epsilonBudget: null, samplingRate: 0.1 },
@@ -186,7 +186,7 @@ describe('data/text: text records for Hugging Face models', function () {
   });
 
   it('a text preset needs format csv', () => {
-    expect(() => config({ format: 'jsonl', preset: 'imdb' }, {})).to.throw(
+    expect(() => config({ format: 'jsonl', preset: 'imdb' }, { preset: 'all-minilm-l6-v2' })).to.throw(
       "config field 'dataset.format': must be 'csv' with preset 'imdb'",
     );
   });

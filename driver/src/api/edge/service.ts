@@ -491,7 +491,9 @@ export class TrainingService {
           delta,
           // Both accountants report the integer mechanism's rigorous RDP bound (docs/privacy.md).
           orders: RDP_ORDERS,
-          minContributors: num(obj(spec.secureAggregation).threshold) ?? 0,
+          // The run config's quorum (`threshold`: its old name, in configs resolved before it).
+          minContributors:
+            num(obj(spec.secureAggregation).quorum ?? obj(spec.secureAggregation).threshold) ?? 0,
           numWorkers: workers,
         },
         shards,
