@@ -11,8 +11,9 @@ TensorGuard job the benchmark runs beside it:
     padded to --max-tokens), the same ids as the TS tokenizer (tested token for token);
   - model: the encoder with PEFT LoRA on --targets (rank, alpha, no dropout), frozen base, masked
     mean pooling (sentence-transformers'), and a trainable linear classifier;
-  - DP: Poisson sampling at rate batch / N, per-sample clipping to --clip, σ calibrated by Opacus
-    for (--epsilon, --delta) over --epochs with the RDP accountant (the one TensorGuard uses).
+  - DP: Poisson sampling at rate 1 / ceil(N / batch) (Opacus's; = batch / N when batch divides N),
+    per-sample clipping to --clip, σ calibrated by Opacus's RDP accountant (the accountant
+    TensorGuard uses) for (--epsilon, --delta) over the run's steps, round(epochs · N / batch).
 Prints one JSON object: examples_per_s (training examples processed per second of training, the
 evaluation excluded), accuracy on the test split, epsilon, sigma, and the settings.
 """
@@ -106,25 +107,35 @@ def main() -> None:
     n = len(dataset)
     batch = min(a.batch, n)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True)
+    # The steps every side runs: round(epochs · N / batch), as bench/src/finetune/settings.ts counts.
+    steps_total = max(1, round(a.epochs * n / batch))
     epsilon = None
     sigma = None
     if a.mode == "dp":
         import opacus
+        from opacus.accountants.utils import get_noise_multiplier
 
         engine = opacus.PrivacyEngine(accountant="rdp")
-        model, opt, loader = engine.make_private_with_epsilon(
+        # Opacus samples each record with probability 1 / len(loader) = 1 / ceil(N / batch) (equal to
+        # the TensorGuard side's batch / N when batch divides N); σ is calibrated with Opacus's own
+        # RDP accountant for exactly the steps this run takes, like the driver's calibration.
+        sigma = get_noise_multiplier(
+            target_epsilon=a.epsilon,
+            target_delta=a.delta,
+            sample_rate=1 / len(loader),
+            steps=steps_total,
+            accountant="rdp",
+            epsilon_tolerance=0.005,
+        )
+        model, opt, loader = engine.make_private(
             module=model,
             optimizer=opt,
             data_loader=loader,
-            target_epsilon=a.epsilon,
-            target_delta=a.delta,
-            epochs=max(1, round(a.epochs)),
+            noise_multiplier=sigma,
             max_grad_norm=a.clip,
             poisson_sampling=True,
         )
-        sigma = opt.noise_multiplier
     loss_fn = torch.nn.CrossEntropyLoss()
-    steps_total = max(1, round(a.epochs * n / batch))
     seen = 0
     steps = 0
     t0 = time.perf_counter()

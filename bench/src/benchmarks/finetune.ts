@@ -6,11 +6,13 @@
 //   torch    the same PEFT LoRA fine-tune without privacy (the accuracy a DP run aims at).
 // Settings: bench/src/finetune/settings.ts (FULL, or QUICK with --quick). --no-torch and --no-ours
 // leave a side out; --threads=N gives each torch run N intra-op threads (default: the workers, so
-// torch has the cores TensorGuard's workers have).
+// torch has the cores TensorGuard's workers have); --lr=, --clip=, --batch=, --epochs=,
+// --max-tokens=, --train-examples=, --test-examples=, --workers=, --rank=, --alpha=, --optimizer=
+// override a setting for every side (settings.ts withOverrides).
 import os from 'node:os';
 import { presetSplitFile, resolveDatasetPreset, resolveModelPreset } from '@tensorguard/worker';
 import { runOurs } from '../finetune/ours.js';
-import { FULL, QUICK, steps, trainRecords } from '../finetune/settings.js';
+import { FULL, QUICK, steps, trainRecords, withOverrides } from '../finetune/settings.js';
 import { runTorch, type TorchResult } from '../finetune/torch-side.js';
 import type { Benchmark, Row } from '../types.js';
 
@@ -21,11 +23,11 @@ export const benchmark: Benchmark = {
     'DP-LoRA fine-tune, all-MiniLM-L6-v2 on Rotten Tomatoes, ε = 8 at δ = 1e-5: TensorGuard (4 workers, secure aggregation) vs Opacus + PEFT vs non-private PEFT',
   async run(opts) {
     const { quick, root, args, log } = opts;
-    const s = quick ? QUICK : FULL;
+    const s = withOverrides(quick ? QUICK : FULL, args);
     const threadsArg = args.find((a) => a.startsWith('--threads='));
     const threads = threadsArg ? Number(threadsArg.slice(10)) : Math.min(s.workers, os.cpus().length);
     log(
-      `settings: ${trainRecords(s)} training records, batch ${s.batch}, ${steps(s)} steps, ${s.maxTokens} tokens, LoRA r=${s.loraRank} α=${s.loraAlpha} on ${s.loraTargets.join('+')}, ${s.optimizer} lr ${s.learningRate}`,
+      `settings${quick ? ' (--quick)' : ''}: ${trainRecords(s)} training records, ${s.testExamples ?? 'all'} test records, expected batch ${s.batch}, ${steps(s)} steps, ${s.maxTokens} tokens, LoRA r=${s.loraRank} α=${s.loraAlpha} on ${s.loraTargets.join('+')}, ${s.optimizer} lr ${s.learningRate}, clip ${s.clipNorm}, ${s.workers} workers`,
     );
     const modelDir = await resolveModelPreset(s.modelPreset, {
       onDownload: (w) => log(`downloading ${w.pkg}`),

@@ -66,3 +66,52 @@ export function trainRecords(s: FinetuneSettings): number {
 export function steps(s: FinetuneSettings): number {
   return Math.max(1, Math.round((s.epochs * trainRecords(s)) / s.batch));
 }
+
+/** Command-line overrides of the settings (`--lr=0.02 --batch=128 ...`), for trying other values. */
+const OVERRIDES: Record<string, { key: keyof FinetuneSettings; kind: 'int' | 'number' | 'optimizer' }> = {
+  '--lr': { key: 'learningRate', kind: 'number' },
+  '--clip': { key: 'clipNorm', kind: 'number' },
+  '--epsilon': { key: 'epsilon', kind: 'number' },
+  '--batch': { key: 'batch', kind: 'int' },
+  '--epochs': { key: 'epochs', kind: 'number' },
+  '--max-tokens': { key: 'maxTokens', kind: 'int' },
+  '--train-examples': { key: 'trainExamples', kind: 'int' },
+  '--test-examples': { key: 'testExamples', kind: 'int' },
+  '--workers': { key: 'workers', kind: 'int' },
+  '--rank': { key: 'loraRank', kind: 'int' },
+  '--alpha': { key: 'loraAlpha', kind: 'number' },
+  '--optimizer': { key: 'optimizer', kind: 'optimizer' },
+};
+
+/** Names of the override flags, for usage lines. */
+export const OVERRIDE_FLAGS = Object.keys(OVERRIDES);
+
+/**
+ * The settings with `--flag=value` overrides from args applied (other args are left for the
+ * caller). Throws naming the flag and what it accepts when a value is not valid.
+ */
+export function withOverrides(s: FinetuneSettings, args: string[]): FinetuneSettings {
+  const out: FinetuneSettings = { ...s };
+  const set = out as unknown as Record<string, unknown>;
+  for (const arg of args) {
+    const eq = arg.indexOf('=');
+    if (eq < 0) continue;
+    const o = OVERRIDES[arg.slice(0, eq)];
+    if (!o) continue;
+    const raw = arg.slice(eq + 1);
+    if (o.kind === 'optimizer') {
+      if (raw !== 'adam' && raw !== 'sgd') throw new Error(`${arg}: the optimizer must be adam or sgd`);
+      set[o.key] = raw;
+      continue;
+    }
+    const v = Number(raw);
+    const ok =
+      raw.trim() !== '' && Number.isFinite(v) && v > 0 && (o.kind === 'number' || Number.isInteger(v));
+    if (!ok)
+      throw new Error(
+        `${arg}: ${arg.slice(0, eq)} takes a positive ${o.kind === 'int' ? 'integer' : 'number'}, e.g. ${arg.slice(0, eq)}=${String(s[o.key] ?? 8)}`,
+      );
+    set[o.key] = v;
+  }
+  return out;
+}

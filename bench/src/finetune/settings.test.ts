@@ -1,0 +1,32 @@
+import { expect } from 'chai';
+import { FULL, QUICK, steps, trainRecords, withOverrides } from './settings.js';
+
+describe('finetune settings', () => {
+  it('applies --flag=value overrides and leaves the rest as they were', () => {
+    const s = withOverrides(QUICK, [
+      '--quick',
+      '--lr=0.02',
+      '--batch=128',
+      '--train-examples=1024',
+      '--optimizer=sgd',
+    ]);
+    expect(s.learningRate).to.equal(0.02);
+    expect(s.batch).to.equal(128);
+    expect(s.optimizer).to.equal('sgd');
+    expect(trainRecords(s)).to.equal(1024);
+    expect(steps(s)).to.equal(Math.round((s.epochs * 1024) / 128));
+    expect(s.clipNorm).to.equal(QUICK.clipNorm);
+    expect(QUICK.learningRate).to.not.equal(0.02);
+  });
+
+  it('refuses a value that is not valid, naming the flag', () => {
+    expect(() => withOverrides(FULL, ['--batch=12.5'])).to.throw(/--batch takes a positive integer/);
+    expect(() => withOverrides(FULL, ['--lr=-1'])).to.throw(/--lr takes a positive number/);
+    expect(() => withOverrides(FULL, ['--lr='])).to.throw(/--lr takes a positive number/);
+    expect(() => withOverrides(FULL, ['--optimizer=lamb'])).to.throw(/adam or sgd/);
+  });
+
+  it('caps the training records at the split', () => {
+    expect(trainRecords(withOverrides(FULL, ['--train-examples=100000']))).to.equal(6832);
+  });
+});
