@@ -387,9 +387,7 @@ export class Coordinator {
         if (this.shardSizes.size === cfg.workers.count && !this.deltaChecked) {
           this.deltaChecked = true;
           const records = [...this.shardSizes.values()].reduce((x, y) => x + y, 0);
-          const allowed =
-            (cfg.privacy as { allowDeltaAboveInverseN?: boolean }).allowDeltaAboveInverseN === true;
-          checkDeltaAgainstRecords(this.delta, records, allowed);
+          checkDeltaAgainstRecords(this.delta, records, cfg.privacy.allowDeltaAboveInverseN);
         }
         await this.runRound(members);
         if (this.budgetStop) break;
