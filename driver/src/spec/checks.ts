@@ -1,7 +1,7 @@
 // Rules that span fields. They read the raw document defensively (any field may be missing or of
 // the wrong type) so that they run next to zod's per-field checks: a spec with a bad clipNorm and
 // both noiseMultiplier and targetEpsilon set gets both errors at once.
-import { THRESHOLD_ALIAS_NOTE } from '@tensorguard/worker/run-config';
+import { lanesIssue, THRESHOLD_ALIAS_NOTE } from '@tensorguard/worker/run-config';
 import type { SpecIssue } from './errors.js';
 
 type Obj = Record<string, unknown>;
@@ -117,18 +117,10 @@ export function crossFieldIssues(raw: unknown): SpecIssue[] {
   const workers = obj(spec.workers);
   const lanes = num(workers?.lanes);
   const cpus = workers?.cpusPerWorker === undefined ? 1 : num(workers.cpusPerWorker);
-  // A worker's TF thread budget is what the Ray launcher gives it: max(1, floor(cpusPerWorker))
-  // (ray-cluster launch.py). worker-ts/src/config.ts refuses the same with the same words.
+  // The run config's own rule and words (the thread budget is what the Ray launcher gives a worker).
   if (lanes !== undefined && Number.isInteger(lanes) && cpus !== undefined && cpus > 0) {
-    const budget = Math.max(1, Math.floor(cpus));
-    if (lanes > budget) {
-      out.push({
-        path: 'workers.lanes',
-        message:
-          `${lanes} exceeds the worker's thread budget max(1, floor(workers.cpusPerWorker)) = ${budget}: ` +
-          'lower workers.lanes or raise workers.cpusPerWorker',
-      });
-    }
+    const message = lanesIssue(lanes, cpus);
+    if (message) out.push({ path: 'workers.lanes', message });
   }
   const gpus = num(workers?.gpusPerWorker);
   if (lanes !== undefined && lanes > 1 && gpus !== undefined && gpus > 0) {

@@ -291,6 +291,19 @@ export function threadBudget(cpusPerWorker = 1): number {
   return Math.max(1, Math.floor(cpusPerWorker));
 }
 
+/**
+ * workers.lanes above the thread budget: what is wrong and what to do, or undefined. The driver's
+ * job-spec check (driver/src/spec/checks.ts) reports it with these words too.
+ */
+export function lanesIssue(lanes: number, cpusPerWorker?: number): string | undefined {
+  const budget = threadBudget(cpusPerWorker);
+  if (lanes <= budget) return undefined;
+  return (
+    `${lanes} exceeds the worker's thread budget max(1, floor(workers.cpusPerWorker)) = ${budget}: ` +
+    'lower workers.lanes or raise workers.cpusPerWorker'
+  );
+}
+
 type Issue = { path: (string | number)[]; message: string };
 
 /** The run config's cross-field rules, on an object whose fields are each valid. */
@@ -309,15 +322,8 @@ export function runConfigIssues(c: z.output<typeof runConfigObject>): Issue[] {
     if (dataset.format !== want)
       out.push({ path: ['dataset', 'format'], message: `must be '${want}' with preset '${dataset.preset}'` });
   }
-  const budget = threadBudget(workers.cpusPerWorker);
-  // The driver's job-spec check (driver/src/spec/checks.ts) says the same in the same words.
-  if (workers.lanes > budget)
-    out.push({
-      path: ['workers', 'lanes'],
-      message:
-        `${workers.lanes} exceeds the worker's thread budget max(1, floor(workers.cpusPerWorker)) = ${budget}: ` +
-        'lower workers.lanes or raise workers.cpusPerWorker',
-    });
+  const lanes = lanesIssue(workers.lanes, workers.cpusPerWorker);
+  if (lanes) out.push({ path: ['workers', 'lanes'], message: lanes });
   if (dataset.sharding === 'files') {
     if (dataset.format === 'idx')
       out.push({
