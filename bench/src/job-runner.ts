@@ -1,7 +1,9 @@
 // Runs a TensorGuard job with the built programs (worker-ts/dist/bin): one coordinator and N
 // workers over loopback gRPC, collecting their JSON metric lines. Used by the fmnist and round
-// benchmarks; build first (`node_modules/.bin/tsc -b`).
-import { spawn, type ChildProcess } from 'node:child_process';
+// benchmarks; build first (`node_modules/.bin/tsc -b`). HE jobs run over mutual TLS with identities
+// from ray-cluster's pki.py (the key holder needs its own certificate; `.venv` from the setup),
+// masking jobs without TLS, as before.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -49,6 +51,26 @@ function run(
   return { child, lines, stderr };
 }
 
+/** Identity directories of one job (pki.py): the aggregator's, the key holder's, each worker's. */
+function jobIdentities(
+  root: string,
+  workers: number,
+): { aggregator: string; keyHolder: string; workers: string[] } {
+  const script = [
+    'import json, sys',
+    'from tensorguard_ray._internal.pki import JobPki',
+    'pki = JobPki("bench")',
+    'n = int(sys.argv[1])',
+    'print(json.dumps({"aggregator": pki.aggregator().write(), "keyHolder": pki.key_holder().write(),',
+    '                  "workers": [pki.worker(i).write() for i in range(n)]}))',
+  ].join('\n');
+  const out = execFileSync(path.join(root, '.venv/bin/python'), ['-c', script, String(workers)], {
+    cwd: path.join(root, 'ray-cluster'),
+    encoding: 'utf8',
+  });
+  return JSON.parse(out) as { aggregator: string; keyHolder: string; workers: string[] };
+}
+
 /** Runs `config` (a RunConfig object) with `workers` workers; throws if the job fails. */
 export async function runJob(
   root: string,
@@ -66,8 +88,15 @@ export async function runJob(
     JSON.stringify({ ...config, checkpoint: { dir: path.join(dir, 'ckpt'), everyRounds: 1000 } }),
   );
   const env = { TF_NUM_INTRAOP_THREADS: String(threadsPerProcess), TF_NUM_INTEROP_THREADS: '1' };
+  const sa = config.secureAggregation as { mode?: string } | undefined;
+  const ids = sa?.mode === 'he' ? jobIdentities(root, workers) : undefined;
   const t0 = performance.now();
-  const coord = run(root, 'coordinator.js', ['--config', file], env);
+  const coord = run(
+    root,
+    'coordinator.js',
+    ['--config', file, ...(ids ? ['--tls-dir', ids.aggregator, '--key-holder-tls-dir', ids.keyHolder] : [])],
+    env,
+  );
   const procs = [coord];
   if (coord.child.pid !== undefined) onSpawned?.('coordinator', coord.child.pid);
   try {
@@ -84,7 +113,20 @@ export async function runJob(
       }, 100);
     });
     const ws = Array.from({ length: workers }, (_, i) =>
-      run(root, 'worker.js', ['--config', file, '--worker-index', String(i), '--aggregator', address], env),
+      run(
+        root,
+        'worker.js',
+        [
+          '--config',
+          file,
+          '--worker-index',
+          String(i),
+          '--aggregator',
+          address,
+          ...(ids ? ['--tls-dir', ids.workers[i]!] : []),
+        ],
+        env,
+      ),
     );
     procs.push(...ws);
     for (const w of ws) if (w.child.pid !== undefined) onSpawned?.('worker', w.child.pid);
@@ -123,6 +165,9 @@ export async function runJob(
     };
   } finally {
     for (const p of procs) if (p.child.exitCode === null) p.child.kill('SIGKILL');
+    if (ids)
+      for (const d of [ids.aggregator, ids.keyHolder, ...ids.workers])
+        fs.rmSync(d, { recursive: true, force: true });
   }
 }
 

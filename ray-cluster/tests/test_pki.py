@@ -8,7 +8,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tensorguard_ray._internal.pki import AGGREGATOR_NAME, JobPki, remove_identity_dir
+from tensorguard_ray._internal.pki import AGGREGATOR_NAME, KEY_HOLDER_NAME, JobPki, remove_identity_dir
 
 
 def _cn(cert: x509.Certificate) -> str:
@@ -61,3 +61,17 @@ def test_identity_files_are_private_and_removed():
         remove_identity_dir(d)
     assert not os.path.exists(d)
     assert "PRIVATE" not in repr(ident) and "redacted" in repr(ident)
+
+
+def test_the_he_key_holder_has_its_own_certificate_for_tls_and_ecdh():
+    pki = JobPki("job-kh")
+    kh = pki.key_holder()
+    ca = x509.load_pem_x509_certificate(kh.ca_pem)
+    cert = x509.load_pem_x509_certificate(kh.cert_pem)
+    _verify(ca, cert)
+    assert _cn(cert) == KEY_HOLDER_NAME
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == [KEY_HOLDER_NAME]
+    # P-256, so that workers can derive their pad keys with it (ECDH, secure-agg's he-pad.ts).
+    assert cert.public_key().curve.name == "secp256r1"
+    assert _cn(x509.load_pem_x509_certificate(pki.aggregator().cert_pem)) != KEY_HOLDER_NAME

@@ -120,12 +120,14 @@ export class SharePolicyError extends SecAggError {
 }
 
 /** Which of the HE key holder's rules a decryption request broke. */
-export type DecryptionRule = 'MIN_INPUTS' | 'ONCE_PER_ROUND' | 'COUNT_SLOT' | 'KEY_ID';
+export type DecryptionRule =
+  'MIN_INPUTS' | 'ONCE_PER_NONCE' | 'UNKNOWN_NONCE' | 'CONTRIBUTOR_CERTIFICATE' | 'CHECK_SLOTS' | 'KEY_ID';
 
 /**
- * The HE key holder refused to decrypt: fewer distinct contributors than its floor, a round it
- * was already asked for, a count slot that disagrees with the declared contributors, or an
- * aggregate under another key. Nothing is returned.
+ * The HE key holder refused to decrypt: fewer distinct contributors than its floor, a nonce it
+ * did not issue or was already asked for, a contributor certificate not of the job, check slots
+ * that are not zero once the declared contributors' pads are removed, or an aggregate under
+ * another key. Nothing is returned.
  */
 export class DecryptionPolicyError extends SecAggError {
   readonly rule: DecryptionRule;

@@ -1,95 +1,69 @@
 import { expect } from 'chai';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { makeJobPki } from './service/testing/pki.js';
+import { honestContribution } from './testing/he-worker.js';
 import {
+  ConfigError,
   DecryptionPolicyError,
   encodeIntegers,
+  HE_CHECK_SLOTS,
   HeAccumulator,
   HeEncryptor,
   HeKeyService,
-  MalformedMessageError,
-  ConfigError,
+  JobPki,
   toIntegers,
-  withCountSlot,
-  type HeAggregate,
 } from './index.js';
 
 describe("HeKeyService (the key holder's rules)", function () {
   this.timeout(120_000);
-  let service: HeKeyService;
-  let enc: HeEncryptor;
-  const sumOf = async (...vs: number[][]): Promise<HeAggregate> => {
-    const acc = await HeAccumulator.create(4, 32);
-    for (const v of vs) acc.add(enc.encrypt(withCountSlot(encodeIntegers(32, v))));
-    const agg = acc.result();
-    acc.dispose();
-    return agg;
-  };
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'tg-hks-'));
+  const pki = makeJobPki(root, 2);
+  after(() => fs.rmSync(root, { recursive: true, force: true }));
 
-  before(async () => {
-    service = await HeKeyService.create(2);
-    enc = await HeEncryptor.create(service.publicKey().publicKey);
-  });
-
-  it('refuses a floor below 2', async () => {
+  it('refuses a floor below 2 and an identity that is not the key holder’s', async () => {
     for (const m of [0, 1, 1.5]) {
       let err: unknown;
-      await HeKeyService.create(m).catch((e: unknown) => (err = e));
+      await HeKeyService.create(m, pki.identity('key-holder')).catch((e: unknown) => (err = e));
       expect(err).to.be.instanceOf(ConfigError);
       expect((err as ConfigError).field).to.equal('minInputs');
     }
-  });
-
-  it('decrypts a sum of ≥ minInputs once per round, after the count-slot check', async () => {
-    const pk = service.publicKey();
-    expect(pk.minInputs).to.equal(2);
-    expect(pk.keyId).to.match(/^[0-9a-f]{16}$/);
-    const agg = await sumOf([1, -2, 3], [10, 20, -30]);
-    const sum = service.decryptSum({ round: 4, contributors: ['a', 'b'], keyId: pk.keyId, aggregate: agg });
-    expect(Array.from(toIntegers(sum))).to.deep.equal([11, 18, -27]);
-    expect(() => service.decryptSum({ round: 4, contributors: ['a', 'b'], aggregate: agg }))
-      .to.throw(DecryptionPolicyError, /^round 4 was already decrypted/)
-      .with.property('rule', 'ONCE_PER_ROUND');
-  });
-
-  it("refuses one worker's ciphertext, alone or passed off as a sum, and never decrypts that round", async () => {
-    const single = await sumOf([1, 2, 3]);
-    expect(() => service.decryptSum({ round: 1, contributors: ['a'], aggregate: single }))
-      .to.throw(
-        DecryptionPolicyError,
-        'round 1: the key holder decrypts only sums of ≥ 2 contributions, got 1',
-      )
-      .with.property('rule', 'MIN_INPUTS');
-    expect(() =>
-      service.decryptSum({ round: 2, contributors: ['a', 'b'], aggregate: { ...single, inputs: 2 } }),
-    )
-      .to.throw(
-        DecryptionPolicyError,
-        'round 2: the aggregate holds 1 contribution(s), not the 2 declared; nothing is returned',
-      )
-      .with.property('rule', 'COUNT_SLOT');
-    const good = await sumOf([1, 1, 1], [2, 2, 2]);
-    expect(() => service.decryptSum({ round: 2, contributors: ['a', 'b'], aggregate: good })).to.throw(
-      DecryptionPolicyError,
-      /^round 2 was already decrypted \(or refused\)/,
+    let err: unknown;
+    await HeKeyService.create(2, pki.identity('aggregator')).catch((e: unknown) => (err = e));
+    expect(err).to.be.instanceOf(ConfigError);
+    expect((err as Error).message).to.match(
+      /must name tensorguard-key-holder, this one names "tensorguard-aggregator"/,
     );
   });
 
-  it('refuses malformed requests and other keys', async () => {
-    const good = await sumOf([1, 1, 1], [2, 2, 2]);
-    expect(() => service.decryptSum({ round: 9, contributors: ['a', 'a'], aggregate: good })).to.throw(
-      MalformedMessageError,
-      'round 9: contributors must be distinct',
-    );
-    expect(() =>
-      service.decryptSum({ round: 9, contributors: ['a', 'b'], keyId: 'feedfacefeedface', aggregate: good }),
-    )
-      .to.throw(DecryptionPolicyError, /under key "feedfacefeedface"/)
-      .with.property('rule', 'KEY_ID');
-    expect(() =>
-      service.decryptSum({
-        round: 10,
-        contributors: ['a', 'b'],
-        aggregate: { ...good, chunks: [new Uint8Array(50).fill(7)] },
-      }),
-    ).to.throw(MalformedMessageError, /^round 10: /);
+  it('removes exactly the declared contributors’ pads: a sum over fewer inputs than declared is refused', async () => {
+    const service = await HeKeyService.create(2, pki.identity('key-holder'));
+    const { publicKey, keyId } = service.publicKey();
+    const enc = await HeEncryptor.create(publicKey);
+    const workers = [0, 1].map((i) => new JobPki(pki.identity(`worker-${i}`)));
+    const v = [encodeIntegers(32, [1, -2, 3]), encodeIntegers(32, [10, 20, -30])];
+    const run = async (use: number[], declare: number[]) => {
+      const voucher = service.openRound(7);
+      const acc = await HeAccumulator.create(3 + HE_CHECK_SLOTS, 32);
+      for (const i of use)
+        acc.add(
+          honestContribution(workers[i]!, enc, voucher.certificate, publicKey, voucher.nonce, v[i]!).chunks,
+        );
+      const agg = acc.result();
+      acc.dispose();
+      return () =>
+        service.decryptSum({
+          round: 7,
+          nonce: voucher.nonce,
+          keyId,
+          contributors: declare.map((i) => ({ id: `worker-${i}`, certificate: workers[i]!.certPem })),
+          aggregate: agg,
+        });
+    };
+    expect(Array.from(toIntegers((await run([0, 1], [0, 1]))()))).to.deep.equal([11, 18, -27]);
+    expect(await run([0], [0, 1]))
+      .to.throw(DecryptionPolicyError, /check slots are not zero/)
+      .with.property('rule', 'CHECK_SLOTS');
   });
 });

@@ -21,13 +21,15 @@ import type { RingBits } from './masking.js';
 
 export type HeRoundStage = 'ENCRYPTED_INPUT' | 'DECRYPT' | 'DONE' | 'ABORTED';
 
-/** One member's contribution: its vector plus count slot, one BFV ciphertext per 4096 slots. */
+/** One member's contribution: its padded vector and check slots, one BFV ciphertext per 4096 slots. */
 export interface HeEncryptedInput {
   /** The member's index in the round's roster. */
   index: number;
   /** Id of the public key the input is encrypted under (keyIdOf). */
   keyId: string;
   chunks: Uint8Array[];
+  /** The member's job certificate (PEM), relayed to the key holder, which checks it. */
+  certificate: Uint8Array;
 }
 
 export interface HeRoundOptions {
@@ -35,7 +37,7 @@ export interface HeRoundOptions {
   members: readonly string[];
   /** Fewest contributions a decrypted sum may hold (the job's t). */
   minInputs: number;
-  /** Slots per contribution (the vector length + the count slot). */
+  /** Slots per contribution (the vector length + HE_CHECK_SLOTS). */
   length: number;
   bits: RingBits;
   /** The key the round's inputs must be encrypted under. */
@@ -52,6 +54,7 @@ export class HeRound {
   /** When the input stage closes, ms since the epoch (the caller arms its timer with it). */
   readonly deadline: number;
   readonly #received = new Set<number>();
+  readonly #certificates = new Map<number, Uint8Array>();
 
   private constructor(
     readonly o: HeRoundOptions,
@@ -84,6 +87,11 @@ export class HeRound {
     return [...this.#received].sort((a, b) => a - b);
   }
 
+  /** The certificate member `index` sent with its contribution. */
+  certificate(index: number): Uint8Array | undefined {
+    return this.#certificates.get(index);
+  }
+
   /**
    * Adds member `msg.index`'s ciphertexts into the sum. Throws StageError after the stage closed,
    * DuplicateMessageError for a second contribution, MalformedMessageError for an index outside
@@ -114,6 +122,12 @@ export class HeRound {
         { round: r, workerId },
       );
     }
+    if (!(msg.certificate instanceof Uint8Array) || msg.certificate.length === 0) {
+      throw new MalformedMessageError(
+        `round ${r}: member ${msg.index} sent no certificate (the key holder needs it to remove the member's pads)`,
+        { round: r, workerId },
+      );
+    }
     if (!Array.isArray(msg.chunks) || !msg.chunks.every((c) => c instanceof Uint8Array)) {
       throw new MalformedMessageError(`round ${r}: chunks must be a list of byte strings`, {
         round: r,
@@ -122,6 +136,7 @@ export class HeRound {
     }
     this.acc.add(msg.chunks);
     this.#received.add(msg.index);
+    this.#certificates.set(msg.index, msg.certificate);
   }
 
   /** Closes the input stage. Throws ThresholdError (→ 'ABORTED') with fewer than minInputs contributions. */

@@ -17,6 +17,7 @@
 // 2^53 stay exact.
 import type { SEALLibrary } from 'node-seal/implementation/seal.js';
 import { ConfigError, MalformedMessageError, UnavailableError } from './errors.js';
+import { HE_PLAIN_MODULUS } from './he-pad.js';
 import { allocRing, toSigned, type RingBits, type RingVector } from './masking.js';
 
 type Seal = SEALLibrary;
@@ -69,7 +70,12 @@ function context(seal: Seal): Ctx {
   const parms = seal.EncryptionParameters(seal.SchemeType.bfv);
   parms.setPolyModulusDegree(N);
   parms.setCoeffModulus(seal.CoeffModulus.BFVDefault(N, seal.SecurityLevel.tc128));
-  parms.setPlainModulus(seal.PlainModulus.Batching(N, 60));
+  const p = seal.PlainModulus.Batching(N, 60);
+  // he-pad.ts computes pads mod this prime without a SEAL context; they must agree.
+  if (p.value !== HE_PLAIN_MODULUS)
+    throw new ConfigError('he', `SEAL chose plain modulus ${p.value}, he-pad.ts assumes ${HE_PLAIN_MODULUS}`);
+  parms.setPlainModulus(p);
+  p.delete();
   const ctx = seal.Context(parms, true, seal.SecurityLevel.tc128);
   parms.delete();
   if (!ctx.parametersSet()) throw new ConfigError('he', `SEAL refused the BFV parameters: ${ctx.toHuman()}`);
@@ -152,6 +158,38 @@ export class HeKeyHolder {
     }
     return out;
   }
+
+  /**
+   * Decrypts `chunks` (a sum of padded contributions, he-pad.ts) to `length` residues in [0, p),
+   * with no policy: HeKeyService decides what may be decrypted. Throws ConfigError for the wrong
+   * number of ciphertexts, SEAL's error for bytes that are not a ciphertext under these parameters.
+   */
+  decryptResidues(chunks: readonly Uint8Array[], length: number): BigUint64Array {
+    const want = Math.ceil(length / N);
+    if (chunks.length !== want)
+      throw new ConfigError(
+        'chunks',
+        `expected ${want} ciphertexts for ${length} values, got ${chunks.length}`,
+      );
+    const seal = this.#seal;
+    const sk = this.#kg.secretKey();
+    const dec = seal.Decryptor(this.#ctx, sk);
+    const be = seal.BatchEncoder(this.#ctx);
+    const ct = seal.CipherText();
+    const pt = seal.PlainText();
+    const out = new BigUint64Array(length);
+    try {
+      chunks.forEach((c, k) => {
+        ct.loadArray(this.#ctx, c);
+        dec.decrypt(ct, pt);
+        const vals = (be.decodeBigInt(pt, false) as BigUint64Array).subarray(0, Math.min(N, length - k * N));
+        out.set(vals, k * N);
+      });
+    } finally {
+      for (const o of [ct, pt, dec, be, sk]) o.delete();
+    }
+    return out;
+  }
 }
 
 /** Worker side: encrypts an encoded vector under the key holder's public key. */
@@ -188,6 +226,24 @@ export class HeEncryptor {
     try {
       for (let off = 0; off < signed.length; off += N) {
         this.#be.encode(signed.subarray(off, Math.min(off + N, signed.length)), pt);
+        this.#enc.encrypt(pt, ct);
+        chunks.push(ct.saveArray(this.#seal.ComprModeType.zstd));
+      }
+    } finally {
+      pt.delete();
+      ct.delete();
+    }
+    return chunks;
+  }
+
+  /** Encrypts residues in [0, p) (a padded contribution, he-pad.ts), one ciphertext per N. */
+  encryptResidues(v: BigUint64Array): Uint8Array[] {
+    const chunks: Uint8Array[] = [];
+    const pt = this.#seal.PlainText();
+    const ct = this.#seal.CipherText();
+    try {
+      for (let off = 0; off < v.length; off += N) {
+        this.#be.encode(v.subarray(off, Math.min(off + N, v.length)), pt);
         this.#enc.encrypt(pt, ct);
         chunks.push(ct.saveArray(this.#seal.ComprModeType.zstd));
       }

@@ -124,6 +124,24 @@ export {
   loadSeal,
   type HeAggregate,
 } from './he.js';
-export { withCountSlot, splitCountSlot } from './he-contribution.js';
-export { HeKeyService, keyIdOf, type HeDecryptRequest, type HePublicKeyInfo } from './he-key-service.js';
+export {
+  HE_CHECK_SLOTS,
+  HE_PLAIN_MODULUS,
+  KEY_HOLDER_NAME,
+  JobPki,
+  heKeyDigest,
+  hePads,
+  heRoundStatement,
+  padContribution,
+  residuesToRing,
+  type JobIdentity,
+} from './he-pad.js';
+export {
+  HeKeyService,
+  keyIdOf,
+  type HeContributor,
+  type HeDecryptRequest,
+  type HePublicKeyInfo,
+  type HeRoundVoucher,
+} from './he-key-service.js';
 export { HeRound, type HeRoundOptions, type HeRoundStage, type HeEncryptedInput } from './he-round.js';

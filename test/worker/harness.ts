@@ -1,6 +1,6 @@
 // Spawns the real coordinator and worker programs (from source via tsx) over loopback gRPC.
 import { expect } from 'chai';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -149,12 +149,38 @@ export function startCrashingCoordinator(
   );
 }
 
+/** Identity directories of one job, as ray-cluster's pki.py writes them for the Ray actors. */
+export interface JobIdentityDirs {
+  aggregator: string;
+  keyHolder: string;
+  workers: string[];
+}
+
 /**
- * The HE key holder (secure-agg's bin/key-holder), listening on loopback, with the job's quorum
- * (secureAggregation.quorum of `configFile`) as its floor. Its ready line is
- * `{"event":"listening","address",...}`.
+ * Identity directories (ca.pem, cert.pem, key.pem) for the aggregator, the HE key holder and
+ * workers 0..n-1 of one job, made by the code the Ray entrypoint runs (pki.py).
  */
-export function startKeyHolder(configFile: string, env: Record<string, string> = {}): Proc {
+export function jobIdentities(job: string, workers: number): JobIdentityDirs {
+  const script = [
+    'import json, sys',
+    'from tensorguard_ray._internal.pki import JobPki',
+    'pki = JobPki(sys.argv[1])',
+    'n = int(sys.argv[2])',
+    'print(json.dumps({"aggregator": pki.aggregator().write(), "keyHolder": pki.key_holder().write(),',
+    '                  "workers": [pki.worker(i).write() for i in range(n)]}))',
+  ].join('\n');
+  const out = execFileSync(path.join(ROOT, '.venv/bin/python'), ['-c', script, job, String(workers)], {
+    encoding: 'utf8',
+  });
+  return JSON.parse(out) as JobIdentityDirs;
+}
+
+/**
+ * The HE key holder (secure-agg's bin/key-holder) with its identity `tlsDir` (mutual TLS only),
+ * listening on loopback, with the job's quorum (secureAggregation.quorum of `configFile`) as its
+ * floor. Its ready line is `{"event":"listening","address",...}`.
+ */
+export function startKeyHolder(configFile: string, tlsDir: string, env: Record<string, string> = {}): Proc {
   // `threshold` is the quorum's old name (hand-written configs of older tests).
   const cfg = JSON.parse(fs.readFileSync(configFile, 'utf8')) as {
     secureAggregation: { quorum?: number; threshold?: number };
@@ -166,6 +192,8 @@ export function startKeyHolder(configFile: string, env: Record<string, string> =
       String(cfg.secureAggregation.quorum ?? cfg.secureAggregation.threshold),
       '--listen',
       '127.0.0.1:0',
+      '--tls-dir',
+      tlsDir,
     ],
     env,
   );
@@ -235,18 +263,32 @@ export function killAll(procs: Proc[]): void {
 
 /**
  * Runs a job to its end: the coordinator and `workers` workers of `config`; expects every worker
- * to exit 0 and the coordinator to exit as its done line says.
+ * to exit 0 and the coordinator to exit as its done line says. With `ids` every process runs with
+ * its job identity (--tls-dir; the coordinator also gets --key-holder-tls-dir unless
+ * `ownKeyHolder` is false).
  */
 export async function runJob(
   config: string,
   workers: number,
   env: Record<string, string> = {},
+  ids?: JobIdentityDirs & { ownKeyHolder?: boolean },
 ): Promise<{ coord: Proc; done: Record<string, unknown>; ws: Proc[] }> {
-  const coord = startCoordinator(config, env);
+  const coord = startCoordinator(
+    config,
+    env,
+    ids
+      ? [
+          '--tls-dir',
+          ids.aggregator,
+          ...(ids.ownKeyHolder === false ? [] : ['--key-holder-tls-dir', ids.keyHolder]),
+        ]
+      : [],
+  );
   const ws: Proc[] = [];
   try {
     const addr = await address(coord);
-    for (let i = 0; i < workers; i++) ws.push(startWorker(config, i, addr));
+    for (let i = 0; i < workers; i++)
+      ws.push(startWorker(config, i, addr, {}, ids ? ['--tls-dir', ids.workers[i]!] : []));
     const done = await coord.waitFor((l) => l.type === 'done', 240_000);
     const codes = await Promise.all(ws.map((w) => w.exited));
     expect(codes).to.deep.equal(ws.map(() => 0));

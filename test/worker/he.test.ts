@@ -1,22 +1,31 @@
-// HE mode (secureAggregation.mode 'he') with real processes over loopback: the key holder
-// (secure-agg's bin/key-holder) holds the only secret key and decrypts only aggregates; the coordinator sums
-// the survivors' ciphertexts; workers encrypt the same encoded, noised update as in masking mode.
+// HE mode (secureAggregation.mode 'he') with real processes over loopback and mutual TLS with the
+// job's identities (made by ray-cluster's pki.py, as on Ray): the key holder (secure-agg's
+// bin/key-holder, its own certificate) holds the only secret key and decrypts only aggregates; the
+// coordinator sums the survivors' ciphertexts; workers check the key holder's signature over the
+// key and each round's nonce, pad and encrypt the same encoded, noised update as in masking mode.
 import { jobSpecSchema, resolveRunConfig } from '@tensorguard/driver';
 import {
+  HE_CHECK_SLOTS,
   HeAccumulator,
   HeEncryptor,
+  JobPki,
+  KEY_HOLDER_NAME,
   encodeIntegers,
+  heKeyDigest,
+  hePads,
+  padContribution,
   toIntegers,
-  withCountSlot,
-  type HeDecryptRequest,
+  type HeRoundVoucher,
 } from '@tensorguard/secure-agg';
 import { KeyHolderClient } from '@tensorguard/secure-agg/service';
-import { PrivacyLedger, parseRunConfig } from '@tensorguard/worker';
+import { PrivacyLedger, parseRunConfig, readTlsDir } from '@tensorguard/worker';
 import { expect } from 'chai';
+import fs from 'node:fs';
 import path from 'node:path';
 import {
   NOISELESS_FULL_BATCH,
   address,
+  jobIdentities,
   killAll,
   runJob,
   startCoordinator,
@@ -44,7 +53,14 @@ async function rejection(p: Promise<unknown>): Promise<{ code: number; details: 
 describe('worker + coordinator: HE mode', function () {
   this.timeout(300_000);
   const procs: Proc[] = [];
+  const dirs: string[] = [];
   afterEach(() => killAll(procs.splice(0)));
+  after(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+  const identities = (job: string, workers: number) => {
+    const ids = jobIdentities(job, workers);
+    dirs.push(ids.aggregator, ids.keyHolder, ...ids.workers);
+    return ids;
+  };
 
   it('3 workers without noise, with a key holder at secureAggregation.keyHolder, equal one process of clipped SGD on the union (4 rounds)', async () => {
     const dir = tmpDir('tg-he-eq-');
@@ -54,11 +70,12 @@ describe('worker + coordinator: HE mode', function () {
       rounds: 4,
       checkpoint: { dir: `${dir}/ckpt`, everyRounds: 4 },
     };
-    const holder = startKeyHolder(writeConfig(dir, { ...base, secureAggregation: HE }));
+    const ids = identities('job-he-eq', 3);
+    const holder = startKeyHolder(writeConfig(dir, { ...base, secureAggregation: HE }), ids.keyHolder);
     procs.push(holder);
     const keyHolder = (await holder.waitFor((l) => l.event === 'listening', 60_000)).address as string;
     const file = writeConfig(dir, { ...base, secureAggregation: { ...HE, keyHolder } });
-    const { done, coord, ws } = await runJob(file, 3);
+    const { done, coord, ws } = await runJob(file, 3, {}, { ...ids, ownKeyHolder: false });
     expect(done.status).to.equal('succeeded');
     expect(done.rounds).to.equal(4);
     // The stdout contract is the masking one: same lines, same phase names.
@@ -97,10 +114,16 @@ describe('worker + coordinator: HE mode', function () {
   it('a worker SIGKILLed mid-round: the round completes with the survivors (its own key holder, at the smaller realised noise)', async () => {
     const dir = tmpDir('tg-he-kill-');
     const file = writeConfig(dir, { rounds: 5, roundTimeoutMs: 5000, secureAggregation: HE });
-    const coord = startCoordinator(file, FAST);
+    const ids = identities('job-he-kill', 3);
+    const coord = startCoordinator(file, FAST, [
+      '--tls-dir',
+      ids.aggregator,
+      '--key-holder-tls-dir',
+      ids.keyHolder,
+    ]);
     procs.push(coord);
     const addr = await address(coord);
-    const ws = [0, 1, 2].map((i) => startWorker(file, i, addr));
+    const ws = [0, 1, 2].map((i) => startWorker(file, i, addr, {}, ['--tls-dir', ids.workers[i]!]));
     procs.push(...ws);
     await coord.waitFor((l) => l.type === 'metrics' && l.round === 2);
     // Round 3 opens right after round 2's metrics; the worker is inside it (gradient or encryption).
@@ -128,83 +151,92 @@ describe('worker + coordinator: HE mode', function () {
       expect(e.noiseMultiplier).to.be.closeTo(Math.sqrt(1.5), 1e-12);
   });
 
-  it('the key holder decrypts only aggregates of ≥ t contributions, once per round, and never one ciphertext passed off as a sum', async () => {
+  it("the key holder (pki.py's identities) decrypts only sums of ≥ t padded contributions, once per nonce, and never one worker's ciphertext passed off as a sum", async () => {
     const dir = tmpDir('tg-he-kh-');
-    const holder = startKeyHolder(writeConfig(dir, { secureAggregation: HE }));
+    const ids = identities('job-he-kh', 2);
+    const holder = startKeyHolder(writeConfig(dir, { secureAggregation: HE }), ids.keyHolder);
     procs.push(holder);
     const addr = (await holder.waitFor((l) => l.event === 'listening', 60_000)).address as string;
-    const kh = new KeyHolderClient({ address: addr });
-    const client = {
-      decryptSum: (req: HeDecryptRequest) => kh.decryptSum({ ...req, keyId: pk.keyId }),
-      close: () => kh.close(),
-    };
-    const pk = await kh.publicKey();
+    const agg = readTlsDir(ids.aggregator);
+    const kh = new KeyHolderClient({
+      address: addr,
+      tls: { rootCa: agg.ca, certChain: agg.cert, privateKey: agg.key },
+    });
     try {
+      const pk = await kh.publicKey();
       expect(pk.minInputs).to.equal(2);
       const enc = await HeEncryptor.create(pk.publicKey);
-      const contribution = (xs: number[]) => enc.encrypt(withCountSlot(encodeIntegers(32, xs)));
-      const sumOf = async (...cs: Uint8Array[][]) => {
-        const acc = await HeAccumulator.create(4, 32);
-        for (const c of cs) acc.add(c);
-        const agg = acc.result();
-        acc.dispose();
-        return agg;
+      const workers = ids.workers.map((d) => new JobPki(readTlsDir(d)));
+      // What an honest worker sends (SecureAggClient's HE path): pads from ECDH with the key
+      // holder's certified key, under the round's nonce.
+      const contribution = (w: number, v: HeRoundVoucher, xs: number[]) => {
+        const key = workers[w]!.padKey(workers[w]!.member(v.certificate, KEY_HOLDER_NAME));
+        const pads = hePads(key, heKeyDigest(pk.publicKey), v.nonce, xs.length + HE_CHECK_SLOTS);
+        return enc.encryptResidues(padContribution(encodeIntegers(32, xs), pads));
       };
-      const a = contribution([1, -2, 3]);
-      const b = contribution([10, 20, -30]);
+      const sumOf = async (...cs: Uint8Array[][]) => {
+        const acc = await HeAccumulator.create(3 + HE_CHECK_SLOTS, 32);
+        for (const c of cs) acc.add(c);
+        const out = acc.result();
+        acc.dispose();
+        return out;
+      };
+      const who = (w: number) => ({ id: `worker-${w}`, certificate: workers[w]!.certPem });
+      const ask = (
+        round: number,
+        v: HeRoundVoucher,
+        declared: number[],
+        aggregate: Awaited<ReturnType<typeof sumOf>>,
+      ) =>
+        kh.decryptSum({ round, nonce: v.nonce, keyId: pk.keyId, contributors: declared.map(who), aggregate });
 
-      const single = await sumOf(a);
-      const one = await rejection(
-        client.decryptSum({ round: 1, contributors: ['worker-0'], aggregate: single }),
-      );
+      const v1 = await kh.openRound(1);
+      const one = await rejection(ask(1, v1, [0], await sumOf(contribution(0, v1, [1, -2, 3]))));
       expect(one.details).to.equal('round 1: the key holder decrypts only sums of ≥ 2 contributions, got 1');
 
-      // One worker's ciphertext declared as a sum of two: the count slot gives it away.
-      const forged = await rejection(
-        client.decryptSum({
-          round: 2,
-          contributors: ['worker-0', 'worker-1'],
-          aggregate: { ...single, inputs: 2 },
-        }),
-      );
+      // One worker's ciphertext plus the aggregator's own encryption, declared as a sum of two.
+      const v2 = await kh.openRound(2);
+      const own = enc.encryptResidues(new BigUint64Array(3 + HE_CHECK_SLOTS));
+      const forged = await rejection(ask(2, v2, [0, 1], await sumOf(contribution(0, v2, [1, -2, 3]), own)));
       expect(forged.details).to.equal(
-        'round 2: the aggregate holds 1 contribution(s), not the 2 declared; nothing is returned',
+        "round 2: the aggregate is not the sum of the 2 declared contributors' inputs under this round's nonce (its check slots are not zero); nothing is returned",
+      );
+      // Refused once, spent: not even the honest sum is decrypted under that nonce afterwards.
+      const honest2 = await sumOf(contribution(0, v2, [1, -2, 3]), contribution(1, v2, [10, 20, -30]));
+      expect((await rejection(ask(2, v2, [0, 1], honest2))).details).to.match(
+        /already decrypted \(or refused\)/,
       );
 
-      const dup = await rejection(
-        client.decryptSum({
-          round: 3,
-          contributors: ['worker-0', 'worker-0'],
-          aggregate: await sumOf(a, b),
-        }),
-      );
+      const v3 = await kh.openRound(3);
+      const honest3 = await sumOf(contribution(0, v3, [1, -2, 3]), contribution(1, v3, [10, 20, -30]));
+      const dup = await rejection(ask(3, v3, [0, 0], honest3));
       expect(dup.details).to.equal('round 3: contributors must be distinct');
 
-      const sum = await client.decryptSum({
-        round: 4,
-        contributors: ['worker-0', 'worker-1'],
-        aggregate: await sumOf(a, b),
-      });
-      expect(Array.from(toIntegers(sum))).to.deep.equal([11, 18, -27]);
-
-      // A second sum for the same round (e.g. over a subset) would reveal the difference.
-      const again = await rejection(
-        client.decryptSum({ round: 4, contributors: ['worker-0', 'worker-1'], aggregate: await sumOf(a, b) }),
+      const v4 = await kh.openRound(4);
+      const honest4 = await sumOf(contribution(0, v4, [1, -2, 3]), contribution(1, v4, [10, 20, -30]));
+      expect(Array.from(toIntegers(await ask(4, v4, [0, 1], honest4)))).to.deep.equal([11, 18, -27]);
+      // A second sum under the same nonce (e.g. over a subset) would reveal the difference.
+      expect((await rejection(ask(4, v4, [0, 1], honest4))).details).to.match(
+        /^round 4: this nonce was already decrypted/,
       );
-      expect(again.details).to.match(/^round 4 was already decrypted/);
-      // A refused round stays used: no retry with other contributors.
-      const retry = await rejection(
-        client.decryptSum({ round: 2, contributors: ['worker-0', 'worker-1'], aggregate: await sumOf(a, b) }),
-      );
-      expect(retry.details).to.match(/^round 2 was already decrypted/);
+      // A nonce the key holder never issued.
+      const made = { ...v4, nonce: new Uint8Array(32).fill(7) };
+      const honestMade = await sumOf(contribution(0, made, [1, 1, 1]), contribution(1, made, [1, 1, 1]));
+      expect((await rejection(ask(5, made, [0, 1], honestMade))).details).to.match(/did not issue the nonce/);
     } finally {
-      client.close();
+      kh.close();
     }
   });
 
   it("the coordinator's own key holder exits when the coordinator is SIGKILLed", async () => {
     const dir = tmpDir('tg-he-orphan-');
-    const coord = startCoordinator(writeConfig(dir, { secureAggregation: HE }));
+    const ids = identities('job-he-orphan', 0);
+    const coord = startCoordinator(writeConfig(dir, { secureAggregation: HE }), {}, [
+      '--tls-dir',
+      ids.aggregator,
+      '--key-holder-tls-dir',
+      ids.keyHolder,
+    ]);
     procs.push(coord);
     await address(coord);
     const started = coord.stderr

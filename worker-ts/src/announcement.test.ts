@@ -100,7 +100,17 @@ describe('checkAnnouncement: a worker checks every privacy parameter it is told'
     ['HE mode on a masking job', (o) => (o.scheme = 'he'), 'scheme'],
     [
       'an HE key on a masking job',
-      (o) => (o.he = { publicKey: new Uint8Array(8), keyId: 'k', encryptedInputMs: 1 }),
+      (o) =>
+        (o.he = {
+          publicKey: new Uint8Array(8),
+          keyId: 'k',
+          encryptedInputMs: 1,
+          voucher: {
+            certificate: new Uint8Array(1),
+            nonce: new Uint8Array(32),
+            signature: new Uint8Array(1),
+          },
+        }),
       'he',
     ],
     ['no training parameters', (o) => delete o.training, 'training'],
@@ -130,14 +140,16 @@ describe('checkAnnouncement: a worker checks every privacy parameter it is told'
     const o: RoundOpen = {
       ...honest(),
       scheme: 'he',
-      he: { publicKey: pk, keyId: keyIdOf(pk), encryptedInputMs: 1 },
+      he: {
+        publicKey: pk,
+        keyId: keyIdOf(pk),
+        encryptedInputMs: 1,
+        voucher: { certificate: new Uint8Array(1), nonce: new Uint8Array(32), signature: new Uint8Array(1) },
+      },
     };
     expect(() => checkAnnouncement(o, { ...ctx, cfg: heCfg })).not.to.throw();
     expect(() =>
-      checkAnnouncement(
-        { ...o, he: { publicKey: pk, keyId: 'other', encryptedInputMs: 1 } },
-        { ...ctx, cfg: heCfg },
-      ),
+      checkAnnouncement({ ...o, he: { ...o.he!, keyId: 'other' } }, { ...ctx, cfg: heCfg }),
     ).to.throw(AnnouncementError, 'he.keyId');
     expect(() => checkAnnouncement(o, { ...ctx, cfg: heCfg, heKeyId: 'earlier' })).to.throw(
       AnnouncementError,

@@ -89,7 +89,8 @@ export class RoundClient {
     this.client = new SecureAggClient({
       address: o.address,
       workerId: this.workerId,
-      ...(o.tls ? { tls: clientTls(o.tls), identity: x509Identity(o.tls) } : {}),
+      // The job identity also checks the HE key holder's signature and derives this worker's pads.
+      ...(o.tls ? { tls: clientTls(o.tls), identity: x509Identity(o.tls), jobIdentity: o.tls } : {}),
       maxMessageBytes: jobMessageBytes(o.dimension, o.config.secureAggregation.mode),
       phase: (name, run) => this.phase(name, run),
     });

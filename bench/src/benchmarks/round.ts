@@ -5,8 +5,10 @@
 //
 // The same job then runs in HE mode (secureAggregation.mode 'he', 2 and 4 workers): 'mask' is the
 // workers' BFV encryption, 'aggregate' the coordinator's wait for and homomorphic sum of the
-// ciphertexts, 'unmask' the key holder's decryption. he_over_masking_round_time answers "how much
-// cheaper is masking" for a whole round.
+// ciphertexts, 'unmask' the key holder's decryption (and 'mask' includes padding under the key
+// holder's nonce). HE jobs need the job identities, so their rows run over mutual TLS and the
+// masking rows do not: he_over_masking_round_time answers "how much cheaper is masking" for a
+// whole round, TLS included on the HE side.
 import { fmnistConfig, runJob } from '../job-runner.js';
 import type { Benchmark, Row } from '../types.js';
 

@@ -86,7 +86,7 @@ class _Supervisor:
                         cpus=cpus, gpu_ids=gpu_ids)
         self._child = NodeProcess(argv, env, self._on_line, self._on_exit)
         atexit.register(self._child.kill, 1.0)
-        atexit.register(remove_identity_dir, self._tls_dir)
+        atexit.register(self._remove_identities)
         pid = self._child.start()
         self.state = "RUNNING"
         print(f"tensorguard: started {self.role} {label} of job {job_id}: pid {pid} "
@@ -98,6 +98,9 @@ class _Supervisor:
 
     def _extra_args(self) -> list[str]:
         return []
+
+    def _remove_identities(self) -> None:
+        remove_identity_dir(self._tls_dir)
 
     def _finished_ok(self, code: int) -> bool:
         raise NotImplementedError
@@ -139,7 +142,7 @@ class _Supervisor:
               f"exited with {code}; exiting the actor so that Ray restarts it", file=sys.stderr,
               flush=True)
         self._child.kill(0.5)  # its process group may still hold grandchildren
-        remove_identity_dir(self._tls_dir)  # os._exit skips atexit
+        self._remove_identities()  # os._exit skips atexit
         remove_config(self._config_path)  # the restarted actor writes it again
         sys.stdout.flush()
         sys.stderr.flush()
@@ -180,7 +183,7 @@ class _Supervisor:
             self._stopping = True
             self.state = "FINISHED"
         self._child.kill()
-        remove_identity_dir(self._tls_dir)
+        self._remove_identities()
         remove_config(self._config_path)
         # The last values (the final ε) reach Ray's metrics agent only at its next report.
         self._metrics.linger()
@@ -190,7 +193,13 @@ class AggregatorSupervisor(_Supervisor):
     role = "aggregator"
 
     def __init__(self, job_id: str, config: dict, launch: Launch,
-                 identity: Optional[Identity] = None):
+                 identity: Optional[Identity] = None,
+                 key_holder_identity: Optional[Identity] = None):
+        # HE mode with no external key holder: the coordinator starts the key holder as its child,
+        # which needs the key holder's own identity (docs/privacy.md: for the non-collusion
+        # assumption to mean more than process isolation, run it as a separate party instead,
+        # secureAggregation.keyHolder).
+        self._key_holder_dir = key_holder_identity.write() if key_holder_identity is not None else None
         super().__init__(job_id, config, launch, None, identity)
 
     def _program(self, launch: Launch) -> str:
@@ -198,7 +207,14 @@ class AggregatorSupervisor(_Supervisor):
 
     def _extra_args(self) -> list[str]:
         # Listen where workers on other Ray nodes can dial: coordinator.listen, else this node's IP.
-        return ["--listen", listen_address(self._config)]
+        args = ["--listen", listen_address(self._config)]
+        if self._key_holder_dir is not None:
+            args += ["--key-holder-tls-dir", self._key_holder_dir]
+        return args
+
+    def _remove_identities(self) -> None:
+        super()._remove_identities()
+        remove_identity_dir(self._key_holder_dir)
 
     def _finished_ok(self, code: int) -> bool:
         # A coordinator that printed its done line has finished the job, whatever the outcome

@@ -124,8 +124,11 @@ def run_job(spec: dict, job_id: str, launch: Launch, *, placement_timeout_s: flo
                 ),
             )
 
+        sa = spec.get("secureAggregation") or {}
+        # HE without an external key holder: the coordinator starts it and hands it this identity.
+        own_key_holder = sa.get("mode") == "he" and not sa.get("keyHolder")
         agg = Aggregator.options(**opts(0, aggregator_name(job_id), rs.coordinator_cpus, 0)).remote(
-            job_id, spec, launch, pki.aggregator()
+            job_id, spec, launch, pki.aggregator(), pki.key_holder() if own_key_holder else None
         )
         actors.append(agg)
         try:

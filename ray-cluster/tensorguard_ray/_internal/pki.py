@@ -13,6 +13,11 @@ Who holds what:
   whatever address the aggregator listens on (``grpc.ssl_target_name_override``), so the Ray node's
   IP needs no SAN. A worker's certificate has CN ``worker-<index>``: the aggregator takes a worker's
   index from it, never from a message.
+- The HE key holder's certificate names ``tensorguard-key-holder`` (CN and DNS SAN). It serves
+  mutual TLS to the aggregator with it, signs each round's nonce with it (workers check the
+  signature against the job's CA before encrypting), and derives each worker's pads by ECDH with
+  the worker's certificate key; all keys are P-256. It is issued only for HE jobs that start their
+  key holder under the coordinator (secure-agg's docs/secure-aggregation.md, HE mode).
 
 A certificate of another job is signed by another CA and is refused by the TLS handshake itself.
 """
@@ -32,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 AGGREGATOR_NAME = "tensorguard-aggregator"
+KEY_HOLDER_NAME = "tensorguard-key-holder"
 
 # Long enough for any job; a job's CA is thrown away with the job.
 _VALIDITY = dt.timedelta(days=30)
@@ -137,6 +143,10 @@ class JobPki:
     def aggregator(self) -> Identity:
         """The aggregator's server (and key-holder client) identity."""
         return self._issue(AGGREGATOR_NAME, [AGGREGATOR_NAME], server=True)
+
+    def key_holder(self) -> Identity:
+        """The HE key holder's server identity: CN and DNS SAN ``tensorguard-key-holder``."""
+        return self._issue(KEY_HOLDER_NAME, [KEY_HOLDER_NAME], server=True)
 
     def worker(self, index: int) -> Identity:
         """Worker ``index``'s client identity: CN ``worker-<index>``."""

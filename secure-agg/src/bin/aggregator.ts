@@ -30,7 +30,7 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write('usage: aggregator --config <file.json>\n');
     return 2;
   }
-  const { config, server: options, keyHolder: external } = loadAggregatorConfig(file);
+  const { config, server: options, keyHolder: external, keyHolderTls } = loadAggregatorConfig(file);
   const logger = pino({ level: config.logLevel ?? 'info' }, destination(2));
   let child: SpawnedKeyHolder | undefined;
   let client: KeyHolderClient | undefined;
@@ -43,10 +43,12 @@ async function main(argv: string[]): Promise<number> {
       child = await spawnKeyHolder(path.join(path.dirname(here), `key-holder${path.extname(here)}`), [
         '--listen',
         '127.0.0.1:0',
+        '--tls-dir',
+        config.keyHolderTlsDir!,
         '--watch-stdin',
       ]);
       logger.info({ keyHolder: child.address, pid: child.child.pid }, 'started the HE key holder');
-      client = new KeyHolderClient({ address: child.address });
+      client = new KeyHolderClient({ address: child.address, tls: keyHolderTls! });
     }
     link = await client.link().catch(async (err: unknown) => {
       client?.close();

@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // The HE key holder process: `node secure-agg/dist/bin/key-holder.js [--config <file>]
 // [--listen HOST:PORT] [--min-inputs N] [--tls-dir DIR] [--watch-stdin]`. --min-inputs and
-// --tls-dir (ca.pem, cert.pem, key.pem of the job: mutual TLS, DecryptSum only for the
-// aggregator's certificate) override the file, so a training coordinator can start it from its
-// job's config without writing another file. It generates a BFV key pair, serves the public key and
+// --tls-dir (the key holder's job identity: ca.pem, cert.pem naming tensorguard-key-holder,
+// key.pem; mutual TLS, OpenRound and DecryptSum only for the aggregator's certificate) override
+// the file, so a training coordinator can start it from its job's config without writing another
+// file. An identity (--tls-dir or the file's tls) is required. It generates a BFV key pair, serves the public key and
 // decrypts only aggregates (he_key_holder.proto; the rules are HeKeyService's). Without --config it
 // runs with the defaults (loopback, an ephemeral port, minInputs 2), as when an aggregator starts it
 // as its child; --listen overrides the file's address. stdout carries one JSON line,
@@ -36,12 +37,9 @@ async function main(argv: string[]): Promise<number> {
       return 2;
     }
   const file = flag(argv, '--config');
-  const {
-    config,
-    server: options,
-  }: { config: KeyHolderConfig; server: Parameters<typeof KeyHolderServer.create>[0] } = file
+  const { config, server: options }: ReturnType<typeof loadKeyHolderConfig> = file
     ? loadKeyHolderConfig(file)
-    : { config: {}, server: {} };
+    : { config: {} as KeyHolderConfig, server: {} };
   const listen = flag(argv, '--listen');
   const minInputsFlag = flag(argv, '--min-inputs');
   if (minInputsFlag !== undefined && !/^\d+$/.test(minInputsFlag))
@@ -56,15 +54,19 @@ async function main(argv: string[]): Promise<number> {
       );
     }
   };
-  const tls = tlsDir
-    ? { certChain: read('cert.pem'), privateKey: read('key.pem'), clientCa: read('ca.pem') }
-    : undefined;
+  const identity = tlsDir
+    ? { ca: read('ca.pem'), cert: read('cert.pem'), key: read('key.pem') }
+    : options.identity;
+  if (!identity)
+    throw new Error(
+      'the key holder needs its job identity: --tls-dir DIR (ca.pem, cert.pem, key.pem naming tensorguard-key-holder, as pki.py writes them) or tls in --config',
+    );
   const logger = pino({ level: config.logLevel ?? 'info' }, destination(2));
   const server = await KeyHolderServer.create({
     ...options,
     ...(listen ? { address: listen } : {}),
     ...(minInputsFlag !== undefined ? { minInputs: Number(minInputsFlag) } : {}),
-    ...(tls ? { tls } : {}),
+    identity,
     logger,
   });
   const port = await server.start();

@@ -2,19 +2,30 @@
 // protocol state lives in a RoundParticipant per round, so key setup for round r+1 (prepare) can
 // run while the worker still computes round r's update, and submit needs only the vector.
 // The round's announcement names its scheme, and prepare/submit/contribute follow it: under HE,
-// prepare loads the announced public key and submit encrypts the vector (plus its count slot) and
-// sends it in the one SubmitEncryptedInput stage. Callers use the same interface for both.
+// prepare checks that the key holder vouches for the announced key and nonce (its job certificate
+// and signature) and derives this worker's pad key with it; submit pads the vector and its check
+// slots (he-pad.ts), encrypts them and sends them in the one SubmitEncryptedInput stage. Callers
+// use the same interface for both.
 import type { Client } from '@grpc/grpc-js';
 import { type secureAggregation as pb, SecureAggregationService } from '@tensorguard/proto';
 import {
   compileRound,
+  ConfigError,
+  HE_CHECK_SLOTS,
   HeEncryptor,
+  heKeyDigest,
+  hePads,
+  heRoundStatement,
+  JobPki,
+  KEY_HOLDER_NAME,
   keyIdOf,
   MalformedMessageError,
+  padContribution,
+  PermissionError,
   RoundAbortedError,
   RoundParticipant,
-  withCountSlot,
   type ActiveStage,
+  type JobIdentity,
   type RingVector,
   type RoundIdentity,
   type SurvivorAttestation,
@@ -61,6 +72,12 @@ export interface SecureAggClientOptions {
    * unmask shares revealed only for a survivor set enough members attested (the Attest stage).
    */
   identity?: RoundIdentity;
+  /**
+   * This worker's job identity as PEM (its `--tls-dir`): needed for HE rounds, whose announced
+   * key and nonce must be signed by the key holder's job certificate, and whose pads are derived
+   * from this worker's key and the key holder's.
+   */
+  jobIdentity?: JobIdentity;
   /** Called before each stage's message is sent (progress reporting, fault injection in tests). */
   beforeStage?: (stage: WorkerStage, round: number) => void | Promise<void>;
   /**
@@ -76,7 +93,7 @@ export interface SecureAggClientOptions {
  */
 export type PreparedRound =
   | { open: RoundOpen; participant: RoundParticipant; encryptor?: undefined }
-  | { open: RoundOpen; participant?: undefined; encryptor: HeEncryptor };
+  | { open: RoundOpen; participant?: undefined; encryptor: HeEncryptor; padKey: Uint8Array };
 
 export interface RoundOutcome {
   round: number;
@@ -96,11 +113,17 @@ export class SecureAggClient {
   readonly #client: Client;
   /** The last HE key's encryptor: a job keeps one key, so it is loaded once. */
   #encryptor: { keyId: string; enc: HeEncryptor } | undefined;
+  readonly #pki: JobPki | undefined;
+  /** Pad keys by the key holder's certificate. */
+  readonly #padKeys = new Map<string, Uint8Array>();
+  /** The last round this worker padded an HE input for: it never pads one round's update twice. */
+  #lastHeRound = -1;
   #bytesSent = 0;
 
   constructor(options: SecureAggClientOptions) {
     this.#opts = options;
     this.workerId = options.workerId;
+    this.#pki = options.jobIdentity ? new JobPki(options.jobIdentity) : undefined;
     this.#client = makeClient(options.address, options.tls, options.maxMessageBytes ?? 256 << 20);
   }
 
@@ -173,14 +196,55 @@ export class SecureAggClient {
   }
 
   /**
+   * HE: checks that the key holder's job certificate signed this round's key and nonce, and
+   * returns this worker's pad key with it. Throws ConfigError without a job identity,
+   * PermissionError for a certificate that is not the job's key holder's or a signature that does
+   * not verify, StageError for a round this worker already padded an input for.
+   */
+  #heVouched(open: RoundOpen): Uint8Array {
+    const r = open.params.round;
+    const { publicKey, voucher } = open.he!;
+    if (!this.#pki)
+      throw new ConfigError(
+        'jobIdentity',
+        `round ${r} is an HE round: this worker needs its job identity (--tls-dir) to check that the key holder vouches for the announced key; refusing to encrypt`,
+      );
+    let cert;
+    try {
+      cert = this.#pki.member(voucher.certificate, KEY_HOLDER_NAME);
+    } catch (err) {
+      throw new PermissionError(
+        `round ${r}: the announced key holder certificate is refused (${err instanceof Error ? err.message : String(err)}); refusing to encrypt under a key the job's key holder does not vouch for`,
+        { round: r },
+      );
+    }
+    if (!JobPki.verify(cert, heRoundStatement(publicKey, r, voucher.nonce), voucher.signature))
+      throw new PermissionError(
+        `round ${r}: the key holder's signature does not cover the announced HE key and nonce; refusing to encrypt under a key the job's key holder does not vouch for`,
+        { round: r },
+      );
+    if (r <= this.#lastHeRound)
+      throw new MalformedMessageError(
+        `round ${r}: this worker already encrypted an input for round ${this.#lastHeRound}; an aggregator may not announce a round twice`,
+        { round: r },
+      );
+    const k = Buffer.from(voucher.certificate).toString('latin1');
+    let key = this.#padKeys.get(k);
+    if (!key) this.#padKeys.set(k, (key = new Uint8Array(this.#pki.padKey(cert))));
+    return key;
+  }
+
+  /**
    * Key setup: advertises fresh keys, shares them, and receives the shares addressed to this
-   * worker (masking); loads the announced public key after checking it against its id (HE). Needs
-   * no input vector, so it can overlap the computation of the update. Throws MalformedMessageError
-   * for an HE key that does not match its id.
+   * worker (masking); checks the key holder's voucher for the announced key and nonce and loads
+   * the key after checking it against its id (HE). Needs no input vector, so it can overlap the
+   * computation of the update. Throws MalformedMessageError for an HE key that does not match its
+   * id, and #heVouched's errors.
    */
   async prepare(open: RoundOpen): Promise<PreparedRound> {
     if (open.scheme === 'he') {
       const { publicKey, keyId } = open.he!;
+      const padKey = this.#heVouched(open);
       if (this.#encryptor?.keyId !== keyId) {
         if (keyIdOf(publicKey) !== keyId)
           throw new MalformedMessageError(
@@ -189,7 +253,7 @@ export class SecureAggClient {
           );
         this.#encryptor = { keyId, enc: await HeEncryptor.create(publicKey) };
       }
-      return { open, encryptor: this.#encryptor.enc };
+      return { open, encryptor: this.#encryptor.enc, padKey };
     }
     const round = compileRound(open.params);
     const index = round.members.indexOf(this.workerId);
@@ -224,12 +288,13 @@ export class SecureAggClient {
   }
 
   /**
-   * Masks and submits the encoded input, then answers the unmask request (masking); encrypts it
-   * with its count slot and submits the ciphertexts (HE). Resolves when the round finished or
+   * Masks and submits the encoded input, then answers the unmask request (masking); pads it and
+   * its check slots under the round's nonce, encrypts them and submits the ciphertexts (HE). Resolves when the round finished or
    * aborted (then `completed` is false and `reason` says why); throws the SecAggError of a refusal.
    */
   async submit(prepared: PreparedRound, input: RingVector): Promise<RoundOutcome> {
-    if (prepared.encryptor) return this.#submitEncrypted(prepared.open, prepared.encryptor, input);
+    if (prepared.encryptor)
+      return this.#submitEncrypted(prepared.open, prepared.encryptor, prepared.padKey, input);
     const { open, participant } = prepared;
     const r = open.params.round;
     try {
@@ -274,7 +339,12 @@ export class SecureAggClient {
     }
   }
 
-  async #submitEncrypted(open: RoundOpen, enc: HeEncryptor, input: RingVector): Promise<RoundOutcome> {
+  async #submitEncrypted(
+    open: RoundOpen,
+    enc: HeEncryptor,
+    padKey: Uint8Array,
+    input: RingVector,
+  ): Promise<RoundOutcome> {
     const r = open.params.round;
     const bits = input instanceof Uint32Array ? 32 : 64;
     if (input.length !== open.params.vectorLength || bits !== open.params.bits)
@@ -284,11 +354,20 @@ export class SecureAggClient {
       );
     try {
       await this.#opts.beforeStage?.('ENCRYPTED_INPUT', r);
-      const chunks = await this.#phase('mask', async () => enc.encrypt(withCountSlot(input)));
+      if (r <= this.#lastHeRound)
+        throw new MalformedMessageError(`round ${r}: this worker already encrypted an input for it`, {
+          round: r,
+        });
+      this.#lastHeRound = r;
+      const { publicKey, voucher, keyId } = open.he!;
+      const chunks = await this.#phase('mask', async () => {
+        const pads = hePads(padKey, heKeyDigest(publicKey), voucher.nonce, input.length + HE_CHECK_SLOTS);
+        return enc.encryptResidues(padContribution(input, pads));
+      });
       const res = await this.#phase('upload', () =>
         this.#unary<pb.SubmitEncryptedInputRequest, pb.SubmitEncryptedInputResponse>(
           'submitEncryptedInput',
-          encryptedInputToProto(this.workerId, r, { keyId: open.he!.keyId, chunks }),
+          encryptedInputToProto(this.workerId, r, { keyId, chunks, certificate: this.#pki!.certPem }),
           this.#stageTimeout(open, 'ENCRYPTED_INPUT'),
           r,
         ),

@@ -24,18 +24,35 @@ describe('service/config', () => {
     throw new Error('expected a ConfigError');
   };
   const base = { vectorLength: 3, bits: 32 };
+  const pemFile = (name: string) => {
+    const f = path.join(dir, name);
+    fs.writeFileSync(f, `-----BEGIN ${name}-----\n`);
+    return f;
+  };
+  /** The aggregator's mutual TLS to the key holder (the loader reads the files, not their PKI). */
+  const khTls = () => ({ rootCa: pemFile('ca.pem'), cert: pemFile('agg.pem'), key: pemFile('agg.key') });
 
-  it('defaults to masking; scheme "he" without keyHolder means a child key holder', () => {
+  it('defaults to masking; scheme "he" without keyHolder means a child key holder with keyHolderTlsDir', () => {
     const m = loadAggregatorConfig(write(base));
     expect(m.server.scheme).to.equal('masking');
     expect(m.keyHolder).to.equal(undefined);
     const h = loadAggregatorConfig(
-      write({ ...base, scheme: 'he', deadlinesMs: { ENCRYPTED_INPUT: 900, UNMASK: 5 } }),
+      write({
+        ...base,
+        scheme: 'he',
+        deadlinesMs: { ENCRYPTED_INPUT: 900, UNMASK: 5 },
+        keyHolderTls: khTls(),
+        keyHolderTlsDir: '/pki/key-holder',
+      }),
     );
     expect(h.server).to.deep.include({ scheme: 'he', encryptedInputMs: 900, deadlinesMs: { UNMASK: 5 } });
     expect(h.keyHolder).to.equal(undefined);
-    const e = loadAggregatorConfig(write({ ...base, scheme: 'he', keyHolder: 'keys.internal:7000' }));
-    expect(e.keyHolder).to.deep.equal({ address: 'keys.internal:7000' });
+    expect(h.keyHolderTls?.certChain?.toString()).to.equal('-----BEGIN agg.pem-----\n');
+    const e = loadAggregatorConfig(
+      write({ ...base, scheme: 'he', keyHolder: 'keys.internal:7000', keyHolderTls: khTls() }),
+    );
+    expect(e.keyHolder?.address).to.equal('keys.internal:7000');
+    expect(e.keyHolder?.tls.rootCa.toString()).to.equal('-----BEGIN ca.pem-----\n');
   });
 
   it('refuses unknown and inconsistent options, naming the field', () => {
@@ -51,14 +68,30 @@ describe('service/config', () => {
       [{ ...base, scheme: 'he', secAggPlus: {} }, 'secAggPlus', /applies to scheme "masking" only/],
       [{ ...base, scheme: 'he', keyHolder: 'http://keys' }, 'keyHolder', /must be HOST:PORT/],
       [
-        { ...base, scheme: 'he', keyHolderTls: { rootCa: 'ca.pem' } },
+        { ...base, scheme: 'he', keyHolder: 'a:1' },
         'keyHolderTls',
-        /applies to a key holder named by keyHolder/,
+        /is required with scheme "he": the key holder serves mutual TLS only/,
+      ],
+      [
+        { ...base, scheme: 'he', keyHolderTls: { rootCa: 'ca.pem' } },
+        'keyHolderTlsDir',
+        /names the key holder's identity directory exactly when keyHolder is absent/,
+      ],
+      [
+        {
+          ...base,
+          scheme: 'he',
+          keyHolder: 'a:1',
+          keyHolderTls: { rootCa: 'ca.pem' },
+          keyHolderTlsDir: '/d',
+        },
+        'keyHolderTlsDir',
+        /exactly when keyHolder is absent/,
       ],
       [
         { ...base, scheme: 'he', keyHolder: 'a:1', keyHolderTls: { rootCa: 'ca.pem', cert: 'c.pem' } },
         'keyHolderTls',
-        /cert and key go together/,
+        /needs cert and key \(the aggregator's job identity\)/,
       ],
       [
         { ...base, scheme: 'he', keyHolder: 'a:1', keyHolderTls: { root: 'x' } },
@@ -87,5 +120,11 @@ describe('service/config', () => {
     expect(
       refused(() => loadKeyHolderConfig(write({ tls: { cert: 'nope.pem', key: 'k.pem' } }))).field,
     ).to.equal('tls.cert');
+    const only = { cert: pemFile('kh.pem'), key: pemFile('kh.key') };
+    const noCa = refused(() => loadKeyHolderConfig(write({ tls: only })));
+    expect(noCa.field).to.equal('tls.clientCa');
+    expect(noCa.message).to.match(/is required: the job's CA/);
+    const withCa = loadKeyHolderConfig(write({ tls: { ...only, clientCa: pemFile('ca.pem') } }));
+    expect(withCa.server.identity?.ca.toString()).to.equal('-----BEGIN ca.pem-----\n');
   });
 });

@@ -21,11 +21,20 @@ export interface AggregatorConfig {
   scheme?: 'masking' | 'he';
   /**
    * Scheme "he": host:port of a running key holder (bin/key-holder.js). When absent the aggregator
-   * starts one as its child on loopback (minInputs 2) and stops it when it exits.
+   * starts one as its child on loopback (minInputs 2), with the identity in keyHolderTlsDir, and
+   * stops it when it exits.
    */
   keyHolder?: string;
-  /** TLS to the key holder at `keyHolder` (PEM files); cert and key make it mutual. */
-  keyHolderTls?: { rootCa: string; cert?: string; key?: string; serverName?: string };
+  /**
+   * Scheme "he", required: mutual TLS to the key holder (PEM files): the job's CA as rootCa and
+   * the aggregator's job certificate and key (the key holder answers only the aggregator).
+   */
+  keyHolderTls?: { rootCa: string; cert: string; key: string; serverName?: string };
+  /**
+   * Scheme "he" without keyHolder: the key holder's own job identity (a directory with ca.pem,
+   * cert.pem, key.pem naming tensorguard-key-holder) for the child it starts.
+   */
+  keyHolderTlsDir?: string;
   /** Masking: "complete" or "secagg+". Default "complete". */
   mode?: 'complete' | 'secagg+';
   /** SecAgg+ targets: dropoutRate, corruptFraction, securityBits, correctnessBits. */
@@ -58,6 +67,7 @@ const KNOWN = new Set([
   'scheme',
   'keyHolder',
   'keyHolderTls',
+  'keyHolderTlsDir',
   'mode',
   'secAggPlus',
   'deadlinesMs',
@@ -124,6 +134,8 @@ export function loadAggregatorConfig(file: string): {
   server: Omit<AggregatorServerOptions, 'onSum' | 'onAbort' | 'logger' | 'keyHolder'>;
   /** Scheme "he": the key holder to connect to; undefined means start one as a child. */
   keyHolder: KeyHolderClientOptions | undefined;
+  /** Scheme "he": the aggregator's mutual TLS to the key holder (also to the child it starts). */
+  keyHolderTls?: ClientTlsOptions;
 } {
   const c = readObject(file, 'aggregator');
   for (const k of Object.keys(c))
@@ -143,12 +155,17 @@ export function loadAggregatorConfig(file: string): {
       `must be HOST:PORT of a running key holder, got ${JSON.stringify(c.keyHolder)}`,
     );
     req(
-      c.keyHolderTls === undefined || c.keyHolder !== undefined,
+      c.keyHolderTls !== undefined,
       'keyHolderTls',
-      'applies to a key holder named by keyHolder; the key holder started as a child listens on loopback without TLS',
+      'is required with scheme "he": the key holder serves mutual TLS only; give rootCa (the job\'s CA), cert and key (the aggregator\'s)',
+    );
+    req(
+      (c.keyHolder === undefined) === (typeof c.keyHolderTlsDir === 'string'),
+      'keyHolderTlsDir',
+      "names the key holder's identity directory exactly when keyHolder is absent (the aggregator then starts the key holder as its child with it)",
     );
   } else {
-    for (const k of ['keyHolder', 'keyHolderTls'])
+    for (const k of ['keyHolder', 'keyHolderTls', 'keyHolderTlsDir'])
       req(c[k] === undefined, k, 'applies to scheme "he" only; remove it or set scheme "he"');
   }
   if (c.deadlinesMs !== undefined) {
@@ -182,26 +199,24 @@ export function loadAggregatorConfig(file: string): {
   );
   const config = c as unknown as AggregatorConfig;
   const tls = serverTls(file, config.tls);
-  let keyHolder: KeyHolderClientOptions | undefined;
-  if (he && config.keyHolder !== undefined) {
-    let clientTls: ClientTlsOptions | undefined;
-    if (config.keyHolderTls !== undefined) {
-      const t = checkKeys(config.keyHolderTls, 'keyHolderTls', ['rootCa', 'cert', 'key', 'serverName']);
-      req(
-        (t.cert === undefined) === (t.key === undefined),
-        'keyHolderTls',
-        'cert and key go together (mutual TLS) or not at all',
-      );
-      const readPem = pemReader(file);
-      clientTls = {
-        rootCa: readPem('keyHolderTls.rootCa', t.rootCa),
-        ...(t.cert !== undefined ? { certChain: readPem('keyHolderTls.cert', t.cert) } : {}),
-        ...(t.key !== undefined ? { privateKey: readPem('keyHolderTls.key', t.key) } : {}),
-        ...(t.serverName !== undefined ? { serverNameOverride: String(t.serverName) } : {}),
-      };
-    }
-    keyHolder = { address: config.keyHolder, ...(clientTls ? { tls: clientTls } : {}) };
+  let keyHolderTls: ClientTlsOptions | undefined;
+  if (he) {
+    const t = checkKeys(config.keyHolderTls, 'keyHolderTls', ['rootCa', 'cert', 'key', 'serverName']);
+    req(
+      t.cert !== undefined && t.key !== undefined,
+      'keyHolderTls',
+      "needs cert and key (the aggregator's job identity): the key holder serves mutual TLS only",
+    );
+    const readPem = pemReader(file);
+    keyHolderTls = {
+      rootCa: readPem('keyHolderTls.rootCa', t.rootCa),
+      certChain: readPem('keyHolderTls.cert', t.cert),
+      privateKey: readPem('keyHolderTls.key', t.key),
+      ...(t.serverName !== undefined ? { serverNameOverride: String(t.serverName) } : {}),
+    };
   }
+  const keyHolder: KeyHolderClientOptions | undefined =
+    he && config.keyHolder !== undefined ? { address: config.keyHolder, tls: keyHolderTls! } : undefined;
   const { ENCRYPTED_INPUT: encryptedInputMs, ...deadlinesMs } = config.deadlinesMs ?? {};
   return {
     config,
@@ -218,6 +233,7 @@ export function loadAggregatorConfig(file: string): {
       ...(tls ? { tls } : {}),
     },
     keyHolder,
+    ...(keyHolderTls ? { keyHolderTls } : {}),
   };
 }
 
@@ -229,8 +245,12 @@ export interface KeyHolderConfig {
   minInputs?: number;
   /** Largest request, bytes. Default 64 MiB. */
   maxMessageBytes?: number;
-  /** PEM files: server certificate chain and key; clientCa turns on mutual TLS (admit only aggregators). */
-  tls?: { cert: string; key: string; clientCa?: string };
+  /**
+   * The key holder's job identity, PEM files: its certificate (naming tensorguard-key-holder) and
+   * key, and the job's CA as clientCa (mutual TLS, only the aggregator answered; workers'
+   * certificates checked against it). Required unless the bin's --tls-dir gives it.
+   */
+  tls?: { cert: string; key: string; clientCa: string };
   /** pino level for the stderr log. Default "info". */
   logLevel?: string;
 }
@@ -240,7 +260,9 @@ const KEY_HOLDER_KNOWN = ['address', 'minInputs', 'maxMessageBytes', 'tls', 'log
 /** Reads and validates a key holder config file; throws ConfigError naming the file and field. */
 export function loadKeyHolderConfig(file: string): {
   config: KeyHolderConfig;
-  server: Omit<KeyHolderServerOptions, 'logger'>;
+  server: Omit<KeyHolderServerOptions, 'logger' | 'identity'> & {
+    identity?: KeyHolderServerOptions['identity'];
+  };
 } {
   const c = readObject(file, 'key holder');
   for (const k of Object.keys(c))
@@ -263,13 +285,18 @@ export function loadKeyHolderConfig(file: string): {
   );
   const config = c as KeyHolderConfig;
   const tls = serverTls(file, config.tls);
+  req(
+    tls === undefined || tls.clientCa !== undefined,
+    'tls.clientCa',
+    "is required: the job's CA, which the key holder checks the aggregator's and the workers' certificates against",
+  );
   return {
     config,
     server: {
       address: config.address ?? '127.0.0.1:0',
       minInputs: config.minInputs ?? 2,
       ...(config.maxMessageBytes !== undefined ? { maxMessageBytes: config.maxMessageBytes } : {}),
-      ...(tls ? { tls } : {}),
+      ...(tls ? { identity: { ca: tls.clientCa!, cert: tls.certChain, key: tls.privateKey } } : {}),
     },
   };
 }

@@ -11,6 +11,8 @@ import {
 import {
   decryptRequestFromProto,
   decryptRequestToProto,
+  roundVoucherFromProto,
+  roundVoucherToProto,
   decryptResponseFromProto,
   decryptResponseToProto,
   encryptedInputFromProto,
@@ -83,7 +85,16 @@ describe('service/convert: training messages, through bytes', () => {
     const he: RoundOpen = {
       ...open,
       scheme: 'he',
-      he: { publicKey: new Uint8Array(64).fill(3), keyId: 'fedcba9876543210', encryptedInputMs: 9 },
+      he: {
+        publicKey: new Uint8Array(64).fill(3),
+        keyId: 'fedcba9876543210',
+        encryptedInputMs: 9,
+        voucher: {
+          certificate: new Uint8Array([1, 2]),
+          nonce: new Uint8Array(32).fill(4),
+          signature: new Uint8Array([3]),
+        },
+      },
     };
     expect(roundOpenFromProto(viaBytes(pb.RoundAnnouncement, roundOpenToProto(he)))).to.deep.equal(he);
     const plain: RoundOpen = { ...open };
@@ -211,11 +222,26 @@ describe('service/convert', () => {
     const he: RoundOpen = {
       ...o,
       scheme: 'he',
-      he: { publicKey: new Uint8Array(40).fill(9), keyId: '0123456789abcdef', encryptedInputMs: 5 },
+      he: {
+        publicKey: new Uint8Array(40).fill(9),
+        keyId: '0123456789abcdef',
+        encryptedInputMs: 5,
+        voucher: {
+          certificate: new Uint8Array([1, 2]),
+          nonce: new Uint8Array(32).fill(4),
+          signature: new Uint8Array([3]),
+        },
+      },
     };
     expect(roundOpenFromProto(roundOpenToProto(he))).to.deep.equal(he);
     expect(() => roundOpenFromProto({ ...roundOpenToProto(he), heKeyId: '' })).to.throw(
       'an HE round announcement needs he_public_key and a 16-hex-digit he_key_id',
+    );
+    expect(() => roundOpenFromProto({ ...roundOpenToProto(he), heRoundNonce: Buffer.alloc(31) })).to.throw(
+      /needs the key holder's certificate, a 32-byte he_round_nonce and its signature/,
+    );
+    expect(() => roundOpenFromProto({ ...roundOpenToProto(he), heRoundSignature: Buffer.alloc(0) })).to.throw(
+      /needs the key holder's certificate, a 32-byte he_round_nonce and its signature/,
     );
     expect(() => roundOpenFromProto({ ...roundOpenToProto(o), scheme: 7 as pb.AggregationScheme })).to.throw(
       'unknown aggregation scheme 7; update this worker',
@@ -223,7 +249,12 @@ describe('service/convert', () => {
   });
 
   it('round-trips encrypted inputs, public keys and decryption requests', () => {
-    const e = { index: 2, keyId: '0123456789abcdef', chunks: [new Uint8Array([1, 2]), new Uint8Array([3])] };
+    const e = {
+      index: 2,
+      keyId: '0123456789abcdef',
+      chunks: [new Uint8Array([1, 2]), new Uint8Array([3])],
+      certificate: new Uint8Array([8, 9]),
+    };
     expect(encryptedInputFromProto(encryptedInputToProto('w', 4, e), 2)).to.deep.equal(e);
     const k = { publicKey: new Uint8Array([5, 6]), keyId: 'fedcba9876543210', minInputs: 3 };
     expect(publicKeyInfoFromProto(publicKeyInfoToProto(k))).to.deep.equal(k);
@@ -232,11 +263,27 @@ describe('service/convert', () => {
     );
     const d = {
       round: 3,
-      contributors: ['a', 'b'],
+      nonce: new Uint8Array(32).fill(1),
+      contributors: [
+        { id: 'a', certificate: new Uint8Array([1]) },
+        { id: 'b', certificate: new Uint8Array([2]) },
+      ],
       keyId: k.keyId,
-      aggregate: { chunks: [new Uint8Array([7])], inputs: 2, length: 5, bits: 32 as const },
+      aggregate: { chunks: [new Uint8Array([7])], length: 5, bits: 32 as const },
     };
     expect(decryptRequestFromProto(decryptRequestToProto(d))).to.deep.equal(d);
+    expect(() =>
+      decryptRequestFromProto({ ...decryptRequestToProto(d), contributorCertificates: [Buffer.from([1])] }),
+    ).to.throw(/2 contributors but 1 contributor_certificates/);
+    const v = {
+      nonce: new Uint8Array(32).fill(5),
+      signature: new Uint8Array([6]),
+      certificate: new Uint8Array([7]),
+    };
+    expect(roundVoucherFromProto(roundVoucherToProto(v))).to.deep.equal(v);
+    expect(() => roundVoucherFromProto({ ...roundVoucherToProto(v), nonce: Buffer.alloc(8) })).to.throw(
+      'nonce must be 32 bytes, got 8',
+    );
     expect(() => decryptRequestFromProto({ ...decryptRequestToProto(d), ringBits: 8 })).to.throw(
       'ring_bits must be 32 or 64, got 8',
     );

@@ -4,8 +4,9 @@
 import { secureAggregation as pb, type heKeyHolder as kh } from '@tensorguard/proto';
 import {
   MalformedMessageError,
-  type HeAggregate,
+  HE_CHECK_SLOTS,
   type HeDecryptRequest,
+  type HeRoundVoucher,
   type HeEncryptedInput,
   type HePublicKeyInfo,
   ringFromBytes,
@@ -41,6 +42,8 @@ export interface HeRoundKey {
   keyId: string;
   /** Deadline of the SubmitEncryptedInput stage, ms from when the round opens. */
   encryptedInputMs: number;
+  /** The key holder's certificate, this round's nonce and its signature over both and the key. */
+  voucher: HeRoundVoucher;
 }
 
 /** What a worker learns when a round opens. */
@@ -108,6 +111,9 @@ export function roundOpenToProto(o: RoundOpen): pb.RoundAnnouncement {
         : pb.AggregationScheme.AGGREGATION_SCHEME_MASKING,
     hePublicKey: o.he ? bytes(o.he.publicKey) : Buffer.alloc(0),
     heKeyId: o.he?.keyId ?? '',
+    heKeyHolderCertificate: o.he ? bytes(o.he.voucher.certificate) : Buffer.alloc(0),
+    heRoundNonce: o.he ? bytes(o.he.voucher.nonce) : Buffer.alloc(0),
+    heRoundSignature: o.he ? bytes(o.he.voucher.signature) : Buffer.alloc(0),
     training: o.training ? trainingToProto(o.training) : undefined,
   };
 }
@@ -244,10 +250,23 @@ export function roundOpenFromProto(m: pb.RoundAnnouncement): RoundOpen {
       );
     if (m.deadlines.encryptedInputMs < 1)
       throw new MalformedMessageError('an HE round announcement needs deadlines.encrypted_input_ms ≥ 1');
+    if (
+      m.heKeyHolderCertificate.length === 0 ||
+      m.heRoundNonce.length !== 32 ||
+      m.heRoundSignature.length === 0
+    )
+      throw new MalformedMessageError(
+        "an HE round announcement needs the key holder's certificate, a 32-byte he_round_nonce and its signature (he_key_holder_certificate, he_round_nonce, he_round_signature); the aggregator must relay its key holder's OpenRound answer",
+      );
     he = {
       publicKey: Uint8Array.from(m.hePublicKey),
       keyId: m.heKeyId,
       encryptedInputMs: m.deadlines.encryptedInputMs,
+      voucher: {
+        certificate: Uint8Array.from(m.heKeyHolderCertificate),
+        nonce: Uint8Array.from(m.heRoundNonce),
+        signature: Uint8Array.from(m.heRoundSignature),
+      },
     };
   } else if (m.scheme !== pb.AggregationScheme.AGGREGATION_SCHEME_MASKING) {
     throw new MalformedMessageError(`unknown aggregation scheme ${m.scheme}; update this worker`);
@@ -350,12 +369,38 @@ export function encryptedInputToProto(
   round: number,
   e: Omit<HeEncryptedInput, 'index'>,
 ): pb.SubmitEncryptedInputRequest {
-  return { workerId, round, keyId: e.keyId, ciphertexts: e.chunks.map(bytes) };
+  return {
+    workerId,
+    round,
+    keyId: e.keyId,
+    ciphertexts: e.chunks.map(bytes),
+    certificate: bytes(e.certificate),
+  };
 }
 
 /** The request's input as the round's member `index` sent it. */
 export function encryptedInputFromProto(m: pb.SubmitEncryptedInputRequest, index: number): HeEncryptedInput {
-  return { index, keyId: m.keyId, chunks: m.ciphertexts.map((c) => Uint8Array.from(c)) };
+  return {
+    index,
+    keyId: m.keyId,
+    chunks: m.ciphertexts.map((c) => Uint8Array.from(c)),
+    certificate: Uint8Array.from(m.certificate),
+  };
+}
+
+export function roundVoucherToProto(v: HeRoundVoucher): kh.OpenRoundResponse {
+  return { nonce: bytes(v.nonce), signature: bytes(v.signature), certificate: bytes(v.certificate) };
+}
+
+export function roundVoucherFromProto(m: kh.OpenRoundResponse): HeRoundVoucher {
+  if (m.nonce.length !== 32) throw new MalformedMessageError(`nonce must be 32 bytes, got ${m.nonce.length}`);
+  if (m.signature.length === 0 || m.certificate.length === 0)
+    throw new MalformedMessageError('OpenRoundResponse needs a signature and the certificate');
+  return {
+    nonce: Uint8Array.from(m.nonce),
+    signature: Uint8Array.from(m.signature),
+    certificate: Uint8Array.from(m.certificate),
+  };
 }
 
 export function publicKeyInfoToProto(k: HePublicKeyInfo): kh.PublicKeyResponse {
@@ -375,11 +420,13 @@ export function publicKeyInfoFromProto(m: kh.PublicKeyResponse): HePublicKeyInfo
 export function decryptRequestToProto(r: HeDecryptRequest): kh.DecryptSumRequest {
   return {
     round: r.round,
-    contributors: [...r.contributors],
+    contributors: r.contributors.map((c) => c.id),
     keyId: r.keyId ?? '',
     length: r.aggregate.length,
     ringBits: r.aggregate.bits,
     ciphertexts: r.aggregate.chunks.map(bytes),
+    nonce: bytes(r.nonce),
+    contributorCertificates: r.contributors.map((c) => bytes(c.certificate)),
   };
 }
 
@@ -391,18 +438,31 @@ export function decryptRequestFromProto(m: kh.DecryptSumRequest): HeDecryptReque
     throw new MalformedMessageError(
       `round ${m.round}: key_id is required (the key holder's PublicKeyResponse.key_id)`,
     );
-  if (m.length < 2)
-    throw new MalformedMessageError(`length must be ≥ 2 (values and the count slot), got ${m.length}`);
-  const aggregate: HeAggregate = {
-    chunks: m.ciphertexts.map((c) => Uint8Array.from(c)),
-    inputs: m.contributors.length,
-    length: m.length,
-    bits: m.ringBits,
+  if (m.length < 1 + HE_CHECK_SLOTS)
+    throw new MalformedMessageError(
+      `length must be ≥ ${1 + HE_CHECK_SLOTS} (values and ${HE_CHECK_SLOTS} check slots), got ${m.length}`,
+    );
+  if (m.nonce.length !== 32)
+    throw new MalformedMessageError(
+      `round ${m.round}: nonce must be the 32 bytes OpenRound issued, got ${m.nonce.length}`,
+    );
+  if (m.contributorCertificates.length !== m.contributors.length)
+    throw new MalformedMessageError(
+      `round ${m.round}: ${m.contributors.length} contributors but ${m.contributorCertificates.length} contributor_certificates; send one certificate per contributor, in order`,
+    );
+  return {
+    round: m.round,
+    nonce: Uint8Array.from(m.nonce),
+    contributors: m.contributors.map((id, i) => ({
+      id,
+      certificate: Uint8Array.from(m.contributorCertificates[i]!),
+    })),
+    keyId: m.keyId,
+    aggregate: { chunks: m.ciphertexts.map((c) => Uint8Array.from(c)), length: m.length, bits: m.ringBits },
   };
-  return { round: m.round, contributors: [...m.contributors], keyId: m.keyId, aggregate };
 }
 
-/** The decrypted sum (without its count slot) and how many contributions it holds. */
+/** The decrypted sum (without its check slots) and how many contributions it holds. */
 export function decryptResponseToProto(sum: RingVector, contributions: number): kh.DecryptSumResponse {
   return { sum: bytes(ringToBytes(sum)), contributions };
 }

@@ -10,16 +10,22 @@ import {
 } from '@tensorguard/proto';
 import { expect } from 'chai';
 import fc from 'fast-check';
+import fs from 'node:fs';
+import os from 'node:os';
+import nodePath from 'node:path';
 import {
   compileRound,
   encodeIntegers,
   MalformedMessageError,
   HeAccumulator,
   HeEncryptor,
+  JobPki,
   RoundParticipant,
   toIntegers,
-  withCountSlot,
+  type HeRoundVoucher,
 } from '../index.js';
+import { honestContribution } from '../testing/he-worker.js';
+import { makeJobPki } from './testing/pki.js';
 import {
   advertisedKeysToProto,
   encryptedShareToProto,
@@ -27,6 +33,8 @@ import {
   modelParametersToProto,
   roundOpenFromProto,
   roundOpenToProto,
+  roundVoucherFromProto,
+  roundVoucherToProto,
   type RoundTraining,
 } from './convert.js';
 import { AggregatorServer, KeyHolderClient, KeyHolderServer, SecureAggClient } from './index.js';
@@ -303,6 +311,33 @@ describe('service fuzz (loopback)', function () {
         }),
       ).finish(),
     );
+    const heAnnSeed = Buffer.from(
+      pb.RoundAnnouncement.encode(
+        roundOpenToProto({
+          ...roundOpenFromProto(pb.RoundAnnouncement.decode(annSeed)),
+          scheme: 'he',
+          he: {
+            publicKey: new Uint8Array(48).fill(7),
+            keyId: '0123456789abcdef',
+            encryptedInputMs: 5,
+            voucher: {
+              certificate: new Uint8Array(60).fill(2),
+              nonce: new Uint8Array(32).fill(3),
+              signature: new Uint8Array(70).fill(4),
+            },
+          },
+        }),
+      ).finish(),
+    );
+    const voucherSeed = Buffer.from(
+      kh.OpenRoundResponse.encode(
+        roundVoucherToProto({
+          certificate: new Uint8Array(60).fill(2),
+          nonce: new Uint8Array(32).fill(3),
+          signature: new Uint8Array(70).fill(4),
+        }),
+      ).finish(),
+    );
     const modelSeed = Buffer.from(
       pb.GetModelResponse.encode(
         modelParametersToProto({
@@ -329,6 +364,8 @@ describe('service fuzz (loopback)', function () {
     };
     for (let i = 0; i < 3000; i++) {
       tryDecode(() => roundOpenFromProto(pb.RoundAnnouncement.decode(mutate(annSeed, rnd))));
+      tryDecode(() => roundOpenFromProto(pb.RoundAnnouncement.decode(mutate(heAnnSeed, rnd))));
+      tryDecode(() => roundVoucherFromProto(kh.OpenRoundResponse.decode(mutate(voucherSeed, rnd))));
       tryDecode(() => modelParametersFromProto(pb.GetModelResponse.decode(mutate(modelSeed, rnd)), 4));
     }
     expect(refused).to.be.greaterThan(0);
@@ -353,18 +390,23 @@ describe('service fuzz (loopback)', function () {
   });
 
   it('random and mutated HE messages (SubmitEncryptedInput, the key holder) never crash either service', async () => {
-    // Two key holders: the aggregator's own (reached only through the aggregator), and one that
-    // takes the fuzz directly. A key holder burns a round number on any refused DecryptSum (by
-    // design), so fuzzing the aggregator's own would let a random request for round 1 spoil the
-    // health check below; the fuzzed one gets its own check.
-    const holder = await KeyHolderServer.create({ minInputs: 2 });
+    // Two key holders of one job: the aggregator's own (reached only through the aggregator), and
+    // one that takes the fuzz directly, over mutual TLS as the aggregator (so the fuzz reaches the
+    // handlers). A key holder burns a nonce on any DecryptSum naming it (by design); the fuzzed
+    // one gets its own health check with a nonce it issued afterwards.
+    const root = fs.mkdtempSync(nodePath.join(os.tmpdir(), 'tg-fuzz-he-'));
+    const pki = makeJobPki(root, 7);
+    const agg = pki.identity('aggregator');
+    const aggTls = { rootCa: agg.ca, certChain: agg.cert, privateKey: agg.key };
+    const holder = await KeyHolderServer.create({ minInputs: 2, identity: pki.identity('key-holder') });
     const khAddress = `127.0.0.1:${await holder.start()}`;
-    const khClient = new KeyHolderClient({ address: khAddress });
+    const khClient = new KeyHolderClient({ address: khAddress, tls: aggTls });
     const link = await khClient.link();
-    const fuzzedHolder = await KeyHolderServer.create({ minInputs: 2 });
+    const fuzzedHolder = await KeyHolderServer.create({ minInputs: 2, identity: pki.identity('key-holder') });
     const fuzzedAddress = `127.0.0.1:${await fuzzedHolder.start()}`;
-    const fuzzedClient = new KeyHolderClient({ address: fuzzedAddress });
+    const fuzzedClient = new KeyHolderClient({ address: fuzzedAddress, tls: aggTls });
     const fuzzedLink = await fuzzedClient.link();
+    const workerPki = [0, 1, 2, 3, 4, 5, 6].map((i) => new JobPki(pki.identity(`worker-${i}`)));
     const server = new AggregatorServer({
       vectorLength: 6,
       bits: 32,
@@ -374,7 +416,9 @@ describe('service fuzz (loopback)', function () {
     });
     const address = `127.0.0.1:${await server.start()}`;
     const raw = new Client(address, credentials.createInsecure());
-    const rawKh = new Client(fuzzedAddress, credentials.createInsecure());
+    const rawKh = new Client(fuzzedAddress, credentials.createSsl(agg.ca, agg.key, agg.cert), {
+      'grpc.ssl_target_name_override': 'tensorguard-key-holder',
+    });
     const codes = new Map<number, number>();
     const record = (code: number, details: string, what: string) => {
       codes.set(code, (codes.get(code) ?? 0) + 1);
@@ -382,43 +426,71 @@ describe('service fuzz (loopback)', function () {
     };
     const enc = <T>(t: { encode(m: T): { finish(): Uint8Array } }, m: T) => Buffer.from(t.encode(m).finish());
     try {
-      for (const id of ['f0', 'f1', 'f2', 'f3'])
-        await rawCall(raw, 'join', enc(pb.JoinRequest, { workerId: id, shardSize: 0 }));
-      const pending = server.openRound({ members: ['f0', 'f1', 'f2', 'f3'] }).catch(() => undefined);
-      await rawCall(raw, 'awaitRound', enc(pb.AwaitRoundRequest, { workerId: 'f0', minRound: 0 }), 2000);
-      const encryptor = await HeEncryptor.create(link.publicKey);
-      const ct = encryptor.encrypt(withCountSlot(encodeIntegers(32, [1, 2, 3, 4, 5, 6])));
-      // An aggregate under the fuzzed key holder's key, for its DecryptSum seed and its check.
-      const fuzzedCt = (await HeEncryptor.create(fuzzedLink.publicKey)).encrypt(
-        withCountSlot(encodeIntegers(32, [1, 2, 3, 4, 5, 6])),
+      const f = ['worker-0', 'worker-1', 'worker-2', 'worker-3'];
+      for (const id of f) await rawCall(raw, 'join', enc(pb.JoinRequest, { workerId: id, shardSize: 0 }));
+      const pending = server.openRound({ members: f }).catch(() => undefined);
+      const ann = pb.RoundAnnouncement.decode(
+        (await rawCall(raw, 'awaitRound', enc(pb.AwaitRoundRequest, { workerId: f[0]!, minRound: 0 }), 2000))
+          .body!,
       );
-      const acc = await HeAccumulator.create(7, 32);
-      acc.add(fuzzedCt);
-      acc.add(fuzzedCt);
-      const aggregate = acc.result();
-      acc.dispose();
+      const encryptor = await HeEncryptor.create(link.publicKey);
+      const v = encodeIntegers(32, [1, 2, 3, 4, 5, 6]);
+      const ct = honestContribution(
+        workerPki[1]!,
+        encryptor,
+        ann.heKeyHolderCertificate,
+        link.publicKey,
+        ann.heRoundNonce,
+        v,
+      ).chunks;
+      // An honest aggregate for the fuzzed key holder, for its DecryptSum seed and its check.
+      const fuzzedEnc = await HeEncryptor.create(fuzzedLink.publicKey);
+      const fuzzedAggregate = async (voucher: HeRoundVoucher) => {
+        const acc = await HeAccumulator.create(6 + 2, 32);
+        for (const w of [0, 1])
+          acc.add(
+            honestContribution(
+              workerPki[w]!,
+              fuzzedEnc,
+              voucher.certificate,
+              fuzzedLink.publicKey,
+              voucher.nonce,
+              v,
+            ).chunks,
+          );
+        const a = acc.result();
+        acc.dispose();
+        return a;
+      };
+      const seedVoucher = await fuzzedClient.openRound(5);
+      const aggregate = await fuzzedAggregate(seedVoucher);
+      const certs = [0, 1].map((w) => Buffer.from(workerPki[w]!.certPem));
       const seeds: [string, Buffer][] = [
         [
           SecureAggregationService.submitEncryptedInput.path,
           enc(pb.SubmitEncryptedInputRequest, {
-            workerId: 'f1',
+            workerId: 'worker-1',
             round: 0,
             keyId: link.keyId,
             ciphertexts: ct.map((c) => Buffer.from(c)),
+            certificate: Buffer.from(workerPki[1]!.certPem),
           }),
         ],
         [
           HeKeyHolderService.decryptSum.path,
           enc(kh.DecryptSumRequest, {
             round: 5,
-            contributors: ['a', 'b'],
+            contributors: ['worker-0', 'worker-1'],
             keyId: fuzzedLink.keyId,
-            length: 7,
+            length: 8,
             ringBits: 32,
             ciphertexts: aggregate.chunks.map((c) => Buffer.from(c)),
+            nonce: Buffer.from(seedVoucher.nonce),
+            contributorCertificates: certs,
           }),
         ],
         [HeKeyHolderService.publicKey.path, enc(kh.PublicKeyRequest, {})],
+        [HeKeyHolderService.openRound.path, enc(kh.OpenRoundRequest, { round: 9 })],
       ];
       let state = 7654321;
       const rnd = () => {
@@ -449,23 +521,37 @@ describe('service fuzz (loopback)', function () {
       fc.assert(
         fc.property(
           fc.record({
-            workerId: fc.oneof(fc.constantFrom('f0', 'f1', 'f2', 'f3'), fc.string({ maxLength: 200 })),
+            workerId: fc.oneof(fc.constantFrom(...f), fc.string({ maxLength: 200 })),
             round: fc.oneof(fc.constant(0), fc.nat()),
             keyId: fc.oneof(
               fc.constant(link.keyId),
               fc.constant(fuzzedLink.keyId),
               fc.string({ maxLength: 20 }),
             ),
-            length: fc.oneof(fc.constant(7), fc.nat()),
+            length: fc.oneof(fc.constant(8), fc.nat()),
             bits: fc.oneof(fc.constantFrom(32, 64), fc.nat()),
             blobs: fc.array(fc.uint8Array({ maxLength: 200 }), { maxLength: 3 }),
+            nonce: fc.oneof(fc.constant(Buffer.from(seedVoucher.nonce)), fc.uint8Array({ maxLength: 40 })),
+            certificates: fc.array(
+              fc.oneof(
+                fc.constantFrom(...certs),
+                fc.uint8Array({ maxLength: 300 }).map((b) => Buffer.from(b)),
+              ),
+              { maxLength: 3 },
+            ),
           }),
-          ({ workerId, round, keyId, length, bits, blobs }) => {
+          ({ workerId, round, keyId, length, bits, blobs, nonce, certificates }) => {
             const cts = blobs.map((b) => Buffer.from(b));
             const msgs: [string, Buffer][] = [
               [
                 SecureAggregationService.submitEncryptedInput.path,
-                enc(pb.SubmitEncryptedInputRequest, { workerId, round, keyId, ciphertexts: cts }),
+                enc(pb.SubmitEncryptedInputRequest, {
+                  workerId,
+                  round,
+                  keyId,
+                  ciphertexts: cts,
+                  certificate: certificates[0] ?? Buffer.alloc(0),
+                }),
               ],
               [
                 HeKeyHolderService.decryptSum.path,
@@ -476,8 +562,11 @@ describe('service fuzz (loopback)', function () {
                   length,
                   ringBits: bits,
                   ciphertexts: cts,
+                  nonce: Buffer.from(nonce),
+                  contributorCertificates: certificates,
                 }),
               ],
+              [HeKeyHolderService.openRound.path, enc(kh.OpenRoundRequest, { round })],
             ];
             for (const [path, body] of msgs) {
               calls.push(async () => {
@@ -495,9 +584,13 @@ describe('service fuzz (loopback)', function () {
       await pending;
 
       // Still healthy: a fresh HE round among new workers sums exactly.
-      const clients = ['g0', 'g1', 'g2'].map((id) => new SecureAggClient({ address, workerId: id }));
+      const g = [4, 5, 6].map((i) => `worker-${i}`);
+      const clients = [4, 5, 6].map(
+        (i) =>
+          new SecureAggClient({ address, workerId: `worker-${i}`, jobIdentity: pki.identity(`worker-${i}`) }),
+      );
       for (const c of clients) await c.join();
-      const r = server.openRound({ members: ['g0', 'g1', 'g2'] });
+      const r = server.openRound({ members: g });
       await Promise.all(
         clients.map(async (c, i) =>
           c.contribute(await c.awaitRound(1), encodeIntegers(32, [i, i, 1, 1, -i, 0])),
@@ -505,12 +598,14 @@ describe('service fuzz (loopback)', function () {
       );
       expect(Array.from(toIntegers((await r).ring))).to.deep.equal([3, 3, 3, 3, -3, 0]);
       clients.forEach((c) => c.close());
-      // And the fuzzed key holder still decrypts a valid aggregate, for a round never asked for.
+      // And the fuzzed key holder still decrypts a valid aggregate, under a nonce issued now.
+      const fresh = await fuzzedClient.openRound(2 ** 40);
       const sum = await fuzzedClient.decryptSum({
         round: 2 ** 40,
-        contributors: ['a', 'b'],
+        nonce: fresh.nonce,
+        contributors: [0, 1].map((w) => ({ id: `worker-${w}`, certificate: workerPki[w]!.certPem })),
         keyId: fuzzedLink.keyId,
-        aggregate,
+        aggregate: await fuzzedAggregate(fresh),
       });
       expect(Array.from(toIntegers(sum))).to.deep.equal([2, 4, 6, 8, 10, 12]);
     } finally {
@@ -521,6 +616,7 @@ describe('service fuzz (loopback)', function () {
       await server.close();
       await holder.close();
       await fuzzedHolder.close();
+      fs.rmSync(root, { recursive: true, force: true });
     }
   });
 });

@@ -8,13 +8,14 @@ import os from 'node:os';
 import path from 'node:path';
 import {
   encodeIntegers,
+  HE_CHECK_SLOTS,
   HeAccumulator,
   HeEncryptor,
+  JobPki,
   SecAggError,
   toIntegers,
-  withCountSlot,
-  type HeAggregate,
 } from '../index.js';
+import { honestContribution } from '../testing/he-worker.js';
 import { KeyHolderClient, SecureAggClient, spawnKeyHolder } from './index.js';
 import { makeJobPki } from './testing/pki.js';
 import { exited, pkg, start } from './testing/processes.js';
@@ -35,17 +36,43 @@ async function refusal(p: Promise<unknown>): Promise<SecAggError> {
 describe('service, HE scheme (real processes)', function () {
   this.timeout(120_000);
   let dir: string;
+  let pki: ReturnType<typeof makeJobPki>;
+  const pem = (role: string, f: string) => path.join(pki.dir(role), f);
+  /** The aggregator's mutual TLS to the key holder, as its config file names it. */
+  const keyHolderTls = () => ({
+    rootCa: pem('aggregator', 'ca.pem'),
+    cert: pem('aggregator', 'cert.pem'),
+    key: pem('aggregator', 'key.pem'),
+  });
+  const aggTls = () => {
+    const id = pki.identity('aggregator');
+    return { rootCa: id.ca, certChain: id.cert, privateKey: id.key };
+  };
+  const worker = (address: string, i: number) =>
+    new SecureAggClient({ address, workerId: `worker-${i}`, jobIdentity: pki.identity(`worker-${i}`) });
 
   before(() => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tg-he-agg-'));
+    pki = makeJobPki(fs.mkdtempSync(path.join(dir, 'pki-')), 5);
   });
   after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   it('sums the survivors when a worker is SIGKILLed during the encrypted-input stage, aborts below t; the key holder refuses forgeries and second decryptions', async () => {
-    fs.writeFileSync(path.join(dir, 'key-holder.json'), JSON.stringify({ minInputs: 2, logLevel: 'warn' }));
+    fs.writeFileSync(
+      path.join(dir, 'key-holder.json'),
+      JSON.stringify({
+        minInputs: 2,
+        logLevel: 'warn',
+        tls: {
+          cert: pem('key-holder', 'cert.pem'),
+          key: pem('key-holder', 'key.pem'),
+          clientCa: pem('key-holder', 'ca.pem'),
+        },
+      }),
+    );
     const kh = start(bin('key-holder'), ['--config', path.join(dir, 'key-holder.json')]);
     let agg: ReturnType<typeof start> | undefined;
-    const healthy = [0, 1, 2].map((i) => ({ id: `h${i}`, client: undefined as SecureAggClient | undefined }));
+    const healthy = [0, 1, 2].map((i) => ({ i, client: undefined as SecureAggClient | undefined }));
     try {
       const ready = (await kh.next((l) => l.event === 'listening')) as { address: string; keyId: string };
       expect(ready.keyId).to.match(/^[0-9a-f]{16}$/);
@@ -54,6 +81,7 @@ describe('service, HE scheme (real processes)', function () {
         JSON.stringify({
           scheme: 'he',
           keyHolder: ready.address,
+          keyHolderTls: keyHolderTls(),
           vectorLength: 3,
           bits: 32,
           minMembers: 4,
@@ -67,13 +95,14 @@ describe('service, HE scheme (real processes)', function () {
       const listening = (await agg.next((l) => l.event === 'listening')) as Record<string, unknown>;
       expect(listening).to.deep.include({ scheme: 'he', keyHolder: ready.address, keyId: ready.keyId });
       const address = `127.0.0.1:${listening.port as number}`;
-      for (const h of healthy) h.client = new SecureAggClient({ address, workerId: h.id });
+      for (const h of healthy) h.client = worker(address, h.i);
 
       // Round 0: 4 members, t = ⌊4/2⌋ + 1 = 3; the victim dies, three remain.
       const victim0 = start(workerProcess, [
         JSON.stringify({
           address,
-          workerId: 'victim-0',
+          workerId: 'worker-3',
+          tlsDir: pki.dir('worker-3'),
           values: [1000, 2000, 3000],
           bits: 32,
           dieAt: 'ENCRYPTED_INPUT',
@@ -93,7 +122,11 @@ describe('service, HE scheme (real processes)', function () {
         string,
         unknown
       >;
-      expect(line0).to.deep.include({ event: 'round', round: 0, survivors: ['h0', 'h1', 'h2'] });
+      expect(line0).to.deep.include({
+        event: 'round',
+        round: 0,
+        survivors: ['worker-0', 'worker-1', 'worker-2'],
+      });
       expect(line0.sum).to.deep.equal([6, -6, 21]);
       expect(outcomes0.every((o) => o.completed)).to.equal(true);
 
@@ -101,7 +134,8 @@ describe('service, HE scheme (real processes)', function () {
       const victim1 = start(workerProcess, [
         JSON.stringify({
           address,
-          workerId: 'victim-1',
+          workerId: 'worker-4',
+          tlsDir: pki.dir('worker-4'),
           values: [1, 1, 1],
           bits: 32,
           minRound: 1,
@@ -130,55 +164,48 @@ describe('service, HE scheme (real processes)', function () {
         true,
       );
 
-      // The key holder itself, asked directly (as a dishonest aggregator would).
-      const client = new KeyHolderClient({ address: ready.address });
+      // The key holder process itself, asked directly (as a dishonest aggregator would; only the
+      // aggregator's certificate is answered at all).
+      const client = new KeyHolderClient({ address: ready.address, tls: aggTls() });
       try {
         const { publicKey, keyId } = await client.publicKey();
         const encryptor = await HeEncryptor.create(publicKey);
-        const sumOf = async (...vs: number[][]): Promise<HeAggregate> => {
-          const acc = await HeAccumulator.create(4, 32);
-          for (const v of vs) acc.add(encryptor.encrypt(withCountSlot(encodeIntegers(32, v))));
-          const a = acc.result();
+        const workers = [0, 1].map((i) => new JobPki(pki.identity(`worker-${i}`)));
+        const who = (i: number) => ({ id: `worker-${i}`, certificate: workers[i]!.certPem });
+        const ask = async (round: number, use: number[], declare: number[], nonce?: Uint8Array) => {
+          const v = await client.openRound(round);
+          const acc = await HeAccumulator.create(3 + HE_CHECK_SLOTS, 32);
+          for (const i of use)
+            acc.add(
+              honestContribution(
+                workers[i]!,
+                encryptor,
+                v.certificate,
+                publicKey,
+                v.nonce,
+                encodeIntegers(32, [i + 1, 1, 1]),
+              ).chunks,
+            );
+          const aggregate = acc.result();
           acc.dispose();
-          return a;
+          const req = { round, nonce: nonce ?? v.nonce, contributors: declare.map(who), keyId, aggregate };
+          return { req, sum: () => client.decryptSum(req) };
         };
-        const single = await sumOf([1, 2, 3]);
-        // One worker's ciphertext passed off as a sum of two: the count slot gives it away.
-        const forged = await refusal(
-          client.decryptSum({
-            round: 7,
-            contributors: ['h0', 'h1'],
-            keyId,
-            aggregate: { ...single, inputs: 2 },
-          }),
+        // One worker's ciphertext passed off as a sum of two: its partner's pad is never removed.
+        const forged = await refusal((await ask(7, [0], [0, 1])).sum());
+        expect(forged.message).to.match(
+          /round 7: the aggregate is not the sum of the 2 declared contributors' inputs/,
         );
-        expect(forged.message).to.equal(
-          `decryptSum at the key holder ${ready.address}: round 7: the aggregate holds 1 contribution(s), not the 2 declared; nothing is returned`,
-        );
-        const alone = await refusal(
-          client.decryptSum({ round: 8, contributors: ['h0'], keyId, aggregate: single }),
-        );
+        const alone = await refusal((await ask(8, [0], [0])).sum());
         expect(alone.message).to.contain(
           'round 8: the key holder decrypts only sums of ≥ 2 contributions, got 1',
         );
-        // Round 0's sum was decrypted for the aggregator: a second decryption is refused.
-        const again = await refusal(
-          client.decryptSum({
-            round: 0,
-            contributors: ['h0', 'h1'],
-            keyId,
-            aggregate: await sumOf([1, 1, 1], [2, 2, 2]),
-          }),
-        );
-        expect(again.message).to.contain('round 0 was already decrypted');
-        // Round 1 aborted before decryption, so the key holder never saw it: a sum is decrypted.
-        const sum = await client.decryptSum({
-          round: 1,
-          contributors: ['h0', 'h1'],
-          keyId,
-          aggregate: await sumOf([1, 1, 1], [2, 2, 2]),
-        });
-        expect(Array.from(toIntegers(sum))).to.deep.equal([3, 3, 3]);
+        const unknown = await refusal((await ask(9, [0, 1], [0, 1], new Uint8Array(32).fill(1))).sum());
+        expect(unknown.message).to.contain('round 9: this key holder did not issue the nonce');
+        const honest = await ask(10, [0, 1], [0, 1]);
+        expect(Array.from(toIntegers(await honest.sum()))).to.deep.equal([3, 2, 2]);
+        const again = await refusal(honest.sum());
+        expect(again.message).to.contain('round 10: this nonce was already decrypted');
       } finally {
         client.close();
       }
@@ -191,34 +218,21 @@ describe('service, HE scheme (real processes)', function () {
     }
   });
 
-  it('the key holder binary takes --min-inputs and --tls-dir: mutual TLS, answering only the job', async () => {
-    const pki = makeJobPki(fs.mkdtempSync(path.join(dir, 'pki-')), 1);
+  it('the key holder binary takes --min-inputs and --tls-dir (its own identity): mutual TLS, answering only the job', async () => {
     const kh = await spawnKeyHolder(bin('key-holder'), [
       '--min-inputs',
       '3',
       '--tls-dir',
-      pki.dir('aggregator'),
+      pki.dir('key-holder'),
       '--watch-stdin',
     ]);
-    const read = (role: string, f: string) => fs.readFileSync(path.join(pki.dir(role), f));
-    const asAggregator = new KeyHolderClient({
-      address: kh.address,
-      tls: {
-        rootCa: read('aggregator', 'ca.pem'),
-        certChain: read('aggregator', 'cert.pem'),
-        privateKey: read('aggregator', 'key.pem'),
-        serverNameOverride: 'tensorguard-aggregator',
-      },
-    });
-    const anonymous = new KeyHolderClient({
-      address: kh.address,
-      tls: { rootCa: read('aggregator', 'ca.pem'), serverNameOverride: 'tensorguard-aggregator' },
-    });
+    const asAggregator = new KeyHolderClient({ address: kh.address, tls: aggTls() });
+    const anonymous = new KeyHolderClient({ address: kh.address, tls: { rootCa: aggTls().rootCa } });
     try {
       const link = await asAggregator.link();
       expect(link.minInputs).to.equal(3);
       expect(link.keyId).to.equal(kh.keyId);
-      const err = await refusal(anonymous.link());
+      const err = await refusal(anonymous.link(500));
       expect(err.code).to.equal('UNAVAILABLE');
     } finally {
       asAggregator.close();
@@ -237,16 +251,18 @@ describe('service, HE scheme (real processes)', function () {
         minMembers: 3,
         logLevel: 'warn',
         printSums: true,
+        keyHolderTls: keyHolderTls(),
+        keyHolderTlsDir: pki.dir('key-holder'),
       }),
     );
     const agg = start(bin('aggregator'), ['--config', path.join(dir, 'own.json')]);
-    const clients = [0, 1, 2].map((i) => ({ id: `c${i}`, client: undefined as SecureAggClient | undefined }));
+    const clients = [0, 1, 2].map((i) => ({ i, client: undefined as SecureAggClient | undefined }));
     try {
       const listening = (await agg.next((l) => l.event === 'listening', 60_000)) as Record<string, unknown>;
       const pid = listening.keyHolderPid as number;
       expect(pid).to.be.a('number');
       const address = `127.0.0.1:${listening.port as number}`;
-      for (const c of clients) c.client = new SecureAggClient({ address, workerId: c.id });
+      for (const c of clients) c.client = worker(address, c.i);
       await Promise.all(
         clients.map(async ({ client }, i) => {
           await client!.join();

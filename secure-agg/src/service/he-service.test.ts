@@ -4,13 +4,17 @@
 import { Client, credentials, status } from '@grpc/grpc-js';
 import { secureAggregation as pb } from '@tensorguard/proto';
 import { expect } from 'chai';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import {
   encodeIntegers,
   HeEncryptor,
   RoundAbortedError,
   ThresholdError,
   toIntegers,
-  withCountSlot,
+  JobPki,
+  PermissionError,
   ConfigError,
 } from '../index.js';
 import {
@@ -20,6 +24,8 @@ import {
   SecureAggClient,
   type KeyHolderLink,
 } from './index.js';
+import { honestContribution } from '../testing/he-worker.js';
+import { makeJobPki } from './testing/pki.js';
 import { rawCall } from './testing/raw-call.js';
 
 const enc = <T>(t: { encode(m: T): { finish(): Uint8Array } }, m: T) => Buffer.from(t.encode(m).finish());
@@ -29,17 +35,34 @@ describe('service, HE scheme (in-process servers, real gRPC over loopback)', fun
   let holder: KeyHolderServer;
   let khClient: KeyHolderClient;
   let link: KeyHolderLink;
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'tg-he-svc-'));
+  const pki = makeJobPki(root, 4);
+  const aggTls = () => {
+    const id = pki.identity('aggregator');
+    return { rootCa: id.ca, certChain: id.cert, privateKey: id.key };
+  };
+  /** A key holder of the job and the aggregator's mutual-TLS client of it. */
+  const startKeyHolder = async () => {
+    const h = await KeyHolderServer.create({ minInputs: 2, identity: pki.identity('key-holder') });
+    const c = new KeyHolderClient({ address: `127.0.0.1:${await h.start()}`, tls: aggTls() });
+    return { h, c };
+  };
+  const worker = (port: number, i: number) =>
+    new SecureAggClient({
+      address: `127.0.0.1:${port}`,
+      workerId: `worker-${i}`,
+      jobIdentity: pki.identity(`worker-${i}`),
+    });
 
   before(async () => {
-    holder = await KeyHolderServer.create({ minInputs: 2 });
-    const port = await holder.start();
-    khClient = new KeyHolderClient({ address: `127.0.0.1:${port}` });
+    ({ h: holder, c: khClient } = await startKeyHolder());
     link = await khClient.link();
   });
 
   after(async () => {
     khClient.close();
     await holder.close();
+    fs.rmSync(root, { recursive: true, force: true });
   });
 
   it('needs a key holder, and refuses masking-only options', () => {
@@ -66,9 +89,7 @@ describe('service, HE scheme (in-process servers, real gRPC over loopback)', fun
       encryptedInputMs: 4000,
     });
     const port = await server.start();
-    const clients = [0, 1, 2, 3].map(
-      (i) => new SecureAggClient({ address: `127.0.0.1:${port}`, workerId: `e${i}` }),
-    );
+    const clients = [0, 1, 2, 3].map((i) => worker(port, i));
     try {
       for (const c of clients) await c.join();
       const inputs = clients.map((_, i) => [i, -2 * i, 1e12, -(2 ** 40), i * i]);
@@ -83,7 +104,7 @@ describe('service, HE scheme (in-process servers, real gRPC over loopback)', fun
         }),
       );
       const sum = await pending;
-      expect(sum.survivors).to.deep.equal(['e0', 'e1', 'e2', 'e3']);
+      expect(sum.survivors).to.deep.equal(['worker-0', 'worker-1', 'worker-2', 'worker-3']);
       expect(Array.from(toIntegers(sum.ring))).to.deep.equal([6, -12, 4e12, -4 * 2 ** 40, 14]);
       expect(outcomes.map((o) => o.completed)).to.deep.equal([true, true, true, true]);
       expect(outcomes[0]!.survivors).to.deep.equal([0, 1, 2, 3]);
@@ -99,7 +120,7 @@ describe('service, HE scheme (in-process servers, real gRPC over loopback)', fun
       );
       expect(Array.from(toIntegers((await r1).ring))).to.deep.equal([3, 6, 9, 12, 15]);
       expect(out1[0]!.survivors).to.deep.equal([0, 1, 2]);
-      expect(server.members()).to.deep.equal(['e0', 'e1', 'e2']);
+      expect(server.members()).to.deep.equal(['worker-0', 'worker-1', 'worker-2']);
     } finally {
       clients.forEach((c) => c.close());
       await server.close();
@@ -117,9 +138,7 @@ describe('service, HE scheme (in-process servers, real gRPC over loopback)', fun
       encryptedInputMs: 1500,
     });
     const port = await server.start();
-    const clients = [0, 1, 2].map(
-      (i) => new SecureAggClient({ address: `127.0.0.1:${port}`, workerId: `b${i}` }),
-    );
+    const clients = [0, 1, 2].map((i) => worker(port, i));
     try {
       for (const c of clients) await c.join();
       const pending = server.openRound().catch((e: unknown) => e);
@@ -143,8 +162,7 @@ describe('service, HE scheme (in-process servers, real gRPC over loopback)', fun
     const events: string[] = [];
     let refuse = false;
     // Its own key holder: a key holder decrypts each round number once, and other tests used 0.
-    const own = await KeyHolderServer.create({ minInputs: 2 });
-    const ownClient = new KeyHolderClient({ address: `127.0.0.1:${await own.start()}` });
+    const { h: own, c: ownClient } = await startKeyHolder();
     const ownLink = await ownClient.link();
     const watched: KeyHolderLink = {
       ...ownLink,
@@ -164,9 +182,7 @@ describe('service, HE scheme (in-process servers, real gRPC over loopback)', fun
       },
     });
     const port = await server.start();
-    const clients = [0, 1].map(
-      (i) => new SecureAggClient({ address: `127.0.0.1:${port}`, workerId: `q${i}` }),
-    );
+    const clients = [0, 1].map((i) => worker(port, i));
     try {
       for (const c of clients) await c.join();
       const ok = server.openRound();
@@ -174,7 +190,7 @@ describe('service, HE scheme (in-process servers, real gRPC over loopback)', fun
         clients.map(async (c, i) => c.contribute(await c.awaitRound(0), encodeIntegers(32, [i, 1]))),
       );
       expect(Array.from(toIntegers((await ok).ring))).to.deep.equal([1, 2]);
-      expect(events).to.deep.equal(['gate 0 he q0,q1', 'decrypt 0']);
+      expect(events).to.deep.equal(['gate 0 he worker-0,worker-1', 'decrypt 0']);
       refuse = true;
       const refused = server.openRound().catch((e: unknown) => e);
       const outs = await Promise.all(
@@ -186,10 +202,100 @@ describe('service, HE scheme (in-process servers, real gRPC over loopback)', fun
       expect(outs.every((o) => !o.completed && o.reason.includes('the privacy budget is spent'))).to.equal(
         true,
       );
-      expect(events).to.deep.equal(['gate 0 he q0,q1', 'decrypt 0', 'gate 1 he q0,q1']);
+      expect(events).to.deep.equal([
+        'gate 0 he worker-0,worker-1',
+        'decrypt 0',
+        'gate 1 he worker-0,worker-1',
+      ]);
     } finally {
       clients.forEach((c) => c.close());
       await server.close();
+      ownClient.close();
+      await own.close();
+    }
+  });
+
+  it("a worker refuses a round whose key or nonce its job's key holder does not vouch for", async () => {
+    // A dishonest aggregator announcing a BFV key of its own: it holds the secret key of `own`.
+    const { h: own, c: ownClient } = await startKeyHolder();
+    const ownLink = await ownClient.link();
+    const forgedKey: KeyHolderLink = {
+      ...link,
+      // the real key holder's signature, over a nonce, but the aggregator's own key announced
+      publicKey: ownLink.publicKey,
+      keyId: ownLink.keyId,
+    };
+    const otherCa = makeJobPki(fs.mkdtempSync(path.join(root, 'other-')), 1);
+    const selfSigned: KeyHolderLink = {
+      ...link,
+      openRound: async (r) => ({
+        ...(await link.openRound(r)),
+        certificate: new Uint8Array(otherCa.identity('key-holder').cert),
+      }),
+    };
+    try {
+      for (const [kh, why] of [
+        [
+          forgedKey,
+          /the key holder's signature does not cover the announced HE key and nonce; refusing to encrypt/,
+        ],
+        [
+          selfSigned,
+          /the announced key holder certificate is refused \(the certificate offered for tensorguard-key-holder is not issued by the job's CA\)/,
+        ],
+      ] as const) {
+        const server = new AggregatorServer({
+          vectorLength: 2,
+          bits: 32,
+          scheme: 'he',
+          keyHolder: kh,
+          encryptedInputMs: 500,
+        });
+        const port = await server.start();
+        const c = worker(port, 0);
+        try {
+          await c.join();
+          await worker(port, 1).join();
+          const pending = server.openRound().catch((e: unknown) => e);
+          const open = await c.awaitRound(0);
+          let err: unknown;
+          await c.contribute(open, encodeIntegers(32, [1, 2])).catch((e: unknown) => (err = e));
+          expect(err).to.be.instanceOf(PermissionError);
+          expect((err as Error).message).to.match(why);
+          await pending;
+        } finally {
+          c.close();
+          await server.close();
+        }
+      }
+      // Without its job identity a worker cannot check the voucher, and does not encrypt.
+      const server = new AggregatorServer({
+        vectorLength: 2,
+        bits: 32,
+        scheme: 'he',
+        keyHolder: link,
+        encryptedInputMs: 500,
+      });
+      const port = await server.start();
+      const anon = new SecureAggClient({ address: `127.0.0.1:${port}`, workerId: 'worker-0' });
+      try {
+        await anon.join();
+        await worker(port, 1).join();
+        const pending = server.openRound().catch((e: unknown) => e);
+        let err: unknown;
+        await anon
+          .contribute(await anon.awaitRound(0), encodeIntegers(32, [1, 2]))
+          .catch((e: unknown) => (err = e));
+        expect(err).to.be.instanceOf(ConfigError);
+        expect((err as Error).message).to.match(
+          /needs its job identity \(--tls-dir\) to check that the key holder vouches/,
+        );
+        await pending;
+      } finally {
+        anon.close();
+        await server.close();
+      }
+    } finally {
       ownClient.close();
       await own.close();
     }
@@ -202,9 +308,7 @@ describe('service, HE scheme (in-process servers, real gRPC over loopback)', fun
     };
     const server = new AggregatorServer({ vectorLength: 2, bits: 32, scheme: 'he', keyHolder: refusing });
     const port = await server.start();
-    const clients = [0, 1].map(
-      (i) => new SecureAggClient({ address: `127.0.0.1:${port}`, workerId: `k${i}` }),
-    );
+    const clients = [0, 1].map((i) => worker(port, i));
     try {
       for (const c of clients) await c.join();
       const pending = server.openRound().catch((e: unknown) => e);
@@ -222,9 +326,7 @@ describe('service, HE scheme (in-process servers, real gRPC over loopback)', fun
   });
 
   it('refuses malformed, wrong-size, duplicate and out-of-stage HE messages with a status and a reason', async () => {
-    // A key holder of its own: the shared one already decrypted a round 0 (once per round number).
-    const holder = await KeyHolderServer.create({ minInputs: 2 });
-    const khClient = new KeyHolderClient({ address: `127.0.0.1:${await holder.start()}` });
+    const { h: holder, c: khClient } = await startKeyHolder();
     const link = await khClient.link();
     const server = new AggregatorServer({
       vectorLength: 3,
@@ -236,26 +338,44 @@ describe('service, HE scheme (in-process servers, real gRPC over loopback)', fun
     const port = await server.start();
     const raw = new Client(`127.0.0.1:${port}`, credentials.createInsecure());
     const encryptor = await HeEncryptor.create(link.publicKey);
-    const good = (v: number[]) =>
-      encryptor.encrypt(withCountSlot(encodeIntegers(32, v))).map((c) => Buffer.from(c));
+    let ann: pb.RoundAnnouncement | undefined;
+    const good = (v: number[], i = 0) => {
+      const c = honestContribution(
+        new JobPki(pki.identity(`worker-${i}`)),
+        encryptor,
+        ann!.heKeyHolderCertificate,
+        link.publicKey,
+        ann!.heRoundNonce,
+        encodeIntegers(32, v),
+      );
+      return c.chunks.map((x) => Buffer.from(x));
+    };
+    const cert = (i: number) => pki.identity(`worker-${i}`).cert;
     const submit = (m: Partial<pb.SubmitEncryptedInputRequest>) =>
       rawCall(
         raw,
         'submitEncryptedInput',
         enc(pb.SubmitEncryptedInputRequest, {
-          workerId: 'z0',
+          workerId: 'worker-0',
           round: 0,
           keyId: link.keyId,
           ciphertexts: [],
+          certificate: cert(0),
           ...m,
         }),
         5000,
       );
     try {
-      for (const id of ['z0', 'z1', 'z2'])
+      for (const id of ['worker-0', 'worker-1', 'worker-2'])
         await rawCall(raw, 'join', enc(pb.JoinRequest, { workerId: id, shardSize: 0 }));
       const pending = server.openRound().catch((e: unknown) => e);
-      await rawCall(raw, 'awaitRound', enc(pb.AwaitRoundRequest, { workerId: 'z0', minRound: 0 }), 2000);
+      const announced = await rawCall(
+        raw,
+        'awaitRound',
+        enc(pb.AwaitRoundRequest, { workerId: 'worker-0', minRound: 0 }),
+        2000,
+      );
+      ann = pb.RoundAnnouncement.decode(announced.body!);
       expect((await rawCall(raw, 'submitEncryptedInput', Buffer.from([0x0a, 0xff]))).code).to.equal(
         status.INVALID_ARGUMENT,
       );
@@ -283,21 +403,29 @@ describe('service, HE scheme (in-process servers, real gRPC over loopback)', fun
         await rawCall(
           raw,
           'submitMaskedInput',
-          enc(pb.SubmitMaskedInputRequest, { workerId: 'z1', round: 0, maskedVector: Buffer.alloc(12) }),
+          enc(pb.SubmitMaskedInputRequest, {
+            workerId: 'worker-1',
+            round: 0,
+            maskedVector: Buffer.alloc(12),
+          }),
         ),
       ).to.deep.include({
         code: status.FAILED_PRECONDITION,
         details: "round 0 uses the HE scheme: send SubmitEncryptedInput, not a masking stage's message",
       });
-      // z0's good input (the call waits for the round), then a duplicate.
+      // worker-0's good input (the call waits for the round), then a duplicate.
       const first = submit({ ciphertexts: good([1, 2, 3]) });
       await new Promise((r) => setTimeout(r, 200));
       expect(await submit({ ciphertexts: good([9, 9, 9]) })).to.deep.include({
         code: status.ALREADY_EXISTS,
         details: 'round 0: member 0 already sent its encrypted input',
       });
-      const second = submit({ workerId: 'z1', ciphertexts: good([10, 20, 30]) });
-      const [a, b] = await Promise.all([first, second]); // z2 stays silent: the deadline closes the stage
+      const second = submit({
+        workerId: 'worker-1',
+        certificate: cert(1),
+        ciphertexts: good([10, 20, 30], 1),
+      });
+      const [a, b] = await Promise.all([first, second]); // worker-2 stays silent: the deadline closes the stage
       expect(a.code).to.equal(0);
       expect(pb.SubmitEncryptedInputResponse.decode(b.body!)).to.deep.equal({
         completed: true,
@@ -309,7 +437,7 @@ describe('service, HE scheme (in-process servers, real gRPC over loopback)', fun
         11, 22, 33,
       ]);
       // Out of stage: the round is over.
-      expect(await submit({ workerId: 'z1', ciphertexts: good([1, 1, 1]) })).to.deep.include({
+      expect(await submit({ workerId: 'worker-1', ciphertexts: good([1, 1, 1], 1) })).to.deep.include({
         code: status.FAILED_PRECONDITION,
         details: 'round 0: an encrypted input arrived in stage DONE',
       });

@@ -1,24 +1,37 @@
-// The aggregator's client of the HE key holder (he_key_holder.proto): fetches the public key once
-// and asks for round aggregates to be decrypted. worker-ts's coordinator uses it too.
+// The aggregator's client of the HE key holder (he_key_holder.proto): fetches the public key once,
+// asks for each round's signed nonce and for round aggregates to be decrypted. worker-ts's
+// coordinator uses it too. The key holder serves mutual TLS only: `tls` is the aggregator's job
+// identity, and the key holder is verified as tensorguard-key-holder.
 import type { Client } from '@grpc/grpc-js';
 import { type heKeyHolder as pb, HeKeyHolderService } from '@tensorguard/proto';
 import {
+  HE_CHECK_SLOTS,
+  KEY_HOLDER_NAME,
   keyIdOf,
   MalformedMessageError,
   UnavailableError,
   type HeDecryptRequest,
   type HePublicKeyInfo,
+  type HeRoundVoucher,
   type RingVector,
 } from '../index.js';
-import { decryptRequestToProto, decryptResponseFromProto, publicKeyInfoFromProto } from './convert.js';
+import {
+  decryptRequestToProto,
+  decryptResponseFromProto,
+  publicKeyInfoFromProto,
+  roundVoucherFromProto,
+} from './convert.js';
 import { callUnary, makeClient, type ClientTlsOptions } from './grpc-edge.js';
 import type { KeyHolderLink } from './server.js';
 
 export interface KeyHolderClientOptions {
   /** host:port of the key holder. */
   address: string;
-  /** TLS (mTLS with certChain and privateKey); default insecure, loopback only. */
-  tls?: ClientTlsOptions;
+  /**
+   * Mutual TLS: the job's CA, the aggregator's certificate and key; serverNameOverride defaults to
+   * 'tensorguard-key-holder' (the name on the key holder's certificate, whatever its address).
+   */
+  tls: ClientTlsOptions;
   /** Largest message sent or received, bytes. Default 64 MiB. */
   maxMessageBytes?: number;
 }
@@ -31,7 +44,11 @@ export class KeyHolderClient {
 
   constructor(options: KeyHolderClientOptions) {
     this.address = options.address;
-    this.#client = makeClient(options.address, options.tls, options.maxMessageBytes ?? 64 << 20);
+    this.#client = makeClient(
+      options.address,
+      { serverNameOverride: KEY_HOLDER_NAME, ...options.tls },
+      options.maxMessageBytes ?? 64 << 20,
+    );
   }
 
   #call<Req, Res>(method: Method, req: Req, timeoutMs: number, round?: number): Promise<Res> {
@@ -67,9 +84,16 @@ export class KeyHolderClient {
     }
   }
 
+  /** A fresh nonce for `round`, signed by the key holder (relayed to the round's workers). */
+  async openRound(round: number, deadlineMs = 10_000): Promise<HeRoundVoucher> {
+    return roundVoucherFromProto(
+      await this.#call<pb.OpenRoundRequest, pb.OpenRoundResponse>('openRound', { round }, deadlineMs, round),
+    );
+  }
+
   /**
    * Has the key holder decrypt one round's aggregate (encrypted under `keyId`); resolves with the
-   * ring sum without its count slot. Rejects with the SecAggError of the refusal (DecryptionPolicyError's status arrives as a
+   * ring sum without its check slots. Rejects with the SecAggError of the refusal (DecryptionPolicyError's status arrives as a
    * StageError whose message carries the key holder's reason).
    */
   async decryptSum(req: HeDecryptRequest & { keyId: string }, deadlineMs = 120_000): Promise<RingVector> {
@@ -82,7 +106,7 @@ export class KeyHolderClient {
     const { sum, contributions } = decryptResponseFromProto(
       res,
       req.aggregate.bits,
-      req.aggregate.length - 1,
+      req.aggregate.length - HE_CHECK_SLOTS,
     );
     if (contributions !== req.contributors.length)
       throw new MalformedMessageError(
@@ -99,6 +123,7 @@ export class KeyHolderClient {
       publicKey: info.publicKey,
       keyId: info.keyId,
       minInputs: info.minInputs,
+      openRound: (round) => this.openRound(round),
       decryptSum: (req) => this.decryptSum({ ...req, keyId: req.keyId ?? info.keyId }),
     };
   }

@@ -21,6 +21,7 @@ import {
   DEFAULT_DEADLINES_MS,
   DuplicateMessageError,
   JobFinishedError,
+  HE_CHECK_SLOTS,
   HeRound,
   MalformedMessageError,
   NotFoundError,
@@ -31,6 +32,7 @@ import {
   toSigned,
   type ActiveStage,
   type HeDecryptRequest,
+  type HeRoundVoucher,
   type RingBits,
   type RingVector,
   type RoundParams,
@@ -102,7 +104,9 @@ export interface KeyHolderLink {
   readonly keyId: string;
   /** The key holder's floor on contributors; every HE round's min_inputs is at least this. */
   readonly minInputs: number;
-  /** The decrypted ring sum without its count slot; rejects (a SecAggError) when refused. */
+  /** A fresh nonce for `round`, signed by the key holder; the announcement relays it. */
+  openRound(round: number): Promise<HeRoundVoucher>;
+  /** The decrypted ring sum without its check slots; rejects (a SecAggError) when refused. */
   decryptSum(req: HeDecryptRequest): Promise<RingVector>;
 }
 
@@ -280,9 +284,11 @@ export class AggregatorServer {
     } else if (options.keyHolder) {
       throw new ConfigError('keyHolder', 'applies to scheme "he" only; remove it or set scheme "he"');
     }
-    // A request carries a masked vector (masking) or ⌈(d + 1) / 4096⌉ ciphertexts (HE).
+    // A request carries a masked vector (masking) or ⌈(d + 2) / 4096⌉ ciphertexts (HE) and a certificate.
     const payload =
-      scheme === 'he' ? Math.ceil((options.vectorLength + 1) / HE_SLOTS) * HE_CIPHERTEXT_BYTES : vectorBytes;
+      scheme === 'he'
+        ? Math.ceil((options.vectorLength + HE_CHECK_SLOTS) / HE_SLOTS) * HE_CIPHERTEXT_BYTES + 16_384
+        : vectorBytes;
     const maxMessageBytes = options.maxMessageBytes ?? payload + (1 << 20);
     if (maxMessageBytes < payload + 1024) {
       throw new ConfigError(
@@ -578,11 +584,22 @@ export class AggregatorServer {
       graphSeed: new Uint8Array(32),
       minInputs,
     };
+    // The key holder's signed nonce: workers pad under it and check that the key holder vouches
+    // for the key; without it no worker would encrypt.
+    let voucher: HeRoundVoucher;
+    try {
+      voucher = await kh.openRound(params.round);
+    } catch (err) {
+      throw new RoundAbortedError(
+        `round ${params.round} aborted: the key holder at ${kh.address} issued no nonce (${err instanceof Error ? err.message : String(err)})`,
+        { round: params.round, cause: err },
+      );
+    }
     const he = await HeRound.create({
       round: params.round,
       members,
       minInputs,
-      length: this.#opts.vectorLength + 1,
+      length: this.#opts.vectorLength + HE_CHECK_SLOTS,
       bits: params.bits,
       keyId: kh.keyId,
       deadlineMs: this.#opts.encryptedInputMs,
@@ -601,7 +618,12 @@ export class AggregatorServer {
           params,
           deadlinesMs: this.#opts.deadlinesMs,
           modelVersion,
-          he: { publicKey: kh.publicKey, keyId: kh.keyId, encryptedInputMs: this.#opts.encryptedInputMs },
+          he: {
+            publicKey: kh.publicKey,
+            keyId: kh.keyId,
+            encryptedInputMs: this.#opts.encryptedInputMs,
+            voucher,
+          },
           ...(training ? { training } : {}),
         },
         index: new Map(members.map((m, i) => [m, i])),
@@ -650,7 +672,8 @@ export class AggregatorServer {
     try {
       const ring = await kh.decryptSum({
         round,
-        contributors: ids,
+        nonce: live.open.he!.voucher.nonce,
+        contributors: contributors.map((i, k) => ({ id: ids[k]!, certificate: he.certificate(i)! })),
         keyId: kh.keyId,
         aggregate: he.aggregate(),
       });

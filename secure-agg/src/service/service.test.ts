@@ -573,10 +573,13 @@ describe('service (in-process server, real gRPC over loopback)', function () {
     });
 
     it('HE over mutual TLS on both links; the key holder decrypts only for the aggregator', async () => {
-      const holder = await KeyHolderServer.create({ minInputs: 2, tls: serverTls() });
+      const holder = await KeyHolderServer.create({ minInputs: 2, identity: pki.identity('key-holder') });
       const khPort = await holder.start();
       // The aggregator's own certificate is its client identity towards the key holder.
-      const khClient = new KeyHolderClient({ address: `127.0.0.1:${khPort}`, tls: tlsOf('aggregator') });
+      const khClient = new KeyHolderClient({
+        address: `127.0.0.1:${khPort}`,
+        tls: { ...tlsOf('aggregator'), serverNameOverride: 'tensorguard-key-holder' },
+      });
       const server = new AggregatorServer({
         vectorLength: 2,
         bits: 32,
@@ -591,6 +594,7 @@ describe('service (in-process server, real gRPC over loopback)', function () {
             address: `127.0.0.1:${port}`,
             workerId: `worker-${i}`,
             tls: tlsOf(`worker-${i}`),
+            jobIdentity: pki.identity(`worker-${i}`),
           }),
       );
       const rogue = new Client(
@@ -600,7 +604,7 @@ describe('service (in-process server, real gRPC over loopback)', function () {
           pem('worker-1', 'key.pem'),
           pem('worker-1', 'cert.pem'),
         ),
-        { 'grpc.ssl_target_name_override': 'tensorguard-aggregator' },
+        { 'grpc.ssl_target_name_override': 'tensorguard-key-holder' },
       );
       try {
         for (const c of clients) await c.join();
@@ -613,14 +617,16 @@ describe('service (in-process server, real gRPC over loopback)', function () {
           round: 1,
           contributors: ['worker-0', 'worker-1'],
           keyId: holder.keyId,
-          length: 3,
+          length: 4,
           ringBits: 32,
           ciphertexts: [],
+          nonce: Buffer.alloc(32),
+          contributorCertificates: [],
         }).finish();
         const r = await rawCallPath(rogue, HeKeyHolderService.decryptSum.path, Buffer.from(ask), 3000);
         expect(r.code).to.equal(status.PERMISSION_DENIED);
         expect(r.details).to.match(
-          /only the aggregator \(tensorguard-aggregator\) may ask for a decryption; the caller at .* is "worker-1"/,
+          /only the aggregator \(tensorguard-aggregator\) may call DecryptSum; the caller at .* is "worker-1"/,
         );
       } finally {
         clients.forEach((c) => c.close());

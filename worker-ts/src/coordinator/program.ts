@@ -3,13 +3,15 @@
 // aggregator service and runs the job. stdout: {"type":"listening",...}, one {"type":"metrics",...}
 // per round, then {"type":"done",...}. With secureAggregation.mode 'he' it uses the key holder at
 // secureAggregation.keyHolder, or starts secure-agg's key holder (its bin/key-holder) as its child on
-// loopback; the child's stdout does not reach this stdout.
+// loopback with the key holder's identity (--key-holder-tls-dir); the child's stdout does not reach
+// this stdout. Either way the link to the key holder is mutual TLS with this coordinator's identity.
 //
 // It is a function, not only a script, so that a test harness can run the same program with
 // CoordinatorHooks injected (the crash-consistency test) and no test hook lives in the release path.
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { RunConfig } from '../config.js';
+import type { TlsIdentity } from '../tls.js';
 import type { CoordinatorHooks, HeKeyHolderLink } from './coordinator.js';
 import { parseArgs } from '../bin/args.js';
 import { emitLine } from '../metrics.js';
@@ -19,7 +21,8 @@ import { createLogger, type Logger } from '../logger.js';
 import { startTelemetry, type Telemetry } from '../telemetry.js';
 
 /**
- * Runs the coordinator program with `argv` (`--config`, `--tls-dir`, `--listen`) and exits the
+ * Runs the coordinator program with `argv` (`--config`, `--tls-dir`, `--listen`,
+ * `--key-holder-tls-dir`) and exits the
  * process: 0 when the job succeeded, 1 otherwise (the `done` line then carries `error`).
  */
 export function runCoordinatorProgram(argv: string[], hooks: CoordinatorHooks = {}): void {
@@ -54,9 +57,11 @@ export function runCoordinatorProgram(argv: string[], hooks: CoordinatorHooks = 
 }
 
 async function coordinatorMain(argv: string[], hooks: CoordinatorHooks, log: Logger): Promise<number> {
-  const args = parseArgs(argv, ['config', 'tls-dir', 'listen']);
+  const args = parseArgs(argv, ['config', 'tls-dir', 'listen', 'key-holder-tls-dir']);
   if (!args.config)
-    throw new Error('usage: coordinator.js --config <job.json> [--tls-dir DIR] [--listen HOST[:PORT]]');
+    throw new Error(
+      'usage: coordinator.js --config <job.json> [--tls-dir DIR] [--listen HOST[:PORT]] [--key-holder-tls-dir DIR]',
+    );
   const { tf } = await import('@tensorguard/dp/tfjs');
   const { loadRunConfig } = await import('../config.js');
   const { loadTestSet, loadTrainSchema } = await import('../data/load.js');
@@ -86,7 +91,10 @@ async function coordinatorMain(argv: string[], hooks: CoordinatorHooks, log: Log
     { model: prepared.def.kind, parameters: prepared.parameters, testRecords: test.size },
     'model ready',
   );
-  const keyHolder = cfg.secureAggregation.mode === 'he' ? await connectKeyHolder(cfg, log) : undefined;
+  const keyHolder =
+    cfg.secureAggregation.mode === 'he'
+      ? await connectKeyHolder(cfg, log, identity, args['key-holder-tls-dir'])
+      : undefined;
   const engine = new DpClippingEngine(prepared.def, prepared.initial);
   const tx = tf.tensor(test.features, [test.size, ...test.featureShape], test.dtype);
   const ty = tf.tensor1d(test.labels, 'int32');
@@ -171,15 +179,29 @@ export function secureAggKeyHolderScript(): string {
 
 /**
  * The HE key holder: the configured one, or secure-agg's key holder started here as a child with
- * the job's quorum as its floor. Checks that it decrypts sums of as few contributions as the job's
- * quorum allows (otherwise a round the job may release would be refused).
+ * the job's quorum as its floor and the key holder's identity `keyHolderTlsDir`. The link is mutual
+ * TLS with this coordinator's identity (the key holder answers only the aggregator). Checks that it
+ * decrypts sums of as few contributions as the job's quorum allows (otherwise a round the job may
+ * release would be refused).
  */
 async function connectKeyHolder(
   cfg: RunConfig,
   log: Logger,
+  identity: TlsIdentity | undefined,
+  keyHolderTlsDir: string | undefined,
 ): Promise<{ link: HeKeyHolderLink; close: () => Promise<void> }> {
   const { KeyHolderClient, spawnKeyHolder } = await import('@tensorguard/secure-agg/service');
   let address = cfg.secureAggregation.keyHolder;
+  if (!identity)
+    throw new Error(
+      "secureAggregation.mode 'he' needs the job's identities: pass --tls-dir (the key holder serves mutual TLS only, and workers check its signature against the job's CA)",
+    );
+  if ((address === undefined) !== (keyHolderTlsDir !== undefined))
+    throw new Error(
+      address === undefined
+        ? "secureAggregation.mode 'he' without secureAggregation.keyHolder starts the key holder here: pass its identity with --key-holder-tls-dir (pki.py's key_holder())"
+        : `--key-holder-tls-dir is for a key holder started here; secureAggregation.keyHolder names one at ${address}`,
+    );
   let stopChild = async () => {};
   if (address === undefined) {
     const child = await spawnKeyHolder(secureAggKeyHolderScript(), [
@@ -187,13 +209,18 @@ async function connectKeyHolder(
       String(cfg.secureAggregation.threshold),
       '--listen',
       '127.0.0.1:0',
+      '--tls-dir',
+      keyHolderTlsDir!,
       '--watch-stdin',
     ]);
     address = child.address;
     stopChild = child.close;
     log.info({ keyHolder: address, pid: child.child.pid }, 'started the HE key holder');
   }
-  const client = new KeyHolderClient({ address });
+  const client = new KeyHolderClient({
+    address,
+    tls: { rootCa: identity.ca, certChain: identity.cert, privateKey: identity.key },
+  });
   let link: HeKeyHolderLink;
   try {
     link = await client.link();

@@ -26,6 +26,20 @@ export const protobufFileName = "tensorguard/v1/he_key_holder.proto";
 export interface PublicKeyRequest {
 }
 
+export interface OpenRoundRequest {
+  /** The round number the nonce is for (signed with it). */
+  round: number;
+}
+
+export interface OpenRoundResponse {
+  /** 32 fresh random bytes. */
+  nonce: Buffer;
+  /** ECDSA-SHA256 signature of the key holder's certificate over the round statement. */
+  signature: Buffer;
+  /** The key holder's certificate (PEM). */
+  certificate: Buffer;
+}
+
 export interface PublicKeyResponse {
   /** BFV public key (SEAL serialization, zstd-compressed). */
   publicKey: Buffer;
@@ -36,30 +50,34 @@ export interface PublicKeyResponse {
 }
 
 export interface DecryptSumRequest {
-  /**
-   * Round number; each is decrypted at most once (a second sum over a subset of the same round's
-   * contributions would reveal the difference), and a refused round stays used.
-   */
+  /** Round number, for log lines and messages; the nonce is what is decrypted at most once. */
   round: number;
   /** The distinct worker ids whose ciphertexts the aggregate sums (1..128 characters each). */
   contributors: string[];
   /** The key id the aggregate is encrypted under (PublicKeyResponse.key_id). */
   keyId: string;
-  /** Slots per contribution: the vector length plus the count slot, at least 2. */
+  /** Slots per contribution: the vector length plus the 2 check slots, at least 3. */
   length: number;
   /** Ring width k in bits of the decrypted sum: 32 or 64. */
   ringBits: number;
   /** The homomorphic sum, ceil(length / 4096) BFV ciphertexts (SEAL serializations), in order. */
   ciphertexts: Buffer[];
+  /**
+   * The nonce of OpenRoundResponse this round's workers padded under; each is decrypted at most
+   * once (a second sum over a subset would reveal the difference), and a refused one stays used.
+   */
+  nonce: Buffer;
+  /** The contributors' job certificates (PEM), in the order of contributors. */
+  contributorCertificates: Buffer[];
 }
 
 export interface DecryptSumResponse {
   /**
-   * The sum mod 2^ring_bits without the count slot: length - 1 words of ring_bits bits,
+   * The sum mod 2^ring_bits without the check slots: length - 2 words of ring_bits bits,
    * little-endian.
    */
   sum: Buffer;
-  /** Number of contributions the count slot holds (equal to the number of contributors). */
+  /** Number of contributions whose pads were removed (the number of contributors). */
   contributions: number;
 }
 
@@ -111,6 +129,174 @@ export const PublicKeyRequest: MessageFns<PublicKeyRequest> = {
   },
   fromPartial<I extends Exact<DeepPartial<PublicKeyRequest>, I>>(_: I): PublicKeyRequest {
     const message = createBasePublicKeyRequest();
+    return message;
+  },
+};
+
+function createBaseOpenRoundRequest(): OpenRoundRequest {
+  return { round: 0 };
+}
+
+export const OpenRoundRequest: MessageFns<OpenRoundRequest> = {
+  encode(message: OpenRoundRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.round !== 0) {
+      writer.uint32(8).uint64(message.round);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OpenRoundRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOpenRoundRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.round = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OpenRoundRequest {
+    return { round: isSet(object.round) ? globalThis.Number(object.round) : 0 };
+  },
+
+  toJSON(message: OpenRoundRequest): unknown {
+    const obj: any = {};
+    if (message.round !== 0) {
+      obj.round = Math.round(message.round);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<OpenRoundRequest>, I>>(base?: I): OpenRoundRequest {
+    return OpenRoundRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<OpenRoundRequest>, I>>(object: I): OpenRoundRequest {
+    const message = createBaseOpenRoundRequest();
+    message.round = object.round ?? 0;
+    return message;
+  },
+};
+
+function createBaseOpenRoundResponse(): OpenRoundResponse {
+  return { nonce: Buffer.alloc(0), signature: Buffer.alloc(0), certificate: Buffer.alloc(0) };
+}
+
+export const OpenRoundResponse: MessageFns<OpenRoundResponse> = {
+  encode(message: OpenRoundResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.nonce.length !== 0) {
+      writer.uint32(10).bytes(message.nonce);
+    }
+    if (message.signature.length !== 0) {
+      writer.uint32(18).bytes(message.signature);
+    }
+    if (message.certificate.length !== 0) {
+      writer.uint32(26).bytes(message.certificate);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OpenRoundResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOpenRoundResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.nonce = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.signature = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.certificate = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OpenRoundResponse {
+    return {
+      nonce: isSet(object.nonce) ? Buffer.from(bytesFromBase64(object.nonce)) : Buffer.alloc(0),
+      signature: isSet(object.signature) ? Buffer.from(bytesFromBase64(object.signature)) : Buffer.alloc(0),
+      certificate: isSet(object.certificate) ? Buffer.from(bytesFromBase64(object.certificate)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: OpenRoundResponse): unknown {
+    const obj: any = {};
+    if (message.nonce.length !== 0) {
+      obj.nonce = base64FromBytes(message.nonce);
+    }
+    if (message.signature.length !== 0) {
+      obj.signature = base64FromBytes(message.signature);
+    }
+    if (message.certificate.length !== 0) {
+      obj.certificate = base64FromBytes(message.certificate);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<OpenRoundResponse>, I>>(base?: I): OpenRoundResponse {
+    return OpenRoundResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<OpenRoundResponse>, I>>(object: I): OpenRoundResponse {
+    const message = createBaseOpenRoundResponse();
+    message.nonce = object.nonce ?? Buffer.alloc(0);
+    message.signature = object.signature ?? Buffer.alloc(0);
+    message.certificate = object.certificate ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -229,7 +415,16 @@ export const PublicKeyResponse: MessageFns<PublicKeyResponse> = {
 };
 
 function createBaseDecryptSumRequest(): DecryptSumRequest {
-  return { round: 0, contributors: [], keyId: "", length: 0, ringBits: 0, ciphertexts: [] };
+  return {
+    round: 0,
+    contributors: [],
+    keyId: "",
+    length: 0,
+    ringBits: 0,
+    ciphertexts: [],
+    nonce: Buffer.alloc(0),
+    contributorCertificates: [],
+  };
 }
 
 export const DecryptSumRequest: MessageFns<DecryptSumRequest> = {
@@ -251,6 +446,12 @@ export const DecryptSumRequest: MessageFns<DecryptSumRequest> = {
     }
     for (const v of message.ciphertexts) {
       writer.uint32(50).bytes(v!);
+    }
+    if (message.nonce.length !== 0) {
+      writer.uint32(58).bytes(message.nonce);
+    }
+    for (const v of message.contributorCertificates) {
+      writer.uint32(66).bytes(v!);
     }
     return writer;
   },
@@ -316,6 +517,22 @@ export const DecryptSumRequest: MessageFns<DecryptSumRequest> = {
             message.ciphertexts.push(Buffer.from(reader.bytes()));
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.nonce = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.contributorCertificates.push(Buffer.from(reader.bytes()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -348,6 +565,12 @@ export const DecryptSumRequest: MessageFns<DecryptSumRequest> = {
       ciphertexts: globalThis.Array.isArray(object?.ciphertexts)
         ? object.ciphertexts.map((e: any) => Buffer.from(bytesFromBase64(e)))
         : [],
+      nonce: isSet(object.nonce) ? Buffer.from(bytesFromBase64(object.nonce)) : Buffer.alloc(0),
+      contributorCertificates: globalThis.Array.isArray(object?.contributorCertificates)
+        ? object.contributorCertificates.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : globalThis.Array.isArray(object?.contributor_certificates)
+        ? object.contributor_certificates.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
     };
   },
 
@@ -371,6 +594,12 @@ export const DecryptSumRequest: MessageFns<DecryptSumRequest> = {
     if (message.ciphertexts?.length) {
       obj.ciphertexts = message.ciphertexts.map((e) => base64FromBytes(e));
     }
+    if (message.nonce.length !== 0) {
+      obj.nonce = base64FromBytes(message.nonce);
+    }
+    if (message.contributorCertificates?.length) {
+      obj.contributorCertificates = message.contributorCertificates.map((e) => base64FromBytes(e));
+    }
     return obj;
   },
 
@@ -385,6 +614,8 @@ export const DecryptSumRequest: MessageFns<DecryptSumRequest> = {
     message.length = object.length ?? 0;
     message.ringBits = object.ringBits ?? 0;
     message.ciphertexts = object.ciphertexts?.map((e) => e) || [];
+    message.nonce = object.nonce ?? Buffer.alloc(0);
+    message.contributorCertificates = object.contributorCertificates?.map((e) => e) || [];
     return message;
   },
 };
@@ -477,12 +708,15 @@ export const DecryptSumResponse: MessageFns<DecryptSumResponse> = {
 /**
  * The key holder of the HE aggregation scheme (secure_aggregation.proto, AGGREGATION_SCHEME_HE):
  * a separate process, the only holder of the BFV secret key. It publishes the public key and
- * decrypts only aggregates: a sum of at least min_inputs (≥ 2) distinct contributors, at most once
- * per round number, whose count slot confirms the declared number of contributions. Its callers
- * are aggregators, never workers. Errors carry a gRPC status and a reason: INVALID_ARGUMENT
- * (malformed request, wrong number or size of ciphertexts, bytes that are not a ciphertext),
- * FAILED_PRECONDITION (too few contributors, a round already decrypted or refused, a count slot
- * that disagrees with the contributors, another key id).
+ * decrypts only aggregates: a sum of at least min_inputs (≥ 2) distinct contributors with job
+ * certificates, at most once per nonce it issued, from which it removes exactly those
+ * contributors' pads (docs/secure-aggregation.md, HE mode). It runs with its own job identity
+ * (CN tensorguard-key-holder) under mutual TLS; only the aggregator's certificate may call
+ * OpenRound and DecryptSum. Errors carry a gRPC status and a reason: INVALID_ARGUMENT (malformed
+ * request, wrong number or size of ciphertexts, bytes that are not a ciphertext),
+ * FAILED_PRECONDITION (too few contributors, a nonce not issued or already used, a contributor
+ * certificate not of this job, check slots that are not zero, another key id), PERMISSION_DENIED
+ * (a caller that is not the aggregator).
  */
 export type HeKeyHolderService = typeof HeKeyHolderService;
 export const HeKeyHolderService = {
@@ -496,7 +730,20 @@ export const HeKeyHolderService = {
     responseSerialize: (value: PublicKeyResponse): Buffer => Buffer.from(PublicKeyResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): PublicKeyResponse => PublicKeyResponse.decode(value),
   },
-  /** Decrypts one round's aggregate; refuses (and then never decrypts that round) per the rules above. */
+  /**
+   * A fresh nonce for one round, signed with the key holder's certificate together with the public
+   * key's digest; the aggregator relays it to the round's workers.
+   */
+  openRound: {
+    path: "/tensorguard.v1.HeKeyHolder/OpenRound" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: OpenRoundRequest): Buffer => Buffer.from(OpenRoundRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): OpenRoundRequest => OpenRoundRequest.decode(value),
+    responseSerialize: (value: OpenRoundResponse): Buffer => Buffer.from(OpenRoundResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): OpenRoundResponse => OpenRoundResponse.decode(value),
+  },
+  /** Decrypts one round's aggregate; refuses (and then never decrypts that nonce) per the rules above. */
   decryptSum: {
     path: "/tensorguard.v1.HeKeyHolder/DecryptSum" as const,
     requestStream: false as const,
@@ -511,7 +758,12 @@ export const HeKeyHolderService = {
 export interface HeKeyHolderServer extends UntypedServiceImplementation {
   /** The public key that workers encrypt under, its id and the key holder's floor on contributors. */
   publicKey: handleUnaryCall<PublicKeyRequest, PublicKeyResponse>;
-  /** Decrypts one round's aggregate; refuses (and then never decrypts that round) per the rules above. */
+  /**
+   * A fresh nonce for one round, signed with the key holder's certificate together with the public
+   * key's digest; the aggregator relays it to the round's workers.
+   */
+  openRound: handleUnaryCall<OpenRoundRequest, OpenRoundResponse>;
+  /** Decrypts one round's aggregate; refuses (and then never decrypts that nonce) per the rules above. */
   decryptSum: handleUnaryCall<DecryptSumRequest, DecryptSumResponse>;
 }
 
@@ -532,7 +784,26 @@ export interface HeKeyHolderClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: PublicKeyResponse) => void,
   ): ClientUnaryCall;
-  /** Decrypts one round's aggregate; refuses (and then never decrypts that round) per the rules above. */
+  /**
+   * A fresh nonce for one round, signed with the key holder's certificate together with the public
+   * key's digest; the aggregator relays it to the round's workers.
+   */
+  openRound(
+    request: OpenRoundRequest,
+    callback: (error: ServiceError | null, response: OpenRoundResponse) => void,
+  ): ClientUnaryCall;
+  openRound(
+    request: OpenRoundRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: OpenRoundResponse) => void,
+  ): ClientUnaryCall;
+  openRound(
+    request: OpenRoundRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: OpenRoundResponse) => void,
+  ): ClientUnaryCall;
+  /** Decrypts one round's aggregate; refuses (and then never decrypts that nonce) per the rules above. */
   decryptSum(
     request: DecryptSumRequest,
     callback: (error: ServiceError | null, response: DecryptSumResponse) => void,

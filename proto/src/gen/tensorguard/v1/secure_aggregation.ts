@@ -132,7 +132,26 @@ export interface RoundAnnouncement {
    * Training rounds: how each worker encodes and noises its contribution. Every field is a privacy
    * parameter the worker checks against its own copy of the job's config before taking part.
    */
-  training?: TrainingParams | undefined;
+  training?:
+    | TrainingParams
+    | undefined;
+  /**
+   * HE only: the key holder's X.509 certificate (PEM, CN tensorguard-key-holder, issued by the
+   * job's CA). The caller checks it against its own copy of the CA and derives its pad key with
+   * the certified public key (ECDH P-256 + HKDF); an announcement without it is refused.
+   */
+  heKeyHolderCertificate: Buffer;
+  /**
+   * HE only: the key holder's fresh 32-byte nonce for this round; the pads are derived from it and
+   * the key holder decrypts at most one sum per nonce.
+   */
+  heRoundNonce: Buffer;
+  /**
+   * HE only: the key holder's ECDSA-SHA256 signature over the round statement (secure-agg's
+   * heRoundStatement: SHA-256 of he_public_key, round, nonce, min_inputs), so that the aggregator
+   * cannot announce a key or a nonce of its own.
+   */
+  heRoundSignature: Buffer;
 }
 
 /** The fixed-point encoding of a contribution (secure-agg's EncodingOptions). */
@@ -270,13 +289,19 @@ export interface SubmitEncryptedInputRequest {
    */
   keyId: string;
   /**
-   * The caller's vector of vector_length values followed by one count slot holding 1, encrypted
-   * as BFV ciphertexts of 4096 slots each (ceil((vector_length + 1) / 4096) of them, in order),
-   * each a SEAL serialization. Summed, the count slot tells the key holder how many contributions
-   * the aggregate holds. A wrong number of ciphertexts, or bytes that are not a ciphertext under
-   * the round's parameters, get INVALID_ARGUMENT; a second input from the caller ALREADY_EXISTS.
+   * The caller's vector of vector_length values followed by 2 check slots holding 0, each slot
+   * plus its pad modulo the BFV plain modulus (secure-agg's he-pad.ts; the pads are known only to
+   * the caller and the key holder), encrypted as BFV ciphertexts of 4096 slots each
+   * (ceil((vector_length + 2) / 4096) of them, in order), each a SEAL serialization. A wrong
+   * number of ciphertexts, or bytes that are not a ciphertext under the round's parameters, get
+   * INVALID_ARGUMENT; a second input from the caller ALREADY_EXISTS.
    */
   ciphertexts: Buffer[];
+  /**
+   * The caller's job certificate (PEM, CN = worker_id): relayed to the key holder, which checks it
+   * against the job's CA and derives the caller's pads from it.
+   */
+  certificate: Buffer;
 }
 
 export interface SubmitEncryptedInputResponse {
@@ -618,6 +643,9 @@ function createBaseRoundAnnouncement(): RoundAnnouncement {
     hePublicKey: Buffer.alloc(0),
     heKeyId: "",
     training: undefined,
+    heKeyHolderCertificate: Buffer.alloc(0),
+    heRoundNonce: Buffer.alloc(0),
+    heRoundSignature: Buffer.alloc(0),
   };
 }
 
@@ -667,6 +695,15 @@ export const RoundAnnouncement: MessageFns<RoundAnnouncement> = {
     }
     if (message.training !== undefined) {
       TrainingParams.encode(message.training, writer.uint32(122).fork()).join();
+    }
+    if (message.heKeyHolderCertificate.length !== 0) {
+      writer.uint32(130).bytes(message.heKeyHolderCertificate);
+    }
+    if (message.heRoundNonce.length !== 0) {
+      writer.uint32(138).bytes(message.heRoundNonce);
+    }
+    if (message.heRoundSignature.length !== 0) {
+      writer.uint32(146).bytes(message.heRoundSignature);
     }
     return writer;
   },
@@ -804,6 +841,30 @@ export const RoundAnnouncement: MessageFns<RoundAnnouncement> = {
             message.training = TrainingParams.decode(reader, reader.uint32());
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.heKeyHolderCertificate = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.heRoundNonce = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.heRoundSignature = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -865,6 +926,21 @@ export const RoundAnnouncement: MessageFns<RoundAnnouncement> = {
         ? globalThis.String(object.he_key_id)
         : "",
       training: isSet(object.training) ? TrainingParams.fromJSON(object.training) : undefined,
+      heKeyHolderCertificate: isSet(object.heKeyHolderCertificate)
+        ? Buffer.from(bytesFromBase64(object.heKeyHolderCertificate))
+        : isSet(object.he_key_holder_certificate)
+        ? Buffer.from(bytesFromBase64(object.he_key_holder_certificate))
+        : Buffer.alloc(0),
+      heRoundNonce: isSet(object.heRoundNonce)
+        ? Buffer.from(bytesFromBase64(object.heRoundNonce))
+        : isSet(object.he_round_nonce)
+        ? Buffer.from(bytesFromBase64(object.he_round_nonce))
+        : Buffer.alloc(0),
+      heRoundSignature: isSet(object.heRoundSignature)
+        ? Buffer.from(bytesFromBase64(object.heRoundSignature))
+        : isSet(object.he_round_signature)
+        ? Buffer.from(bytesFromBase64(object.he_round_signature))
+        : Buffer.alloc(0),
     };
   },
 
@@ -915,6 +991,15 @@ export const RoundAnnouncement: MessageFns<RoundAnnouncement> = {
     if (message.training !== undefined) {
       obj.training = TrainingParams.toJSON(message.training);
     }
+    if (message.heKeyHolderCertificate.length !== 0) {
+      obj.heKeyHolderCertificate = base64FromBytes(message.heKeyHolderCertificate);
+    }
+    if (message.heRoundNonce.length !== 0) {
+      obj.heRoundNonce = base64FromBytes(message.heRoundNonce);
+    }
+    if (message.heRoundSignature.length !== 0) {
+      obj.heRoundSignature = base64FromBytes(message.heRoundSignature);
+    }
     return obj;
   },
 
@@ -944,6 +1029,9 @@ export const RoundAnnouncement: MessageFns<RoundAnnouncement> = {
     message.training = (object.training !== undefined && object.training !== null)
       ? TrainingParams.fromPartial(object.training)
       : undefined;
+    message.heKeyHolderCertificate = object.heKeyHolderCertificate ?? Buffer.alloc(0);
+    message.heRoundNonce = object.heRoundNonce ?? Buffer.alloc(0);
+    message.heRoundSignature = object.heRoundSignature ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -2533,7 +2621,7 @@ export const UnmaskResponse: MessageFns<UnmaskResponse> = {
 };
 
 function createBaseSubmitEncryptedInputRequest(): SubmitEncryptedInputRequest {
-  return { workerId: "", round: 0, keyId: "", ciphertexts: [] };
+  return { workerId: "", round: 0, keyId: "", ciphertexts: [], certificate: Buffer.alloc(0) };
 }
 
 export const SubmitEncryptedInputRequest: MessageFns<SubmitEncryptedInputRequest> = {
@@ -2549,6 +2637,9 @@ export const SubmitEncryptedInputRequest: MessageFns<SubmitEncryptedInputRequest
     }
     for (const v of message.ciphertexts) {
       writer.uint32(34).bytes(v!);
+    }
+    if (message.certificate.length !== 0) {
+      writer.uint32(42).bytes(message.certificate);
     }
     return writer;
   },
@@ -2598,6 +2689,14 @@ export const SubmitEncryptedInputRequest: MessageFns<SubmitEncryptedInputRequest
             message.ciphertexts.push(Buffer.from(reader.bytes()));
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.certificate = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2626,6 +2725,7 @@ export const SubmitEncryptedInputRequest: MessageFns<SubmitEncryptedInputRequest
       ciphertexts: globalThis.Array.isArray(object?.ciphertexts)
         ? object.ciphertexts.map((e: any) => Buffer.from(bytesFromBase64(e)))
         : [],
+      certificate: isSet(object.certificate) ? Buffer.from(bytesFromBase64(object.certificate)) : Buffer.alloc(0),
     };
   },
 
@@ -2643,6 +2743,9 @@ export const SubmitEncryptedInputRequest: MessageFns<SubmitEncryptedInputRequest
     if (message.ciphertexts?.length) {
       obj.ciphertexts = message.ciphertexts.map((e) => base64FromBytes(e));
     }
+    if (message.certificate.length !== 0) {
+      obj.certificate = base64FromBytes(message.certificate);
+    }
     return obj;
   },
 
@@ -2655,6 +2758,7 @@ export const SubmitEncryptedInputRequest: MessageFns<SubmitEncryptedInputRequest
     message.round = object.round ?? 0;
     message.keyId = object.keyId ?? "";
     message.ciphertexts = object.ciphertexts?.map((e) => e) || [];
+    message.certificate = object.certificate ?? Buffer.alloc(0);
     return message;
   },
 };
