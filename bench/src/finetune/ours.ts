@@ -82,7 +82,7 @@ export async function runOurs(
       accountant: 'rdp',
       samplingRate,
     },
-    secureAggregation: { mode: 'masking', threshold: s.workers },
+    secureAggregation: { mode: 'masking', quorum: s.workers },
     optimizer:
       s.optimizer === 'adam'
         ? { kind: 'adam', learningRate: s.learningRate }
