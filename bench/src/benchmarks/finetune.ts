@@ -7,8 +7,8 @@
 // Settings: bench/src/finetune/settings.ts (FULL, or QUICK with --quick). --no-torch and --no-ours
 // leave a side out; --threads=N gives each torch run N intra-op threads (default: the workers, so
 // torch has the cores TensorGuard's workers have); --lr=, --clip=, --batch=, --epochs=,
-// --max-tokens=, --train-examples=, --test-examples=, --workers=, --rank=, --alpha=, --optimizer=
-// override a setting for every side (settings.ts withOverrides).
+// --max-tokens=, --train-examples=, --test-examples=, --workers=, --rank=, --alpha=, --optimizer=,
+// --epsilon=, --nonprivate-lr= override a setting for every side (settings.ts withOverrides).
 import os from 'node:os';
 import { presetSplitFile, resolveDatasetPreset, resolveModelPreset } from '@tensorguard/worker';
 import { runOurs } from '../finetune/ours.js';
@@ -27,7 +27,7 @@ export const benchmark: Benchmark = {
     const threadsArg = args.find((a) => a.startsWith('--threads='));
     const threads = threadsArg ? Number(threadsArg.slice(10)) : Math.min(s.workers, os.cpus().length);
     log(
-      `settings${quick ? ' (--quick)' : ''}: ${trainRecords(s)} training records, ${s.testExamples ?? 'all'} test records, expected batch ${s.batch}, ${steps(s)} steps, ${s.maxTokens} tokens, LoRA r=${s.loraRank} α=${s.loraAlpha} on ${s.loraTargets.join('+')}, ${s.optimizer} lr ${s.learningRate}, clip ${s.clipNorm}, ${s.workers} workers`,
+      `settings${quick ? ' (--quick)' : ''}: ${trainRecords(s)} training records, ${s.testExamples ?? 'all'} test records, expected batch ${s.batch}, ${steps(s)} steps, ${s.maxTokens} tokens, LoRA r=${s.loraRank} α=${s.loraAlpha} on ${s.loraTargets.join('+')}, ${s.optimizer} lr ${s.learningRate} (non-private ${s.nonprivateLearningRate}), clip ${s.clipNorm}, ${s.workers} workers`,
     );
     const modelDir = await resolveModelPreset(s.modelPreset, {
       onDownload: (w) => log(`downloading ${w.pkg}`),

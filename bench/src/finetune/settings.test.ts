@@ -5,18 +5,19 @@ describe('finetune settings', () => {
   it('applies --flag=value overrides and leaves the rest as they were', () => {
     const s = withOverrides(QUICK, [
       '--quick',
-      '--lr=0.02',
+      '--lr=0.03',
       '--batch=128',
       '--train-examples=1024',
       '--optimizer=sgd',
     ]);
-    expect(s.learningRate).to.equal(0.02);
+    expect(s.learningRate).to.equal(0.03);
+    expect(withOverrides(QUICK, ['--nonprivate-lr=0.001']).nonprivateLearningRate).to.equal(0.001);
     expect(s.batch).to.equal(128);
     expect(s.optimizer).to.equal('sgd');
     expect(trainRecords(s)).to.equal(1024);
     expect(steps(s)).to.equal(Math.round((s.epochs * 1024) / 128));
     expect(s.clipNorm).to.equal(QUICK.clipNorm);
-    expect(QUICK.learningRate).to.not.equal(0.02);
+    expect(QUICK.learningRate).to.not.equal(0.03);
   });
 
   it('refuses a value that is not valid, naming the flag', () => {

@@ -39,7 +39,12 @@ export function runTorch(
     ...['--model', paths.modelDir, '--mode', mode],
     ...['--train-file', paths.trainFile, '--test-file', paths.testFile],
     ...['--max-tokens', String(s.maxTokens), '--batch', String(s.batch), '--epochs', String(s.epochs)],
-    ...['--optimizer', s.optimizer, '--lr', String(s.learningRate)],
+    ...[
+      '--optimizer',
+      s.optimizer,
+      '--lr',
+      String(mode === 'dp' ? s.learningRate : s.nonprivateLearningRate),
+    ],
     ...['--rank', String(s.loraRank), '--alpha', String(s.loraAlpha), '--targets', s.loraTargets.join(',')],
     ...['--clip', String(s.clipNorm), '--epsilon', String(s.epsilon), '--delta', String(s.delta)],
     ...['--train-examples', String(s.trainExamples ?? 0), '--test-examples', String(s.testExamples ?? 0)],
