@@ -51,6 +51,12 @@ export interface RoundClientOptions {
   dimension: number;
   /** Mutual TLS with the job's identity (`--tls-dir`); insecure (loopback only) without. */
   tls?: TlsIdentity;
+  /**
+   * The job identity that signs this worker's protocol messages (advertised keys, survivor
+   * attestations) and checks the HE key holder's; default `tls`'s. Given without `tls`, the protocol is that of a TLS run over a
+   * plaintext channel (`--identity-dir`: how the benchmark isolates the transport's cost).
+   */
+  identity?: TlsIdentity;
   shard: Dataset;
   engine: ClippingEngine;
   log: Logger;
@@ -86,11 +92,13 @@ export class RoundClient {
 
   constructor(private readonly o: RoundClientOptions) {
     this.workerId = `worker-${o.workerIndex}`;
+    const identity = o.identity ?? o.tls;
     this.client = new SecureAggClient({
       address: o.address,
       workerId: this.workerId,
+      ...(o.tls ? { tls: clientTls(o.tls) } : {}),
       // The job identity also checks the HE key holder's signature and derives this worker's pads.
-      ...(o.tls ? { tls: clientTls(o.tls), identity: x509Identity(o.tls), jobIdentity: o.tls } : {}),
+      ...(identity ? { identity: x509Identity(identity), jobIdentity: identity } : {}),
       maxMessageBytes: jobMessageBytes(o.dimension, o.config.secureAggregation.mode),
       phase: (name, run) => this.phase(name, run),
     });

@@ -93,8 +93,18 @@ interface RunResult {
   roundArrivals: number[];
   /** The coordinator's round_seconds, per round. */
   roundSeconds: number[];
+  /** The coordinator's phase_seconds (aggregate, unmask, apply), per round. */
+  phases: Record<string, number>[];
   /** bytes_sent of every worker metrics line (one per worker and round). */
   workerBytes: number[];
+  /**
+   * Direct paths: CPU seconds (user + system) per round of the coordinator and the workers
+   * together, from /proc between two round lines: what the machine's load moves far less than
+   * wall time, since a process that waits for the CPU does not use it.
+   */
+  cpuSecondsPerRound?: number;
+  /** The coordinator's share of cpuSecondsPerRound. */
+  coordinatorCpuSecondsPerRound?: number;
   /** Ray paths: how many nodes the worker actors ran on (Ray's state API). */
   workerNodes?: number;
 }
@@ -177,8 +187,24 @@ async function viaRay(
     workerNodes: workerNodes.size,
     roundArrivals: err.filter((l) => /^round \d+\//.test(l.text)).map((l) => l.t),
     roundSeconds: coordinator.map((l) => Number(l.round_seconds)),
+    phases: coordinator.map((l) => (l.phase_seconds ?? {}) as Record<string, number>),
     workerBytes: lines.filter((l) => typeof l.bytes_sent === 'number').map((l) => Number(l.bytes_sent)),
   };
+}
+
+let clockTicks: number | undefined;
+
+/** CPU seconds (user + system) that the processes `pids` used so far (Linux /proc). */
+function cpuSeconds(pids: number[]): number {
+  clockTicks ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+  let ticks = 0;
+  for (const pid of pids) {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name in parentheses; utime and stime are fields 14 and 15.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    ticks += Number(f[11]) + Number(f[12]);
+  }
+  return ticks / clockTicks;
 }
 
 /** Identity directories of one job from the project's PKI (as test/worker/tls.test.ts makes them). */
@@ -200,17 +226,27 @@ function identities(root: string, jobId: string, parent: string): { aggregator: 
   return JSON.parse(out) as { aggregator: string; workers: string[] };
 }
 
+/**
+ * How a direct run's programs talk: `tls` (mutual TLS and the protocol's identity signatures, what
+ * `train` runs), `identity` (the same signatures over a plaintext channel: TLS's protocol with
+ * only the transport changed) or `bare` (plaintext and no signatures: no Attest stage either).
+ */
+type DirectMode = 'tls' | 'identity' | 'bare';
+
 async function direct(
   root: string,
   configFile: string,
-  tls: { aggregator: string; workers: string[] } | undefined,
+  ids: { aggregator: string; workers: string[] },
+  mode: DirectMode,
+  rounds: number,
 ): Promise<RunResult> {
+  const tls = mode === 'tls';
   const env = { TF_NUM_INTRAOP_THREADS: '1', TF_NUM_INTEROP_THREADS: '1', TF_CPP_MIN_LOG_LEVEL: '2' };
   const bin = (b: string) => path.join(root, 'worker-ts', 'dist', 'bin', b);
   const t0 = performance.now();
   const coord = watch(
     process.execPath,
-    [bin('coordinator.js'), '--config', configFile, ...(tls ? ['--tls-dir', tls.aggregator] : [])],
+    [bin('coordinator.js'), '--config', configFile, ...(tls ? ['--tls-dir', ids.aggregator] : [])],
     env,
     t0,
     root,
@@ -227,7 +263,7 @@ async function direct(
       120_000,
       procs,
     );
-    if (listening.tls !== (tls !== undefined))
+    if (listening.tls !== tls)
       throw new Error(`coordinator listens with tls=${String(listening.tls)}`);
     const workers: Watched[] = [];
     for (let i = 0; i < WORKERS; i++) {
@@ -241,7 +277,7 @@ async function direct(
           String(i),
           '--aggregator',
           String(listening.address),
-          ...(tls ? ['--tls-dir', tls.workers[i]!] : []),
+          ...(mode === 'bare' ? [] : [mode === 'tls' ? '--tls-dir' : '--identity-dir', ids.workers[i]!]),
         ],
         { ...env, TENSORGUARD_WORKER_INDEX: String(i) },
         t0,
@@ -250,18 +286,40 @@ async function direct(
       workers.push(w);
       procs.push(w);
     }
-    const done = await until(
-      'the job to finish',
-      () => parsed(coord).find((x) => x.o.type === 'done')?.o,
-      600_000,
-      [coord],
-    );
+    // CPU of the four processes between the first round line and the (rounds-1)th: the rounds'
+    // work without start-up, taken while every process still runs.
+    const pids = procs.map((p) => p.child.pid!);
+    const cpu: { round: number; seconds: number; coordinator: number }[] = [];
+    let scanned = 0;
+    let roundLines = 0;
+    const sampler = setInterval(() => {
+      for (; scanned < coord.lines.length; scanned++)
+        if (coord.lines[scanned]!.text.startsWith('{"type":"metrics"')) roundLines++;
+      if ((cpu.length === 0 && roundLines >= 1) || (cpu.length === 1 && roundLines >= rounds - 1))
+        cpu.push({ round: roundLines, seconds: cpuSeconds(pids), coordinator: cpuSeconds(pids.slice(0, 1)) });
+    }, 5);
+    let done: Line;
+    try {
+      done = await until(
+        'the job to finish',
+        () => parsed(coord).find((x) => x.o.type === 'done')?.o,
+        600_000,
+        [coord],
+      );
+    } finally {
+      clearInterval(sampler);
+    }
     if (done.status !== 'succeeded') throw new Error(`direct job failed: ${String(done.error)}`);
+    if (cpu.length !== 2) throw new Error(`direct run: CPU sampled at ${cpu.length} of 2 round lines`);
     await Promise.all(workers.map((w) => w.exited));
     const m = parsed(coord).filter((x) => x.o.type === 'metrics');
     return {
       roundArrivals: m.map((x) => x.t),
       roundSeconds: m.map((x) => Number(x.o.round_seconds)),
+      phases: m.map((x) => (x.o.phase_seconds ?? {}) as Record<string, number>),
+      cpuSecondsPerRound: (cpu[1]!.seconds - cpu[0]!.seconds) / (cpu[1]!.round - cpu[0]!.round),
+      coordinatorCpuSecondsPerRound:
+        (cpu[1]!.coordinator - cpu[0]!.coordinator) / (cpu[1]!.round - cpu[0]!.round),
       workerBytes: workers.flatMap((w) =>
         parsed(w)
           .filter((x) => x.o.type === 'metrics' && typeof x.o.bytes_sent === 'number')
@@ -281,6 +339,10 @@ function row(name: string, rep: number, r: RunResult, rounds: number): Row {
   const [first] = r.roundArrivals;
   const last = r.roundArrivals.at(-1)!;
   const steady = r.roundSeconds.slice(1);
+  // The coordinator's phases: 'aggregate' runs from the round's opening to the release gate
+  // (key setup, the workers' local step, the masked uploads), 'unmask' from there to the sum.
+  const phase = (k: string) =>
+    Number(median(r.phases.slice(1).map((p) => Number(p[k] ?? 0))).toFixed(4));
   return {
     path: name,
     rep,
@@ -288,19 +350,49 @@ function row(name: string, rep: number, r: RunResult, rounds: number): Row {
     round_mean_s: Number(mean(steady).toFixed(4)),
     round_median_s: Number(median(steady).toFixed(4)),
     round_wall_s: Number(((last - first!) / 1000 / (rounds - 1)).toFixed(4)),
+    cpu_ms_per_round:
+      r.cpuSecondsPerRound === undefined ? null : Number((r.cpuSecondsPerRound * 1000).toFixed(1)),
+    coordinator_cpu_ms_per_round:
+      r.coordinatorCpuSecondsPerRound === undefined
+        ? null
+        : Number((r.coordinatorCpuSecondsPerRound * 1000).toFixed(1)),
+    aggregate_median_s: phase('aggregate'),
+    unmask_median_s: phase('unmask'),
     bytes_per_worker_round: r.workerBytes.length ? Math.round(mean(r.workerBytes)) : null,
     worker_lines: r.workerBytes.length,
     worker_nodes: r.workerNodes ?? null,
   };
 }
 
-type Variant = 'single-node' | 'two-node' | 'direct tls' | 'direct plaintext';
+type Variant = 'single-node' | 'two-node' | 'direct tls' | 'direct plaintext' | 'direct bare';
+const DIRECT_MODE: Partial<Record<Variant, DirectMode>> = {
+  'direct tls': 'tls',
+  'direct plaintext': 'identity',
+  'direct bare': 'bare',
+};
+
+/** `--reps=N` (default 2) and `--direct-only` (the three direct variants, no Ray clusters). */
+function parseOptions(args: string[]): { reps: number; directOnly: boolean } {
+  let reps = REPEATS;
+  let directOnly = false;
+  for (const a of args) {
+    if (a === '--quick') continue;
+    if (a === '--direct-only') directOnly = true;
+    else if (a.startsWith('--reps=')) {
+      reps = Number(a.slice('--reps='.length));
+      if (!Number.isSafeInteger(reps) || reps < 1)
+        throw new Error(`--reps must be a positive integer, got ${a.slice('--reps='.length)}`);
+    } else throw new Error(`multinode: unknown argument ${a} (expected --quick, --reps=N, --direct-only)`);
+  }
+  return { reps, directOnly };
+}
 
 export const benchmark: Benchmark = {
   description:
-    'one Ray node vs two network-namespace nodes (tensorguard train), and TLS vs plaintext (direct programs): tanh CNN, 3 workers, secure aggregation',
-  async run({ quick, root, log }) {
+    'one Ray node vs two network-namespace nodes (tensorguard train), and TLS vs plaintext with the same protocol, and vs plaintext without identities (direct programs): tanh CNN, 3 workers, secure aggregation',
+  async run({ quick, root, args, log }) {
     const rounds = quick ? 40 : 150;
+    const { reps, directOnly } = parseOptions(args);
     const driver = (await import(
       pathToFileURL(path.join(root, 'driver', 'dist', 'index.js')).href
     )) as Driver;
@@ -308,10 +400,12 @@ export const benchmark: Benchmark = {
     let single: Head | undefined;
     let multi: Netns | undefined;
     try {
-      log('starting a one-node Ray cluster (4 CPUs) and a two-node one (network namespaces, 2 + 2 CPUs)');
-      single = await driver.LocalHead.start({ root, numCpus: 4 });
-      multi = await driver.NetnsCluster.start({ root, headCpus: 2, node2Cpus: 2 });
-      const headIp = multi.headIp;
+      if (!directOnly) {
+        log('starting a one-node Ray cluster (4 CPUs) and a two-node one (network namespaces, 2 + 2 CPUs)');
+        single = await driver.LocalHead.start({ root, numCpus: 4 });
+        multi = await driver.NetnsCluster.start({ root, headCpus: 2, node2Cpus: 2 });
+      }
+      const headIp = multi?.headIp;
 
       // The direct runs' config: what `train` would hand the programs (resolveRunConfig).
       const directJob = 'multinode-direct';
@@ -338,7 +432,7 @@ export const benchmark: Benchmark = {
             multi!.client(),
             jobSpec(`multi${rep}`, rounds, ckpt, {
               spread: true,
-              coordinatorResources: { [`node:${headIp}`]: 0.01 },
+              coordinatorResources: { [`node:${headIp!}`]: 0.01 },
             }),
             dir,
           );
@@ -349,27 +443,39 @@ export const benchmark: Benchmark = {
           return r;
         }
         fs.rmSync(path.join(dir, 'ckpt-direct'), { recursive: true, force: true });
-        return direct(root, configFile, v === 'direct tls' ? ids : undefined);
+        return direct(root, configFile, ids, DIRECT_MODE[v]!, rounds);
       };
 
-      const order: Variant[] = ['single-node', 'two-node', 'direct tls', 'direct plaintext'];
+      const directs: Variant[] = ['direct tls', 'direct plaintext', 'direct bare'];
+      const order: Variant[] = directOnly ? directs : ['single-node', 'two-node', ...directs];
       const rows: Row[] = [];
-      for (let rep = 0; rep < REPEATS; rep++) {
+      for (let rep = 0; rep < reps; rep++) {
         for (const v of rep % 2 === 0 ? order : [...order].reverse()) {
-          log(`${v} (run ${rep + 1} of ${REPEATS}): ${rounds} rounds`);
+          log(`${v} (run ${rep + 1} of ${reps}): ${rounds} rounds`);
           rows.push(row(v, rep + 1, await once(v, rep), rounds));
         }
       }
-      const med = (v: Variant) => mean(rows.filter((r) => r.path === v).map((r) => Number(r.round_median_s)));
+      // Each variant's median over its runs' medians (the mean of two when --reps=2).
+      const med = (v: Variant) => median(rows.filter((r) => r.path === v).map((r) => Number(r.round_median_s)));
+      const ratio = (a: Variant, b: Variant) => Number((med(a) / med(b)).toFixed(3));
+      const cpu = (v: Variant) => median(rows.filter((r) => r.path === v).map((r) => Number(r.cpu_ms_per_round)));
+      const cpuRatio = (a: Variant, b: Variant) => Number((cpu(a) / cpu(b)).toFixed(3));
       const bytes = rows
+        .filter((r) => r.path !== 'direct bare') // the protocol `train` runs (signatures, Attest)
         .map((r) => r.bytes_per_worker_round)
         .filter((b): b is number => typeof b === 'number');
       return {
         rows,
         summary: {
-          multinode_over_single_node_round_time: Number((med('two-node') / med('single-node')).toFixed(3)),
+          ...(directOnly
+            ? {}
+            : { multinode_over_single_node_round_time: ratio('two-node', 'single-node') }),
           bytes_per_worker_per_round: Math.round(mean(bytes)),
-          tls_over_plaintext_round_time: Number((med('direct tls') / med('direct plaintext')).toFixed(3)),
+          tls_over_plaintext_round_time: ratio('direct tls', 'direct plaintext'),
+          identity_over_bare_round_time: ratio('direct plaintext', 'direct bare'),
+          tls_over_bare_plaintext_round_time: ratio('direct tls', 'direct bare'),
+          tls_over_plaintext_cpu_time: cpuRatio('direct tls', 'direct plaintext'),
+          identity_over_bare_cpu_time: cpuRatio('direct plaintext', 'direct bare'),
         },
       };
     } finally {

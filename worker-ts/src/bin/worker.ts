@@ -1,5 +1,9 @@
 #!/usr/bin/env node
 // node worker-ts/dist/bin/worker.js --config <job.json> --worker-index i --aggregator HOST:PORT
+//   [--tls-dir DIR | --identity-dir DIR]
+// --tls-dir: mutual TLS and the protocol's signatures with the job identity (what Ray passes).
+// --identity-dir: the same signatures over a plaintext channel (loopback): the protocol of a TLS
+// run with only the transport changed, which is what the multinode benchmark compares TLS to.
 // stdout: one {"type":"metrics",...} line per round; exit 0 when the coordinator says done.
 import '../env.js';
 import { parseArgs } from './args.js';
@@ -18,11 +22,21 @@ const EXIT_FATAL = 3;
 
 async function main(): Promise<number> {
   telemetry = await startTelemetry(process.env, 'tensorguard-worker');
-  const args = parseArgs(process.argv.slice(2), ['config', 'worker-index', 'aggregator', 'tls-dir']);
+  const args = parseArgs(process.argv.slice(2), [
+    'config',
+    'worker-index',
+    'aggregator',
+    'tls-dir',
+    'identity-dir',
+  ]);
   const index = Number(args['worker-index'] ?? process.env.TENSORGUARD_WORKER_INDEX);
   if (!args.config || !args.aggregator || !Number.isInteger(index)) {
     throw new Error('usage: worker.js --config <job.json> --worker-index <i> --aggregator <host:port>');
   }
+  if (args['tls-dir'] && args['identity-dir'])
+    throw new Error(
+      '--tls-dir already gives the job identity its signatures use; pass --identity-dir only without --tls-dir',
+    );
   const log = createLogger('worker', { workerIndex: index });
   const { tf } = await import('@tensorguard/dp/tfjs');
   const { clippingLanes, loadRunConfig } = await import('../config.js');
@@ -68,6 +82,7 @@ async function main(): Promise<number> {
     config: cfg,
     dimension: prepared.parameters,
     ...(args['tls-dir'] ? { tls: readTlsDir(args['tls-dir']) } : {}),
+    ...(args['identity-dir'] ? { identity: readTlsDir(args['identity-dir']) } : {}),
     shard,
     engine,
     log,
