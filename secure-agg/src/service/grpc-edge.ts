@@ -106,7 +106,18 @@ export function serverCredentials(tls: ServerTlsOptions | undefined): ServerCred
     : ServerCredentials.createInsecure();
 }
 
-/** A channel to `address` with TLS when given, and both message limits set to maxMessageBytes. */
+/** Largest HTTP/2 receive window a client asks for (per stream and connection), bytes. */
+const MAX_FLOW_CONTROL_WINDOW = 16 << 20;
+
+/**
+ * A channel to `address` with TLS when given, and both message limits set to maxMessageBytes. The
+ * caller keeps it for its whole session: grpc-js connects (and, with TLS, handshakes) once and
+ * multiplexes every call over that HTTP/2 connection, reconnecting only after a failure.
+ * The receive window is raised from HTTP/2's 64 KiB to the message limit (at most 16 MiB) so that a
+ * response larger than 64 KiB (the model in GetModel, the roster of a large round) arrives without
+ * the sender stalling mid-message for a WINDOW_UPDATE. No keepalive pings (grpc-js's default):
+ * every call, AwaitRound's long poll included, has a deadline, which is what finds a dead peer.
+ */
 export function makeClient(
   address: string,
   tls: ClientTlsOptions | undefined,
@@ -118,6 +129,7 @@ export function makeClient(
   return new Client(address, creds, {
     'grpc.max_receive_message_length': maxMessageBytes,
     'grpc.max_send_message_length': maxMessageBytes,
+    'grpc-node.flow_control_window': Math.max(65_535, Math.min(maxMessageBytes, MAX_FLOW_CONTROL_WINDOW)),
     ...(tls?.serverNameOverride ? { 'grpc.ssl_target_name_override': tls.serverNameOverride } : {}),
   });
 }
