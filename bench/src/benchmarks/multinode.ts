@@ -263,8 +263,7 @@ async function direct(
       120_000,
       procs,
     );
-    if (listening.tls !== tls)
-      throw new Error(`coordinator listens with tls=${String(listening.tls)}`);
+    if (listening.tls !== tls) throw new Error(`coordinator listens with tls=${String(listening.tls)}`);
     const workers: Watched[] = [];
     for (let i = 0; i < WORKERS; i++) {
       const w = watch(
@@ -341,8 +340,7 @@ function row(name: string, rep: number, r: RunResult, rounds: number): Row {
   const steady = r.roundSeconds.slice(1);
   // The coordinator's phases: 'aggregate' runs from the round's opening to the release gate
   // (key setup, the workers' local step, the masked uploads), 'unmask' from there to the sum.
-  const phase = (k: string) =>
-    Number(median(r.phases.slice(1).map((p) => Number(p[k] ?? 0))).toFixed(4));
+  const phase = (k: string) => Number(median(r.phases.slice(1).map((p) => Number(p[k] ?? 0))).toFixed(4));
   return {
     path: name,
     rep,
@@ -456,9 +454,11 @@ export const benchmark: Benchmark = {
         }
       }
       // Each variant's median over its runs' medians (the mean of two when --reps=2).
-      const med = (v: Variant) => median(rows.filter((r) => r.path === v).map((r) => Number(r.round_median_s)));
+      const med = (v: Variant) =>
+        median(rows.filter((r) => r.path === v).map((r) => Number(r.round_median_s)));
       const ratio = (a: Variant, b: Variant) => Number((med(a) / med(b)).toFixed(3));
-      const cpu = (v: Variant) => median(rows.filter((r) => r.path === v).map((r) => Number(r.cpu_ms_per_round)));
+      const cpu = (v: Variant) =>
+        median(rows.filter((r) => r.path === v).map((r) => Number(r.cpu_ms_per_round)));
       const cpuRatio = (a: Variant, b: Variant) => Number((cpu(a) / cpu(b)).toFixed(3));
       const bytes = rows
         .filter((r) => r.path !== 'direct bare') // the protocol `train` runs (signatures, Attest)
@@ -467,9 +467,7 @@ export const benchmark: Benchmark = {
       return {
         rows,
         summary: {
-          ...(directOnly
-            ? {}
-            : { multinode_over_single_node_round_time: ratio('two-node', 'single-node') }),
+          ...(directOnly ? {} : { multinode_over_single_node_round_time: ratio('two-node', 'single-node') }),
           bytes_per_worker_per_round: Math.round(mean(bytes)),
           tls_over_plaintext_round_time: ratio('direct tls', 'direct plaintext'),
           identity_over_bare_round_time: ratio('direct plaintext', 'direct bare'),

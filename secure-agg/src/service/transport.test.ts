@@ -15,7 +15,9 @@ import { makeJobPki } from './testing/pki.js';
 const FAST = { ADVERTISE_KEYS: 3000, SHARE_KEYS: 3000, MASKED_INPUT: 3000, UNMASK: 3000 };
 
 /** A TCP relay to `port` on loopback that counts the connections it accepted. */
-async function relay(port: number): Promise<{ port: number; connections: () => number; close: () => Promise<void> }> {
+async function relay(
+  port: number,
+): Promise<{ port: number; connections: () => number; close: () => Promise<void> }> {
   let connections = 0;
   const sockets = new Set<net.Socket>();
   const server = net.createServer((inbound) => {
