@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { TLSSocket } from 'node:tls';
 import { encodeIntegers, toIntegers, type RoundIdentity } from '../index.js';
 import { AggregatorServer, SecureAggClient } from './index.js';
 import { makeJobPki } from './testing/pki.js';
@@ -45,7 +46,7 @@ async function relay(
   };
 }
 
-describe('transport: one connection per client, whole messages', function () {
+describe('transport: one connection per client, whole messages, one certificate read per connection', function () {
   this.timeout(60_000);
   let dir: string;
   let pki: ReturnType<typeof makeJobPki>;
@@ -73,7 +74,7 @@ describe('transport: one connection per client, whole messages', function () {
     };
   };
 
-  it('runs four signed rounds and 300 KB GetModel answers over mutual TLS with one handshake per client', async () => {
+  it('runs four signed rounds and 300 KB GetModel answers over mutual TLS with one handshake and one certificate read per client', async () => {
     const d = 75_000; // 300 KB of parameters, 4.6 times HTTP/2's initial window
     const parameters = Float32Array.from({ length: d }, (_, i) => i / d);
     const version = { round: 0, fingerprint: 'f0' };
@@ -91,6 +92,14 @@ describe('transport: one connection per client, whole messages', function () {
     });
     const port = await server.start();
     const hop = await relay(port);
+    // Certificate reads on this process's TLS sockets: per connection, the client's server-name check,
+    // grpc-js's client transport, and the aggregator's peer check, once for all the calls it carries.
+    const original = TLSSocket.prototype.getPeerCertificate;
+    let reads = 0;
+    TLSSocket.prototype.getPeerCertificate = function (this: TLSSocket, ...args: unknown[]) {
+      reads++;
+      return (original as (...a: unknown[]) => ReturnType<typeof original>).apply(this, args);
+    } as typeof original;
     const clients = [0, 1, 2].map(
       (i) =>
         new SecureAggClient({
@@ -123,7 +132,10 @@ describe('transport: one connection per client, whole messages', function () {
       }
       // Join, four rounds of AwaitRound, GetModel and five stages each: still one connection a client.
       expect(hop.connections()).to.equal(3);
+      // 3 × (Join + 4 × (AwaitRound, GetModel, 5 stages)) = 87 calls checked, 3 × 3 certificates read.
+      expect(reads).to.equal(9);
     } finally {
+      TLSSocket.prototype.getPeerCertificate = original;
       clients.forEach((c) => c.close());
       await server.close();
       await hop.close();
