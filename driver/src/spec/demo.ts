@@ -58,11 +58,11 @@ export const FINETUNE_DEMO_WORKERS = 2;
  * first use) for Rotten Tomatoes sentence polarity, 2 workers with secure aggregation, σ calibrated
  * for ε = 8 at δ = 1e-5: 2,048 training sentences of ≤ 32 tokens, expected batch 128, 32 rounds
  * (2 epochs), Adam lr 0.02 on LoRA rank 8 (query, value) and the classifier; evaluated on 500
- * held-out sentences. 3.5–4.5 minutes on the shared 2-core VM. At lr 5e-3 it reached only 55–62 %
- * (chance 50 %): in 32 noisy steps the classifier barely moved. With lr 0.02 the same job (run by
- * the `finetune` benchmark's job runner, `--quick --workers=2`) reached 68.4 % at ε = 7.999, and
- * the benchmark's 4-worker run 70.6 %, beside Opacus + PEFT's 70.4 % on the same data and steps
- * (bench/README.md).
+ * held-out sentences. 3.5–4.5 minutes on the shared 2-core VM (247 s measured with lr 0.02).
+ * Accuracy: at lr 5e-3 it reached only 55–62 % (chance 50 %): in 32 noisy steps the classifier
+ * barely moved. At lr 0.02 this demo reached 68.2 % at ε = 7.999 (61.0 % at lr 5e-3 in the same
+ * session); the `finetune` benchmark's --quick (this scale) 70.6–71.4 % with 4 workers, beside
+ * Opacus + PEFT's 70.4 % (and 50.8 % at lr 0.05) on the same data and steps (bench/README.md).
  */
 export function finetuneDemoSpecInput(): JobSpecInput {
   return {
