@@ -1,13 +1,20 @@
 // The training coordinator, hosted by the aggregator process: policy around secure-agg's
-// AggregatorServer (the proto-defined service every worker talks to). It owns the membership view
-// and the round barrier (who is awaiting a round), the per-round parameters it announces, the
-// release gate (budget check and the fsynced ledger append before anything is unmasked or
-// decrypted), the accountant, the model state and optimizer, evaluation and checkpoints. The
-// stages, signatures, HE rounds and the key holder's rules are secure-agg's.
+// AggregatorServer (the proto-defined service every worker talks to). It wires four parts, each
+// owning one piece of state:
+//
+//   membership.ts    who belongs to the job (one id per index), shard sizes, the round barrier
+//   release-gate.ts  the budget check and the fsynced ledger append before anything is unmasked
+//                    or decrypted, the accountant, the privacy report
+//   model-state.ts   the parameters, the optimizer, the published model version (GetModel)
+//   checkpoints.ts   checkpoints of the model state and metrics.jsonl in checkpoint.dir
+//
+// and itself holds only the lifecycle and the round in flight (the per-round parameters it
+// announces, the stage timings). The stages, signatures, HE rounds and the key holder's rules are
+// secure-agg's.
 //
 // Lifecycle (CoordinatorState): 'CREATED' → 'RESUMED' → 'SERVING' → 'RUNNING' → 'DONE' | 'FAILED'
-// → 'CLOSED'; any other transition throws with the current state in the message.
-import path from 'node:path';
+// → 'CLOSED'; any other transition throws with the current state in the message. close() during
+// 'RUNNING' aborts the run (its AbortSignal), which then ends 'FAILED', and closes after it.
 import {
   decode,
   HE_MAX_SUM_BOUND,
@@ -19,34 +26,22 @@ import {
 import {
   AggregatorServer,
   type KeyHolderLink,
-  type ModelParameters,
-  type ModelVersionRef,
   type PendingRelease,
   type RoundSum,
   type ServerTlsOptions,
 } from '@tensorguard/secure-agg/service';
-import {
-  distributedDiscreteGaussianEvent,
-  nonPrivateEvent,
-  poissonSampledEvent,
-  realizedNoiseMultiplier,
-  type DpEvent,
-} from '@tensorguard/dp';
 import { CheckpointError } from '../checkpoint/errors.js';
-import { tensor, type NamedTensor } from '../checkpoint/safetensors.js';
-import { loadLatestCheckpoint, saveCheckpoint } from '../checkpoint/store.js';
-import { mkdirPrivate, writeFileAtomic } from '../checkpoint/atomic.js';
 import { ConfigError, type RunConfig } from '../config.js';
 import type { Logger } from '../logger.js';
 import { PhaseTimer, rounded } from '../metrics.js';
-import { flatten, sizeOf, trainableSpecs, type ModelDef } from '../models/model.js';
+import { trainableSpecs, type ModelDef } from '../models/model.js';
 import { roundEncoding, roundPrivacy } from '../announcement.js';
 import { MAX_SHARE_STD } from '../noise.js';
-import { createOptimizer, type Optimizer } from '../optimizer.js';
-import { jobMessageBytes, parametersFingerprint } from '../aggregation.js';
-import { jobFingerprint, PrivacyLedger, type LedgerEntry } from './ledger.js';
-import { checkDeltaAgainstRecords, integerMechanismEpsilon, JobAccountant } from './privacy.js';
-import { METRICS_FILE, RoundMetricsLog, type RoundMetrics } from '../report/metrics-log.js';
+import { jobMessageBytes } from '../aggregation.js';
+import { Checkpoints } from './checkpoints.js';
+import { Membership } from './membership.js';
+import { ModelState } from './model-state.js';
+import { ReleaseGate } from './release-gate.js';
 
 export type CoordinatorState = 'CREATED' | 'RESUMED' | 'SERVING' | 'RUNNING' | 'DONE' | 'FAILED' | 'CLOSED';
 
@@ -130,36 +125,22 @@ interface LiveRound {
   gateAsked: () => void;
 }
 
-const WORKER_ID = /^worker-(\d+)$/;
-
 export class Coordinator {
   #state: CoordinatorState = 'CREATED';
   readonly config: RunConfig;
   private readonly o: CoordinatorOptions;
-  private readonly specs;
-  params: Float32Array;
-  private optimizer: Optimizer;
-  private readonly ledger: PrivacyLedger;
-  /** metrics.jsonl beside the checkpoints: one line per released round. */
-  private readonly metricsLog: RoundMetricsLog;
-  private readonly accountant: JobAccountant;
-  private ledgerEntries: LedgerEntry[] = [];
-  /** Round number of the last update applied to `params`. */
-  modelVersion = 0;
-  /** The published model version (GetModel): a copy, so that a round in flight cannot change it. */
-  private published: ModelParameters | undefined;
+  private readonly model: ModelState;
+  private readonly membership: Membership;
+  private readonly gate: ReleaseGate;
+  private readonly checkpoints: Checkpoints;
   private nextRound = 1;
-  /** Records per shard (worker index), as each worker declared at Join; kept after dropouts. */
-  private readonly shardSizes = new Map<number, number>();
-  /** δ has been checked against the job's records (every shard's size known). */
-  private deltaChecked = false;
   private server: AggregatorServer | undefined;
   private live: LiveRound | undefined;
-  private lastCheckpoint: string | null = null;
   private lastAccuracy: number | null = null;
   private doneReason = '';
-  /** Set when a round was refused at its release point because it would pass the budget. */
-  private budgetStop = false;
+  /** Aborted by close(): ends a run that is waiting at the barrier or in a round. */
+  readonly #abort = new AbortController();
+  #running: Promise<unknown> | undefined;
 
   get state(): CoordinatorState {
     return this.#state;
@@ -174,44 +155,21 @@ export class Coordinator {
   constructor(o: CoordinatorOptions) {
     this.o = o;
     this.config = o.config;
-    this.specs = trainableSpecs(o.def);
-    this.params = flatten(this.specs, o.initial);
-    this.optimizer = createOptimizer(this.params.length, o.config.optimizer);
     if (o.config.secureAggregation.mode === 'he' && !o.keyHolder) {
       throw new ConfigError(
         'secureAggregation.mode',
         "'he' needs a key holder; pass CoordinatorOptions.keyHolder",
       );
     }
-    mkdirPrivate(o.config.checkpoint.dir);
-    // A torn ledger line is charged as the worst case the config allows: every shard, the least
-    // noise a release can carry (quorum survivors).
-    const cfg0 = o.config;
-    this.ledger = new PrivacyLedger(
-      path.join(cfg0.checkpoint.dir, 'privacy-ledger.jsonl'),
-      (round) => ({
-        round,
-        samplingRate: cfg0.privacy.samplingRate,
-        noiseMultiplier: realizedNoiseMultiplier(
-          cfg0.privacy.noiseMultiplier,
-          cfg0.secureAggregation.threshold - cfg0.privacy.colluders,
-          cfg0.secureAggregation.threshold - cfg0.privacy.colluders,
-        ),
-        survivors: cfg0.secureAggregation.threshold,
-        shards: Array.from({ length: cfg0.workers.count }, (_, i) => i),
-        quorum: cfg0.secureAggregation.threshold,
-        colluders: cfg0.privacy.colluders,
-        configuredNoiseMultiplier: cfg0.privacy.noiseMultiplier,
-        time: new Date().toISOString(),
-      }),
-      0,
-      jobFingerprint(cfg0 as unknown as Parameters<typeof jobFingerprint>[0]),
-    );
-    this.metricsLog = new RoundMetricsLog(path.join(cfg0.checkpoint.dir, METRICS_FILE));
-    this.accountant = new JobAccountant({
-      kind: o.config.privacy.accountant,
-      delta: o.config.privacy.delta,
-      shardCount: o.config.workers.count,
+    this.model = new ModelState(trainableSpecs(o.def), o.initial, o.config.optimizer);
+    this.checkpoints = new Checkpoints(o);
+    this.gate = new ReleaseGate({ config: o.config, dimension: this.model.params.length, log: o.log });
+    this.membership = new Membership({
+      count: o.config.workers.count,
+      threshold: o.config.secureAggregation.threshold,
+      ...(o.startupTimeoutMs !== undefined ? { startupTimeoutMs: o.startupTimeoutMs } : {}),
+      ...(o.joinGraceMs !== undefined ? { joinGraceMs: o.joinGraceMs } : {}),
+      onRefused: (id, err) => o.log.warn({ workerId: id, index: err.index }, err.message),
     });
     const { shareStd } = this.encodingOptions(o.config.workers.count);
     if (!(shareStd < MAX_SHARE_STD)) {
@@ -223,13 +181,21 @@ export class Coordinator {
   }
 
   get delta(): number {
-    return this.config.privacy.delta;
+    return this.gate.delta;
   }
   get epsilon(): number {
-    return this.accountant.epsilon();
+    return this.gate.epsilon;
   }
   get releasedRounds(): number {
-    return this.accountant.roundCount;
+    return this.gate.releasedRounds;
+  }
+  /** Round number of the last update applied to `params`. */
+  get modelVersion(): number {
+    return this.model.version;
+  }
+  /** The trainable parameters, flat (updated in place as rounds are applied). */
+  get params(): Float32Array {
+    return this.model.params;
   }
 
   /**
@@ -240,50 +206,9 @@ export class Coordinator {
    */
   resume(): void {
     this.transition('RESUMED');
-    const ck = loadLatestCheckpoint(
-      this.config.checkpoint.dir,
-      { baseModelFingerprint: this.o.fingerprint },
-      (msg, detail) => this.o.log.warn(detail, msg),
-    );
-    this.ledger.checkFingerprint();
-    this.ledger.afterRound = ck?.manifest.round ?? 0;
-    this.ledger.repair();
-    this.ledgerEntries = this.ledger.read();
-    const events: LedgerEntry[] = [...this.ledgerEntries];
-    if (ck) {
-      const named: Record<string, Float32Array> = {};
-      for (const s of this.specs) named[s.name] = ck.model[s.name]!.data as Float32Array;
-      this.params = flatten(this.specs, named);
-      const slots: Record<string, Float32Array> = {};
-      for (const [k, t] of Object.entries(ck.optimizer)) if (k !== 'step') slots[k] = t.data as Float32Array;
-      const step = ck.optimizer.step ? Number((ck.optimizer.step.data as Float64Array)[0]) : 0;
-      this.optimizer.load({ step, slots });
-      this.modelVersion = ck.manifest.round;
-      this.lastCheckpoint = ck.dir;
-      const st = ck.manifest.accountant as { events?: LedgerEntry[] } | undefined;
-      for (const e of st?.events ?? []) if (!events.some((x) => x.round === e.round)) events.push(e);
-      this.o.log.info({ checkpoint: ck.dir, round: ck.manifest.round }, 'resumed from checkpoint');
-    }
-    events.sort((a, b) => a.round - b.round);
-    for (const e of events) this.accountant.record(e);
-    const last = Math.max(this.modelVersion, ...events.map((e) => e.round));
-    this.nextRound = last + 1;
-    this.publish();
-    if (events.length > 0) {
-      this.o.log.info(
-        { releasedRounds: this.accountant.roundCount, epsilon: this.epsilon },
-        'privacy ledger replayed',
-      );
-    }
-  }
-
-  /** Publishes `params` as model version `modelVersion` for GetModel. */
-  private publish(): void {
-    const parameters = Float32Array.from(this.params);
-    this.published = {
-      version: { round: this.modelVersion, fingerprint: parametersFingerprint(parameters) },
-      parameters,
-    };
+    const ck = this.checkpoints.restore(this.model);
+    const last = this.gate.replay(ck?.round ?? 0, ck?.events ?? []);
+    this.nextRound = Math.max(this.model.version, last) + 1;
   }
 
   /**
@@ -299,7 +224,7 @@ export class Coordinator {
     this.server = new AggregatorServer({
       address,
       ...(tls ? { tls } : {}),
-      vectorLength: this.params.length,
+      vectorLength: this.model.params.length,
       bits: cfg.secureAggregation.bits === 32 ? 32 : 64,
       scheme: mode,
       ...(mode === 'he' ? { keyHolder: this.o.keyHolder! } : {}),
@@ -311,29 +236,31 @@ export class Coordinator {
         UNMASK: stageMs,
       },
       encryptedInputMs: cfg.roundTimeoutMs,
-      maxMessageBytes: jobMessageBytes(this.params.length, mode),
+      maxMessageBytes: jobMessageBytes(this.model.params.length, mode),
       releaseGate: (p) => this.releaseGate(p),
       onStage: (round, stage) => this.onStage(round, stage),
-      model: (v) => this.modelFor(v),
+      model: (v) => this.model.modelFor(v),
       logger: this.o.log,
     });
     return this.server.start();
   }
 
   /**
-   * Stops the service. After run, first waits (up to `drainMs`) until every member was told that
-   * the job is over, so that none finds the server gone and retries until it gives up.
+   * Stops the service. During run, first aborts it (run then resolves 'failed') and waits for it.
+   * After run, first waits (up to `drainMs`) until every member was told that the job is over, so
+   * that none finds the server gone and retries until it gives up.
    */
   async close(drainMs = 5000): Promise<void> {
     if (this.#state === 'CLOSED') return;
+    if (this.#state === 'RUNNING') {
+      this.#abort.abort(new Error('the coordinator was closed during the run'));
+      // Closing the service aborts the round in flight; the run ends at its next barrier.
+      await this.server?.close(2000);
+      await this.#running;
+    }
     if (this.#state === 'DONE' || this.#state === 'FAILED') await this.server?.drained(drainMs);
     if (this.#state !== 'CREATED' && this.#state !== 'RESUMED') this.transition('CLOSED');
     await this.server?.close(2000);
-  }
-
-  private modelFor(v: ModelVersionRef): ModelParameters | undefined {
-    const p = this.published;
-    return p && p.version.round === v.round && p.version.fingerprint === v.fingerprint ? p : undefined;
   }
 
   /**
@@ -346,9 +273,14 @@ export class Coordinator {
     if (!live || live.r !== p.round)
       return Promise.reject(new Error(`round ${p.round} is not the coordinator's round in flight`));
     live.gateAsked();
-    const shards = p.survivors.map((id) => Number(WORKER_ID.exec(id)![1]));
-    if (!this.recordRelease(p.round, shards, live.shareStd, live.scale))
-      return Promise.reject(new Error(this.doneReason));
+    let survivors: number[];
+    try {
+      survivors = p.survivors.map((id) => this.membership.indexOf(id));
+      if (!this.gate.admit({ round: p.round, survivors, shareStd: live.shareStd, scale: live.scale }))
+        return Promise.reject(new Error(this.gate.refusal));
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
     live.recorded = true;
     return Promise.resolve();
   }
@@ -358,43 +290,35 @@ export class Coordinator {
   }
 
   /** Runs rounds until `rounds` are released, the budget stops training, or a fatal error. */
-  async run(): Promise<CoordinatorResult> {
+  run(): Promise<CoordinatorResult> {
     this.transition('RUNNING');
+    const running = this.#run();
+    this.#running = running.catch(() => {});
+    return running;
+  }
+
+  async #run(): Promise<CoordinatorResult> {
     const cfg = this.config;
+    const signal = this.#abort.signal;
     let error: string | undefined;
     try {
       let first = true;
       while (this.releasedRounds < cfg.rounds) {
-        // Before the round opens: the worst case it may release, t survivors from every shard
-        // (the realised multiplier is then σ). The release point checks the actual round again.
-        const next = this.accountant.epsilonAfter({
-          samplingRate: cfg.privacy.samplingRate,
-          noiseMultiplier: cfg.privacy.noiseMultiplier,
-          survivors: cfg.secureAggregation.threshold,
-        });
-        if (cfg.privacy.epsilonBudget !== null && next > cfg.privacy.epsilonBudget) {
-          this.doneReason = `privacy budget: another round would reach ε = ${next.toFixed(3)} > epsilonBudget ${cfg.privacy.epsilonBudget}`;
-          this.o.log.warn(
-            { epsilon: this.epsilon, next },
-            'stopping before the privacy budget would be exceeded',
-          );
+        const stop = this.gate.checkNextRound();
+        if (stop !== undefined) {
+          this.doneReason = stop;
           break;
         }
-        const members = await this.gatherMembers(first);
+        const members = await this.membership.gather(this.server!, first, signal);
         first = false;
-        // δ ≤ 1/N, with N the workers' shard sizes: checked once every worker has reported its own
-        // (normally before round 1); the driver could only check it where it knew N in advance.
-        if (this.shardSizes.size === cfg.workers.count && !this.deltaChecked) {
-          this.deltaChecked = true;
-          const records = [...this.shardSizes.values()].reduce((x, y) => x + y, 0);
-          checkDeltaAgainstRecords(this.delta, records, cfg.privacy.allowDeltaAboveInverseN);
-        }
+        if (this.membership.shardSizes.size === cfg.workers.count)
+          this.gate.checkDelta(this.membership.totalRecords());
         await this.runRound(members);
-        if (this.budgetStop) break;
+        if (this.gate.refusal !== undefined) break;
       }
       if (!this.doneReason) this.doneReason = `completed ${this.releasedRounds} rounds`;
-      this.lastAccuracy = evaluation(this.o.evaluate(this.params)).accuracy;
-      this.checkpoint();
+      this.lastAccuracy = evaluation(this.o.evaluate(this.model.params)).accuracy;
+      this.saveCheckpoint();
       this.transition('DONE');
     } catch (err) {
       error = err instanceof Error ? err.message : String(err);
@@ -404,63 +328,33 @@ export class Coordinator {
     }
     // Every AwaitRound, now and later, is answered with the reason: workers exit.
     this.server?.finish(this.doneReason);
-    const report = this.writePrivacyReport();
+    const report = this.gate.writeReport(this.doneReason);
     return {
       status: this.#state === 'DONE' ? 'succeeded' : 'failed',
       epsilon: this.epsilon,
       delta: this.delta,
       testAccuracy: this.lastAccuracy,
       rounds: this.releasedRounds,
-      checkpoint: this.lastCheckpoint,
+      checkpoint: this.checkpoints.last,
       privacyReport: report,
       stopReason: this.doneReason,
       ...(error !== undefined ? { error } : {}),
     };
   }
 
-  /** The joined workers of this job now awaiting a round, by index (others are never members). */
-  private awaitingWorkers(): { id: string; index: number }[] {
-    const n = this.config.workers.count;
-    const sizes = this.server!.shardSizes();
-    const out: { id: string; index: number }[] = [];
-    for (const id of this.server!.awaiting()) {
-      const m = WORKER_ID.exec(id);
-      const index = m ? Number(m[1]) : -1;
-      if (!(index >= 0 && index < n)) continue;
-      this.shardSizes.set(index, sizes.get(id) ?? 0);
-      out.push({ id, index });
-    }
-    return out.sort((a, b) => a.index - b.index);
-  }
-
-  /** Round barrier: all workers awaiting, or ≥ max(t, 2) after the grace period. */
-  private async gatherMembers(first: boolean): Promise<string[]> {
-    const n = this.config.workers.count;
-    const need = Math.max(this.config.secureAggregation.threshold, 2);
-    const startedAt = Date.now();
-    let firstSeen: number | undefined;
-    for (;;) {
-      const ws = this.awaitingWorkers();
-      const k = ws.length;
-      if (k > 0 && firstSeen === undefined) firstSeen = Date.now();
-      const grace = first ? (this.o.startupTimeoutMs ?? 120_000) : (this.o.joinGraceMs ?? 3000);
-      const since = first ? startedAt : (firstSeen ?? Date.now());
-      if (k >= n || (k >= need && Date.now() - since >= grace)) return ws.map((w) => w.id);
-      if (first && Date.now() - startedAt > 4 * (this.o.startupTimeoutMs ?? 120_000)) {
-        throw new Error(
-          `only ${k} of ${n} workers joined; at least ${need} are needed (secureAggregation.threshold)`,
-        );
-      }
-      await this.server!.awaitingChange(250);
-    }
-  }
-
   /** What a round with `members` contributors announces: the same derivation every worker checks. */
   private encodingOptions(members: number): { enc: EncodingOptions; shareStd: number; sensitivity: number } {
-    const d = this.params.length;
+    const d = this.model.params.length;
     const { shareStd, sensitivity } = roundPrivacy(this.config, d, members);
-    const maxShard = Math.max(1, ...this.shardSizes.values());
-    return { enc: roundEncoding(this.config, d, members, maxShard), shareStd, sensitivity };
+    return {
+      enc: roundEncoding(this.config, d, members, this.membership.maxShard()),
+      shareStd,
+      sensitivity,
+    };
+  }
+
+  private saveCheckpoint(): void {
+    this.checkpoints.save(this.model, { events: this.gate.entries, epsilon: this.epsilon });
   }
 
   private async runRound(members: string[]): Promise<void> {
@@ -475,7 +369,7 @@ export class Coordinator {
     const n = members.length;
     const { enc, shareStd } = this.encodingOptions(n);
     const plan = planEncoding(enc);
-    const privacy = roundPrivacy(cfg, this.params.length, n);
+    const privacy = roundPrivacy(cfg, this.model.params.length, n);
     if (cfg.secureAggregation.mode === 'he' && plan.bits === 64 && plan.sumBound >= HE_MAX_SUM_BOUND) {
       throw new ConfigError(
         'secureAggregation.scale',
@@ -490,7 +384,7 @@ export class Coordinator {
     this.live = live;
     const summed = server.openRound({
       members,
-      modelVersion: this.published!.version,
+      modelVersion: this.model.published.version,
       training: {
         encoding: enc,
         noiseShareStd: shareStd,
@@ -513,7 +407,7 @@ export class Coordinator {
       released = await timer.time('unmask', () => summed);
     } catch (err) {
       if (!(err instanceof SecAggError)) throw err;
-      if (this.budgetStop) return;
+      if (this.gate.refusal !== undefined) return;
       if (cfg.secureAggregation.mode === 'he' && live.recorded) {
         // Not a round abort: without the key holder no later round can be released either.
         throw new Error(`round ${r}: ${err.message}`, { cause: err });
@@ -527,32 +421,21 @@ export class Coordinator {
       throw new Error(`the aggregator released round ${released.round} while the coordinator ran round ${r}`);
     await timer.time('apply', () => {
       const sum = decode(plan, released.ring);
-      const total = [...this.shardSizes.values()].reduce((x, y) => x + y, 0);
-      const norm = 1 / (cfg.privacy.samplingRate * total);
+      const norm = 1 / (cfg.privacy.samplingRate * this.membership.totalRecords());
       const grad = new Float32Array(sum.length);
       for (let i = 0; i < sum.length; i++) grad[i] = sum[i]! * norm;
-      // A non-finite update (an empty shard's 0/0, a diverged model) would poison every later
-      // round and the checkpoint: stop the job with the old parameters kept.
-      const before = Float32Array.from(this.params);
-      this.optimizer.step(this.params, grad);
-      if (!this.params.every(Number.isFinite) || !Number.isFinite(norm)) {
-        this.params.set(before);
-        throw new Error(
-          `round ${r}: the update made the model parameters non-finite (NaN or Infinity); the job stops and nothing non-finite is checkpointed (check the dataset for empty shards or extreme values, or lower the learning rate)`,
-        );
-      }
-      this.modelVersion = r;
-      this.publish();
+      // Throws, keeping the old parameters, when the update is non-finite (an empty shard's 0/0).
+      this.model.apply(r, grad);
     });
     this.o.hooks?.afterApply?.(this.releasedRounds);
     let ev: Evaluation | null = null;
     const count = this.releasedRounds;
     if (count % cfg.evaluation.everyRounds === 0 || count >= cfg.rounds) {
-      ev = await more.time('evaluate', () => evaluation(this.o.evaluate(this.params)));
+      ev = await more.time('evaluate', () => evaluation(this.o.evaluate(this.model.params)));
       this.lastAccuracy = ev.accuracy;
     }
     if (count % cfg.checkpoint.everyRounds === 0 && count < cfg.rounds)
-      await more.time('checkpoint', () => this.checkpoint());
+      await more.time('checkpoint', () => this.saveCheckpoint());
     const roundSeconds = Number(((performance.now() - roundStart) / 1000).toFixed(4));
     const evalLoss = ev && Number.isFinite(ev.loss) ? ev.loss : null;
     const survivors = released.survivors.length;
@@ -569,7 +452,7 @@ export class Coordinator {
       phase_seconds: rounded(timer.seconds),
     });
     const bytes = server.traffic();
-    this.appendMetrics({
+    this.checkpoints.appendMetrics({
       round: count,
       rounds_total: cfg.rounds,
       epsilon: Number.isFinite(this.epsilon) ? this.epsilon : 'Infinity',
@@ -591,169 +474,6 @@ export class Coordinator {
       { round: r, survivors: released.survivors.length, epsilon: this.epsilon },
       'round released and applied',
     );
-  }
-
-  /** metrics.jsonl is for people: a failed write is logged, never a reason to stop the job. */
-  private appendMetrics(m: RoundMetrics): void {
-    try {
-      this.metricsLog.append(m);
-    } catch (err) {
-      this.o.log.warn({ err, file: this.metricsLog.file }, 'could not append to metrics.jsonl');
-    }
-  }
-
-  /**
-   * The release point's bookkeeping: checks the round as it will be released (the shards of its
-   * survivors, `received`) against the budget, then appends it to the ledger (fsync) and the accountant.
-   * Returns false, and sets the budget stop, when releasing it would pass privacy.epsilonBudget;
-   * nothing has been released then (masked inputs without unmask shares, or ciphertexts the key
-   * holder was never asked to decrypt, are useless).
-   */
-  private recordRelease(r: number, received: number[], shareStd: number, scale: number): boolean {
-    const cfg = this.config;
-    const t = cfg.secureAggregation.threshold;
-    const survivors = received.length;
-    // Per-shard accounting needs shards that do not depend on other records (data/shard.ts):
-    // under 'contiguous' a removed record shifts others across range boundaries, so every round
-    // is charged to every shard there.
-    const shards =
-      cfg.dataset.sharding === 'contiguous'
-        ? Array.from({ length: cfg.workers.count }, (_, i) => i)
-        : received;
-    // Only honest noise counts: up to `colluders` survivors may subtract their own shares, so the
-    // release holds survivors − c shares, each sized for t − c (announcement.ts).
-    const c = cfg.privacy.colluders;
-    const realised = realizedNoiseMultiplier(cfg.privacy.noiseMultiplier, survivors - c, t - c);
-    const d = this.params.length;
-    const integerEvent: DpEvent =
-      shareStd >= 0.5
-        ? poissonSampledEvent(
-            cfg.privacy.samplingRate,
-            distributedDiscreteGaussianEvent({
-              l2ClipNorm: cfg.privacy.clipNorm,
-              granularity: 1 / scale,
-              dimension: d,
-              localStddev: shareStd,
-              contributors: survivors - c,
-            }),
-          )
-        : nonPrivateEvent();
-    const budget = cfg.privacy.epsilonBudget;
-    if (budget !== null) {
-      // The release is checked on the integer mechanism it would actually be (a proof).
-      const after = this.accountant.epsilonAfter({
-        samplingRate: cfg.privacy.samplingRate,
-        noiseMultiplier: realised,
-        survivors,
-        shards,
-        integerEvent,
-      });
-      if (after > budget) {
-        this.doneReason = `privacy budget: releasing round ${r} would reach ε = ${after.toFixed(3)} > epsilonBudget ${budget}`;
-        this.budgetStop = true;
-        this.o.log.warn({ round: r, epsilon: this.epsilon, next: after }, 'round refused before release');
-        return false;
-      }
-    }
-    const entry: LedgerEntry = {
-      round: r,
-      samplingRate: cfg.privacy.samplingRate,
-      noiseMultiplier: realised,
-      survivors,
-      shards,
-      quorum: t,
-      colluders: c,
-      configuredNoiseMultiplier: cfg.privacy.noiseMultiplier,
-      integerEvent,
-      time: new Date().toISOString(),
-    };
-    this.ledger.append(entry);
-    this.ledgerEntries.push(entry);
-    this.accountant.record(entry);
-    return true;
-  }
-
-  private checkpoint(): void {
-    const cfg = this.config;
-    const model: Record<string, NamedTensor> = {};
-    const named: Record<string, Float32Array> = { ...this.o.initial };
-    let o = 0;
-    for (const s of this.specs) {
-      const n = sizeOf(s.shape);
-      named[s.name] = this.params.subarray(o, o + n);
-      o += n;
-    }
-    for (const p of this.o.def.params) model[p.name] = tensor(Float32Array.from(named[p.name]!), p.shape);
-    const st = this.optimizer.state();
-    const optimizer: Record<string, NamedTensor> = { step: tensor(Float64Array.from([st.step])) };
-    for (const [k, v] of Object.entries(st.slots)) optimizer[k] = tensor(v);
-    this.lastCheckpoint = saveCheckpoint(cfg.checkpoint.dir, {
-      manifest: {
-        round: this.modelVersion,
-        baseModelFingerprint: this.o.fingerprint,
-        model: {
-          kind: this.o.def.kind,
-          trainable: this.specs.map((s) => s.name),
-          parameters: this.params.length,
-        },
-        tensors: this.o.def.params.map((p) => ({ name: p.name, shape: p.shape, dtype: 'F32' })),
-        optimizer: { kind: this.optimizer.kind, step: st.step },
-        dp: {
-          clipNorm: cfg.privacy.clipNorm,
-          noiseMultiplier: cfg.privacy.noiseMultiplier,
-          delta: cfg.privacy.delta,
-          samplingRate: cfg.privacy.samplingRate,
-          epsilonBudget: cfg.privacy.epsilonBudget,
-          accountant: cfg.privacy.accountant,
-        },
-        accountant: { kind: `dp-${cfg.privacy.accountant}-per-shard`, events: this.ledgerEntries },
-        epsilon: Number.isFinite(this.epsilon) ? this.epsilon : null,
-      },
-      model,
-      optimizer,
-    });
-  }
-
-  private writePrivacyReport(): string {
-    const jsonEpsilon = (e: number | null) => (e === null || Number.isFinite(e) ? e : 'Infinity');
-    const file = path.join(this.config.checkpoint.dir, 'privacy-report.json');
-    const cfg = this.config;
-    writeFileAtomic(
-      file,
-      JSON.stringify(
-        {
-          job: cfg.name,
-          // JSON has no Infinity: a job without noise says so, never null or 0.
-          epsilon: Number.isFinite(this.epsilon) ? this.epsilon : 'Infinity',
-          nonPrivate: !Number.isFinite(this.epsilon),
-          delta: this.delta,
-          epsilonBudget: cfg.privacy.epsilonBudget,
-          accountant: this.accountant.describe(),
-          epsilonRdp: this.accountant.rdpEpsilon(),
-          epsilonIntegerMechanism: integerMechanismEpsilon(this.ledgerEntries, this.delta, cfg.workers.count),
-          integerMechanism:
-            "each worker adds exact discrete Gaussian noise N_Z(0, (σΔs)²/(t − c)) (dp's CSPRNG sampler); epsilonIntegerMechanism is dp's RDP bound for the Poisson-subsampled distributed discrete Gaussian over the survivors − c honest shares (Kairouz, Liu, Steinke 2021 per order; tight subsampling for symmetric shift pairs, docs/privacy.md): a proof for the integers, and the job's epsilon with either accountant",
-          // pld only: the continuous Gaussian's PLD, labelled as the non-rigorous reference it is.
-          ...(this.accountant.kind === 'pld'
-            ? { epsilonContinuousReference: jsonEpsilon(this.accountant.continuousReferenceEpsilon()) }
-            : {}),
-          privacyUnit: 'one training record',
-          samplingRate: cfg.privacy.samplingRate,
-          clipNorm: cfg.privacy.clipNorm,
-          noiseMultiplier: cfg.privacy.noiseMultiplier,
-          quorum: cfg.secureAggregation.threshold,
-          colluders: cfg.privacy.colluders,
-          noiseRule:
-            'each worker adds variance σ²Δ²/(t − c); a round with s survivors is accounted at σ·√((s − c)/(t − c)), the noise of its honest survivors alone',
-          threatModel: `the aggregator may be curious; up to ${cfg.privacy.colluders} worker(s) may collude with it and remove their own noise shares (privacy.colluders); ε counts only the honest workers' noise`,
-          releasedRounds: this.ledgerEntries,
-          stopReason: this.doneReason,
-        },
-        null,
-        2,
-      ) + '\n',
-    );
-    return file;
   }
 }
 
