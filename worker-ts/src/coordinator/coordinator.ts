@@ -290,7 +290,7 @@ export class Coordinator {
   }
 
   /** Runs rounds until `rounds` are released, the budget stops training, or a fatal error. */
-  run(): Promise<CoordinatorResult> {
+  async run(): Promise<CoordinatorResult> {
     this.transition('RUNNING');
     const running = this.#run();
     this.#running = running.catch(() => {});
