@@ -7,6 +7,7 @@ import { parseRunConfig, type RunConfig } from '../config.js';
 import { roundEncoding, roundPrivacy } from '../announcement.js';
 import { LEDGER_FILE, PRIVACY_REPORT_FILE, ReleaseGate, type ReleaseRequest } from './release-gate.js';
 import type { LedgerEntry } from './ledger.js';
+import { DeltaAboveInverseNError } from './privacy.js';
 
 const D = 8;
 
@@ -117,6 +118,22 @@ describe('coordinator/release-gate', () => {
     expect(gate.checkNextRound()).to.equal(undefined);
   });
 
+  it('checks δ ≤ 1/N once, when the records are known, unless privacy.allowDeltaAboveInverseN', () => {
+    const cfg = config(dir);
+    const gate = new ReleaseGate({ config: cfg, dimension: D, log: quiet() });
+    expect(() => gate.checkDelta(1000)).to.not.throw();
+    // Checked once: a later call (a worker that rejoined with another size) changes nothing.
+    expect(() => gate.checkDelta(1_000_000)).to.not.throw();
+    const strict = new ReleaseGate({ config: cfg, dimension: D, log: quiet() });
+    expect(() => strict.checkDelta(1_000_000)).to.throw(
+      DeltaAboveInverseNError,
+      /^privacy\.delta 0\.00001 is above 1\/N = 0\.00000100 for N = 1000000 training records/,
+    );
+    const allowed = { ...cfg, privacy: { ...cfg.privacy, allowDeltaAboveInverseN: true } } as RunConfig;
+    const lax = new ReleaseGate({ config: allowed, dimension: D, log: quiet() });
+    expect(() => lax.checkDelta(1_000_000)).to.not.throw();
+  });
+
   it('replays the ledger merged with the checkpoint events, counting each round once', () => {
     const cfg = config(dir);
     const first = new ReleaseGate({ config: cfg, dimension: D, log: quiet() });
@@ -143,5 +160,17 @@ describe('coordinator/release-gate', () => {
     expect((report.releasedRounds as unknown[]).length).to.equal(1);
     expect(report.epsilon).to.equal(gate.epsilon);
     expect(report.nonPrivate).to.equal(false);
+    expect(report).to.not.have.property('epsilonContinuousReference');
+  });
+
+  it("adds the continuous Gaussian's ε under pld, labelled as a reference, beside the rigorous one", () => {
+    const base = config(dir);
+    const cfg = { ...base, privacy: { ...base.privacy, accountant: 'pld' as const } };
+    const gate = new ReleaseGate({ config: cfg, dimension: D, log: quiet() });
+    gate.replay(0, []);
+    gate.admit(request(cfg, 1, [0, 1, 2]));
+    const report = JSON.parse(fs.readFileSync(gate.writeReport('done'), 'utf8')) as Record<string, unknown>;
+    expect(report.epsilonContinuousReference).to.be.a('number').and.greaterThan(0);
+    expect(report.epsilon).to.equal(gate.epsilon);
   });
 });
