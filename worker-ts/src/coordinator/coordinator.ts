@@ -166,7 +166,7 @@ export class Coordinator {
     this.gate = new ReleaseGate({ config: o.config, dimension: this.model.params.length, log: o.log });
     this.membership = new Membership({
       count: o.config.workers.count,
-      threshold: o.config.secureAggregation.threshold,
+      quorum: o.config.secureAggregation.quorum,
       ...(o.startupTimeoutMs !== undefined ? { startupTimeoutMs: o.startupTimeoutMs } : {}),
       ...(o.joinGraceMs !== undefined ? { joinGraceMs: o.joinGraceMs } : {}),
       onRefused: (id, err) => o.log.warn({ workerId: id, index: err.index }, err.message),

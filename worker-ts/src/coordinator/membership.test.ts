@@ -43,7 +43,7 @@ class FakeView implements AwaitingView {
 
 describe('coordinator/membership', () => {
   it('maps worker-<index> to its index and ignores ids that are not workers of this job', () => {
-    const m = new Membership({ count: 3, threshold: 2 });
+    const m = new Membership({ count: 3, quorum: 2 });
     expect(m.register('worker-2')).to.equal(2);
     expect(m.register('worker-2')).to.equal(2);
     expect(m.register('worker-3')).to.equal(undefined);
@@ -53,7 +53,7 @@ describe('coordinator/membership', () => {
   });
 
   it('refuses a second id for an index another id holds', () => {
-    const m = new Membership({ count: 3, threshold: 2 });
+    const m = new Membership({ count: 3, quorum: 2 });
     m.register('worker-1');
     let err: unknown;
     try {
@@ -72,7 +72,7 @@ describe('coordinator/membership', () => {
 
   it('leaves a refused id out of the round and reports it once; records the members’ shard sizes', () => {
     const refused: string[] = [];
-    const m = new Membership({ count: 3, threshold: 2, onRefused: (id) => refused.push(id) });
+    const m = new Membership({ count: 3, quorum: 2, onRefused: (id) => refused.push(id) });
     const view = new FakeView();
     view.join('worker-1', 40);
     view.join('worker-01', 1000);
@@ -93,7 +93,7 @@ describe('coordinator/membership', () => {
   });
 
   it('opens at once when every worker awaits, without waiting on the view', async () => {
-    const m = new Membership({ count: 3, threshold: 2 });
+    const m = new Membership({ count: 3, quorum: 2 });
     const view = new FakeView();
     for (const i of [2, 0, 1]) view.join(`worker-${i}`, 10);
     expect(await m.gather(view, true)).to.deep.equal(['worker-0', 'worker-1', 'worker-2']);
@@ -101,7 +101,7 @@ describe('coordinator/membership', () => {
   });
 
   it('wakes on a change in who awaits, not on a polling interval', async () => {
-    const m = new Membership({ count: 3, threshold: 2, startupTimeoutMs: 3_600_000 });
+    const m = new Membership({ count: 3, quorum: 2, startupTimeoutMs: 3_600_000 });
     const view = new FakeView(false);
     view.join('worker-0', 10);
     const gathered = m.gather(view, true);
@@ -116,7 +116,7 @@ describe('coordinator/membership', () => {
   });
 
   it('after the first round, opens with a quorum once the join grace has passed, sleeping exactly until then', async () => {
-    const m = new Membership({ count: 3, threshold: 2, joinGraceMs: 30 });
+    const m = new Membership({ count: 3, quorum: 2, joinGraceMs: 30 });
     const view = new FakeView();
     view.join('worker-2', 10);
     view.join('worker-0', 10);
@@ -126,7 +126,7 @@ describe('coordinator/membership', () => {
   });
 
   it('fails the first round when fewer than max(t, 2) joined within 4 × startupTimeoutMs', async () => {
-    const m = new Membership({ count: 3, threshold: 2, startupTimeoutMs: 2 });
+    const m = new Membership({ count: 3, quorum: 2, startupTimeoutMs: 2 });
     const view = new FakeView();
     view.join('worker-1', 10);
     let err: unknown;
@@ -137,7 +137,7 @@ describe('coordinator/membership', () => {
   });
 
   it('ends the wait when its signal is aborted, with the signal’s reason', async () => {
-    const m = new Membership({ count: 3, threshold: 2 });
+    const m = new Membership({ count: 3, quorum: 2 });
     const view = new FakeView(false);
     const ac = new AbortController();
     const gathered = m.gather(view, false, ac.signal);

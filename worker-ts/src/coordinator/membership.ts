@@ -19,8 +19,8 @@ export interface AwaitingView {
 export interface MembershipOptions {
   /** workers.count: indices 0 … count − 1 belong to the job. */
   count: number;
-  /** secureAggregation.threshold t: a round needs max(t, 2) members. */
-  threshold: number;
+  /** secureAggregation.quorum t (the fewest contributors a release may have): a round needs max(t, 2) members. */
+  quorum: number;
   /** Wait at most this long for all workers before the first round (default 120 s). */
   startupTimeoutMs?: number;
   /** After the first waiting worker, wait this long for the rest before opening with fewer (default 3 s). */
@@ -59,8 +59,8 @@ export class Membership {
   }
 
   /** Members a round needs: max(t, 2). */
-  get quorum(): number {
-    return Math.max(this.#o.threshold, 2);
+  get needed(): number {
+    return Math.max(this.#o.quorum, 2);
   }
 
   /**
@@ -142,7 +142,7 @@ export class Membership {
    */
   async gather(view: AwaitingView, first: boolean, signal?: AbortSignal): Promise<string[]> {
     const n = this.#o.count;
-    const need = this.quorum;
+    const need = this.needed;
     const grace = first ? this.#o.startupTimeoutMs : this.#o.joinGraceMs;
     const hardLimit = 4 * this.#o.startupTimeoutMs;
     const startedAt = Date.now();
