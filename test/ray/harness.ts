@@ -31,6 +31,8 @@ export interface SpecOptions {
   checkpointEvery?: number;
   /** privacy.epsilonBudget; null (no limit, tests only) for jobs that are stopped, not finished. */
   epsilonBudget?: number | null;
+  /** secureAggregation.mode; default masking. 'he' starts the aggregator's own key holder. */
+  mode?: 'masking' | 'he';
 }
 
 /**
@@ -49,7 +51,7 @@ export function writeSpec(dir: string, name: string, o: SpecOptions): string {
       'workers: { count: 3, cpusPerWorker: 0.5, maxRestarts: 2 }',
       'coordinator: { cpus: 0.5 }',
       `privacy: { clipNorm: 1, noiseMultiplier: 1.1, epsilonBudget: ${o.epsilonBudget === undefined ? 30 : o.epsilonBudget}, samplingRate: 0.1 }`,
-      'secureAggregation: { mode: masking, threshold: 2 }',
+      `secureAggregation: { mode: ${o.mode ?? 'masking'}, quorum: 2 }`,
       'optimizer: { kind: sgd, learningRate: 0.5, momentum: 0.9 }',
       `rounds: ${o.rounds}`,
       `checkpoint: { dir: ckpt-${name}, everyRounds: ${o.checkpointEvery ?? 5} }`,

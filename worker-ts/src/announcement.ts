@@ -26,7 +26,7 @@ export interface RoundPrivacy {
    * colluders, so that any t survivors of which c collude still hold t − c honest shares: σ·Δ.
    */
   shareStd: number;
-  /** Fewest contributors a released sum may have (the quorum t, secureAggregation.threshold). */
+  /** Fewest contributors a released sum may have (the quorum t, secureAggregation.quorum). */
   quorum: number;
   /** Shamir threshold of each worker's secrets: more than half the holders, and at least t. */
   shamirThreshold: number;
@@ -36,7 +36,7 @@ export interface RoundPrivacy {
 
 export function roundPrivacy(cfg: RunConfig, dimension: number, members: number): RoundPrivacy {
   const scale = cfg.secureAggregation.scale ?? DEFAULT_SCALE;
-  const quorum = cfg.secureAggregation.threshold;
+  const quorum = cfg.secureAggregation.quorum;
   const sensitivity = cfg.privacy.clipNorm + Math.sqrt(dimension) / scale;
   return {
     scale,
@@ -134,8 +134,8 @@ export function checkAnnouncement(open: RoundOpen, ctx: AnnouncementContext): vo
   exact('samplingRate', training.samplingRate, cfg.privacy.samplingRate, 'privacy.samplingRate');
   exact('clipNorm', training.clipNorm, cfg.privacy.clipNorm, 'privacy.clipNorm');
   if (n < p.quorum)
-    refuse('params.members', `${n} members`, `at least ${p.quorum} (secureAggregation.threshold)`);
-  exact('params.minInputs', params.minInputs, p.quorum, 'secureAggregation.threshold');
+    refuse('params.members', `${n} members`, `at least ${p.quorum} (secureAggregation.quorum)`);
+  exact('params.minInputs', params.minInputs, p.quorum, 'secureAggregation.quorum');
   exact('params.vectorLength', params.vectorLength, dimension, "the model's trainable parameters");
   if (!params.members.includes(ctx.workerId))
     refuse('params.members', JSON.stringify(params.members), `a roster that includes ${ctx.workerId}`);

@@ -24,20 +24,13 @@ type Flat<U extends { kind: string }> = { kind: U['kind'] } & Partial<UnionToInt
 /**
  * The parsed run config as the Node programs read it: `ResolvedRunConfig` (run-config/schema.ts,
  * every default filled by `parseRunConfig`) with the model's and the optimizer's kinds each
- * flattened into one object whose kind-specific fields are optional, plus
- * `secureAggregation.threshold`, the old name of the quorum, kept for readers not yet moved to
- * `quorum`. Derived, not restated: the schema is the one definition.
+ * flattened into one object whose kind-specific fields are optional. Derived, not restated: the
+ * schema is the one definition. The quorum is `secureAggregation.quorum` only; the Shamir threshold
+ * is not a setting (each round derives it from its members, announcement.ts).
  */
-export type RunConfig = Omit<ResolvedRunConfig, 'model' | 'optimizer' | 'secureAggregation'> & {
+export type RunConfig = Omit<ResolvedRunConfig, 'model' | 'optimizer'> & {
   model: Flat<ResolvedRunConfig['model']>;
   optimizer: Flat<ResolvedRunConfig['optimizer']> & { learningRate: number };
-  secureAggregation: ResolvedRunConfig['secureAggregation'] & {
-    /**
-     * @deprecated The old name of `quorum` (same value); it never meant the Shamir threshold, which
-     * each round derives from its members (announcement.ts).
-     */
-    threshold: number;
-  };
   /** Always absent: parseRunConfig refuses it (reproducible sampling is an in-process test option). */
   testingSamplingSeed?: undefined;
 };
@@ -86,9 +79,9 @@ export function parseRunConfig(raw: unknown): RunConfig {
   return asRunConfig(r.data);
 }
 
-/** The parsed config with the deprecated `secureAggregation.threshold` alias of the quorum. */
+/** The parsed config as the Node programs read it (RunConfig's flattened kinds). */
 export function asRunConfig(c: ResolvedRunConfig): RunConfig {
-  return { ...c, secureAggregation: { ...c.secureAggregation, threshold: c.secureAggregation.quorum } };
+  return c as RunConfig;
 }
 
 function readOldNames(c: Record<string, unknown>): Record<string, unknown> {

@@ -393,7 +393,7 @@ export class Coordinator {
       },
       threshold: privacy.shamirThreshold,
       degree: privacy.degree,
-      minInputs: Math.min(cfg.secureAggregation.threshold, n),
+      minInputs: Math.min(cfg.secureAggregation.quorum, n),
       bits: plan.bits,
     });
     // Observed either way below; this keeps an early rejection from being reported as unhandled.

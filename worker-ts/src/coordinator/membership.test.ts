@@ -132,7 +132,7 @@ describe('coordinator/membership', () => {
     let err: unknown;
     await m.gather(view, true).catch((e: unknown) => (err = e));
     expect((err as Error).message).to.equal(
-      'only 1 of 3 workers joined; at least 2 are needed (secureAggregation.threshold)',
+      'only 1 of 3 workers joined; at least 2 are needed (secureAggregation.quorum)',
     );
   });
 

@@ -164,7 +164,7 @@ export class Membership {
         if (k >= n || (k >= need && now - since >= grace)) return ws.map((w) => w.id);
         if (first && now - startedAt > hardLimit) {
           throw new Error(
-            `only ${k} of ${n} workers joined; at least ${need} are needed (secureAggregation.threshold)`,
+            `only ${k} of ${n} workers joined; at least ${need} are needed (secureAggregation.quorum)`,
           );
         }
         // Nothing but a change in who awaits, or one of these instants, can change the decision.

@@ -206,7 +206,7 @@ async function connectKeyHolder(
   if (address === undefined) {
     const child = await spawnKeyHolder(secureAggKeyHolderScript(), [
       '--min-inputs',
-      String(cfg.secureAggregation.threshold),
+      String(cfg.secureAggregation.quorum),
       '--listen',
       '127.0.0.1:0',
       '--tls-dir',
@@ -224,10 +224,10 @@ async function connectKeyHolder(
   let link: HeKeyHolderLink;
   try {
     link = await client.link();
-    const t = cfg.secureAggregation.threshold;
+    const t = cfg.secureAggregation.quorum;
     if (link.minInputs > t) {
       throw new Error(
-        `the key holder at ${address} decrypts only sums of ≥ ${link.minInputs} contributions, more than secureAggregation.threshold ${t}; start it with --min-inputs ${t}`,
+        `the key holder at ${address} decrypts only sums of ≥ ${link.minInputs} contributions, more than secureAggregation.quorum ${t}; start it with --min-inputs ${t}`,
       );
     }
   } catch (err) {

@@ -64,12 +64,12 @@ export class ReleaseGate {
         samplingRate: cfg.privacy.samplingRate,
         noiseMultiplier: realizedNoiseMultiplier(
           cfg.privacy.noiseMultiplier,
-          cfg.secureAggregation.threshold - cfg.privacy.colluders,
-          cfg.secureAggregation.threshold - cfg.privacy.colluders,
+          cfg.secureAggregation.quorum - cfg.privacy.colluders,
+          cfg.secureAggregation.quorum - cfg.privacy.colluders,
         ),
-        survivors: cfg.secureAggregation.threshold,
+        survivors: cfg.secureAggregation.quorum,
         shards: Array.from({ length: cfg.workers.count }, (_, i) => i),
-        quorum: cfg.secureAggregation.threshold,
+        quorum: cfg.secureAggregation.quorum,
         colluders: cfg.privacy.colluders,
         configuredNoiseMultiplier: cfg.privacy.noiseMultiplier,
         time: new Date().toISOString(),
@@ -157,7 +157,7 @@ export class ReleaseGate {
     const next = this.#accountant.epsilonAfter({
       samplingRate: cfg.privacy.samplingRate,
       noiseMultiplier: cfg.privacy.noiseMultiplier,
-      survivors: cfg.secureAggregation.threshold,
+      survivors: cfg.secureAggregation.quorum,
     });
     if (!(next > budget)) return undefined;
     this.#log.warn({ epsilon: this.epsilon, next }, 'stopping before the privacy budget would be exceeded');
@@ -175,7 +175,7 @@ export class ReleaseGate {
   admit(req: ReleaseRequest): boolean {
     const cfg = this.#cfg;
     const r = req.round;
-    const t = cfg.secureAggregation.threshold;
+    const t = cfg.secureAggregation.quorum;
     const survivors = req.survivors.length;
     // Per-shard accounting needs shards that do not depend on other records (data/shard.ts):
     // under 'contiguous' a removed record shifts others across range boundaries, so every round
@@ -264,7 +264,7 @@ export class ReleaseGate {
           samplingRate: cfg.privacy.samplingRate,
           clipNorm: cfg.privacy.clipNorm,
           noiseMultiplier: cfg.privacy.noiseMultiplier,
-          quorum: cfg.secureAggregation.threshold,
+          quorum: cfg.secureAggregation.quorum,
           colluders: cfg.privacy.colluders,
           noiseRule:
             'each worker adds variance σ²Δ²/(t − c); a round with s survivors is accounted at σ·√((s − c)/(t − c)), the noise of its honest survivors alone',
