@@ -219,25 +219,16 @@ export class HeEncryptor {
    * Int64), one zstd-compressed ciphertext per N values.
    */
   encrypt(v: RingVector): Uint8Array[] {
-    const signed = toSigned(v);
-    const chunks: Uint8Array[] = [];
-    const pt = this.#seal.PlainText();
-    const ct = this.#seal.CipherText();
-    try {
-      for (let off = 0; off < signed.length; off += N) {
-        this.#be.encode(signed.subarray(off, Math.min(off + N, signed.length)), pt);
-        this.#enc.encrypt(pt, ct);
-        chunks.push(ct.saveArray(this.#seal.ComprModeType.zstd));
-      }
-    } finally {
-      pt.delete();
-      ct.delete();
-    }
-    return chunks;
+    return this.#encryptChunks(toSigned(v));
   }
 
   /** Encrypts residues in [0, p) (a padded contribution, he-pad.ts), one ciphertext per N. */
   encryptResidues(v: BigUint64Array): Uint8Array[] {
+    return this.#encryptChunks(v);
+  }
+
+  /** Batch-encodes and encrypts `v`, N values per zstd-compressed ciphertext. */
+  #encryptChunks(v: Int32Array | BigInt64Array | BigUint64Array): Uint8Array[] {
     const chunks: Uint8Array[] = [];
     const pt = this.#seal.PlainText();
     const ct = this.#seal.CipherText();
