@@ -3,13 +3,11 @@
 // identities are the job's, made by ray-cluster's pki.py; a worker signing with another job's is
 // caught by the others' signature checks.
 import { expect } from 'chai';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import path from 'node:path';
 import {
   address,
+  jobIdentities,
   killAll,
-  ROOT,
   startCoordinator,
   startWorker,
   tmpDir,
@@ -17,18 +15,11 @@ import {
   type Proc,
 } from './harness.js';
 
-/** Identity directories (ca.pem, cert.pem, key.pem) for workers 0..n-1 of one job. */
+/** Identity directories (ca.pem, cert.pem, key.pem) for workers 0..n-1 of one job (pki.py). */
 function workerIdentities(job: string, workers: number): string[] {
-  const script = [
-    'import json, sys',
-    'from tensorguard_ray._internal.pki import JobPki',
-    'pki = JobPki(sys.argv[1])',
-    'print(json.dumps([pki.worker(i).write() for i in range(int(sys.argv[2]))]))',
-  ].join('\n');
-  const out = execFileSync(path.join(ROOT, '.venv/bin/python'), ['-c', script, job, String(workers)], {
-    encoding: 'utf8',
-  });
-  return JSON.parse(out) as string[];
+  const ids = jobIdentities(job, workers);
+  for (const unused of [ids.aggregator, ids.keyHolder]) fs.rmSync(unused, { recursive: true, force: true });
+  return ids.workers;
 }
 
 describe('worker --identity-dir: identity signatures over a plaintext channel', function () {

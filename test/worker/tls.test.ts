@@ -4,34 +4,18 @@
 import { SecureAggClient } from '@tensorguard/secure-agg/service';
 import { AGGREGATOR_TLS_NAME, clientTls, readTlsDir } from '@tensorguard/worker';
 import { expect } from 'chai';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
   address,
+  jobIdentities,
   killAll,
-  ROOT,
   startCoordinator,
   startWorker,
   tmpDir,
   writeConfig,
   type Proc,
 } from './harness.js';
-
-/** Identity directories (ca.pem, cert.pem, key.pem) for the aggregator and workers 0..n-1 of one job. */
-function identities(job: string, workers: number): { aggregator: string; workers: string[] } {
-  const script = [
-    'import json, sys',
-    'from tensorguard_ray._internal.pki import JobPki',
-    'pki = JobPki(sys.argv[1])',
-    'n = int(sys.argv[2])',
-    'print(json.dumps({"aggregator": pki.aggregator().write(), "workers": [pki.worker(i).write() for i in range(n)]}))',
-  ].join('\n');
-  const out = execFileSync(path.join(ROOT, '.venv/bin/python'), ['-c', script, job, String(workers)], {
-    encoding: 'utf8',
-  });
-  return JSON.parse(out) as { aggregator: string; workers: string[] };
-}
 
 function startCoordinatorTls(config: string, tlsDir: string): Proc {
   return startCoordinator(config, { TENSORGUARD_JOIN_GRACE_MS: '500' }, ['--tls-dir', tlsDir]);
@@ -44,9 +28,9 @@ describe('worker + coordinator over mutual TLS with the job identities', functio
 
   it('a job completes over TLS; the coordinator refuses a client without a certificate, with another index’s, and with another job’s', async () => {
     const dir = tmpDir('tg-tls-');
-    const ids = identities('job-tls', 3);
-    const other = identities('job-other', 1);
-    dirs.push(dir, ids.aggregator, ...ids.workers, other.aggregator, ...other.workers);
+    const ids = jobIdentities('job-tls', 3);
+    const other = jobIdentities('job-other', 1);
+    dirs.push(dir, ...[ids, other].flatMap((i) => [i.aggregator, i.keyHolder, ...i.workers]));
     const config = writeConfig(dir, { rounds: 2 });
     const coord = startCoordinatorTls(config, ids.aggregator);
     const procs: Proc[] = [coord];
