@@ -9,15 +9,19 @@
 //  (c) the coordinator and workers started directly, over loopback, once with `--tls-dir`
 //      identities made by the project's own PKI (tensorguard_ray._internal.pki.JobPki) and once
 //      without, same config.
-// Per run: the coordinator's `round_seconds` (mean and median, the first round left out: it
-// compiles the model's kernels), the per-round wall time from the arrival rate of round lines
+// Per run: the coordinator's `round_seconds` (mean and median, the first WARMUP rounds left out:
+// they compile the model's kernels and warm V8's JIT), the per-round wall time from the arrival rate of round lines
 // (as ray-overhead measures it), and bytes per worker per round (the workers' `bytes_sent`;
 // the Ray paths' worker lines are read back from the job's logs). The ratios compare medians,
 // which a shared machine's scheduling stalls move less than means.
 // Load drift: both clusters stay up for the whole benchmark (their idle cost is on every variant),
 // and the variants run twice in mirrored order (single, multi, tls, plain, then plain, tls,
 // multi, single), so that a load that rises or falls linearly over the run biases no side; each
-// ratio is that of the two runs' mean medians.
+// ratio is that of the two runs' mean medians. With --reps=N the summary also gives the smallest
+// and largest per-repetition ratio (each repetition's two runs are minutes apart at most), so a
+// reader can see how much of a ratio is the machine's noise.
+// `--cpu-prof=DIR` writes V8 CPU profiles of the direct runs' programs under DIR/<mode>/ (what
+// found that the workers' CPU is mostly noise sampling and TLS's own share is ~1 %).
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -28,6 +32,8 @@ import { until, watch, type Watched } from '../watch.js';
 
 const WORKERS = 3;
 const REPEATS = 2;
+/** Rounds left out of each run's medians: kernel compilation and JIT warm-up. */
+const WARMUP = 5;
 
 /** What this benchmark uses of @tensorguard/driver, loaded from driver/dist at run time. */
 interface ClusterInfo {
@@ -239,14 +245,23 @@ async function direct(
   ids: { aggregator: string; workers: string[] },
   mode: DirectMode,
   rounds: number,
+  cpuProfDir?: string,
 ): Promise<RunResult> {
   const tls = mode === 'tls';
+  const prof = (who: string) =>
+    cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${path.join(cpuProfDir, mode, who)}`] : [];
   const env = { TF_NUM_INTRAOP_THREADS: '1', TF_NUM_INTEROP_THREADS: '1', TF_CPP_MIN_LOG_LEVEL: '2' };
   const bin = (b: string) => path.join(root, 'worker-ts', 'dist', 'bin', b);
   const t0 = performance.now();
   const coord = watch(
     process.execPath,
-    [bin('coordinator.js'), '--config', configFile, ...(tls ? ['--tls-dir', ids.aggregator] : [])],
+    [
+      ...prof('coordinator'),
+      bin('coordinator.js'),
+      '--config',
+      configFile,
+      ...(tls ? ['--tls-dir', ids.aggregator] : []),
+    ],
     env,
     t0,
     root,
@@ -269,6 +284,7 @@ async function direct(
       const w = watch(
         process.execPath,
         [
+          ...prof('workers'),
           bin('worker.js'),
           '--config',
           configFile,
@@ -326,6 +342,8 @@ async function direct(
       ),
     };
   } finally {
+    // A profile is written at exit: give the coordinator its few seconds to finish.
+    if (cpuProfDir) await Promise.race([coord.exited, new Promise((r) => setTimeout(r, 10_000))]);
     for (const p of procs) if (p.child.exitCode === null) p.child.kill('SIGKILL');
   }
 }
@@ -337,10 +355,11 @@ function row(name: string, rep: number, r: RunResult, rounds: number): Row {
     );
   const [first] = r.roundArrivals;
   const last = r.roundArrivals.at(-1)!;
-  const steady = r.roundSeconds.slice(1);
+  const steady = r.roundSeconds.slice(WARMUP);
   // The coordinator's phases: 'aggregate' runs from the round's opening to the release gate
   // (key setup, the workers' local step, the masked uploads), 'unmask' from there to the sum.
-  const phase = (k: string) => Number(median(r.phases.slice(1).map((p) => Number(p[k] ?? 0))).toFixed(4));
+  const phase = (k: string) =>
+    Number(median(r.phases.slice(WARMUP).map((p) => Number(p[k] ?? 0))).toFixed(4));
   return {
     path: name,
     rep,
@@ -369,20 +388,28 @@ const DIRECT_MODE: Partial<Record<Variant, DirectMode>> = {
   'direct bare': 'bare',
 };
 
-/** `--reps=N` (default 2) and `--direct-only` (the three direct variants, no Ray clusters). */
-function parseOptions(args: string[]): { reps: number; directOnly: boolean } {
+/**
+ * `--reps=N` (default 2), `--direct-only` (the three direct variants, no Ray clusters) and
+ * `--cpu-prof=DIR` (V8 CPU profiles of the direct runs' programs).
+ */
+function parseOptions(args: string[]): { reps: number; directOnly: boolean; cpuProfDir?: string } {
   let reps = REPEATS;
   let directOnly = false;
+  let cpuProfDir: string | undefined;
   for (const a of args) {
     if (a === '--quick') continue;
     if (a === '--direct-only') directOnly = true;
+    else if (a.startsWith('--cpu-prof=')) cpuProfDir = path.resolve(a.slice('--cpu-prof='.length));
     else if (a.startsWith('--reps=')) {
       reps = Number(a.slice('--reps='.length));
       if (!Number.isSafeInteger(reps) || reps < 1)
         throw new Error(`--reps must be a positive integer, got ${a.slice('--reps='.length)}`);
-    } else throw new Error(`multinode: unknown argument ${a} (expected --quick, --reps=N, --direct-only)`);
+    } else
+      throw new Error(
+        `multinode: unknown argument ${a} (expected --quick, --reps=N, --direct-only, --cpu-prof=DIR)`,
+      );
   }
-  return { reps, directOnly };
+  return { reps, directOnly, ...(cpuProfDir ? { cpuProfDir } : {}) };
 }
 
 export const benchmark: Benchmark = {
@@ -390,7 +417,7 @@ export const benchmark: Benchmark = {
     'one Ray node vs two network-namespace nodes (tensorguard train), and TLS vs plaintext with the same protocol, and vs plaintext without identities (direct programs): tanh CNN, 3 workers, secure aggregation',
   async run({ quick, root, args, log }) {
     const rounds = quick ? 40 : 150;
-    const { reps, directOnly } = parseOptions(args);
+    const { reps, directOnly, cpuProfDir } = parseOptions(args);
     const driver = (await import(
       pathToFileURL(path.join(root, 'driver', 'dist', 'index.js')).href
     )) as Driver;
@@ -441,7 +468,7 @@ export const benchmark: Benchmark = {
           return r;
         }
         fs.rmSync(path.join(dir, 'ckpt-direct'), { recursive: true, force: true });
-        return direct(root, configFile, ids, DIRECT_MODE[v]!, rounds);
+        return direct(root, configFile, ids, DIRECT_MODE[v]!, rounds, cpuProfDir);
       };
 
       const directs: Variant[] = ['direct tls', 'direct plaintext', 'direct bare'];
@@ -457,6 +484,14 @@ export const benchmark: Benchmark = {
       const med = (v: Variant) =>
         median(rows.filter((r) => r.path === v).map((r) => Number(r.round_median_s)));
       const ratio = (a: Variant, b: Variant) => Number((med(a) / med(b)).toFixed(3));
+      // The per-repetition ratios' range: how far the machine's noise moves one ratio.
+      const repRatios = (a: Variant, b: Variant) => {
+        const at = (v: Variant, rep: number) =>
+          Number(rows.find((r) => r.path === v && r.rep === rep)!.round_median_s);
+        const rs = Array.from({ length: reps }, (_, i) => at(a, i + 1) / at(b, i + 1));
+        return { min: Number(Math.min(...rs).toFixed(3)), max: Number(Math.max(...rs).toFixed(3)) };
+      };
+      const tlsReps = repRatios('direct tls', 'direct plaintext');
       const cpu = (v: Variant) =>
         median(rows.filter((r) => r.path === v).map((r) => Number(r.cpu_ms_per_round)));
       const cpuRatio = (a: Variant, b: Variant) => Number((cpu(a) / cpu(b)).toFixed(3));
@@ -470,6 +505,8 @@ export const benchmark: Benchmark = {
           ...(directOnly ? {} : { multinode_over_single_node_round_time: ratio('two-node', 'single-node') }),
           bytes_per_worker_per_round: Math.round(mean(bytes)),
           tls_over_plaintext_round_time: ratio('direct tls', 'direct plaintext'),
+          tls_over_plaintext_round_time_rep_min: tlsReps.min,
+          tls_over_plaintext_round_time_rep_max: tlsReps.max,
           identity_over_bare_round_time: ratio('direct plaintext', 'direct bare'),
           tls_over_bare_plaintext_round_time: ratio('direct tls', 'direct bare'),
           tls_over_plaintext_cpu_time: cpuRatio('direct tls', 'direct plaintext'),
