@@ -3,13 +3,34 @@
 // discrete Laplace by a geometric, then rejection to N_Z(0, σ²). Every probability is an exact
 // rational, compared with CSPRNG bits (SecureRandom.bernoulli), so the output distribution is
 // exactly the discrete Gaussian with the variance parameter below, with no floating-point
-// surface (the concern of Mironov 2012). Integer arithmetic stays in doubles while products are
-// below 2^52 and moves to bigint beyond, so it is exact for any σ (just slower for huge σ).
+// surface (the concern of Mironov 2012). Integer arithmetic is exact at every size, in one of
+// three representations that consume the same random bits and so give the same output sequence:
+// - doubles, while the acceptance test's numbers stay below 2^52 (small σ);
+// - fixed-width 144-bit integers (uint-wide.ts: six 24-bit limbs, scratch allocated once per
+//   sampler) for the acceptance test γ = A / D with A = (|y|·t·q − p)², D = 2·p·q·t². Bounds:
+//   exactVariance keeps p <= 2^52 and q <= 2^16, and σ < 2^20 gives t = floor(σ) + 1 <= 2^20, so
+//   D <= 2^109 and the multiples D·k of Algorithm 1 fit for every k < 2^34; A fits whenever
+//   |y| < 2^36, which fails with probability below exp(−2^16) (|y| is discrete Laplace, scale t);
+// - bigint, only as the fallback when a number would pass 2^144 (never in practice, but exact).
 import { InvalidArgumentError } from './errors.js';
 import { type SecureRandom, defaultRandom } from './random.js';
+import {
+  type Wide,
+  add,
+  cmp,
+  mul,
+  mulSmall,
+  setBigInt,
+  setNumber,
+  sub,
+  toBigInt,
+  wideZero,
+} from './uint-wide.js';
 import { requireCount } from './validation.js';
 
 const SAFE = 4503599627370496; // 2^52
+/** Largest D = 2·p·q·t² kept in doubles: Algorithm 1's D·k then stays below 2^52 for k < 256. */
+const DOUBLE_DEN_MAX = 17592186044416; // 2^44
 
 /** σ² as an exact fraction numerator/denominator. */
 export interface ExactVariance {
@@ -88,6 +109,27 @@ function bernoulliExpNegLe1(random: SecureRandom, num: number | bigint, den: num
   return k % 2 === 1;
 }
 
+/**
+ * bernoulliExpNegLe1 on fixed-width integers: num <= den < 2^144; `dk` is scratch for den·k, built
+ * by repeated addition. Continues in bigint from the same k if den·k would pass 2^144.
+ * Exported for tests only.
+ */
+export function bernoulliExpNegLe1Wide(random: SecureRandom, num: Wide, den: Wide, dk: Wide): boolean {
+  let k = 1;
+  dk.set(den);
+  for (;;) {
+    if (!random.bernoulliWide(num, dk)) break;
+    k++;
+    if (!add(dk, dk, den)) {
+      const n = toBigInt(num);
+      const d = toBigInt(den);
+      while (random.bernoulli(n, d * BigInt(k))) k++;
+      break;
+    }
+  }
+  return k % 2 === 1;
+}
+
 /** Bernoulli(exp(−num/den)) for any num/den >= 0 (CKS20 Algorithm 1, γ > 1 by splitting). */
 function bernoulliExpNeg(random: SecureRandom, num: number | bigint, den: number | bigint): boolean {
   if (typeof num === 'number' && typeof den === 'number') {
@@ -104,6 +146,15 @@ function bernoulliExpNeg(random: SecureRandom, num: number | bigint, den: number
     n -= d;
   }
   return bernoulliExpNegLe1(random, n, d);
+}
+
+/** bernoulliExpNeg on fixed-width integers; `num` is consumed (overwritten), `dk` is scratch. */
+function bernoulliExpNegWide(random: SecureRandom, num: Wide, den: Wide, dk: Wide): boolean {
+  while (cmp(num, den) > 0) {
+    if (!bernoulliExpNegLe1(random, 1, 1)) return false;
+    sub(num, num, den);
+  }
+  return bernoulliExpNegLe1Wide(random, num, den, dk);
 }
 
 /** Discrete Laplace with scale t (integer >= 1): P(x) ∝ exp(−|x|/t) (CKS20 Algorithm 2). */
@@ -131,6 +182,16 @@ export class DiscreteGaussianSampler {
   readonly variance: ExactVariance;
   private readonly t: number;
   private readonly random: SecureRandom;
+  /** D = 2·p·q·t² as a double when at most DOUBLE_DEN_MAX, else 0 (fixed-width path). */
+  private readonly doubleDen: number;
+  /** Whether t, q and D fit the fixed-width path (always, within the constructor's limits). */
+  private readonly wideOk: boolean;
+  private readonly wideP: Wide = wideZero();
+  private readonly wideD: Wide = wideZero();
+  // Scratch for the acceptance test, reused by every sample.
+  private readonly wideA: Wide = wideZero();
+  private readonly wideX: Wide = wideZero();
+  private readonly wideDk: Wide = wideZero();
 
   /**
    * `sigma` > 0 (integer units); `random` defaults to the process-wide CSPRNG. Throws
@@ -145,28 +206,45 @@ export class DiscreteGaussianSampler {
     let f = Math.floor(Math.sqrt(p / q));
     while (f * f * q > p) f--;
     while ((f + 1) * (f + 1) * q <= p) f++;
-    this.t = f + 1;
+    const t = f + 1;
+    this.t = t;
+    const den = 2n * BigInt(p) * BigInt(q) * BigInt(t) * BigInt(t);
+    this.doubleDen = den <= BigInt(DOUBLE_DEN_MAX) ? Number(den) : 0;
+    // mulSmall takes factors up to 2^28; t <= 2^20 and q <= 2^16 here.
+    this.wideOk = setBigInt(this.wideD, den) && setNumber(this.wideP, p) && t <= 2 ** 28 && q <= 2 ** 28;
   }
 
   /** One sample (CKS20 Algorithm 3). */
   sample(): number {
-    const { numerator: p, denominator: q } = this.variance;
-    const t = this.t;
     for (;;) {
       const y = this.discreteLaplace();
-      // γ = (|y| − σ²/t)² / (2σ²) = (|y|·t·q − p)² / (2·p·q·t²)
-      const a = Math.abs(y) * t * q - p;
-      const den = 2 * p * q * t * t;
-      const accept =
-        Math.abs(a) < 67108864 && den < SAFE
-          ? bernoulliExpNeg(this.random, a * a, den)
-          : bernoulliExpNeg(
-              this.random,
-              (BigInt(Math.abs(y)) * BigInt(t) * BigInt(q) - BigInt(p)) ** 2n,
-              2n * BigInt(p) * BigInt(q) * BigInt(t) * BigInt(t),
-            );
-      if (accept) return y;
+      if (this.accept(Math.abs(y))) return y;
     }
+  }
+
+  /**
+   * Algorithm 3's acceptance test for a discrete Laplace draw of magnitude `absY`: Bernoulli(exp(−γ))
+   * with γ = (|y| − σ²/t)² / (2σ²) = (|y|·t·q − p)² / (2·p·q·t²). Public for the tests only.
+   */
+  accept(absY: number): boolean {
+    const { numerator: p, denominator: q } = this.variance;
+    const t = this.t;
+    if (this.doubleDen !== 0) {
+      // A product that rounds (past 2^53) leaves a >= 2^53 − p >= 2^52, so the guard stays exact.
+      const a = absY * t * q - p;
+      if (Math.abs(a) < 67108864) return bernoulliExpNeg(this.random, a * a, this.doubleDen);
+    }
+    const x = this.wideX;
+    if (this.wideOk && setNumber(x, absY) && mulSmall(x, x, t) && mulSmall(x, x, q)) {
+      if (cmp(x, this.wideP) >= 0) sub(x, x, this.wideP);
+      else sub(x, this.wideP, x);
+      if (mul(this.wideA, x, x)) return bernoulliExpNegWide(this.random, this.wideA, this.wideD, this.wideDk);
+    }
+    return bernoulliExpNeg(
+      this.random,
+      (BigInt(absY) * BigInt(t) * BigInt(q) - BigInt(p)) ** 2n,
+      2n * BigInt(p) * BigInt(q) * BigInt(t) * BigInt(t),
+    );
   }
 
   private discreteLaplace(): number {

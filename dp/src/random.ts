@@ -4,6 +4,7 @@
 // the released values.
 import { randomFillSync } from 'node:crypto';
 import { InvalidArgumentError } from './errors.js';
+import { LIMB_BASE, type Wide } from './uint-wide.js';
 
 const BUFFER_WORDS = 16384; // 64 KiB per refill
 const TWO_POW_32 = 4294967296;
@@ -76,7 +77,8 @@ export class SecureRandom {
   /**
    * An exact Bernoulli(num/den) draw for integers 0 <= num <= den: compares a lazily drawn uniform
    * binary fraction with the binary expansion of num/den (2 bits on average). Uses doubles while
-   * den < 2^52 and bigint beyond, so it is exact for any size.
+   * den < 2^52 and bigint beyond, so it is exact for any size (bernoulliWide is the same draw on
+   * fixed-width integers, for callers that must not allocate a bigint per draw).
    */
   bernoulli(num: number | bigint, den: number | bigint): boolean {
     if (typeof num === 'number' && typeof den === 'number' && den < TWO_POW_52) {
@@ -108,6 +110,53 @@ export class SecureRandom {
       const ub = this.bit();
       if (ub !== pb) return ub < pb;
       if (r === 0n) return false;
+    }
+  }
+
+  /**
+   * bernoulli(num, den) for fixed-width integers (uint-wide.ts) 0 <= num, den < 2^144: the same
+   * comparison, consuming the same bits, with no allocation. num and den are not modified.
+   */
+  bernoulliWide(num: Wide, den: Wide): boolean {
+    // The remainder r < den is kept in three local limbs; its top limb may reach 2^49 after a
+    // doubling, still exact in a double, so no carry ever leaves it.
+    const d0 = den[0]!;
+    const d1 = den[1]!;
+    const d2 = den[2]!;
+    let r0 = num[0]!;
+    let r1 = num[1]!;
+    let r2 = num[2]!;
+    if (r2 > d2 || (r2 === d2 && (r1 > d1 || (r1 === d1 && r0 >= d0)))) return true;
+    for (;;) {
+      r0 *= 2;
+      r1 *= 2;
+      r2 *= 2;
+      if (r0 >= LIMB_BASE) {
+        r0 -= LIMB_BASE;
+        r1 += 1;
+      }
+      if (r1 >= LIMB_BASE) {
+        r1 -= LIMB_BASE;
+        r2 += 1;
+      }
+      let pb = 0;
+      if (r2 > d2 || (r2 === d2 && (r1 > d1 || (r1 === d1 && r0 >= d0)))) {
+        pb = 1;
+        r0 -= d0;
+        r1 -= d1;
+        r2 -= d2;
+        if (r0 < 0) {
+          r0 += LIMB_BASE;
+          r1 -= 1;
+        }
+        if (r1 < 0) {
+          r1 += LIMB_BASE;
+          r2 -= 1;
+        }
+      }
+      const ub = this.bit();
+      if (ub !== pb) return ub < pb;
+      if (r0 === 0 && r1 === 0 && r2 === 0) return false;
     }
   }
 }
