@@ -4,6 +4,7 @@ import {
   ReferenceDiscreteGaussianSampler,
   referenceBernoulli,
   referenceBernoulliExpNegLe1,
+  referenceUniformInt,
 } from './discrete-gaussian-reference.js';
 import { SecureRandom } from './random.js';
 import {
@@ -17,6 +18,7 @@ import {
   setBigInt,
   setNumber,
   shl1,
+  squareNumber,
   sub,
   toBigInt,
   wideZero,
@@ -132,6 +134,51 @@ describe('uint-wide (fixed-width integers for the discrete Gaussian)', () => {
     // The limbs hold 48 bits: 2^48 − 1 squared carries across every limb.
     expect(mul(out, wideOf(BigInt(LIMB_BASE) - 1n), wideOf(BigInt(LIMB_BASE) - 1n))).to.equal(true);
     expect(toBigInt(out)).to.equal((2n ** 48n - 1n) ** 2n);
+  });
+
+  it('squares numbers up to 2^53 like bigint', () => {
+    const r = seeded(5);
+    const xs = [0, 1, 2 ** 24 - 1, 2 ** 24, 2 ** 32 - 1, 2 ** 48 - 1, 2 ** 48, 2 ** 52, 2 ** 53 - 1, 2 ** 53];
+    for (let i = 0; i < 2000; i++) xs.push(Math.floor(r.uniform() * 2 ** r.uniformInt(54)));
+    const out = wideZero();
+    for (const x of xs) {
+      expect(squareNumber(out, x)).to.equal(true);
+      expect(toBigInt(out), `${x}²`).to.equal(BigInt(x) ** 2n);
+    }
+    for (const x of [-1, 0.5, 2 ** 53 + 2, NaN]) expect(squareNumber(out, x), `${x}`).to.equal(false);
+  });
+
+  it('SecureRandom.uniformInt (cached limit, no double %) draws what it drew before', () => {
+    const rn = seeded(9);
+    const ns = [
+      1,
+      2,
+      3,
+      7,
+      1001,
+      65537,
+      2 ** 20,
+      2 ** 31 + 11,
+      2 ** 32 - 1,
+      2 ** 32,
+      2 ** 32 + 1,
+      2 ** 52 - 3,
+      2 ** 52,
+    ];
+    for (let i = 0; i < 40; i++) ns.push(1 + rn.uniformInt(2 ** (1 + rn.uniformInt(52))));
+    for (const n of ns) {
+      const a = seeded(n);
+      const b = seeded(n);
+      for (let i = 0; i < 200; i++) expect(a.uniformInt(n), `n = ${n}`).to.equal(referenceUniformInt(b, n));
+      expect(a.uint32()).to.equal(b.uint32());
+    }
+    // One stream switching between n values (the cached limit must follow n).
+    const a = seeded(77);
+    const b = seeded(77);
+    for (let i = 0; i < 2000; i++) {
+      const n = ns[i % ns.length]!;
+      expect(a.uniformInt(n), `n = ${n}`).to.equal(referenceUniformInt(b, n));
+    }
   });
 
   it('SecureRandom.bernoulliWide draws what bernoulli draws, from the same bits', () => {

@@ -1,6 +1,7 @@
 // TEST-ONLY REFERENCE: a frozen copy of the all-double/bigint discrete Gaussian sampler as it was
 // before the fixed-width arithmetic of uint-wide.ts (CKS20 Algorithms 1-3, with SecureRandom's
-// bigint-capable Bernoulli copied in as referenceBernoulli). The sequence-identity tests in
+// bigint-capable Bernoulli and its uniformInt copied in as referenceBernoulli and
+// referenceUniformInt; only uint32 and bit, the word stream itself, come from SecureRandom). The sequence-identity tests in
 // discrete-gaussian-fast.test.ts check that DiscreteGaussianSampler returns exactly the outputs of
 // this code for the same random word stream. Not exported from index.ts; do not use outside tests.
 import { exactVariance, type ExactVariance } from './discrete-gaussian.js';
@@ -46,6 +47,23 @@ export function referenceBernoulli(
   }
 }
 
+/** SecureRandom.uniformInt as it was (double `%` each draw): uniform in [0, n) by rejection. */
+export function referenceUniformInt(random: SecureRandom, n: number): number {
+  if (n <= 4294967296) {
+    const limit = 4294967296 - (4294967296 % n);
+    for (;;) {
+      const x = random.uint32();
+      if (x < limit) return x % n;
+    }
+  }
+  const range = SAFE;
+  const limit = range - (range % n);
+  for (;;) {
+    const x = (random.uint32() & 0xfffff) * 4294967296 + random.uint32();
+    if (x < limit) return x % n;
+  }
+}
+
 /** Bernoulli(exp(−num/den)) for 0 <= num/den <= 1, as before (CKS20 Algorithm 1). */
 export function referenceBernoulliExpNegLe1(
   random: SecureRandom,
@@ -80,7 +98,7 @@ function bernoulliExpNeg(random: SecureRandom, num: number | bigint, den: number
 
 function discreteLaplace(random: SecureRandom, t: number): number {
   for (;;) {
-    const u = random.uniformInt(t);
+    const u = referenceUniformInt(random, t);
     if (!referenceBernoulliExpNegLe1(random, u, t)) continue;
     let v = 0;
     while (referenceBernoulliExpNegLe1(random, 1, 1)) v++;

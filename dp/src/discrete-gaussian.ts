@@ -22,6 +22,7 @@ import {
   mulSmall,
   setBigInt,
   setNumber,
+  squareNumber,
   sub,
   toBigInt,
   wideZero,
@@ -29,6 +30,7 @@ import {
 import { requireCount } from './validation.js';
 
 const SAFE = 4503599627370496; // 2^52
+const TWO_POW_53 = 9007199254740992;
 /** Largest D = 2·p·q·t² kept in doubles: Algorithm 1's D·k then stays below 2^52 for k < 256. */
 const DOUBLE_DEN_MAX = 17592186044416; // 2^44
 
@@ -110,6 +112,24 @@ function bernoulliExpNegLe1(random: SecureRandom, num: number | bigint, den: num
 }
 
 /**
+ * bernoulliExpNegLe1 for doubles (num <= den, den·k exact): the discrete Laplace's draws and the
+ * small-σ acceptance test. Continues in bigint from the same k once den·k reaches 2^52.
+ */
+function bernoulliExpNegLe1Double(random: SecureRandom, num: number, den: number): boolean {
+  let k = 1;
+  for (;;) {
+    const d = den * k;
+    if (d >= SAFE) {
+      while (random.bernoulli(BigInt(num), BigInt(den) * BigInt(k))) k++;
+      break;
+    }
+    if (!random.bernoulliDouble(num, d)) break;
+    k++;
+  }
+  return k % 2 === 1;
+}
+
+/**
  * bernoulliExpNegLe1 on fixed-width integers: num <= den < 2^144; `dk` is scratch for den·k, built
  * by repeated addition. Continues in bigint from the same k if den·k would pass 2^144.
  * Exported for tests only.
@@ -134,10 +154,10 @@ export function bernoulliExpNegLe1Wide(random: SecureRandom, num: Wide, den: Wid
 function bernoulliExpNeg(random: SecureRandom, num: number | bigint, den: number | bigint): boolean {
   if (typeof num === 'number' && typeof den === 'number') {
     while (num > den) {
-      if (!bernoulliExpNegLe1(random, 1, 1)) return false;
+      if (!bernoulliExpNegLe1Double(random, 1, 1)) return false;
       num -= den;
     }
-    return bernoulliExpNegLe1(random, num, den);
+    return bernoulliExpNegLe1Double(random, num, den);
   }
   let n = BigInt(num);
   const d = BigInt(den);
@@ -151,7 +171,7 @@ function bernoulliExpNeg(random: SecureRandom, num: number | bigint, den: number
 /** bernoulliExpNeg on fixed-width integers; `num` is consumed (overwritten), `dk` is scratch. */
 function bernoulliExpNegWide(random: SecureRandom, num: Wide, den: Wide, dk: Wide): boolean {
   while (cmp(num, den) > 0) {
-    if (!bernoulliExpNegLe1(random, 1, 1)) return false;
+    if (!bernoulliExpNegLe1Double(random, 1, 1)) return false;
     sub(num, num, den);
   }
   return bernoulliExpNegLe1Wide(random, num, den, dk);
@@ -161,9 +181,9 @@ function bernoulliExpNegWide(random: SecureRandom, num: Wide, den: Wide, dk: Wid
 function discreteLaplace(random: SecureRandom, t: number): number {
   for (;;) {
     const u = random.uniformInt(t);
-    if (!bernoulliExpNegLe1(random, u, t)) continue;
+    if (!bernoulliExpNegLe1Double(random, u, t)) continue;
     let v = 0;
-    while (bernoulliExpNegLe1(random, 1, 1)) v++;
+    while (bernoulliExpNegLe1Double(random, 1, 1)) v++;
     const x = u + t * v;
     const negative = random.bit() === 1;
     if (negative && x === 0) continue;
@@ -233,6 +253,14 @@ export class DiscreteGaussianSampler {
       // A product that rounds (past 2^53) leaves a >= 2^53 − p >= 2^52, so the guard stays exact.
       const a = absY * t * q - p;
       if (Math.abs(a) < 67108864) return bernoulliExpNeg(this.random, a * a, this.doubleDen);
+    }
+    if (this.wideOk) {
+      // |y|·t·q is exact when below 2^53 (every partial product is smaller), and so is |a|.
+      const m = absY * t * q;
+      if (m < TWO_POW_53) {
+        squareNumber(this.wideA, m >= p ? m - p : p - m);
+        return bernoulliExpNegWide(this.random, this.wideA, this.wideD, this.wideDk);
+      }
     }
     const x = this.wideX;
     if (this.wideOk && setNumber(x, absY) && mulSmall(x, x, t) && mulSmall(x, x, q)) {

@@ -17,6 +17,9 @@ export class SecureRandom {
   private bitWord = 0;
   private bitsLeft = 0;
   private readonly fill: (buf: Uint32Array) => void;
+  // uniformInt's rejection limit for the last n <= 2^32 it was asked for (samplers repeat one n).
+  private limitN = 0;
+  private limit = 0;
 
   /** `fill` overwrites its argument with random words; default crypto.randomFillSync. */
   constructor(fill: (buf: Uint32Array) => void = (b) => void randomFillSync(b)) {
@@ -59,18 +62,25 @@ export class SecureRandom {
     if (!(Number.isInteger(n) && n >= 1 && n <= TWO_POW_52)) {
       throw new InvalidArgumentError('n', `n must be an integer in [1, 2^52], got ${n}`);
     }
+    // x − floor(x / n)·n is x mod n exactly: for x = q·n + r with 0 < r < n, x / n is at least
+    // 1/n below q + 1, more than half an ulp of q + 1 since n·(q + 1) <= x + n < 2^53, so the
+    // rounded quotient floors to q. (A double `%` is a slower library call.)
     if (n <= TWO_POW_32) {
-      const limit = TWO_POW_32 - (TWO_POW_32 % n);
+      if (n !== this.limitN) {
+        this.limitN = n;
+        this.limit = TWO_POW_32 - (TWO_POW_32 % n);
+      }
+      const limit = this.limit;
       for (;;) {
         const x = this.uint32();
-        if (x < limit) return x % n;
+        if (x < limit) return x - Math.floor(x / n) * n;
       }
     }
     const range = TWO_POW_52;
     const limit = range - (range % n);
     for (;;) {
       const x = (this.uint32() & 0xfffff) * TWO_POW_32 + this.uint32();
-      if (x < limit) return x % n;
+      if (x < limit) return x - Math.floor(x / n) * n;
     }
   }
 
@@ -81,21 +91,8 @@ export class SecureRandom {
    * fixed-width integers, for callers that must not allocate a bigint per draw).
    */
   bernoulli(num: number | bigint, den: number | bigint): boolean {
-    if (typeof num === 'number' && typeof den === 'number' && den < TWO_POW_52) {
-      if (num >= den) return true;
-      let r = num;
-      for (;;) {
-        r *= 2;
-        let pb = 0;
-        if (r >= den) {
-          pb = 1;
-          r -= den;
-        }
-        const ub = this.bit();
-        if (ub !== pb) return ub < pb;
-        if (r === 0) return false;
-      }
-    }
+    if (typeof num === 'number' && typeof den === 'number' && den < TWO_POW_52)
+      return this.bernoulliDouble(num, den);
     const n = BigInt(num);
     const d = BigInt(den);
     if (n >= d) return true;
@@ -110,6 +107,23 @@ export class SecureRandom {
       const ub = this.bit();
       if (ub !== pb) return ub < pb;
       if (r === 0n) return false;
+    }
+  }
+
+  /** bernoulli(num, den) for integers 0 <= num and 0 <= den < 2^52 (unchecked): doubles only. */
+  bernoulliDouble(num: number, den: number): boolean {
+    if (num >= den) return true;
+    let r = num;
+    for (;;) {
+      r *= 2;
+      let pb = 0;
+      if (r >= den) {
+        pb = 1;
+        r -= den;
+      }
+      const ub = this.bit();
+      if (ub !== pb) return ub < pb;
+      if (r === 0) return false;
     }
   }
 

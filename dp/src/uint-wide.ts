@@ -170,3 +170,31 @@ export function mul(out: Wide, a: Wide, b: Wide): boolean {
   for (let i = 0; i < LIMBS; i++) out[i] = digitsP[2 * i + 1]! * HALF + digitsP[2 * i]!;
   return true;
 }
+
+/** out = x² for an integer 0 <= x <= 2^53 (below 2^106, so it always fits); false for other x. */
+export function squareNumber(out: Wide, x: number): boolean {
+  if (!(Number.isInteger(x) && x >= 0 && x <= TWO_POW_53)) return false;
+  // x = x2·2^48 + x1·2^24 + x0 with x0, x1 < 2^24 and x2 <= 2^5; column j of the square is the
+  // sum of x_i·x_(j−i), each column below 2^50.
+  const x12 = Math.floor(x * INV_HALF);
+  const x0 = x - x12 * HALF;
+  const x2 = Math.floor(x12 * INV_HALF);
+  const x1 = x12 - x2 * HALF;
+  let s = x0 * x0;
+  let c = Math.floor(s * INV_HALF);
+  const d0 = s - c * HALF;
+  s = 2 * x0 * x1 + c;
+  c = Math.floor(s * INV_HALF);
+  const d1 = s - c * HALF;
+  s = x1 * x1 + 2 * x0 * x2 + c;
+  c = Math.floor(s * INV_HALF);
+  const d2 = s - c * HALF;
+  s = 2 * x1 * x2 + c;
+  c = Math.floor(s * INV_HALF);
+  const d3 = s - c * HALF;
+  s = x2 * x2 + c; // < 2^31: the top digits d4, d5
+  out[0] = d1 * HALF + d0;
+  out[1] = d3 * HALF + d2;
+  out[2] = s;
+  return true;
+}
