@@ -1,5 +1,5 @@
 // Faults with real processes: a worker SIGKILLed mid-round, the coordinator killed between a
-// round's release and its checkpoint, and bad inputs (corrupt checkpoint, wrong base model,
+// round's release and its checkpoint, the coordinator stopped by SIGTERM, and bad inputs (corrupt checkpoint, wrong base model,
 // truncated dataset) that must fail clearly without touching the previous checkpoint.
 import { JobAccountant, PrivacyLedger } from '@tensorguard/worker';
 import { expect } from 'chai';
@@ -121,6 +121,38 @@ describe('worker + coordinator: faults', function () {
     const three = fresh();
     ledger.slice(0, 3).forEach((e) => three.record(e));
     expect(firstAfter.epsilon).to.be.closeTo(three.epsilon(), 1e-12);
+    expect(await Promise.all(ws.map((w) => w.exited))).to.deep.equal([0, 0, 0]);
+  });
+
+  it('SIGTERM to the coordinator mid-job: the job ends failed with its report, done line and exit code, and the ledger charges every released round', async () => {
+    const dir = tmpDir('tg-sigterm-');
+    const file = writeConfig(dir, { rounds: 200, evaluation: { everyRounds: 200 } });
+    const coord = startCoordinator(file, FAST);
+    procs.push(coord);
+    const addr = await address(coord);
+    const ws = [0, 1, 2].map((i) => startWorker(file, i, addr, FAST));
+    procs.push(...ws);
+    await coord.waitFor((l) => l.type === 'metrics' && Number(l.round) >= 2);
+    coord.child.kill('SIGTERM');
+    const done = await coord.waitFor((l) => l.type === 'done', 60_000);
+    expect(await coord.exited).to.equal(1);
+    expect(coord.child.signalCode).to.equal(null); // it exited by itself, not by the signal
+    expect(done.status).to.equal('failed');
+    expect(done.error).to.equal('stopped by SIGTERM');
+    const released = Number(done.rounds);
+    expect(released).to.be.within(2, 199);
+    const ck = path.join(dir, 'ckpt');
+    const ledger = new PrivacyLedger(path.join(ck, 'privacy-ledger.jsonl')).read();
+    // Every released round is charged; a round the gate let through just before the stop may be
+    // charged without being released (never the other way round).
+    expect(ledger.length).to.be.within(released, released + 1);
+    const acc = new JobAccountant({ kind: 'rdp', delta: 1e-5, shardCount: 3 });
+    for (const e of ledger) acc.record(e);
+    expect(Number(done.epsilon)).to.be.at.most(acc.epsilon() + 1e-12);
+    const report = JSON.parse(fs.readFileSync(String(done.privacy_report), 'utf8')) as { stopReason: string };
+    expect(report.stopReason).to.equal('failed: stopped by SIGTERM');
+    // The service stays up until every worker was told the job is over: they exit at once, and
+    // cleanly, instead of retrying a vanished server for two minutes.
     expect(await Promise.all(ws.map((w) => w.exited))).to.deep.equal([0, 0, 0]);
   });
 

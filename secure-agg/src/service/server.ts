@@ -1156,16 +1156,23 @@ export class AggregatorServer {
     return { completed: true, reason: '', inputs: contributors.length, contributors };
   }
 
+  /**
+   * Aborts the live rounds with `reason` (their members' calls fail with RoundAbortedError) and
+   * keeps serving: after finish(), the members' next AwaitRound tells them the job is over.
+   */
+  abortRounds(reason: string): void {
+    for (const live of this.#rounds.values()) {
+      clearTimeout(live.timer);
+      live.agg.abort(new RoundAbortedError(reason));
+    }
+    for (const live of this.#heRounds.values()) this.#finishHe(live, new RoundAbortedError(reason));
+  }
+
   /** Aborts live rounds, stops accepting calls and waits (up to graceMs) for calls in flight. */
   async close(graceMs = 2000): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    for (const live of this.#rounds.values()) {
-      clearTimeout(live.timer);
-      live.agg.abort(new RoundAbortedError('the aggregator is shutting down'));
-    }
-    for (const live of this.#heRounds.values())
-      this.#finishHe(live, new RoundAbortedError('the aggregator is shutting down'));
+    this.abortRounds('the aggregator is shutting down');
     for (const w of [...this.#roundWaiters]) w();
     this.#awaitingChanged();
     await shutdownGracefully(this.#server, graceMs);

@@ -140,6 +140,7 @@ export class Coordinator {
   private doneReason = '';
   /** Aborted by close(): ends a run that is waiting at the barrier or in a round. */
   readonly #abort = new AbortController();
+  #closing: Promise<void> | undefined;
   #running: Promise<unknown> | undefined;
 
   get state(): CoordinatorState {
@@ -246,16 +247,25 @@ export class Coordinator {
   }
 
   /**
-   * Stops the service. During run, first aborts it (run then resolves 'failed') and waits for it.
+   * Stops the service. During run, first aborts it (run then resolves 'failed' with `reason` as
+   * its error) and waits for it; then, as after run, drains.
    * After run, first waits (up to `drainMs`) until every member was told that the job is over, so
    * that none finds the server gone and retries until it gives up.
    */
-  async close(drainMs = 5000): Promise<void> {
+  close(drainMs = 5000, reason = 'the coordinator was closed during the run'): Promise<void> {
+    // A second call (a signal's, then the program's own) waits for the first.
+    this.#closing ??= this.#close(drainMs, reason);
+    return this.#closing;
+  }
+
+  async #close(drainMs: number, reason: string): Promise<void> {
     if (this.#state === 'CLOSED') return;
     if (this.#state === 'RUNNING') {
-      this.#abort.abort(new Error('the coordinator was closed during the run'));
-      // Closing the service aborts the round in flight; the run ends at its next barrier.
-      await this.server?.close(2000);
+      this.#abort.abort(new Error(reason));
+      // No round opens again, the one in flight is aborted, and the service stays up until every
+      // member has been told that the job is over (below), so that none retries a vanished server.
+      this.server?.finish(`failed: ${reason}`);
+      this.server?.abortRounds(reason);
       await this.#running;
     }
     if (this.#state === 'DONE' || this.#state === 'FAILED') await this.server?.drained(drainMs);
@@ -321,7 +331,9 @@ export class Coordinator {
       this.saveCheckpoint();
       this.transition('DONE');
     } catch (err) {
-      error = err instanceof Error ? err.message : String(err);
+      // Aborted by close(): its reason, not whatever the interrupted round threw.
+      const cause: unknown = signal.aborted ? signal.reason : err;
+      error = cause instanceof Error ? cause.message : String(cause);
       this.doneReason = `failed: ${error}`;
       this.o.log.error({ err }, 'coordinator failed');
       this.transition('FAILED');

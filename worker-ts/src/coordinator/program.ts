@@ -124,6 +124,15 @@ async function coordinatorMain(argv: string[], hooks: CoordinatorHooks, log: Log
   const address = `${host}:${port}`;
   emitLine({ type: 'listening', address, tls: identity !== undefined });
   log.info({ address, tls: identity !== undefined }, 'listening');
+  // SIGTERM (`ray job stop`, an operator's kill) or SIGINT ends the run as failed: the ledger holds
+  // every round the gate let through, and the report, the done line and the exit code still come.
+  // A second signal kills the process as usual.
+  const stopOn = (signal: NodeJS.Signals) => {
+    log.warn({ signal }, 'stopping the job on a signal');
+    void coordinator.close(5000, `stopped by ${signal}`);
+  };
+  process.once('SIGTERM', stopOn);
+  process.once('SIGINT', stopOn);
   const res = await coordinator.run();
   // hf-bert with LoRA: the trained adapter in PEFT's format beside the checkpoints.
   let adapter: string | null = null;
