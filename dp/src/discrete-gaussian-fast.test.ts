@@ -234,8 +234,9 @@ describe('DiscreteGaussianSampler on fixed-width integers: the same outputs as t
   }
 
   it('the acceptance test agrees at every |y|, including those that leave 144 bits (bigint fallback)', () => {
-    // |y|·t·q − p passes 2^72 (so its square passes 2^144) for |y| >= 2^36 at σ ≈ 2^20, and |y|
-    // past 2^53 cannot be loaded at all: both take the bigint path.
+    // Paths: |y| near t forms a in doubles (squareNumber); |y|·t·q >= 2^53 (|y| = 2^36 .. 2^53 at
+    // σ ≈ 2^20) takes the general fixed-width path; a past 2^72 (|y| = 2^53 at σ = 9e5, whose
+    // square passes 2^144) and |y| past 2^53 (which cannot be loaded) take the bigint path.
     for (const sigma of [1234.5, 9e5, 2 ** 20 - 2 ** -20]) {
       const ref0 = new ReferenceDiscreteGaussianSampler(sigma, seeded(0));
       const t = ref0.t;

@@ -4,13 +4,17 @@
 // rational, compared with CSPRNG bits (SecureRandom.bernoulli), so the output distribution is
 // exactly the discrete Gaussian with the variance parameter below, with no floating-point
 // surface (the concern of Mironov 2012). Integer arithmetic is exact at every size, in one of
-// three representations that consume the same random bits and so give the same output sequence:
-// - doubles, while the acceptance test's numbers stay below 2^52 (small σ);
-// - fixed-width 144-bit integers (uint-wide.ts: six 24-bit limbs, scratch allocated once per
-//   sampler) for the acceptance test γ = A / D with A = (|y|·t·q − p)², D = 2·p·q·t². Bounds:
-//   exactVariance keeps p <= 2^52 and q <= 2^16, and σ < 2^20 gives t = floor(σ) + 1 <= 2^20, so
-//   D <= 2^109 and the multiples D·k of Algorithm 1 fit for every k < 2^34; A fits whenever
-//   |y| < 2^36, which fails with probability below exp(−2^16) (|y| is discrete Laplace, scale t);
+// three representations that consume the same random bits and so give the same output sequence
+// (discrete-gaussian-fast.test.ts checks it against a frozen copy of the all-bigint code):
+// - doubles, while the acceptance test's numbers stay below 2^52 (D <= 2^44, |a| < 2^26: small σ);
+// - fixed-width 144-bit integers (uint-wide.ts: three 48-bit limbs in a Float64Array, scratch
+//   allocated once per sampler, so no allocation per sample) for the acceptance test
+//   γ = A / D with a = |y|·t·q − p, A = a², D = 2·p·q·t². Bounds: exactVariance keeps p <= 2^52
+//   and q <= 2^16, and σ < 2^20 gives t = floor(σ) + 1 <= 2^20, so D <= 2^109 and the multiples
+//   D·k of Algorithm 1 fit for every k < 2^34. |a| is formed in doubles while |y|·t·q < 2^53
+//   (the usual case) and squared exactly by squareNumber; beyond, in fixed width, A fits
+//   whenever |y| < 2^36, which fails with probability about exp(−2^16) (|y| is discrete
+//   Laplace with scale t <= 2^20);
 // - bigint, only as the fallback when a number would pass 2^144 (never in practice, but exact).
 import { InvalidArgumentError } from './errors.js';
 import { type SecureRandom, defaultRandom } from './random.js';
