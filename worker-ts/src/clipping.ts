@@ -23,6 +23,7 @@ import {
   type ModelRecipe,
   type NormMethod,
 } from '@tensorguard/dp/tfjs';
+import { lengthGroups, type LengthGroup } from './models/length-groups.js';
 import type { ModelDef, Tensor } from './models/model.js';
 import { sizeOf, trainableSpecs } from './models/model.js';
 
@@ -56,6 +57,12 @@ export interface DpClippingEngineOptions {
   clipMethod?: ClipMethod;
   /** dp's per-site norm method (default 'auto'). */
   normMethod?: NormMethod;
+  /**
+   * Sequence models (ModelDef.sequenceLengths): compute the step and the evaluation on
+   * length-grouped micro-batches, each cut to its longest record (default true; the sum is the
+   * padded batch's up to float rounding: length-groups.ts). false: the whole batch at its padded length.
+   */
+  lengthGroups?: boolean;
 }
 
 /** DpClippingEngine.start's lanes: where the clipping step runs. */
@@ -160,10 +167,71 @@ export class DpClippingEngine implements ClippingEngine {
     return (this.lanes?.pids ?? []).filter((p) => p !== undefined);
   }
 
+  /**
+   * The batch's length groups (see lengthGroups in the options), or null to run it whole: not a
+   * sequence model, grouping turned off, or one group at the padded length.
+   */
+  private groupsOf(x: Tensor): LengthGroup[] | null {
+    const lengthsOf = this.def.sequenceLengths;
+    if (!lengthsOf || this.options.lengthGroups === false || x.shape.length !== 2) return null;
+    const [B, T] = x.shape as [number, number];
+    if (B === 0) return null;
+    const tokensPerGroup =
+      this.options.maxChunkSize !== undefined
+        ? this.options.maxChunkSize * T
+        : (this.def.tokensPerChunk ?? (this.def.maxChunkSize ?? 256) * T);
+    // The ids are public to this worker (its own shard); only the lengths are read.
+    const groups = lengthGroups(lengthsOf(x.dataSync() as Int32Array, B), { tokensPerGroup });
+    return groups.length === 1 && groups[0]!.length === T ? null : groups;
+  }
+
+  /** Runs f on each group's records [n, group length] and labels; disposes them after. */
+  private async eachGroup(
+    x: Tensor,
+    labels: Tensor,
+    groups: LengthGroup[],
+    f: (xs: Tensor, ys: Tensor) => void | Promise<void>,
+  ): Promise<void> {
+    for (const g of groups) {
+      const [xs, ys] = tf.tidy(() => {
+        const idx = tf.tensor1d(g.indices, 'int32');
+        const rows = tf.gather(x, idx);
+        return [tf.slice(rows, [0, 0], [g.indices.length, g.length]), tf.gather(labels, idx)];
+      });
+      try {
+        await f(xs, ys);
+      } finally {
+        tf.dispose([xs, ys]);
+      }
+    }
+  }
+
   async clippedSum(x: Tensor, labels: Tensor, clipNorm: number): Promise<ClippedSum> {
+    const groups = this.groupsOf(x);
+    if (!groups) return this.clippedSumWhole(x, labels, clipNorm, undefined);
+    // Σ over groups of each group's clipped sum: a sum over examples, regrouped.
+    let total: ClippedSum | null = null;
+    await this.eachGroup(x, labels, groups, async (xs, ys) => {
+      const part = await this.clippedSumWhole(xs, ys, clipNorm, xs.shape[0]);
+      if (!total) total = part;
+      else {
+        for (let i = 0; i < part.sum.length; i++) total.sum[i]! += part.sum[i]!;
+        total.batchSize += part.batchSize;
+        total.clipped += part.clipped;
+      }
+    });
+    return total!;
+  }
+
+  private async clippedSumWhole(
+    x: Tensor,
+    labels: Tensor,
+    clipNorm: number,
+    chunk: number | undefined,
+  ): Promise<ClippedSum> {
     const options: ClippingOptions = {
       clipNorm,
-      maxChunkSize: this.options.maxChunkSize ?? this.def.maxChunkSize ?? 256,
+      maxChunkSize: chunk ?? this.options.maxChunkSize ?? this.def.maxChunkSize ?? 256,
       ...(this.options.clipMethod ? { clipMethod: this.options.clipMethod } : {}),
       ...(this.options.normMethod ? { normMethod: this.options.normMethod } : {}),
     };
@@ -202,6 +270,25 @@ export class DpClippingEngine implements ClippingEngine {
     const n = x.shape[0]!;
     let correct = 0;
     let lossSum = 0;
+    const groups = this.groupsOf(x);
+    if (groups) {
+      // Length groups (as in clippedSum): each record's logits are the padded batch's.
+      for (const g of groups) {
+        const [hits, loss] = tf.tidy(() => {
+          const idx = tf.tensor1d(g.indices, 'int32');
+          const logits = this.model.forward(
+            tf.slice(tf.gather(x, idx), [0, 0], [g.indices.length, g.length]),
+          );
+          const y = tf.cast(tf.gather(labels, idx), 'int32');
+          const hit = tf.equal(tf.argMax(logits, 1), y);
+          const nll = crossEntropySum(logits, y);
+          return [tf.sum(tf.cast(hit, 'int32')).dataSync()[0]!, nll.dataSync()[0]!];
+        });
+        correct += hits;
+        lossSum += loss;
+      }
+      return n === 0 ? { accuracy: 0, loss: 0 } : { accuracy: correct / n, loss: lossSum / n };
+    }
     for (let s = 0; s < n; s += batch) {
       const k = Math.min(batch, n - s);
       const [hits, loss] = tf.tidy(() => {

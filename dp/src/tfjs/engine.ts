@@ -115,12 +115,13 @@ const liveParams = (model: DpModel, site: Site) => siteParams(site).filter((p) =
 
 /**
  * Site output shapes for this input shape, from one untraced forward pass (cached per model, input
- * shape and trainable set). Also checks that every trainable parameter is read by exactly one
+ * shape less the batch axis, and trainable set: Poisson batches and their last chunks vary in
+ * size, and a new size must not cost another forward pass; only the number of sites is reused). Also checks that every trainable parameter is read by exactly one
  * site: a trainable parameter outside every site would get no gradient (the layer does not
  * implement its rule), one in two sites would have a wrong norm (weight tying is not supported).
  */
 function planFor(model: DpModel, x: Tensor): Plan {
-  const key = `${x.shape.join('x')}|${model.trainableNames.join(',')}`;
+  const key = `${x.shape.slice(1).join('x')}|${model.trainableNames.join(',')}`;
   let byKey = plans.get(model);
   if (!byKey) plans.set(model, (byKey = new Map()));
   const cached = byKey.get(key);

@@ -14,7 +14,9 @@ import {
   type BertConfig,
   type HfBertOptions,
 } from './hf-bert.js';
+import { lengthGroups } from './length-groups.js';
 import { initParams, sizeOf, trainableSpecs, type ModelDef } from './model.js';
+import { DpModel, perSampleNorms } from '@tensorguard/dp/tfjs';
 
 /** A BERT small enough for batch-of-one loops: 2 layers, hidden 16, 4 heads, FFN 32. */
 const tiny: BertConfig = parseBertConfig(
@@ -133,21 +135,26 @@ async function expectPerSampleParity(opts: HfBertOptions, lengths: number[], see
   const mid = Math.floor(sorted.length / 2);
   const clipNorm = (sorted[mid - 1]! + sorted[mid]!) / 2;
   const ref = trimmedReference(opts, values, ids, lengths, labels, clipNorm);
-  const engine = new DpClippingEngine(def, values);
   const x = tf.tensor2d(ids, undefined, 'int32');
   const y = tf.tensor1d(labels, 'int32');
-  try {
-    const before = tf.memory().numTensors;
-    const got = await engine.clippedSum(x, y, clipNorm);
-    expect(got.sum.length).to.equal(ref.sum.length);
-    expect(relErr(got.sum, ref.sum)).to.be.below(2e-5);
-    expect(got.clipped).to.equal(norms.filter((n) => n > clipNorm).length);
-    await engine.clippedSum(x, y, clipNorm);
-    expect(tf.memory().numTensors).to.equal(before);
-  } finally {
-    engine.dispose();
-    tf.dispose([x, y]);
+  // The whole batch padded to seqLen, and length-grouped micro-batches (the default; a budget of
+  // two records at seqLen, so that there are several groups).
+  for (const grouping of [{ lengthGroups: false }, { lengthGroups: true, maxChunkSize: 2 }]) {
+    const engine = new DpClippingEngine(def, values, grouping);
+    try {
+      const before = tf.memory().numTensors;
+      const got = await engine.clippedSum(x, y, clipNorm);
+      expect(got.sum.length).to.equal(ref.sum.length);
+      expect(relErr(got.sum, ref.sum), JSON.stringify(grouping)).to.be.below(2e-5);
+      expect(got.clipped).to.equal(norms.filter((n) => n > clipNorm).length);
+      expect(got.batchSize).to.equal(lengths.length);
+      await engine.clippedSum(x, y, clipNorm);
+      expect(tf.memory().numTensors).to.equal(before);
+    } finally {
+      engine.dispose();
+    }
   }
+  tf.dispose([x, y]);
 }
 
 describe('hf-bert model', () => {
@@ -201,6 +208,93 @@ describe('hf-bert model', () => {
         for (let k = 0; k < 3; k++) expect(batch[i]![k]).to.be.closeTo(alone[0]![k]!, 1e-5);
       });
     });
+  });
+
+  it('length-grouped micro-batches: per-example norms, clipped sums and evaluation equal the batch padded to seqLen', async () => {
+    const T = 12;
+    const opts: HfBertOptions = { config: tiny, seqLen: T, numClasses: 2, lora: { rank: 2, alpha: 4 } };
+    const def = hfBert(opts);
+    const values = randomValues(def, 31);
+    const lens = [12, 3, 7, 1, 9, 3, 12, 5, 2, 8, 6, 11];
+    const ids = paddedIds(lens, T, tiny.vocabSize, 31);
+    const labels = lens.map((_, i) => i % 2);
+    expect([...def.sequenceLengths!(ids.flat(), lens.length)]).to.deep.equal(lens);
+    const groups = lengthGroups(def.sequenceLengths!(ids.flat(), lens.length), { tokensPerGroup: 3 * T });
+    expect(groups.length).to.be.greaterThan(2);
+    expect(groups.flatMap((g) => g.indices).sort((a, b) => a - b)).to.deep.equal(lens.map((_, i) => i));
+
+    // Per-example gradient norms: each group cut to its longest record vs the padded batch.
+    const model = new DpModel(def.layers);
+    const trainable = new Set(def.params.filter((p) => p.trainable).map((p) => p.name));
+    model.setTrainable((n) => trainable.has(n), true);
+    model.setTrainable((n) => !trainable.has(n), false);
+    for (const p of def.params) tf.tidy(() => model.setParam(p.name, tf.tensor(values[p.name]!, p.shape)));
+    const x = tf.tensor2d(ids, undefined, 'int32');
+    const y = tf.tensor1d(labels, 'int32');
+    try {
+      const padded = perSampleNorms(model, x, y);
+      const want = padded.norms.arraySync() as number[];
+      padded.dispose();
+      const got = new Array<number>(lens.length).fill(Number.NaN);
+      for (const g of groups) {
+        const [xs, ys] = tf.tidy(() => {
+          const idx = tf.tensor1d(g.indices, 'int32');
+          return [tf.slice(tf.gather(x, idx), [0, 0], [g.indices.length, g.length]), tf.gather(y, idx)];
+        });
+        const st = perSampleNorms(model, xs, ys);
+        (st.norms.arraySync() as number[]).forEach((v, k) => (got[g.indices[k]!] = v));
+        st.dispose();
+        tf.dispose([xs, ys]);
+      }
+      got.forEach((v, i) => expect(v, `record ${i}`).to.be.closeTo(want[i]!, 1e-5 * want[i]!));
+
+      // Clipped sums at a C below every norm (Σ C·gᵢ/‖gᵢ‖: every direction counts equally) and
+      // above every norm (Σ gᵢ), and the evaluation.
+      const whole = new DpClippingEngine(def, values, { lengthGroups: false });
+      const grouped = new DpClippingEngine(def, values, { maxChunkSize: 3 });
+      try {
+        for (const C of [Math.min(...want) / 2, Math.max(...want) * 2]) {
+          const a = await whole.clippedSum(x, y, C);
+          const b = await grouped.clippedSum(x, y, C);
+          expect(relErr(b.sum, a.sum), `C = ${C}`).to.be.below(1e-5);
+          expect(b.clipped).to.equal(a.clipped);
+          expect(b.batchSize).to.equal(lens.length);
+        }
+        const ea = whole.evaluate(x, y);
+        const eb = grouped.evaluate(x, y);
+        expect(eb.accuracy).to.equal(ea.accuracy);
+        expect(eb.loss).to.be.closeTo(ea.loss, 1e-5);
+      } finally {
+        whole.dispose();
+        grouped.dispose();
+      }
+    } finally {
+      model.dispose();
+      tf.dispose([x, y]);
+    }
+  });
+
+  it('lengthGroups: contiguous runs of the sorted lengths, each within the token budget, cheapest cut', () => {
+    // One long record and many short ones: the short ones are not padded to the long one.
+    const g = lengthGroups([32, 4, 5, 4, 6, 5, 4, 6], { tokensPerGroup: 1024, overheadTokens: 10 });
+    expect(g.map((x) => [x.indices.length, x.length])).to.deep.equal([
+      [7, 6],
+      [1, 32],
+    ]);
+    expect(g[1]!.indices).to.deep.equal([0]);
+    // Equal lengths: as few groups as the budget allows.
+    const eq = lengthGroups(new Array<number>(10).fill(8), { tokensPerGroup: 32 });
+    expect(eq).to.have.length(3);
+    for (const x of eq) expect(x.indices.length * x.length).to.be.at.most(32);
+    // A record longer than the budget is a group of its own.
+    expect(lengthGroups([50, 3], { tokensPerGroup: 16 }).map((x) => x.indices)).to.deep.equal([[1], [0]]);
+    expect(lengthGroups([], { tokensPerGroup: 16 })).to.deep.equal([]);
+    expect(() => lengthGroups([3, 0], { tokensPerGroup: 16 })).to.throw(
+      "record 1's length must be an integer ≥ 1, got 0",
+    );
+    expect(() => hfBert(base).sequenceLengths!([1, 2, 3], 2)).to.throw(
+      'token ids hold 3 values, not 2 records × 8',
+    );
   });
 
   it('maps every base parameter to its HF tensor name (Linear weights transposed)', () => {

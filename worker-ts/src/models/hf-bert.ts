@@ -270,9 +270,16 @@ export function hfBert(o: HfBertOptions): HfBertModelDef {
   const heads = c.numHeads;
   const dh = H / heads;
 
+  // Input [B, L] with L ≤ seqLen: a batch cut to its longest record (length-grouped micro-batches,
+  // length-groups.ts) gives each record the same outputs and gradients as padding to seqLen.
   const pooled = (x: Tensor, ctx: Parameters<Layer['forward']>[1]): Tensor => {
     const B = x.shape[0]!;
-    const ids = tf.cast(tf.reshape(x, [B, T]), 'int32');
+    const T = x.shape[1] ?? o.seqLen;
+    if (x.shape.length !== 2 || T < 1 || T > o.seqLen)
+      throw new RangeError(
+        `hf-bert input must be token ids [batch, length] with 1 ≤ length ≤ ${o.seqLen}, got [${x.shape.join(', ')}]`,
+      );
+    const ids = tf.cast(x, 'int32');
     const mask = tf.cast(tf.notEqual(ids, c.padTokenId), 'float32'); // [B, T]
     const positions = tf.tile(tf.reshape(tf.range(0, T, 1, 'int32'), [1, T]), [B, 1]);
     const types = tf.zeros([B, T], 'int32');
@@ -330,6 +337,8 @@ export function hfBert(o: HfBertOptions): HfBertModelDef {
     // ~1024 tokens per chunk: a chunk's traced activations (≈ 0.7 MB per token for MiniLM: every
     // intermediate of the forward lives until the chunk's backward) stay under ~1 GB.
     maxChunkSize: Math.max(1, Math.floor(TOKENS_PER_CHUNK / T)),
+    tokensPerChunk: TOKENS_PER_CHUNK,
+    sequenceLengths: (ids, batch) => recordLengths(ids, batch, T, c.padTokenId),
     config: c,
     pooling,
     lora,
@@ -371,6 +380,28 @@ export function hfName(name: string): { hf: string; transpose: boolean } | null 
     default:
       return null;
   }
+}
+
+/**
+ * Each record's length in token ids [batch, seqLen] (row-major): its last non-padding position + 1
+ * (at least 1). Padding only ever follows the text (encodeTextRecords), so the positions past a
+ * record's length are padding, which the attention mask and the mean pool ignore.
+ */
+export function recordLengths(
+  ids: ArrayLike<number>,
+  batch: number,
+  seqLen: number,
+  padId: number,
+): Int32Array {
+  if (ids.length !== batch * seqLen)
+    throw new RangeError(`token ids hold ${ids.length} values, not ${batch} records × ${seqLen}`);
+  const out = new Int32Array(batch);
+  for (let r = 0; r < batch; r++) {
+    let L = seqLen;
+    while (L > 1 && ids[r * seqLen + L - 1] === padId) L--;
+    out[r] = L;
+  }
+  return out;
 }
 
 export function transpose2d(src: Float32Array, rows: number, cols: number): Float32Array {

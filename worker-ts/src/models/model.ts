@@ -32,6 +32,14 @@ export interface ModelDef {
    * 1000): a chunk's traced activations live together, so large models bound their memory here.
    */
   maxChunkSize?: number;
+  /**
+   * Sequence models only: each record's length (positions it uses) in features [batch, T], such that
+   * cutting a batch to its longest record's length changes no record's logits or gradient. The
+   * clipping engine then groups a batch by length into micro-batches (length-groups.ts).
+   */
+  sequenceLengths?(ids: ArrayLike<number>, batch: number): Int32Array;
+  /** With sequenceLengths: tokens (records × length) per micro-batch, the memory bound maxChunkSize is for T. */
+  tokensPerChunk?: number;
   /** Logits [batch, numClasses] from features [batch, ...inputShape], parameters from `p`. */
   forward(tf: Tf, p: Record<string, Tensor>, x: Tensor): Tensor;
 }
