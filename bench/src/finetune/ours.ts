@@ -37,6 +37,28 @@ function peakRssMb(pid: number): number | null {
   }
 }
 
+/**
+ * Where a training round's time goes: the coordinator's round and its phases, and each worker
+ * phase (sample, clip, noise, encode, ...) averaged over workers and the training rounds (all but
+ * the last, which also evaluates).
+ */
+function phaseNote(coordRounds: Record<string, unknown>[], workers: Record<string, unknown>[][]): string {
+  const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : Number.NaN);
+  const last = coordRounds.length; // rounds 1..last are training rounds
+  const parts = [`round ${mean(coordRounds.map((l) => Number(l.round_seconds))).toFixed(3)}`];
+  const phases = new Map<string, number[]>();
+  for (const lines of workers)
+    for (const l of lines) {
+      if (l.type !== 'metrics' || !(Number(l.round) <= last)) continue;
+      for (const [k, v] of Object.entries((l.phase_seconds ?? {}) as Record<string, number>)) {
+        if (!phases.has(k)) phases.set(k, []);
+        phases.get(k)!.push(Number(v));
+      }
+    }
+  for (const [k, v] of phases) parts.push(`${k} ${mean(v).toFixed(3)}`);
+  return parts.join(', ');
+}
+
 /** Runs the TensorGuard side, or says why it did not run. */
 export async function runOurs(
   s: FinetuneSettings,
@@ -120,7 +142,13 @@ export async function runOurs(
     dpAccuracy: Number(done.test_accuracy),
     epsilon: Number(done.epsilon),
     examplesPerS,
-    rows: [{ side: 'ours: PEFT adapter', note: String(done.adapter ?? '(none)') }],
+    rows: [
+      { side: 'ours: PEFT adapter', note: String(done.adapter ?? '(none)') },
+      {
+        side: 'ours: seconds per round, training rounds (mean; workers: mean over workers)',
+        note: phaseNote(trainRounds, run.workers),
+      },
+    ],
   };
   if (peaks.size > 0) result.peakRssMbPerWorker = Math.max(...peaks.values());
   if (typeof done.adapter === 'string') {

@@ -114,11 +114,13 @@ const plans = new WeakMap<DpModel, Map<string, Plan>>();
 const liveParams = (model: DpModel, site: Site) => siteParams(site).filter((p) => model.isTrainable(p));
 
 /**
- * Site output shapes for this input shape, from one untraced forward pass (cached per model, input
- * shape less the batch axis, and trainable set: Poisson batches and their last chunks vary in
- * size, and a new size must not cost another forward pass; only the number of sites is reused). Also checks that every trainable parameter is read by exactly one
- * site: a trainable parameter outside every site would get no gradient (the layer does not
- * implement its rule), one in two sites would have a wrong norm (weight tying is not supported).
+ * Site output shapes for this input shape, from one untraced forward pass over at most two of
+ * the examples (cached per model, input shape less the batch axis, and trainable set: Poisson
+ * batches, their last chunks and length-grouped micro-batches vary in size, and a new size must
+ * not cost another pass over the whole chunk; only the number of sites is reused). Also checks
+ * that every trainable parameter is read by exactly one site: a trainable parameter outside every
+ * site would get no gradient (the layer does not implement its rule), one in two sites would have
+ * a wrong norm (weight tying is not supported).
  */
 function planFor(model: DpModel, x: Tensor): Plan {
   const key = `${x.shape.slice(1).join('x')}|${model.trainableNames.join(',')}`;
@@ -129,7 +131,8 @@ function planFor(model: DpModel, x: Tensor): Plan {
   const siteShapes: number[][] = [];
   const covered = new Map<string, string>();
   tf.tidy(() => {
-    model.forward(x, {
+    const probe = x.shape[0]! > 2 ? tf.slice(x, 0, 2) : x;
+    model.forward(probe, {
       param: (n) => model.getParam(n),
       site(layer, site, z) {
         const live = liveParams(model, site);
@@ -143,7 +146,7 @@ function planFor(model: DpModel, x: Tensor): Plan {
             );
           covered.set(p, layer.name);
         }
-        if (z.shape[0] !== x.shape[0])
+        if (z.shape[0] !== probe.shape[0])
           throw new ClippingEngineError(
             `layer "${layer.name}" reported a site whose output has no leading batch axis`,
           );
