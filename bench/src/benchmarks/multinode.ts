@@ -15,13 +15,14 @@
 // the Ray paths' worker lines are read back from the job's logs). The ratios compare medians,
 // which a shared machine's scheduling stalls move less than means.
 // Load drift: both clusters stay up for the whole benchmark (their idle cost is on every variant),
-// and the variants run twice in mirrored order (single, multi, tls, plain, then plain, tls,
-// multi, single), so that a load that rises or falls linearly over the run biases no side; each
-// ratio is that of the two runs' mean medians. With --reps=N the summary also gives the smallest
-// and largest per-repetition ratio (each repetition's two runs are minutes apart at most), so a
-// reader can see how much of a ratio is the machine's noise.
-// `--cpu-prof=DIR` writes V8 CPU profiles of the direct runs' programs under DIR/<mode>/ (what
-// found that the workers' CPU is mostly noise sampling and TLS's own share is ~1 %).
+// and the variants run in mirrored order (single, multi, tls, plain, bare, then bare, plain, tls,
+// multi, single, ...), so that a load that rises or falls linearly over the run biases no side; each
+// ratio is that of the variants' median over repetitions of each run's median. Six repetitions by
+// default: on 2 cores one repetition's tls/plaintext ratio ranges over about ±10 % (0.93–1.19 seen on
+// a quiet machine), so two cannot tell a 5 % difference; the summary gives that per-repetition range.
+// `--cpu-prof=DIR` writes V8 CPU profiles of the direct runs' programs under DIR/<mode>/ (they
+// showed the workers' CPU going mostly to noise sampling, then bigint-bound; `perf` put TLS's own
+// cipher and record code under 1 % of the job's CPU).
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -31,7 +32,7 @@ import type { Benchmark, Row } from '../types.js';
 import { until, watch, type Watched } from '../watch.js';
 
 const WORKERS = 3;
-const REPEATS = 2;
+const REPEATS = 6;
 /** Rounds left out of each run's medians: kernel compilation and JIT warm-up. */
 const WARMUP = 5;
 
@@ -389,7 +390,7 @@ const DIRECT_MODE: Partial<Record<Variant, DirectMode>> = {
 };
 
 /**
- * `--reps=N` (default 2), `--direct-only` (the three direct variants, no Ray clusters) and
+ * `--reps=N` (default 6), `--direct-only` (the three direct variants, no Ray clusters) and
  * `--cpu-prof=DIR` (V8 CPU profiles of the direct runs' programs).
  */
 function parseOptions(args: string[]): { reps: number; directOnly: boolean; cpuProfDir?: string } {
@@ -480,7 +481,7 @@ export const benchmark: Benchmark = {
           rows.push(row(v, rep + 1, await once(v, rep), rounds));
         }
       }
-      // Each variant's median over its runs' medians (the mean of two when --reps=2).
+      // Each variant's median over its runs' medians.
       const med = (v: Variant) =>
         median(rows.filter((r) => r.path === v).map((r) => Number(r.round_median_s)));
       const ratio = (a: Variant, b: Variant) => Number((med(a) / med(b)).toFixed(3));
