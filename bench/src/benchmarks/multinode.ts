@@ -96,8 +96,10 @@ function jobSpec(
 }
 
 interface RunResult {
-  /** Arrival times (ms) of the round lines, one per round. */
+  /** Arrival times (ms) of the round lines that arrived (the CLI's progress lines may miss one). */
   roundArrivals: number[];
+  /** The round each arrival is of (default: 1, 2, ... in order). */
+  arrivalRounds?: number[];
   /** The coordinator's round_seconds, per round. */
   roundSeconds: number[];
   /** The coordinator's phase_seconds (aggregate, unmask, apply), per round. */
@@ -177,6 +179,11 @@ async function viaRay(
   const id = err.map((l) => /^submitted job (\S+)/.exec(l.text)?.[1]).find((x) => x !== undefined);
   if (id === undefined) throw new Error('tensorguard train printed no job id');
   const lines = metricLines(await client.logs(id));
+  // The CLI's progress lines ("round N/M ..."); the job log's metric lines are the count of record.
+  const progress = err.flatMap((l) => {
+    const m = /^round (\d+)\//.exec(l.text);
+    return m ? [{ t: l.t, round: Number(m[1]) }] : [];
+  });
   const coordinator = lines.filter((l) => typeof l.round_seconds === 'number');
   // Where the worker actors ran (dead actors keep their node in the state API).
   const get = async <T>(p: string): Promise<T> => {
@@ -192,7 +199,8 @@ async function viaRay(
   );
   return {
     workerNodes: workerNodes.size,
-    roundArrivals: err.filter((l) => /^round \d+\//.test(l.text)).map((l) => l.t),
+    roundArrivals: progress.map((p) => p.t),
+    arrivalRounds: progress.map((p) => p.round),
     roundSeconds: coordinator.map((l) => Number(l.round_seconds)),
     phases: coordinator.map((l) => (l.phase_seconds ?? {}) as Record<string, number>),
     workerBytes: lines.filter((l) => typeof l.bytes_sent === 'number').map((l) => Number(l.bytes_sent)),
@@ -350,12 +358,14 @@ async function direct(
 }
 
 function row(name: string, rep: number, r: RunResult, rounds: number): Row {
-  if (r.roundArrivals.length !== rounds || r.roundSeconds.length !== rounds)
+  if (r.roundSeconds.length !== rounds || r.roundArrivals.length < 2)
     throw new Error(
       `${name}: ${r.roundArrivals.length} round lines and ${r.roundSeconds.length} coordinator metric lines of ${rounds} rounds`,
     );
+  const arrivalRounds = r.arrivalRounds ?? r.roundArrivals.map((_, i) => i + 1);
   const [first] = r.roundArrivals;
   const last = r.roundArrivals.at(-1)!;
+  const span = arrivalRounds.at(-1)! - arrivalRounds[0]!;
   const steady = r.roundSeconds.slice(WARMUP);
   // The coordinator's phases: 'aggregate' runs from the round's opening to the release gate
   // (key setup, the workers' local step, the masked uploads), 'unmask' from there to the sum.
@@ -367,7 +377,7 @@ function row(name: string, rep: number, r: RunResult, rounds: number): Row {
     rounds,
     round_mean_s: Number(mean(steady).toFixed(4)),
     round_median_s: Number(median(steady).toFixed(4)),
-    round_wall_s: Number(((last - first!) / 1000 / (rounds - 1)).toFixed(4)),
+    round_wall_s: Number(((last - first!) / 1000 / span).toFixed(4)),
     cpu_ms_per_round:
       r.cpuSecondsPerRound === undefined ? null : Number((r.cpuSecondsPerRound * 1000).toFixed(1)),
     coordinator_cpu_ms_per_round:
