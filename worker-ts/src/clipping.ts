@@ -193,11 +193,7 @@ export class DpClippingEngine implements ClippingEngine {
     f: (xs: Tensor, ys: Tensor) => void | Promise<void>,
   ): Promise<void> {
     for (const g of groups) {
-      const [xs, ys] = tf.tidy(() => {
-        const idx = tf.tensor1d(g.indices, 'int32');
-        const rows = tf.gather(x, idx);
-        return [tf.slice(rows, [0, 0], [g.indices.length, g.length]), tf.gather(labels, idx)];
-      });
+      const [xs, ys] = tf.tidy(() => groupRecords(x, labels, g));
       try {
         await f(xs, ys);
       } finally {
@@ -270,38 +266,26 @@ export class DpClippingEngine implements ClippingEngine {
     const n = x.shape[0]!;
     let correct = 0;
     let lossSum = 0;
-    const groups = this.groupsOf(x);
-    if (groups) {
-      // Length groups (as in clippedSum): each record's logits are the padded batch's.
-      for (const g of groups) {
-        const [hits, loss] = tf.tidy(() => {
-          const idx = tf.tensor1d(g.indices, 'int32');
-          const logits = this.model.forward(
-            tf.slice(tf.gather(x, idx), [0, 0], [g.indices.length, g.length]),
-          );
-          const y = tf.cast(tf.gather(labels, idx), 'int32');
-          const hit = tf.equal(tf.argMax(logits, 1), y);
-          const nll = crossEntropySum(logits, y);
-          return [tf.sum(tf.cast(hit, 'int32')).dataSync()[0]!, nll.dataSync()[0]!];
-        });
-        correct += hits;
-        lossSum += loss;
-      }
-      return n === 0 ? { accuracy: 0, loss: 0 } : { accuracy: correct / n, loss: lossSum / n };
-    }
-    for (let s = 0; s < n; s += batch) {
-      const k = Math.min(batch, n - s);
+    // Hits and the summed cross-entropy of one batch: the training objective's own loss (dp's),
+    // so eval loss and training loss compare.
+    const score = (xs: Tensor, ys: Tensor): void => {
       const [hits, loss] = tf.tidy(() => {
-        const logits = this.model.forward(tf.slice(x, s, k));
-        const y = tf.cast(tf.slice(labels, s, k), 'int32');
+        const logits = this.model.forward(xs);
+        const y = tf.cast(ys, 'int32');
         const hit = tf.equal(tf.argMax(logits, 1), y);
-        // The training objective's own loss (dp's), so eval loss and training loss compare.
-        const nll = crossEntropySum(logits, y);
-        return [tf.sum(tf.cast(hit, 'int32')).dataSync()[0]!, nll.dataSync()[0]!];
+        return [tf.sum(tf.cast(hit, 'int32')).dataSync()[0]!, crossEntropySum(logits, y).dataSync()[0]!];
       });
       correct += hits;
       lossSum += loss;
-    }
+    };
+    const groups = this.groupsOf(x);
+    // Length groups (as in clippedSum): each record's logits are the padded batch's.
+    if (groups) for (const g of groups) tf.tidy(() => score(...groupRecords(x, labels, g)));
+    else
+      for (let s = 0; s < n; s += batch) {
+        const k = Math.min(batch, n - s);
+        tf.tidy(() => score(tf.slice(x, s, k), tf.slice(labels, s, k)));
+      }
     return n === 0 ? { accuracy: 0, loss: 0 } : { accuracy: correct / n, loss: lossSum / n };
   }
 
@@ -316,4 +300,10 @@ export class DpClippingEngine implements ClippingEngine {
     this.lanes = null;
     this.model.dispose();
   }
+}
+
+/** A length group's records cut to the group's longest, and their labels (inside a tidy). */
+function groupRecords(x: Tensor, labels: Tensor, g: LengthGroup): [Tensor, Tensor] {
+  const idx = tf.tensor1d(g.indices, 'int32');
+  return [tf.slice(tf.gather(x, idx), [0, 0], [g.indices.length, g.length]), tf.gather(labels, idx)];
 }
