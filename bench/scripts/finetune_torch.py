@@ -19,6 +19,7 @@ evaluation excluded), accuracy on the test split, epsilon, sigma, and the settin
 """
 import argparse
 import json
+import math
 import sys
 import time
 
@@ -43,6 +44,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
     p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--schedule", choices=["constant", "linear", "cosine"], default="constant")
+    p.add_argument("--warmup-steps", type=int, default=0)
     p.add_argument("--rank", type=int, default=8)
     p.add_argument("--alpha", type=float, default=8)
     p.add_argument("--targets", default="query,value")
@@ -135,6 +138,19 @@ def main() -> None:
             max_grad_norm=a.clip,
             poisson_sampling=True,
         )
+    # The learning-rate factor of the k-th update (k = 0, 1, ...), as worker-ts/src/optimizer.ts
+    # defines it: a linear warm-up over the first --warmup-steps updates, then constant, linear
+    # decay towards 0, or cosine decay towards 0 over the rest.
+    def lr_factor(k):
+        w = min(a.warmup_steps, steps_total)
+        if k < w:
+            return (k + 1) / w
+        if a.schedule == "constant" or steps_total <= w:
+            return 1.0
+        frac = (k - w) / (steps_total - w)
+        return 1 - frac if a.schedule == "linear" else 0.5 * (1 + math.cos(math.pi * frac))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
     loss_fn = torch.nn.CrossEntropyLoss()
     seen = 0
     steps = 0
@@ -148,6 +164,7 @@ def main() -> None:
                 loss = loss_fn(model(ids, mask), labels)
                 loss.backward()
             opt.step()
+            scheduler.step()
             seen += len(labels)
             steps += 1
     train_s = time.perf_counter() - t0

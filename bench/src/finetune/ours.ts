@@ -105,13 +105,14 @@ export async function runOurs(
       samplingRate,
     },
     secureAggregation: { mode: 'masking', quorum: s.workers },
-    optimizer:
-      s.optimizer === 'adam'
-        ? { kind: 'adam', learningRate: s.learningRate }
-        : { kind: 'sgd', learningRate: s.learningRate, momentum: 0.9 },
+    optimizer: {
+      ...(s.optimizer === 'adam' ? { kind: 'adam' } : { kind: 'sgd', momentum: 0.9 }),
+      learningRate: s.learningRate,
+      schedule: { kind: s.schedule, warmupRounds: s.warmupSteps },
+    },
     rounds,
-    // Only after the last round, so that the other rounds' times are training alone.
-    evaluation: { everyRounds: rounds },
+    // Only after the last round unless asked (--eval-every), so that the rounds' times are training.
+    evaluation: { everyRounds: s.evalEvery ?? rounds },
   });
   const peaks = new Map<number, number>();
   const workerPids: number[] = [];
@@ -132,8 +133,8 @@ export async function runOurs(
     clearInterval(sampler);
   }
   const metrics = run.coordinator.filter((l) => l.type === 'metrics');
-  // The rounds before the last (which also evaluates): examples per second of training.
-  const trainRounds = metrics.slice(0, -1);
+  // The rounds that did not evaluate: examples per second of training.
+  const trainRounds = metrics.filter((l) => l.eval_accuracy === null || l.eval_accuracy === undefined);
   const trainSeconds = trainRounds.reduce((a, l) => a + Number(l.round_seconds), 0);
   const examplesPerS =
     trainRounds.length > 0 ? (trainRounds.length * samplingRate * records) / trainSeconds : Number.NaN;

@@ -9,7 +9,11 @@ describe('finetune settings', () => {
       '--batch=128',
       '--train-examples=1024',
       '--optimizer=sgd',
+      '--schedule=cosine',
+      '--warmup=0',
     ]);
+    expect(s.schedule).to.equal('cosine');
+    expect(s.warmupSteps).to.equal(0);
     expect(s.learningRate).to.equal(0.03);
     expect(withOverrides(QUICK, ['--nonprivate-lr=0.001']).nonprivateLearningRate).to.equal(0.001);
     expect(s.batch).to.equal(128);
@@ -25,6 +29,8 @@ describe('finetune settings', () => {
     expect(() => withOverrides(FULL, ['--lr=-1'])).to.throw(/--lr takes a positive number/);
     expect(() => withOverrides(FULL, ['--lr='])).to.throw(/--lr takes a positive number/);
     expect(() => withOverrides(FULL, ['--optimizer=lamb'])).to.throw(/adam or sgd/);
+    expect(() => withOverrides(FULL, ['--schedule=step'])).to.throw(/constant, linear or cosine/);
+    expect(() => withOverrides(FULL, ['--warmup=-2'])).to.throw(/--warmup takes a non-negative integer/);
   });
 
   it('caps the training records at the split', () => {

@@ -14,6 +14,10 @@ export interface FinetuneSettings {
   /** Passes over the training records (steps = round(epochs · records / batch)). */
   epochs: number;
   optimizer: 'adam' | 'sgd';
+  /** The learning rate over the run (optimizer.schedule; the torch sides use the same factors). */
+  schedule: 'constant' | 'linear' | 'cosine';
+  /** Updates of linear warm-up before the schedule (optimizer.schedule.warmupRounds). */
+  warmupSteps: number;
   /** The DP sides' learning rate. */
   learningRate: number;
   /**
@@ -31,6 +35,8 @@ export interface FinetuneSettings {
   delta: number;
   /** TensorGuard workers (secure aggregation among them). */
   workers: number;
+  /** Evaluate every this many rounds as well as after the last (undefined: only after the last). */
+  evalEvery?: number;
   /** A prefix of the preset's (hash-ordered) splits; undefined: all. */
   trainExamples?: number;
   testExamples?: number;
@@ -50,6 +56,8 @@ export const FULL: FinetuneSettings = {
   batch: 256,
   epochs: 3,
   optimizer: 'adam',
+  schedule: 'constant',
+  warmupSteps: 0,
   learningRate: 0.01,
   nonprivateLearningRate: 0.005,
   loraRank: 8,
@@ -87,7 +95,10 @@ export function steps(s: FinetuneSettings): number {
 }
 
 /** Command-line overrides of the settings (`--lr=0.02 --batch=128 ...`), for trying other values. */
-const OVERRIDES: Record<string, { key: keyof FinetuneSettings; kind: 'int' | 'number' | 'optimizer' }> = {
+const OVERRIDES: Record<
+  string,
+  { key: keyof FinetuneSettings; kind: 'int' | 'count' | 'number' | 'optimizer' | 'schedule' }
+> = {
   '--lr': { key: 'learningRate', kind: 'number' },
   '--nonprivate-lr': { key: 'nonprivateLearningRate', kind: 'number' },
   '--clip': { key: 'clipNorm', kind: 'number' },
@@ -98,9 +109,12 @@ const OVERRIDES: Record<string, { key: keyof FinetuneSettings; kind: 'int' | 'nu
   '--train-examples': { key: 'trainExamples', kind: 'int' },
   '--test-examples': { key: 'testExamples', kind: 'int' },
   '--workers': { key: 'workers', kind: 'int' },
+  '--eval-every': { key: 'evalEvery', kind: 'int' },
   '--rank': { key: 'loraRank', kind: 'int' },
   '--alpha': { key: 'loraAlpha', kind: 'number' },
   '--optimizer': { key: 'optimizer', kind: 'optimizer' },
+  '--schedule': { key: 'schedule', kind: 'schedule' },
+  '--warmup': { key: 'warmupSteps', kind: 'count' },
 };
 
 /** Names of the override flags, for usage lines. */
@@ -124,12 +138,21 @@ export function withOverrides(s: FinetuneSettings, args: string[]): FinetuneSett
       set[o.key] = raw;
       continue;
     }
+    if (o.kind === 'schedule') {
+      if (raw !== 'constant' && raw !== 'linear' && raw !== 'cosine')
+        throw new Error(`${arg}: the schedule must be constant, linear or cosine`);
+      set[o.key] = raw;
+      continue;
+    }
     const v = Number(raw);
     const ok =
-      raw.trim() !== '' && Number.isFinite(v) && v > 0 && (o.kind === 'number' || Number.isInteger(v));
+      raw.trim() !== '' &&
+      Number.isFinite(v) &&
+      (o.kind === 'count' ? v >= 0 : v > 0) &&
+      (o.kind === 'number' || Number.isInteger(v));
     if (!ok)
       throw new Error(
-        `${arg}: ${arg.slice(0, eq)} takes a positive ${o.kind === 'int' ? 'integer' : 'number'}, e.g. ${arg.slice(0, eq)}=${String(s[o.key] ?? 8)}`,
+        `${arg}: ${arg.slice(0, eq)} takes a ${o.kind === 'count' ? 'non-negative integer' : o.kind === 'int' ? 'positive integer' : 'positive number'}, e.g. ${arg.slice(0, eq)}=${String(s[o.key] ?? 8)}`,
       );
     set[o.key] = v;
   }

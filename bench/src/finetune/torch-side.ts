@@ -45,6 +45,7 @@ export function runTorch(
       '--lr',
       String(mode === 'dp' ? s.learningRate : s.nonprivateLearningRate),
     ],
+    ...['--schedule', s.schedule, '--warmup-steps', String(s.warmupSteps)],
     ...['--rank', String(s.loraRank), '--alpha', String(s.loraAlpha), '--targets', s.loraTargets.join(',')],
     ...['--clip', String(s.clipNorm), '--epsilon', String(s.epsilon), '--delta', String(s.delta)],
     ...['--train-examples', String(s.trainExamples ?? 0), '--test-examples', String(s.testExamples ?? 0)],

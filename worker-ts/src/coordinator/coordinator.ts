@@ -162,7 +162,10 @@ export class Coordinator {
         "'he' needs a key holder; pass CoordinatorOptions.keyHolder",
       );
     }
-    this.model = new ModelState(trainableSpecs(o.def), o.initial, o.config.optimizer);
+    this.model = new ModelState(trainableSpecs(o.def), o.initial, {
+      ...o.config.optimizer,
+      totalSteps: o.config.rounds,
+    });
     this.checkpoints = new Checkpoints(o);
     this.gate = new ReleaseGate({ config: o.config, dimension: this.model.params.length, log: o.log });
     this.membership = new Membership({

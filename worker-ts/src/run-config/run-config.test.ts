@@ -64,6 +64,21 @@ describe('run config schema', () => {
     }
   });
 
+  it('refuses a warm-up as long as the job (every round would be warm-up)', () => {
+    const schedule = { kind: 'linear', warmupRounds: 10 };
+    const doc = withCase({ path: ['optimizer', 'schedule'], value: schedule, error: '' });
+    expect(() => parseRunConfig(doc)).to.throw(
+      ConfigError,
+      "config field 'optimizer.schedule.warmupRounds': is 10, not fewer than the job's 10 rounds",
+    );
+    const ok = withCase({
+      path: ['optimizer', 'schedule'],
+      value: { ...schedule, warmupRounds: 3 },
+      error: '',
+    });
+    expect(parseRunConfig(ok).optimizer.schedule).to.deep.equal({ kind: 'linear', warmupRounds: 3 });
+  });
+
   it("reads secureAggregation.threshold, the quorum's old name, as quorum", () => {
     const doc = withCase({ path: ['secureAggregation'], value: { threshold: 3 }, error: '' });
     const cfg = parseRunConfig(doc);

@@ -254,13 +254,25 @@ export const secureAggregationSchema = z
 
 // --- the rest ----------------------------------------------------------------------------------
 
+/**
+ * The learning rate over the job (worker-ts/src/optimizer.ts learningRateFactor): `warmupRounds`
+ * rounds of linear warm-up, then constant, or linear or cosine decay towards 0 at the last round.
+ */
+export const scheduleSchema = z
+  .strictObject({
+    kind: z.enum(['constant', 'linear', 'cosine']).default('constant'),
+    warmupRounds: z.number().int().min(0).default(0),
+  })
+  .prefault({});
+
 export const optimizerSchema = z.discriminatedUnion('kind', [
   z.strictObject({
     kind: z.literal('sgd'),
     learningRate: positive,
     momentum: z.number().min(0).lt(1).default(0.9),
+    schedule: scheduleSchema,
   }),
-  z.strictObject({ kind: z.literal('adam'), learningRate: positive }),
+  z.strictObject({ kind: z.literal('adam'), learningRate: positive, schedule: scheduleSchema }),
 ]);
 
 export const jobNameSchema = z
@@ -322,6 +334,11 @@ export function runConfigIssues(c: z.output<typeof runConfigObject>): Issue[] {
     if (dataset.format !== want)
       out.push({ path: ['dataset', 'format'], message: `must be '${want}' with preset '${dataset.preset}'` });
   }
+  if (c.optimizer.schedule.warmupRounds >= c.rounds && c.optimizer.schedule.warmupRounds > 0)
+    out.push({
+      path: ['optimizer', 'schedule', 'warmupRounds'],
+      message: `is ${c.optimizer.schedule.warmupRounds}, not fewer than the job's ${c.rounds} rounds: lower it or raise rounds`,
+    });
   const lanes = lanesIssue(workers.lanes, workers.cpusPerWorker);
   if (lanes) out.push({ path: ['workers', 'lanes'], message: lanes });
   if (dataset.sharding === 'files') {
