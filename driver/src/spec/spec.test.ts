@@ -39,7 +39,7 @@ const BAD: [string, Mutate, string[]][] = [
     'hf-bert LoRA on an unknown module',
     (s) => (s.model = { kind: 'hf-bert', preset: 'all-minilm-l6-v2', lora: { targetModules: ['ffn'] } }),
     [
-      "model.lora.targetModules: must be one of 'all-linear', 'query', 'key', 'value', 'dense', got [\"ffn\"]",
+      "model.lora.targetModules: must be one of 'all-linear', 'query', 'key', 'value', 'dense', 'q_lin', 'k_lin', 'v_lin', 'out_lin', 'lin1', 'lin2', got [\"ffn\"]",
     ],
   ],
   [

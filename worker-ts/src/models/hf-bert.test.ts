@@ -1,6 +1,10 @@
 import * as tf from '@tensorflow/tfjs-node';
 import { expect } from 'chai';
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { decodeSafetensors, encodeSafetensors, tensor } from '../checkpoint/safetensors.js';
 import { resolveModelPreset } from '../hf/presets.js';
 import { crossEntropySum } from '../clipping-reference.js';
 import { DpClippingEngine } from '../clipping.js';
@@ -317,7 +321,7 @@ describe('hf-bert model', () => {
   it('refuses a config that is not a BERT encoder, naming the file and field', () => {
     expect(() => parseBertConfig({ model_type: 'gpt2' }, 'm/config.json')).to.throw(
       HfModelError,
-      'm/config.json: model_type is "gpt2"; model.kind \'hf-bert\' loads BERT-architecture encoders',
+      'm/config.json: model_type is "gpt2"; model.kind \'hf-bert\' loads BERT-architecture encoders: model_type "bert" (BERT, MiniLM) or "distilbert" (DistilBERT)',
     );
     expect(() => parseBertConfig({ model_type: 'bert', vocab_size: 10 }, 'm/config.json')).to.throw(
       'm/config.json: hidden_size must be a non-negative integer, got undefined',
@@ -395,5 +399,227 @@ describe('hf-bert model: the real all-MiniLM-L6-v2 (model.preset, fetched from P
       engine.dispose();
       tf.dispose([x, y]);
     }
+  });
+});
+
+/** A DistilBERT small enough for batch-of-one loops: 2 layers, dim 16, 4 heads, FFN 32. */
+const tinyDistil: BertConfig = parseBertConfig(
+  {
+    model_type: 'distilbert',
+    vocab_size: 40,
+    dim: 16,
+    n_layers: 2,
+    n_heads: 4,
+    hidden_dim: 32,
+    max_position_embeddings: 12,
+    activation: 'gelu',
+    sinusoidal_pos_embds: false,
+    pad_token_id: 0,
+  },
+  'tiny-distilbert/config.json',
+);
+
+const DISTIL_DIR = fileURLToPath(new URL('./testdata/tiny-distilbert', import.meta.url));
+
+describe('hf-bert model: DistilBERT (model_type "distilbert")', () => {
+  const base = { config: tinyDistil, seqLen: 8, numClasses: 3 };
+
+  it("reads DistilBERT's config fields and refuses what the BERT graph cannot run, naming the field", () => {
+    expect(tinyDistil).to.deep.equal({
+      modelType: 'distilbert',
+      vocabSize: 40,
+      hiddenSize: 16,
+      numLayers: 2,
+      numHeads: 4,
+      intermediateSize: 32,
+      maxPositions: 12,
+      typeVocabSize: 0,
+      layerNormEps: 1e-12,
+      padTokenId: 0,
+    });
+    const raw = {
+      model_type: 'distilbert',
+      vocab_size: 40,
+      dim: 16,
+      n_layers: 2,
+      n_heads: 4,
+      hidden_dim: 32,
+    };
+    expect(() => parseBertConfig({ ...raw, sinusoidal_pos_embds: true }, 'd/config.json')).to.throw(
+      HfModelError,
+      'd/config.json: sinusoidal_pos_embds true is not supported (only false: learned position embeddings, as distilbert-base-*)',
+    );
+    expect(() => parseBertConfig({ ...raw, activation: 'relu' }, 'd/config.json')).to.throw(
+      'd/config.json: activation "relu" is not supported (only "gelu", the exact erf form)',
+    );
+    expect(() => parseBertConfig({ ...raw, n_heads: 3 }, 'd/config.json')).to.throw(
+      'd/config.json: n_heads 3 does not divide dim 16',
+    );
+    expect(() => parseBertConfig({ ...raw, dim: undefined }, 'd/config.json')).to.throw(
+      'd/config.json: dim must be a non-negative integer, got undefined',
+    );
+  });
+
+  it("names parameters by DistilBERT's module paths, with no token-type embeddings; LoRA defaults to q_lin/v_lin", () => {
+    const def = hfBert({ ...base, lora: { rank: 2 } });
+    const names = def.params.map((p) => p.name);
+    expect(names.slice(0, 4)).to.deep.equal([
+      'embeddings.word_embeddings.embeddings',
+      'embeddings.position_embeddings.embeddings',
+      'embeddings.LayerNorm.gamma',
+      'embeddings.LayerNorm.beta',
+    ]);
+    expect(names.filter((n) => n.includes('token_type'))).to.deep.equal([]);
+    for (const m of [
+      'attention.out_lin.kernel',
+      'attention.k_lin.bias',
+      'sa_layer_norm.gamma',
+      'ffn.lin1.kernel',
+      'ffn.lin2.bias',
+      'output_layer_norm.beta',
+    ])
+      expect(names).to.include(`transformer.layer.1.${m}`);
+    expect(def.loraModules).to.deep.equal([
+      'transformer.layer.0.attention.q_lin',
+      'transformer.layer.0.attention.v_lin',
+      'transformer.layer.1.attention.q_lin',
+      'transformer.layer.1.attention.v_lin',
+    ]);
+    expect(def.lora!.targetModules).to.deep.equal(['q_lin', 'v_lin']);
+    expect(hfName('transformer.layer.1.attention.q_lin.kernel')).to.deep.equal({
+      hf: 'transformer.layer.1.attention.q_lin.weight',
+      transpose: true,
+    });
+  });
+
+  it("targetModules: DistilBERT's names, BERT's as aliases for the same projections, 'all-linear'; unknown names refused", () => {
+    const targets = (t: HfBertOptions['lora']) => hfBert({ ...base, lora: t }).lora!.targetModules;
+    expect(targets({ targetModules: ['query', 'value'] })).to.deep.equal(['q_lin', 'v_lin']);
+    expect(targets({ targetModules: ['lin1', 'dense', 'k_lin'] })).to.deep.equal([
+      'lin1',
+      'out_lin',
+      'lin2',
+      'k_lin',
+    ]);
+    expect(targets({ targetModules: 'all-linear' })).to.deep.equal([
+      'q_lin',
+      'k_lin',
+      'v_lin',
+      'out_lin',
+      'lin1',
+      'lin2',
+    ]);
+    expect(hfBert({ ...base, lora: { targetModules: 'all-linear' } }).loraModules).to.have.length(12);
+    expect(() => hfBert({ ...base, lora: { targetModules: ['lin3' as never] } })).to.throw(
+      RangeError,
+      'model.lora.targetModules: unknown module "lin3" for a DistilBERT model (model_type "distilbert"); use some of q_lin, k_lin, v_lin, out_lin, lin1, lin2 (or BERT\'s query, key, value, dense) or \'all-linear\'',
+    );
+    // No aliases the other way: a BERT has no q_lin.
+    expect(() =>
+      hfBert({ config: tiny, seqLen: 8, numClasses: 2, lora: { targetModules: ['q_lin'] } }),
+    ).to.throw(
+      RangeError,
+      'model.lora.targetModules: unknown module "q_lin" for a BERT model (model_type "bert"); use some of query, key, value, dense or \'all-linear\'',
+    );
+  });
+
+  it("pooled outputs of the committed tiny DistilBertModel equal Python transformers' to 1e-4 (padded batch, mean and first token), from either checkpoint layout", () => {
+    const config = readBertConfig(DISTIL_DIR);
+    expect(config).to.include({ modelType: 'distilbert', hiddenSize: 32, numLayers: 2, numHeads: 4 });
+    const reference = JSON.parse(
+      fs.readFileSync(path.join(DISTIL_DIR, 'reference.json'), 'utf8'),
+    ) as Reference;
+    const T = Math.max(...reference.records.map((r) => r.ids.length));
+    const lengths = reference.records.map((r) => r.ids.length);
+    expect(new Set(lengths).size).to.equal(lengths.length);
+    const ids = reference.records.map((r) => [...r.ids, ...new Array<number>(T - r.ids.length).fill(0)]);
+
+    // The same tensors under DistilBertForSequenceClassification's `distilbert.` prefix.
+    const prefixed = fs.mkdtempSync(path.join(os.tmpdir(), 'tg-distil-'));
+    try {
+      fs.copyFileSync(path.join(DISTIL_DIR, 'config.json'), path.join(prefixed, 'config.json'));
+      const file = path.join(DISTIL_DIR, 'model.safetensors');
+      const { tensors } = decodeSafetensors(fs.readFileSync(file), file);
+      const renamed = Object.fromEntries(
+        Object.entries(tensors).map(([n, t]) => [`distilbert.${n}`, tensor(t.data as Float32Array, t.shape)]),
+      );
+      fs.writeFileSync(path.join(prefixed, 'model.safetensors'), encodeSafetensors(renamed));
+
+      for (const pooling of ['mean', 'cls'] as const) {
+        const def = hfBert({ config, seqLen: T, numClasses: 2, pooling });
+        const base = loadHfBertBase(def, DISTIL_DIR);
+        const fromPrefixed = loadHfBertBase(def, prefixed);
+        // Every one of the 36 tensors DistilBertModel saves, and nothing else.
+        expect(Object.keys(base)).to.have.length(Object.keys(tensors).length);
+        for (const [n, v] of Object.entries(base)) expect(fromPrefixed[n], n).to.deep.equal(v);
+        const values = { ...initParams(def.params, 0), ...base };
+        const got = tf.tidy(() => {
+          const named: Record<string, tf.Tensor> = {};
+          for (const p of def.params) named[p.name] = tf.tensor(values[p.name]!, p.shape);
+          return def.pooled(tf, named, tf.tensor2d(ids, undefined, 'int32')).arraySync() as number[][];
+        });
+        let maxAbs = 0;
+        let scale = 0;
+        reference.records.forEach((r, i) => {
+          const want = pooling === 'mean' ? r.mean : r.cls;
+          expect(got[i]).to.have.length(want.length);
+          want.forEach((v, j) => {
+            maxAbs = Math.max(maxAbs, Math.abs(got[i]![j]! - v));
+            scale = Math.max(scale, Math.abs(v));
+          });
+        });
+        expect(scale, 'the reference is not trivially small').to.be.above(0.5);
+        expect(maxAbs, `${pooling} pooling: max abs diff`).to.be.below(1e-4);
+      }
+    } finally {
+      fs.rmSync(prefixed, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a checkpoint that lacks a DistilBERT tensor, naming it', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tg-distil-'));
+    try {
+      fs.copyFileSync(path.join(DISTIL_DIR, 'config.json'), path.join(dir, 'config.json'));
+      const file = path.join(DISTIL_DIR, 'model.safetensors');
+      const { tensors } = decodeSafetensors(fs.readFileSync(file), file);
+      const kept = Object.fromEntries(
+        Object.entries(tensors)
+          .filter(([n]) => n !== 'transformer.layer.1.ffn.lin2.weight')
+          .map(([n, t]) => [n, tensor(t.data as Float32Array, t.shape)]),
+      );
+      fs.writeFileSync(path.join(dir, 'model.safetensors'), encodeSafetensors(kept));
+      const def = hfBert({ config: readBertConfig(dir), seqLen: 4, numClasses: 2 });
+      expect(() => loadHfBertBase(def, dir)).to.throw(
+        HfModelError,
+        "tensor 'transformer.layer.1.ffn.lin2.weight' is missing: not a DistilBERT checkpoint matching config.json (parameter transformer.layer.1.ffn.lin2.kernel)",
+      );
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('LoRA on q_lin/v_lin: per-example gradients of A, B and the classifier equal batch-of-one runs without padding', async () => {
+    const opts: HfBertOptions = { ...base, lora: { rank: 2, alpha: 4, targetModules: ['q_lin', 'v_lin'] } };
+    expect(
+      hfBert(opts)
+        .params.filter((p) => p.trainable)
+        .map((p) => p.name),
+    ).to.deep.equal([
+      'transformer.layer.0.attention.q_lin.lora_a',
+      'transformer.layer.0.attention.q_lin.lora_b',
+      'transformer.layer.0.attention.v_lin.lora_a',
+      'transformer.layer.0.attention.v_lin.lora_b',
+      'transformer.layer.1.attention.q_lin.lora_a',
+      'transformer.layer.1.attention.q_lin.lora_b',
+      'transformer.layer.1.attention.v_lin.lora_a',
+      'transformer.layer.1.attention.v_lin.lora_b',
+      'classifier.kernel',
+      'classifier.bias',
+    ]);
+    await expectPerSampleParity(opts, [8, 3, 5, 1, 6], 41);
+  });
+
+  it('full fine-tuning: every DistilBERT block (embeddings without token types, attention with padding, FFN, layer norms) matches batch-of-one', async () => {
+    await expectPerSampleParity({ ...base, pooling: 'cls', train: 'full' }, [8, 2, 5, 7], 42);
   });
 });

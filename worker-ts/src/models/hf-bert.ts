@@ -1,13 +1,18 @@
-// Hugging Face BERT-family encoders (BERT, MiniLM) as a model kind: the architecture read from a
-// local HF folder's config.json, the weights from its model.safetensors, LoRA adapters on chosen
+// Hugging Face BERT-family encoders (BERT, MiniLM, DistilBERT) as a model kind: the architecture
+// read from a local HF folder's config.json, the weights from its model.safetensors, LoRA adapters on chosen
 // projections (Hu et al. 2021, as PEFT places them), mean or [CLS] pooling and a classification
 // head. Every parametric piece is one of dp's DP layers (embedding, layerNorm, dense, loraDense),
 // so the per-sample clipping engine computes exact per-example gradients for whatever trains; the
 // glue (padding mask, attention softmax, residuals, exact GELU, pooling) lives in one
 // parameter-free composite layer, like transformer-lora's.
 //
-// Parameter names mirror HF's module paths (`encoder.layer.0.attention.self.query.kernel`), so
-// loading the base (hfName) and exporting a PEFT adapter (adapter.ts) are renames and transposes.
+// DistilBERT (Sanh et al. 2019, "DistilBERT, a distilled version of BERT") is BERT's post-LN block
+// without token-type embeddings (and without the pooler, which this model does not use either), so
+// it runs on the same graph: only the names differ (ARCHITECTURES below).
+//
+// Parameter names mirror HF's module paths (`encoder.layer.0.attention.self.query.kernel`,
+// `transformer.layer.0.attention.q_lin.kernel`), so loading the base (hfName) and exporting a PEFT
+// adapter (peft.ts) are renames and transposes.
 import fs from 'node:fs';
 import path from 'node:path';
 import { dense, embedding, layerNorm, loraDense, tf, type Layer, type Tensor } from '@tensorguard/dp/tfjs';
@@ -15,16 +20,24 @@ import { CheckpointError } from '../checkpoint/errors.js';
 import { decodeSafetensors } from '../checkpoint/safetensors.js';
 import { modelFromLayers, type ModelDef, type Tf } from './model.js';
 
-/** The fields of a HF BERT config.json this model uses (HF's names in the comments). */
+/** The config.json `model_type`s this model loads. */
+export const HF_MODEL_TYPES = ['bert', 'distilbert'] as const;
+export type HfModelType = (typeof HF_MODEL_TYPES)[number];
+
+/**
+ * The fields of a HF BERT-family config.json this model uses (HF's names in the comments: BERT's,
+ * then DistilBERT's where they differ).
+ */
 export interface BertConfig {
+  modelType: HfModelType; // model_type
   vocabSize: number; // vocab_size
-  hiddenSize: number; // hidden_size
-  numLayers: number; // num_hidden_layers
-  numHeads: number; // num_attention_heads
-  intermediateSize: number; // intermediate_size
+  hiddenSize: number; // hidden_size; dim
+  numLayers: number; // num_hidden_layers; n_layers
+  numHeads: number; // num_attention_heads; n_heads
+  intermediateSize: number; // intermediate_size; hidden_dim
   maxPositions: number; // max_position_embeddings
-  typeVocabSize: number; // type_vocab_size
-  layerNormEps: number; // layer_norm_eps
+  typeVocabSize: number; // type_vocab_size; 0 for DistilBERT, which has no token-type embeddings
+  layerNormEps: number; // layer_norm_eps; DistilBERT's is fixed at 1e-12 in its modeling code
   padTokenId: number; // pad_token_id
 }
 
@@ -41,18 +54,14 @@ export class HfModelError extends Error {
 }
 
 /**
- * Checks a parsed config.json: a BERT-architecture encoder (`model_type` 'bert', exact-erf GELU,
- * absolute positions). Throws HfModelError naming the file and the field.
+ * Checks a parsed config.json: a BERT-architecture encoder, `model_type` "bert" (BERT, MiniLM) or
+ * "distilbert" (DistilBERT), with exact-erf GELU and learned absolute positions. Throws
+ * HfModelError naming the file and the field.
  */
 export function parseBertConfig(raw: unknown, file: string): BertConfig {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
     throw new HfModelError(`${file}: config.json is not a JSON object`, file);
   const c = raw as Record<string, unknown>;
-  if (c.model_type !== 'bert')
-    throw new HfModelError(
-      `${file}: model_type is ${JSON.stringify(c.model_type)}; model.kind 'hf-bert' loads BERT-architecture encoders (model_type "bert": BERT, MiniLM)`,
-      file,
-    );
   const int = (key: string, dflt?: number): number => {
     const v = c[key] ?? dflt;
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 0)
@@ -62,35 +71,74 @@ export function parseBertConfig(raw: unknown, file: string): BertConfig {
       );
     return v;
   };
-  const act = c.hidden_act ?? 'gelu';
-  if (act !== 'gelu')
-    throw new HfModelError(
-      `${file}: hidden_act ${JSON.stringify(act)} is not supported (only "gelu", the exact erf form)`,
-      file,
-    );
-  const pos = c.position_embedding_type ?? 'absolute';
-  if (pos !== 'absolute')
-    throw new HfModelError(
-      `${file}: position_embedding_type ${JSON.stringify(pos)} is not supported (only "absolute")`,
-      file,
-    );
-  const eps = c.layer_norm_eps ?? 1e-12;
-  if (typeof eps !== 'number' || !(eps > 0))
-    throw new HfModelError(`${file}: layer_norm_eps must be a number > 0, got ${JSON.stringify(eps)}`, file);
-  const cfg: BertConfig = {
-    vocabSize: int('vocab_size'),
-    hiddenSize: int('hidden_size'),
-    numLayers: int('num_hidden_layers'),
-    numHeads: int('num_attention_heads'),
-    intermediateSize: int('intermediate_size'),
-    maxPositions: int('max_position_embeddings', 512),
-    typeVocabSize: int('type_vocab_size', 2),
-    layerNormEps: eps,
-    padTokenId: int('pad_token_id', 0),
+  const gelu = (key: string) => {
+    const act = c[key] ?? 'gelu';
+    if (act !== 'gelu')
+      throw new HfModelError(
+        `${file}: ${key} ${JSON.stringify(act)} is not supported (only "gelu", the exact erf form)`,
+        file,
+      );
   };
+  let cfg: BertConfig;
+  let heads: [string, string];
+  if (c.model_type === 'bert') {
+    gelu('hidden_act');
+    const pos = c.position_embedding_type ?? 'absolute';
+    if (pos !== 'absolute')
+      throw new HfModelError(
+        `${file}: position_embedding_type ${JSON.stringify(pos)} is not supported (only "absolute")`,
+        file,
+      );
+    const eps = c.layer_norm_eps ?? 1e-12;
+    if (typeof eps !== 'number' || !(eps > 0))
+      throw new HfModelError(
+        `${file}: layer_norm_eps must be a number > 0, got ${JSON.stringify(eps)}`,
+        file,
+      );
+    cfg = {
+      modelType: 'bert',
+      vocabSize: int('vocab_size'),
+      hiddenSize: int('hidden_size'),
+      numLayers: int('num_hidden_layers'),
+      numHeads: int('num_attention_heads'),
+      intermediateSize: int('intermediate_size'),
+      maxPositions: int('max_position_embeddings', 512),
+      typeVocabSize: int('type_vocab_size', 2),
+      layerNormEps: eps,
+      padTokenId: int('pad_token_id', 0),
+    };
+    heads = ['num_attention_heads', 'hidden_size'];
+  } else if (c.model_type === 'distilbert') {
+    gelu('activation');
+    // Sinusoidal positions are fixed (not trained) in HF's DistilBERT; no released checkpoint
+    // uses them, so they are refused rather than silently trained in model.train 'full'.
+    if ((c.sinusoidal_pos_embds ?? false) !== false)
+      throw new HfModelError(
+        `${file}: sinusoidal_pos_embds ${JSON.stringify(c.sinusoidal_pos_embds)} is not supported (only false: learned position embeddings, as distilbert-base-*)`,
+        file,
+      );
+    cfg = {
+      modelType: 'distilbert',
+      vocabSize: int('vocab_size'),
+      hiddenSize: int('dim'),
+      numLayers: int('n_layers'),
+      numHeads: int('n_heads'),
+      intermediateSize: int('hidden_dim'),
+      maxPositions: int('max_position_embeddings', 512),
+      typeVocabSize: 0,
+      // modeling_distilbert.py builds every LayerNorm with eps=1e-12; the config has no field.
+      layerNormEps: 1e-12,
+      padTokenId: int('pad_token_id', 0),
+    };
+    heads = ['n_heads', 'dim'];
+  } else
+    throw new HfModelError(
+      `${file}: model_type is ${JSON.stringify(c.model_type)}; model.kind 'hf-bert' loads BERT-architecture encoders: model_type "bert" (BERT, MiniLM) or "distilbert" (DistilBERT)`,
+      file,
+    );
   if (cfg.numHeads === 0 || cfg.hiddenSize % cfg.numHeads !== 0)
     throw new HfModelError(
-      `${file}: num_attention_heads ${cfg.numHeads} does not divide hidden_size ${cfg.hiddenSize}`,
+      `${file}: ${heads[0]} ${cfg.numHeads} does not divide ${heads[1]} ${cfg.hiddenSize}`,
       file,
     );
   return cfg;
@@ -128,13 +176,114 @@ export function readBertConfig(dir: string): BertConfig {
 export const BERT_LORA_TARGETS = ['query', 'key', 'value', 'dense'] as const;
 export type BertLoraTarget = (typeof BERT_LORA_TARGETS)[number];
 
+/**
+ * DistilBERT's linear modules, by its own module names: `q_lin`, `k_lin`, `v_lin`, `out_lin`
+ * (self-attention and its output) and `lin1`, `lin2` (the feed-forward network).
+ */
+export const DISTILBERT_LORA_TARGETS = ['q_lin', 'k_lin', 'v_lin', 'out_lin', 'lin1', 'lin2'] as const;
+export type DistilBertLoraTarget = (typeof DISTILBERT_LORA_TARGETS)[number];
+
+/** A LoRA target in either model's vocabulary (model.lora.targetModules). */
+export type HfLoraTarget = BertLoraTarget | DistilBertLoraTarget;
+
+/** The block's modules, in the order the graph applies them. */
+type BlockModule = 'query' | 'key' | 'value' | 'attnOut' | 'attnNorm' | 'intermediate' | 'output' | 'outNorm';
+
+/**
+ * What differs between the BERT-family architectures that share this graph: HF's module paths, the
+ * prefix of their task models' checkpoints, and the LoRA targets' vocabulary.
+ */
+interface Architecture {
+  /** For messages. */
+  label: string;
+  /** The prefix a task model (…ForSequenceClassification) puts before the base's tensor names. */
+  checkpointPrefix: string;
+  word: string;
+  position: string;
+  /** null: no token-type embeddings. */
+  tokenType: string | null;
+  embNorm: string;
+  /** Layer l's path. */
+  layer: (l: number) => string;
+  /** Each block module's path below the layer, and the LoRA target that adapts it (linear ones). */
+  block: Record<BlockModule, { path: string; target?: HfLoraTarget }>;
+  targets: readonly HfLoraTarget[];
+  /** PEFT's default (BERT) or its counterpart (DistilBERT, for which PEFT has none). */
+  defaultTargets: readonly HfLoraTarget[];
+  /** Other names accepted in model.lora.targetModules, and the targets each stands for. */
+  aliases: Partial<Record<HfLoraTarget, readonly HfLoraTarget[]>>;
+}
+
+const ARCHITECTURES: Record<HfModelType, Architecture> = {
+  bert: {
+    label: 'BERT',
+    checkpointPrefix: 'bert.',
+    word: 'embeddings.word_embeddings',
+    position: 'embeddings.position_embeddings',
+    tokenType: 'embeddings.token_type_embeddings',
+    embNorm: 'embeddings.LayerNorm',
+    layer: (l) => `encoder.layer.${l}`,
+    block: {
+      query: { path: 'attention.self.query', target: 'query' },
+      key: { path: 'attention.self.key', target: 'key' },
+      value: { path: 'attention.self.value', target: 'value' },
+      attnOut: { path: 'attention.output.dense', target: 'dense' },
+      attnNorm: { path: 'attention.output.LayerNorm' },
+      intermediate: { path: 'intermediate.dense', target: 'dense' },
+      output: { path: 'output.dense', target: 'dense' },
+      outNorm: { path: 'output.LayerNorm' },
+    },
+    targets: BERT_LORA_TARGETS,
+    defaultTargets: ['query', 'value'],
+    aliases: {},
+  },
+  distilbert: {
+    label: 'DistilBERT',
+    checkpointPrefix: 'distilbert.',
+    word: 'embeddings.word_embeddings',
+    position: 'embeddings.position_embeddings',
+    tokenType: null,
+    embNorm: 'embeddings.LayerNorm',
+    layer: (l) => `transformer.layer.${l}`,
+    block: {
+      query: { path: 'attention.q_lin', target: 'q_lin' },
+      key: { path: 'attention.k_lin', target: 'k_lin' },
+      value: { path: 'attention.v_lin', target: 'v_lin' },
+      attnOut: { path: 'attention.out_lin', target: 'out_lin' },
+      attnNorm: { path: 'sa_layer_norm' },
+      intermediate: { path: 'ffn.lin1', target: 'lin1' },
+      output: { path: 'ffn.lin2', target: 'lin2' },
+      outNorm: { path: 'output_layer_norm' },
+    },
+    targets: DISTILBERT_LORA_TARGETS,
+    // PEFT 0.21 has no default for DistilBERT (LoraConfig without target_modules fails on it);
+    // q_lin/v_lin are the same projections as BERT's default, and what HF's DistilBERT LoRA
+    // examples use.
+    defaultTargets: ['q_lin', 'v_lin'],
+    // BERT's names are accepted for the same projections, so that one job file (and the run
+    // config's default ['query', 'value']) works for either family and means the same thing; they
+    // are translated here, and everything downstream (parameter names, the PEFT adapter's
+    // target_modules) uses DistilBERT's own names, which are what PEFT needs.
+    aliases: {
+      query: ['q_lin'],
+      key: ['k_lin'],
+      value: ['v_lin'],
+      dense: ['out_lin', 'lin1', 'lin2'],
+    },
+  },
+};
+
 export interface BertLoraOptions {
   /** Adapter rank r (default 8). */
   rank?: number;
   /** Scaling α; adapters add (α/r)·x·A·B (default 8, PEFT's default). */
   alpha?: number;
-  /** Targeted modules (default ['query', 'value'], PEFT's default for BERT); 'all-linear' = all four. */
-  targetModules?: readonly BertLoraTarget[] | 'all-linear';
+  /**
+   * Targeted modules in the model's own vocabulary (BERT_LORA_TARGETS, DISTILBERT_LORA_TARGETS;
+   * DistilBERT also takes BERT's names for the same projections); 'all-linear' = every one.
+   * Default: ['query', 'value'] for BERT (PEFT's default), ['q_lin', 'v_lin'] for DistilBERT.
+   */
+  targetModules?: readonly HfLoraTarget[] | 'all-linear';
 }
 
 export type BertPooling = 'mean' | 'cls';
@@ -157,23 +306,33 @@ export interface HfBertOptions {
 export interface CompiledLora {
   rank: number;
   alpha: number;
-  targetModules: BertLoraTarget[];
+  /** In the model's own vocabulary (aliases resolved), without repeats. */
+  targetModules: HfLoraTarget[];
 }
 
-export function compileLora(o: BertLoraOptions = {}): CompiledLora {
+/**
+ * Checks the LoRA options against the architecture (default 'bert') and resolves its defaults and
+ * aliases. Throws RangeError naming the field.
+ */
+export function compileLora(o: BertLoraOptions = {}, modelType: HfModelType = 'bert'): CompiledLora {
+  const arch = ARCHITECTURES[modelType];
   const rank = o.rank ?? 8;
   if (!Number.isInteger(rank) || rank < 1)
     throw new RangeError(`model.lora.rank must be an integer ≥ 1, got ${rank}`);
   const alpha = o.alpha ?? 8;
   if (!Number.isFinite(alpha) || alpha <= 0)
     throw new RangeError(`model.lora.alpha must be a number > 0, got ${alpha}`);
-  const t = o.targetModules ?? ['query', 'value'];
-  const targetModules = t === 'all-linear' ? [...BERT_LORA_TARGETS] : [...new Set(t)];
-  for (const m of targetModules)
-    if (!BERT_LORA_TARGETS.includes(m))
+  const t = o.targetModules ?? arch.defaultTargets;
+  const named = t === 'all-linear' ? arch.targets : t;
+  const targetModules: HfLoraTarget[] = [];
+  for (const m of named) {
+    const resolved = arch.targets.includes(m) ? [m] : arch.aliases[m];
+    if (!resolved)
       throw new RangeError(
-        `model.lora.targetModules: unknown module ${JSON.stringify(m)}; use some of ${BERT_LORA_TARGETS.join(', ')} or 'all-linear'`,
+        `model.lora.targetModules: unknown module ${JSON.stringify(m)} for a ${arch.label} model (model_type "${modelType}"); use some of ${arch.targets.join(', ')}${Object.keys(arch.aliases).length ? ` (or BERT's ${Object.keys(arch.aliases).join(', ')})` : ''} or 'all-linear'`,
       );
+    for (const r of resolved) if (!targetModules.includes(r)) targetModules.push(r);
+  }
   if (targetModules.length === 0)
     throw new RangeError('model.lora.targetModules must name at least one module');
   return { rank, alpha, targetModules };
@@ -187,7 +346,10 @@ export interface HfBertModelDef extends ModelDef {
   pooling: BertPooling;
   /** The adapters' settings; null when training the full model. */
   lora: CompiledLora | null;
-  /** HF module paths that carry LoRA adapters (`encoder.layer.0.attention.self.query`, ...). */
+  /**
+   * HF module paths that carry LoRA adapters (`encoder.layer.0.attention.self.query`,
+   * `transformer.layer.0.attention.q_lin`, ...).
+   */
   loraModules: string[];
   /** Pooled embeddings [B, hidden] (before the classifier) from token ids [B, seqLen]. */
   pooled(tf: Tf, p: Record<string, Tensor>, x: Tensor): Tensor;
@@ -211,8 +373,8 @@ const geluErf: (x: Tensor) => Tensor = tf.customGrad(((x: Tensor, save: (t: Tens
 }) as unknown as Parameters<typeof tf.customGrad>[0]) as (x: Tensor) => Tensor;
 
 /**
- * A BERT encoder classifier from HF's architecture: embeddings (word + position + token type 0,
- * LayerNorm), post-LN blocks of masked multi-head self-attention and an exact-GELU feed-forward,
+ * A BERT encoder classifier from HF's architecture: embeddings (word + position + token type 0
+ * (BERT; DistilBERT has none), LayerNorm), post-LN blocks of masked multi-head self-attention and an exact-GELU feed-forward,
  * pooling (masked mean or [CLS]) and a dense classifier. Input: int32 token ids [B, seqLen], padded
  * with pad_token_id; the attention mask is ids ≠ pad_token_id (a WordPiece vocabulary never emits
  * [PAD] inside a text), applied to the keys and to the mean. Dropout is not applied (DP-SGD's noise
@@ -230,11 +392,12 @@ export function hfBert(o: HfBertOptions): HfBertModelDef {
     );
   const pooling = o.pooling ?? 'mean';
   const full = (o.train ?? 'lora') === 'full';
-  const lora = full ? null : compileLora(o.lora);
+  const lora = full ? null : compileLora(o.lora, c.modelType);
+  const arch = ARCHITECTURES[c.modelType];
   const eps = c.layerNormEps;
   const loraModules: string[] = [];
-  const linear = (name: string, target: BertLoraTarget, inputDim: number, units: number): Layer => {
-    if (lora?.targetModules.includes(target)) {
+  const linear = (name: string, target: HfLoraTarget | undefined, inputDim: number, units: number): Layer => {
+    if (target && lora?.targetModules.includes(target)) {
       loraModules.push(name);
       return loraDense(name, {
         inputDim,
@@ -249,21 +412,23 @@ export function hfBert(o: HfBertOptions): HfBertModelDef {
   const norm = (name: string) => layerNorm(name, { dim: H, epsilon: eps, trainable: full });
   const emb = (name: string, rows: number) => embedding(name, { vocabSize: rows, dim: H, trainable: full });
 
-  const word = emb('embeddings.word_embeddings', c.vocabSize);
-  const position = emb('embeddings.position_embeddings', c.maxPositions);
-  const tokenType = emb('embeddings.token_type_embeddings', c.typeVocabSize);
-  const embNorm = norm('embeddings.LayerNorm');
+  const word = emb(arch.word, c.vocabSize);
+  const position = emb(arch.position, c.maxPositions);
+  const tokenType = arch.tokenType === null ? null : emb(arch.tokenType, c.typeVocabSize);
+  const embNorm = norm(arch.embNorm);
   const blocks = Array.from({ length: c.numLayers }, (_, l) => {
-    const p = `encoder.layer.${l}`;
+    const m = (k: BlockModule) => `${arch.layer(l)}.${arch.block[k].path}`;
+    const lin = (k: BlockModule, inputDim: number, units: number) =>
+      linear(m(k), arch.block[k].target, inputDim, units);
     return {
-      query: linear(`${p}.attention.self.query`, 'query', H, H),
-      key: linear(`${p}.attention.self.key`, 'key', H, H),
-      value: linear(`${p}.attention.self.value`, 'value', H, H),
-      attnOut: linear(`${p}.attention.output.dense`, 'dense', H, H),
-      attnNorm: norm(`${p}.attention.output.LayerNorm`),
-      intermediate: linear(`${p}.intermediate.dense`, 'dense', H, c.intermediateSize),
-      output: linear(`${p}.output.dense`, 'dense', c.intermediateSize, H),
-      outNorm: norm(`${p}.output.LayerNorm`),
+      query: lin('query', H, H),
+      key: lin('key', H, H),
+      value: lin('value', H, H),
+      attnOut: lin('attnOut', H, H),
+      attnNorm: norm(m('attnNorm')),
+      intermediate: lin('intermediate', H, c.intermediateSize),
+      output: lin('output', c.intermediateSize, H),
+      outNorm: norm(m('outNorm')),
     };
   });
   const classifier = dense('classifier', { inputDim: H, units: o.numClasses });
@@ -282,11 +447,10 @@ export function hfBert(o: HfBertOptions): HfBertModelDef {
     const ids = tf.cast(x, 'int32');
     const mask = tf.cast(tf.notEqual(ids, c.padTokenId), 'float32'); // [B, T]
     const positions = tf.tile(tf.reshape(tf.range(0, T, 1, 'int32'), [1, T]), [B, 1]);
-    const types = tf.zeros([B, T], 'int32');
     let h = tf.addN([
       word.forward(ids, ctx),
       position.forward(positions, ctx),
-      tokenType.forward(types, ctx),
+      ...(tokenType ? [tokenType.forward(tf.zeros([B, T], 'int32'), ctx)] : []),
     ]);
     h = embNorm.forward(h, ctx);
     // Additive key mask: −1e9 on padded keys, so they get exactly zero attention weight.
@@ -311,7 +475,7 @@ export function hfBert(o: HfBertOptions): HfBertModelDef {
   const children: Layer[] = [
     word,
     position,
-    tokenType,
+    ...(tokenType ? [tokenType] : []),
     embNorm,
     ...blocks.flatMap((b) => Object.values(b)),
     classifier,
@@ -412,12 +576,14 @@ export function transpose2d(src: Float32Array, rows: number, cols: number): Floa
 
 /**
  * The base model's tensors from `<dir>/model.safetensors`, by this model's parameter names: every
- * parameter HF's base has (all but the adapters and the classifier). Accepts the BertModel layout
- * (`embeddings.…`, `encoder.…`) and the `bert.`-prefixed one of HF's task models, and the legacy
+ * parameter HF's base has (all but the adapters and the classifier). Accepts the base model's layout
+ * (BertModel: `embeddings.…`, `encoder.…`; DistilBertModel: `embeddings.…`, `transformer.…`) and
+ * the `bert.`- or `distilbert.`-prefixed one of HF's task models, and the legacy
  * LayerNorm.gamma/beta names. Throws HfModelError naming the file and the missing or mis-shaped
  * tensor; only F32 tensors are read (a half-precision checkpoint must be converted first).
  */
-export function loadHfBertBase(def: ModelDef, dir: string): Record<string, Float32Array> {
+export function loadHfBertBase(def: HfBertModelDef, dir: string): Record<string, Float32Array> {
+  const arch = ARCHITECTURES[def.config.modelType];
   const file = path.join(dir, 'model.safetensors');
   let bytes: Buffer;
   try {
@@ -440,7 +606,8 @@ export function loadHfBertBase(def: ModelDef, dir: string): Record<string, Float
     const legacy = n
       .replace(/LayerNorm\.weight$/, 'LayerNorm.gamma')
       .replace(/LayerNorm\.bias$/, 'LayerNorm.beta');
-    return tensors[n] ?? tensors[`bert.${n}`] ?? tensors[legacy] ?? tensors[`bert.${legacy}`];
+    const pre = arch.checkpointPrefix;
+    return tensors[n] ?? tensors[`${pre}${n}`] ?? tensors[legacy] ?? tensors[`${pre}${legacy}`];
   };
   const out: Record<string, Float32Array> = {};
   for (const p of def.params) {
@@ -449,7 +616,7 @@ export function loadHfBertBase(def: ModelDef, dir: string): Record<string, Float
     const t = lookup(m.hf);
     if (!t)
       throw new HfModelError(
-        `${file}: tensor '${m.hf}' is missing: not a BERT checkpoint matching config.json (parameter ${p.name})`,
+        `${file}: tensor '${m.hf}' is missing: not a ${arch.label} checkpoint matching config.json (parameter ${p.name})`,
         file,
       );
     const shape = m.transpose ? [p.shape[1]!, p.shape[0]!] : p.shape;

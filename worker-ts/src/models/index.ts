@@ -8,7 +8,7 @@ import type { RunConfig } from '../config.js';
 import { CheckpointError } from '../checkpoint/errors.js';
 import { decodeSafetensors } from '../checkpoint/safetensors.js';
 import { hfModelDir } from './build.js';
-import { loadHfBertBase } from './hf-bert.js';
+import { loadHfBertBase, type HfBertModelDef } from './hf-bert.js';
 import { initParams, sizeOf, trainableCount, type ModelDef } from './model.js';
 
 /**
@@ -19,7 +19,7 @@ import { initParams, sizeOf, trainableCount, type ModelDef } from './model.js';
 export function initialValues(def: ModelDef, cfg: RunConfig['model']): Record<string, Float32Array> {
   const values = initParams(def.params, cfg.initSeed ?? 0);
   // hf-bert: the frozen base from the HF folder's model.safetensors (HF names, torch layouts).
-  if (cfg.kind === 'hf-bert') return { ...values, ...loadHfBertBase(def, hfModelDir(cfg)) };
+  if (cfg.kind === 'hf-bert') return { ...values, ...loadHfBertBase(def as HfBertModelDef, hfModelDir(cfg)) };
   if (cfg.baseCheckpoint) {
     const file = cfg.baseCheckpoint;
     let bytes: Buffer;

@@ -1,8 +1,8 @@
 // The PEFT round trip: TensorGuard's hf-bert logits for a set of sentences against those of
 // Python's `PeftModel.from_pretrained(AutoModel.from_pretrained(base), adapter)` (the script
 // worker-ts/scripts/peft_roundtrip.py, run with a Python that has torch, transformers and peft:
-// .venv-bench). The sentences are the forward-parity set's token ids
-// (testdata/minilm-reference.json), so no tokenizer is involved.
+// .venv-bench). The sentences are token ids (by default the MiniLM forward-parity set's,
+// testdata/minilm-reference.json), so no tokenizer is involved.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -10,7 +10,14 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tf } from '@tensorguard/dp/tfjs';
 import { decodeSafetensors } from '../checkpoint/safetensors.js';
-import { hfBert, loadHfBertBase, readBertConfig, type BertLoraTarget, type BertPooling } from './hf-bert.js';
+import {
+  hfBert,
+  loadHfBertBase,
+  readBertConfig,
+  type BertLoraOptions,
+  type BertPooling,
+  type HfLoraTarget,
+} from './hf-bert.js';
 import { initParams, type Tensor } from './model.js';
 import { HEAD_FILE, readPeftAdapter, writePeftAdapter } from './peft.js';
 
@@ -23,9 +30,15 @@ export interface PeftRoundTripOptions {
   modelDir: string;
   /**
    * An adapter folder written by a job (`<checkpoint.dir>/adapter`). Without it a random adapter
-   * (rank 4 on query/value, B ≠ 0 so that it changes the logits) is written to a temporary folder.
+   * (rank 4 on the model's default targets, query/value or q_lin/v_lin, B ≠ 0 so that it changes
+   * the logits) is written to a temporary folder.
    */
   adapterDir?: string;
+  /**
+   * Unpadded token ids of the sentences to compare (default: testdata/minilm-reference.json's,
+   * which need a vocabulary of at least MiniLM's 30522 ids).
+   */
+  sentences?: number[][];
   /** Python with torch, transformers and peft (the repository's .venv-bench/bin/python by default). */
   python?: string;
 }
@@ -39,13 +52,23 @@ export interface PeftRoundTripResult {
 /** Runs the round trip; throws Error with the Python side's exit status when it fails. */
 export function peftRoundTrip(o: PeftRoundTripOptions): PeftRoundTripResult {
   const config = readBertConfig(o.modelDir);
-  const reference = JSON.parse(
-    fs.readFileSync(path.join(packageRoot, 'src/models/testdata/minilm-reference.json'), 'utf8'),
-  ) as { records: { ids: number[] }[] };
-  const sentences = reference.records.map((r) => r.ids);
+  const sentences =
+    o.sentences ??
+    (
+      JSON.parse(
+        fs.readFileSync(path.join(packageRoot, 'src/models/testdata/minilm-reference.json'), 'utf8'),
+      ) as { records: { ids: number[] }[] }
+    ).records.map((r) => r.ids);
+  const outOfRange = sentences
+    .flat()
+    .find((id) => !(Number.isInteger(id) && id >= 0 && id < config.vocabSize));
+  if (outOfRange !== undefined)
+    throw new RangeError(
+      `token id ${outOfRange} is not in the model's vocabulary [0, ${config.vocabSize}): pass sentences (token ids) of this model`,
+    );
   const T = Math.max(...sentences.map((s) => s.length));
 
-  let lora = { rank: 4, alpha: 8, targetModules: ['query', 'value'] as BertLoraTarget[] };
+  let lora: BertLoraOptions = { rank: 4, alpha: 8 };
   let pooling: BertPooling = 'mean';
   let numClasses = 2;
   if (o.adapterDir) {
@@ -58,7 +81,9 @@ export function peftRoundTrip(o: PeftRoundTripOptions): PeftRoundTripResult {
     lora = {
       rank: cfg.r,
       alpha: cfg.lora_alpha,
-      targetModules: (head.metadata.target_modules ?? 'query,value').split(',') as BertLoraTarget[],
+      ...(head.metadata.target_modules
+        ? { targetModules: head.metadata.target_modules.split(',') as HfLoraTarget[] }
+        : {}),
     };
     pooling = head.metadata.pooling === 'cls' ? 'cls' : 'mean';
     numClasses = head.tensors.weight!.shape[0]!;
@@ -92,6 +117,11 @@ export function peftRoundTrip(o: PeftRoundTripOptions): PeftRoundTripResult {
       [path.join(packageRoot, 'scripts/peft_roundtrip.py'), o.modelDir, adapterDir, checkFile],
       { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] },
     );
+    if (py.error)
+      throw new Error(
+        `cannot run ${python} (${(py.error as NodeJS.ErrnoException).code ?? py.error.message}): the round trip needs a Python with torch, transformers and peft (.venv-bench, see bench/README.md)`,
+        { cause: py.error },
+      );
     if (py.status !== 0)
       throw new Error(
         `peft_roundtrip.py exited with ${py.status ?? py.signal} (is ${python} a Python with torch, transformers and peft? see bench/README.md): ${py.stderr.trim().split('\n').slice(-3).join(' | ')}`,

