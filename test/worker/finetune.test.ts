@@ -21,24 +21,41 @@ import { checkpointParams, clippedSgdReference, maxDiff, readConfig } from './re
 
 /**
  * A small BERT folder (2 layers, hidden 16) with seeded random weights in HF's names and layouts,
- * and all-MiniLM-L6-v2's tokenizer.json (so its vocabulary of 30,522 WordPiece tokens).
+ * and all-MiniLM-L6-v2's tokenizer.json (so its vocabulary of 30,522 WordPiece tokens). With
+ * 'distilbert' the same sizes as a DistilBertModel folder (DistilBERT's uncased vocabulary is
+ * BERT's, the same tokenizer).
  */
-function writeSmallBert(dir: string, minilm: string): string {
+function writeSmallBert(dir: string, minilm: string, modelType: 'bert' | 'distilbert' = 'bert'): string {
   fs.mkdirSync(dir, { recursive: true });
-  const hf = {
-    model_type: 'bert',
-    architectures: ['BertModel'],
-    vocab_size: 30522,
-    hidden_size: 16,
-    num_hidden_layers: 2,
-    num_attention_heads: 2,
-    intermediate_size: 32,
-    max_position_embeddings: 64,
-    type_vocab_size: 2,
-    layer_norm_eps: 1e-12,
-    pad_token_id: 0,
-    hidden_act: 'gelu',
-  };
+  const hf =
+    modelType === 'bert'
+      ? {
+          model_type: 'bert',
+          architectures: ['BertModel'],
+          vocab_size: 30522,
+          hidden_size: 16,
+          num_hidden_layers: 2,
+          num_attention_heads: 2,
+          intermediate_size: 32,
+          max_position_embeddings: 64,
+          type_vocab_size: 2,
+          layer_norm_eps: 1e-12,
+          pad_token_id: 0,
+          hidden_act: 'gelu',
+        }
+      : {
+          model_type: 'distilbert',
+          architectures: ['DistilBertModel'],
+          vocab_size: 30522,
+          dim: 16,
+          n_layers: 2,
+          n_heads: 2,
+          hidden_dim: 32,
+          max_position_embeddings: 64,
+          sinusoidal_pos_embds: false,
+          pad_token_id: 0,
+          activation: 'gelu',
+        };
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(hf));
   fs.copyFileSync(path.join(minilm, 'tokenizer.json'), path.join(dir, 'tokenizer.json'));
   const def = hfBert({ config: readBertConfig(dir), seqLen: 16, numClasses: 2, train: 'full' });
@@ -125,6 +142,61 @@ describe('worker + coordinator: DP-LoRA fine-tuning of a Hugging Face BERT (hf-b
     const def = hfBert({ config: readBertConfig(model), seqLen: 16, numClasses: 2, lora: cfg.model.lora! });
     const adapter = readPeftAdapter(done.adapter as string, def);
     const names = def.params.filter((p) => p.trainable).map((p) => p.name);
+    const flat = Float32Array.from(names.flatMap((n) => Array.from(adapter[n]!)));
+    expect(maxDiff(flat, ck.params).maxErr).to.equal(0);
+  });
+
+  it("DistilBERT: σ = 0 equals clipped SGD with the default targets (q_lin/v_lin), and the adapter has DistilBertModel's PEFT names", async () => {
+    const dir = tmpDir('tg-ft-distil-');
+    const model = writeSmallBert(path.join(dir, 'distilbert'), minilm, 'distilbert');
+    const csv = path.join(dir, 'reviews.csv');
+    const testCsv = path.join(dir, 'held-out.csv');
+    writeReviews(csv, 24, 'training');
+    writeReviews(testCsv, 16, 'held-out');
+    const file = writeConfig(dir, {
+      // No targetModules: the run config's default ['query', 'value'] is q_lin/v_lin here.
+      model: { kind: 'hf-bert', path: model, pooling: 'cls', lora: { rank: 2, alpha: 4 } },
+      dataset: {
+        format: 'csv',
+        path: csv,
+        testPath: testCsv,
+        textColumn: 'text',
+        numClasses: 2,
+        maxTokens: 16,
+      },
+      workers: { count: 2 },
+      privacy: NOISELESS_FULL_BATCH,
+      rounds: 2,
+      evaluation: { everyRounds: 2 },
+      checkpoint: { dir: path.join(dir, 'ckpt'), everyRounds: 2 },
+    });
+    const { done } = await runJob(file, 2);
+    expect(done.status).to.equal('succeeded');
+    const ck = checkpointParams(file);
+    expect(ck.round).to.equal(2);
+    const { maxErr, maxAbs } = maxDiff(ck.params, clippedSgdReference(file, 2));
+    expect(maxErr).to.be.below(2e-5);
+    expect(maxAbs).to.be.above(0.01);
+
+    const adapterDir = done.adapter as string;
+    const cfg = JSON.parse(fs.readFileSync(path.join(adapterDir, 'adapter_config.json'), 'utf8')) as {
+      target_modules: string[];
+    };
+    expect(cfg.target_modules).to.deep.equal(['q_lin', 'v_lin']);
+    const wFile = path.join(adapterDir, 'adapter_model.safetensors');
+    expect(Object.keys(decodeSafetensors(fs.readFileSync(wFile), wFile).tensors)).to.include(
+      'base_model.model.transformer.layer.1.attention.v_lin.lora_B.weight',
+    );
+    const def = hfBert({
+      config: readBertConfig(model),
+      seqLen: 16,
+      numClasses: 2,
+      pooling: 'cls',
+      lora: readConfig(file).model.lora!,
+    });
+    const adapter = readPeftAdapter(adapterDir, def);
+    const names = def.params.filter((p) => p.trainable).map((p) => p.name);
+    expect(names[0]).to.equal('transformer.layer.0.attention.q_lin.lora_a');
     const flat = Float32Array.from(names.flatMap((n) => Array.from(adapter[n]!)));
     expect(maxDiff(flat, ck.params).maxErr).to.equal(0);
   });
