@@ -46,6 +46,7 @@ def main() -> None:
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--schedule", choices=["constant", "linear", "cosine"], default="constant")
     p.add_argument("--warmup-steps", type=int, default=0)
+    p.add_argument("--ema-decay", type=float, default=0.0, help="0: off; else evaluate the iterates' average")
     p.add_argument("--rank", type=int, default=8)
     p.add_argument("--alpha", type=float, default=8)
     p.add_argument("--targets", default="query,value")
@@ -151,6 +152,9 @@ def main() -> None:
         return 1 - frac if a.schedule == "linear" else 0.5 * (1 + math.cos(math.pi * frac))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+    # optimizer.ema as worker-ts/src/coordinator/model-state.ts keeps it: ema_t = d·ema_{t−1} +
+    # (1 − d)·params_t after each update; evaluated bias-corrected, ema_t / (1 − d^t).
+    ema = [torch.zeros_like(p) for p in trainable] if a.ema_decay > 0 else None
     loss_fn = torch.nn.CrossEntropyLoss()
     seen = 0
     steps = 0
@@ -165,12 +169,20 @@ def main() -> None:
                 loss.backward()
             opt.step()
             scheduler.step()
+            if ema is not None:
+                with torch.no_grad():
+                    for e, p_ in zip(ema, trainable):
+                        e.mul_(a.ema_decay).add_(p_.detach(), alpha=1 - a.ema_decay)
             seen += len(labels)
             steps += 1
     train_s = time.perf_counter() - t0
     if a.mode == "dp":
         epsilon = engine.get_epsilon(a.delta)
 
+    if ema is not None and steps > 0:
+        with torch.no_grad():
+            for e, p_ in zip(ema, trainable):
+                p_.copy_(e / (1 - a.ema_decay**steps))
     model.eval()
     correct = 0
     with torch.no_grad():

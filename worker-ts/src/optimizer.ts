@@ -42,6 +42,12 @@ export interface OptimizerOptions {
   schedule?: LearningRateSchedule;
   /** Updates the schedule spans (the job's rounds). */
   totalSteps?: number;
+  /**
+   * Exponential moving average of the iterates (ModelState keeps it; the optimizer ignores it):
+   * the job's output, evaluated and exported, is the average, while training continues from
+   * the iterate.
+   */
+  ema?: { decay: number };
 }
 
 export interface Optimizer {

@@ -109,6 +109,7 @@ export async function runOurs(
       ...(s.optimizer === 'adam' ? { kind: 'adam' } : { kind: 'sgd', momentum: 0.9 }),
       learningRate: s.learningRate,
       schedule: { kind: s.schedule, warmupRounds: s.warmupSteps },
+      ...(s.emaDecay !== undefined ? { ema: { decay: s.emaDecay } } : {}),
     },
     rounds,
     // Only after the last round unless asked (--eval-every), so that the rounds' times are training.

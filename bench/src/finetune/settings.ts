@@ -18,6 +18,8 @@ export interface FinetuneSettings {
   schedule: 'constant' | 'linear' | 'cosine';
   /** Updates of linear warm-up before the schedule (optimizer.schedule.warmupRounds). */
   warmupSteps: number;
+  /** optimizer.ema's decay: evaluate (and export) the iterates' moving average; undefined: off. */
+  emaDecay?: number;
   /** The DP sides' learning rate. */
   learningRate: number;
   /**
@@ -97,7 +99,7 @@ export function steps(s: FinetuneSettings): number {
 /** Command-line overrides of the settings (`--lr=0.02 --batch=128 ...`), for trying other values. */
 const OVERRIDES: Record<
   string,
-  { key: keyof FinetuneSettings; kind: 'int' | 'count' | 'number' | 'optimizer' | 'schedule' }
+  { key: keyof FinetuneSettings; kind: 'int' | 'count' | 'fraction' | 'number' | 'optimizer' | 'schedule' }
 > = {
   '--lr': { key: 'learningRate', kind: 'number' },
   '--nonprivate-lr': { key: 'nonprivateLearningRate', kind: 'number' },
@@ -115,6 +117,7 @@ const OVERRIDES: Record<
   '--optimizer': { key: 'optimizer', kind: 'optimizer' },
   '--schedule': { key: 'schedule', kind: 'schedule' },
   '--warmup': { key: 'warmupSteps', kind: 'count' },
+  '--ema': { key: 'emaDecay', kind: 'fraction' },
 };
 
 /** Names of the override flags, for usage lines. */
@@ -149,10 +152,11 @@ export function withOverrides(s: FinetuneSettings, args: string[]): FinetuneSett
       raw.trim() !== '' &&
       Number.isFinite(v) &&
       (o.kind === 'count' ? v >= 0 : v > 0) &&
-      (o.kind === 'number' || Number.isInteger(v));
+      (o.kind !== 'fraction' || v < 1) &&
+      (o.kind === 'number' || o.kind === 'fraction' || Number.isInteger(v));
     if (!ok)
       throw new Error(
-        `${arg}: ${arg.slice(0, eq)} takes a ${o.kind === 'count' ? 'non-negative integer' : o.kind === 'int' ? 'positive integer' : 'positive number'}, e.g. ${arg.slice(0, eq)}=${String(s[o.key] ?? 8)}`,
+        `${arg}: ${arg.slice(0, eq)} takes a ${{ count: 'non-negative integer', int: 'positive integer', fraction: 'number in (0, 1)', number: 'positive number' }[o.kind]}, e.g. ${arg.slice(0, eq)}=${String(s[o.key] ?? 8)}`,
       );
     set[o.key] = v;
   }

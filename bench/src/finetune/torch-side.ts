@@ -46,6 +46,7 @@ export function runTorch(
       String(mode === 'dp' ? s.learningRate : s.nonprivateLearningRate),
     ],
     ...['--schedule', s.schedule, '--warmup-steps', String(s.warmupSteps)],
+    ...['--ema-decay', String(s.emaDecay ?? 0)],
     ...['--rank', String(s.loraRank), '--alpha', String(s.loraAlpha), '--targets', s.loraTargets.join(',')],
     ...['--clip', String(s.clipNorm), '--epsilon', String(s.epsilon), '--delta', String(s.delta)],
     ...['--train-examples', String(s.trainExamples ?? 0), '--test-examples', String(s.testExamples ?? 0)],

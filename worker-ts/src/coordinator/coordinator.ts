@@ -201,6 +201,10 @@ export class Coordinator {
   get params(): Float32Array {
     return this.model.params;
   }
+  /** The job's output parameters: the iterates' average with optimizer.ema, else `params`. */
+  get output(): Float32Array {
+    return this.model.output();
+  }
 
   /**
    * Restores from the latest checkpoint and the ledger. The accountant gets every round in the
@@ -330,7 +334,7 @@ export class Coordinator {
         if (this.gate.refusal !== undefined) break;
       }
       if (!this.doneReason) this.doneReason = `completed ${this.releasedRounds} rounds`;
-      this.lastAccuracy = evaluation(this.o.evaluate(this.model.params)).accuracy;
+      this.lastAccuracy = evaluation(this.o.evaluate(this.model.output())).accuracy;
       this.saveCheckpoint();
       this.transition('DONE');
     } catch (err) {
@@ -446,7 +450,7 @@ export class Coordinator {
     let ev: Evaluation | null = null;
     const count = this.releasedRounds;
     if (count % cfg.evaluation.everyRounds === 0 || count >= cfg.rounds) {
-      ev = await more.time('evaluate', () => evaluation(this.o.evaluate(this.model.params)));
+      ev = await more.time('evaluate', () => evaluation(this.o.evaluate(this.model.output())));
       this.lastAccuracy = ev.accuracy;
     }
     if (count % cfg.checkpoint.everyRounds === 0 && count < cfg.rounds)

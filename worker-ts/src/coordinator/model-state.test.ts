@@ -105,6 +105,52 @@ describe('coordinator/model-state', () => {
   });
 });
 
+describe('coordinator/model-state: optimizer.ema (iterate averaging)', () => {
+  const sgd = { kind: 'sgd' as const, learningRate: 1, momentum: 0 };
+  const ones = () => Float32Array.from([1, 1, 1, 1, 1, 1]);
+
+  it('outputs the bias-corrected moving average of the iterates; training continues from the iterate', () => {
+    const m = new ModelState(TRAINABLE, INITIAL, { ...sgd, ema: { decay: 0.5 } });
+    expect(m.output()).to.equal(m.params); // no update yet: the iterate itself
+    m.apply(1, ones()); // params 0..5
+    expect([...m.output()]).to.deep.equal([0, 1, 2, 3, 4, 5]); // (0.5·p1) / (1 − 0.5)
+    m.apply(2, ones()); // params −1..4
+    // ema = 0.5·(0.5·p1) + 0.5·p2 = 0.25·p1 + 0.5·p2; / (1 − 0.25): (p1 + 2·p2) / 3
+    expect([...m.output()].map((v) => +v.toFixed(5))).to.deep.equal(
+      [0, 1, 2, 3, 4, 5].map((p1) => +((p1 + 2 * (p1 - 1)) / 3).toFixed(5)),
+    );
+    expect([...m.params]).to.deep.equal([-1, 0, 1, 2, 3, 4]);
+    expect([...m.published.parameters]).to.deep.equal([-1, 0, 1, 2, 3, 4]);
+    // Without ema the output is the iterate.
+    const plain = new ModelState(TRAINABLE, INITIAL, sgd);
+    plain.apply(1, ones());
+    expect(plain.output()).to.equal(plain.params);
+  });
+
+  it('checkpoints the average with the optimizer state; a checkpoint without one starts it at the iterate', () => {
+    const opts = { ...sgd, ema: { decay: 0.9 } };
+    const a = new ModelState(TRAINABLE, INITIAL, opts);
+    a.apply(1, ones());
+    a.apply(2, Float32Array.from([3, 0, 0, 0, 0, -2]));
+    const st = a.optimizerState();
+    expect(Object.keys(st.slots)).to.include('ema');
+    const b = new ModelState(TRAINABLE, INITIAL, opts);
+    b.restore(a.named(), st, 2);
+    expect([...b.output()]).to.deep.equal([...a.output()]);
+    a.apply(3, ones());
+    b.apply(3, ones());
+    expect([...b.output()]).to.deep.equal([...a.output()]);
+
+    const c = new ModelState(TRAINABLE, INITIAL, opts);
+    const withoutEma = { step: st.step, slots: { velocity: st.slots.velocity! } };
+    c.restore(a.named(), withoutEma, 2);
+    [...c.output()].forEach((v, i) => expect(v).to.be.closeTo(a.params[i]!, 1e-5));
+    expect(() =>
+      c.restore(a.named(), { step: 2, slots: { ...st.slots, ema: new Float32Array(2) } }, 2),
+    ).to.throw("optimizer state 'ema' has 2 entries, expected 6");
+  });
+});
+
 /** Base-model fingerprints are SHA-256 hex digests. */
 const BASE_1 = 'a'.repeat(64);
 const BASE_2 = 'b'.repeat(64);

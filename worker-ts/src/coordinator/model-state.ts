@@ -15,6 +15,11 @@ export class ModelState {
   /** The trainable parameters, flat in `specs` order; apply() updates it in place. */
   readonly params: Float32Array;
   readonly #optimizer: Optimizer;
+  /** optimizer.ema's decay, and the running average (not bias-corrected) of the iterates. */
+  readonly #emaDecay: number | undefined;
+  #ema: Float32Array | null;
+  /** Updates applied (the optimizer's step count), for the average's bias correction. */
+  #steps = 0;
   #version = 0;
   #published!: ModelParameters;
 
@@ -30,7 +35,23 @@ export class ModelState {
   ) {
     this.params = flatten(specs, initial);
     this.#optimizer = createOptimizer(this.params.length, optimizer);
+    this.#emaDecay = optimizer.ema?.decay;
+    this.#ema = this.#emaDecay === undefined ? null : new Float32Array(this.params.length);
     this.#publish();
+  }
+
+  /**
+   * The job's output parameters: with optimizer.ema, the bias-corrected average of the iterates
+   * after each update, ema_t / (1 − decay^t) with ema_t = decay·ema_{t−1} + (1 − decay)·params_t
+   * (as Adam corrects its moments); otherwise, and before any update, `params` itself. A copy
+   * when averaged; `params` (not a copy) otherwise.
+   */
+  output(): Float32Array {
+    if (!this.#ema || this.#steps === 0) return this.params;
+    const c = 1 - this.#emaDecay! ** this.#steps;
+    const out = new Float32Array(this.#ema.length);
+    for (let i = 0; i < out.length; i++) out[i] = this.#ema[i]! / c;
+    return out;
   }
 
   /** Round number of the last update applied to `params` (0 before any). */
@@ -49,7 +70,9 @@ export class ModelState {
 
   /** The optimizer's step count and slots, as a checkpoint stores them. */
   optimizerState(): OptimizerSnapshot {
-    return this.#optimizer.state();
+    const st = this.#optimizer.state();
+    if (this.#ema) st.slots.ema = Float32Array.from(this.#ema);
+    return st;
   }
 
   /** The trainable parameters by name: views into `params` (not copies). */
@@ -71,6 +94,17 @@ export class ModelState {
   restore(named: Record<string, ArrayLike<number>>, optimizer: OptimizerSnapshot, version: number): void {
     this.params.set(flatten(this.specs, named));
     this.#optimizer.load(optimizer);
+    this.#steps = optimizer.step;
+    if (this.#ema) {
+      const saved = optimizer.slots.ema;
+      if (saved && saved.length !== this.#ema.length)
+        throw new RangeError(
+          `optimizer state 'ema' has ${saved.length} entries, expected ${this.#ema.length}`,
+        );
+      // A checkpoint written without the average starts it at the iterate (output = params).
+      const c = 1 - this.#emaDecay! ** this.#steps;
+      this.#ema = saved ? Float32Array.from(saved) : this.params.map((v) => v * c);
+    }
     this.#version = version;
     this.#publish();
   }
@@ -88,6 +122,11 @@ export class ModelState {
       throw new Error(
         `round ${round}: the update made the model parameters non-finite (NaN or Infinity); the job stops and nothing non-finite is checkpointed (check the dataset for empty shards or extreme values, or lower the learning rate)`,
       );
+    }
+    this.#steps++;
+    if (this.#ema) {
+      const d = this.#emaDecay!;
+      for (let i = 0; i < this.#ema.length; i++) this.#ema[i] = d * this.#ema[i]! + (1 - d) * this.params[i]!;
     }
     this.#version = round;
     this.#publish();

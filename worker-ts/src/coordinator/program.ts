@@ -138,7 +138,7 @@ async function coordinatorMain(argv: string[], hooks: CoordinatorHooks, log: Log
   let adapter: string | null = null;
   if (res.status === 'succeeded') {
     const { writeJobAdapter } = await import('../models/peft.js');
-    adapter = writeJobAdapter(cfg, prepared.def, coordinator.params);
+    adapter = writeJobAdapter(cfg, prepared.def, coordinator.output);
     if (adapter) log.info({ adapter }, 'PEFT adapter written');
   }
   // The job report (report.html) next to the checkpoints, for every kind of job; a report that

@@ -291,14 +291,32 @@ export const scheduleSchema = z
   })
   .prefault({});
 
+/**
+ * Iterate averaging: the job's evaluations and exported model are the bias-corrected exponential
+ * moving average of the parameters after each round (post-processing of released sums).
+ */
+export const emaSchema = z.strictObject({
+  decay: z
+    .number()
+    .gt(0)
+    .lt(1)
+    .describe('Weight of the running average per round (0.9 averages over about the last 10 rounds).'),
+});
+
 export const optimizerSchema = z.discriminatedUnion('kind', [
   z.strictObject({
     kind: z.literal('sgd'),
     learningRate: positive,
     momentum: z.number().min(0).lt(1).default(0.9),
     schedule: scheduleSchema,
+    ema: emaSchema.optional(),
   }),
-  z.strictObject({ kind: z.literal('adam'), learningRate: positive, schedule: scheduleSchema }),
+  z.strictObject({
+    kind: z.literal('adam'),
+    learningRate: positive,
+    schedule: scheduleSchema,
+    ema: emaSchema.optional(),
+  }),
 ]);
 
 export const jobNameSchema = z
