@@ -9,7 +9,6 @@ import {
   parseRunConfig,
   prepareModel,
   trainableSpecs,
-  SgdMomentum,
   type RunConfig,
 } from '@tensorguard/worker';
 import fs from 'node:fs';
@@ -20,25 +19,46 @@ export function readConfig(file: string): RunConfig {
 
 /** `rounds` full-batch steps of clipped SGD (momentum) on the whole training set of `file`'s job. */
 export function clippedSgdReference(file: string, rounds: number): Float32Array {
+  return clippedSgdRun(file, rounds).params;
+}
+
+/**
+ * clippedSgdReference with the job's learning-rate schedule (constant, or linear decay without
+ * warm-up: update k of T takes lr·(T − k)/T) and, with optimizer.ema, the bias-corrected moving
+ * average of the iterates, both written out here rather than taken from worker-ts.
+ */
+export function clippedSgdRun(
+  file: string,
+  rounds: number,
+): { params: Float32Array; average: Float32Array | null } {
   const cfg = readConfig(file);
+  const o = cfg.optimizer;
+  if (o.kind !== 'sgd') throw new Error('the reference runs SGD jobs only');
+  if (o.schedule.warmupRounds !== 0 || (o.schedule.kind !== 'constant' && o.schedule.kind !== 'linear'))
+    throw new Error('the reference knows the constant and the linear schedule without warm-up only');
   const train = loadTrainSet(cfg);
   const prepared = prepareModel(cfg, train);
   const params = flatten(trainableSpecs(prepared.def), prepared.initial);
   const engine = new LoopClippingEngine(tf, prepared.def, prepared.initial);
-  const opt = new SgdMomentum(params.length, cfg.optimizer.learningRate, cfg.optimizer.momentum);
+  const velocity = new Float64Array(params.length);
+  const decay = o.ema?.decay;
+  const ema = decay === undefined ? null : new Float64Array(params.length);
   const x = tf.tensor(train.features, [train.size, ...train.featureShape]);
   const y = tf.tensor1d(train.labels, 'int32');
-  for (let r = 0; r < rounds; r++) {
+  for (let k = 0; k < rounds; k++) {
     engine.setTrainable(params);
     const { sum } = engine.clippedSum(x, y, cfg.privacy.clipNorm);
-    opt.step(
-      params,
-      sum.map((v) => v / train.size),
-    );
+    const lr = o.learningRate * (o.schedule.kind === 'linear' ? (cfg.rounds - k) / cfg.rounds : 1);
+    for (let i = 0; i < params.length; i++) {
+      velocity[i] = o.momentum * velocity[i]! + sum[i]! / train.size;
+      params[i] = params[i]! - lr * velocity[i]!;
+      if (ema) ema[i] = decay! * ema[i]! + (1 - decay!) * params[i]!;
+    }
   }
   tf.dispose([x, y]);
   engine.dispose();
-  return params;
+  const c = decay === undefined ? 1 : 1 - decay ** rounds;
+  return { params, average: ema ? Float32Array.from(ema, (v) => v / c) : null };
 }
 
 /** The trainable parameters and round of the newest checkpoint of `file`'s job. */
