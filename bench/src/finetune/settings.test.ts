@@ -31,7 +31,8 @@ describe('finetune settings', () => {
     expect(() => withOverrides(FULL, ['--optimizer=lamb'])).to.throw(/adam or sgd/);
     expect(() => withOverrides(FULL, ['--schedule=step'])).to.throw(/constant, linear or cosine/);
     expect(() => withOverrides(FULL, ['--warmup=-2'])).to.throw(/--warmup takes a non-negative integer/);
-    expect(() => withOverrides(FULL, ['--ema=1'])).to.throw(/--ema takes a number in \(0, 1\)/);
+    expect(() => withOverrides(FULL, ['--ema=1'])).to.throw(/--ema takes a number in \[0, 1\) \(0: off\)/);
+    expect(withOverrides(FULL, ['--ema=0']).emaDecay).to.equal(undefined);
     expect(withOverrides(FULL, ['--ema=0.9']).emaDecay).to.equal(0.9);
   });
 

@@ -18,7 +18,7 @@ export interface FinetuneSettings {
   schedule: 'constant' | 'linear' | 'cosine';
   /** Updates of linear warm-up before the schedule (optimizer.schedule.warmupRounds). */
   warmupSteps: number;
-  /** optimizer.ema's decay: evaluate (and export) the iterates' moving average; undefined: off. */
+  /** optimizer.ema's decay: evaluate (and export) the iterates' moving average; undefined: off (`--ema=0`). */
   emaDecay?: number;
   /** The DP sides' learning rate. */
   learningRate: number;
@@ -49,7 +49,9 @@ export interface FinetuneSettings {
  * setting (80 steps) TensorGuard reached 77.9 % at lr 0.01 and 68.3 % at 0.02 (bench/README.md,
  * 2026-12-04). --quick keeps 0.02: at lr 2e-3–5e-3 its 32 DP steps left the classifier near chance
  * (50–58 %); at 0.02 it reached 66–71 % (TensorGuard, six runs) and 70.4 % (Opacus), at 0.01
- * 69.4 % and 70.4 %.
+ * 69.4 % and 70.4 %. Every side evaluates and exports the iterates' moving average (decay 0.9):
+ * of the full-setting variants tried on 2026-12-05 (bench/README.md), none beat the constant lr 0.01
+ * by more than the run-to-run spread, and the average removes the last iterate's ±1.5-point swings.
  */
 export const FULL: FinetuneSettings = {
   datasetPreset: 'rotten-tomatoes',
@@ -60,6 +62,7 @@ export const FULL: FinetuneSettings = {
   optimizer: 'adam',
   schedule: 'constant',
   warmupSteps: 0,
+  emaDecay: 0.9,
   learningRate: 0.01,
   nonprivateLearningRate: 0.005,
   loraRank: 8,
@@ -151,14 +154,14 @@ export function withOverrides(s: FinetuneSettings, args: string[]): FinetuneSett
     const ok =
       raw.trim() !== '' &&
       Number.isFinite(v) &&
-      (o.kind === 'count' ? v >= 0 : v > 0) &&
+      (o.kind === 'count' || o.kind === 'fraction' ? v >= 0 : v > 0) &&
       (o.kind !== 'fraction' || v < 1) &&
       (o.kind === 'number' || o.kind === 'fraction' || Number.isInteger(v));
     if (!ok)
       throw new Error(
-        `${arg}: ${arg.slice(0, eq)} takes a ${{ count: 'non-negative integer', int: 'positive integer', fraction: 'number in (0, 1)', number: 'positive number' }[o.kind]}, e.g. ${arg.slice(0, eq)}=${String(s[o.key] ?? 8)}`,
+        `${arg}: ${arg.slice(0, eq)} takes a ${{ count: 'non-negative integer', int: 'positive integer', fraction: 'number in [0, 1) (0: off)', number: 'positive number' }[o.kind]}, e.g. ${arg.slice(0, eq)}=${String(s[o.key] ?? 8)}`,
       );
-    set[o.key] = v;
+    set[o.key] = o.kind === 'fraction' && v === 0 ? undefined : v;
   }
   return out;
 }
