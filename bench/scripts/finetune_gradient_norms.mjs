@@ -34,8 +34,15 @@ const records = fs
   .slice(0, 128)
   .map((l) => JSON.parse(l));
 const engine = new DpClippingEngine(def, values);
-const x = tf.tensor2d(records.map((r) => Array.from(tok.encode(r.text, T).ids)), undefined, 'int32');
-const y = tf.tensor1d(records.map((r) => Number(r.label)), 'int32');
+const x = tf.tensor2d(
+  records.map((r) => Array.from(tok.encode(r.text, T).ids)),
+  undefined,
+  'int32',
+);
+const y = tf.tensor1d(
+  records.map((r) => Number(r.label)),
+  'int32',
+);
 const d = def.params.filter((p) => p.trainable).reduce((n, p) => n + p.shape.reduce((a, b) => a * b, 1), 0);
 console.log(`${records.length} records, ${d} trainable parameters`);
 for (const C of [0.1, 0.3, 1, 3, 10, 100]) {
