@@ -95,8 +95,67 @@ function writeReviews(file: string, n: number, kind: string): void {
   fs.writeFileSync(file, rows.join('\n') + '\n');
 }
 
-function readConfigRaw(file: string): Record<string, unknown> {
-  return JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+/**
+ * A noiseless full-batch job of `rounds` rounds on a small BERT (or DistilBERT) cut from MiniLM,
+ * 2 workers, 24 training and 16 held-out reviews at 16 tokens; `model` and `extra` add to or
+ * replace the config's fields. Returns the job file and the model folder.
+ */
+function smallBertJob(
+  prefix: string,
+  minilm: string,
+  o: {
+    family?: 'bert' | 'distilbert';
+    model?: Record<string, unknown>;
+    rounds: number;
+    extra?: Record<string, unknown>;
+  },
+): { dir: string; model: string; file: string } {
+  const dir = tmpDir(prefix);
+  const model =
+    o.family === 'distilbert'
+      ? writeSmallBert(path.join(dir, 'distilbert'), minilm, 'distilbert')
+      : writeSmallBert(path.join(dir, 'bert'), minilm);
+  const csv = path.join(dir, 'reviews.csv');
+  const testCsv = path.join(dir, 'held-out.csv');
+  writeReviews(csv, 24, 'training');
+  writeReviews(testCsv, 16, 'held-out');
+  const file = writeConfig(dir, {
+    model: { kind: 'hf-bert', path: model, ...o.model },
+    dataset: {
+      format: 'csv',
+      path: csv,
+      testPath: testCsv,
+      textColumn: 'text',
+      numClasses: 2,
+      maxTokens: 16,
+    },
+    workers: { count: 2 },
+    privacy: NOISELESS_FULL_BATCH,
+    rounds: o.rounds,
+    evaluation: { everyRounds: o.rounds },
+    checkpoint: { dir: path.join(dir, 'ckpt'), everyRounds: o.rounds },
+    ...o.extra,
+  });
+  return { dir, model, file };
+}
+
+/** The trainable parameters a job's PEFT adapter holds, flat in the model's order. */
+function adapterParams(
+  file: string,
+  model: string,
+  adapterDir: string,
+): { names: string[]; flat: Float32Array } {
+  const cfg = readConfig(file);
+  const def = hfBert({
+    config: readBertConfig(model),
+    seqLen: 16,
+    numClasses: 2,
+    pooling: cfg.model.pooling,
+    lora: cfg.model.lora!,
+  });
+  const adapter = readPeftAdapter(adapterDir, def);
+  const names = def.params.filter((p) => p.trainable).map((p) => p.name);
+  return { names, flat: Float32Array.from(names.flatMap((n) => Array.from(adapter[n]!))) };
 }
 
 describe('worker + coordinator: DP-LoRA fine-tuning of a Hugging Face BERT (hf-bert)', function () {
@@ -108,27 +167,9 @@ describe('worker + coordinator: DP-LoRA fine-tuning of a Hugging Face BERT (hf-b
   });
 
   it('σ = 0 equals clipped SGD: 2 workers with secure aggregation, LoRA on query/value of a small BERT (3 rounds); the adapter holds the final parameters', async () => {
-    const dir = tmpDir('tg-ft-eq-');
-    const model = writeSmallBert(path.join(dir, 'bert'), minilm);
-    const csv = path.join(dir, 'reviews.csv');
-    const testCsv = path.join(dir, 'held-out.csv');
-    writeReviews(csv, 24, 'training');
-    writeReviews(testCsv, 16, 'held-out');
-    const file = writeConfig(dir, {
-      model: { kind: 'hf-bert', path: model, lora: { rank: 2, alpha: 4, targetModules: ['query', 'value'] } },
-      dataset: {
-        format: 'csv',
-        path: csv,
-        testPath: testCsv,
-        textColumn: 'text',
-        numClasses: 2,
-        maxTokens: 16,
-      },
-      workers: { count: 2 },
-      privacy: NOISELESS_FULL_BATCH,
+    const { dir, model, file } = smallBertJob('tg-ft-eq-', minilm, {
+      model: { lora: { rank: 2, alpha: 4, targetModules: ['query', 'value'] } },
       rounds: 3,
-      evaluation: { everyRounds: 3 },
-      checkpoint: { dir: path.join(dir, 'ckpt'), everyRounds: 3 },
     });
     const { done } = await runJob(file, 2);
     expect(done.status).to.equal('succeeded');
@@ -142,94 +183,39 @@ describe('worker + coordinator: DP-LoRA fine-tuning of a Hugging Face BERT (hf-b
 
     // The PEFT adapter is the final model: its values are the checkpoint's.
     expect(done.adapter).to.equal(path.join(dir, 'ckpt', 'adapter'));
-    const cfg = readConfig(file);
-    const def = hfBert({ config: readBertConfig(model), seqLen: 16, numClasses: 2, lora: cfg.model.lora! });
-    const adapter = readPeftAdapter(done.adapter as string, def);
-    const names = def.params.filter((p) => p.trainable).map((p) => p.name);
-    const flat = Float32Array.from(names.flatMap((n) => Array.from(adapter[n]!)));
+    const { flat } = adapterParams(file, model, done.adapter as string);
     expect(maxDiff(flat, ck.params).maxErr).to.equal(0);
   });
 
   it("optimizer.schedule and optimizer.ema: the checkpoint holds the linearly decayed iterate, the PEFT adapter the iterates' average (σ = 0, small BERT, 3 rounds)", async () => {
-    const dir = tmpDir('tg-ft-ema-');
-    const model = writeSmallBert(path.join(dir, 'bert'), minilm);
-    const csv = path.join(dir, 'reviews.csv');
-    const testCsv = path.join(dir, 'held-out.csv');
-    writeReviews(csv, 24, 'training');
-    writeReviews(testCsv, 16, 'held-out');
-    const file = writeConfig(dir, {
-      model: { kind: 'hf-bert', path: model, lora: { rank: 2, alpha: 4, targetModules: ['query', 'value'] } },
-      dataset: {
-        format: 'csv',
-        path: csv,
-        testPath: testCsv,
-        textColumn: 'text',
-        numClasses: 2,
-        maxTokens: 16,
-      },
-      workers: { count: 2 },
-      privacy: NOISELESS_FULL_BATCH,
-      optimizer: {
-        kind: 'sgd',
-        learningRate: 0.5,
-        momentum: 0.5,
-        schedule: { kind: 'linear' },
-        ema: { decay: 0.5 },
-      },
-      rounds: 3,
-      evaluation: { everyRounds: 3 },
-      checkpoint: { dir: path.join(dir, 'ckpt'), everyRounds: 3 },
-    });
+    const sgd = { kind: 'sgd', learningRate: 0.5, momentum: 0.5 };
+    const job = (prefix: string, optimizer: Record<string, unknown>) =>
+      smallBertJob(prefix, minilm, {
+        model: { lora: { rank: 2, alpha: 4, targetModules: ['query', 'value'] } },
+        rounds: 3,
+        extra: { optimizer },
+      });
+    const { model, file } = job('tg-ft-ema-', { ...sgd, schedule: { kind: 'linear' }, ema: { decay: 0.5 } });
     const { done } = await runJob(file, 2);
     expect(done.status).to.equal('succeeded');
     const ref = clippedSgdRun(file, 3);
     const ck = checkpointParams(file);
     expect(maxDiff(ck.params, ref.params).maxErr).to.be.below(2e-5);
     // The constant-rate run of the same job ends elsewhere: the schedule was applied.
-    expect(
-      maxDiff(
-        ck.params,
-        clippedSgdReference(
-          writeConfig(dir, {
-            ...readConfigRaw(file),
-            optimizer: { kind: 'sgd', learningRate: 0.5, momentum: 0.5 },
-          }),
-          3,
-        ),
-      ).maxErr,
-    ).to.be.above(1e-3);
-    const cfg = readConfig(file);
-    const def = hfBert({ config: readBertConfig(model), seqLen: 16, numClasses: 2, lora: cfg.model.lora! });
-    const adapter = readPeftAdapter(done.adapter as string, def);
-    const names = def.params.filter((p) => p.trainable).map((p) => p.name);
-    const flat = Float32Array.from(names.flatMap((n) => Array.from(adapter[n]!)));
+    expect(maxDiff(ck.params, clippedSgdReference(job('tg-ft-const-', sgd).file, 3)).maxErr).to.be.above(
+      1e-3,
+    );
+    const { flat } = adapterParams(file, model, done.adapter as string);
     expect(maxDiff(flat, ref.average!).maxErr).to.be.below(2e-5);
     expect(maxDiff(flat, ck.params).maxErr).to.be.above(2e-4);
   });
 
   it("DistilBERT: σ = 0 equals clipped SGD with the default targets (q_lin/v_lin), and the adapter has DistilBertModel's PEFT names", async () => {
-    const dir = tmpDir('tg-ft-distil-');
-    const model = writeSmallBert(path.join(dir, 'distilbert'), minilm, 'distilbert');
-    const csv = path.join(dir, 'reviews.csv');
-    const testCsv = path.join(dir, 'held-out.csv');
-    writeReviews(csv, 24, 'training');
-    writeReviews(testCsv, 16, 'held-out');
-    const file = writeConfig(dir, {
+    const { model, file } = smallBertJob('tg-ft-distil-', minilm, {
+      family: 'distilbert',
       // No targetModules: the run config's default ['query', 'value'] is q_lin/v_lin here.
-      model: { kind: 'hf-bert', path: model, pooling: 'cls', lora: { rank: 2, alpha: 4 } },
-      dataset: {
-        format: 'csv',
-        path: csv,
-        testPath: testCsv,
-        textColumn: 'text',
-        numClasses: 2,
-        maxTokens: 16,
-      },
-      workers: { count: 2 },
-      privacy: NOISELESS_FULL_BATCH,
+      model: { pooling: 'cls', lora: { rank: 2, alpha: 4 } },
       rounds: 2,
-      evaluation: { everyRounds: 2 },
-      checkpoint: { dir: path.join(dir, 'ckpt'), everyRounds: 2 },
     });
     const { done } = await runJob(file, 2);
     expect(done.status).to.equal('succeeded');
@@ -248,17 +234,8 @@ describe('worker + coordinator: DP-LoRA fine-tuning of a Hugging Face BERT (hf-b
     expect(Object.keys(decodeSafetensors(fs.readFileSync(wFile), wFile).tensors)).to.include(
       'base_model.model.transformer.layer.1.attention.v_lin.lora_B.weight',
     );
-    const def = hfBert({
-      config: readBertConfig(model),
-      seqLen: 16,
-      numClasses: 2,
-      pooling: 'cls',
-      lora: readConfig(file).model.lora!,
-    });
-    const adapter = readPeftAdapter(adapterDir, def);
-    const names = def.params.filter((p) => p.trainable).map((p) => p.name);
+    const { names, flat } = adapterParams(file, model, adapterDir);
     expect(names[0]).to.equal('transformer.layer.0.attention.q_lin.lora_a');
-    const flat = Float32Array.from(names.flatMap((n) => Array.from(adapter[n]!)));
     expect(maxDiff(flat, ck.params).maxErr).to.equal(0);
   });
 

@@ -34,7 +34,8 @@ export function clippedSgdRun(
   const cfg = readConfig(file);
   const o = cfg.optimizer;
   if (o.kind !== 'sgd') throw new Error('the reference runs SGD jobs only');
-  if (o.schedule.warmupRounds !== 0 || (o.schedule.kind !== 'constant' && o.schedule.kind !== 'linear'))
+  const schedule = o.schedule ?? { kind: 'constant', warmupRounds: 0 };
+  if (schedule.warmupRounds !== 0 || (schedule.kind !== 'constant' && schedule.kind !== 'linear'))
     throw new Error('the reference knows the constant and the linear schedule without warm-up only');
   const train = loadTrainSet(cfg);
   const prepared = prepareModel(cfg, train);
@@ -48,9 +49,9 @@ export function clippedSgdRun(
   for (let k = 0; k < rounds; k++) {
     engine.setTrainable(params);
     const { sum } = engine.clippedSum(x, y, cfg.privacy.clipNorm);
-    const lr = o.learningRate * (o.schedule.kind === 'linear' ? (cfg.rounds - k) / cfg.rounds : 1);
+    const lr = o.learningRate * (schedule.kind === 'linear' ? (cfg.rounds - k) / cfg.rounds : 1);
     for (let i = 0; i < params.length; i++) {
-      velocity[i] = o.momentum * velocity[i]! + sum[i]! / train.size;
+      velocity[i] = (o.momentum ?? 0) * velocity[i]! + sum[i]! / train.size;
       params[i] = params[i]! - lr * velocity[i]!;
       if (ema) ema[i] = decay! * ema[i]! + (1 - decay!) * params[i]!;
     }
