@@ -57,6 +57,8 @@ def main() -> None:
     p.add_argument("--test-examples", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init-adapter", default="", help="start from this PEFT adapter folder (+ head.safetensors)")
+    p.add_argument("--save-adapter", default="", help="write the trained adapter here (PEFT format + head.safetensors)")
     a = p.parse_args()
 
     import torch
@@ -100,6 +102,15 @@ def main() -> None:
     lora = LoraConfig(r=a.rank, lora_alpha=a.alpha, lora_dropout=0.0, target_modules=a.targets.split(","), bias="none")
     encoder = get_peft_model(base, lora)
     model = Classifier(encoder, base.config.hidden_size, 2)
+    if a.init_adapter:
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(encoder, load_file(f"{a.init_adapter}/adapter_model.safetensors"))
+        head = load_file(f"{a.init_adapter}/head.safetensors")
+        with torch.no_grad():
+            model.classifier.weight.copy_(head["weight"])
+            model.classifier.bias.copy_(head["bias"])
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = (
@@ -183,6 +194,15 @@ def main() -> None:
         with torch.no_grad():
             for e, p_ in zip(ema, trainable):
                 p_.copy_(e / (1 - a.ema_decay**steps))
+    if a.save_adapter:
+        from safetensors.torch import save_file
+
+        encoder.save_pretrained(a.save_adapter)
+        save_file(
+            {"weight": model.classifier.weight.detach().contiguous(), "bias": model.classifier.bias.detach().contiguous()},
+            f"{a.save_adapter}/head.safetensors",
+            metadata={"pooling": "mean"},
+        )
     model.eval()
     correct = 0
     with torch.no_grad():

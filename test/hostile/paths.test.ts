@@ -169,6 +169,19 @@ describe('hostile input: a job document reaches only its tenant’s files (tenso
       () => jobDocument({ model: { kind: 'mlp', hidden: [16], baseCheckpoint: bobModel } }),
       'model.baseCheckpoint',
     ],
+    [
+      "another tenant's job adapter as model.initAdapter",
+      () =>
+        jobDocument({
+          model: {
+            kind: 'hf-bert',
+            preset: 'all-minilm-l6-v2',
+            initAdapter: path.join(bobJobDir, 'checkpoints', 'adapter'),
+          },
+          dataset: csv({ path: 'train.csv', textColumn: 'text' }),
+        }),
+      'model.initAdapter',
+    ],
   ];
 
   let n = 0;

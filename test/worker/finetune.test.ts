@@ -187,6 +187,29 @@ describe('worker + coordinator: DP-LoRA fine-tuning of a Hugging Face BERT (hf-b
     expect(maxDiff(flat, ck.params).maxErr).to.equal(0);
   });
 
+  it("model.initAdapter: a job started from another job's PEFT adapter continues it (2 rounds, then 1 from the adapter, equal 3 rounds of clipped SGD; σ = 0, momentum 0)", async () => {
+    const job = (prefix: string, rounds: number, initAdapter?: string) =>
+      smallBertJob(prefix, minilm, {
+        model: { lora: { rank: 2, alpha: 4, targetModules: ['query', 'value'] }, initAdapter },
+        rounds,
+        extra: { optimizer: { kind: 'sgd', learningRate: 0.5, momentum: 0 } },
+      });
+    const first = job('tg-ft-init-a-', 2);
+    const a = await runJob(first.file, 2);
+    expect(a.done.status).to.equal('succeeded');
+    const second = job('tg-ft-init-b-', 1, a.done.adapter as string);
+    const b = await runJob(second.file, 2);
+    expect(b.done.status).to.equal('succeeded');
+    const ck = checkpointParams(second.file);
+    expect(ck.round).to.equal(1);
+    // The reference starts from B = 0 and the seeded head, and takes all three steps itself.
+    const { maxErr, maxAbs } = maxDiff(ck.params, clippedSgdReference(first.file, 3));
+    expect(maxErr).to.be.below(2e-5);
+    expect(maxAbs).to.be.above(0.01);
+    // Without the adapter the same one-round job ends elsewhere.
+    expect(maxDiff(ck.params, clippedSgdReference(job('tg-ft-init-c-', 1).file, 1)).maxErr).to.be.above(1e-3);
+  });
+
   it("optimizer.schedule and optimizer.ema: the checkpoint holds the linearly decayed iterate, the PEFT adapter the iterates' average (σ = 0, small BERT, 3 rounds)", async () => {
     const sgd = { kind: 'sgd', learningRate: 0.5, momentum: 0.5 };
     const job = (prefix: string, optimizer: Record<string, unknown>) =>

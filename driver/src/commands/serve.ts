@@ -47,7 +47,8 @@ options:
                             the server (load benchmarks). Neither trains anything
   --local-round-ms N        local-process and simulated: milliseconds per round (default 200)
   --data-root DIR           per-tenant readable data: a job's paths (dataset.path, testPath,
-                            model.baseCheckpoint) must lie in DIR/<tenant>/; relative ones resolve
+                            model.baseCheckpoint, model.path, model.initAdapter) must lie in
+                            DIR/<tenant>/; relative ones resolve
                             there (default: TENSORGUARD_STATE_DIR/data, else .tensorguard/data)
   --state-root DIR          per-tenant job state: checkpoints and ledgers of a job go to
                             DIR/<tenant>/jobs/<job id>/ and nowhere else; checkpoint.dir is refused

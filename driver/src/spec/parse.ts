@@ -61,6 +61,7 @@ export function resolvePaths(spec: JobSpec, base: string): JobSpec {
   if (out.evaluation.testPath !== undefined) out.evaluation.testPath = abs(out.evaluation.testPath);
   if (out.model.kind === 'hf-bert') {
     if (out.model.path !== undefined) out.model.path = abs(out.model.path);
+    if (out.model.initAdapter !== undefined) out.model.initAdapter = abs(out.model.initAdapter);
   } else if (out.model.baseCheckpoint !== undefined) out.model.baseCheckpoint = abs(out.model.baseCheckpoint);
   if (out.checkpoint.dir !== undefined) out.checkpoint.dir = abs(out.checkpoint.dir);
   return out;

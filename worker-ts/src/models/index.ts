@@ -10,16 +10,23 @@ import { decodeSafetensors } from '../checkpoint/safetensors.js';
 import { hfModelDir } from './build.js';
 import { loadHfBertBase, type HfBertModelDef } from './hf-bert.js';
 import { initParams, sizeOf, trainableCount, type ModelDef } from './model.js';
+import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, HEAD_FILE, readPeftAdapter } from './peft.js';
 
 /**
  * Initial values of every parameter: the base checkpoint's tensors where given (a base model to
- * fine-tune), the seeded initialisation elsewhere. Throws CheckpointError when the base file is
+ * fine-tune), an hf-bert model's starting adapter (model.initAdapter), the seeded initialisation
+ * elsewhere. Throws CheckpointError when the base file is
  * unreadable or a tensor it holds has the wrong shape.
  */
 export function initialValues(def: ModelDef, cfg: RunConfig['model']): Record<string, Float32Array> {
   const values = initParams(def.params, cfg.initSeed ?? 0);
   // hf-bert: the frozen base from the HF folder's model.safetensors (HF names, torch layouts).
-  if (cfg.kind === 'hf-bert') return { ...values, ...loadHfBertBase(def as HfBertModelDef, hfModelDir(cfg)) };
+  // model.initAdapter: the LoRA adapters and the head from a PEFT adapter folder.
+  if (cfg.kind === 'hf-bert') {
+    const base = loadHfBertBase(def as HfBertModelDef, hfModelDir(cfg));
+    const adapter = cfg.initAdapter ? readPeftAdapter(cfg.initAdapter, def as HfBertModelDef) : {};
+    return { ...values, ...base, ...adapter };
+  }
   if (cfg.baseCheckpoint) {
     const file = cfg.baseCheckpoint;
     let bytes: Buffer;
@@ -83,6 +90,9 @@ export function modelFingerprint(def: ModelDef, cfg: RunConfig['model']): string
     const dir = hfModelDir(cfg);
     h.update(fs.readFileSync(path.join(dir, 'config.json')));
     h.update(fs.readFileSync(path.join(dir, 'model.safetensors')));
+    if (cfg.initAdapter)
+      for (const f of [ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, HEAD_FILE])
+        h.update(fs.readFileSync(path.join(cfg.initAdapter, f)));
   }
   return h.digest('hex');
 }

@@ -3,7 +3,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { decodeSafetensors } from '../checkpoint/safetensors.js';
+import { CheckpointError } from '../checkpoint/errors.js';
+import { decodeSafetensors, encodeSafetensors, tensor, type NamedTensor } from '../checkpoint/safetensors.js';
 import { hfBert, parseBertConfig, type HfBertOptions } from './hf-bert.js';
 import { sizeOf } from './model.js';
 import { readPeftAdapter, writePeftAdapter } from './peft.js';
@@ -121,9 +122,102 @@ describe('PEFT adapter export (hf-bert)', () => {
     const opts: HfBertOptions = { config, seqLen: 6, numClasses: 2, lora: { rank: 2 } };
     writePeftAdapter(dir, hfBert(opts), trainableValues(opts), 'x');
     expect(() => readPeftAdapter(dir, hfBert({ ...opts, lora: { rank: 4 } }))).to.throw(
-      RangeError,
+      CheckpointError,
       "r 2 / lora_alpha 8 differ from the model's 4 / 8 (model.lora.rank, model.lora.alpha)",
     );
+  });
+
+  // model.initAdapter reads a folder from whoever submits the job: each way it can disagree with
+  // the model is refused by name, never loaded partly or silently reinterpreted.
+  describe('a starting adapter that does not fit the model', () => {
+    const opts: HfBertOptions = { config, seqLen: 6, numClasses: 2, lora: { rank: 2 } };
+    const rewrite = (
+      file: string,
+      edit: (t: Record<string, NamedTensor>) => void,
+      meta?: Record<string, string>,
+    ) => {
+      const f = path.join(dir, file);
+      const d = decodeSafetensors(fs.readFileSync(f), f);
+      edit(d.tensors);
+      fs.writeFileSync(f, encodeSafetensors(d.tensors, meta ?? d.metadata));
+    };
+    beforeEach(() => writePeftAdapter(dir, hfBert(opts), trainableValues(opts), 'x'));
+
+    it('a missing file: names it and what the folder must hold', () => {
+      fs.rmSync(path.join(dir, 'head.safetensors'));
+      expect(() => readPeftAdapter(dir, hfBert(opts))).to.throw(
+        CheckpointError,
+        /head\.safetensors: cannot read the adapter \(ENOENT\): model\.initAdapter must be a folder with adapter_config\.json, adapter_model\.safetensors and head\.safetensors/,
+      );
+    });
+
+    it('adapters trained on other modules (the model adapts query and value, the file also key)', () => {
+      const all = hfBert({ ...opts, lora: { rank: 2, targetModules: ['query', 'key', 'value'] } });
+      writePeftAdapter(
+        dir,
+        all,
+        trainableValues({ ...opts, lora: { rank: 2, targetModules: ['query', 'key', 'value'] } }),
+        'x',
+      );
+      expect(() => readPeftAdapter(dir, hfBert(opts))).to.throw(
+        CheckpointError,
+        /holds 4 tensor\(s\) this model has no place for \(base_model\.model\.encoder\.layer\.0\.attention\.self\.key\.lora_A\.weight.*set model\.lora\.targetModules to the modules the adapter was trained on/,
+      );
+      expect(() => readPeftAdapter(dir, all)).to.not.throw();
+      expect(() =>
+        readPeftAdapter(
+          dir,
+          hfBert({ ...opts, lora: { rank: 2, targetModules: ['query', 'key', 'value', 'dense'] } }),
+        ),
+      ).to.throw(
+        CheckpointError,
+        /no tensor 'base_model\.model\.encoder\.layer\.0\.attention\.output\.dense\.lora_A\.weight'/,
+      );
+    });
+
+    it('a tensor of the wrong shape or dtype, and a NaN', () => {
+      const q = 'base_model.model.encoder.layer.1.attention.self.query.lora_B.weight';
+      rewrite('adapter_model.safetensors', (t) => (t[q] = tensor(new Float32Array(8 * 3), [8, 3])));
+      expect(() => readPeftAdapter(dir, hfBert(opts))).to.throw(
+        CheckpointError,
+        `'${q}' is F32[8, 3], the model needs F32[8, 2]`,
+      );
+      rewrite('adapter_model.safetensors', (t) => (t[q] = tensor(new Float64Array(16), [8, 2])));
+      expect(() => readPeftAdapter(dir, hfBert(opts))).to.throw(CheckpointError, `'${q}' is F64[8, 2]`);
+      rewrite('adapter_model.safetensors', (t) => (t[q] = tensor(new Float32Array(16).fill(NaN), [8, 2])));
+      expect(() => readPeftAdapter(dir, hfBert(opts))).to.throw(
+        CheckpointError,
+        `'${q}' holds a NaN or infinite value`,
+      );
+    });
+
+    it('a head for another task (classes) or another pooling; a config that is not LoRA or not JSON', () => {
+      expect(() => readPeftAdapter(dir, hfBert({ ...opts, numClasses: 3 }))).to.throw(
+        CheckpointError,
+        'the head has 2 classes, the dataset 3: an adapter for another task',
+      );
+      expect(() => readPeftAdapter(dir, hfBert({ ...opts, pooling: 'cls' }))).to.throw(
+        CheckpointError,
+        "the head was trained on 'mean' pooling, the model pools 'cls': set model.pooling to 'mean'",
+      );
+      const cfgFile = path.join(dir, 'adapter_config.json');
+      const cfg = JSON.parse(fs.readFileSync(cfgFile, 'utf8')) as Record<string, unknown>;
+      fs.writeFileSync(cfgFile, JSON.stringify({ ...cfg, use_dora: true }));
+      expect(() => readPeftAdapter(dir, hfBert(opts))).to.throw(
+        CheckpointError,
+        'use_dora is true; this model trains plain LoRA',
+      );
+      fs.writeFileSync(cfgFile, JSON.stringify({ ...cfg, peft_type: 'IA3' }));
+      expect(() => readPeftAdapter(dir, hfBert(opts))).to.throw(
+        CheckpointError,
+        'peft_type is "IA3"; only LORA adapters',
+      );
+      fs.writeFileSync(cfgFile, '[1, 2');
+      expect(() => readPeftAdapter(dir, hfBert(opts))).to.throw(
+        CheckpointError,
+        /adapter_config\.json: not a PEFT adapter config/,
+      );
+    });
   });
 });
 

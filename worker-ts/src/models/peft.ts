@@ -13,7 +13,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { PRIVATE_DIR_MODE, writeFileAtomic } from '../checkpoint/atomic.js';
-import { decodeSafetensors, encodeSafetensors, tensor } from '../checkpoint/safetensors.js';
+import { CheckpointError } from '../checkpoint/errors.js';
+import { decodeSafetensors, encodeSafetensors, tensor, type NamedTensor } from '../checkpoint/safetensors.js';
 import type { RunConfig } from '../config.js';
 import { transpose2d, type HfBertModelDef } from './hf-bert.js';
 import { trainableSpecs, unflatten, type ModelDef } from './model.js';
@@ -135,38 +136,118 @@ export function writePeftAdapter(
 }
 
 /**
- * Reads an adapter folder written by writePeftAdapter (or by PEFT for the same modules) back into
- * this model's trainable values: LoRA A and B of every adapted module and the classifier. Throws
- * RangeError naming the file and what does not match the model.
+ * Reads an adapter folder written by writePeftAdapter (or by PEFT's save_pretrained for the same
+ * modules, with the classifier beside it in head.safetensors) back into this model's trainable
+ * values: LoRA A and B of every adapted module and the classifier. The folder may come from
+ * anyone (model.initAdapter), so everything is checked against the model: PEFT type, rank, alpha,
+ * target modules, every tensor's name, dtype and shape, finite values, the head's classes and
+ * pooling. Throws CheckpointError naming the file, what does not match and which field to change.
  */
 export function readPeftAdapter(dir: string, def: HfBertModelDef): Record<string, Float32Array> {
-  const cfgFile = path.join(dir, ADAPTER_CONFIG_FILE);
-  const cfg = JSON.parse(fs.readFileSync(cfgFile, 'utf8')) as { r?: unknown; lora_alpha?: unknown };
   const lora = def.lora;
-  if (!lora) throw new RangeError('the model has no LoRA adapters (model trained in full): nothing to read');
+  if (!lora)
+    throw new CheckpointError('the model has no LoRA adapters (model trained in full): nothing to read', dir);
+  const read = (file: string): Buffer => {
+    try {
+      return fs.readFileSync(file);
+    } catch (err) {
+      throw new CheckpointError(
+        `${file}: cannot read the adapter (${(err as NodeJS.ErrnoException).code}): model.initAdapter must be a ` +
+          `folder with ${ADAPTER_CONFIG_FILE}, ${ADAPTER_WEIGHTS_FILE} and ${HEAD_FILE} (what an hf-bert job writes to <checkpoint.dir>/adapter)`,
+        file,
+        { cause: err },
+      );
+    }
+  };
+  const cfgFile = path.join(dir, ADAPTER_CONFIG_FILE);
+  let cfg: Record<string, unknown>;
+  try {
+    const parsed: unknown = JSON.parse(read(cfgFile).toString('utf8'));
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+      throw new Error('not a JSON object');
+    cfg = parsed as Record<string, unknown>;
+  } catch (err) {
+    if (err instanceof CheckpointError) throw err;
+    throw new CheckpointError(`${cfgFile}: not a PEFT adapter config (${(err as Error).message})`, cfgFile);
+  }
+  if (cfg.peft_type !== 'LORA')
+    throw new CheckpointError(
+      `${cfgFile}: peft_type is ${JSON.stringify(cfg.peft_type)}; only LORA adapters can start an hf-bert job`,
+      cfgFile,
+    );
   if (cfg.r !== lora.rank || cfg.lora_alpha !== lora.alpha)
-    throw new RangeError(
+    throw new CheckpointError(
       `${cfgFile}: r ${String(cfg.r)} / lora_alpha ${String(cfg.lora_alpha)} differ from the model's ` +
         `${lora.rank} / ${lora.alpha} (model.lora.rank, model.lora.alpha)`,
+      cfgFile,
     );
+  for (const [key, off] of [
+    ['use_dora', false],
+    ['use_rslora', false],
+  ] as const) {
+    if (cfg[key] !== undefined && cfg[key] !== off)
+      throw new CheckpointError(
+        `${cfgFile}: ${key} is ${String(cfg[key])}; this model trains plain LoRA`,
+        cfgFile,
+      );
+  }
   const wFile = path.join(dir, ADAPTER_WEIGHTS_FILE);
-  const { tensors } = decodeSafetensors(fs.readFileSync(wFile), wFile);
+  const { tensors } = decodeSafetensors(read(wFile), wFile);
+  const take = (file: string, t: NamedTensor | undefined, name: string, shape: number[]): Float32Array => {
+    if (!t)
+      throw new CheckpointError(
+        `${file}: no tensor '${name}': the adapter was trained on other modules than model.lora.targetModules ` +
+          `(${lora.targetModules.join(', ')}) or on another model`,
+        file,
+      );
+    if (t.dtype !== 'F32' || t.shape.join(',') !== shape.join(','))
+      throw new CheckpointError(
+        `${file}: '${name}' is ${t.dtype}[${t.shape.join(', ')}], the model needs F32[${shape.join(', ')}]: wrong base model, rank or classes for this adapter`,
+        file,
+      );
+    const data = t.data as Float32Array;
+    if (!data.every(Number.isFinite))
+      throw new CheckpointError(`${file}: '${name}' holds a NaN or infinite value`, file);
+    return data;
+  };
   const out: Record<string, Float32Array> = {};
   const r = lora.rank;
+  const expected = new Set<string>();
   for (const m of def.loraModules) {
-    const a = tensors[`${PEFT_PREFIX}${m}.lora_A.weight`];
-    const b = tensors[`${PEFT_PREFIX}${m}.lora_B.weight`];
-    if (!a || !b) throw new RangeError(`${wFile}: no LoRA tensors for module ${m}`);
-    const [, din] = a.shape as [number, number];
-    const [dout] = b.shape as [number, number];
-    out[`${m}.lora_a`] = transpose2d(a.data as Float32Array, r, din);
-    out[`${m}.lora_b`] = transpose2d(b.data as Float32Array, dout, r);
+    const shapeOf = (n: string) => def.params.find((p) => p.name === n)!.shape;
+    const [din] = shapeOf(`${m}.lora_a`) as [number, number];
+    const [, dout] = shapeOf(`${m}.lora_b`) as [number, number];
+    const aName = `${PEFT_PREFIX}${m}.lora_A.weight`;
+    const bName = `${PEFT_PREFIX}${m}.lora_B.weight`;
+    expected.add(aName).add(bName);
+    out[`${m}.lora_a`] = transpose2d(take(wFile, tensors[aName], aName, [r, din]), r, din);
+    out[`${m}.lora_b`] = transpose2d(take(wFile, tensors[bName], bName, [dout, r]), dout, r);
   }
+  // Tensors for modules this model does not adapt would be dropped silently: a different function.
+  const extra = Object.keys(tensors).filter((n) => !expected.has(n));
+  if (extra.length > 0)
+    throw new CheckpointError(
+      `${wFile}: holds ${extra.length} tensor(s) this model has no place for (${extra.slice(0, 3).join(', ')}${extra.length > 3 ? ', ...' : ''}): ` +
+        `set model.lora.targetModules to the modules the adapter was trained on`,
+      wFile,
+    );
   const hFile = path.join(dir, HEAD_FILE);
-  const head = decodeSafetensors(fs.readFileSync(hFile), hFile).tensors;
-  const [classes, hidden] = head.weight!.shape as [number, number];
-  out['classifier.kernel'] = transpose2d(head.weight!.data as Float32Array, classes, hidden);
-  out['classifier.bias'] = Float32Array.from(head.bias!.data as Float32Array);
+  const head = decodeSafetensors(read(hFile), hFile);
+  const [hidden, classes] = def.params.find((p) => p.name === 'classifier.kernel')!.shape as [number, number];
+  const pooling = head.metadata.pooling;
+  if (pooling !== undefined && pooling !== def.pooling)
+    throw new CheckpointError(
+      `${hFile}: the head was trained on '${pooling}' pooling, the model pools '${def.pooling}': set model.pooling to '${pooling}'`,
+      hFile,
+    );
+  const hw = head.tensors.weight;
+  if (hw && hw.shape.length === 2 && hw.shape[0] !== classes)
+    throw new CheckpointError(
+      `${hFile}: the head has ${hw.shape[0]} classes, the dataset ${classes}: an adapter for another task`,
+      hFile,
+    );
+  out['classifier.kernel'] = transpose2d(take(hFile, hw, 'weight', [classes, hidden]), classes, hidden);
+  out['classifier.bias'] = Float32Array.from(take(hFile, head.tensors.bias, 'bias', [classes]));
   return out;
 }
 

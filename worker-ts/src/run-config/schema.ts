@@ -112,6 +112,13 @@ export const hfBertModelSchema = z.strictObject({
         .default(['query', 'value']),
     })
     .prefault({}),
+  /**
+   * A PEFT adapter folder to start from (adapter_config.json, adapter_model.safetensors and the
+   * classifier's head.safetensors: what an hf-bert job writes to <checkpoint.dir>/adapter), for
+   * example one fine-tuned on public data. Its rank, alpha, target modules, pooling and classes
+   * must be the model's. Default: none (LoRA B = 0 and a seeded head, as PEFT starts).
+   */
+  initAdapter: filePath.optional(),
   initSeed,
 });
 

@@ -56,6 +56,14 @@ describe('api/confine: job document paths stay in the tenant roots', () => {
       'model.path',
     ],
     [
+      "another tenant's adapter as the starting adapter",
+      doc(
+        { path: 'train.csv' },
+        { model: { kind: 'hf-bert', path: 'sub', initAdapter: 'bob-link/adapter' } },
+      ),
+      'model.initAdapter',
+    ],
+    [
       'any checkpoint.dir',
       doc(
         { path: 'train.csv' },

@@ -23,6 +23,7 @@ export const READ_PATH_FIELDS = [
   'evaluation.testPath',
   'model.baseCheckpoint',
   'model.path',
+  'model.initAdapter',
 ] as const;
 
 /** A tenant name usable as one path component (api-keys allows `.`/`..`, which are not). */
