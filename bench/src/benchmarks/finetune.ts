@@ -9,14 +9,86 @@
 // torch has the cores TensorGuard's workers have); --lr=, --clip=, --batch=, --epochs=,
 // --max-tokens=, --train-examples=, --test-examples=, --workers=, --rank=, --alpha=, --optimizer=,
 // --epsilon=, --nonprivate-lr= override a setting for every side (settings.ts withOverrides).
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import { presetSplitFile, resolveDatasetPreset, resolveModelPreset } from '@tensorguard/worker';
 import { runOurs } from '../finetune/ours.js';
-import { FULL, QUICK, steps, trainRecords, withOverrides } from '../finetune/settings.js';
+import {
+  FULL,
+  QUICK,
+  steps,
+  trainRecords,
+  withOverrides,
+  type FinetuneSettings,
+  type PublicInit,
+} from '../finetune/settings.js';
 import { runTorch, type TorchResult } from '../finetune/torch-side.js';
 import type { Benchmark, Row } from '../types.js';
 
 const round = (x: number, d = 3) => Number(x.toFixed(d));
+
+/**
+ * The public pretraining's adapter (settings.publicInit): a non-private torch PEFT fine-tune on the
+ * public preset's training prefix, evaluated on the private test split (its accuracy before any
+ * private step). Kept in bench/results/finetune-public/<key>/, keyed by everything that shapes it,
+ * and reused by later runs.
+ */
+async function publicAdapter(
+  s: FinetuneSettings,
+  p: PublicInit,
+  o: { root: string; modelDir: string; testFile: string; threads: number; log: (l: string) => void },
+): Promise<{ dir: string; accuracy: number; examplesPerS: number } | { error: string }> {
+  const key = createHash('sha256')
+    .update(
+      JSON.stringify([
+        p,
+        s.modelPreset,
+        s.maxTokens,
+        s.loraRank,
+        s.loraAlpha,
+        s.loraTargets,
+        s.testExamples ?? null,
+      ]),
+    )
+    .digest('hex')
+    .slice(0, 16);
+  const dir = path.join(o.root, 'bench', 'results', 'finetune-public', key);
+  const resultFile = path.join(dir, 'result.json');
+  if (fs.existsSync(resultFile)) {
+    o.log(`public pretraining: reusing ${dir}`);
+    return {
+      dir,
+      ...(JSON.parse(fs.readFileSync(resultFile, 'utf8')) as { accuracy: number; examplesPerS: number }),
+    };
+  }
+  const data = await resolveDatasetPreset(p.preset, { onDownload: (w) => o.log(`downloading ${w.pkg}`) });
+  const settings: FinetuneSettings = {
+    ...s,
+    batch: p.batch,
+    epochs: p.epochs,
+    nonprivateLearningRate: p.learningRate,
+    trainExamples: p.trainExamples,
+    schedule: 'constant',
+    warmupSteps: 0,
+    emaDecay: undefined,
+  };
+  fs.mkdirSync(dir, { recursive: true });
+  const r = await runTorch(
+    o.root,
+    'nonprivate',
+    settings,
+    { modelDir: o.modelDir, trainFile: presetSplitFile(data, p.preset, 'train'), testFile: o.testFile },
+    o.threads,
+    o.log,
+    { save: dir },
+  );
+  if ('error' in r) return r;
+  const out = { accuracy: r.accuracy, examplesPerS: r.examples_per_s };
+  fs.writeFileSync(resultFile, JSON.stringify(out) + '\n');
+  return { dir, ...out };
+}
 
 export const benchmark: Benchmark = {
   description:
@@ -42,7 +114,30 @@ export const benchmark: Benchmark = {
     const rows: Row[] = [];
     const summary: Record<string, number> = {};
 
-    const ours = args.includes('--no-ours') ? { error: 'skipped (--no-ours)' } : await runOurs(s, opts);
+    let initAdapter: string | undefined;
+    if (s.publicInit) {
+      const pub = await publicAdapter(s, s.publicInit, {
+        root,
+        modelDir,
+        testFile: splitFiles.testFile,
+        threads,
+        log,
+      });
+      if ('error' in pub)
+        throw new Error(`public pretraining failed (--public=none runs without it): ${pub.error}`);
+      initAdapter = pub.dir;
+      rows.push({
+        side: `public pretraining: PEFT non-private on ${s.publicInit.trainExamples} ${s.publicInit.preset} reviews (every side starts here)`,
+        accuracy: round(pub.accuracy),
+        examples_per_s: round(pub.examplesPerS, 1),
+        note: pub.dir,
+      });
+      summary.public_init_accuracy = round(pub.accuracy);
+    }
+
+    const ours = args.includes('--no-ours')
+      ? { error: 'skipped (--no-ours)' }
+      : await runOurs(s, opts, initAdapter);
     if ('error' in ours) {
       log(`ours not run: ${ours.error}`);
       rows.push({ side: 'ours (TensorGuard)', note: ours.error });
@@ -66,7 +161,7 @@ export const benchmark: Benchmark = {
     for (const mode of ['dp', 'nonprivate'] as const) {
       const r = args.includes('--no-torch')
         ? { error: 'skipped (--no-torch)' }
-        : await runTorch(root, mode, s, { modelDir, ...splitFiles }, threads, log);
+        : await runTorch(root, mode, s, { modelDir, ...splitFiles }, threads, log, { init: initAdapter });
       const side = mode === 'dp' ? 'Opacus + PEFT (DP)' : 'PEFT (non-private)';
       if ('error' in r) {
         log(`${side} not run: ${r.error}`);

@@ -63,6 +63,7 @@ function phaseNote(coordRounds: Record<string, unknown>[], workers: Record<strin
 export async function runOurs(
   s: FinetuneSettings,
   opts: BenchOptions,
+  initAdapter?: string,
 ): Promise<OursResult | { error: string }> {
   const { root, log } = opts;
   const records = trainRecords(s);
@@ -86,6 +87,7 @@ export async function runOurs(
       kind: 'hf-bert',
       preset: s.modelPreset,
       lora: { rank: s.loraRank, alpha: s.loraAlpha, targetModules: s.loraTargets },
+      ...(initAdapter ? { initAdapter } : {}),
     },
     dataset: {
       format: 'csv',

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { FULL, QUICK, steps, trainRecords, withOverrides } from './settings.js';
+import { FULL, IMDB_PUBLIC_INIT, QUICK, steps, trainRecords, withOverrides } from './settings.js';
 
 describe('finetune settings', () => {
   it('applies --flag=value overrides and leaves the rest as they were', () => {
@@ -34,6 +34,16 @@ describe('finetune settings', () => {
     expect(() => withOverrides(FULL, ['--ema=1'])).to.throw(/--ema takes a number in \[0, 1\) \(0: off\)/);
     expect(withOverrides(FULL, ['--ema=0']).emaDecay).to.equal(undefined);
     expect(withOverrides(FULL, ['--ema=0.9']).emaDecay).to.equal(0.9);
+  });
+
+  it('--public=none runs without public pretraining, --public=imdb and --public-examples= with it', () => {
+    expect(withOverrides(FULL, ['--public=none']).publicInit).to.equal(undefined);
+    const s = withOverrides({ ...FULL, publicInit: undefined }, ['--public=imdb', '--public-examples=2000']);
+    expect(s.publicInit).to.deep.equal({ ...IMDB_PUBLIC_INIT, trainExamples: 2000 });
+    expect(() => withOverrides(FULL, ['--public=wiki'])).to.throw(/--public takes none or imdb/);
+    expect(() => withOverrides(FULL, ['--public-examples=0'])).to.throw(
+      /--public-examples takes a positive integer/,
+    );
   });
 
   it('caps the training records at the split', () => {

@@ -42,7 +42,35 @@ export interface FinetuneSettings {
   /** A prefix of the preset's (hash-ordered) splits; undefined: all. */
   trainExamples?: number;
   testExamples?: number;
+  /**
+   * Public pretraining (undefined: none, `--public=none`): before the private runs, a non-private
+   * PEFT LoRA fine-tune (torch) on a prefix of a public preset's training split; every side starts
+   * from its adapter and head (model.initAdapter; finetune_torch.py --init-adapter).
+   */
+  publicInit?: PublicInit;
 }
+
+export interface PublicInit {
+  preset: 'imdb';
+  /** A prefix of the public preset's training split. */
+  trainExamples: number;
+  epochs: number;
+  batch: number;
+  learningRate: number;
+}
+
+/**
+ * 8,000 IMDB reviews (not Rotten Tomatoes: other reviews, other writers, another site), one pass,
+ * batch 64, Adam lr 0.002, the private runs' sequence length and LoRA settings. Its adapter alone
+ * scores 76.9 % on the Rotten Tomatoes test split (2026-12-05, bench/README.md).
+ */
+export const IMDB_PUBLIC_INIT: PublicInit = {
+  preset: 'imdb',
+  trainExamples: 8000,
+  epochs: 1,
+  batch: 64,
+  learningRate: 0.002,
+};
 
 /**
  * The full protocol: Rotten Tomatoes, ε = 8 at δ = 1e-5, 4 workers. Adam lr 0.01: in the full
@@ -124,7 +152,7 @@ const OVERRIDES: Record<
 };
 
 /** Names of the override flags, for usage lines. */
-export const OVERRIDE_FLAGS = Object.keys(OVERRIDES);
+export const OVERRIDE_FLAGS = [...Object.keys(OVERRIDES), '--public', '--public-examples'];
 
 /**
  * The settings with `--flag=value` overrides from args applied (other args are left for the
@@ -136,6 +164,19 @@ export function withOverrides(s: FinetuneSettings, args: string[]): FinetuneSett
   for (const arg of args) {
     const eq = arg.indexOf('=');
     if (eq < 0) continue;
+    if (arg.startsWith('--public=')) {
+      const v = arg.slice(eq + 1);
+      if (v !== 'none' && v !== 'imdb') throw new Error(`${arg}: --public takes none or imdb`);
+      out.publicInit = v === 'none' ? undefined : { ...(s.publicInit ?? IMDB_PUBLIC_INIT), preset: v };
+      continue;
+    }
+    if (arg.startsWith('--public-examples=')) {
+      const v = Number(arg.slice(eq + 1));
+      if (!Number.isInteger(v) || v < 1)
+        throw new Error(`${arg}: --public-examples takes a positive integer`);
+      out.publicInit = { ...(out.publicInit ?? IMDB_PUBLIC_INIT), trainExamples: v };
+      continue;
+    }
     const o = OVERRIDES[arg.slice(0, eq)];
     if (!o) continue;
     const raw = arg.slice(eq + 1);

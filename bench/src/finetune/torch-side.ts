@@ -31,6 +31,7 @@ export function runTorch(
   paths: { modelDir: string; trainFile: string; testFile: string },
   threads: number,
   log: (l: string) => void,
+  adapters: { init?: string; save?: string } = {},
 ): Promise<TorchResult | { error: string }> {
   const python = path.join(root, '.venv-bench', 'bin', 'python');
   if (!fs.existsSync(python)) return Promise.resolve({ error: `no .venv-bench (${VENV_BENCH_HINT})` });
@@ -51,6 +52,8 @@ export function runTorch(
     ...['--clip', String(s.clipNorm), '--epsilon', String(s.epsilon), '--delta', String(s.delta)],
     ...['--train-examples', String(s.trainExamples ?? 0), '--test-examples', String(s.testExamples ?? 0)],
     ...['--threads', String(threads)],
+    ...(adapters.init ? ['--init-adapter', adapters.init] : []),
+    ...(adapters.save ? ['--save-adapter', adapters.save] : []),
   ];
   log(
     `torch ${mode}: .venv-bench/bin/python bench/scripts/finetune_torch.py --mode ${mode} --threads ${threads}`,
