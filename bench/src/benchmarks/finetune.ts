@@ -99,7 +99,7 @@ export const benchmark: Benchmark = {
     const threadsArg = args.find((a) => a.startsWith('--threads='));
     const threads = threadsArg ? Number(threadsArg.slice(10)) : Math.min(s.workers, os.cpus().length);
     log(
-      `settings${quick ? ' (--quick)' : ''}: ${trainRecords(s)} training records, ${s.testExamples ?? 'all'} test records, expected batch ${s.batch}, ${steps(s)} steps, ${s.maxTokens} tokens, LoRA r=${s.loraRank} α=${s.loraAlpha} on ${s.loraTargets.join('+')}, ${s.optimizer} lr ${s.learningRate} (non-private ${s.nonprivateLearningRate}), ${s.schedule} schedule${s.warmupSteps > 0 ? ` after ${s.warmupSteps} warm-up steps` : ''}${s.emaDecay !== undefined ? `, EMA ${s.emaDecay}` : ''}, clip ${s.clipNorm}, ${s.workers} workers`,
+      `settings${quick ? ' (--quick)' : ''}: ${trainRecords(s)} training records, ${s.testExamples ?? 'all'} test records, expected batch ${s.batch}, ${steps(s)} steps, ${s.maxTokens} tokens, LoRA r=${s.loraRank} α=${s.loraAlpha} on ${s.loraTargets.join('+')}, ${s.optimizer} lr ${s.learningRate} (non-private ${s.nonprivateLearningRate}), ${s.schedule} schedule${s.warmupSteps > 0 ? ` after ${s.warmupSteps} warm-up steps` : ''}${s.emaDecay !== undefined ? `, EMA ${s.emaDecay}` : ''}, clip ${s.clipNorm}, ${s.workers} workers${s.publicInit ? `, public pretraining on ${s.publicInit.trainExamples} ${s.publicInit.preset} records` : ', no public pretraining'}`,
     );
     const modelDir = await resolveModelPreset(s.modelPreset, {
       onDownload: (w) => log(`downloading ${w.pkg}`),

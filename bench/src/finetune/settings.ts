@@ -60,13 +60,14 @@ export interface PublicInit {
 }
 
 /**
- * 8,000 IMDB reviews (not Rotten Tomatoes: other reviews, other writers, another site), one pass,
- * batch 64, Adam lr 0.002, the private runs' sequence length and LoRA settings. Its adapter alone
- * scores 76.9 % on the Rotten Tomatoes test split (2026-12-05, bench/README.md).
+ * IMDB's whole training split (20,085 reviews; other reviews, other writers, another site than
+ * Rotten Tomatoes), one pass, batch 64, Adam lr 0.002, the private runs' sequence length and LoRA
+ * settings. Its adapter alone scores 78.6 % on the Rotten Tomatoes test split at 64 tokens (76.9 %
+ * from 8,000 reviews; 2026-12-05, bench/README.md).
  */
 export const IMDB_PUBLIC_INIT: PublicInit = {
   preset: 'imdb',
-  trainExamples: 8000,
+  trainExamples: 20085,
   epochs: 1,
   batch: 64,
   learningRate: 0.002,
@@ -80,8 +81,13 @@ export const IMDB_PUBLIC_INIT: PublicInit = {
  * 69.4 % and 70.4 %. Every side evaluates and exports the iterates' moving average (decay 0.9):
  * of the full-setting variants tried on 2026-12-05 (bench/README.md), none beat the constant lr 0.01
  * by more than the run-to-run spread, and the average removes the last iterate's ±1.5-point swings.
+ * From scratch that protocol left every DP side about 5 points below non-private (bench/README.md,
+ * "the accuracy gap"), so the full setting starts every side from a public pretraining on IMDB
+ * (IMDB_PUBLIC_INIT; `--public=none --lr=0.01` is the old protocol), where the DP sides' lr is 0.005 (ours:
+ * 0.784 at 0.01, 0.790 at 0.005, 0.791 at 0.0025 from the 8,000-review start).
  */
 export const FULL: FinetuneSettings = {
+  publicInit: IMDB_PUBLIC_INIT,
   datasetPreset: 'rotten-tomatoes',
   modelPreset: 'all-minilm-l6-v2',
   maxTokens: 64,
@@ -91,7 +97,7 @@ export const FULL: FinetuneSettings = {
   schedule: 'constant',
   warmupSteps: 0,
   emaDecay: 0.9,
-  learningRate: 0.01,
+  learningRate: 0.005,
   nonprivateLearningRate: 0.005,
   loraRank: 8,
   loraAlpha: 8,
@@ -104,10 +110,13 @@ export const FULL: FinetuneSettings = {
 
 /**
  * --quick: the scale of `tensorguard demo --finetune` (2,048 training and 500 test sentences of ≤ 32
- * tokens, expected batch 128, 2 epochs = 32 steps), 4 workers; every side in minutes on 2 cores.
+ * tokens, expected batch 128, 2 epochs = 32 steps), 4 workers; every side in minutes on 2 cores;
+ * from scratch like the demo (no public pretraining).
  */
 export const QUICK: FinetuneSettings = {
   ...FULL,
+  // A smoke run: no public pretraining (`--public=imdb` adds it).
+  publicInit: undefined,
   maxTokens: 32,
   batch: 128,
   epochs: 2,
