@@ -9,6 +9,8 @@
 // torch has the cores TensorGuard's workers have); --lr=, --clip=, --batch=, --epochs=,
 // --max-tokens=, --train-examples=, --test-examples=, --workers=, --rank=, --alpha=, --optimizer=,
 // --epsilon=, --nonprivate-lr= override a setting for every side (settings.ts withOverrides).
+// The full setting first fine-tunes on public data (IMDB) without privacy, and every side starts
+// from that adapter (publicAdapter below; --public=none: from scratch, as --quick does).
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
