@@ -143,7 +143,12 @@ describe('PEFT adapter export (hf-bert)', () => {
     };
     beforeEach(() => writePeftAdapter(dir, hfBert(opts), trainableValues(opts), 'x'));
 
-    it('a missing file: names it and what the folder must hold', () => {
+    it('a missing head tensor, and a missing file: names it and what the folder must hold', () => {
+      rewrite('head.safetensors', (t) => delete t.bias);
+      expect(() => readPeftAdapter(dir, hfBert(opts))).to.throw(
+        CheckpointError,
+        "head.safetensors: no tensor 'bias': the classifier must be 'weight' [classes, hidden] and 'bias' [classes]",
+      );
       fs.rmSync(path.join(dir, 'head.safetensors'));
       expect(() => readPeftAdapter(dir, hfBert(opts))).to.throw(
         CheckpointError,

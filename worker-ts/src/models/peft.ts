@@ -196,8 +196,10 @@ export function readPeftAdapter(dir: string, def: HfBertModelDef): Record<string
   const take = (file: string, t: NamedTensor | undefined, name: string, shape: number[]): Float32Array => {
     if (!t)
       throw new CheckpointError(
-        `${file}: no tensor '${name}': the adapter was trained on other modules than model.lora.targetModules ` +
-          `(${lora.targetModules.join(', ')}) or on another model`,
+        file === wFile
+          ? `${file}: no tensor '${name}': the adapter was trained on other modules than model.lora.targetModules ` +
+              `(${lora.targetModules.join(', ')}) or on another model`
+          : `${file}: no tensor '${name}': the classifier must be 'weight' [classes, hidden] and 'bias' [classes]`,
         file,
       );
     if (t.dtype !== 'F32' || t.shape.join(',') !== shape.join(','))
