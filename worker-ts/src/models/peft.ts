@@ -25,6 +25,11 @@ export const HEAD_FILE = 'head.safetensors';
 
 const PEFT_PREFIX = 'base_model.model.';
 
+/** The shape of one of the model's parameters, by name. */
+function paramShape(def: HfBertModelDef, name: string): number[] {
+  return def.params.find((p) => p.name === name)!.shape;
+}
+
 /**
  * PEFT's `target_modules` for the adapted modules: the short names (PEFT matches a module whose
  * path ends in one), as PEFT writes them, when they name only adapted modules: always for
@@ -92,15 +97,14 @@ export function peftAdapterFiles(
     if (!v) throw new RangeError(`parameter '${name}' has no value`);
     return Float32Array.from(v);
   };
-  const shapeOf = (name: string) => def.params.find((p) => p.name === name)!.shape;
   const tensors: Record<string, ReturnType<typeof tensor>> = {};
   for (const m of def.loraModules) {
-    const [din] = shapeOf(`${m}.lora_a`) as [number, number];
-    const [, dout] = shapeOf(`${m}.lora_b`) as [number, number];
+    const [din] = paramShape(def, `${m}.lora_a`) as [number, number];
+    const [, dout] = paramShape(def, `${m}.lora_b`) as [number, number];
     tensors[`${PEFT_PREFIX}${m}.lora_A.weight`] = tensor(transpose2d(get(`${m}.lora_a`), din, r), [r, din]);
     tensors[`${PEFT_PREFIX}${m}.lora_B.weight`] = tensor(transpose2d(get(`${m}.lora_b`), r, dout), [dout, r]);
   }
-  const [hidden, classes] = shapeOf('classifier.kernel') as [number, number];
+  const [hidden, classes] = paramShape(def, 'classifier.kernel') as [number, number];
   const head = encodeSafetensors(
     {
       weight: tensor(transpose2d(get('classifier.kernel'), hidden, classes), [classes, hidden]),
@@ -216,9 +220,8 @@ export function readPeftAdapter(dir: string, def: HfBertModelDef): Record<string
   const r = lora.rank;
   const expected = new Set<string>();
   for (const m of def.loraModules) {
-    const shapeOf = (n: string) => def.params.find((p) => p.name === n)!.shape;
-    const [din] = shapeOf(`${m}.lora_a`) as [number, number];
-    const [, dout] = shapeOf(`${m}.lora_b`) as [number, number];
+    const [din] = paramShape(def, `${m}.lora_a`) as [number, number];
+    const [, dout] = paramShape(def, `${m}.lora_b`) as [number, number];
     const aName = `${PEFT_PREFIX}${m}.lora_A.weight`;
     const bName = `${PEFT_PREFIX}${m}.lora_B.weight`;
     expected.add(aName).add(bName);
@@ -235,7 +238,7 @@ export function readPeftAdapter(dir: string, def: HfBertModelDef): Record<string
     );
   const hFile = path.join(dir, HEAD_FILE);
   const head = decodeSafetensors(read(hFile), hFile);
-  const [hidden, classes] = def.params.find((p) => p.name === 'classifier.kernel')!.shape as [number, number];
+  const [hidden, classes] = paramShape(def, 'classifier.kernel') as [number, number];
   const pooling = head.metadata.pooling;
   if (pooling !== undefined && pooling !== def.pooling)
     throw new CheckpointError(
